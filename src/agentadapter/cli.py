@@ -1,0 +1,163 @@
+"""The ``agentadapter`` command line (typer + rich).
+
+``chat`` streams a model's answer to the terminal (or prints ``Response.to_dict()`` with
+``--json``); ``backends`` shows the presets table. Exit codes: 0 ok, 2 a usage error (bad
+arguments, unknown provider, missing key or config), 1 a provider error, printed as its translated
+message without a traceback. Commands for agents, workflows and the server join this module as
+those layers land; each stays a thin shell over the library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentadapter.llm.errors import AgentAdapterError, ConfigurationError, InvalidRequestError
+
+app = typer.Typer(
+    name="agentadapter",
+    help="Run AI agents on any LLM backend.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_PROVIDER_ERROR = 1
+EXIT_USAGE_ERROR = 2
+
+
+def _fail(error: AgentAdapterError) -> typer.Exit:
+    usage = isinstance(error, ConfigurationError | InvalidRequestError)
+    stderr.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+    return typer.Exit(EXIT_USAGE_ERROR if usage else EXIT_PROVIDER_ERROR)
+
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="agentadapter.yaml to use (default: ./agentadapter.yaml)")
+]
+
+
+@app.command()
+def chat(
+    model: Annotated[str, typer.Argument(help="provider/model, a named backend's model, or an alias")],
+    prompt: Annotated[str, typer.Argument(help="the user message ('-' reads standard input)")],
+    system: Annotated[str | None, typer.Option("--system", "-s", help="a system prompt")] = None,
+    image: Annotated[
+        list[str] | None, typer.Option("--image", "-i", help="an image path or URL (repeatable)")
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1)] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", min=0.0, max=2.0)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print Response.to_dict() as JSON")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Ask a model once; the answer streams to the terminal."""
+    from agentadapter.llm.client import LLM, to_image_part
+    from agentadapter.llm.messages import Message, Part, TextPart
+
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    try:
+        llm = LLM(config=config)
+        parts: list[Part] = [TextPart(prompt)]
+        parts.extend(to_image_part(i) for i in image or ())
+        messages = ([Message.system(system)] if system else []) + [Message("user", parts)]
+        settings: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature}
+        settings = {k: v for k, v in settings.items() if v is not None}
+        if as_json:
+            response = llm.generate_sync(model, messages, **settings)
+            stdout.print_json(json.dumps(response.to_dict()))
+            return
+        asyncio.run(_stream_to_terminal(llm, model, messages, settings))
+    except AgentAdapterError as error:
+        raise _fail(error) from None
+
+
+async def _stream_to_terminal(llm: Any, model: str, messages: list[Any], settings: dict[str, Any]) -> None:
+    stream = llm.stream(model, messages, **settings)
+    in_reasoning = False
+    try:
+        async for event in stream:
+            if event.kind == "reasoning" and event.text:
+                if not in_reasoning:
+                    stderr.print("[dim]thinking…[/]", markup=True)
+                    in_reasoning = True
+                stderr.print(event.text, style="dim", end="")
+            elif event.kind == "text":
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+            elif event.kind == "tool_call" and event.tool_call is not None:
+                call = event.tool_call
+                stdout.print(f"\n→ tool call {call.name}({json.dumps(call.arguments)})", style="cyan")
+        sys.stdout.write("\n")
+        response = stream.response
+        if response is not None:
+            cost = f", ${response.cost_usd:.6f}" if response.cost_usd else ""
+            stderr.print(
+                f"[dim]{response.provider}/{response.model} · {response.usage.input_tokens} in / "
+                f"{response.usage.output_tokens} out{cost} · {response.latency_ms:.0f} ms[/]",
+                markup=True,
+            )
+    finally:
+        await llm.aclose()
+
+
+@app.command()
+def backends(
+    as_json: Annotated[bool, typer.Option("--json", help="print the table as JSON")] = False,
+) -> None:
+    """Show the provider presets: base URL, key variable, and whether the key is set."""
+    import os
+
+    from agentadapter.llm.backends.presets import PRESETS
+
+    rows = []
+    for preset in PRESETS.values():
+        key_env = preset.api_key_env[0] if preset.api_key_env else ""
+        key_set = any(os.environ.get(name) for name in preset.api_key_env)
+        base_url = next((os.environ[n] for n in preset.base_url_env if os.environ.get(n)), preset.base_url)
+        rows.append({
+            "provider": preset.name,
+            "label": preset.label,
+            "wire_format": preset.backend,
+            "base_url": base_url,
+            "key_env": key_env,
+            "key_set": key_set,
+            "key_required": preset.key_required,
+        })
+    if as_json:
+        stdout.print_json(json.dumps(rows))
+        return
+    table = Table(title="Backends", show_lines=False)
+    for column in ("provider", "name", "wire format", "base URL", "key variable", "key"):
+        table.add_column(column)
+    for row in rows:
+        key = _key_status(bool(row["key_set"]), bool(row["key_required"]))
+        table.add_row(
+            str(row["provider"]), str(row["label"]), str(row["wire_format"]),
+            str(row["base_url"] or "[dim](set a base URL)[/]"), str(row["key_env"]), key,
+        )
+    stdout.print(table)
+
+
+def _key_status(key_set: bool, key_required: bool) -> str:
+    if key_set:
+        return "[green]set[/]"
+    return "[red]missing[/]" if key_required else "[dim]not needed[/]"
+
+
+def main() -> None:
+    """Console-script entry point: typer's usage errors exit 2, ours as documented above."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

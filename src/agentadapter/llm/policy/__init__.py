@@ -1,0 +1,1 @@
+"""Policies composed around backends: retries (and, later, breakers, limits, budgets, cache)."""

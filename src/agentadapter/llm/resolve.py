@@ -1,0 +1,190 @@
+"""From a model id to the backend that serves it.
+
+``provider/model`` ids, named backends from the config file, the seeds' ``agents:`` entries,
+``AGENT_ONLINE_ENDPOINTS`` and user aliases (``smart``, ``cheap``) all resolve here to a list of
+:class:`Target` (one backend instance and the bare model name each). Keys and base URLs come from
+the config file first, then the vendor's own environment variables, then the preset's default. A
+missing key or base URL fails here, before any network call, with a message naming the variable
+to set. Backend instances are created once per resolver and shared.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentadapter.config import BackendSpec, FileConfig, RouteSpec
+from agentadapter.llm.backends.base import Backend, BackendConfig, backend_class
+from agentadapter.llm.backends.presets import PRESETS, Preset, canonical_type, get_preset
+from agentadapter.llm.errors import ConfigurationError, InvalidRequestError
+from agentadapter.llm.transport import DEFAULT_TIMEOUT, Timeout, Transport
+
+
+@dataclass(slots=True, frozen=True)
+class Target:
+    """One backend and the model name it is asked for."""
+
+    backend: Backend
+    model: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend.name}/{self.model}"
+
+
+@dataclass(slots=True, frozen=True)
+class Route:
+    """What a model id resolves to: one target, or a strategy over several."""
+
+    targets: tuple[Target, ...]
+    strategy: str = "failover"
+    failover_on: frozenset[str] = field(default_factory=frozenset)
+
+
+class Resolver:
+    """Resolves model ids against a config file, the environment and the presets."""
+
+    def __init__(
+        self,
+        file_config: FileConfig,
+        *,
+        transport: Transport[Any],
+        environ: Mapping[str, str] | None = None,
+        backends: Mapping[str, Backend] | None = None,
+        online_endpoints: Mapping[str, str] | None = None,
+    ) -> None:
+        self.file_config = file_config
+        self.transport = transport
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self._backends: dict[str, Backend] = dict(backends or {})
+        self._routes: dict[str, Route] = {}
+        self._specs: dict[str, BackendSpec] = dict(file_config.backends)
+        self._aliases: dict[str, RouteSpec | str] = dict(file_config.models)
+        for name, url in (online_endpoints or {}).items():
+            self._specs.setdefault(name, BackendSpec(type="custom", base_url=url))
+        for agent in file_config.seed_agents():
+            # The seeds' shape names a backend per agent; `<id>` becomes both a backend name and an
+            # alias of its model, so `llm.generate("researcher", ...)` works.
+            self._specs.setdefault(agent.id, agent.backend)
+            if agent.backend.model:
+                self._aliases.setdefault(agent.id, f"{agent.id}/{agent.backend.model}")
+
+    # ------------------------------------------------------------------------------------- routes
+
+    def route(self, model_id: str | Sequence[str]) -> Route:
+        """The route for a model id, an alias, or an inline failover list."""
+        if not isinstance(model_id, str):
+            if not model_id:
+                raise InvalidRequestError("an inline route needs at least one model id")
+            targets = tuple(t for m in model_id for t in self.route(m).targets)
+            return Route(targets)
+        route = self._routes.get(model_id)
+        if route is None:
+            route = self._routes[model_id] = self._resolve(model_id, seen=())
+        return route
+
+    def _resolve(self, model_id: str, seen: tuple[str, ...]) -> Route:
+        if model_id in seen:
+            raise ConfigurationError(f"model alias loop: {' -> '.join((*seen, model_id))}")
+        alias = self._aliases.get(model_id)
+        if alias is not None:
+            if isinstance(alias, str):
+                return self._resolve(alias, (*seen, model_id))
+            targets = tuple(t for m in alias.targets for t in self._resolve(m, (*seen, model_id)).targets)
+            if alias.strategy != "failover":
+                raise ConfigurationError(
+                    f"model {model_id!r} uses routing strategy {alias.strategy!r}, which this version "
+                    "does not provide; use strategy: failover"
+                )
+            return Route(targets, alias.strategy, frozenset(alias.failover_on))
+        provider, sep, model = model_id.partition("/")
+        if not sep or not provider or not model:
+            raise ConfigurationError(
+                f"model {model_id!r} is not a provider/model id or a known alias; write it as "
+                "'openai/gpt-4o-mini', or define it under `models:` in agentadapter.yaml"
+            )
+        return Route((Target(self.backend(provider, model=model), model),))
+
+    # ----------------------------------------------------------------------------------- backends
+
+    def backend(self, name: str, *, model: str | None = None) -> Backend:
+        """The backend instance for a provider or named backend (created on first use)."""
+        backend = self._backends.get(name)
+        if backend is None:
+            config = self.backend_config(name, model=model)
+            preset_backend = PRESETS[config.type].backend if config.type in PRESETS else config.type
+            backend_type = backend_class(preset_backend)
+            backend = backend_type(config, transport=self.transport)
+            self._backends[name] = backend
+        return backend
+
+    def backend_config(self, name: str, *, model: str | None = None) -> BackendConfig:
+        spec = self._specs.get(name)
+        if spec is not None:
+            return self._config_from_spec(name, spec, model)
+        preset = get_preset(name)
+        return self._config_from_preset(name, preset, model=model)
+
+    def _env(self, names: tuple[str, ...]) -> str | None:
+        for env_name in names:
+            value = self.environ.get(env_name)
+            if value:
+                return value
+        return None
+
+    def _config_from_preset(
+        self, name: str, preset: Preset, *, model: str | None, spec: BackendSpec | None = None
+    ) -> BackendConfig:
+        base_url = (spec.base_url if spec else None) or self._env(preset.base_url_env) or preset.base_url
+        explicit_url = bool(spec and spec.base_url)
+        api_key = (spec.api_key if spec else None) or (None if explicit_url else self._env(preset.api_key_env))
+        where = f"backend {name}" + (f", model {model}" if model else "")
+        if preset.backend != "test" and not base_url:
+            env_hint = " or ".join(preset.base_url_env) or "base_url"
+            raise ConfigurationError(
+                f"{env_hint} is not set; export it or set base_url under backends: in agentadapter.yaml ({where})"
+            )
+        if preset.key_required and not api_key and not explicit_url:
+            raise ConfigurationError(
+                f"{preset.api_key_env[0]} is not set; export it or pass api_key=... ({where})"
+            )
+        timeout = DEFAULT_TIMEOUT if not (spec and spec.timeout) else Timeout(total=spec.timeout)
+        options = dict(spec.model_extra or {}) if spec else {}
+        api_version = (spec.api_version if spec else None) or (
+            self.environ.get("OPENAI_API_VERSION") if preset.name == "azure" else None
+        )
+        return BackendConfig(
+            name=name,
+            type=preset.name,
+            base_url=base_url.rstrip("/") if base_url else None,
+            api_key=api_key,
+            headers=dict(spec.headers) if spec else {},
+            api_version=api_version,
+            timeout=timeout,
+            max_retries=spec.max_retries if spec else None,
+            options=options,
+        )
+
+    def _config_from_spec(self, name: str, spec: BackendSpec, model: str | None) -> BackendConfig:
+        type_name = canonical_type(spec.type)
+        if type_name in PRESETS:
+            return self._config_from_preset(name, PRESETS[type_name], model=model, spec=spec)
+        # A registered third-party backend type: pass the spec through as is.
+        backend_class(type_name)  # fails early, with the list of known types, when unknown
+        return BackendConfig(
+            name=name,
+            type=type_name,
+            base_url=spec.base_url,
+            api_key=spec.api_key,
+            headers=dict(spec.headers),
+            api_version=spec.api_version,
+            timeout=DEFAULT_TIMEOUT if spec.timeout is None else Timeout(total=spec.timeout),
+            max_retries=spec.max_retries,
+            options=dict(spec.model_extra or {}),
+        )
+
+    def backends(self) -> dict[str, Backend]:
+        """The backend instances created so far."""
+        return dict(self._backends)

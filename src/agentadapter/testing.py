@@ -1,0 +1,22 @@
+"""Test doubles and the backend conformance kit, public so users test their own code offline.
+
+``TestBackend`` and ``FunctionBackend`` answer without a network (model ids ``test/echo`` and
+``test/tools`` resolve to ``TestBackend``). ``offline_llm()`` builds an ``LLM`` that refuses every
+provider except the test backends, for test suites that must never reach the internet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agentadapter.llm.backends.base import Backend
+from agentadapter.llm.backends.testing import FunctionBackend, TestBackend, example_value
+from agentadapter.llm.client import LLM
+
+__all__ = ["FunctionBackend", "TestBackend", "example_value", "offline_llm"]
+
+
+def offline_llm(backends: Mapping[str, Backend] | None = None, **kwargs: Any) -> LLM:
+    """An ``LLM`` with an empty environment: only the test backends (and those given) answer."""
+    return LLM(config={}, backends=backends, environ={}, **kwargs)
