@@ -69,7 +69,6 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
-    "LLM",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -95,6 +94,7 @@ __all__ = [
     "GuardrailTripped",
     "ImagePart",
     "InvalidRequestError",
+    "LLM",
     "LLMStream",
     "MaxTurnsExceeded",
     "Message",

@@ -247,8 +247,7 @@ class LLM:
 
     def capabilities(self, model: str) -> catalog.Capabilities:
         """What ``provider/model`` (or an alias's first target) can do, from the catalog."""
-        target = self.resolver.route(model).targets[0]
-        return target.backend.capabilities(target.model)
+        return self.resolver.route(model).targets[0].capabilities()
 
     async def aclose(self) -> None:
         """Close the pooled connections of the running loop."""
@@ -289,7 +288,7 @@ class LLM:
         response.latency_ms = _ms(started)
         response.attempts = attempts
         if response.cost_usd is None:
-            pricing = target.backend.capabilities(target.model).pricing
+            pricing = target.capabilities().pricing
             response.cost_usd = catalog.cost_usd(response.usage, pricing)
         if request.output is not None and response.output is None and response.finish_reason != "tool_calls":
             response.output = request.output.parse(response.text)
@@ -307,7 +306,7 @@ def _load_file_config(config: str | Path | Mapping[str, Any] | FileConfig | None
 
 def check_capabilities(target: Target, request: Request) -> None:
     """Refuse, before any network call, what a known model cannot do."""
-    caps = target.backend.capabilities(target.model)
+    caps = target.capabilities()
     if not caps.known:
         return
     if request.tools and not caps.tools and request.tool_choice != "none":

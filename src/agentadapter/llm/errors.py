@@ -237,6 +237,8 @@ _CONTEXT_WINDOW_MARKERS = (
 )
 _CONTENT_FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
 _OVERLOADED_MARKERS = ("overloaded", "unavailable", "capacity")
+# Gemini answers a wrong API key with 400 INVALID_ARGUMENT, not 401.
+_AUTHENTICATION_MARKERS = ("api key not valid", "api key not found", "api_key_invalid")
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -320,7 +322,9 @@ def error_from_response(
     haystack = f"{message} {code or ''} {kind or ''}".lower()
     error_class: type[APIStatusError]
     if status in (400, 413, 422):
-        if any(marker in haystack for marker in _CONTEXT_WINDOW_MARKERS):
+        if any(marker in haystack for marker in _AUTHENTICATION_MARKERS):
+            error_class = AuthenticationError
+        elif any(marker in haystack for marker in _CONTEXT_WINDOW_MARKERS):
             error_class = ContextWindowExceededError
         elif any(marker in haystack for marker in _CONTENT_FILTER_MARKERS):
             error_class = ContentFilterError
@@ -347,7 +351,8 @@ def error_from_response(
         error_class = BadRequestError
     where = f"{provider}" + (f", model {model}" if model else "")
     detail = message or (body if isinstance(body, str) else "") or "no error message"
-    text = f"{error_class.__name__}: {provider} answered HTTP {status}: {detail} ({where}); {_advice(status, provider)}"
+    advice = _advice(401 if error_class is AuthenticationError else status, provider)
+    text = f"{error_class.__name__}: {provider} answered HTTP {status}: {detail} ({where}); {advice}"
     retryable: bool | None = None
     should_retry = lowered_headers.get("x-should-retry")
     if should_retry == "true":

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentadapter.config import BackendSpec, FileConfig, RouteSpec
+from agentadapter.llm import catalog
 from agentadapter.llm.backends.base import Backend, BackendConfig, backend_class
 from agentadapter.llm.backends.presets import PRESETS, Preset, canonical_type, get_preset
 from agentadapter.llm.errors import ConfigurationError, InvalidRequestError
@@ -28,10 +29,17 @@ class Target:
 
     backend: Backend
     model: str
+    provider: str
+    """The provider or backend name as the model id wrote it (the key into the catalog)."""
 
     @property
     def label(self) -> str:
-        return f"{self.backend.name}/{self.model}"
+        return f"{self.provider}/{self.model}"
+
+    def capabilities(self) -> catalog.Capabilities:
+        """The catalog entry under this id, else what the backend itself says."""
+        entry = catalog.find(self.label)
+        return entry if entry is not None else self.backend.capabilities(self.model)
 
 
 @dataclass(slots=True, frozen=True)
@@ -105,7 +113,7 @@ class Resolver:
                 f"model {model_id!r} is not a provider/model id or a known alias; write it as "
                 "'openai/gpt-4o-mini', or define it under `models:` in agentadapter.yaml"
             )
-        return Route((Target(self.backend(provider, model=model), model),))
+        return Route((Target(self.backend(provider, model=model), model, provider),))
 
     # ----------------------------------------------------------------------------------- backends
 

@@ -241,6 +241,8 @@ _BUILTIN: dict[str, str] = {
     "openai_chat": "agentadapter.llm.backends.openai_chat:OpenAIChatBackend",
     "anthropic": "agentadapter.llm.backends.anthropic:AnthropicBackend",
     "gemini": "agentadapter.llm.backends.gemini:GeminiBackend",
+    "cohere": "agentadapter.llm.backends.cohere:CohereBackend",
+    "openai_responses": "agentadapter.llm.backends.openai_responses:OpenAIResponsesBackend",
     "test": "agentadapter.llm.backends.testing:TestBackend",
 }
 
