@@ -1,0 +1,1 @@
+"""Tests of the Anthropic Messages backend against a loopback fake of the API."""
