@@ -145,7 +145,11 @@ class RateLimitError(APIStatusError):
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.retry_after = retry_after if retry_after is not None else parse_retry_after(self.headers)
+        if retry_after is None:
+            retry_after = parse_retry_after(self.headers)
+        if retry_after is None:
+            retry_after = _retry_info_delay(self.body)
+        self.retry_after = retry_after
 
 
 class ServerError(APIStatusError):
@@ -262,6 +266,23 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None  # neither seconds nor an HTTP date: ignore the hint, back off instead
     return max(0.0, parsed.timestamp() - time.time())
+
+
+def _retry_info_delay(body: Any) -> float | None:
+    """Seconds from a Google ``RetryInfo`` detail (``"retryDelay": "36s"``): Gemini's 429s carry the
+    hint in the body, not in a Retry-After header."""
+    if isinstance(body, list) and body:
+        body = body[0]
+    error = body.get("error") if isinstance(body, Mapping) else None
+    details = error.get("details") if isinstance(error, Mapping) else None
+    for detail in details if isinstance(details, list) else ():
+        delay = detail.get("retryDelay") if isinstance(detail, Mapping) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(0.0, float(delay[:-1]))
+            except ValueError:
+                return None
+    return None
 
 
 def _error_fields(body: Any) -> tuple[str, str | None, str | None]:

@@ -145,7 +145,10 @@ class Backend(ABC):
         timeout = self.config.timeout
         if request is not None and request.timeout is not None:
             timeout = Timeout(timeout.connect, timeout.read, request.timeout)
-        merged = {**self.config.headers, **(headers or {})}
+        merged = {"content-type": "application/json"} if body is not None else {}
+        merged.update(self.config.headers)
+        if headers:
+            merged.update(headers)
         if request is not None and request.extra_headers:
             merged.update(request.extra_headers)
         return HTTPRequest(

@@ -1,0 +1,1 @@
+"""Tests of the Gemini backend against a loopback fake of the Gemini API."""
