@@ -3,6 +3,7 @@
 ``TestBackend`` and ``FunctionBackend`` answer without a network (model ids ``test/echo`` and
 ``test/tools`` resolve to ``TestBackend``). ``offline_llm()`` builds an ``LLM`` that refuses every
 provider except the test backends, for test suites that must never reach the internet.
+``backend_conformance`` is the contract suite every backend passes (see docs/backends.md).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from agentadapter.llm import conformance as backend_conformance
 from agentadapter.llm.backends.base import Backend
 from agentadapter.llm.backends.testing import FunctionBackend, TestBackend, example_value
 from agentadapter.llm.client import LLM
 
-__all__ = ["FunctionBackend", "TestBackend", "example_value", "offline_llm"]
+__all__ = ["FunctionBackend", "TestBackend", "backend_conformance", "example_value", "offline_llm"]
 
 
 def offline_llm(backends: Mapping[str, Backend] | None = None, **kwargs: Any) -> LLM:
