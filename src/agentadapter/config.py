@@ -122,12 +122,41 @@ def get_settings() -> Settings:
 # ----------------------------------------------------------------------------------- the YAML file
 
 
+class RateLimitSpec(BaseModel):
+    """Client-side limits of one backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    mode: Literal["wait", "fail"] = "wait"
+    learn_from_headers: bool = True
+
+
+class BreakerSpec(BaseModel):
+    """When circuit breakers open and how they recover (one breaker per backend+model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failure_threshold: int = Field(default=5, ge=1)
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    window_s: float = Field(default=30.0, gt=0)
+    min_calls: int = Field(default=20, ge=1)
+    cooldown_s: float = Field(default=15.0, ge=0)
+    half_open_probes: int = Field(default=1, ge=1)
+    enabled: bool = True
+
+
 class BackendSpec(BaseModel):
-    """A named endpoint: ``my-vllm: {type: openai, base_url: ..., api_key: ...}``."""
+    """A named endpoint: ``my-vllm: {type: openai, base_url: ..., api_key: ...}``.
+
+    A name that is also a provider (``openai:``) configures that provider; ``type`` then defaults
+    to it.
+    """
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = "custom"
+    type: str | None = None
     base_url: str | None = None
     api_key: str | None = None
     api_version: str | None = None
@@ -136,6 +165,7 @@ class BackendSpec(BaseModel):
     max_retries: int | None = None
     model: str | None = None
     """A default model (the seeds' ``backend: {type, model}``)."""
+    rate_limit: RateLimitSpec | None = None
 
 
 class RouteSpec(BaseModel):
@@ -182,6 +212,7 @@ class FileConfig(BaseModel):
     models: dict[str, RouteSpec | str] = Field(default_factory=dict)
     budgets: list[BudgetSpec] = Field(default_factory=list)
     cache: CacheSpec | None = None
+    breaker: BreakerSpec = Field(default_factory=BreakerSpec)
     catalog: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Overrides of catalog entries by model id."""
     agents: list[dict[str, Any]] = Field(default_factory=list)

@@ -88,6 +88,7 @@ async def test_tool_call_continues_on_another_provider(fakes, first, second):
     # Reasoning from the first provider is not replayed to the second.
     for thought in ("The user wants weather.", "Weather lookup needed."):
         assert thought not in sent
+    await llm.aclose()
 
 
 async def test_reasoning_is_replayed_to_its_own_provider(fakes):
@@ -102,3 +103,4 @@ async def test_reasoning_is_replayed_to_its_own_provider(fakes):
     sent = fakes["anthropic"].requests[-1].json
     blocks = [b["type"] for m in sent["messages"] for b in (m["content"] if isinstance(m["content"], list) else [])]
     assert "thinking" in blocks  # the signed thinking block went back to Anthropic
+    await llm.aclose()

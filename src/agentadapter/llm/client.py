@@ -2,39 +2,31 @@
 
 ``LLM`` turns what users write (a model id, a prompt or OpenAI-style messages, functions as tools,
 a pydantic model as ``output=``) into a neutral :class:`~agentadapter.llm.messages.Request`,
-resolves the model id to one or more targets (:mod:`agentadapter.llm.resolve`), and calls each
-backend under the retry policy, failing over along a route. It then fills in what is the same for
-every provider: latency, attempts, cost from the catalog, and the validated structured output.
-Streams go through the same steps; a stream is retried or failed over only until its first event
-reaches the caller. ``generate_sync`` runs calls on one background event loop per ``LLM`` so its
-pooled connections survive between calls.
+resolves the model id to a route (:mod:`agentadapter.llm.resolve`) and runs it through a
+:class:`~agentadapter.llm.router.Router`, which applies breakers, rate limits, retries and
+failover per target. It then fills in what is the same for every provider: latency and the
+validated structured output (cost and attempts come from the router). Streams go through the same
+steps; a stream is retried or failed over only until its first event reaches the caller.
+``generate_sync`` runs calls on one background event loop per ``LLM`` so its pooled connections
+survive between calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import functools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from agentadapter.config import FileConfig, find_config_file, get_settings, load_config_file, parse_config
 from agentadapter.llm import catalog
 from agentadapter.llm.backends.base import Backend
-from agentadapter.llm.errors import (
-    AgentAdapterError,
-    AllTargetsFailedError,
-    CapabilityError,
-    ContentFilterError,
-    ContextWindowExceededError,
-    InvalidRequestError,
-)
+from agentadapter.llm.errors import InvalidRequestError
+from agentadapter.llm.health import InProcessReliabilityStore, ReliabilityStore, TargetHealth
 from agentadapter.llm.messages import (
-    Attempt,
     CacheHints,
     ImagePart,
     Message,
@@ -46,8 +38,11 @@ from agentadapter.llm.messages import (
     coerce_messages,
 )
 from agentadapter.llm.output import OutputSchema
-from agentadapter.llm.policy.retry import RetryPolicy, call_with_retries
-from agentadapter.llm.resolve import Resolver, Route, Target
+from agentadapter.llm.policy.breaker import BreakerConfig
+from agentadapter.llm.policy.ratelimit import RateLimitConfig
+from agentadapter.llm.policy.retry import RetryPolicy
+from agentadapter.llm.resolve import Resolver, Route
+from agentadapter.llm.router import Router, RouterContext
 from agentadapter.llm.tools import Tool, coerce_tool
 from agentadapter.llm.transport import Transport, create_transport
 
@@ -62,10 +57,6 @@ _SETTINGS = frozenset({
     "tool_choice", "parallel_tool_calls", "temperature", "top_p", "max_tokens", "stop", "seed",
     "reasoning_effort", "metadata", "tags", "timeout", "extra_body", "extra_headers",
 })
-_FAILOVER_EXTRA: dict[str, type[AgentAdapterError]] = {
-    "context_window": ContextWindowExceededError,
-    "content_filter": ContentFilterError,
-}
 
 
 class LLM:
@@ -83,6 +74,7 @@ class LLM:
         retry: RetryPolicy | None = None,
         backends: Mapping[str, Backend] | None = None,
         environ: Mapping[str, str] | None = None,
+        reliability: ReliabilityStore | None = None,
     ) -> None:
         self.file_config = _load_file_config(config)
         settings = get_settings()
@@ -91,12 +83,24 @@ class LLM:
         else:
             self.transport = create_transport(transport or settings.transport)
         self.retry = retry or RetryPolicy()
+        self.reliability: ReliabilityStore = reliability or InProcessReliabilityStore(
+            breaker_config=BreakerConfig(**self.file_config.breaker.model_dump()),
+            rate_limits={
+                name: RateLimitConfig(**spec.rate_limit.model_dump())
+                for name, spec in self.file_config.backends.items()
+                if spec.rate_limit is not None
+            },
+        )
+        self._router_context = RouterContext(retry=self.retry, store=self.reliability)
+        self._routers: dict[str | tuple[str, ...], Router] = {}
         self.resolver = Resolver(
             self.file_config,
             transport=self.transport,
             environ=environ,
             backends=backends,
             online_endpoints=settings.agent_online_endpoints,
+            nested_route=self._new_router,
+            on_new_backend=self._watch_backend,
         )
         for model_id, values in self.file_config.catalog.items():
             catalog.override(model_id, **values)
@@ -161,29 +165,9 @@ class LLM:
 
     async def generate_request(self, model: ModelId, request: Request) -> Response:
         """``generate`` for a ready-made :class:`Request` (its ``model`` is replaced per target)."""
-        route = self.resolver.route(model)
-        attempts: list[Attempt] = []
-        errors: list[BaseException] = []
         started = time.perf_counter()
-        for target in route.targets:
-            attempt_started = time.perf_counter()
-            retries_seen = _RetryCounter()
-            try:
-                response, retries = await call_with_retries(
-                    functools.partial(target.backend.generate, self._for_target(target, request)),
-                    self._policy_for(target),
-                    deadline=request.deadline,
-                    on_retry=retries_seen,
-                )
-            except AgentAdapterError as error:
-                attempts.append(_failed_attempt(target, error, attempt_started, retries_seen.count))
-                errors.append(error)
-                if not _may_fail_over(error, route):
-                    break
-                continue
-            attempts.append(Attempt(target.label, latency_ms=_ms(attempt_started), retries=retries))
-            return self._finish(response, target, request, attempts, started)
-        raise _route_error(errors, attempts, route)
+        response = await self.router(model).generate(request)
+        return _finish(response, request, started)
 
     def stream(
         self,
@@ -269,30 +253,33 @@ class LLM:
 
     # ---------------------------------------------------------------------------------- internals
 
-    def _policy_for(self, target: Target) -> RetryPolicy:
-        """The LLM's retry policy, with the backend's own ``max_retries`` when its config sets one."""
-        max_retries = target.backend.config.max_retries
-        if max_retries is None or max_retries == self.retry.max_retries:
-            return self.retry
-        return replace(self.retry, max_retries=max_retries)
+    def router(self, model: ModelId) -> Router:
+        """The router that runs ``model`` (an id, an alias, or a list tried in order)."""
+        key = model if isinstance(model, str) else tuple(model)
+        router = self._routers.get(key)
+        if router is None:
+            name = key if isinstance(key, str) else " | ".join(key)
+            router = self._routers[key] = self._new_router(name, self.resolver.route(model))
+        return router
 
-    def _for_target(self, target: Target, request: Request) -> Request:
-        check_capabilities(target, request)
-        if request.model == target.model:
-            return request
-        return replace(request, model=target.model)
+    def health(self) -> dict[str, TargetHealth]:
+        """Success rate, latency percentiles, breaker state and calls in flight, per target used so far."""
+        return self.reliability.health()
 
-    def _finish(
-        self, response: Response, target: Target, request: Request, attempts: list[Attempt], started: float
-    ) -> Response:
-        response.latency_ms = _ms(started)
-        response.attempts = attempts
-        if response.cost_usd is None:
-            pricing = target.capabilities().pricing
-            response.cost_usd = catalog.cost_usd(response.usage, pricing)
-        if request.output is not None and response.output is None and response.finish_reason != "tool_calls":
-            response.output = request.output.parse(response.text)
-        return response
+    def _new_router(self, name: str, route: Route) -> Router:
+        return Router(name, route, self._router_context)
+
+    def _watch_backend(self, backend: Backend) -> None:
+        # Providers' rate-limit headers teach the backend's client-side limiter.
+        backend.header_listeners.append(self.reliability.limiter(backend.name).observe)
+
+
+def _finish(response: Response, request: Request, started: float) -> Response:
+    """What is the same for every provider: total latency and the validated structured output."""
+    response.latency_ms = (time.perf_counter() - started) * 1000.0
+    if request.output is not None and response.output is None and response.finish_reason != "tool_calls":
+        response.output = request.output.parse(response.text)
+    return response
 
 
 def _load_file_config(config: str | Path | Mapping[str, Any] | FileConfig | None) -> FileConfig:
@@ -302,21 +289,6 @@ def _load_file_config(config: str | Path | Mapping[str, Any] | FileConfig | None
         return parse_config(dict(config))
     path = find_config_file(config if config is not None else get_settings().config)
     return load_config_file(path) if path is not None else FileConfig()
-
-
-def check_capabilities(target: Target, request: Request) -> None:
-    """Refuse, before any network call, what a known model cannot do."""
-    caps = target.capabilities()
-    if not caps.known:
-        return
-    if request.tools and not caps.tools and request.tool_choice != "none":
-        raise CapabilityError(
-            f"{target.label} does not support tools; pick a model with tool calling or drop tools="
-        )
-    if not caps.vision and any(
-        isinstance(part, ImagePart) for message in request.messages for part in message.parts
-    ):
-        raise CapabilityError(f"{target.label} does not accept images; pick a vision model (see `agentadapter models`)")
 
 
 def to_image_part(image: str | bytes | Path | ImagePart) -> ImagePart:
@@ -335,50 +307,6 @@ def _sniff_image_type(data: bytes) -> str:
         if data.startswith(magic):
             return media_type
     raise InvalidRequestError("cannot tell the image type of these bytes; pass ImagePart(data=..., media_type=...)")
-
-
-class _RetryCounter:
-    """Counts the retries of one target, for its :class:`Attempt` record when it finally fails."""
-
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, _error: BaseException, retry_number: int, _wait: float) -> None:
-        self.count = retry_number
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0
-
-
-def _failed_attempt(target: Target, error: BaseException, started: float, retries: int) -> Attempt:
-    return Attempt(
-        target.label,
-        error_type=type(error).__name__,
-        error=str(error),
-        status=getattr(error, "status", None),
-        latency_ms=_ms(started),
-        retries=retries,
-    )
-
-
-def _may_fail_over(error: BaseException, route: Route) -> bool:
-    if isinstance(error, AgentAdapterError) and error.retryable:
-        return True
-    return any(isinstance(error, _FAILOVER_EXTRA[kind]) for kind in route.failover_on if kind in _FAILOVER_EXTRA)
-
-
-def _route_error(errors: list[BaseException], attempts: list[Attempt], route: Route) -> BaseException:
-    if len(errors) == 1 and len(route.targets) == 1:
-        return errors[0]
-    tried = "; ".join(f"{a.target}: {a.error_type}" for a in attempts)
-    error = AllTargetsFailedError(
-        f"AllTargetsFailedError: every target failed ({tried}); see .errors for each", errors
-    )
-    error.__cause__ = errors[-1]
-    return error
 
 
 class LLMStream:
@@ -405,43 +333,11 @@ class LLMStream:
         return self.response
 
     async def _run(self) -> AsyncIterator[StreamEvent]:
-        llm, request = self._llm, self.request
-        route = llm.resolver.route(self._model)
-        attempts: list[Attempt] = []
-        errors: list[BaseException] = []
         started = time.perf_counter()
-        for target in route.targets:
-            target_request = llm._for_target(target, request)
-            attempt_started = time.perf_counter()
-            retries = 0
-            policy = llm._policy_for(target)
-            while True:
-                emitted = False
-                try:
-                    async for event in target.backend.stream(target_request):
-                        emitted = True
-                        if event.kind == "finish":
-                            assert event.response is not None
-                            attempts.append(Attempt(target.label, latency_ms=_ms(attempt_started), retries=retries))
-                            self.response = llm._finish(event.response, target, request, attempts, started)
-                        yield event
-                    return
-                except AgentAdapterError as error:
-                    # Once the caller has seen content, a retry would repeat it: never retry then.
-                    if emitted:
-                        raise
-                    if policy.should_retry(error, retries):
-                        wait = policy.delay(error, retries)
-                        if request.deadline is None or time.monotonic() + wait < request.deadline:
-                            await asyncio.sleep(wait)
-                            retries += 1
-                            continue
-                    attempts.append(_failed_attempt(target, error, attempt_started, retries))
-                    errors.append(error)
-                    break
-            if not _may_fail_over(errors[-1], route):
-                break
-        raise _route_error(errors, attempts, route)
+        async for event in self._llm.router(self._model).stream(self.request):
+            if event.kind == "finish" and event.response is not None:
+                self.response = _finish(event.response, self.request, started)
+            yield event
 
 
 class _LoopThread:

@@ -215,9 +215,11 @@ class MaxTurnsExceeded(AgentAdapterError):
 class AllTargetsFailedError(AgentAdapterError):
     """Every target of a route failed; ``errors`` holds each failure in the order tried."""
 
-    def __init__(self, message: str, errors: Sequence[BaseException]) -> None:
+    def __init__(self, message: str, errors: Sequence[BaseException], *, attempts: Sequence[Any] = ()) -> None:
         super().__init__(message)
         self.errors = list(errors)
+        self.attempts = list(attempts)
+        """Every target tried, as :class:`~agentadapter.llm.messages.Attempt` records."""
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]

@@ -11,7 +11,7 @@ to set. Backend instances are created once per resolver and shared.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ class Target:
 
     @property
     def label(self) -> str:
-        return f"{self.provider}/{self.model}"
+        return f"{self.provider}/{self.model}" if self.model else self.provider
 
     def capabilities(self) -> catalog.Capabilities:
         """The catalog entry under this id, else what the backend itself says."""
@@ -49,6 +49,7 @@ class Route:
     targets: tuple[Target, ...]
     strategy: str = "failover"
     failover_on: frozenset[str] = field(default_factory=frozenset)
+    weights: tuple[float, ...] | None = None
 
 
 class Resolver:
@@ -62,11 +63,19 @@ class Resolver:
         environ: Mapping[str, str] | None = None,
         backends: Mapping[str, Backend] | None = None,
         online_endpoints: Mapping[str, str] | None = None,
+        nested_route: Callable[[str, Route], Backend] | None = None,
+        on_new_backend: Callable[[Backend], None] | None = None,
     ) -> None:
         self.file_config = file_config
         self.transport = transport
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self._backends: dict[str, Backend] = dict(backends or {})
+        # A route inside a route becomes one target whose backend is a router (routes nest).
+        self._nested_route = nested_route
+        self._on_new_backend = on_new_backend
+        for backend in self._backends.values():
+            if on_new_backend is not None:
+                on_new_backend(backend)
         self._routes: dict[str, Route] = {}
         self._specs: dict[str, BackendSpec] = dict(file_config.backends)
         self._aliases: dict[str, RouteSpec | str] = dict(file_config.models)
@@ -86,8 +95,7 @@ class Resolver:
         if not isinstance(model_id, str):
             if not model_id:
                 raise InvalidRequestError("an inline route needs at least one model id")
-            targets = tuple(t for m in model_id for t in self.route(m).targets)
-            return Route(targets)
+            return Route(tuple(self._target(m, ()) for m in model_id))
         route = self._routes.get(model_id)
         if route is None:
             route = self._routes[model_id] = self._resolve(model_id, seen=())
@@ -100,13 +108,13 @@ class Resolver:
         if alias is not None:
             if isinstance(alias, str):
                 return self._resolve(alias, (*seen, model_id))
-            targets = tuple(t for m in alias.targets for t in self._resolve(m, (*seen, model_id)).targets)
-            if alias.strategy != "failover":
+            targets = tuple(self._target(m, (*seen, model_id)) for m in alias.targets)
+            if alias.weights is not None and len(alias.weights) != len(targets):
                 raise ConfigurationError(
-                    f"model {model_id!r} uses routing strategy {alias.strategy!r}, which this version "
-                    "does not provide; use strategy: failover"
+                    f"model {model_id!r}: weights has {len(alias.weights)} entries for {len(targets)} targets"
                 )
-            return Route(targets, alias.strategy, frozenset(alias.failover_on))
+            weights = tuple(alias.weights) if alias.weights is not None else None
+            return Route(targets, alias.strategy, frozenset(alias.failover_on), weights)
         provider, sep, model = model_id.partition("/")
         if not sep or not provider or not model:
             raise ConfigurationError(
@@ -114,6 +122,14 @@ class Resolver:
                 "'openai/gpt-4o-mini', or define it under `models:` in agentadapter.yaml"
             )
         return Route((Target(self.backend(provider, model=model), model, provider),))
+
+    def _target(self, model_id: str, seen: tuple[str, ...]) -> Target:
+        route = self._resolve(model_id, seen)
+        if len(route.targets) == 1 and route.strategy == "failover" and not route.failover_on:
+            return route.targets[0]
+        if self._nested_route is None:
+            raise ConfigurationError(f"route {model_id!r} is used inside another route, which needs a router")
+        return Target(self._nested_route(model_id, route), "", model_id)
 
     # ----------------------------------------------------------------------------------- backends
 
@@ -126,6 +142,8 @@ class Resolver:
             backend_type = backend_class(preset_backend)
             backend = backend_type(config, transport=self.transport)
             self._backends[name] = backend
+            if self._on_new_backend is not None:
+                self._on_new_backend(backend)
         return backend
 
     def backend_config(self, name: str, *, model: str | None = None) -> BackendConfig:
@@ -160,6 +178,7 @@ class Resolver:
             )
         timeout = DEFAULT_TIMEOUT if not (spec and spec.timeout) else Timeout(total=spec.timeout)
         options = dict(spec.model_extra or {}) if spec else {}
+        explicit_url = explicit_url and not (spec is not None and spec.type is None and name == preset.name)
         api_version = (spec.api_version if spec else None) or (
             self.environ.get("OPENAI_API_VERSION") if preset.name == "azure" else None
         )
@@ -176,7 +195,7 @@ class Resolver:
         )
 
     def _config_from_spec(self, name: str, spec: BackendSpec, model: str | None) -> BackendConfig:
-        type_name = canonical_type(spec.type)
+        type_name = canonical_type(spec.type or (name if canonical_type(name) in PRESETS else "custom"))
         if type_name in PRESETS:
             return self._config_from_preset(name, PRESETS[type_name], model=model, spec=spec)
         # A registered third-party backend type: pass the spec through as is.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -95,6 +95,8 @@ class Backend(ABC):
     def __init__(self, config: BackendConfig, *, transport: Transport[Any] | None = None) -> None:
         self.config = config
         self.transport: Transport[Any] = transport or create_transport()
+        self.header_listeners: list[Callable[[Mapping[str, str]], None]] = []
+        """Called with every response's headers (rate-limit learning, request ids)."""
 
     @property
     def name(self) -> str:
@@ -159,6 +161,8 @@ class Backend(ABC):
     async def send_json(self, http_request: HTTPRequest) -> tuple[Any, dict[str, str]]:
         """Send; return (decoded JSON body, headers); translate an error status."""
         response = await self.transport.send(http_request)
+        for listener in self.header_listeners:
+            listener(response.headers)
         if response.status >= 400:
             raise error_from_response(
                 response.status, decode_body(response.content), response.headers,
@@ -177,6 +181,8 @@ class Backend(ABC):
     async def send_sse(self, http_request: HTTPRequest) -> AsyncIterator[SSEEvent]:
         """Send; yield server-sent events; translate an error status (even on a stream request)."""
         async with self.transport.stream(http_request) as response:
+            for listener in self.header_listeners:
+                listener(response.headers)
             if response.status >= 400:
                 raw = await response.aread()
                 raise error_from_response(

@@ -1,0 +1,359 @@
+"""Routes: failover chains and routing strategies over several targets. A router is a Backend.
+
+A :class:`Router` runs one request over the targets of a :class:`~agentadapter.llm.resolve.Route`
+in the order its strategy picks: ``failover`` (as written), ``cost`` (the cheapest target whose
+capabilities fit the request first), ``latency`` (lowest moving-average latency first),
+``least_busy`` (fewest calls in flight first) or ``weighted`` (a weighted shuffle). For each target
+it checks the breaker (an open one is skipped without a network call), takes the rate limiter's
+capacity, calls the backend under the retry policy, and records the outcome in the target's
+statistics. It moves to the next target on retryable errors, an open breaker, a client-side rate
+limit or a capability mismatch, and optionally (per route) on context-window and content-filter
+errors; never once a stream has emitted content. One deadline bounds the whole chain.
+``Response.attempts`` tells the story; when every target fails, ``AllTargetsFailedError`` carries
+each error. Because a router is itself a :class:`Backend`, routes nest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from agentadapter.llm import catalog
+from agentadapter.llm.backends.base import Backend, BackendConfig, estimate_tokens
+from agentadapter.llm.errors import (
+    AgentAdapterError,
+    AllTargetsFailedError,
+    CapabilityError,
+    CircuitOpenError,
+    ContentFilterError,
+    ContextWindowExceededError,
+    InvalidRequestError,
+    RateLimitError,
+)
+from agentadapter.llm.health import ReliabilityStore
+from agentadapter.llm.messages import Attempt, ImagePart, Request, Response, StreamEvent
+from agentadapter.llm.policy.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from agentadapter.llm.resolve import Route, Target
+
+STRATEGIES = ("failover", "cost", "latency", "least_busy", "weighted")
+
+_FAILOVER_OPT_IN: dict[str, type[AgentAdapterError]] = {
+    "context_window": ContextWindowExceededError,
+    "content_filter": ContentFilterError,
+}
+
+
+@dataclass(slots=True)
+class RouterContext:
+    """What every router of one ``LLM`` shares."""
+
+    retry: RetryPolicy
+    store: ReliabilityStore
+    rng: random.Random = field(default_factory=random.Random)
+    sleep: Any = asyncio.sleep
+
+
+class Router(Backend):
+    """One route over several targets (see the module docstring)."""
+
+    type_name = "router"
+
+    def __init__(self, name: str, route: Route, context: RouterContext) -> None:
+        if route.strategy not in STRATEGIES:
+            raise InvalidRequestError(
+                f"unknown routing strategy {route.strategy!r}; use one of {', '.join(STRATEGIES)}"
+            )
+        first = route.targets[0].backend
+        super().__init__(BackendConfig(name=name, type="router"), transport=first.transport)
+        self.route = route
+        self.context = context
+
+    def capabilities(self, model: str) -> catalog.Capabilities:
+        return self.route.targets[0].capabilities()
+
+    async def aclose(self) -> None:
+        return None  # the targets' backends own the connections
+
+    # ------------------------------------------------------------------------------------ ordering
+
+    def ordered_targets(self, request: Request) -> list[Target]:
+        """The targets in the order this request tries them."""
+        targets = list(self.route.targets)
+        strategy = self.route.strategy
+        store = self.context.store
+        if strategy == "cost":
+            fitting = [t for t in targets if fits(t, request)]
+            rest = [t for t in targets if t not in fitting]
+            fitting.sort(key=lambda t: estimated_cost(t, request))
+            return fitting + rest
+        if strategy == "latency":
+            # An unmeasured target sorts first, so every target gets measured.
+            return sorted(targets, key=lambda t: store.stats(t.label).ewma_latency_ms or 0.0)
+        if strategy == "least_busy":
+            return sorted(targets, key=lambda t: store.stats(t.label).in_flight)
+        if strategy == "weighted":
+            weights = self.route.weights or [1.0] * len(targets)
+            rng = self.context.rng
+            # Efraimidis-Spirakis: sorting by u**(1/w) is a weighted shuffle without replacement.
+            keys = [rng.random() ** (1.0 / max(w, 1e-9)) for w in weights]
+            return [t for _, t in sorted(zip(keys, targets, strict=True), key=lambda pair: -pair[0])]
+        return targets
+
+    def may_fail_over(self, error: BaseException) -> bool:
+        if isinstance(error, CircuitOpenError | CapabilityError | RateLimitError):
+            return True
+        if isinstance(error, AgentAdapterError) and error.retryable:
+            return True
+        return any(
+            isinstance(error, _FAILOVER_OPT_IN[kind]) for kind in self.route.failover_on if kind in _FAILOVER_OPT_IN
+        )
+
+    # ---------------------------------------------------------------------------------- generate
+
+    async def generate(self, request: Request) -> Response:
+        attempts: list[Attempt] = []
+        errors: list[BaseException] = []
+        for target in self.ordered_targets(request):
+            try:
+                response = await self._generate_on(target, request, attempts)
+            except AgentAdapterError as error:
+                errors.append(error)
+                if not self.may_fail_over(error):
+                    break
+                continue
+            response.attempts = attempts
+            return response
+        raise route_error(errors, attempts, len(self.route.targets))
+
+    async def _generate_on(self, target: Target, request: Request, attempts: list[Attempt]) -> Response:
+        store, policy = self.context.store, self._policy(target)
+        label = target.label
+        started = time.perf_counter()
+        retries = 0
+        try:
+            target_request = for_target(target, request)
+        except CapabilityError as error:
+            attempts.append(failed_attempt(label, error, started, 0))
+            raise
+        if isinstance(target.backend, Router):
+            return await self._generate_nested(target, target_request, attempts)
+        breaker, stats, limiter = store.breaker(label), store.stats(label), store.limiter(target.backend.name)
+        estimate = estimate_tokens(target_request) + (target_request.max_tokens or 0) if limiter.active else 0
+        while True:
+            try:
+                breaker.before_call()
+                await limiter.acquire(estimate, deadline=request.deadline)
+            except AgentAdapterError as error:
+                attempts.append(failed_attempt(label, error, started, retries))
+                raise
+            stats.started()
+            call_started = time.perf_counter()
+            try:
+                response = await target.backend.generate(target_request)
+            except AgentAdapterError as error:
+                stats.finished(ok=False, latency_ms=_ms(call_started), error=type(error).__name__)
+                breaker.record_failure(error)
+                if not self._retry_allowed(policy, error, retries, request):
+                    attempts.append(failed_attempt(label, error, started, retries))
+                    raise
+                await self.context.sleep(policy.delay(error, retries))
+                retries += 1
+                continue
+            except BaseException:
+                stats.finished(ok=False, latency_ms=_ms(call_started), error="cancelled")
+                breaker.release()
+                raise
+            latency = _ms(call_started)
+            stats.finished(ok=True, latency_ms=latency)
+            breaker.record_success()
+            if limiter.active:
+                limiter.settle(estimate, response.usage.total_tokens)
+            settle_cost(response, target)
+            attempts.append(Attempt(label, latency_ms=_ms(started), retries=retries))
+            return response
+
+    async def _generate_nested(self, target: Target, request: Request, attempts: list[Attempt]) -> Response:
+        try:
+            response = await target.backend.generate(request)
+        except AllTargetsFailedError as error:
+            attempts.extend(error.attempts)
+            raise
+        attempts.extend(response.attempts)
+        return response
+
+    def _policy(self, target: Target) -> RetryPolicy:
+        max_retries = target.backend.config.max_retries
+        policy = self.context.retry
+        if max_retries is None or max_retries == policy.max_retries:
+            return policy
+        return replace(policy, max_retries=max_retries)
+
+    @staticmethod
+    def _retry_allowed(policy: RetryPolicy, error: BaseException, retries: int, request: Request) -> bool:
+        if not policy.should_retry(error, retries):
+            return False
+        return request.deadline is None or time.monotonic() + policy.delay(error, retries) < request.deadline
+
+    # ------------------------------------------------------------------------------------ stream
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        attempts: list[Attempt] = []
+        errors: list[BaseException] = []
+        for target in self.ordered_targets(request):
+            emitted = False
+            try:
+                async for event in self._stream_on(target, request, attempts):
+                    emitted = True
+                    if event.kind == "finish" and event.response is not None:
+                        event.response.attempts = attempts
+                    yield event
+                return
+            except AgentAdapterError as error:
+                if emitted:
+                    raise  # the caller has seen content: a failover would repeat or contradict it
+                errors.append(error)
+                if not self.may_fail_over(error):
+                    break
+        raise route_error(errors, attempts, len(self.route.targets))
+
+    async def _stream_on(self, target: Target, request: Request, attempts: list[Attempt]) -> AsyncIterator[StreamEvent]:
+        store, policy = self.context.store, self._policy(target)
+        label = target.label
+        started = time.perf_counter()
+        retries = 0
+        try:
+            target_request = for_target(target, request)
+        except CapabilityError as error:
+            attempts.append(failed_attempt(label, error, started, 0))
+            raise
+        if isinstance(target.backend, Router):
+            try:
+                async for event in target.backend.stream(target_request):
+                    if event.kind == "finish" and event.response is not None:
+                        attempts.extend(event.response.attempts)
+                    yield event
+            except AllTargetsFailedError as error:
+                attempts.extend(error.attempts)
+                raise
+            return
+        breaker, stats, limiter = store.breaker(label), store.stats(label), store.limiter(target.backend.name)
+        estimate = estimate_tokens(target_request) + (target_request.max_tokens or 0) if limiter.active else 0
+        while True:
+            try:
+                breaker.before_call()
+                await limiter.acquire(estimate, deadline=request.deadline)
+            except AgentAdapterError as error:
+                attempts.append(failed_attempt(label, error, started, retries))
+                raise
+            stats.started()
+            call_started = time.perf_counter()
+            first_event_ms: float | None = None
+            try:
+                async for event in target.backend.stream(target_request):
+                    if first_event_ms is None:
+                        first_event_ms = _ms(call_started)
+                    if event.kind == "finish" and event.response is not None:
+                        stats.finished(ok=True, latency_ms=_ms(call_started), ttft_ms=first_event_ms)
+                        breaker.record_success()
+                        if limiter.active:
+                            limiter.settle(estimate, event.response.usage.total_tokens)
+                        settle_cost(event.response, target)
+                        attempts.append(Attempt(label, latency_ms=_ms(started), retries=retries))
+                    yield event
+                return
+            except AgentAdapterError as error:
+                stats.finished(ok=False, latency_ms=_ms(call_started), error=type(error).__name__)
+                breaker.record_failure(error)
+                if first_event_ms is not None or not self._retry_allowed(policy, error, retries, request):
+                    attempts.append(failed_attempt(label, error, started, retries))
+                    raise
+                await self.context.sleep(policy.delay(error, retries))
+                retries += 1
+            except BaseException:
+                stats.finished(ok=False, latency_ms=_ms(call_started), error="cancelled")
+                breaker.release()
+                raise
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def fits(target: Target, request: Request) -> bool:
+    """Whether a target's known capabilities fit what the request needs."""
+    caps = target.capabilities()
+    if not caps.known:
+        return True
+    if request.tools and request.tool_choice != "none" and not caps.tools:
+        return False
+    if request.output is not None and not caps.json_schema and not caps.tools:
+        return False
+    if not caps.vision and any(isinstance(p, ImagePart) for m in request.messages for p in m.parts):
+        return False
+    return estimate_tokens(request) + (request.max_tokens or 0) <= caps.context_window
+
+
+def estimated_cost(target: Target, request: Request) -> float:
+    """The request's estimated cost on a target; unknown prices sort last."""
+    pricing = target.capabilities().pricing
+    if pricing is None:
+        return float("inf")
+    price_in, price_out, _, _ = pricing.for_input(estimate_tokens(request))
+    output_tokens = request.max_tokens or 1000  # a typical answer when the request sets no bound
+    return (estimate_tokens(request) * price_in + output_tokens * price_out) / 1_000_000
+
+
+def check_capabilities(target: Target, request: Request) -> None:
+    """Refuse, before any network call, what a known model cannot do."""
+    caps = target.capabilities()
+    if not caps.known:
+        return
+    if request.tools and not caps.tools and request.tool_choice != "none":
+        raise CapabilityError(f"{target.label} does not support tools; pick a model with tool calling or drop tools=")
+    if not caps.vision and any(isinstance(p, ImagePart) for m in request.messages for p in m.parts):
+        raise CapabilityError(f"{target.label} does not accept images; pick a vision model (see `agentadapter models`)")
+
+
+def for_target(target: Target, request: Request) -> Request:
+    check_capabilities(target, request)
+    if request.model == target.model:
+        return request
+    return replace(request, model=target.model)
+
+
+def settle_cost(response: Response, target: Target) -> None:
+    if response.cost_usd is None:
+        response.cost_usd = catalog.cost_usd(response.usage, target.capabilities().pricing)
+
+
+def failed_attempt(label: str, error: BaseException, started: float, retries: int) -> Attempt:
+    return Attempt(
+        label,
+        error_type=type(error).__name__,
+        error=str(error),
+        status=getattr(error, "status", None),
+        latency_ms=_ms(started),
+        retries=retries,
+    )
+
+
+def route_error(errors: Sequence[BaseException], attempts: list[Attempt], target_count: int) -> BaseException:
+    """The single error of a one-target route, else an ``AllTargetsFailedError`` with every error."""
+    if len(errors) == 1 and target_count == 1:
+        return errors[0]
+    tried = "; ".join(f"{a.target}: {a.error_type}" for a in attempts) or "no target could be tried"
+    error = AllTargetsFailedError(
+        f"AllTargetsFailedError: every target failed ({tried}); see .errors for each", errors, attempts=attempts
+    )
+    if errors:
+        error.__cause__ = errors[-1]
+    return error
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
