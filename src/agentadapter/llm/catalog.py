@@ -1,29 +1,71 @@
-"""Model capabilities and prices: data (``catalog.json``), lookup, and cost arithmetic.
+"""Model capabilities and prices: data (``catalog.json``), lookup, overrides and cost arithmetic.
 
 The catalog is data, not code: one JSON entry per known model with its context window, what it
-supports and its prices in USD per million tokens. :func:`lookup` finds an entry by exact id,
-alias, or a date-suffixed id (``gpt-4o-2024-08-06`` falls back to ``gpt-4o``); unknown models get
-conservative defaults. :func:`cost_usd` applies DESIGN.md's formula to a normalized
-:class:`~agentadapter.llm.messages.Usage`.
+supports, which API it prefers and its prices in USD per million tokens, each price naming its
+source and date. Its neighbours: the backends ask :func:`find` / :func:`lookup` what a model can do
+(sync, no network); :mod:`agentadapter.llm.detect` asks a running server instead; the facade prices
+every answer with :func:`cost_usd`; :mod:`agentadapter.llm.tokens` uses the same prices before a
+call.
+
+How :func:`find` resolves ``provider/model`` (first match wins; user overrides beat the data at
+every step):
+
+1. the exact id, or an alias of an entry (``anthropic/claude-sonnet-4-5-20250929``);
+2. the id without a date or version suffix (``openai/gpt-4o-2024-08-06`` → ``openai/gpt-4o``,
+   ``xai/grok-4-0709``, ``gemini/gemini-2.0-flash-001``, ``...@20250929``);
+3. the id in lower case;
+4. resellers of a vendor's own model: ``openrouter/<vendor>/<model>`` maps to the vendor's entry
+   (``openrouter/anthropic/claude-sonnet-4.5`` → ``anthropic/claude-sonnet-4-5``; dots become
+   dashes where the vendor spells versions with dashes). OpenRouter bills the upstream list price,
+   so the prices carry over; ``:free`` variants cost nothing; ``api`` becomes ``chat`` because
+   OpenRouter speaks chat completions. ``azure/<deployment>`` maps to ``openai/<deployment>`` when
+   the deployment is named after the model (Azure's Global deployments bill OpenAI's list price;
+   Data Zone and Regional deployments cost more, so treat those prices as a floor).
+
+Hosts that run open weights under their own names and prices (Groq, Together, Fireworks, vLLM,
+Ollama, LM Studio, a named ``backends:`` entry) are *not* mapped: the same weights have other
+limits and prices there. Such a model is either in the catalog under its host (``groq/...``),
+detected from its server (:mod:`agentadapter.llm.detect`), overridden, or unknown. An unknown model
+gets conservative defaults (``known=False``) and one warning per model on the
+``agentadapter.catalog`` logger.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from agentadapter.llm.errors import ConfigurationError
 from agentadapter.llm.messages import Usage
 
+logger = logging.getLogger("agentadapter.catalog")
+
+# A trailing date or version stamp: -2024-08-06, -20250929, @20250929, -0709, -001, -latest.
 _DATE_SUFFIX = re.compile(r"(-|@)(\d{4}-?\d{2}-?\d{2}|\d{4}|latest|\d{3})$")
+
+API_KINDS: frozenset[str] = frozenset({"chat", "responses", "anthropic", "gemini", "cohere", "test"})
+"""Values of :attr:`Capabilities.api`."""
+
+
+# ------------------------------------------------------------------------------------------ prices
 
 
 @dataclass(slots=True, frozen=True)
 class PriceTier:
-    """Prices (USD per million tokens) that apply when the prompt exceeds ``above_input_tokens``."""
+    """Prices (USD per million tokens) that apply when the prompt exceeds ``above_input_tokens``.
+
+    "The prompt" is every input token, cached ones and cache writes included: that is how
+    Anthropic, Gemini, OpenAI and xAI decide which tier a request falls in, and it is what
+    :attr:`Usage.input_tokens <agentadapter.llm.messages.Usage.input_tokens>` holds. A tier prices
+    the whole request, output included.
+    """
 
     above_input_tokens: int
     input: float
@@ -34,27 +76,88 @@ class PriceTier:
 
 @dataclass(slots=True, frozen=True)
 class Pricing:
-    """USD per million tokens."""
+    """USD per million tokens, with the tiers that apply to long prompts.
+
+    ``cached_input`` and ``cache_write`` default to the input price when a provider publishes
+    none, which over- rather than under-states a cost.
+    """
 
     input: float
     output: float
     cached_input: float | None = None
     cache_write: float | None = None
+    """Writes to the prompt cache (Anthropic's 5-minute writes; OpenAI's GPT-5.6 family)."""
     tiers: tuple[PriceTier, ...] = ()
     source: str | None = None
     as_of: str | None = None
+    note: str | None = None
+    """A caveat worth reading before trusting the number (promotional price, unpublished part...)."""
+
+    def __post_init__(self) -> None:
+        # Sorted once here so the per-response arithmetic never sorts.
+        if len(self.tiers) > 1:
+            object.__setattr__(self, "tiers", tuple(sorted(self.tiers, key=lambda t: t.above_input_tokens)))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "pricing") -> Pricing:
+        """Build from the JSON shape of ``catalog.json`` and the ``catalog:`` config section."""
+        unknown = set(data) - _PRICING_FIELDS
+        if unknown:
+            raise ConfigurationError(
+                f"{where}: unknown price field(s) {', '.join(sorted(unknown))}; "
+                f"use {', '.join(sorted(_PRICING_FIELDS))} (USD per million tokens)"
+            )
+        if "input" not in data or "output" not in data:
+            raise ConfigurationError(f"{where}: a price needs both 'input' and 'output' (USD per million tokens)")
+        tiers: list[PriceTier] = []
+        for raw in data.get("tiers") or ():
+            if isinstance(raw, PriceTier):
+                tiers.append(raw)
+                continue
+            unknown_tier = set(raw) - _TIER_FIELDS
+            if unknown_tier or "above_input_tokens" not in raw:
+                raise ConfigurationError(
+                    f"{where}: a tier takes above_input_tokens, input, output, cached_input, cache_write "
+                    f"(got {', '.join(sorted(raw))})"
+                )
+            tiers.append(PriceTier(**raw))
+        values = {k: v for k, v in data.items() if k != "tiers"}
+        for name in ("input", "output", "cached_input", "cache_write"):
+            _check_price(values.get(name), f"{where}: {name}")
+        for tier in tiers:
+            for name in ("input", "output", "cached_input", "cache_write"):
+                _check_price(getattr(tier, name), f"{where}: tier above {tier.above_input_tokens} tokens, {name}")
+        return cls(**values, tiers=tuple(tiers))
 
     def for_input(self, input_tokens: int) -> tuple[float, float, float, float]:
         """(input, output, cached input, cache write) prices for a prompt of this size."""
         price_in, price_out = self.input, self.output
         cached = self.cached_input if self.cached_input is not None else self.input
         write = self.cache_write if self.cache_write is not None else self.input
-        for tier in sorted(self.tiers, key=lambda t: t.above_input_tokens):
-            if input_tokens > tier.above_input_tokens:
-                price_in, price_out = tier.input, tier.output
-                cached = tier.cached_input if tier.cached_input is not None else tier.input
-                write = tier.cache_write if tier.cache_write is not None else tier.input
+        for tier in self.tiers:
+            if input_tokens <= tier.above_input_tokens:
+                break
+            # A tier that omits a cache price scales the base one like its input price: providers
+            # raise every input-side price by the same factor above a threshold.
+            scale = tier.input / self.input if self.input else 1.0
+            cached = tier.cached_input if tier.cached_input is not None else cached * scale
+            write = tier.cache_write if tier.cache_write is not None else write * scale
+            price_in, price_out = tier.input, tier.output
         return price_in, price_out, cached, write
+
+
+def _check_price(value: Any, what: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{what} must be a non-negative number of USD per million tokens, got {value!r}")
+
+
+_PRICING_FIELDS = frozenset(f.name for f in fields(Pricing))
+_TIER_FIELDS = frozenset(f.name for f in fields(PriceTier))
+
+
+# ------------------------------------------------------------------------------------ capabilities
 
 
 @dataclass(slots=True, frozen=True)
@@ -76,79 +179,269 @@ class Capabilities:
     known: bool = False
     """False for the defaults given to a model the catalog does not know."""
     aliases: tuple[str, ...] = field(default=())
-
-
-def _pricing(data: dict[str, Any] | None) -> Pricing | None:
-    if not data:
-        return None
-    tiers = tuple(PriceTier(**tier) for tier in data.get("tiers", ()))
-    return Pricing(**{**{k: v for k, v in data.items() if k != "tiers"}, "tiers": tiers})
+    source: str | None = None
+    """Where these facts come from: ``catalog``, ``override``, ``defaults``, ``detected: ...``, or a mapping."""
+    note: str | None = None
+    """A caveat about the model itself (deprecated, retired, an alias that moves...)."""
 
 
 _CAPABILITY_FIELDS = frozenset(f.name for f in fields(Capabilities))
+_INT_FIELDS = frozenset({"context_window", "max_output_tokens"})
+_BOOL_FIELDS = frozenset(
+    {"tools", "parallel_tools", "vision", "json_schema", "streaming", "reasoning", "prompt_caching", "known"}
+)
+
+DEFAULTS = Capabilities(source="defaults")
+"""What an unknown model is assumed to do."""
 
 
-def _entry(data: dict[str, Any]) -> Capabilities:
+def _entry(model_id: str, data: Mapping[str, Any]) -> Capabilities:
     values = {k: v for k, v in data.items() if k in _CAPABILITY_FIELDS}
-    values["pricing"] = _pricing(data.get("pricing"))
+    raw_pricing = data.get("pricing")
+    values["pricing"] = Pricing.from_dict(raw_pricing, where=model_id) if raw_pricing else None
     values["aliases"] = tuple(data.get("aliases", ()))
     values["known"] = True
+    values.setdefault("source", "catalog")
     return Capabilities(**values)
 
 
+def _qualified(alias: str, provider: str) -> str:
+    return alias if alias.startswith(f"{provider}/") else f"{provider}/{alias}"
+
+
+@dataclass(slots=True)
+class _Data:
+    canonical: dict[str, Capabilities]
+    by_id: dict[str, Capabilities]
+    """Canonical ids and provider-qualified aliases."""
+    by_lower: dict[str, Capabilities]
+
+
 @cache
-def _catalog() -> dict[str, Capabilities]:
+def _data() -> _Data:
     raw = json.loads(resources.files("agentadapter.llm").joinpath("catalog.json").read_text("utf-8"))
-    entries: dict[str, Capabilities] = {}
+    canonical: dict[str, Capabilities] = {}
+    by_id: dict[str, Capabilities] = {}
     for model_id, data in raw["models"].items():
-        entry = _entry(data)
-        entries[model_id] = entry
-        provider = model_id.split("/", 1)[0]
+        entry = _entry(model_id, data)
+        canonical[model_id] = entry
+        by_id[model_id] = entry
+    provider_of = {model_id: model_id.split("/", 1)[0] for model_id in canonical}
+    for model_id, entry in canonical.items():
         for alias in entry.aliases:
-            entries.setdefault(alias if "/" in alias else f"{provider}/{alias}", entry)
-    return entries
+            by_id.setdefault(_qualified(alias, provider_of[model_id]), entry)
+    by_lower = {key.lower(): entry for key, entry in by_id.items()}
+    return _Data(canonical, by_id, by_lower)
 
 
+# ----------------------------------------------------------------------------------- user overrides
+
+_lock = threading.Lock()
 _overrides: dict[str, Capabilities] = {}
+_resolved: dict[str, Capabilities | None] = {}
+"""Memo of :func:`find` answers; cleared whenever an override changes."""
+_generation = 0
+"""Bumped by every override change, so an answer computed before it is never memoized after it."""
+_MEMO_LIMIT = 4096  # model ids come from callers; memos never grow without bound
+_warned: set[str] = set()
 
 
 def override(model_id: str, **values: Any) -> Capabilities:
-    """Override (or add) a catalog entry, e.g. from ``agentadapter.yaml``'s ``catalog:`` section."""
-    base = lookup(model_id)
-    if "pricing" in values and isinstance(values["pricing"], dict):
-        values["pricing"] = _pricing(values["pricing"])
-    entry = replace(base, known=True, **values)
-    _overrides[model_id] = entry
+    """Override (or add) a catalog entry, e.g. from ``agentadapter.yaml``'s ``catalog:`` section.
+
+    ``values`` are :class:`Capabilities` fields; ``pricing`` may be a dict in the JSON shape
+    (``{"input": 3.0, "output": 15.0, "tiers": [...]}``). Fields not given keep the catalog's value
+    (or the defaults, for a new model). Aliases given here resolve to the overridden entry too.
+    """
+    if "/" not in model_id:
+        raise ConfigurationError(
+            f"catalog override {model_id!r}: use a provider/model id, e.g. 'openai/gpt-4o' or 'my-vllm/llama-3'"
+        )
+    values = _validated(model_id, values)
+    base = find(model_id) or DEFAULTS
+    known, source = values.pop("known", True), values.pop("source", "override")
+    entry = replace(base, known=known, source=source, **values)
+    provider = model_id.split("/", 1)[0]
+    global _generation
+    with _lock:
+        _overrides[model_id] = entry
+        for alias in entry.aliases:
+            _overrides[_qualified(alias, provider)] = entry
+        _generation += 1
+        _resolved.clear()
     return entry
 
 
+def clear_overrides() -> None:
+    """Forget every override (tests; reloading a config file)."""
+    global _generation
+    with _lock:
+        _overrides.clear()
+        _generation += 1
+        _resolved.clear()
+
+
+def _validated(model_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    where = f"catalog override for {model_id}"
+    unknown = set(values) - _CAPABILITY_FIELDS
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
+            f"known fields: {', '.join(sorted(_CAPABILITY_FIELDS))}"
+        )
+    checked = dict(values)
+    for name in _INT_FIELDS & checked.keys():
+        value = checked[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigurationError(f"{where}: {name} must be a positive whole number of tokens, got {value!r}")
+    for name in _BOOL_FIELDS & checked.keys():
+        if not isinstance(checked[name], bool):
+            raise ConfigurationError(f"{where}: {name} must be true or false, got {checked[name]!r}")
+    if "api" in checked and checked["api"] not in API_KINDS:
+        raise ConfigurationError(f"{where}: api must be one of {', '.join(sorted(API_KINDS))}, got {checked['api']!r}")
+    pricing = checked.get("pricing")
+    if isinstance(pricing, Mapping):
+        checked["pricing"] = Pricing.from_dict(pricing, where=where)
+    elif pricing is not None and not isinstance(pricing, Pricing):
+        raise ConfigurationError(f"{where}: pricing must be a mapping like {{input: 3.0, output: 15.0}}")
+    if "aliases" in checked:
+        aliases = checked["aliases"]
+        checked["aliases"] = (aliases,) if isinstance(aliases, str) else tuple(aliases)
+    return checked
+
+
+# ------------------------------------------------------------------------------------------ lookup
+
+
 def lookup(model_id: str) -> Capabilities:
-    """Capabilities for ``provider/model``; conservative defaults when the model is unknown."""
+    """Capabilities for ``provider/model``; conservative defaults (``known=False``) when unknown.
+
+    The first lookup of an unknown model logs one warning saying how to teach the catalog about it.
+    """
     found = find(model_id)
-    return found if found is not None else Capabilities()
+    if found is not None:
+        return found
+    if model_id not in _warned:
+        if len(_warned) < _MEMO_LIMIT:
+            _warned.add(model_id)
+        logger.warning(
+            "model %r is not in the catalog; assuming a %d-token context window, no vision and no price "
+            "(cost_usd stays None). Describe it with catalog.override(%r, context_window=..., pricing={...}), "
+            "a `catalog:` entry in agentadapter.yaml, or detect it from its server (agentadapter.llm.detect)",
+            model_id, DEFAULTS.context_window, model_id,
+        )
+    return DEFAULTS
 
 
 def find(model_id: str) -> Capabilities | None:
-    """The catalog entry for ``provider/model``, or None."""
-    if model_id in _overrides:
-        return _overrides[model_id]
-    catalog = _catalog()
-    entry = catalog.get(model_id)
-    if entry is not None:
-        return entry
+    """The catalog entry for ``provider/model`` (see the module docstring for the order), or None."""
+    try:
+        return _resolved[model_id]
+    except KeyError:
+        pass
+    generation = _generation
+    found = _resolve(model_id)
+    with _lock:
+        if generation == _generation and len(_resolved) < _MEMO_LIMIT:
+            _resolved[model_id] = found
+    return found
+
+
+def _direct(model_id: str) -> Capabilities | None:
+    """Steps 1-3: exact id or alias, without a date suffix, in lower case (overrides first)."""
+    data = _data()
+    for candidate in _candidates(model_id):
+        entry = _overrides.get(candidate) or data.by_id.get(candidate)
+        if entry is not None:
+            return entry
+    lowered = model_id.lower()
+    for candidate in _candidates(lowered):
+        entry = _overrides.get(candidate) or data.by_lower.get(candidate)
+        if entry is not None:
+            return entry
+    return None
+
+
+def _candidates(model_id: str) -> Iterable[str]:
+    yield model_id
     stripped = _DATE_SUFFIX.sub("", model_id)
     if stripped != model_id:
-        return catalog.get(stripped)
+        yield stripped
+
+
+def _resolve(model_id: str) -> Capabilities | None:
+    entry = _direct(model_id)
+    if entry is not None:
+        return entry
+    provider, _, model = model_id.partition("/")
+    if provider == "openrouter":
+        return _via_openrouter(model)
+    if provider == "azure" and model:
+        vendor_entry = _direct(f"openai/{model}")
+        if vendor_entry is not None:
+            return replace(vendor_entry, source=f"mapped from openai/{model} (Azure deployment named after it)")
+    return None
+
+
+# OpenRouter's vendor prefixes -> our provider names.
+_OPENROUTER_VENDORS: dict[str, str] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "google": "gemini",
+    "x-ai": "xai",
+    "mistralai": "mistral",
+    "deepseek": "deepseek",
+    "cohere": "cohere",
+}
+
+
+def _via_openrouter(model: str) -> Capabilities | None:
+    vendor, _, name = model.partition("/")
+    provider = _OPENROUTER_VENDORS.get(vendor)
+    if provider is None or not name:
+        return None
+    name, _, variant = name.partition(":")
+    spellings = [name]
+    if provider == "anthropic":
+        # OpenRouter writes claude-sonnet-4.5; Anthropic writes claude-sonnet-4-5.
+        spellings.append(name.replace(".", "-"))
+    for spelling in spellings:
+        entry = _direct(f"{provider}/{spelling}")
+        if entry is None:
+            continue
+        target = f"{provider}/{spelling}"
+        pricing = entry.pricing
+        if variant == "free":
+            pricing = Pricing(0.0, 0.0, source="OpenRouter :free variant", note="rate-limited free tier")
+        return replace(
+            entry, api="chat", pricing=pricing,
+            source=f"mapped from {target} (OpenRouter bills the upstream list price)",
+        )
     return None
 
 
 def known_models() -> dict[str, Capabilities]:
-    """Every catalog entry by its canonical id (aliases excluded)."""
-    return {k: v for k, v in _catalog().items() if k.split("/", 1)[1] not in v.aliases}
+    """Every catalog entry by its canonical id (aliases excluded), with overrides applied."""
+    models = dict(_data().canonical)
+    with _lock:
+        overridden = dict(_overrides)
+    for model_id, entry in overridden.items():
+        provider = model_id.split("/", 1)[0]
+        if not any(_qualified(alias, provider) == model_id for alias in entry.aliases):
+            models[model_id] = entry
+    return models
+
+
+# -------------------------------------------------------------------------------------------- cost
 
 
 def cost_usd(usage: Usage, pricing: Pricing | None) -> float | None:
-    """DESIGN.md's formula: uncached input, cached input, cache writes and output at their prices."""
+    """DESIGN.md's formula, with the tier the prompt size selects.
+
+    ``uncached input * input price + cached * cached price + cache writes * write price + output * output price``,
+    where ``uncached input`` is ``input_tokens`` minus the cached and written parts (Usage counts
+    them inside ``input_tokens``). None when the price is unknown.
+    """
     if pricing is None:
         return None
     price_in, price_out, price_cached, price_write = pricing.for_input(usage.input_tokens)
