@@ -21,21 +21,42 @@ COMPLETION = json.dumps({
 }).encode()
 
 
-def _serve(port: int, fail_every: int) -> None:
+def _serve(port: int, faults: dict[str, float]) -> None:
+    """``faults``: ``fail_rate`` (a mix of 5xx, 429 and hangs), ``hang_s``, ``seed``. ``POST /control``
+    with ``{"outage": true}`` makes every request get a 503 until ``{"outage": false}``."""
+    import asyncio
+    import random
+
     from aiohttp import web
 
-    count = 0
+    rng = random.Random(int(faults.get("seed", 1)))
+    fail_rate = faults.get("fail_rate", 0.0)
+    hang_s = faults.get("hang_s", 0.3)
+    outage = [False]
+
+    async def control(request: web.Request) -> web.Response:
+        outage[0] = bool((await request.json())["outage"])
+        return web.json_response({"outage": outage[0]})
 
     async def chat(request: web.Request) -> web.Response:
-        nonlocal count
         await request.read()
-        count += 1
-        if fail_every and count % fail_every == 0:
-            return web.json_response({"error": {"message": "injected"}}, status=500)
+        if outage[0]:
+            return web.json_response({"error": {"message": "outage"}}, status=503)
+        roll = rng.random()
+        if roll < fail_rate:
+            kind = roll / fail_rate  # which fault, evenly among the failing share
+            if kind < 0.4:
+                status = (500, 502, 503)[int(kind * 7.5) % 3]
+                return web.json_response({"error": {"message": "injected"}}, status=status)
+            if kind < 0.7:
+                return web.json_response({"error": {"message": "slow down"}}, status=429,
+                                         headers={"retry-after-ms": "1"})
+            await asyncio.sleep(hang_s)  # longer than the client's timeout: a timeout
         return web.Response(body=COMPLETION, content_type="application/json")
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/control", control)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, handle_signals=True)
 
 
@@ -46,10 +67,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def loopback_server(fail_every: int = 0) -> Iterator[str]:
+def loopback_server(faults: dict[str, float] | None = None) -> Iterator[str]:
     """Start the server process; yields its base URL (``http://127.0.0.1:PORT/v1``)."""
     port = free_port()
-    process = multiprocessing.get_context("spawn").Process(target=_serve, args=(port, fail_every), daemon=True)
+    process = multiprocessing.get_context("spawn").Process(target=_serve, args=(port, faults or {}), daemon=True)
     process.start()
     try:
         for _ in range(200):

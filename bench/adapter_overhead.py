@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _loopback import loopback_server
 from agentadapter import LLM
+from agentadapter.llm import catalog
 
 BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "Hello"}]}
 
@@ -83,7 +84,13 @@ async def run(base_url: str, calls: int, concurrency: int) -> None:
         response = await client.post(url, content=payload, headers=headers)
         return json.loads(response.content)
 
-    config = {"backends": {"bench": {"type": "custom", "base_url": base_url}}}
+    config = {
+        "backends": {"bench": {"type": "custom", "base_url": base_url},
+                     "spare": {"type": "custom", "base_url": base_url}},
+        "models": {"pair": {"strategy": "failover", "targets": ["bench/bench-model", "spare/bench-model"]}},
+    }
+    for model_id in ("bench/bench-model", "spare/bench-model"):
+        catalog.override(model_id, context_window=128_000)
     llm_aiohttp = LLM(config=config, transport="aiohttp", environ={})
     llm_httpx = LLM(config=config, transport="httpx", environ={})
 
@@ -93,11 +100,15 @@ async def run(base_url: str, calls: int, concurrency: int) -> None:
     async def via_llm_httpx() -> object:
         return await llm_httpx.generate("bench/bench-model", "Hello")
 
+    async def via_route() -> object:
+        return await llm_aiohttp.generate("pair", "Hello")
+
     rows = [
         ("bare aiohttp POST (floor)", bare_aiohttp),
         ("bare httpx POST", bare_httpx),
         ("LLM.generate, aiohttp transport", via_llm_aiohttp),
         ("LLM.generate, httpx transport", via_llm_httpx),
+        ("LLM.generate, two-target route", via_route),
     ]
     results = {}
     for name, call in rows:

@@ -148,6 +148,73 @@ def backends(
     stdout.print(table)
 
 
+@app.command()
+def health(
+    models: Annotated[
+        list[str] | None, typer.Argument(help="model ids or aliases to probe (default: every alias in the config)")
+    ] = None,
+    probes: Annotated[int, typer.Option("--probes", min=1, help="probe calls per target")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="print the health as JSON")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Probe each target of the given routes and show its health (success, latency, breaker)."""
+    from agentadapter.llm.client import LLM
+
+    try:
+        llm = LLM(config=config)
+        names = list(models or llm.file_config.models)
+        if not names:
+            raise typer.BadParameter("name at least one model or alias, or define aliases under `models:`")
+        labels = sorted({t.label for name in names for t in _leaf_targets(llm, name)})
+        asyncio.run(_probe(llm, labels, probes))
+    except AgentAdapterError as error:
+        raise _fail(error) from None
+    report = llm.health()
+    if as_json:
+        stdout.print_json(json.dumps({k: v.to_dict() for k, v in report.items()}))
+        return
+    table = Table(title="Health")
+    for column in ("target", "calls", "success", "p50 ms", "p95 ms", "breaker", "last error"):
+        table.add_column(column)
+    for item in report.values():
+        rate = f"{item.success_rate:.0%}" if item.success_rate is not None else "-"
+        table.add_row(
+            item.target, str(item.calls), rate, _ms_text(item.p50_ms), _ms_text(item.p95_ms),
+            item.breaker, item.last_error or "",
+        )
+    stdout.print(table)
+
+
+def _leaf_targets(llm: Any, name: str) -> list[Any]:
+    from agentadapter.llm.router import Router
+
+    leaves = []
+    for target in llm.resolver.route(name).targets:
+        if isinstance(target.backend, Router):
+            leaves.extend(_leaf_targets(llm, target.provider))
+        else:
+            leaves.append(target)
+    return leaves
+
+
+async def _probe(llm: Any, labels: list[str], probes: int) -> None:
+    from agentadapter.llm.errors import AgentAdapterError as ProbeError
+
+    try:
+        for label in labels:
+            for _ in range(probes):
+                try:
+                    await llm.generate(label, "ping", max_tokens=1, timeout=30)
+                except ProbeError:
+                    pass  # a failed probe is what the health table reports
+    finally:
+        await llm.aclose()
+
+
+def _ms_text(value: float | None) -> str:
+    return f"{value:.0f}" if value is not None else "-"
+
+
 def _key_status(key_set: bool, key_required: bool) -> str:
     if key_set:
         return "[green]set[/]"
