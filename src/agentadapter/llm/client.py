@@ -26,6 +26,7 @@ from agentadapter.llm import catalog
 from agentadapter.llm.backends.base import Backend
 from agentadapter.llm.errors import InvalidRequestError
 from agentadapter.llm.health import InProcessReliabilityStore, ReliabilityStore, TargetHealth
+from agentadapter.llm.ledger import UsageLedger, UsageTotals
 from agentadapter.llm.messages import (
     CacheHints,
     ImagePart,
@@ -43,6 +44,7 @@ from agentadapter.llm.policy.ratelimit import RateLimitConfig
 from agentadapter.llm.policy.retry import RetryPolicy
 from agentadapter.llm.resolve import Resolver, Route
 from agentadapter.llm.router import Router, RouterContext
+from agentadapter.llm.tokens import estimate_cost
 from agentadapter.llm.tools import Tool, coerce_tool
 from agentadapter.llm.transport import Transport, create_transport
 
@@ -55,7 +57,7 @@ ToolInput = Tool | Mapping[str, Any] | Callable[..., Any]
 # The keyword settings generate() and stream() accept, beside model, messages, tools and output.
 _SETTINGS = frozenset({
     "tool_choice", "parallel_tool_calls", "temperature", "top_p", "max_tokens", "stop", "seed",
-    "reasoning_effort", "metadata", "tags", "timeout", "extra_body", "extra_headers",
+    "reasoning_effort", "metadata", "tags", "timeout", "extra_body", "extra_headers", "api",
 })
 
 
@@ -75,6 +77,7 @@ class LLM:
         backends: Mapping[str, Backend] | None = None,
         environ: Mapping[str, str] | None = None,
         reliability: ReliabilityStore | None = None,
+        ledger: UsageLedger | None = None,
     ) -> None:
         self.file_config = _load_file_config(config)
         settings = get_settings()
@@ -91,7 +94,8 @@ class LLM:
                 if spec.rate_limit is not None
             },
         )
-        self._router_context = RouterContext(retry=self.retry, store=self.reliability)
+        self.ledger = ledger if ledger is not None else UsageLedger()
+        self._router_context = RouterContext(retry=self.retry, store=self.reliability, variant=self._api_variant)
         self._routers: dict[str | tuple[str, ...], Router] = {}
         self.resolver = Resolver(
             self.file_config,
@@ -167,7 +171,7 @@ class LLM:
         """``generate`` for a ready-made :class:`Request` (its ``model`` is replaced per target)."""
         started = time.perf_counter()
         response = await self.router(model).generate(request)
-        return _finish(response, request, started)
+        return self._finish(response, request, started)
 
     def stream(
         self,
@@ -266,20 +270,43 @@ class LLM:
         """Success rate, latency percentiles, breaker state and calls in flight, per target used so far."""
         return self.reliability.health()
 
+    async def usage(
+        self,
+        group_by: Sequence[str] = ("provider", "model"),
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> list[UsageTotals]:
+        """Tokens and cost so far, grouped by ``provider``, ``model``, ``day``, ``hour`` or any tag."""
+        return await self.ledger.totals(group_by, since, until, filters)
+
+    def estimate_cost(self, model: ModelId, messages: MessagesInput | Request, **settings: Any) -> float:
+        """USD a call may cost before it is sent: the counted input plus ``max_tokens`` of output.
+
+        No network call is made. For a route, the estimate is for its first target.
+        """
+        request = messages if isinstance(messages, Request) else self.request(messages, **settings)
+        target = self.resolver.route(model).targets[0]
+        return estimate_cost(request, target.label, target.capabilities().pricing)
+
+    def _finish(self, response: Response, request: Request, started: float) -> Response:
+        """What is the same for every provider: latency, structured output, the usage ledger."""
+        response.latency_ms = (time.perf_counter() - started) * 1000.0
+        self.ledger.record_response(response, request.tags)
+        if request.output is not None and response.output is None and response.finish_reason != "tool_calls":
+            response.output = request.output.parse(response.text)
+        return response
+
+    def _api_variant(self, backend: Backend, api: str) -> Backend:
+        return self.resolver.variant(backend, api)
+
     def _new_router(self, name: str, route: Route) -> Router:
         return Router(name, route, self._router_context)
 
     def _watch_backend(self, backend: Backend) -> None:
         # Providers' rate-limit headers teach the backend's client-side limiter.
         backend.header_listeners.append(self.reliability.limiter(backend.name).observe)
-
-
-def _finish(response: Response, request: Request, started: float) -> Response:
-    """What is the same for every provider: total latency and the validated structured output."""
-    response.latency_ms = (time.perf_counter() - started) * 1000.0
-    if request.output is not None and response.output is None and response.finish_reason != "tool_calls":
-        response.output = request.output.parse(response.text)
-    return response
 
 
 def _load_file_config(config: str | Path | Mapping[str, Any] | FileConfig | None) -> FileConfig:
@@ -336,7 +363,7 @@ class LLMStream:
         started = time.perf_counter()
         async for event in self._llm.router(self._model).stream(self.request):
             if event.kind == "finish" and event.response is not None:
-                self.response = _finish(event.response, self.request, started)
+                self.response = self._llm._finish(event.response, self.request, started)
             yield event
 
 

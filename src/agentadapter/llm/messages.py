@@ -469,6 +469,8 @@ class Request:
     seed: int | None = None
     reasoning_effort: str | None = None
     """``minimal`` / ``low`` / ``medium`` / ``high`` for reasoning models; mapped per provider."""
+    api: str | None = None
+    """OpenAI-style providers: ``chat`` (chat completions) or ``responses``; None lets the catalog choose."""
     metadata: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None

@@ -22,6 +22,9 @@ from agentadapter.llm.backends.presets import PRESETS, Preset, canonical_type, g
 from agentadapter.llm.errors import ConfigurationError, InvalidRequestError
 from agentadapter.llm.transport import DEFAULT_TIMEOUT, Timeout, Transport
 
+# Which backend type speaks each API an OpenAI-style provider offers.
+_API_BACKENDS = {"chat": "openai_chat", "responses": "openai_responses"}
+
 
 @dataclass(slots=True, frozen=True)
 class Target:
@@ -121,7 +124,11 @@ class Resolver:
                 f"model {model_id!r} is not a provider/model id or a known alias; write it as "
                 "'openai/gpt-4o-mini', or define it under `models:` in agentadapter.yaml"
             )
-        return Route((Target(self.backend(provider, model=model), model, provider),))
+        backend = self.backend(provider, model=model)
+        entry = catalog.find(model_id)
+        if entry is not None and entry.api in _API_BACKENDS and backend.type_name in _API_BACKENDS.values():
+            backend = self.variant(backend, entry.api)  # the catalog says which API this model prefers
+        return Route((Target(backend, model, provider),))
 
     def _target(self, model_id: str, seen: tuple[str, ...]) -> Target:
         route = self._resolve(model_id, seen)
@@ -211,6 +218,25 @@ class Resolver:
             max_retries=spec.max_retries,
             options=dict(spec.model_extra or {}),
         )
+
+    def variant(self, backend: Backend, api: str) -> Backend:
+        """The same OpenAI-style backend speaking ``api`` (``chat`` or ``responses``)."""
+        wanted = _API_BACKENDS.get(api)
+        if wanted is None:
+            raise InvalidRequestError(f"api={api!r} is not known; use 'chat' or 'responses'")
+        if backend.type_name == wanted:
+            return backend
+        if backend.type_name not in _API_BACKENDS.values():
+            raise InvalidRequestError(
+                f"api={api!r} applies to OpenAI-style providers only; {backend.name} speaks its own API"
+            )
+        key = f"{backend.name}#{api}"
+        found = self._backends.get(key)
+        if found is None:
+            found = backend_class(wanted)(backend.config, transport=self.transport)
+            found.header_listeners = backend.header_listeners  # one limiter learns from both APIs
+            self._backends[key] = found
+        return found
 
     def backends(self) -> dict[str, Backend]:
         """The backend instances created so far."""

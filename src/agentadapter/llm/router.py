@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from agentadapter.llm.errors import (
 from agentadapter.llm.health import ReliabilityStore
 from agentadapter.llm.messages import Attempt, ImagePart, Request, Response, StreamEvent
 from agentadapter.llm.policy.retry import RetryPolicy
+from agentadapter.llm.tokens import check_context_window
 
 if TYPE_CHECKING:
     from agentadapter.llm.resolve import Route, Target
@@ -57,6 +58,8 @@ class RouterContext:
     store: ReliabilityStore
     rng: random.Random = field(default_factory=random.Random)
     sleep: Any = asyncio.sleep
+    variant: Callable[[Backend, str], Backend] | None = None
+    """The same backend speaking another API (``chat`` / ``responses``), for ``Request.api``."""
 
 
 class Router(Backend):
@@ -143,7 +146,8 @@ class Router(Backend):
             raise
         if isinstance(target.backend, Router):
             return await self._generate_nested(target, target_request, attempts)
-        breaker, stats, limiter = store.breaker(label), store.stats(label), store.limiter(target.backend.name)
+        backend = self._backend_for(target, request)
+        breaker, stats, limiter = store.breaker(label), store.stats(label), store.limiter(backend.name)
         estimate = estimate_tokens(target_request) + (target_request.max_tokens or 0) if limiter.active else 0
         while True:
             try:
@@ -155,7 +159,7 @@ class Router(Backend):
             stats.started()
             call_started = time.perf_counter()
             try:
-                response = await target.backend.generate(target_request)
+                response = await backend.generate(target_request)
             except AgentAdapterError as error:
                 stats.finished(ok=False, latency_ms=_ms(call_started), error=type(error).__name__)
                 breaker.record_failure(error)
@@ -186,6 +190,11 @@ class Router(Backend):
             raise
         attempts.extend(response.attempts)
         return response
+
+    def _backend_for(self, target: Target, request: Request) -> Backend:
+        if request.api is None or self.context.variant is None:
+            return target.backend
+        return self.context.variant(target.backend, request.api)
 
     def _policy(self, target: Target) -> RetryPolicy:
         max_retries = target.backend.config.max_retries
@@ -242,7 +251,8 @@ class Router(Backend):
                 attempts.extend(error.attempts)
                 raise
             return
-        breaker, stats, limiter = store.breaker(label), store.stats(label), store.limiter(target.backend.name)
+        backend = self._backend_for(target, request)
+        breaker, stats, limiter = store.breaker(label), store.stats(label), store.limiter(backend.name)
         estimate = estimate_tokens(target_request) + (target_request.max_tokens or 0) if limiter.active else 0
         while True:
             try:
@@ -255,7 +265,7 @@ class Router(Backend):
             call_started = time.perf_counter()
             first_event_ms: float | None = None
             try:
-                async for event in target.backend.stream(target_request):
+                async for event in backend.stream(target_request):
                     if first_event_ms is None:
                         first_event_ms = _ms(call_started)
                     if event.kind == "finish" and event.response is not None:
@@ -313,6 +323,10 @@ def check_capabilities(target: Target, request: Request) -> None:
     caps = target.capabilities()
     if not caps.known:
         return
+    # The quick estimate gates the (slower, possibly tokenizer-based) count to prompts that are
+    # anywhere near the window.
+    if estimate_tokens(request) * 2 > caps.context_window:
+        check_context_window(request, caps, model_id=target.label)
     if request.tools and not caps.tools and request.tool_choice != "none":
         raise CapabilityError(f"{target.label} does not support tools; pick a model with tool calling or drop tools=")
     if not caps.vision and any(isinstance(p, ImagePart) for m in request.messages for p in m.parts):
