@@ -215,6 +215,107 @@ def _ms_text(value: float | None) -> str:
     return f"{value:.0f}" if value is not None else "-"
 
 
+@app.command()
+def models(
+    provider: Annotated[str | None, typer.Option("--provider", "-p", help="only this provider's models")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the catalog as JSON")] = False,
+) -> None:
+    """The model catalog: capabilities and prices (USD per million tokens)."""
+    from agentadapter.llm import catalog
+
+    entries = {
+        model_id: caps for model_id, caps in sorted(catalog.known_models().items())
+        if provider is None or model_id.split("/", 1)[0] == provider
+    }
+    if as_json:
+        stdout.print_json(json.dumps({model_id: _caps_dict(caps) for model_id, caps in entries.items()}))
+        return
+    table = Table(title="Models" + (f" ({provider})" if provider else ""))
+    for column in ("model", "context", "max out", "tools", "vision", "json", "reasoning", "api", "$ in", "$ out",
+                   "$ cached"):
+        table.add_column(column, justify="right" if column.startswith(("$", "context", "max")) else "left")
+    for model_id, caps in entries.items():
+        price = caps.pricing
+        table.add_row(
+            model_id, f"{caps.context_window:,}", f"{caps.max_output_tokens:,}", _yes(caps.tools), _yes(caps.vision),
+            _yes(caps.json_schema), _yes(caps.reasoning), caps.api,
+            _price(price.input if price else None), _price(price.output if price else None),
+            _price(price.cached_input if price else None),
+        )
+    stdout.print(table)
+
+
+def _caps_dict(caps: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(caps)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "-"
+
+
+def _price(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "-"
+
+
+@app.command()
+def cost(
+    prompt: Annotated[str, typer.Argument(help="the prompt to price")],
+    models_list: Annotated[str, typer.Option("--models", "-m", help="comma-separated model ids or aliases")],
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="the output bound of the estimate")] = 512,
+    run: Annotated[bool, typer.Option("--run", help="also call each model and show the actual cost")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Compare what the same prompt costs across models: estimated, and with --run, actual."""
+    from agentadapter.llm.client import LLM
+
+    names = [name.strip() for name in models_list.split(",") if name.strip()]
+    if not names:
+        raise typer.BadParameter("give at least one model in --models")
+    try:
+        llm = LLM(config=config)
+        rows = [{"model": name, "estimated_usd": llm.estimate_cost(name, prompt, max_tokens=max_tokens)}
+                for name in names]
+        if run:
+            asyncio.run(_run_costs(llm, rows, prompt, max_tokens))
+    except AgentAdapterError as error:
+        raise _fail(error) from None
+    if as_json:
+        stdout.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"Cost of one call (output bound {max_tokens} tokens)")
+    columns = ["model", "estimated $"] + (["actual $", "in", "out", "ms", "error"] if run else [])
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "error") else "right")
+    for row in rows:
+        cells = [str(row["model"]), f"{row['estimated_usd']:.6f}"]
+        if run:
+            actual = row.get("actual_usd")
+            cells += [
+                f"{actual:.6f}" if actual is not None else "-", str(row.get("input_tokens", "-")),
+                str(row.get("output_tokens", "-")), f"{row['latency_ms']:.0f}" if "latency_ms" in row else "-",
+                str(row.get("error", "")),
+            ]
+        table.add_row(*cells)
+    stdout.print(table)
+
+
+async def _run_costs(llm: Any, rows: list[dict[str, Any]], prompt: str, max_tokens: int) -> None:
+    try:
+        for row in rows:
+            try:
+                response = await llm.generate(row["model"], prompt, max_tokens=max_tokens)
+            except AgentAdapterError as error:
+                row["error"] = type(error).__name__
+                continue
+            row.update(actual_usd=response.cost_usd, input_tokens=response.usage.input_tokens,
+                       output_tokens=response.usage.output_tokens, latency_ms=response.latency_ms)
+    finally:
+        await llm.aclose()
+
+
 def _key_status(key_set: bool, key_required: bool) -> str:
     if key_set:
         return "[green]set[/]"

@@ -61,3 +61,40 @@ def test_backends_table_and_json(monkeypatch):
     assert rows["ollama"]["key_required"] is False
     table = runner.invoke(app, ["backends"])
     assert table.exit_code == 0 and "groq" in table.stdout
+
+
+def test_models_table_and_json():
+    result = runner.invoke(app, ["models", "--provider", "openai", "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert "openai/gpt-4o-mini" in data and all(k.startswith("openai/") for k in data)
+    assert data["openai/gpt-4o-mini"]["pricing"]["input"] > 0
+    assert runner.invoke(app, ["models"]).exit_code == 0
+
+
+def test_cost_estimates_without_keys_and_runs_offline(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = runner.invoke(app, ["cost", "Summarize Hamlet", "--models", "openai/gpt-4o-mini,test/echo", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["model"]: row for row in json.loads(result.stdout)}
+    assert rows["openai/gpt-4o-mini"]["estimated_usd"] > 0 and rows["test/echo"]["estimated_usd"] == 0
+    ran = runner.invoke(app, ["cost", "hi", "--models", "test/echo,openai/gpt-4o-mini", "--run", "--json"])
+    rows = {row["model"]: row for row in json.loads(ran.stdout)}
+    assert rows["test/echo"]["actual_usd"] == 0.0 and rows["openai/gpt-4o-mini"]["error"] == "ConfigurationError"
+    table = runner.invoke(app, ["cost", "hi", "--models", "test/echo", "--run"])
+    assert table.exit_code == 0 and "test/echo" in table.stdout
+
+
+def test_health_probes_each_target(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "backends:\n  dead: {type: custom, base_url: 'http://127.0.0.1:9/v1'}\n"
+        "models:\n  smart: {strategy: failover, targets: [dead/m, test/echo]}\n"
+    )
+    result = runner.invoke(app, ["health", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    assert data["dead/m"]["last_error"] == "APIConnectionError" and data["test/echo"]["successes"] == 1
+    table = runner.invoke(app, ["health", "test/echo"])
+    assert table.exit_code == 0 and "test/echo" in table.stdout
+    assert runner.invoke(app, ["health", "--config", str(tmp_path / "none.yaml")]).exit_code == 2

@@ -284,11 +284,12 @@ class LLM:
     def estimate_cost(self, model: ModelId, messages: MessagesInput | Request, **settings: Any) -> float:
         """USD a call may cost before it is sent: the counted input plus ``max_tokens`` of output.
 
-        No network call is made. For a route, the estimate is for its first target.
+        No network call is made and no key is needed. For a route, the estimate is for its first target.
         """
         request = messages if isinstance(messages, Request) else self.request(messages, **settings)
-        target = self.resolver.route(model).targets[0]
-        return estimate_cost(request, target.label, target.capabilities().pricing)
+        first = model if isinstance(model, str) else model[0]
+        model_id = self.resolver.model_ids(first)[0]
+        return estimate_cost(request, model_id, catalog.lookup(model_id).pricing)
 
     def _finish(self, response: Response, request: Request, started: float) -> Response:
         """What is the same for every provider: latency, structured output, the usage ledger."""

@@ -130,6 +130,16 @@ class Resolver:
             backend = self.variant(backend, entry.api)  # the catalog says which API this model prefers
         return Route((Target(backend, model, provider),))
 
+    def model_ids(self, model_id: str, seen: tuple[str, ...] = ()) -> list[str]:
+        """The ``provider/model`` ids behind an id or alias, in route order; builds no backend."""
+        if model_id in seen:
+            raise ConfigurationError(f"model alias loop: {' -> '.join((*seen, model_id))}")
+        alias = self._aliases.get(model_id)
+        if alias is None:
+            return [model_id]
+        targets = [alias] if isinstance(alias, str) else alias.targets
+        return [leaf for target in targets for leaf in self.model_ids(target, (*seen, model_id))]
+
     def _target(self, model_id: str, seen: tuple[str, ...]) -> Target:
         route = self._resolve(model_id, seen)
         if len(route.targets) == 1 and route.strategy == "failover" and not route.failover_on:
