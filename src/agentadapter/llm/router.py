@@ -135,51 +135,21 @@ class Router(Backend):
         raise route_error(errors, attempts, len(self.route.targets))
 
     async def _generate_on(self, target: Target, request: Request, attempts: list[Attempt]) -> Response:
-        store, policy = self.context.store, self._policy(target)
-        label = target.label
-        started = time.perf_counter()
-        retries = 0
-        try:
-            target_request = for_target(target, request)
-        except CapabilityError as error:
-            attempts.append(failed_attempt(label, error, started, 0))
-            raise
         if isinstance(target.backend, Router):
-            return await self._generate_nested(target, target_request, attempts)
-        backend = self._backend_for(target, request)
-        breaker, stats, limiter = store.breaker(label), store.stats(label), store.limiter(backend.name)
-        estimate = estimate_tokens(target_request) + (target_request.max_tokens or 0) if limiter.active else 0
+            return await self._generate_nested(target, checked_request(target, request, attempts), attempts)
+        call = _TargetCall(self, target, request, attempts)
         while True:
+            await call.admit()
             try:
-                breaker.before_call()
-                await limiter.acquire(estimate, deadline=request.deadline)
+                response = await call.backend.generate(call.request)
             except AgentAdapterError as error:
-                attempts.append(failed_attempt(label, error, started, retries))
-                raise
-            stats.started()
-            call_started = time.perf_counter()
-            try:
-                response = await backend.generate(target_request)
-            except AgentAdapterError as error:
-                stats.finished(ok=False, latency_ms=_ms(call_started), error=type(error).__name__)
-                breaker.record_failure(error)
-                if not self._retry_allowed(policy, error, retries, request):
-                    attempts.append(failed_attempt(label, error, started, retries))
+                if not await call.failed(error, emitted=False):
                     raise
-                await self.context.sleep(policy.delay(error, retries))
-                retries += 1
                 continue
             except BaseException:
-                stats.finished(ok=False, latency_ms=_ms(call_started), error="cancelled")
-                breaker.release()
+                call.cancelled()
                 raise
-            latency = _ms(call_started)
-            stats.finished(ok=True, latency_ms=latency)
-            breaker.record_success()
-            if limiter.active:
-                limiter.settle(estimate, response.usage.total_tokens)
-            settle_cost(response, target)
-            attempts.append(Attempt(label, latency_ms=_ms(started), retries=retries))
+            call.succeeded(response, ttft_ms=None)
             return response
 
     async def _generate_nested(self, target: Target, request: Request, attempts: list[Attempt]) -> Response:
@@ -232,18 +202,9 @@ class Router(Backend):
         raise route_error(errors, attempts, len(self.route.targets))
 
     async def _stream_on(self, target: Target, request: Request, attempts: list[Attempt]) -> AsyncIterator[StreamEvent]:
-        store, policy = self.context.store, self._policy(target)
-        label = target.label
-        started = time.perf_counter()
-        retries = 0
-        try:
-            target_request = for_target(target, request)
-        except CapabilityError as error:
-            attempts.append(failed_attempt(label, error, started, 0))
-            raise
         if isinstance(target.backend, Router):
             try:
-                async for event in target.backend.stream(target_request):
+                async for event in target.backend.stream(checked_request(target, request, attempts)):
                     if event.kind == "finish" and event.response is not None:
                         attempts.extend(event.response.attempts)
                     yield event
@@ -251,44 +212,85 @@ class Router(Backend):
                 attempts.extend(error.attempts)
                 raise
             return
-        backend = self._backend_for(target, request)
-        breaker, stats, limiter = store.breaker(label), store.stats(label), store.limiter(backend.name)
-        estimate = estimate_tokens(target_request) + (target_request.max_tokens or 0) if limiter.active else 0
+        call = _TargetCall(self, target, request, attempts)
         while True:
-            try:
-                breaker.before_call()
-                await limiter.acquire(estimate, deadline=request.deadline)
-            except AgentAdapterError as error:
-                attempts.append(failed_attempt(label, error, started, retries))
-                raise
-            stats.started()
-            call_started = time.perf_counter()
+            await call.admit()
             first_event_ms: float | None = None
             try:
-                async for event in backend.stream(target_request):
+                async for event in call.backend.stream(call.request):
                     if first_event_ms is None:
-                        first_event_ms = _ms(call_started)
+                        first_event_ms = call.elapsed_ms()
                     if event.kind == "finish" and event.response is not None:
-                        stats.finished(ok=True, latency_ms=_ms(call_started), ttft_ms=first_event_ms)
-                        breaker.record_success()
-                        if limiter.active:
-                            limiter.settle(estimate, event.response.usage.total_tokens)
-                        settle_cost(event.response, target)
-                        attempts.append(Attempt(label, latency_ms=_ms(started), retries=retries))
+                        call.succeeded(event.response, ttft_ms=first_event_ms)
                     yield event
                 return
             except AgentAdapterError as error:
-                stats.finished(ok=False, latency_ms=_ms(call_started), error=type(error).__name__)
-                breaker.record_failure(error)
-                if first_event_ms is not None or not self._retry_allowed(policy, error, retries, request):
-                    attempts.append(failed_attempt(label, error, started, retries))
+                if not await call.failed(error, emitted=first_event_ms is not None):
                     raise
-                await self.context.sleep(policy.delay(error, retries))
-                retries += 1
             except BaseException:
-                stats.finished(ok=False, latency_ms=_ms(call_started), error="cancelled")
-                breaker.release()
+                call.cancelled()
                 raise
+
+
+class _TargetCall:
+    """One target's share of a routed call: admission, outcome bookkeeping, and the retry decision."""
+
+    __slots__ = (
+        "attempts", "backend", "breaker", "call_started", "estimate", "label", "limiter", "policy", "request",
+        "retries", "router", "started", "stats", "target",
+    )
+
+    def __init__(self, router: Router, target: Target, request: Request, attempts: list[Attempt]) -> None:
+        self.router, self.target, self.attempts = router, target, attempts
+        self.label = target.label
+        self.started = self.call_started = time.perf_counter()
+        self.retries = 0
+        self.request = checked_request(target, request, attempts)
+        self.policy = router._policy(target)
+        self.backend = router._backend_for(target, request)
+        store = router.context.store
+        self.breaker, self.stats = store.breaker(self.label), store.stats(self.label)
+        self.limiter = store.limiter(self.backend.name)
+        self.estimate = (
+            estimate_tokens(self.request) + (self.request.max_tokens or 0) if self.limiter.active else 0
+        )
+
+    def elapsed_ms(self) -> float:
+        return _ms(self.call_started)
+
+    async def admit(self) -> None:
+        """The breaker and the rate limiter let this try through (or say why not)."""
+        try:
+            self.breaker.before_call()
+            await self.limiter.acquire(self.estimate, deadline=self.request.deadline)
+        except AgentAdapterError as error:
+            self.attempts.append(failed_attempt(self.label, error, self.started, self.retries))
+            raise
+        self.stats.started()
+        self.call_started = time.perf_counter()
+
+    async def failed(self, error: AgentAdapterError, *, emitted: bool) -> bool:
+        """Record a failed try; True (after the backoff) when it may be tried again."""
+        self.stats.finished(ok=False, latency_ms=self.elapsed_ms(), error=type(error).__name__)
+        self.breaker.record_failure(error)
+        if emitted or not self.router._retry_allowed(self.policy, error, self.retries, self.request):
+            self.attempts.append(failed_attempt(self.label, error, self.started, self.retries))
+            return False
+        await self.router.context.sleep(self.policy.delay(error, self.retries))
+        self.retries += 1
+        return True
+
+    def cancelled(self) -> None:
+        self.stats.finished(ok=False, latency_ms=self.elapsed_ms(), error="cancelled")
+        self.breaker.release()
+
+    def succeeded(self, response: Response, *, ttft_ms: float | None) -> None:
+        self.stats.finished(ok=True, latency_ms=self.elapsed_ms(), ttft_ms=ttft_ms)
+        self.breaker.record_success()
+        if self.limiter.active:
+            self.limiter.settle(self.estimate, response.usage.total_tokens)
+        settle_cost(response, self.target)
+        self.attempts.append(Attempt(self.label, latency_ms=_ms(self.started), retries=self.retries))
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -338,6 +340,16 @@ def for_target(target: Target, request: Request) -> Request:
     if request.model == target.model:
         return request
     return replace(request, model=target.model)
+
+
+def checked_request(target: Target, request: Request, attempts: list[Attempt]) -> Request:
+    """The request for this target, or a recorded attempt and the capability error."""
+    started = time.perf_counter()
+    try:
+        return for_target(target, request)
+    except CapabilityError as error:
+        attempts.append(failed_attempt(target.label, error, started, 0))
+        raise
 
 
 def settle_cost(response: Response, target: Target) -> None:
