@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
@@ -34,12 +35,23 @@ from agentadapter.llm.messages import (
     Part,
     Request,
     Response,
+    StreamAccumulator,
     StreamEvent,
     TextPart,
     coerce_messages,
+    response_events,
 )
 from agentadapter.llm.output import OutputSchema
 from agentadapter.llm.policy.breaker import BreakerConfig
+from agentadapter.llm.policy.budget import Budget, BudgetGuard, Reservation
+from agentadapter.llm.policy.cache import (
+    ResponseCache,
+    cache_key,
+    cacheable,
+    create_cache,
+    dump_response,
+    load_response,
+)
 from agentadapter.llm.policy.ratelimit import RateLimitConfig
 from agentadapter.llm.policy.retry import RetryPolicy
 from agentadapter.llm.resolve import Resolver, Route
@@ -47,6 +59,10 @@ from agentadapter.llm.router import Router, RouterContext
 from agentadapter.llm.tokens import estimate_cost
 from agentadapter.llm.tools import Tool, coerce_tool
 from agentadapter.llm.transport import Transport, create_transport
+from agentadapter.observability.logging import get_logger
+from agentadapter.observability.telemetry import Telemetry
+
+_log = get_logger("agentadapter.llm")
 
 T = TypeVar("T")
 
@@ -78,6 +94,9 @@ class LLM:
         environ: Mapping[str, str] | None = None,
         reliability: ReliabilityStore | None = None,
         ledger: UsageLedger | None = None,
+        cache: ResponseCache | None = None,
+        budgets: BudgetGuard | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.file_config = _load_file_config(config)
         settings = get_settings()
@@ -86,7 +105,9 @@ class LLM:
         else:
             self.transport = create_transport(transport or settings.transport)
         self.retry = retry or RetryPolicy()
+        self.telemetry = telemetry or Telemetry()
         self.reliability: ReliabilityStore = reliability or InProcessReliabilityStore(
+            on_breaker_change=self.telemetry.breaker_changed,
             breaker_config=BreakerConfig(**self.file_config.breaker.model_dump()),
             rate_limits={
                 name: RateLimitConfig(**spec.rate_limit.model_dump())
@@ -95,7 +116,18 @@ class LLM:
             },
         )
         self.ledger = ledger if ledger is not None else UsageLedger()
-        self._router_context = RouterContext(retry=self.retry, store=self.reliability, variant=self._api_variant)
+        cache_spec = self.file_config.cache
+        self.cache: ResponseCache | None = cache if cache is not None else (
+            create_cache(cache_spec.backend, data_dir=settings.data_dir, redis_url=settings.redis_url)
+            if cache_spec is not None else None
+        )
+        self.cache_ttl_s = cache_spec.ttl_s if cache_spec is not None else 3600.0
+        self.budgets = budgets if budgets is not None else BudgetGuard(
+            Budget(**spec.model_dump()) for spec in self.file_config.budgets
+        )
+        self._router_context = RouterContext(
+            retry=self.retry, store=self.reliability, variant=self._api_variant, telemetry=self.telemetry
+        )
         self._routers: dict[str | tuple[str, ...], Router] = {}
         self.resolver = Resolver(
             self.file_config,
@@ -170,8 +202,25 @@ class LLM:
     async def generate_request(self, model: ModelId, request: Request) -> Response:
         """``generate`` for a ready-made :class:`Request` (its ``model`` is replaced per target)."""
         started = time.perf_counter()
-        response = await self.router(model).generate(request)
-        return self._finish(response, request, started)
+        key = await self._cache_key(model, request)
+        if key is not None and self.cache is not None:
+            stored = await self.cache.get(key)
+            self.telemetry.cache_lookup(stored is not None)
+            if stored is not None:
+                return self._finish(load_response(stored, started=started), request, started)
+        reservation = self._reserve(model, request)
+        try:
+            response = await self.router(model).generate(request)
+        except BaseException:
+            if reservation is not None:
+                await reservation.settle(0.0)
+            raise
+        if reservation is not None:
+            await reservation.settle(response.cost_usd)
+        self._finish(response, request, started)
+        if key is not None and self.cache is not None:
+            await self.cache.set(key, dump_response(response), self.cache_ttl_s)
+        return response
 
     def stream(
         self,
@@ -291,10 +340,34 @@ class LLM:
         model_id = self.resolver.model_ids(first)[0]
         return estimate_cost(request, model_id, catalog.lookup(model_id).pricing)
 
+    async def _cache_key(self, model: ModelId, request: Request) -> str | None:
+        if self.cache is None or not cacheable(request):
+            return None
+        return cache_key(model if isinstance(model, str) else "|".join(model), request)
+
+    def _reserve(self, model: ModelId, request: Request) -> Reservation | None:
+        """Hold the call's cost estimate against the budgets (the dearest target of a route counts)."""
+        if not self.budgets.active:
+            return None
+        first = model if isinstance(model, str) else model[0]
+        estimate = max(
+            estimate_cost(request, model_id, catalog.lookup(model_id).pricing)
+            for model_id in self.resolver.model_ids(first)
+        )
+        return self.budgets.reserve(estimate, request.tags)
+
     def _finish(self, response: Response, request: Request, started: float) -> Response:
-        """What is the same for every provider: latency, structured output, the usage ledger."""
+        """What is the same for every provider: latency, structured output, the usage ledger, the log."""
         response.latency_ms = (time.perf_counter() - started) * 1000.0
         self.ledger.record_response(response, request.tags)
+        if _log.isEnabledFor(logging.INFO):
+            usage = response.usage
+            _log.info("llm.call", extra={
+                "request_id": response.id, "provider": response.provider, "model": response.model,
+                "latency_ms": round(response.latency_ms, 3), "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens, "cost_usd": response.cost_usd, "cached": response.cached,
+                "attempts": len(response.attempts), "tags": dict(request.tags),
+            })
         if request.output is not None and response.output is None and response.finish_reason != "tool_calls":
             response.output = request.output.parse(response.text)
         return response
@@ -361,11 +434,35 @@ class LLMStream:
         return self.response
 
     async def _run(self) -> AsyncIterator[StreamEvent]:
+        llm, request = self._llm, self.request
         started = time.perf_counter()
-        async for event in self._llm.router(self._model).stream(self.request):
-            if event.kind == "finish" and event.response is not None:
-                self.response = self._llm._finish(event.response, self.request, started)
-            yield event
+        key = await llm._cache_key(self._model, request)
+        if key is not None and llm.cache is not None:
+            stored = await llm.cache.get(key)
+            llm.telemetry.cache_lookup(stored is not None)
+            if stored is not None:  # a cached answer replays as a stream
+                response = load_response(stored, started=started)
+                accumulator = StreamAccumulator(response.provider, response.model, response.id)
+                for event in response_events(response):
+                    yield accumulator.add(event)
+                self.response = llm._finish(response, request, started)
+                yield StreamEvent("finish", finish_reason=response.finish_reason, response=self.response)
+                return
+        reservation = llm._reserve(self._model, request)
+        settled = False
+        try:
+            async for event in llm.router(self._model).stream(request):
+                if event.kind == "finish" and event.response is not None:
+                    if reservation is not None:
+                        await reservation.settle(event.response.cost_usd)
+                        settled = True
+                    self.response = llm._finish(event.response, request, started)
+                    if key is not None and llm.cache is not None:
+                        await llm.cache.set(key, dump_response(self.response), llm.cache_ttl_s)
+                yield event
+        finally:
+            if reservation is not None and not settled:
+                await reservation.settle(0.0)
 
 
 class _LoopThread:

@@ -445,6 +445,8 @@ class CacheHints:
 
     prompt_cache: Literal["auto", "off"] = "auto"
     prompt_cache_key: str | None = None
+    response: bool | None = None
+    """Our response cache: None caches deterministic requests only (temperature 0 or a seed)."""
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from agentadapter.llm.backends.base import Backend, BackendConfig, backend_class
 from agentadapter.llm.backends.presets import PRESETS, Preset, canonical_type, get_preset
 from agentadapter.llm.errors import ConfigurationError, InvalidRequestError
 from agentadapter.llm.transport import DEFAULT_TIMEOUT, Timeout, Transport
+from agentadapter.observability.logging import register_secret
 
 # Which backend type speaks each API an OpenAI-style provider offers.
 _API_BACKENDS = {"chat": "openai_chat", "responses": "openai_responses"}
@@ -166,9 +167,11 @@ class Resolver:
     def backend_config(self, name: str, *, model: str | None = None) -> BackendConfig:
         spec = self._specs.get(name)
         if spec is not None:
-            return self._config_from_spec(name, spec, model)
-        preset = get_preset(name)
-        return self._config_from_preset(name, preset, model=model)
+            config = self._config_from_spec(name, spec, model)
+        else:
+            config = self._config_from_preset(name, get_preset(name), model=model)
+        register_secret(config.api_key)  # logs never show it, whatever the level
+        return config
 
     def _env(self, names: tuple[str, ...]) -> str | None:
         for env_name in names:

@@ -38,6 +38,7 @@ from agentadapter.llm.health import ReliabilityStore
 from agentadapter.llm.messages import Attempt, ImagePart, Request, Response, StreamEvent
 from agentadapter.llm.policy.retry import RetryPolicy
 from agentadapter.llm.tokens import check_context_window
+from agentadapter.observability.telemetry import CallRecord, Telemetry
 
 if TYPE_CHECKING:
     from agentadapter.llm.resolve import Route, Target
@@ -60,6 +61,7 @@ class RouterContext:
     sleep: Any = asyncio.sleep
     variant: Callable[[Backend, str], Backend] | None = None
     """The same backend speaking another API (``chat`` / ``responses``), for ``Request.api``."""
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
 
 class Router(Backend):
@@ -236,8 +238,8 @@ class _TargetCall:
     """One target's share of a routed call: admission, outcome bookkeeping, and the retry decision."""
 
     __slots__ = (
-        "attempts", "backend", "breaker", "call_started", "estimate", "label", "limiter", "policy", "request",
-        "retries", "router", "started", "stats", "target",
+        "attempts", "backend", "breaker", "call_started", "estimate", "label", "limiter", "policy", "record",
+        "request", "retries", "router", "started", "stats", "target",
     )
 
     def __init__(self, router: Router, target: Target, request: Request, attempts: list[Attempt]) -> None:
@@ -267,11 +269,13 @@ class _TargetCall:
             self.attempts.append(failed_attempt(self.label, error, self.started, self.retries))
             raise
         self.stats.started()
+        self.record: CallRecord = self.router.context.telemetry.started(self.label, self.request)
         self.call_started = time.perf_counter()
 
     async def failed(self, error: AgentAdapterError, *, emitted: bool) -> bool:
         """Record a failed try; True (after the backoff) when it may be tried again."""
         self.stats.finished(ok=False, latency_ms=self.elapsed_ms(), error=type(error).__name__)
+        self.router.context.telemetry.finished(self.record, error=error)
         self.breaker.record_failure(error)
         if emitted or not self.router._retry_allowed(self.policy, error, self.retries, self.request):
             self.attempts.append(failed_attempt(self.label, error, self.started, self.retries))
@@ -282,6 +286,7 @@ class _TargetCall:
 
     def cancelled(self) -> None:
         self.stats.finished(ok=False, latency_ms=self.elapsed_ms(), error="cancelled")
+        self.router.context.telemetry.finished(self.record, error=asyncio.CancelledError())
         self.breaker.release()
 
     def succeeded(self, response: Response, *, ttft_ms: float | None) -> None:
@@ -290,6 +295,7 @@ class _TargetCall:
         if self.limiter.active:
             self.limiter.settle(self.estimate, response.usage.total_tokens)
         settle_cost(response, self.target)
+        self.router.context.telemetry.finished(self.record, response=response, ttft_ms=ttft_ms)
         self.attempts.append(Attempt(self.label, latency_ms=_ms(self.started), retries=self.retries))
 
 

@@ -1,0 +1,252 @@
+"""Budgets: USD limits per scope and window, checked before a call is sent.
+
+A :class:`Budget` limits spend for a scope — ``global``, ``project:<name>``, ``agent:<name>``,
+``key:<name>`` or ``tag:<key>=<value>``, matched against the request's tags — over a window
+(``request``, ``day``, ``month`` or ``total``). Before a call, :class:`BudgetGuard` reserves the
+call's cost estimate (counted input plus ``max_tokens``) against every budget that applies; if any
+would go over its limit the call is refused with
+:class:`~agentadapter.llm.errors.BudgetExceededError` and nothing is sent. After the call the
+reservation settles to the actual cost. Because concurrent calls reserve before they send, a burst
+cannot overspend. Crossing a budget's ``alert_at`` share fires an alert once per window: a log
+event, the registered callbacks, and an optional webhook. Spend lives behind
+:class:`BudgetStore`; :class:`InProcessBudgetStore` keeps it in this process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from agentadapter.llm.errors import BudgetExceededError, ConfigurationError
+
+logger = logging.getLogger("agentadapter.budget")
+
+Window = Literal["request", "day", "month", "total"]
+_SCOPE_TAGS = {"project": "project", "agent": "agent", "key": "api_key", "run": "run", "tenant": "tenant"}
+
+
+@dataclass(slots=True, frozen=True)
+class Budget:
+    """A spend limit for a scope over a window."""
+
+    scope: str = "global"
+    limit_usd: float = 0.0
+    window: Window = "day"
+    alert_at: float | None = None
+    """Share of the limit (0-1] at which an alert fires, once per window."""
+
+    def __post_init__(self) -> None:
+        if self.limit_usd <= 0:
+            raise ConfigurationError(f"budget {self.scope!r}: limit_usd must be positive")
+        if self.scope != "global":
+            kind, sep, name = self.scope.partition(":")
+            if not sep or not name or (kind not in _SCOPE_TAGS and kind != "tag"):
+                raise ConfigurationError(
+                    f"budget scope {self.scope!r} is not understood; use global, project:NAME, agent:NAME, "
+                    "key:NAME, run:ID, tenant:ID or tag:KEY=VALUE"
+                )
+            if kind == "tag" and "=" not in name:
+                raise ConfigurationError(f"budget scope {self.scope!r}: write tag scopes as tag:KEY=VALUE")
+
+    def applies_to(self, tags: Mapping[str, str]) -> bool:
+        if self.scope == "global":
+            return True
+        kind, _, name = self.scope.partition(":")
+        if kind == "tag":
+            key, _, value = name.partition("=")
+            return tags.get(key) == value
+        return tags.get(_SCOPE_TAGS[kind]) == name
+
+    def window_key(self, now: dt.datetime) -> str:
+        if self.window == "day":
+            return now.strftime("%Y-%m-%d")
+        if self.window == "month":
+            return now.strftime("%Y-%m")
+        return "all"
+
+
+@dataclass(slots=True, frozen=True)
+class BudgetAlert:
+    """A budget crossed its alert threshold."""
+
+    scope: str
+    window: str
+    window_key: str
+    limit_usd: float
+    spent_usd: float
+    threshold: float
+
+
+class BudgetStore(Protocol):
+    """Where spend and reservations live (in-process here; the database or Redis at scale)."""
+
+    def try_reserve(self, key: str, amount: float, limit: float) -> tuple[bool, float]:
+        """Reserve ``amount`` unless committed + reserved + amount would exceed ``limit``.
+
+        Returns (reserved?, committed + reserved before this reservation)."""
+        ...
+
+    def settle(self, key: str, reserved: float, actual: float) -> float:
+        """Release a reservation and commit the actual spend; returns the committed total."""
+        ...
+
+    def spent(self, key: str) -> float: ...
+
+    def mark_alerted(self, key: str) -> bool:
+        """True the first time it is called for ``key`` (so an alert fires once per window)."""
+        ...
+
+
+class InProcessBudgetStore:
+    """Spend and reservations in this process, safe across threads and tasks."""
+
+    def __init__(self) -> None:
+        self._committed: dict[str, float] = {}
+        self._reserved: dict[str, float] = {}
+        self._alerted: set[str] = set()
+        self._lock = threading.Lock()
+
+    def try_reserve(self, key: str, amount: float, limit: float) -> tuple[bool, float]:
+        with self._lock:
+            used = self._committed.get(key, 0.0) + self._reserved.get(key, 0.0)
+            if used + amount > limit:
+                return False, used
+            self._reserved[key] = self._reserved.get(key, 0.0) + amount
+            return True, used
+
+    def settle(self, key: str, reserved: float, actual: float) -> float:
+        with self._lock:
+            self._reserved[key] = max(0.0, self._reserved.get(key, 0.0) - reserved)
+            total = self._committed.get(key, 0.0) + actual
+            self._committed[key] = total
+            return total
+
+    def spent(self, key: str) -> float:
+        with self._lock:
+            return self._committed.get(key, 0.0)
+
+    def mark_alerted(self, key: str) -> bool:
+        with self._lock:
+            if key in self._alerted:
+                return False
+            self._alerted.add(key)
+            return True
+
+
+AlertCallback = Callable[[BudgetAlert], "Awaitable[None] | None"]
+
+
+@dataclass(slots=True)
+class Reservation:
+    """The estimate held against each applicable budget until the call settles."""
+
+    guard: BudgetGuard
+    holds: list[tuple[Budget, str, float]] = field(default_factory=list)
+    settled: bool = False
+
+    async def settle(self, actual_usd: float | None) -> None:
+        """Commit the actual cost (None: unknown price, nothing is committed) and fire alerts."""
+        if self.settled:
+            return
+        self.settled = True
+        await self.guard._settle(self, actual_usd or 0.0)
+
+
+class BudgetGuard:
+    """Checks and records spend against a set of budgets."""
+
+    def __init__(
+        self,
+        budgets: Iterable[Budget],
+        *,
+        store: BudgetStore | None = None,
+        on_alert: Iterable[AlertCallback] = (),
+        webhook: Callable[[BudgetAlert], Awaitable[None]] | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.budgets = list(budgets)
+        self.store: BudgetStore = store if store is not None else InProcessBudgetStore()
+        self.callbacks: list[AlertCallback] = list(on_alert)
+        self.webhook = webhook
+        self._clock = clock
+
+    @property
+    def active(self) -> bool:
+        return bool(self.budgets)
+
+    def _key(self, budget: Budget, window_key: str) -> str:
+        return f"{budget.scope}|{budget.window}|{window_key}"
+
+    def reserve(self, estimate_usd: float, tags: Mapping[str, str]) -> Reservation:
+        """Hold ``estimate_usd`` against every applicable budget, or refuse the call."""
+        reservation = Reservation(self)
+        now = self._clock()
+        for budget in self.budgets:
+            if not budget.applies_to(tags):
+                continue
+            if budget.window == "request":
+                if estimate_usd > budget.limit_usd:
+                    self._release(reservation)
+                    raise BudgetExceededError(
+                        f"BudgetExceededError: this call may cost up to ${estimate_usd:.6f}, over the "
+                        f"${budget.limit_usd:.6f} per-request budget of {budget.scope}; nothing was sent. "
+                        "Lower max_tokens, shorten the prompt, or raise the budget",
+                        scope=budget.scope, limit_usd=budget.limit_usd, spent_usd=0.0,
+                    )
+                continue
+            window_key = budget.window_key(now)
+            key = self._key(budget, window_key)
+            ok, used = self.store.try_reserve(key, estimate_usd, budget.limit_usd)
+            if not ok:
+                self._release(reservation)
+                raise BudgetExceededError(
+                    f"BudgetExceededError: the {budget.window} budget of {budget.scope} is ${budget.limit_usd:.4f}; "
+                    f"${used:.6f} is spent or reserved and this call may cost up to ${estimate_usd:.6f}; "
+                    "nothing was sent. Wait for the next window, lower max_tokens, or raise the budget",
+                    scope=budget.scope, limit_usd=budget.limit_usd, spent_usd=used,
+                )
+            reservation.holds.append((budget, window_key, estimate_usd))
+        return reservation
+
+    def _release(self, reservation: Reservation) -> None:
+        for budget, window_key, amount in reservation.holds:
+            self.store.settle(self._key(budget, window_key), amount, 0.0)
+        reservation.holds.clear()
+        reservation.settled = True
+
+    async def _settle(self, reservation: Reservation, actual_usd: float) -> None:
+        for budget, window_key, amount in reservation.holds:
+            total = self.store.settle(self._key(budget, window_key), amount, actual_usd)
+            if budget.alert_at is not None and total >= budget.alert_at * budget.limit_usd:
+                key = self._key(budget, window_key)
+                if self.store.mark_alerted(key):
+                    await self._alert(BudgetAlert(budget.scope, budget.window, window_key, budget.limit_usd,
+                                                  total, budget.alert_at))
+
+    async def _alert(self, alert: BudgetAlert) -> None:
+        logger.warning(
+            "budget %s (%s %s) reached %.0f%% of $%.4f: $%.6f spent",
+            alert.scope, alert.window, alert.window_key, alert.threshold * 100, alert.limit_usd, alert.spent_usd,
+            extra={"event": "budget.alert", "scope": alert.scope, "spent_usd": alert.spent_usd,
+                   "limit_usd": alert.limit_usd},
+        )
+        for callback in self.callbacks:
+            result = callback(alert)
+            if result is not None:
+                await result
+        if self.webhook is not None:
+            try:
+                await self.webhook(alert)
+            except Exception as exc:  # an alert must never fail the call that triggered it
+                logger.error("budget alert webhook failed (%s: %s); the alert was logged", type(exc).__name__, exc)
+
+    def spent(self, scope: str = "global", window: Window = "day") -> float:
+        """Spend so far in the current window of the budget with this scope and window."""
+        for budget in self.budgets:
+            if budget.scope == scope and budget.window == window:
+                return self.store.spent(self._key(budget, budget.window_key(self._clock())))
+        return 0.0

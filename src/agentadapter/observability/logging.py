@@ -1,0 +1,135 @@
+"""Structured logs: JSON lines through structlog, with secrets redacted whatever the level.
+
+AgentAdapter's modules log through stdlib loggers from :func:`get_logger` (names under
+``agentadapter.``), passing structured fields in ``extra=``. Every such logger carries
+:class:`RedactingFilter`, so a record is cleaned before any handler sees it: fields whose name
+says they hold a secret (``api_key``, ``authorization``, ``x-api-key``, ...) are masked, and every
+API key the process has been given (:func:`register_secret`, called when a backend is configured)
+is replaced wherever it appears in a message or field. As a library we add no handler;
+:func:`configure_logging` (called by the CLI and the server, or by you) installs structlog's JSON
+rendering at ``AGENTADAPTER_LOG_LEVEL``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping, MutableMapping
+from typing import IO, Any
+
+SENSITIVE_KEYS = frozenset({
+    "api_key", "apikey", "api-key", "authorization", "x-api-key", "x-goog-api-key", "proxy-authorization",
+    "cookie", "set-cookie", "secret", "secret_key", "password", "token", "access_token", "refresh_token",
+})
+MASK = "[REDACTED]"
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+# The standard LogRecord attributes; anything else on a record came from `extra=`.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def register_secret(secret: str | None) -> None:
+    """Never let this value appear in a log line (keys shorter than 8 characters are not tracked)."""
+    if secret and len(secret) >= 8:
+        with _secrets_lock:
+            _secrets.add(secret)
+
+
+def redact_text(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def redact(value: Any, key: str | None = None) -> Any:
+    """A copy of ``value`` with secret fields masked and known secrets removed from strings."""
+    if key is not None and key.lower() in SENSITIVE_KEYS and value:
+        return MASK
+    if isinstance(value, str):
+        return redact_text(value) if _secrets else value
+    if isinstance(value, Mapping):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """Cleans a record's message, arguments and extra fields before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        if isinstance(record.msg, str):
+            record.msg = redact_text(record.msg)
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_FIELDS:
+                setattr(record, name, redact(value, name))
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger under ``agentadapter.`` that redacts secrets from everything it emits."""
+    logger = logging.getLogger(name if name.startswith("agentadapter") else f"agentadapter.{name}")
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger
+
+
+def _redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    return {k: redact(v, k) for k, v in event_dict.items()}
+
+
+def _extra_fields(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    record = event_dict.get("_record")
+    if isinstance(record, logging.LogRecord):
+        for name, value in vars(record).items():
+            if name not in _RECORD_FIELDS and not name.startswith("_"):
+                event_dict.setdefault(name, value)
+    return event_dict
+
+
+def configure_logging(level: str | int | None = None, *, stream: IO[str] | None = None, json: bool = True) -> None:
+    """Render AgentAdapter's logs as JSON lines (or key=value with ``json=False``).
+
+    ``level`` defaults to ``AGENTADAPTER_LOG_LEVEL`` (INFO). Only the ``agentadapter`` logger tree is
+    configured; the application's own logging is left alone.
+    """
+    import structlog
+
+    resolved = level if level is not None else os.environ.get("AGENTADAPTER_LOG_LEVEL", "INFO")
+    numeric = logging.getLevelName(resolved.upper()) if isinstance(resolved, str) else resolved
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {resolved!r}; use DEBUG, INFO, WARNING or ERROR")
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.processors.KeyValueRenderer()
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[
+            _extra_fields,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _redact_processor,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    handler.addFilter(_FILTER)
+    root = logging.getLogger("agentadapter")
+    for existing in list(root.handlers):
+        if getattr(existing, "_agentadapter", False):
+            root.removeHandler(existing)
+    handler._agentadapter = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    root.propagate = False
