@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _loopback import loopback_server
 from agentadapter import LLM
 from agentadapter.llm import catalog
+from agentadapter.llm.policy.cache import MemoryCache
 
 BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "Hello"}]}
 
@@ -55,6 +56,31 @@ async def throughput(call: Callable[[], Awaitable[object]], calls: int, concurre
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(calls)))
     return calls / (time.perf_counter() - started)
+
+
+def telemetry_stack() -> Callable[[], None]:
+    """Logs at INFO as JSON (to a null stream), metrics, and OpenTelemetry spans to an in-memory exporter."""
+    import io
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from agentadapter.observability.logging import configure_logging
+
+    sink = io.StringIO()
+    configure_logging("INFO", stream=sink)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+
+    def report() -> None:
+        print(f"\n(telemetry row: {len(sink.getvalue().splitlines())} log lines, "
+              f"{len(exporter.get_finished_spans())} spans recorded)")
+
+    return report
 
 
 def import_time_ms(statement: str, repeat: int = 7) -> float:
@@ -103,12 +129,26 @@ async def run(base_url: str, calls: int, concurrency: int) -> None:
     async def via_route() -> object:
         return await llm_aiohttp.generate("pair", "Hello")
 
+    llm_cached = LLM(config=config, environ={}, cache=MemoryCache())
+
+    async def cache_hit() -> object:
+        return await llm_cached.generate("bench/bench-model", "Hello", temperature=0)
+
+    telemetry_on = telemetry_stack()
+    llm_policed = LLM(config={**config, "budgets": [{"scope": "global", "limit_usd": 1e9, "window": "day"}]},
+                      environ={})
+
+    async def with_policies() -> object:
+        return await llm_policed.generate("bench/bench-model", "Hello", tags={"agent": "bench"})
+
     rows = [
         ("bare aiohttp POST (floor)", bare_aiohttp),
         ("bare httpx POST", bare_httpx),
         ("LLM.generate, aiohttp transport", via_llm_aiohttp),
         ("LLM.generate, httpx transport", via_llm_httpx),
         ("LLM.generate, two-target route", via_route),
+        ("LLM.generate, budgets + telemetry", with_policies),
+        ("LLM.generate, cache hit (no call)", cache_hit),
     ]
     results = {}
     for name, call in rows:
@@ -119,6 +159,9 @@ async def run(base_url: str, calls: int, concurrency: int) -> None:
     await client.aclose()
     await llm_aiohttp.aclose()
     await llm_httpx.aclose()
+    await llm_policed.aclose()
+    await llm_cached.aclose()
+    telemetry_on()
 
     floor_median = results["bare aiohttp POST (floor)"][0]
     floor_rate = results["bare aiohttp POST (floor)"][2]
