@@ -66,6 +66,33 @@ _LAZY: dict[str, str] = {
     "GuardrailTripped": "agentadapter.llm.errors",
     "MaxTurnsExceeded": "agentadapter.llm.errors",
     "AllTargetsFailedError": "agentadapter.llm.errors",
+    "BaseAgent": "agentadapter.agents.base",
+    "AgentContext": "agentadapter.agents.context",
+    "AgentResult": "agentadapter.agents.result",
+    "RunState": "agentadapter.agents.result",
+    "RunConfig": "agentadapter.agents.run_config",
+    "ModelSettings": "agentadapter.agents.run_config",
+    "LLMAgent": "agentadapter.agents.llm_agent",
+    "OnlineAgent": "agentadapter.agents.online",
+    "LocalAgent": "agentadapter.agents.local",
+    "tool": "agentadapter.agents.tools",
+    "FunctionTool": "agentadapter.agents.tools",
+    "ToolRegistry": "agentadapter.agents.tools",
+    "handoff": "agentadapter.agents.handoffs",
+    "Handoff": "agentadapter.agents.handoffs",
+    "GuardrailResult": "agentadapter.agents.guardrails",
+    "input_guardrail": "agentadapter.agents.guardrails",
+    "output_guardrail": "agentadapter.agents.guardrails",
+    "create_agent": "agentadapter.agents.factory",
+    "AgentLoader": "agentadapter.agents.loader",
+    "UsageLedger": "agentadapter.llm.ledger",
+    "UsageTotals": "agentadapter.llm.ledger",
+    "Budget": "agentadapter.llm.policy.budget",
+    "BudgetGuard": "agentadapter.llm.policy.budget",
+    "BreakerConfig": "agentadapter.llm.policy.breaker",
+    "RateLimitConfig": "agentadapter.llm.policy.ratelimit",
+    "TargetHealth": "agentadapter.llm.health",
+    "configure_logging": "agentadapter.observability.logging",
 }
 
 __all__ = [
@@ -74,13 +101,20 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AgentAdapterError",
+    "AgentContext",
+    "AgentLoader",
+    "AgentResult",
     "AllTargetsFailedError",
     "Attempt",
     "AuthenticationError",
     "Backend",
     "BackendConfig",
     "BadRequestError",
+    "BaseAgent",
+    "BreakerConfig",
+    "Budget",
     "BudgetExceededError",
+    "BudgetGuard",
     "CacheHints",
     "Capabilities",
     "CapabilityError",
@@ -91,38 +125,58 @@ __all__ = [
     "ContextWindowExceededError",
     "FilePart",
     "FunctionBackend",
+    "FunctionTool",
+    "GuardrailResult",
     "GuardrailTripped",
+    "Handoff",
     "ImagePart",
     "InvalidRequestError",
     "LLM",
+    "LLMAgent",
     "LLMStream",
+    "LocalAgent",
     "MaxTurnsExceeded",
     "Message",
+    "ModelSettings",
     "NotFoundError",
+    "OnlineAgent",
     "OutputSchema",
     "OutputValidationError",
     "OverloadedError",
     "PermissionDeniedError",
+    "RateLimitConfig",
     "RateLimitError",
     "ReasoningPart",
     "Request",
     "Response",
     "RetryPolicy",
+    "RunConfig",
+    "RunState",
     "ServerError",
     "Settings",
     "StreamAccumulator",
     "StreamEvent",
     "StreamInterruptedError",
+    "TargetHealth",
     "TestBackend",
     "TextPart",
     "Timeout",
     "Tool",
     "ToolCallPart",
+    "ToolRegistry",
     "ToolResultPart",
     "Usage",
+    "UsageLedger",
+    "UsageTotals",
     "__version__",
+    "configure_logging",
+    "create_agent",
     "get_settings",
+    "handoff",
+    "input_guardrail",
+    "output_guardrail",
     "register_backend",
+    "tool",
 ]
 
 
@@ -140,6 +194,18 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from agentadapter.agents.base import BaseAgent
+    from agentadapter.agents.context import AgentContext
+    from agentadapter.agents.factory import create_agent
+    from agentadapter.agents.guardrails import GuardrailResult, input_guardrail, output_guardrail
+    from agentadapter.agents.handoffs import Handoff, handoff
+    from agentadapter.agents.llm_agent import LLMAgent
+    from agentadapter.agents.loader import AgentLoader
+    from agentadapter.agents.local import LocalAgent
+    from agentadapter.agents.online import OnlineAgent
+    from agentadapter.agents.result import AgentResult, RunState
+    from agentadapter.agents.run_config import ModelSettings, RunConfig
+    from agentadapter.agents.tools import FunctionTool, ToolRegistry, tool
     from agentadapter.config import Settings, get_settings
     from agentadapter.llm.backends.base import Backend, BackendConfig, register_backend
     from agentadapter.llm.backends.testing import FunctionBackend, TestBackend
@@ -172,6 +238,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ServerError,
         StreamInterruptedError,
     )
+    from agentadapter.llm.health import TargetHealth
+    from agentadapter.llm.ledger import UsageLedger, UsageTotals
     from agentadapter.llm.messages import (
         Attempt,
         CacheHints,
@@ -189,6 +257,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         Usage,
     )
     from agentadapter.llm.output import OutputSchema
+    from agentadapter.llm.policy.breaker import BreakerConfig
+    from agentadapter.llm.policy.budget import Budget, BudgetGuard
+    from agentadapter.llm.policy.ratelimit import RateLimitConfig
     from agentadapter.llm.policy.retry import RetryPolicy
     from agentadapter.llm.tools import Tool
     from agentadapter.llm.transport import Timeout
+    from agentadapter.observability.logging import configure_logging

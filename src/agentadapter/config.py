@@ -11,15 +11,16 @@ Everything here is below ``llm/`` in the layering, so it imports nothing from th
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentadapter.llm.errors import ConfigurationError
 
@@ -49,7 +50,7 @@ class Settings(BaseSettings):
     jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     executor: Literal["inline", "celery"] = "inline"
     broker_url: str | None = None
     retention_days: int = 30
@@ -61,17 +62,20 @@ class Settings(BaseSettings):
     agent_default_transport: Literal["online", "local"] = Field(
         "online", validation_alias=AliasChoices("AGENT_DEFAULT_TRANSPORT", "AGENTADAPTER_AGENT_DEFAULT_TRANSPORT")
     )
-    agent_online_endpoints: dict[str, str] = Field(
+    # NoDecode: these take the seeds' plain forms (name=url,... and os.pathsep lists), which the
+    # validators below split; pydantic-settings would otherwise insist on JSON.
+    agent_online_endpoints: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         validation_alias=AliasChoices("AGENT_ONLINE_ENDPOINTS", "AGENTADAPTER_AGENT_ONLINE_ENDPOINTS"),
     )
-    local_model_paths: list[Path] = Field(
+    local_model_paths: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, validation_alias=AliasChoices("LOCAL_MODEL_PATHS", "AGENTADAPTER_LOCAL_MODEL_PATHS")
     )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
+        value = _json_form(value)
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
@@ -79,6 +83,7 @@ class Settings(BaseSettings):
     @field_validator("agent_online_endpoints", mode="before")
     @classmethod
     def _parse_endpoints(cls, value: Any) -> Any:
+        value = _json_form(value)
         if isinstance(value, str):
             pairs: dict[str, str] = {}
             for item in filter(None, (v.strip() for v in value.split(","))):
@@ -92,6 +97,7 @@ class Settings(BaseSettings):
     @field_validator("local_model_paths", mode="before")
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
+        value = _json_form(value)
         if isinstance(value, str):
             return [Path(v) for v in value.split(os.pathsep) if v]
         return value
@@ -108,6 +114,16 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "agentadapter.db"
+
+
+def _json_form(value: Any) -> Any:
+    """These list and mapping settings also take JSON, as pydantic-settings would."""
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} looks like JSON but does not parse: {exc}") from exc
+    return value
 
 
 @lru_cache(maxsize=1)

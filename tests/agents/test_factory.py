@@ -93,11 +93,6 @@ def test_agent_online_endpoints_name_endpoints(settings_env, tools):
         create_agent({"name": "a", "endpoint": "missing", "model": "m"}, tools=tools)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py: pydantic-settings JSON-decodes dict/list env values before the fields' own "
-    "name=url / os.pathsep splitting runs, so the documented forms raise SettingsError (needs NoDecode)",
-)
 def test_the_documented_env_forms_of_the_seed_settings(settings_env):
     settings_env(AGENT_ONLINE_ENDPOINTS="gpu=http://gpu-box:8000/v1", LOCAL_MODEL_PATHS="/models:/opt/models")
     settings = get_settings()
