@@ -8,6 +8,7 @@ from typing import Any
 
 import pydantic
 import pytest
+from aiohttp import web
 
 from agentadapter.llm.backends.anthropic import AnthropicBackend, AnthropicStreamDecoder
 from agentadapter.llm.backends.anthropic_mapping import WireRequest
@@ -31,7 +32,9 @@ from agentadapter.llm.messages import (
 )
 from agentadapter.llm.output import OutputSchema
 from agentadapter.llm.tools import Tool
+from agentadapter.llm.transport import AiohttpTransport, HttpxTransport, Transport
 from fakes.anthropic_server import AnthropicFake
+from fakes.server import Recorded, send_sse
 
 MODEL = "claude-sonnet-4-5"
 WEATHER = Tool(
@@ -280,6 +283,42 @@ async def test_a_dropped_connection(fake: AnthropicFake, backend: AnthropicBacke
     fake.fail(drop=True)
     with pytest.raises(APIConnectionError):
         await collect(backend, req())
+
+
+@pytest.mark.parametrize("transport_type", [AiohttpTransport, HttpxTransport])
+async def test_a_connection_dropped_mid_stream_is_an_interrupted_stream(
+    fake: AnthropicFake, transport_type: type[Transport[Any]]
+) -> None:
+    def frame(kind: str, data: dict[str, Any]) -> str:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+    frames = [
+        frame("message_start", {"message": {"id": "msg_drop", "type": "message", "role": "assistant",
+                                            "model": MODEL, "content": [], "usage": {"input_tokens": 3}}}),
+        frame("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        frame("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "a long "}}),
+        frame("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "answer"}}),
+    ]
+
+    async def handler(request: web.Request, recorded: Recorded) -> web.StreamResponse:
+        return await send_sse(request, frames, drop_after=3)
+
+    fake.route("POST", "/v1/messages", handler)
+    backend = AnthropicBackend(
+        BackendConfig(name="anthropic", type="anthropic", base_url=fake.url, api_key=fake.api_key),
+        transport=transport_type(),
+    )
+    seen: list[StreamEvent] = []
+    try:
+        with pytest.raises(StreamInterruptedError, match="broke in the middle") as caught:
+            async for event in backend.stream(req()):
+                seen.append(event)
+    finally:
+        await backend.aclose()
+    assert [(e.kind, e.text) for e in seen] == [("text", "a long ")]
+    assert isinstance(caught.value.__cause__, APIConnectionError)
+    assert caught.value.retryable
+    assert caught.value.provider == "anthropic"
 
 
 # --------------------------------------------------------------------- the decoder on its own

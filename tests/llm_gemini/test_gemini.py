@@ -745,7 +745,7 @@ async def test_api_version_goes_into_the_path(fake: GeminiFake) -> None:
 
 def test_the_key_may_come_from_a_configured_header() -> None:
     gemini = GeminiBackend(BackendConfig(name="gemini", type="gemini", headers={"Authorization": "Bearer t"}))
-    assert not gemini._key_missing
+    assert gemini.setup_problem is None
 
 
 # --------------------------------------------------------------------------- tokens and models

@@ -6,11 +6,15 @@ directions and their tables) and reads the answer back, whole or streamed. A str
 (``message_start``, ``content_block_start`` / ``_delta`` / ``_stop``, ``message_delta``,
 ``message_stop``, ``ping``, ``error``) whose events feed a
 :class:`~agentadapter.llm.messages.StreamAccumulator`, so a stream accumulates into exactly the
-``Response`` of :meth:`AnthropicBackend.generate`. Retries, failover and cost are the facade's.
+``Response`` of :meth:`AnthropicBackend.generate`; the loop around it is the one every streaming
+backend shares (:meth:`~agentadapter.llm.backends.base.Backend.stream_with`), so a connection that
+breaks mid-stream is a :class:`~agentadapter.llm.errors.StreamInterruptedError` here too. Retries,
+failover and cost are the facade's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +33,7 @@ from agentadapter.llm.backends.anthropic_mapping import (
     stop_details,
     usage_from_wire,
 )
-from agentadapter.llm.backends.base import Backend, elapsed_ms
+from agentadapter.llm.backends.base import Backend, StreamDecoder, elapsed_ms
 from agentadapter.llm.errors import APIError, StreamInterruptedError, error_from_event
 from agentadapter.llm.messages import (
     ReasoningPart,
@@ -61,13 +65,7 @@ class AnthropicBackend(Backend):
     async def generate(self, request: Request) -> Response:
         started = time.perf_counter()
         wire = self._wire(request, stream=False)
-        body, _ = await self.send_json(self._post(MESSAGES_PATH, request, wire.body))
-        if not isinstance(body, Mapping):
-            raise APIError(
-                f"{self.name} answered with JSON that is not a message object (model {request.model}): "
-                f"{str(body)[:200]!r}; check the base URL",
-                provider=self.name, model=request.model, body=body,
-            )
+        body = await self.send_for_object(self._post(MESSAGES_PATH, request, wire.body), "a message object")
         response = parse_response(body, provider=self.name, model=request.model, wire=wire)
         response.latency_ms = elapsed_ms(started)
         return response
@@ -76,13 +74,10 @@ class AnthropicBackend(Backend):
         started = time.perf_counter()
         wire = self._wire(request, stream=True)
         decoder = AnthropicStreamDecoder(self.name, request.model, wire)
-        async for sse in self.send_sse(self._post(MESSAGES_PATH, request, wire.body)):
-            for event in decoder.feed(self.stream_json(sse, request.model)):
+        http_request = self._post(MESSAGES_PATH, request, wire.body)
+        async with contextlib.aclosing(self.stream_with(decoder, http_request, started=started)) as events:
+            async for event in events:
                 yield event
-        for event in decoder.close():
-            if event.response is not None:
-                event.response.latency_ms = elapsed_ms(started)
-            yield event
 
     async def count_tokens(self, request: Request) -> int:
         """Input tokens as Anthropic counts them (``/v1/messages/count_tokens``; free, rate limited)."""
@@ -141,7 +136,7 @@ class _OpenBlock:
     is_output: bool = False
 
 
-class AnthropicStreamDecoder:
+class AnthropicStreamDecoder(StreamDecoder):
     """Turns Anthropic stream events (parsed JSON) into neutral :class:`StreamEvent` s.
 
     Every emitted event goes through the accumulator; :meth:`close` adds the one ``usage`` event

@@ -5,7 +5,11 @@ and the provider's answer into a neutral :class:`~agentadapter.llm.messages.Resp
 :class:`~agentadapter.llm.messages.StreamEvent`. Retries, failover, caching and budgets are *not*
 here: the facade and the policies compose them around this small surface. A backend instance is
 configured by a :class:`BackendConfig` (who to call, with which key) and talks HTTP only through a
-:class:`~agentadapter.llm.transport.Transport`.
+:class:`~agentadapter.llm.transport.Transport`. The plumbing every backend needs is here too: the
+set-up check (:meth:`Backend.check_setup`), JSON and server-sent-event exchanges with errors
+translated, and one streaming loop (:meth:`Backend.stream_with`) that feeds a provider's events to
+its :class:`StreamDecoder`, so every streaming backend handles error events, ``[DONE]`` and a
+connection that breaks mid-stream the same way.
 
 New backends register with :func:`register_backend` or the ``agentadapter.backends`` entry point
 group, and prove themselves with :mod:`agentadapter.testing`'s conformance kit.
@@ -13,21 +17,26 @@ group, and prove themselves with :mod:`agentadapter.testing`'s conformance kit.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from agentadapter.llm import catalog
 from agentadapter.llm.errors import (
+    APIConnectionError,
     APIError,
+    APITimeoutError,
     CapabilityError,
     ConfigurationError,
     StreamInterruptedError,
     decode_body,
+    error_from_event,
     error_from_response,
 )
 from agentadapter.llm.messages import (
@@ -50,6 +59,9 @@ from agentadapter.llm.transport import (
     create_transport,
     iter_sse,
 )
+from agentadapter.observability.logging import get_logger
+
+_log = get_logger("agentadapter.http")
 
 
 @dataclass(slots=True)
@@ -86,6 +98,27 @@ def mask_secret(secret: str | None) -> str | None:
     return f"{secret[:3]}...{secret[-4:]}" if len(secret) > 12 else "***"
 
 
+class StreamDecoder(ABC):
+    """One provider's stream events (their JSON data, in order) → neutral :class:`StreamEvent` s.
+
+    :meth:`Backend.stream_with` feeds it; the events it returns go through its own
+    :class:`~agentadapter.llm.messages.StreamAccumulator`, so the closing ``finish`` carries the
+    whole response.
+    """
+
+    @abstractmethod
+    def feed(self, data: Any) -> list[StreamEvent]:
+        """Events for one server-sent event's JSON data."""
+
+    @abstractmethod
+    def close(self) -> list[StreamEvent]:
+        """The closing events, ``finish`` last; raises :class:`StreamInterruptedError` when the
+        stream ended before the answer was complete."""
+
+    def done_marker(self) -> None:  # noqa: B027  (a hook: most wire formats have no [DONE])
+        """The server sent ``data: [DONE]``, the OpenAI family's end of stream."""
+
+
 class Backend(ABC):
     """One provider API. Subclasses implement ``generate`` and ``stream``; the rest has defaults."""
 
@@ -97,6 +130,9 @@ class Backend(ABC):
         self.transport: Transport[Any] = transport or create_transport()
         self.header_listeners: list[Callable[[Mapping[str, str]], None]] = []
         """Called with every response's headers (rate-limit learning, request ids)."""
+        self.setup_problem: str | None = None
+        """What the configuration lacks (a key, a base URL), found when the backend is built and
+        raised by :meth:`check_setup` when a call is made, so the message can name the model."""
 
     @property
     def name(self) -> str:
@@ -138,6 +174,12 @@ class Backend(ABC):
 
     # ---------------------------------------------------------------------- helpers for subclasses
 
+    def check_setup(self, model: str | None = None) -> None:
+        """Raise :class:`ConfigurationError` for :attr:`setup_problem`, naming the backend and model."""
+        if self.setup_problem is not None:
+            where = f"backend {self.name}" + (f", model {model}" if model else "")
+            raise ConfigurationError(f"{self.setup_problem} ({where})")
+
     def http_request(
         self, method: str, url: str, request: Request | None, *, body: Any = None,
         headers: Mapping[str, str] | None = None,
@@ -160,7 +202,12 @@ class Backend(ABC):
 
     async def send_json(self, http_request: HTTPRequest) -> tuple[Any, dict[str, str]]:
         """Send; return (decoded JSON body, headers); translate an error status."""
+        if _log.isEnabledFor(logging.DEBUG):
+            _log_request(http_request)
         response = await self.transport.send(http_request)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("http.response", extra={"status": response.status, "provider": self.name,
+                                               "headers": response.headers, "bytes": len(response.content)})
         for listener in self.header_listeners:
             listener(response.headers)
         if response.status >= 400:
@@ -178,8 +225,38 @@ class Backend(ABC):
                 body=response.content[:2000], headers=response.headers,
             ) from exc
 
-    async def send_sse(self, http_request: HTTPRequest) -> AsyncIterator[SSEEvent]:
+    async def send_for_object(
+        self, http_request: HTTPRequest, what: str, *, key: str | None = None, hint: str = "check the base URL"
+    ) -> Mapping[str, Any]:
+        """:meth:`send_json` for an answer that must be a JSON object (holding ``key``, when given).
+
+        Any other JSON raises :class:`APIError` saying it is not ``what``, with ``hint``: an answer
+        of the wrong shape usually means the base URL points at another API.
+        """
+        body, _ = await self.send_json(http_request)
+        if not isinstance(body, Mapping) or (key is not None and key not in body):
+            raise APIError(
+                f"{self.name} answered with JSON that is not {what} (model {http_request.model}): "
+                f"{str(body)[:200]!r}; {hint}",
+                provider=self.name, model=http_request.model, body=body,
+            )
+        return body
+
+    async def list_names(self, http_request: HTTPRequest, *, key: str, field: str, path: str) -> list[str]:
+        """The ``field`` of every object in the ``key`` list of a listing (``GET path``, e.g. the models)."""
+        body, _ = await self.send_json(http_request)
+        entries = body.get(key) if isinstance(body, Mapping) else None
+        if not isinstance(entries, list):
+            raise APIError(
+                f"{self.name} answered GET {path} with an unexpected shape: {str(body)[:200]}; "
+                "check the base URL", provider=self.name, body=body,
+            )
+        return [str(entry[field]) for entry in entries if isinstance(entry, Mapping) and field in entry]
+
+    async def send_sse(self, http_request: HTTPRequest) -> AsyncGenerator[SSEEvent, None]:
         """Send; yield server-sent events; translate an error status (even on a stream request)."""
+        if _log.isEnabledFor(logging.DEBUG):
+            _log_request(http_request)
         async with self.transport.stream(http_request) as response:
             for listener in self.header_listeners:
                 listener(response.headers)
@@ -209,6 +286,58 @@ class Backend(ABC):
                 f"{self.name} sent a stream event that is not JSON (model {model}): {event.data[:200]!r}",
                 provider=self.name, model=model,
             ) from exc
+
+    async def stream_with(
+        self, decoder: StreamDecoder, http_request: HTTPRequest, *, started: float
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Send ``http_request`` and stream its answer through ``decoder``: every SSE backend's loop.
+
+        An ``event: error`` raises the error it carries; blank events are skipped; ``data: [DONE]``
+        ends the stream (what follows is read, so the connection goes back to the pool, but not
+        decoded); every other event's data is decoded as JSON and fed to the decoder. A connection
+        that breaks after events have arrived raises :class:`StreamInterruptedError` (the answer is
+        incomplete; a timeout stays a timeout). The decoder's closing events come last, the
+        ``finish`` response carrying the latency since ``started`` (a ``time.perf_counter()``).
+        """
+        model = http_request.model
+        received = False
+        done = False
+        try:
+            # Closing send_sse promptly, even when the caller stops early, releases the connection.
+            async with contextlib.aclosing(self.send_sse(http_request)) as events:
+                async for event in events:
+                    received = True
+                    if done:
+                        continue
+                    if event.event == "error":
+                        raise error_from_event(decode_body(event.data.encode()), provider=self.name, model=model)
+                    data = event.data
+                    if not data or data.isspace():
+                        continue
+                    if data == "[DONE]":
+                        done = True
+                        decoder.done_marker()
+                        continue
+                    for stream_event in decoder.feed(self.stream_json(event, model)):
+                        yield stream_event
+        except APIConnectionError as exc:
+            if not received or isinstance(exc, APITimeoutError):
+                raise
+            raise StreamInterruptedError(
+                f"the connection to {self.name} broke in the middle of the stream (model {model}): "
+                f"{exc.__cause__ or exc}; the answer is incomplete, the call may be retried",
+                provider=self.name, model=model,
+            ) from exc
+        for stream_event in decoder.close():
+            if stream_event.response is not None:
+                stream_event.response.latency_ms = elapsed_ms(started)
+            yield stream_event
+
+
+def _log_request(http_request: HTTPRequest) -> None:
+    _log.debug("http.request", extra={"method": http_request.method, "url": http_request.url,
+                                      "provider": http_request.provider, "model": http_request.model,
+                                      "headers": http_request.headers})
 
 
 def estimate_tokens(request: Request) -> int:

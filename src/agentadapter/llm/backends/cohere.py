@@ -33,20 +33,15 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, assert_never, cast
+from typing import Any, assert_never
 
-from agentadapter.llm.backends.base import Backend, BackendConfig, elapsed_ms
-from agentadapter.llm.backends.openai_chat_mapping import _arguments_json
+from agentadapter.llm.backends.base import Backend, BackendConfig, StreamDecoder, elapsed_ms
+from agentadapter.llm.backends.openai_chat_mapping import arguments_json
 from agentadapter.llm.errors import (
-    APIConnectionError,
-    APIError,
-    APITimeoutError,
-    ConfigurationError,
     InvalidRequestError,
     StreamInterruptedError,
-    decode_body,
     error_from_event,
 )
 from agentadapter.llm.messages import (
@@ -68,7 +63,7 @@ from agentadapter.llm.messages import (
     parse_tool_arguments,
 )
 from agentadapter.llm.tools import Tool
-from agentadapter.llm.transport import HTTPRequest, SSEEvent, Transport
+from agentadapter.llm.transport import HTTPRequest, Transport
 
 __all__ = ["DEFAULT_BASE_URL", "CohereBackend", "CohereStreamDecoder"]
 
@@ -237,7 +232,7 @@ def _message_to_wire(message: Message, wire: list[dict[str, Any]]) -> None:
                 {
                     "id": part.id,
                     "type": "function",
-                    "function": {"name": part.name, "arguments": _arguments_json(part.arguments)},
+                    "function": {"name": part.name, "arguments": arguments_json(part.arguments)},
                 }
             )
         elif isinstance(part, ToolResultPart):
@@ -421,7 +416,7 @@ class _CallBuilder:
     arguments: list[str] = field(default_factory=list)
 
 
-class CohereStreamDecoder:
+class CohereStreamDecoder(StreamDecoder):
     """Turns Cohere v2 stream events (parsed JSON) into neutral :class:`StreamEvent` s.
 
     Text and thinking deltas stream as ``text`` / ``reasoning`` events keyed by the content index,
@@ -590,22 +585,17 @@ class CohereBackend(Backend):
         self._headers = {"content-type": "application/json", "accept": "application/json"}
         if config.api_key:
             self._headers["authorization"] = f"Bearer {config.api_key}"
-        # Reported at call time, with the model in the message, like the other backends.
-        self._setup_error: str | None = None
         if not config.api_key and base_url == DEFAULT_BASE_URL:
-            self._setup_error = "COHERE_API_KEY is not set; export it or pass api_key=..."
+            self.setup_problem = "COHERE_API_KEY is not set; export it or pass api_key=..."
 
     # ------------------------------------------------------------------------------ the contract
 
     async def generate(self, request: Request) -> Response:
         started = time.perf_counter()
-        body, _ = await self.send_json(self._post(request, stream=False))
-        if not isinstance(body, Mapping) or "message" not in body:
-            raise APIError(
-                f"{self.name} answered with JSON that is not a v2 chat response (model {request.model}): "
-                f"{str(body)[:200]!r}; check the base URL (the bare host, e.g. {DEFAULT_BASE_URL})",
-                provider=self.name, model=request.model, body=body,
-            )
+        body = await self.send_for_object(
+            self._post(request, stream=False), "a v2 chat response", key="message",
+            hint=f"check the base URL (the bare host, e.g. {DEFAULT_BASE_URL})",
+        )
         response = response_from_body(body, self.name, request.model)
         response.latency_ms = elapsed_ms(started)
         return response
@@ -614,53 +604,19 @@ class CohereBackend(Backend):
         started = time.perf_counter()
         http_request = self._post(request, stream=True)
         decoder = CohereStreamDecoder(self.name, request.model)
-        received = False
-        try:
-            sse = cast(AsyncGenerator[SSEEvent, None], self.send_sse(http_request))
-            async with contextlib.aclosing(sse) as events:
-                async for event in events:
-                    received = True
-                    if event.event == "error":
-                        raise error_from_event(decode_body(event.data.encode()), provider=self.name,
-                                               model=request.model)
-                    if not event.data or event.data == "[DONE]":
-                        continue
-                    for stream_event in decoder.feed(self.stream_json(event, request.model)):
-                        yield stream_event
-        except APIConnectionError as exc:
-            if not received or isinstance(exc, APITimeoutError):
-                raise
-            raise StreamInterruptedError(
-                f"the connection to {self.name} broke in the middle of the stream (model {request.model}): "
-                f"{exc.__cause__ or exc}; the answer is incomplete, the call may be retried",
-                provider=self.name, model=request.model,
-            ) from exc
-        for stream_event in decoder.close():
-            if stream_event.response is not None:
-                stream_event.response.latency_ms = elapsed_ms(started)
-            yield stream_event
+        async with contextlib.aclosing(self.stream_with(decoder, http_request, started=started)) as events:
+            async for event in events:
+                yield event
 
     async def list_models(self) -> list[str]:
         """The chat models this key may use (``GET /v1/models?endpoint=chat``)."""
-        self._check_setup(None)
+        self.check_setup()
         http_request = self.http_request("GET", self._base_url + MODELS_PATH, None, headers=self._headers)
-        body, _ = await self.send_json(http_request)
-        models = body.get("models") if isinstance(body, Mapping) else None
-        if not isinstance(models, list):
-            raise APIError(
-                f"{self.name} answered GET /v1/models with an unexpected shape: {str(body)[:200]}; "
-                "check the base URL", provider=self.name, body=body,
-            )
-        return [str(entry["name"]) for entry in models if isinstance(entry, Mapping) and "name" in entry]
+        return await self.list_names(http_request, key="models", field="name", path="/v1/models")
 
     # -------------------------------------------------------------------------------- plumbing
 
-    def _check_setup(self, model: str | None) -> None:
-        if self._setup_error is not None:
-            where = f"backend {self.name}" + (f", model {model}" if model else "")
-            raise ConfigurationError(f"{self._setup_error} ({where})")
-
     def _post(self, request: Request, *, stream: bool) -> HTTPRequest:
-        self._check_setup(request.model)
+        self.check_setup(request.model)
         body = request_body(request, stream=stream)
         return self.http_request("POST", self._base_url + CHAT_PATH, request, body=body, headers=self._headers)

@@ -35,18 +35,15 @@ import mimetypes
 import re
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, assert_never, cast
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, assert_never
 from urllib.parse import quote, urlencode
 
 from agentadapter.llm import catalog
-from agentadapter.llm.backends.base import Backend, BackendConfig, elapsed_ms
+from agentadapter.llm.backends.base import Backend, BackendConfig, StreamDecoder, elapsed_ms
 from agentadapter.llm.backends.gemini_schema import to_gemini_schema
 from agentadapter.llm.errors import (
-    APIConnectionError,
     APIError,
-    APITimeoutError,
-    ConfigurationError,
     InvalidRequestError,
     StreamInterruptedError,
     error_from_event,
@@ -69,7 +66,7 @@ from agentadapter.llm.messages import (
     parse_tool_arguments,
     tool_names_by_call_id,
 )
-from agentadapter.llm.transport import HTTPRequest, SSEEvent, Transport
+from agentadapter.llm.transport import HTTPRequest, Transport
 
 if TYPE_CHECKING:
     from agentadapter.llm.tools import Tool
@@ -383,11 +380,12 @@ def _signature(part: Part) -> Any:
     return details.get("thought_signature") if details else None
 
 
-class _Translator:
+class _Translator(StreamDecoder):
     """``GenerateContentResponse`` chunks → stream events, all fed through one accumulator.
 
-    A non-streaming answer is one chunk; a stream is many. Gemini's signatures are whole values,
-    never deltas, so a second signature starts a new part instead of being glued to the first.
+    A non-streaming answer is one chunk (closed with :meth:`finish`); a stream is many (closed with
+    :meth:`close`, which first checks that the model finished). Gemini's signatures are whole
+    values, never deltas, so a second signature starts a new part instead of being glued to the first.
     """
 
     def __init__(self, provider: str, model: str) -> None:
@@ -543,6 +541,15 @@ class _Translator:
             return "tool_calls"
         return reason
 
+    def close(self) -> list[StreamEvent]:
+        if self.raw_finish is None and self.block_reason is None:
+            raise StreamInterruptedError(
+                f"{self.provider}'s stream ended before the model finished ({self.chunks} chunk(s), "
+                f"no finishReason; model {self.request_model}); the answer is incomplete, the call may be retried",
+                provider=self.provider, model=self.request_model,
+            )
+        return self.finish()
+
     def finish(self) -> list[StreamEvent]:
         events: list[StreamEvent] = []
         if self.usage is not None:
@@ -573,19 +580,13 @@ class GeminiBackend(Backend):
             self._headers["x-goog-api-key"] = config.api_key
         has_auth = bool(config.api_key) or any(h.lower() in _AUTH_HEADERS for h in config.headers)
         # A missing key only stops calls to Google's own host: a proxy may authenticate otherwise.
-        self._key_missing = not has_auth and base == DEFAULT_BASE_URL
+        if not has_auth and base == DEFAULT_BASE_URL:
+            self.setup_problem = "GEMINI_API_KEY (or GOOGLE_API_KEY) is not set; export it or pass api_key=..."
 
     # -------------------------------------------------------------------------------- requests
 
-    def _check_setup(self, model: str | None) -> None:
-        if self._key_missing:
-            where = f"backend {self.name}" + (f", model {model}" if model else "")
-            raise ConfigurationError(
-                f"GEMINI_API_KEY (or GOOGLE_API_KEY) is not set; export it or pass api_key=... ({where})"
-            )
-
     def _url(self, model: str, method: str) -> str:
-        self._check_setup(model)
+        self.check_setup(model)
         return f"{self._root}/{quote(_resource_name(model), safe='/')}:{method}"
 
     def _http(self, request: Request, method: str, body: Any) -> HTTPRequest:
@@ -611,36 +612,10 @@ class GeminiBackend(Backend):
     async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
         started = time.perf_counter()
         http_request = self._http(request, "streamGenerateContent?alt=sse", self.request_body(request))
-        translator = _Translator(self.name, request.model)
-        try:
-            # send_sse is an async generator; closing it promptly releases the connection.
-            sse = cast(AsyncGenerator[SSEEvent, None], self.send_sse(http_request))
-            async with contextlib.aclosing(sse) as events:
-                async for event in events:
-                    if not event.data.strip():
-                        continue
-                    for stream_event in translator.feed(self.stream_json(event, request.model)):
-                        yield stream_event
-        except APIConnectionError as exc:
-            if not translator.chunks or isinstance(exc, APITimeoutError):
-                raise
-            raise StreamInterruptedError(
-                f"the connection to {self.name} broke in the middle of the stream (model {request.model}): "
-                f"{exc.__cause__ or exc}; the answer is incomplete, the call may be retried",
-                provider=self.name, model=request.model,
-            ) from exc
-        if translator.raw_finish is None and translator.block_reason is None:
-            raise StreamInterruptedError(
-                f"{self.name}'s stream ended before the model finished ({translator.chunks} chunk(s), "
-                f"no finishReason; model {request.model}); the answer is incomplete, the call may be retried",
-                provider=self.name, model=request.model,
-            )
-        closing = translator.finish()
-        finish = closing[-1]
-        assert finish.response is not None
-        finish.response.latency_ms = elapsed_ms(started)
-        for stream_event in closing:
-            yield stream_event
+        decoder = _Translator(self.name, request.model)
+        async with contextlib.aclosing(self.stream_with(decoder, http_request, started=started)) as events:
+            async for event in events:
+                yield event
 
     async def count_tokens(self, request: Request) -> int:
         """Input tokens as Gemini counts them (``:countTokens``), system instruction and tools included."""
@@ -660,7 +635,7 @@ class GeminiBackend(Backend):
     # ------------------------------------------------------------------------------- discovery
 
     def _get(self, path: str, query: Mapping[str, str] | None = None) -> HTTPRequest:
-        self._check_setup(None)
+        self.check_setup()
         url = f"{self._root}/{path}" + (f"?{urlencode(query)}" if query else "")
         return self.http_request("GET", url, None, headers=self._headers)
 

@@ -261,7 +261,7 @@ def _message_to_wire(message: Message, map_id: Callable[[str], str], wire: list[
                 {
                     "id": map_id(part.id),
                     "type": "function",
-                    "function": {"name": part.name, "arguments": _arguments_json(part.arguments)},
+                    "function": {"name": part.name, "arguments": arguments_json(part.arguments)},
                 }
             )
         elif isinstance(part, ToolResultPart):
@@ -332,7 +332,8 @@ def _file_to_wire(part: FilePart) -> dict[str, Any]:
     }
 
 
-def _arguments_json(arguments: Mapping[str, Any]) -> str:
+def arguments_json(arguments: Mapping[str, Any]) -> str:
+    """A tool call's arguments as the JSON string the OpenAI and Cohere formats send."""
     raw = arguments.get("_raw_arguments")
     if isinstance(raw, str) and len(arguments) == 1:
         return raw  # the model's own unparseable text, replayed as it was sent

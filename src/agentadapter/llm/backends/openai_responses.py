@@ -33,23 +33,19 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, assert_never, cast
+from typing import Any, assert_never
 
 from agentadapter.llm.backends import presets
-from agentadapter.llm.backends.base import Backend, BackendConfig, elapsed_ms
-from agentadapter.llm.backends.openai_chat import _REASONING_PREFIXES, OpenAIChatBackend, _preset_for
-from agentadapter.llm.backends.openai_chat_mapping import _arguments_json, is_strict_compatible
+from agentadapter.llm.backends.base import Backend, BackendConfig, StreamDecoder, elapsed_ms
+from agentadapter.llm.backends.openai_chat_mapping import arguments_json, is_strict_compatible
+from agentadapter.llm.backends.openai_common import auth_headers, chat_preset, is_reasoning_model, setup_problem
 from agentadapter.llm.errors import (
-    APIConnectionError,
     APIError,
-    APITimeoutError,
     CapabilityError,
-    ConfigurationError,
     InvalidRequestError,
     StreamInterruptedError,
-    decode_body,
     error_from_event,
 )
 from agentadapter.llm.messages import (
@@ -70,7 +66,7 @@ from agentadapter.llm.messages import (
     parse_tool_arguments,
 )
 from agentadapter.llm.tools import Tool
-from agentadapter.llm.transport import HTTPRequest, SSEEvent, Transport
+from agentadapter.llm.transport import HTTPRequest, Transport
 
 __all__ = ["OpenAIResponsesBackend", "ResponsesStreamDecoder"]
 
@@ -295,7 +291,7 @@ def _assistant_items(message: Message, provider: str, store: bool, items: list[d
         if isinstance(part, ToolCallPart):
             call: dict[str, Any] = {
                 "type": "function_call", "call_id": part.id, "name": part.name,
-                "arguments": _arguments_json(part.arguments),
+                "arguments": arguments_json(part.arguments),
             }
             item_id = _own_item_id(part.provider_details, provider) if send_ids else None
             if item_id is not None:
@@ -455,7 +451,7 @@ def response_from_body(body: Mapping[str, Any], provider: str, model: str) -> Re
 # ------------------------------------------------------------------------------------- streaming
 
 
-class ResponsesStreamDecoder:
+class ResponsesStreamDecoder(StreamDecoder):
     """Turns Responses API stream events (parsed JSON) into neutral :class:`StreamEvent` s.
 
     Text, refusal and reasoning-summary deltas stream as they come; a function call is emitted whole
@@ -591,7 +587,7 @@ def _responses_preset(config_type: str) -> presets.Preset:
     # Registered by its own type name, the backend talks to OpenAI itself.
     if config_type == OpenAIResponsesBackend.type_name:
         return presets.PRESETS["openai"]
-    return _preset_for(config_type)
+    return chat_preset(config_type)
 
 
 class OpenAIResponsesBackend(Backend):
@@ -614,8 +610,8 @@ class OpenAIResponsesBackend(Backend):
             # Azure serves the Responses API on its v1 surface, without api-version.
             base_url = base_url.split("/openai", 1)[0] + "/openai/v1"
         self._base_url = base_url
-        self._headers = OpenAIChatBackend._auth_headers(preset, config)
-        self._setup_error = OpenAIChatBackend._check_setup(preset, config, base_url)
+        self._headers = auth_headers(preset, config.api_key)
+        self.setup_problem = setup_problem(preset, config, base_url)
         self._store = bool(config.options.get("store"))
         self._settings: dict[str, WireSettings] = {}
 
@@ -623,13 +619,10 @@ class OpenAIResponsesBackend(Backend):
 
     async def generate(self, request: Request) -> Response:
         started = time.perf_counter()
-        body, _ = await self.send_json(self._post(request, stream=False))
-        if not isinstance(body, Mapping) or "output" not in body:
-            raise APIError(
-                f"{self.name} answered with JSON that is not a Responses API response (model "
-                f"{request.model}): {str(body)[:200]!r}; check the base URL (it ends in /v1)",
-                provider=self.name, model=request.model, body=body,
-            )
+        body = await self.send_for_object(
+            self._post(request, stream=False), "a Responses API response", key="output",
+            hint="check the base URL (it ends in /v1)",
+        )
         response = response_from_body(body, self.name, request.model)
         response.latency_ms = elapsed_ms(started)
         return response
@@ -638,63 +631,25 @@ class OpenAIResponsesBackend(Backend):
         started = time.perf_counter()
         http_request = self._post(request, stream=True)
         decoder = ResponsesStreamDecoder(self.name, request.model)
-        received = False
-        try:
-            sse = cast(AsyncGenerator[SSEEvent, None], self.send_sse(http_request))
-            async with contextlib.aclosing(sse) as events:
-                async for event in events:
-                    received = True
-                    if event.event == "error":
-                        raise error_from_event(decode_body(event.data.encode()), provider=self.name,
-                                               model=request.model)
-                    if not event.data or event.data == "[DONE]":
-                        continue
-                    for stream_event in decoder.feed(self.stream_json(event, request.model)):
-                        yield stream_event
-        except APIConnectionError as exc:
-            if not received or isinstance(exc, APITimeoutError):
-                raise
-            raise StreamInterruptedError(
-                f"the connection to {self.name} broke in the middle of the stream (model {request.model}): "
-                f"{exc.__cause__ or exc}; the answer is incomplete, the call may be retried",
-                provider=self.name, model=request.model,
-            ) from exc
-        for stream_event in decoder.close():
-            if stream_event.response is not None:
-                stream_event.response.latency_ms = elapsed_ms(started)
-            yield stream_event
+        async with contextlib.aclosing(self.stream_with(decoder, http_request, started=started)) as events:
+            async for event in events:
+                yield event
 
     async def list_models(self) -> list[str]:
         """The model ids the server offers (``GET {base_url}/models``)."""
-        self._check_setup(None)
+        self.check_setup()
         http_request = self.http_request("GET", f"{self._base_url}/models", None, headers=self._headers)
-        body, _ = await self.send_json(http_request)
-        data = body.get("data") if isinstance(body, Mapping) else None
-        if not isinstance(data, list):
-            raise APIError(
-                f"{self.name} answered GET /models with an unexpected shape: {str(body)[:200]}; "
-                "check the base URL", provider=self.name, body=body,
-            )
-        return [str(entry["id"]) for entry in data if isinstance(entry, Mapping) and "id" in entry]
+        return await self.list_names(http_request, key="data", field="id", path="/models")
 
     # -------------------------------------------------------------------------------- plumbing
-
-    def _check_setup(self, model: str | None) -> None:
-        if self._setup_error is not None:
-            where = f"backend {self.name}" + (f", model {model}" if model else "")
-            raise ConfigurationError(f"{self._setup_error} ({where})")
 
     def _wire_settings(self, request: Request) -> WireSettings:
         model = request.model
         settings = self._settings.get(model)
         if settings is None:
-            forced = self.config.options.get("reasoning_model")
-            if forced is not None:
-                reasoning = bool(forced)
-            else:
-                reasoning = self.capabilities(model).reasoning or model.startswith(_REASONING_PREFIXES)
             settings = WireSettings(
-                reasoning_model=reasoning, store=self._store, openai_extras=self.preset.name == "openai",
+                reasoning_model=is_reasoning_model(self, model), store=self._store,
+                openai_extras=self.preset.name == "openai",
             )
             if len(self._settings) < 1024:  # bounded: model names come from callers
                 self._settings[model] = settings
@@ -704,7 +659,7 @@ class OpenAIResponsesBackend(Backend):
         return settings
 
     def _post(self, request: Request, *, stream: bool) -> HTTPRequest:
-        self._check_setup(request.model)
+        self.check_setup(request.model)
         body = request_body(request, self._wire_settings(request), self.name, stream=stream)
         return self.http_request(
             "POST", self._base_url + RESPONSES_PATH, request, body=body, headers=self._headers
