@@ -45,13 +45,19 @@ def redact_text(text: str) -> str:
     return text
 
 
+_PLAIN = (int, float, bool, type(None))
+
+
 def redact(value: Any, key: str | None = None) -> Any:
     """A copy of ``value`` with secret fields masked and known secrets removed from strings."""
-    if key is not None and key.lower() in SENSITIVE_KEYS and value:
+    if key is not None and value and key.lower() in SENSITIVE_KEYS:
         return MASK
-    if isinstance(value, str):
+    kind = type(value)
+    if kind in _PLAIN:  # the common case, checked without the ABC machinery below
+        return value
+    if kind is str:
         return redact_text(value) if _secrets else value
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
@@ -62,13 +68,16 @@ class RedactingFilter(logging.Filter):
     """Cleans a record's message, arguments and extra fields before any handler sees it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_redacted", False):
+            return True  # the logger's filter already cleaned it; the handler's need not again
+        record._redacted = True
         if record.args:
             record.msg = record.getMessage()
             record.args = None
         if isinstance(record.msg, str):
             record.msg = redact_text(record.msg)
         for name, value in list(vars(record).items()):
-            if name not in _RECORD_FIELDS:
+            if name not in _RECORD_FIELDS and name != "_redacted":
                 setattr(record, name, redact(value, name))
         return True
 
@@ -85,7 +94,13 @@ def get_logger(name: str) -> logging.Logger:
 
 
 def _redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
-    return {k: redact(v, k) for k, v in event_dict.items()}
+    # The record's own fields were cleaned by RedactingFilter; this catches what the processors
+    # added since (a formatted traceback can quote a key).
+    for name in ("exception", "event", "stack"):
+        value = event_dict.get(name)
+        if isinstance(value, str):
+            event_dict[name] = redact_text(value)
+    return event_dict
 
 
 def _extra_fields(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
@@ -118,7 +133,7 @@ def configure_logging(level: str | int | None = None, *, stream: IO[str] | None 
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
-            _redact_processor,
+            _redact_processor,  # what the processors above added (an exception's text) is cleaned too
             renderer,
         ],
     )
