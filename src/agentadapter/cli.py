@@ -324,6 +324,13 @@ def _key_status(key_set: bool, key_required: bool) -> str:
 
 def main() -> None:
     """Console-script entry point: typer's usage errors exit 2, ours as documented above."""
+    import os
+
+    from agentadapter.observability.logging import configure_logging
+
+    # JSON logs on stderr; quiet (warnings only) unless AGENTADAPTER_LOG_LEVEL asks for more, so
+    # they never mix with an answer streamed to the terminal.
+    configure_logging(os.environ.get("AGENTADAPTER_LOG_LEVEL", "WARNING"))
     app()
 
 
