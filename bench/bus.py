@@ -33,6 +33,7 @@ from agentadapter.protocol import (
     MessageType,
     QueueConfig,
 )
+from agentadapter.protocol.bus import cancel_and_wait
 
 REDIS_URL = os.environ.get("AGENTADAPTER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 SUBSCRIBERS = 10
@@ -186,7 +187,8 @@ async def queue_direct(count: int, pings: int) -> Result:
 
     async def consume_pings() -> None:
         for _ in range(pings):
-            latencies.append(time.perf_counter() - await queue.get())
+            stamp = await queue.get()
+            latencies.append(time.perf_counter() - stamp)
             arrived.set()
 
     consumer = asyncio.create_task(consume_pings())
@@ -385,8 +387,7 @@ class RawRedis:
             await ask(index)
             latencies.append(time.perf_counter() - sent)
         for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(task)  # re-cancels: redis-py can swallow a cancellation
         return summarize(rate, latencies)
 
 
@@ -410,9 +411,16 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
-async def best_of(rounds: int, measure: Callable[[], Awaitable[Result]]) -> Result:
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def best_of(rounds: int, measure: Callable[[], Awaitable[Result]], label: str) -> Result:
     # The best rate of a few rounds (noise only ever slows a run down), latencies from that round.
-    results = [await measure() for _ in range(rounds)]
+    results = []
+    for round_number in range(rounds):
+        progress(f"  {label} (round {round_number + 1}/{rounds})")
+        results.append(await measure())
     return max(results, key=lambda result: result.rate)
 
 
@@ -430,18 +438,18 @@ async def run_inprocess(scale: float, rounds: int) -> list[Row]:
 
     rows.append((
         "in-process", "direct",
-        await best_of(rounds, lambda: fresh(lambda bus: bus_direct(bus, count, pings))),
-        await best_of(rounds, lambda: queue_direct(count, pings)),
+        await best_of(rounds, lambda: fresh(lambda bus: bus_direct(bus, count, pings)), "in-process bus, direct"),
+        await best_of(rounds, lambda: queue_direct(count, pings), "asyncio.Queue, direct"),
     ))  # fmt: skip
     rows.append((
         "in-process", f"broadcast to {SUBSCRIBERS}",
-        await best_of(rounds, lambda: fresh(lambda bus: bus_broadcast(bus, broadcasts, pings // 10))),
-        await best_of(rounds, lambda: queue_broadcast(broadcasts, pings // 10)),
+        await best_of(rounds, lambda: fresh(lambda bus: bus_broadcast(bus, broadcasts, pings // 10)), "in-process bus, broadcast"),
+        await best_of(rounds, lambda: queue_broadcast(broadcasts, pings // 10), "asyncio.Queue, broadcast"),
     ))  # fmt: skip
     rows.append((
         "in-process", f"request/response ×{REQUESTERS}",
-        await best_of(rounds, lambda: fresh(lambda bus: bus_request(bus, bus, requests, pings // 4))),
-        await best_of(rounds, lambda: queue_request(requests, pings // 4)),
+        await best_of(rounds, lambda: fresh(lambda bus: bus_request(bus, bus, requests, pings // 4)), "in-process bus, request/response"),
+        await best_of(rounds, lambda: queue_request(requests, pings // 4), "asyncio.Queue, request/response"),
     ))  # fmt: skip
     return rows
 
@@ -488,18 +496,18 @@ async def run_redis(scale: float, rounds: int) -> list[Row]:
     try:
         rows.append((
             "redis", "direct",
-            await best_of(rounds, lambda: with_buses(lambda bus, _: bus_direct(bus, count, pings))),
-            await best_of(rounds, lambda: raw(lambda base: base.direct(count, pings))),
+            await best_of(rounds, lambda: with_buses(lambda bus, _: bus_direct(bus, count, pings)), "Redis bus, direct"),
+            await best_of(rounds, lambda: raw(lambda base: base.direct(count, pings)), "raw redis-py, direct"),
         ))  # fmt: skip
         rows.append((
             "redis", f"broadcast to {SUBSCRIBERS}",
-            await best_of(rounds, lambda: with_buses(lambda bus, _: bus_broadcast(bus, broadcasts, pings // 10))),
-            await best_of(rounds, lambda: raw(lambda base: base.broadcast(broadcasts, pings // 10))),
+            await best_of(rounds, lambda: with_buses(lambda bus, _: bus_broadcast(bus, broadcasts, pings // 10)), "Redis bus, broadcast"),
+            await best_of(rounds, lambda: raw(lambda base: base.broadcast(broadcasts, pings // 10)), "raw redis-py, broadcast"),
         ))  # fmt: skip
         rows.append((
             "redis", f"request/response ×{REQUESTERS}",
-            await best_of(rounds, lambda: with_buses(lambda a, b: bus_request(a, b, requests, pings // 4))),
-            await best_of(rounds, lambda: raw(lambda base: base.request(requests, pings // 4))),
+            await best_of(rounds, lambda: with_buses(lambda a, b: bus_request(a, b, requests, pings // 4)), "Redis bus, request/response"),
+            await best_of(rounds, lambda: raw(lambda base: base.request(requests, pings // 4)), "raw redis-py, request/response"),
         ))  # fmt: skip
     finally:
         for namespace in namespaces:

@@ -155,9 +155,7 @@ async def make_registry(
         else:
             from agentadapter.protocol import RedisAgentRegistry
 
-            registry = RedisAgentRegistry(
-                redis_namespace.link(), heartbeat_timeout_s=heartbeat_timeout_s, clock=clock
-            )
+            registry = RedisAgentRegistry(redis_namespace.link(), heartbeat_timeout_s=heartbeat_timeout_s, clock=clock)
         await registry.start()
         made.append(registry)
         return registry

@@ -27,7 +27,9 @@ from .conftest import BusFactory, FakeClock
 
 
 def message(sender: str = "alice", recipient: str | None = "bob", payload: Any = None, **fields: Any) -> Envelope:
-    return Envelope(type=fields.pop("type", MessageType.MESSAGE), sender=sender, recipient=recipient, payload=payload, **fields)
+    return Envelope(
+        type=fields.pop("type", MessageType.MESSAGE), sender=sender, recipient=recipient, payload=payload, **fields
+    )
 
 
 async def drain(bus: MessageBus, agent: str, expected: int, timeout: float = 5.0) -> list[Envelope]:
@@ -348,6 +350,44 @@ async def test_concurrent_requests_each_get_their_own_response(bus: MessageBus) 
     assert [r.payload for r in responses] == list(range(20))
 
 
+async def test_many_requests_with_mixed_timeouts(bus: MessageBus) -> None:
+    async def echo(envelope: Envelope) -> Any:
+        return envelope.payload
+
+    await bus.add_handler("echo", echo)
+
+    async def ask(recipient: str, payload: Any, timeout: float) -> Any:
+        request = message(type=MessageType.REQUEST, recipient=recipient, payload=payload)
+        try:
+            return (await bus.request(request, timeout=timeout)).payload
+        except RequestTimeoutError:
+            return "timed out"
+
+    # A long timeout first, then shorter ones: the earliest deadline must still fire first.
+    slow = asyncio.create_task(ask("nobody", "slow", 30))
+    answers = await asyncio.gather(ask("nobody", "x", 0.1), ask("echo", "y", 30), ask("nobody", "z", 0.05))
+    assert list(answers) == ["timed out", "y", "timed out"]
+    many = await asyncio.gather(*(ask("echo", index, 30) for index in range(300)))
+    assert many == list(range(300))
+    slow.cancel()
+
+
+async def test_a_handler_answer_that_is_not_json_becomes_an_error(make_bus: BusFactory) -> None:
+    bus = await make_bus(BusConfig(validate_payloads=True))
+    await bus.add_handler("odd", lambda envelope: {"when": object()}, sync_in_thread=False)
+    with pytest.raises(RemoteError, match="not JSON"):
+        await bus.request(message(type=MessageType.REQUEST, recipient="odd"), timeout=5)
+
+
+async def test_a_plain_function_may_return_a_coroutine(bus: MessageBus) -> None:
+    async def double(value: int) -> int:
+        return value * 2
+
+    await bus.add_handler("calc", lambda envelope: double(envelope.payload))
+    response = await bus.request(message(type=MessageType.REQUEST, recipient="calc", payload=4), timeout=5)
+    assert response.payload == 8
+
+
 async def test_request_needs_a_recipient(bus: MessageBus) -> None:
     with pytest.raises(InvalidEnvelopeError, match="no recipient"):
         await bus.request(message(type=MessageType.REQUEST, recipient=None), timeout=1)
@@ -433,6 +473,16 @@ async def test_history_is_bounded(make_bus: BusFactory) -> None:
     # Redis trims approximately (whole stream nodes): at least the newest five, and far fewer than all.
     assert kept[-5:] == [45, 46, 47, 48, 49]
     assert len(kept) < 50 or bus.transport == "redis"
+
+
+async def test_history_retention(make_bus: BusFactory, clock: FakeClock) -> None:
+    bus = await make_bus(BusConfig(history_retention_s=50), fake_clock=True)
+    old = message(payload="old", created_at=clock.now)
+    await bus.send(old)
+    clock.advance(100)
+    young = message(payload="young", created_at=clock.now)
+    await bus.send(young)
+    assert [e.id for e in await bus.history()] == [young.id]
 
 
 # -- inbox lifecycle and validation ------------------------------------------------------------

@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -138,13 +139,14 @@ def test_public_surface() -> None:
     for name in protocol_package.__all__:
         assert getattr(protocol_package, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = protocol_package.Nope  # type: ignore[attr-defined]
+        _ = protocol_package.Nope
     assert "RedisMessageBus" in dir(protocol_package)
 
 
 async def test_metrics_are_exported() -> None:
     bus = InProcessMessageBus()
-    sender, receiver = "metrics-sender", "metrics-receiver"
+    suffix = uuid.uuid4().hex[:8]  # the counters are process-wide: names of our own
+    sender, receiver = f"metrics-sender-{suffix}", f"metrics-receiver-{suffix}"
     for _ in range(3):
         await bus.send(Envelope(type=MessageType.MESSAGE, sender=sender, recipient=receiver))
     await bus.send(Envelope(type=MessageType.MESSAGE, sender=sender, recipient=receiver, ttl_s=1, created_at=0))

@@ -137,7 +137,9 @@ async def test_an_unreachable_server_is_reported_clearly() -> None:
         RedisAgentRegistry(url),
         RedisSharedContext(url),
     ):
-        with pytest.raises(ProtocolConnectionError, match=r"cannot use Redis at redis://:\*\*\*@127\.0\.0\.1:1/0") as caught:
+        with pytest.raises(
+            ProtocolConnectionError, match=r"cannot use Redis at redis://:\*\*\*@127\.0\.0\.1:1/0"
+        ) as caught:
             await component.start()
         assert "secret" not in str(caught.value)
         assert "AGENTADAPTER_REDIS_URL" in str(caught.value)
@@ -163,3 +165,26 @@ async def test_runs_are_isolated_from_each_other() -> None:
     finally:
         await first.close(purge=True)
         await second.close(purge=True)
+
+
+async def test_a_link_over_an_existing_client() -> None:
+    import redis.asyncio as aioredis
+
+    from agentadapter.protocol._redis import mask_url
+
+    client = aioredis.Redis.from_url(redis_url_or_skip())
+    link = RedisLink(client, namespace=f"test:{uuid.uuid4().hex}")
+    bus = RedisMessageBus(link)
+    try:
+        await bus.start()
+        await bus.send(Envelope(type=MessageType.MESSAGE, sender="a", recipient="b", payload=1))
+        assert [e.payload for e in await bus.get_messages("b")] == [1]
+        assert await link.purge() > 0
+    finally:
+        await bus.close()
+    assert await client.ping()  # the caller's client stays open
+    await client.aclose()
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        RedisLink(aioredis.Redis.from_url(redis_url_or_skip(), decode_responses=True))
+    assert mask_url("redis://user:pw@host:6379/0") == "redis://user:***@host:6379/0"
+    assert mask_url("redis://host:6379/0") == "redis://host:6379/0"

@@ -19,7 +19,6 @@ from agentadapter.protocol.bus import (
     FullPolicy,
     Handler,
     HandlerRegistration,
-    InProcessMessageBus,
     MessageBus,
     QueueConfig,
 )
@@ -47,6 +46,7 @@ from agentadapter.protocol.errors import (
     VersionConflictError,
     WatchOverflowError,
 )
+from agentadapter.protocol.inprocess_bus import InProcessMessageBus
 from agentadapter.protocol.protocol import AgentChannel, CommunicationProtocol, create_protocol
 from agentadapter.protocol.registry import AgentInfo, AgentRegistry, InProcessAgentRegistry
 

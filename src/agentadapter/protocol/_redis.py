@@ -49,8 +49,9 @@ def parse_stream_id(stream_id: bytes | str) -> tuple[int, int]:
 class RedisLink:
     """A Redis client and the key prefix of one namespace, shared by the bus, registry and context.
 
-    Pass a URL (the link creates and owns the client) or an existing ``redis.asyncio.Redis`` created
-    with ``decode_responses=False`` (the caller keeps owning it).
+    Pass a URL (the link creates and owns the client, with a pool of up to ``max_connections``) or
+    an existing ``redis.asyncio.Redis`` created with ``decode_responses=False`` (the caller keeps
+    owning it). Every blocked reader (a handler, a waiting ``get_messages``) holds a connection.
     """
 
     def __init__(
@@ -59,10 +60,16 @@ class RedisLink:
         *,
         namespace: str = "default",
         key_prefix: str = "agentadapter",
+        max_connections: int = 100,
     ) -> None:
         if isinstance(client_or_url, str):
             self.url = mask_url(client_or_url)
-            self.client = aioredis.Redis.from_url(client_or_url, decode_responses=False)
+            # A blocking pool: past max_connections a command waits for a free connection (up to
+            # 20 s) instead of failing, so a burst of concurrent requests queues rather than errors.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                client_or_url, max_connections=max_connections, timeout=20, decode_responses=False
+            )
+            self.client = aioredis.Redis.from_pool(pool)
             self._owns_client = True
         else:
             kwargs = client_or_url.connection_pool.connection_kwargs

@@ -1,4 +1,4 @@
-"""The message bus: its contract (:class:`MessageBus`) and the in-process implementation.
+"""The message bus contract (:class:`MessageBus`), its settings, and what both implementations share.
 
 A bus routes :class:`~agentadapter.protocol.envelope.Envelope` s into per-agent inboxes: direct
 (``recipient``), published on a topic (to every agent subscribed with a matching pattern) or broadcast
@@ -6,24 +6,23 @@ A bus routes :class:`~agentadapter.protocol.envelope.Envelope` s into per-agent 
 priority level, a capacity, a retention age and a policy for when it is full (reject, drop the
 oldest, or make the sender wait). Agents consume with :meth:`MessageBus.get_messages` or a registered
 handler; a message taken without ``auto_ack`` is redelivered if it is not acknowledged within
-``claim_idle_s`` (the Redis bus does the same with consumer groups and XAUTOCLAIM, see
-``redis_bus.py``). Requests wait for a response with the same correlation id. Every message sent is
-kept in a bounded history for audit. :class:`InProcessMessageBus` is asyncio-native and also
-thread-safe: its state sits behind one ``threading.Lock`` that is never held across an ``await``, and
-waiters are woken on their own event loop, so a handler running in a worker thread may use it too.
+``claim_idle_s``. Requests wait for a response with the same correlation id. Every message sent is
+kept in a bounded history for audit. Request/response, handlers and request timeouts are implemented
+here once; ``inprocess_bus.py`` and ``redis_bus.py`` provide the storage and routing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import heapq
 import inspect
+import itertools
 import logging
-import threading
+import math
 import time
+import weakref
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Self
@@ -34,17 +33,12 @@ from agentadapter.protocol.envelope import (
     Envelope,
     MessageType,
     check_json,
-    check_priority,
-    new_message_id,
-    topic_matches,
     validate_name,
-    validate_pattern,
-    validate_topic,
 )
 from agentadapter.protocol.errors import (
     InvalidEnvelopeError,
     ProtocolClosedError,
-    QueueFullError,
+    ProtocolError,
     RemoteError,
     RequestTimeoutError,
 )
@@ -54,9 +48,10 @@ __all__ = [
     "FullPolicy",
     "Handler",
     "HandlerRegistration",
-    "InProcessMessageBus",
     "MessageBus",
     "QueueConfig",
+    "cancel_and_wait",
+    "filter_history",
 ]
 
 logger = logging.getLogger("agentadapter.protocol.bus")
@@ -67,8 +62,8 @@ Handler = Callable[[Envelope], Any]
 
 # Priority -> level index. Looked up with dict.get so that a bad priority costs nothing until it
 # happens (and IntEnum members hash like their ints).
-_LEVEL = {level: level for level in range(PRIORITY_LEVELS)}
-_LEVELS_HIGH_FIRST = tuple(range(PRIORITY_LEVELS - 1, -1, -1))
+LEVEL_INDEX = {level: level for level in range(PRIORITY_LEVELS)}
+LEVELS_HIGH_FIRST = tuple(range(PRIORITY_LEVELS - 1, -1, -1))
 
 
 class FullPolicy(StrEnum):
@@ -165,13 +160,72 @@ class HandlerRegistration:
             await cancel_and_wait(task)
 
 
-def _set_if_pending(future: asyncio.Future[Any], value: Any) -> None:
+class _Expired(Exception):
+    """Set on a request's future when its timeout passes."""
+
+
+class _Deadlines:
+    """The request timeouts of one event loop, served by a single timer.
+
+    A timer per request (``asyncio.timeout``, ``call_later``) costs more than the rest of an
+    in-process request; a heap of ``(deadline, n, future)`` with one timer for the earliest costs a
+    tenth of that. Answered requests stay in the heap until it is compacted.
+    """
+
+    __slots__ = ("_compact_at", "_counter", "_heap", "_loop", "_timer", "_timer_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[tuple[float, int, asyncio.Future[Any]]] = []
+        self._counter = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._compact_at = 1024
+
+    def add(self, deadline: float, future: asyncio.Future[Any]) -> None:
+        heap = self._heap
+        if len(heap) >= self._compact_at:
+            # Drop answered requests so the heap tracks live ones; amortized O(1) per request.
+            heap[:] = [entry for entry in heap if not entry[2].done()]
+            heapq.heapify(heap)
+            self._compact_at = max(1024, 2 * len(heap))
+        heapq.heappush(heap, (deadline, next(self._counter), future))
+        if deadline < self._timer_at:
+            self._schedule(deadline)
+
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        heap = self._heap
+        now = self._loop.time()
+        while heap and heap[0][0] <= now:
+            future = heapq.heappop(heap)[2]
+            if not future.done():
+                future.set_exception(_Expired())
+        while heap and heap[0][2].done():
+            heapq.heappop(heap)
+        if heap:
+            self._schedule(heap[0][0])
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
     if not future.done():
-        future.set_result(value)
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
 
 
-def _wake(future: asyncio.Future[Any], value: Any = None) -> bool:
-    """Resolve ``future`` from any thread; False if it was already done (cancelled or timed out)."""
+def wake_future(future: asyncio.Future[Any], value: Any = None, error: BaseException | None = None) -> bool:
+    """Resolve ``future`` (with ``value``, or fail it with ``error``) from any thread.
+
+    False if it was already done (cancelled or timed out).
+    """
     if future.done():
         return False
     loop = future.get_loop()
@@ -180,11 +234,11 @@ def _wake(future: asyncio.Future[Any], value: Any = None) -> bool:
     except RuntimeError:
         running = None
     if running is loop:
-        future.set_result(value)
+        _settle(future, value, error)
     else:
         # Another thread (or loop): futures are not thread-safe, so resolve it on its own loop.
         try:
-            loop.call_soon_threadsafe(_set_if_pending, future, value)
+            loop.call_soon_threadsafe(_settle, future, value, error)
         except RuntimeError:  # that loop is closed; nobody is waiting any more
             return False
     return True
@@ -200,10 +254,14 @@ class MessageBus(ABC):
     """
 
     transport: str = "abstract"
+    #: Whether a handler's reply is sent without waiting for it before the next message (the batch
+    #: is acknowledged once every reply went out).
+    _reply_in_background = False
 
     def __init__(self, config: BusConfig | None = None) -> None:
         self.config = config or BusConfig()
         self._pending: dict[str, asyncio.Future[Envelope]] = {}
+        self._deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = weakref.WeakKeyDictionary()
         self._handlers: list[HandlerRegistration] = []
         self._closed = False
         self._latency = BUS_METRICS.latency(self.transport)
@@ -222,8 +280,7 @@ class MessageBus(ABC):
             await registration.stop()
         self._handlers.clear()
         for future in list(self._pending.values()):
-            if not future.done():
-                future.set_exception(ProtocolClosedError("message bus"))
+            wake_future(future, error=ProtocolClosedError("message bus"))
         self._pending.clear()
 
     async def __aenter__(self) -> Self:
@@ -323,7 +380,7 @@ class MessageBus(ABC):
         future = self._pending.get(correlation_id) if correlation_id is not None else None
         if future is None:
             return False
-        if _wake(future, response):
+        if wake_future(future, response):
             recipient = response.recipient or "?"
             BUS_METRICS.delivered[recipient] += 1
             self._latency.observe(time.time() - response.created_at)
@@ -349,15 +406,18 @@ class MessageBus(ABC):
         correlation_id = envelope.correlation_id or envelope.id
         envelope.correlation_id = correlation_id
         envelope.reply_to = self.reply_address
-        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Envelope] = loop.create_future()
         self._pending[correlation_id] = future
+        deadlines = self._deadlines.get(loop)
+        if deadlines is None:
+            deadlines = self._deadlines[loop] = _Deadlines(loop)
+        deadlines.add(loop.time() + timeout, future)
         try:
             await self.send(envelope)
-            try:
-                async with asyncio.timeout(timeout):
-                    response = await future
-            except TimeoutError:
-                raise RequestTimeoutError(recipient, timeout, correlation_id) from None
+            response = await future
+        except _Expired:
+            raise RequestTimeoutError(recipient, timeout, correlation_id) from None
         finally:
             self._pending.pop(correlation_id, None)
         if response.type == MessageType.ERROR:
@@ -370,6 +430,8 @@ class MessageBus(ABC):
     ) -> Envelope:
         """Answer ``request`` with ``payload`` (an ``ERROR`` response when ``error``); return the response."""
         self._check_open()
+        if self.config.validate_payloads:
+            check_json(payload, f"the response to request {request.id}")
         response = Envelope(
             type=MessageType.ERROR if error else MessageType.RESPONSE,
             sender=sender or request.recipient or "bus",
@@ -428,449 +490,79 @@ class MessageBus(ABC):
         sync_in_thread: bool,
     ) -> None:
         agent = registration.agent
+        done: list[Envelope] = []
         while not self._closed and not registration.stopping:
             try:
-                envelopes = await self.get_messages(agent, batch_size, None, auto_ack=False)
+                envelopes = await self._ack_and_get(agent, done, batch_size)
             except ProtocolClosedError:
                 return
+            except ProtocolError as exc:
+                # A transient failure (Redis restarting): keep the worker alive and try again.
+                logger.warning("handler of agent %r cannot read its inbox (%s); retrying in 1s", agent, exc)
+                await asyncio.sleep(1.0)
+                continue
+            replies: list[asyncio.Task[None]] = []
             for envelope in envelopes:
-                await self._call_handler(agent, handler, envelope, is_async, sync_in_thread)
-            if envelopes and not self._closed:
-                await self.ack(agent, envelopes)
+                await self._call_handler(agent, handler, envelope, is_async, sync_in_thread, replies)
+            if replies:
+                await asyncio.gather(*replies)
+            done = envelopes
+        if done and not self._closed:
+            await self.ack(agent, done)
+
+    async def _ack_and_get(self, agent: str, done: list[Envelope], max_messages: int) -> list[Envelope]:
+        """Acknowledge a handler's finished batch and wait for its next one (one step over Redis)."""
+        if done:
+            await self.ack(agent, done)
+        return await self.get_messages(agent, max_messages, None, auto_ack=False)
 
     async def _call_handler(
-        self, agent: str, handler: Handler, envelope: Envelope, is_async: bool, sync_in_thread: bool
+        self,
+        agent: str,
+        handler: Handler,
+        envelope: Envelope,
+        is_async: bool,
+        sync_in_thread: bool,
+        replies: list[asyncio.Task[None]],
     ) -> None:
         try:
             if is_async:
                 result = await handler(envelope)
-            elif sync_in_thread:
-                result = await asyncio.to_thread(handler, envelope)
             else:
-                result = handler(envelope)
-                if inspect.isawaitable(result):
+                result = await asyncio.to_thread(handler, envelope) if sync_in_thread else handler(envelope)
+                if inspect.isawaitable(result):  # a plain function (a lambda) that returned a coroutine
                     result = await result
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             logger.exception("handler of agent %r failed on message %s (%s)", agent, envelope.id, envelope.type)
             if envelope.type == MessageType.REQUEST:
-                await self._reply_safely(
-                    envelope, {"error": str(exc) or type(exc).__name__, "type": type(exc).__name__}, agent, True
-                )
+                error = {"error": str(exc) or type(exc).__name__, "type": type(exc).__name__}
+                await self._answer(envelope, error, agent, True, replies)
             return
         if result is not None and envelope.type == MessageType.REQUEST:
-            await self._reply_safely(envelope, result, agent, False)
+            await self._answer(envelope, result, agent, False, replies)
+
+    async def _answer(
+        self, request: Envelope, payload: Any, agent: str, error: bool, replies: list[asyncio.Task[None]]
+    ) -> None:
+        if self._reply_in_background:
+            # A networked reply is a round trip: let it fly while the next message is handled.
+            replies.append(asyncio.create_task(self._reply_safely(request, payload, agent, error)))
+        else:
+            await self._reply_safely(request, payload, agent, error)
 
     async def _reply_safely(self, request: Envelope, payload: Any, agent: str, error: bool) -> None:
         try:
             await self.reply(request, payload, sender=agent, error=error)
+        except InvalidEnvelopeError as exc:
+            # The handler returned something that cannot travel: tell the requester rather than
+            # leaving it to time out.
+            logger.error("agent %r returned an unsendable answer to request %s: %s", agent, request.id, exc)
+            if not error:
+                await self._reply_safely(request, {"error": str(exc), "type": type(exc).__name__}, agent, True)
         except Exception:  # a reply that cannot be sent must not kill the worker
             logger.exception("agent %r could not reply to request %s", agent, request.id)
-
-
-class _Inbox:
-    """One agent's inbox: a FIFO per priority level plus delivered-but-unacknowledged messages."""
-
-    __slots__ = ("agent", "config", "getters", "inflight", "levels", "member", "putters", "size")
-
-    def __init__(self, agent: str, config: QueueConfig) -> None:
-        self.agent = agent
-        self.config = config
-        self.levels: list[deque[Envelope]] = [deque() for _ in range(PRIORITY_LEVELS)]
-        self.size = 0  # messages waiting, all levels
-        # envelope id -> (monotonic delivery time, envelope); insertion order is delivery order.
-        self.inflight: dict[str, tuple[float, Envelope]] = {}
-        self.getters: deque[asyncio.Future[None]] = deque()
-        self.putters: deque[asyncio.Future[None]] = deque()
-        self.member = False  # receives broadcasts
-
-    def wake_getter(self) -> None:
-        getters = self.getters
-        while getters:
-            if _wake(getters.popleft()):
-                return
-
-    def wake_putters(self) -> None:
-        putters = self.putters
-        while putters:
-            _wake(putters.popleft())
-
-    def wake_all(self) -> None:
-        while self.getters:
-            _wake(self.getters.popleft())
-        self.wake_putters()
-
-
-class InProcessMessageBus(MessageBus):
-    """The message bus for one process: asyncio-native, thread-safe, no external service.
-
-    ``clock`` (Unix seconds) decides expiry and retention; tests may pass a fake one.
-    """
-
-    transport = "inprocess"
-
-    def __init__(self, config: BusConfig | None = None, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(config)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._inboxes: dict[str, _Inbox] = {}
-        self._members: list[str] = []  # inboxes that receive broadcasts, in opening order
-        self._subscriptions: dict[str, set[str]] = {}  # pattern -> agents
-        self._topic_cache: dict[str, tuple[str, ...]] = {}  # topic -> subscribed agents
-        self._history: deque[Envelope] = deque(maxlen=self.config.history_max)
-        self._reply_address = f"inprocess:{new_message_id()}"
-        BUS_METRICS.add_depth_source(self)
-
-    def queue_depths(self) -> dict[str, int]:
-        """Waiting messages per agent (read by the metrics collector)."""
-        return {agent: inbox.size for agent, inbox in list(self._inboxes.items())}
-
-    @property
-    def reply_address(self) -> str:
-        return self._reply_address
-
-    async def close(self) -> None:
-        await super().close()
-        with self._lock:
-            for inbox in self._inboxes.values():
-                inbox.wake_all()
-
-    # -- inboxes -----------------------------------------------------------------------------
-
-    def _inbox_locked(self, agent: str) -> _Inbox:
-        inbox = self._inboxes.get(agent)
-        if inbox is None:
-            inbox = self._inboxes[agent] = _Inbox(agent, self.config.queue)
-        return inbox
-
-    async def open_inbox(self, agent: str, config: QueueConfig | None = None) -> None:
-        self._check_open()
-        validate_name(agent)
-        with self._lock:
-            inbox = self._inbox_locked(agent)
-            if config is not None:
-                inbox.config = config
-            if not inbox.member:
-                inbox.member = True
-                self._members.append(agent)
-            inbox.wake_putters()  # a larger capacity may let waiting senders in
-
-    async def close_inbox(self, agent: str) -> None:
-        self._check_open()
-        with self._lock:
-            inbox = self._inboxes.pop(agent, None)
-            if agent in self._members:
-                self._members.remove(agent)
-            for agents in self._subscriptions.values():
-                agents.discard(agent)
-            self._subscriptions = {pattern: agents for pattern, agents in self._subscriptions.items() if agents}
-            self._topic_cache.clear()
-            if inbox is not None:
-                inbox.wake_all()
-
-    async def subscribe(self, agent: str, pattern: str) -> None:
-        self._check_open()
-        validate_name(agent)
-        validate_pattern(pattern)
-        with self._lock:
-            self._inbox_locked(agent)
-            self._subscriptions.setdefault(pattern, set()).add(agent)
-            self._topic_cache.clear()
-
-    async def unsubscribe(self, agent: str, pattern: str) -> None:
-        self._check_open()
-        with self._lock:
-            agents = self._subscriptions.get(pattern)
-            if agents is not None:
-                agents.discard(agent)
-                if not agents:
-                    del self._subscriptions[pattern]
-            self._topic_cache.clear()
-
-    async def subscriptions(self, agent: str) -> list[str]:
-        with self._lock:
-            return sorted(pattern for pattern, agents in self._subscriptions.items() if agent in agents)
-
-    async def queue_depth(self, agent: str) -> int:
-        with self._lock:
-            inbox = self._inboxes.get(agent)
-            return 0 if inbox is None else inbox.size
-
-    def _topic_recipients_locked(self, topic: str) -> tuple[str, ...]:
-        recipients = self._topic_cache.get(topic)
-        if recipients is None:
-            validate_topic(topic)
-            matched: set[str] = set()
-            for pattern, agents in self._subscriptions.items():
-                if topic_matches(pattern, topic):
-                    matched |= agents
-            recipients = self._topic_cache[topic] = tuple(sorted(matched))
-        return recipients
-
-    # -- sending -----------------------------------------------------------------------------
-
-    def _put_locked(self, inbox: _Inbox, envelope: Envelope, level: int) -> bool:
-        """Enqueue unless full; evicts under drop_oldest. False means full (reject or wait)."""
-        config = inbox.config
-        if inbox.size + len(inbox.inflight) >= config.maxsize and (
-            config.policy is not FullPolicy.DROP_OLDEST or not self._drop_oldest_locked(inbox)
-        ):
-            return False
-        inbox.levels[level].append(envelope)
-        inbox.size += 1
-        if inbox.getters:
-            inbox.wake_getter()
-        return True
-
-    def _drop_oldest_locked(self, inbox: _Inbox) -> bool:
-        for queue in inbox.levels:  # lowest priority first
-            if queue:
-                queue.popleft()
-                inbox.size -= 1
-                BUS_METRICS.dropped[inbox.agent, "dropped_oldest"] += 1
-                return True
-        return False  # everything held is in flight: nothing to evict
-
-    async def send(self, envelope: Envelope) -> int:
-        if self._closed:
-            raise ProtocolClosedError("message bus")
-        level = _LEVEL.get(envelope.priority)
-        if level is None:
-            check_priority(envelope.priority, envelope.id)
-            level = int(envelope.priority)
-        if self.config.validate_payloads:
-            check_json(envelope.payload, f"envelope {envelope.id}'s payload")
-        recipient = envelope.recipient
-        full: list[str] | None = None
-        with self._lock:
-            self._record_locked(envelope)
-            if envelope.ttl_s is not None and envelope.is_expired(self._clock()):
-                BUS_METRICS.dropped[recipient or envelope.topic or "*", "expired"] += 1
-                return 0
-            if recipient is not None:
-                if envelope.topic is not None:
-                    envelope.validate()  # raises: both recipient and topic
-                inbox = self._inboxes.get(recipient)
-                if inbox is None:
-                    validate_name(recipient, "recipient")
-                    inbox = self._inbox_locked(recipient)
-                if self._put_locked(inbox, envelope, level):
-                    return 1
-                if inbox.config.policy is not FullPolicy.WAIT:
-                    BUS_METRICS.dropped[recipient, "queue_full"] += 1
-                    raise QueueFullError(recipient, inbox.config.maxsize, inbox.config.policy.value)
-                full = [recipient]
-                delivered = 0
-            else:
-                if envelope.topic is not None:
-                    targets: Sequence[str] = self._topic_recipients_locked(envelope.topic)
-                else:
-                    targets = self._members
-                delivered = 0
-                sender = envelope.sender
-                for agent in targets:
-                    if agent == sender and envelope.topic is None:
-                        continue  # a broadcast does not echo back to its sender
-                    inbox = self._inbox_locked(agent)
-                    if self._put_locked(inbox, envelope, level):
-                        delivered += 1
-                    elif inbox.config.policy is FullPolicy.WAIT:
-                        full = full or []
-                        full.append(agent)
-                    else:
-                        BUS_METRICS.dropped[agent, "queue_full"] += 1
-                        logger.warning("inbox of %r is full; it misses message %s", agent, envelope.id)
-        if full:
-            # Policy "wait": block outside the lock until each full inbox has room.
-            for agent in full:
-                try:
-                    await self._put_waiting(agent, envelope, level)
-                    delivered += 1
-                except QueueFullError:
-                    BUS_METRICS.dropped[agent, "queue_full"] += 1
-                    if recipient is not None:
-                        raise
-                    logger.warning("inbox of %r stayed full; it misses message %s", agent, envelope.id)
-        return delivered
-
-    async def _put_waiting(self, agent: str, envelope: Envelope, level: int) -> None:
-        loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        while True:
-            with self._lock:
-                self._check_open()
-                inbox = self._inbox_locked(agent)
-                if self._put_locked(inbox, envelope, level):
-                    return
-                waited = time.monotonic() - started
-                remaining = inbox.config.wait_timeout_s - waited
-                if remaining <= 0:
-                    raise QueueFullError(agent, inbox.config.maxsize, inbox.config.policy.value, waited_s=waited)
-                future: asyncio.Future[None] = loop.create_future()
-                inbox.putters.append(future)
-            try:
-                async with asyncio.timeout(remaining):
-                    await future
-            except TimeoutError:
-                pass
-            finally:
-                with self._lock, contextlib.suppress(ValueError):
-                    inbox.putters.remove(future)
-
-    def _record_locked(self, envelope: Envelope) -> None:
-        BUS_METRICS.sent[envelope.sender] += 1
-        history = self._history
-        if history.maxlen:
-            history.append(envelope)
-            retention = self.config.history_retention_s
-            if retention is not None:
-                horizon = self._clock() - retention
-                while history and history[0].created_at < horizon:
-                    history.popleft()
-
-    async def _deliver_reply(self, response: Envelope, reply_to: str | None) -> None:
-        if reply_to == self._reply_address:
-            with self._lock:
-                self._record_locked(response)
-            if not self._resolve(response):
-                logger.debug("response %s arrived after its request gave up", response.id)
-            return
-        # No reply address of ours (e.g. the request was sent with send()): use the inbox.
-        await self.send(response)
-
-    # -- receiving ---------------------------------------------------------------------------
-
-    def _take_locked(self, inbox: _Inbox, max_messages: int, auto_ack: bool) -> list[Envelope]:
-        if inbox.inflight:
-            self._requeue_idle_locked(inbox)
-        taken: list[Envelope] = []
-        if not inbox.size:
-            return taken
-        now = self._clock()
-        retention = inbox.config.retention_s
-        horizon = None if retention is None else now - retention
-        levels = inbox.levels
-        agent = inbox.agent
-        for level in _LEVELS_HIGH_FIRST:
-            queue = levels[level]
-            while queue and len(taken) < max_messages:
-                envelope = queue.popleft()
-                inbox.size -= 1
-                if envelope.ttl_s is not None and now >= envelope.created_at + envelope.ttl_s:
-                    BUS_METRICS.dropped[agent, "expired"] += 1
-                    continue
-                if horizon is not None and envelope.created_at < horizon:
-                    BUS_METRICS.dropped[agent, "retention"] += 1
-                    continue
-                taken.append(envelope)
-            if len(taken) >= max_messages:
-                break
-        if taken:
-            if not auto_ack:
-                delivered_at = time.monotonic()
-                inflight = inbox.inflight
-                for envelope in taken:
-                    inflight[envelope.id] = (delivered_at, envelope)
-            BUS_METRICS.delivered[agent] += len(taken)
-            wall = time.time()
-            observe = self._latency.observe
-            for envelope in taken:
-                observe(wall - envelope.created_at)
-        if inbox.putters:
-            inbox.wake_putters()
-        return taken
-
-    def _requeue_idle_locked(self, inbox: _Inbox) -> None:
-        """Put back messages delivered without ack and not acknowledged within claim_idle_s."""
-        threshold = time.monotonic() - self.config.claim_idle_s
-        idle: list[Envelope] = []
-        for envelope_id, (delivered_at, envelope) in list(inbox.inflight.items()):
-            if delivered_at > threshold:
-                break  # delivery order: the rest are younger
-            del inbox.inflight[envelope_id]
-            idle.append(envelope)
-        for envelope in reversed(idle):  # back to the front, keeping their order
-            inbox.levels[_LEVEL.get(envelope.priority, 1)].appendleft(envelope)
-            inbox.size += 1
-        if idle:
-            BUS_METRICS.redelivered[inbox.agent] += len(idle)
-
-    def _next_claim_in_locked(self, inbox: _Inbox) -> float | None:
-        if not inbox.inflight:
-            return None
-        oldest_delivery = next(iter(inbox.inflight.values()))[0]
-        return max(0.0, oldest_delivery + self.config.claim_idle_s - time.monotonic())
-
-    async def get_messages(
-        self, agent: str, max_messages: int = 100, timeout: float | None = 0.0, *, auto_ack: bool = True
-    ) -> list[Envelope]:
-        if self._closed:
-            raise ProtocolClosedError("message bus")
-        if max_messages < 1:
-            raise ValueError(f"max_messages must be at least 1, not {max_messages}")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        loop: asyncio.AbstractEventLoop | None = None
-        while True:
-            with self._lock:
-                inbox = self._inboxes.get(agent)
-                if inbox is None:
-                    validate_name(agent)
-                    inbox = self._inbox_locked(agent)
-                taken = self._take_locked(inbox, max_messages, auto_ack)
-                if taken:
-                    return taken
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return taken
-                claim_in = self._next_claim_in_locked(inbox)
-                if claim_in is not None and (remaining is None or claim_in < remaining):
-                    remaining = claim_in + 0.001  # wake up when an unacknowledged message is due again
-                loop = loop or asyncio.get_running_loop()
-                future: asyncio.Future[None] = loop.create_future()
-                inbox.getters.append(future)
-            try:
-                if remaining is None:
-                    await future
-                else:
-                    async with asyncio.timeout(remaining):
-                        await future
-            except TimeoutError:
-                pass
-            finally:
-                if not future.done():
-                    future.cancel()
-                    with self._lock, contextlib.suppress(ValueError):
-                        inbox.getters.remove(future)
-            if self._closed:
-                raise ProtocolClosedError("message bus")
-
-    async def ack(self, agent: str, envelopes: Iterable[Envelope]) -> None:
-        with self._lock:
-            inbox = self._inboxes.get(agent)
-            if inbox is None:
-                return
-            inflight = inbox.inflight
-            for envelope in envelopes:
-                inflight.pop(envelope.id, None)
-            if inbox.putters:
-                inbox.wake_putters()
-
-    # -- audit -------------------------------------------------------------------------------
-
-    async def history(
-        self,
-        *,
-        run_id: str | None = None,
-        agent: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        types: Iterable[MessageType | str] | None = None,
-        limit: int = 1000,
-    ) -> list[Envelope]:
-        with self._lock:
-            snapshot = list(self._history)
-        return filter_history(snapshot, run_id=run_id, agent=agent, since=since, until=until, types=types, limit=limit)
 
 
 def filter_history(

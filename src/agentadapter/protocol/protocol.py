@@ -21,12 +21,12 @@ from agentadapter.protocol.bus import (
     BusConfig,
     Handler,
     HandlerRegistration,
-    InProcessMessageBus,
     MessageBus,
     QueueConfig,
 )
 from agentadapter.protocol.context import InProcessSharedContext, SharedContext
 from agentadapter.protocol.envelope import Envelope, MessageType, Priority, validate_name
+from agentadapter.protocol.inprocess_bus import InProcessMessageBus
 from agentadapter.protocol.registry import AgentInfo, AgentRegistry, InProcessAgentRegistry
 
 __all__ = ["REDIS_URL_ENV", "AgentChannel", "CommunicationProtocol", "create_protocol"]

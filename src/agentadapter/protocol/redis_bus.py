@@ -1,16 +1,20 @@
-"""The message bus on Redis Streams: inboxes shared by every process of a run.
+"""The message bus on Redis Streams: inboxes shared by every process of a run (Redis 7.0 or later).
 
 Each agent's inbox is four streams, one per priority level (``...:bus:q:<agent>:<level>``), each with
 one consumer group (``inbox``) whose consumers are the bus instances reading that inbox. A send is one
 Lua script call: it resolves the recipients (direct, the members set for a broadcast, or the topic
 subscriptions, matched server-side with the same ``*``/``#`` rules as in-process), applies each
 inbox's capacity policy, appends to the right stream and to the audit history stream
-(``...:bus:hist``, whose ids double as time, so history queries are stream ranges). A receive is one
-Lua call too: it first reclaims, with XAUTOCLAIM, messages another consumer took and did not
-acknowledge within ``claim_idle_s`` (that consumer is presumed dead), then reads new messages highest
-priority first, and with ``auto_ack`` acknowledges and deletes them in the same call. Acknowledged
-entries are deleted, so a stream's length is what its inbox holds. Responses to requests go to a
-per-bus reply stream read by one listener task. Expiry and retention are checked by the consumer.
+(``...:bus:hist``, whose ids are the messages' creation times, so history queries are stream ranges).
+A receive is one Lua call too: it first reclaims, with XAUTOCLAIM, messages another consumer took and
+did not acknowledge within ``claim_idle_s`` (that consumer is presumed dead), then reads new messages
+highest priority first, and with ``auto_ack`` acknowledges and deletes them in the same call. When the
+inbox is empty the consumer blocks on XREADGROUP; what that returns is acknowledged in the background
+(a crash in between means a redelivery, never a loss). A handler's acknowledgements ride along with
+its next read. Acknowledged entries are deleted, so a stream's length is what its inbox holds.
+Responses to requests go to a per-bus reply stream read by one listener task. Expiry and retention
+are checked by the consumer. Inboxes without their own configuration (``open_inbox(agent, config)``,
+stored in Redis) get the sending bus's default capacity and policy.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from redis.exceptions import ResponseError
 
@@ -89,18 +94,22 @@ local function match(p, pi, t, ti)
 end
 """
 
-# ARGV: base, mode (d direct, t topic, b broadcast, r reply, x expired), target, level, data, sender,
-#       history maxlen (0: do not record), default maxsize, default policy, history min id ('' none),
-#       creation time in ms
+# ARGV: base, header, target, sender, data. The header packs the small fields into one argument
+# (each argument costs an encode on the client): "mode level history_max default_max default_policy
+# created_ms history_min_id", mode d direct, t topic, b broadcast, r reply, x expired (history only);
+# history_max 0 skips the history; history_min_id '-' means no age limit.
 # Returns {delivered, {full agents}, evicted}
 _SEND = (
     _LUA_MATCH
     + """
-local base, mode, target, level, data, sender = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local hist_max, def_max, def_policy, hist_minid = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10]
+local base, target, sender, data = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
+local h = {}
+for field in string.gmatch(ARGV[2], '%S+') do h[#h + 1] = field end
+local mode, level, hist_max, def_max, def_policy = h[1], h[2], tonumber(h[3]), tonumber(h[4]), h[5]
 if hist_max > 0 then
-  redis.call('XADD', base .. ':hist', 'MAXLEN', '~', hist_max, at_or_after(base .. ':hist', ARGV[11]), 'e', data)
-  if hist_minid ~= '' then redis.call('XTRIM', base .. ':hist', 'MINID', '~', hist_minid) end
+  local hist = base .. ':hist'
+  redis.call('XADD', hist, 'MAXLEN', '~', hist_max, at_or_after(hist, h[6]), 'e', data)
+  if h[7] ~= '-' then redis.call('XTRIM', hist, 'MINID', '~', h[7]) end
 end
 if mode == 'x' then return {0, {}, 0} end
 if mode == 'r' then
@@ -178,12 +187,17 @@ return {delivered, full, evicted}
 """
 )
 
-# ARGV: base, agent, consumer, count, claim idle ms (0: do not reclaim now), auto-ack (1/0)
+# ARGV: base, agent, consumer, count, claim idle ms (0: do not reclaim now), auto-ack (1/0), then
+#       level, id pairs of earlier messages to acknowledge and delete first.
 # Returns {waiting, agent config or false, level, id, data, reclaimed, level, id, data, reclaimed, ...}
 _POP = """
 local base, agent, consumer = ARGV[1], ARGV[2], ARGV[3]
 local remaining, claim_ms, auto_ack = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
 local q = base .. ':q:' .. agent .. ':'
+for i = 7, #ARGV, 2 do
+  redis.call('XACK', q .. ARGV[i], 'inbox', ARGV[i + 1])
+  redis.call('XDEL', q .. ARGV[i], ARGV[i + 1])
+end
 local out = {0, redis.call('HGET', base .. ':qcfg', agent)}
 local function take(key, level, id, fields, reclaimed)
   if fields then
@@ -295,6 +309,7 @@ class RedisMessageBus(MessageBus):
     """
 
     transport = "redis"
+    _reply_in_background = True
 
     def __init__(
         self,
@@ -332,6 +347,7 @@ class RedisMessageBus(MessageBus):
         self._spill: dict[str, list[_Entry]] = {}
         self._depths: dict[str, int] = {}
         self._reply_address = self.consumer
+        self._background_acks: set[asyncio.Task[None]] = set()
         self._reply_listener: asyncio.Task[None] | None = None
         BUS_METRICS.add_depth_source(self)
 
@@ -362,6 +378,8 @@ class RedisMessageBus(MessageBus):
         if listener is not None:
             await cancel_and_wait(listener)
         await super().close()
+        if self._background_acks:
+            await asyncio.gather(*self._background_acks, return_exceptions=True)
         with contextlib.suppress(Exception):  # best effort: the stream also expires on its own
             await self._client.delete(f"{self._base}:reply:{self._reply_address}")
         await self._link.release()
@@ -418,10 +436,6 @@ class RedisMessageBus(MessageBus):
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _history_min_id(self) -> str:
-        retention = self.config.history_retention_s
-        return "" if retention is None else str(int((self._clock() - retention) * 1000))
-
     @translate_errors
     async def send(self, envelope: Envelope) -> int:
         if self._closed:
@@ -444,21 +458,7 @@ class RedisMessageBus(MessageBus):
         if envelope.ttl_s is not None and envelope.is_expired(self._clock()):
             mode = _MODE_EXPIRED
             BUS_METRICS.dropped[recipient or topic or "*", "expired"] += 1
-        result = await self._send_script(
-            args=[
-                self._base,
-                mode,
-                target,
-                int(priority),
-                data,
-                envelope.sender,
-                self._history_max,
-                self._default_max,
-                self._default_policy,
-                self._history_min_id(),
-                int(envelope.created_at * 1000),
-            ]
-        )
+        result = await self._run_send(mode, target, int(priority), envelope, data, record=True)
         delivered, full, evicted = int(result[0]), result[1], int(result[2])
         if evicted:
             BUS_METRICS.dropped[recipient or topic or "*", "dropped_oldest"] += evicted
@@ -481,6 +481,17 @@ class RedisMessageBus(MessageBus):
             logger.warning("inbox of %r is full; it misses message %s", agent, envelope.id)
         return delivered
 
+    async def _run_send(
+        self, mode: str, target: str, level: int, envelope: Envelope, data: str, *, record: bool
+    ) -> Any:
+        retention = self.config.history_retention_s
+        min_id = "-" if retention is None else str(int((self._clock() - retention) * 1000))
+        header = (
+            f"{mode} {level} {self._history_max if record else 0} {self._default_max} {self._default_policy} "
+            f"{int(envelope.created_at * 1000)} {min_id}"
+        )
+        return await self._send_script(args=[self._base, header, target, envelope.sender, data])
+
     async def _queue_config(self, agent: str) -> QueueConfig:
         text = await self._client.hget(f"{self._base}:qcfg", agent)
         return self.config.queue if text is None else _parse_config(text)
@@ -496,21 +507,7 @@ class RedisMessageBus(MessageBus):
             await asyncio.sleep(min(pause, config.wait_timeout_s - waited))
             pause = min(pause * 2, 0.05)
             self._check_open()
-            result = await self._send_script(
-                args=[
-                    self._base,
-                    "d",
-                    agent,
-                    int(envelope.priority),
-                    data,
-                    envelope.sender,
-                    "0",
-                    self._default_max,
-                    self._default_policy,
-                    "",
-                    int(envelope.created_at * 1000),
-                ]
-            )
+            result = await self._run_send("d", agent, int(envelope.priority), envelope, data, record=False)
             if int(result[0]):
                 return
 
@@ -519,21 +516,7 @@ class RedisMessageBus(MessageBus):
             await self.send(response)
             return
         BUS_METRICS.sent[response.sender] += 1
-        await self._send_script(
-            args=[
-                self._base,
-                "r",
-                reply_to,
-                int(response.priority),
-                response.to_wire(),
-                response.sender,
-                self._history_max,
-                self._default_max,
-                self._default_policy,
-                self._history_min_id(),
-                int(response.created_at * 1000),
-            ]
-        )
+        await self._run_send("r", reply_to, int(response.priority), response, response.to_wire(), record=True)
 
     async def _prepare_requests(self) -> None:
         if self._reply_listener is None or self._reply_listener.done():
@@ -584,10 +567,30 @@ class RedisMessageBus(MessageBus):
     async def get_messages(
         self, agent: str, max_messages: int = 100, timeout: float | None = 0.0, *, auto_ack: bool = True
     ) -> list[Envelope]:
+        return await self._get(agent, max_messages, timeout, auto_ack, [])
+
+    @translate_errors
+    async def _ack_and_get(self, agent: str, done: list[Envelope], max_messages: int) -> list[Envelope]:
+        # The handler's acknowledgements ride along with its next read: one round trip, not two.
+        receipts = self._receipts.get(agent, {})
+        acks = [receipt for envelope in done if (receipt := receipts.pop(envelope.id, None)) is not None]
+        return await self._get(agent, max_messages, None, False, acks)
+
+    async def _get(
+        self,
+        agent: str,
+        max_messages: int,
+        timeout: float | None,
+        auto_ack: bool,
+        acks: list[tuple[int, bytes]],
+    ) -> list[Envelope]:
         if self._closed:
             raise ProtocolClosedError("message bus")
         if max_messages < 1:
             raise ValueError(f"max_messages must be at least 1, not {max_messages}")
+        if acks and self._spill.get(agent):
+            await self._ack_entries(agent, acks)
+            acks = []
         deadline = None if timeout is None else time.monotonic() + timeout
         spill = self._spill.get(agent)
         if spill:
@@ -601,8 +604,10 @@ class RedisMessageBus(MessageBus):
             if now_mono >= self._next_claim.get(agent, 0.0):
                 claim_ms = self._claim_ms
                 self._next_claim[agent] = now_mono + self._claim_interval
+            ack_args = [item for level, entry_id in acks for item in (level, entry_id)]
+            acks = []
             result = await self._pop_script(
-                args=[self._base, agent, self.consumer, max_messages, claim_ms, 1 if auto_ack else 0]
+                args=[self._base, agent, self.consumer, max_messages, claim_ms, 1 if auto_ack else 0, *ack_args]
             )
             self._depths[agent] = int(result[0])
             config = self._agent_config(agent, result[1])
@@ -651,9 +656,24 @@ class RedisMessageBus(MessageBus):
         self, agent: str, entries: list[_Entry], config: QueueConfig, auto_ack: bool
     ) -> list[Envelope]:
         """Accept entries read outside the pop script (which acknowledges its own when auto_ack)."""
-        if auto_ack:
-            await self._ack_entries(agent, [(level, entry_id) for level, entry_id, _, _ in entries])
+        if auto_ack and entries:
+            # Acknowledge in the background: the caller gets its messages a round trip sooner. A
+            # crash before the acknowledgement lands means a redelivery, never a loss.
+            task = asyncio.create_task(  # noqa: RUF006 - held in _background_acks until done
+                self._ack_entries(agent, [(level, entry_id) for level, entry_id, _, _ in entries])
+            )
+            self._background_acks.add(task)
+            task.add_done_callback(self._background_ack_done)
         return await self._accept(agent, entries, config, auto_ack)
+
+    def _background_ack_done(self, task: asyncio.Task[None]) -> None:
+        self._background_acks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning(
+                "acknowledging messages failed (%r); they will be delivered again after %gs",
+                task.exception(),
+                self.config.claim_idle_s,
+            )
 
     async def _accept(self, agent: str, entries: list[_Entry], config: QueueConfig, auto_ack: bool) -> list[Envelope]:
         """Decode entries; drop (and acknowledge) expired and over-retention ones; track receipts."""
@@ -735,6 +755,10 @@ class RedisMessageBus(MessageBus):
         limit: int = 1000,
     ) -> list[Envelope]:
         self._check_open()
+        retention = self.config.history_retention_s
+        if retention is not None:  # Redis trims approximately; the answer is exact
+            horizon = self._clock() - retention
+            since = horizon if since is None else max(since, horizon)
         # History ids are creation times (ms) made monotonic, so an entry is never filed earlier than
         # it was created but may be filed later (behind a sender whose clock runs ahead): start the
         # range at `since`, end it a minute after `until`, and filter on created_at exactly.
