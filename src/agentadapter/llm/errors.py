@@ -26,7 +26,8 @@ Every error AgentAdapter raises derives from :class:`AgentAdapterError`::
     ├── OutputValidationError       the structured output did not match its schema
     ├── GuardrailTripped            an agent guardrail stopped the run
     ├── MaxTurnsExceeded            an agent ran out of turns
-    └── AllTargetsFailedError       every target of a route failed; ``errors`` holds each
+    ├── AllTargetsFailedError       every target of a route failed; ``errors`` holds each
+    └── ProtocolError               the message bus, registry or shared context (agentadapter.protocol)
 
 ``retryable`` says whether the retry policy may try the same call again. Provider errors are mapped
 at the edge by :func:`error_from_response` and :func:`error_from_event` (``raise ... from exc``
@@ -41,11 +42,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
-class AgentAdapterError(Exception):
-    """The root of every error AgentAdapter raises."""
-
-    retryable: bool = False
+from agentadapter._errors import AgentAdapterError as AgentAdapterError  # re-exported: the root of this tree
 
 
 class ConfigurationError(AgentAdapterError):

@@ -21,6 +21,8 @@ subclass so that ``except AgentAdapterError`` also catches protocol failures.
 
 from __future__ import annotations
 
+from agentadapter._errors import AgentAdapterError
+
 __all__ = [
     "AgentNotFoundError",
     "CASConflict",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 
-class ProtocolError(Exception):
+class ProtocolError(AgentAdapterError):
     """Base class of every error raised by ``agentadapter.protocol``."""
 
 
