@@ -93,6 +93,13 @@ _LAZY: dict[str, str] = {
     "RateLimitConfig": "agentadapter.llm.policy.ratelimit",
     "TargetHealth": "agentadapter.llm.health",
     "configure_logging": "agentadapter.observability.logging",
+    "create_protocol": "agentadapter.protocol",
+    "CommunicationProtocol": "agentadapter.protocol",
+    "Envelope": "agentadapter.protocol",
+    "MessageBus": "agentadapter.protocol",
+    "AgentRegistry": "agentadapter.protocol",
+    "SharedContext": "agentadapter.protocol",
+    "ProtocolError": "agentadapter.protocol",
 }
 
 __all__ = [
@@ -103,6 +110,7 @@ __all__ = [
     "AgentAdapterError",
     "AgentContext",
     "AgentLoader",
+    "AgentRegistry",
     "AgentResult",
     "AllTargetsFailedError",
     "Attempt",
@@ -119,10 +127,12 @@ __all__ = [
     "Capabilities",
     "CapabilityError",
     "CircuitOpenError",
+    "CommunicationProtocol",
     "ConfigurationError",
     "ConflictError",
     "ContentFilterError",
     "ContextWindowExceededError",
+    "Envelope",
     "FilePart",
     "FunctionBackend",
     "FunctionTool",
@@ -137,6 +147,7 @@ __all__ = [
     "LocalAgent",
     "MaxTurnsExceeded",
     "Message",
+    "MessageBus",
     "ModelSettings",
     "NotFoundError",
     "OnlineAgent",
@@ -144,6 +155,7 @@ __all__ = [
     "OutputValidationError",
     "OverloadedError",
     "PermissionDeniedError",
+    "ProtocolError",
     "RateLimitConfig",
     "RateLimitError",
     "ReasoningPart",
@@ -154,6 +166,7 @@ __all__ = [
     "RunState",
     "ServerError",
     "Settings",
+    "SharedContext",
     "StreamAccumulator",
     "StreamEvent",
     "StreamInterruptedError",
@@ -171,6 +184,7 @@ __all__ = [
     "__version__",
     "configure_logging",
     "create_agent",
+    "create_protocol",
     "get_settings",
     "handoff",
     "input_guardrail",
@@ -264,3 +278,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from agentadapter.llm.tools import Tool
     from agentadapter.llm.transport import Timeout
     from agentadapter.observability.logging import configure_logging
+    from agentadapter.protocol import (
+        AgentRegistry,
+        CommunicationProtocol,
+        Envelope,
+        MessageBus,
+        ProtocolError,
+        SharedContext,
+        create_protocol,
+    )
