@@ -316,6 +316,15 @@ async def _run_costs(llm: Any, rows: list[dict[str, Any]], prompt: str, max_toke
         await llm.aclose()
 
 
+def _register_subcommands() -> None:
+    from agentadapter.cli_run import register as register_run
+
+    register_run(app)
+
+
+_register_subcommands()
+
+
 def _key_status(key_set: bool, key_required: bool) -> str:
     if key_set:
         return "[green]set[/]"

@@ -45,7 +45,12 @@ class _ReplayingBackend(Backend):
         accumulator.provider_details = response.provider_details
         for event in response_events(response):
             yield accumulator.add(event)
-        yield accumulator.finish(response.finish_reason)
+        finish = accumulator.finish(response.finish_reason)
+        assert finish.response is not None
+        # What the events cannot carry rides over, so the stream equals generate() exactly.
+        finish.response.cost_usd = response.cost_usd
+        finish.response.output = response.output
+        yield finish
 
     async def aclose(self) -> None:
         return None

@@ -1,0 +1,292 @@
+"""``agentadapter run WORKFLOW.yaml --input "..."``: run a workflow from the command line.
+
+A thin shell over :class:`~agentadapter.orchestrator.Orchestrator`: it loads and validates the
+workflow (an error names the YAML path and line), runs it, and shows it. By default it shows live
+progress on stderr - one line per agent step with its status, tokens, cost and time - then a final
+table on stderr and the run's output on stdout; ``--json`` prints the ``RunResult`` instead,
+``--events`` prints every run event as a JSON line as it happens. ``--model`` runs the workflow's
+inline agents on another model (``--model openai/gpt-4o-mini``, or ``--model writer=...``), so the
+offline examples run on real providers unchanged. Exit codes: 0 the run completed, 1 it failed or
+was cancelled, 2 a usage error (bad workflow, missing input, unknown model), 130 interrupted.
+``register(app)`` adds the command to a typer app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from agentadapter.llm.errors import AgentAdapterError, ConfigurationError, InvalidRequestError
+
+if TYPE_CHECKING:
+    from agentadapter.orchestrator import RunEvent, RunResult
+
+__all__ = ["register", "run_workflow_command"]
+
+EXIT_RUN_FAILED = 1
+EXIT_USAGE_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+_STATUS_STYLE = {"running": "yellow", "completed": "green", "failed": "red", "cancelled": "dim", "retrying": "magenta"}
+_STATUS_ICON = {"completed": "✓", "failed": "✗", "cancelled": "-"}
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``run`` command to ``app``."""
+    app.command("run")(run_workflow_command)
+
+
+def run_workflow_command(
+    workflow: Annotated[Path, typer.Argument(help="the workflow file (YAML)", show_default=False)],
+    input: Annotated[
+        str | None,
+        typer.Option("--input", "-i", help="the task ('-' reads standard input; default: the file's input:)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the RunResult as JSON")] = False,
+    events: Annotated[bool, typer.Option("--events", help="print every run event as a JSON line")] = False,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="run inline agents on MODEL, or one agent with AGENT=MODEL (repeatable)"),
+    ] = None,
+    max_cost: Annotated[float | None, typer.Option("--max-cost", min=0.0, help="cost cap in USD")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="agent steps allowed")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0.0, help="deadline of the run, seconds")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="project id to record the run under")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="agentadapter.yaml to use (default: ./agentadapter.yaml)")
+    ] = None,
+) -> None:
+    """Run a workflow: live progress per agent, then a table and the output."""
+    from agentadapter.llm.client import LLM
+    from agentadapter.orchestrator import load_workflow
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True)
+    try:
+        spec = load_workflow(workflow)
+        if model:
+            spec = spec.with_models(_model_overrides(model))
+        task = sys.stdin.read() if input == "-" else input
+        if task is None:
+            task = spec.input
+        if not task:
+            raise InvalidRequestError(
+                f"workflow {spec.name!r} has no input: pass --input \"...\" (or set input: in the file)"
+            )
+        options = spec.options
+        changes = {k: v for k, v in {"max_cost_usd": max_cost, "max_steps": max_steps, "timeout_s": timeout}.items()
+                   if v is not None}
+        if changes:
+            options = options.with_limits(**changes)
+        llm = LLM(config=config)
+        for agent in spec.agents.values():
+            _check_model(llm, agent)
+    except AgentAdapterError as error:
+        err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_USAGE_ERROR if isinstance(error, ConfigurationError | InvalidRequestError)
+                         else EXIT_RUN_FAILED) from None
+    mode = "events" if events else "json" if as_json else "live"
+    result, interrupted = asyncio.run(_run(llm, spec, task, options, project, mode, err))
+    if events and as_json:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+    elif as_json:
+        out.print_json(json.dumps(result.to_dict()))
+    elif not events:
+        _print_summary(err, out, result)
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.status != "completed":
+        raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _model_overrides(values: list[str]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for value in values:
+        agent, sep, model = value.partition("=")
+        if sep and "/" not in agent:
+            overrides[agent.strip()] = model.strip()
+        else:
+            overrides["*"] = value.strip()
+    return overrides
+
+
+def _check_model(llm: Any, agent: Any) -> None:
+    """Resolve an LLM agent's model now, so a missing key or unknown provider is a usage error up front."""
+    from agentadapter.agents.llm_agent import LLMAgent
+    from agentadapter.agents.run_config import RunConfig
+
+    if isinstance(agent, LLMAgent):
+        bound_llm, model = agent.bind_model(agent.make_context("", RunConfig(llm=llm)))
+        bound_llm.resolver.route(model)
+
+
+async def _run(llm: Any, spec: Any, task: str, options: Any, project: str | None, mode: str,
+               err: Console) -> tuple[RunResult, bool]:
+    from agentadapter.orchestrator import InMemoryRunRecorder, Orchestrator
+
+    orchestrator = Orchestrator(llm=llm, recorder=InMemoryRunRecorder())
+    view = _Progress()
+    listener = _EventPrinter() if mode == "events" else view.on_event if mode == "live" else None
+    interrupted = False
+    try:
+        handle = orchestrator.start_workflow(spec, task, project, options=options, on_event=listener)
+        live = Live(view, console=err, refresh_per_second=8, transient=False) if mode == "live" else None
+        if live is not None:
+            live.start()
+        try:
+            result = await handle.wait()
+        except asyncio.CancelledError:  # Ctrl-C: cancel the run and show what it did
+            interrupted = True
+            handle.cancel("interrupted from the keyboard")
+            result = await handle.wait()
+        finally:
+            if live is not None:
+                live.stop()
+                if not err.is_terminal:
+                    err.line()
+    finally:
+        await llm.aclose()
+    return result, interrupted
+
+
+class _EventPrinter:
+    """Writes each event as a JSON line; stops quietly when the reader goes away (``| head``)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __call__(self, event: RunEvent) -> None:
+        if self.closed:
+            return
+        try:
+            sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.closed = True
+
+
+# ------------------------------------------------------------------------------------ live view
+
+
+@dataclass
+class _Row:
+    step: int
+    agent: str
+    phase: str
+    status: str = "running"
+    chars: int = 0
+    tokens: int | None = None
+    cost_usd: float = 0.0
+    started: float = 0.0
+    seconds: float | None = None
+    note: str = ""
+
+
+class _Progress:
+    """One line per agent step, updated from the run's events."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, _Row] = {}
+        self.running: dict[str, int] = {}
+        """Agent name -> its running step (handoff receivers map to the step that handed off)."""
+        self.finished = ""
+
+    def on_event(self, event: RunEvent) -> None:
+        data, agent = event.data, event.agent or ""
+        kind = event.type
+        if kind == "agent_started":
+            step = int(data["step"])
+            row = self.rows.get(step)
+            if row is None:
+                row = self.rows[step] = _Row(step, agent, str(data.get("phase", "run")), started=time.monotonic())
+                row.note = str(data.get("via") or "")
+            row.status = "running"
+            self.running[agent] = step
+        elif kind == "token":
+            step_of = self.running.get(agent)
+            if step_of is not None:
+                self.rows[step_of].chars += len(data.get("text", ""))
+        elif kind == "handoff":
+            step_of = self.running.get(str(data.get("from_agent")))
+            if step_of is not None:
+                self.running[str(data.get("to_agent"))] = step_of
+                self.rows[step_of].note = f"handed off to {data.get('to_agent')}"
+        elif kind in ("agent_finished", "agent_failed", "agent_cancelled", "agent_retried"):
+            row = self.rows.get(int(data["step"]))
+            if row is None:
+                return
+            if kind == "agent_retried":
+                row.status, row.note = "retrying", f"attempt {data['attempt']} failed: {data['error']['type']}"
+                return
+            row.status = {"agent_finished": "completed", "agent_failed": "failed"}.get(kind, "cancelled")
+            row.seconds = time.monotonic() - row.started
+            if kind == "agent_finished":
+                usage = data.get("usage") or {}
+                row.tokens, row.cost_usd = int(usage.get("total_tokens", 0)), float(data.get("cost_usd") or 0.0)
+            elif kind == "agent_failed":
+                row.note = str(data["error"]["message"])[:120]
+            else:
+                row.note = str(data.get("reason", ""))[:120]
+        elif kind == "run_finished":
+            self.finished = str(data.get("status"))
+
+    def __rich__(self) -> Group:
+        lines: list[Any] = []
+        for row in list(self.rows.values()):
+            style = _STATUS_STYLE.get(row.status, "")
+            icon: Any = Spinner("dots", style=style) if row.status in ("running", "retrying") else Text(
+                _STATUS_ICON.get(row.status, "·"), style=style)
+            seconds = row.seconds if row.seconds is not None else time.monotonic() - row.started
+            tokens = f"{row.tokens} tok" if row.tokens is not None else f"~{row.chars // 4} tok"
+            grid = Table.grid(padding=(0, 1))
+            for _ in range(7):
+                grid.add_column(no_wrap=True)
+            grid.add_column(no_wrap=True, overflow="ellipsis")
+            grid.add_row(icon, Text(f"#{row.step} {row.agent}", style="bold"), Text(row.phase, style="dim"),
+                         Text(row.status, style=style), Text(tokens), Text(f"${row.cost_usd:.6f}"),
+                         Text(f"{seconds:.1f}s"), Text(row.note, style="dim"))
+            lines.append(grid)
+        return Group(*lines)
+
+
+def _print_summary(err: Console, out: Console, result: RunResult) -> None:
+    table = Table(title=f"run {result.run_id} · {result.strategy}", title_style="bold", title_justify="left")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("agent", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column("phase", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("tokens in/out", justify="right", no_wrap=True)
+    table.add_column("cost $", justify="right", no_wrap=True)
+    table.add_column("time s", justify="right", no_wrap=True)
+    for agent in result.agents:
+        name = agent.name + (f" → {agent.answered_by}" if agent.answered_by else "")
+        table.add_row(
+            str(agent.step), name, agent.phase, Text(agent.status, style=_STATUS_STYLE.get(agent.status, "")),
+            f"{agent.usage.input_tokens}/{agent.usage.output_tokens}", f"{agent.cost_usd:.6f}",
+            f"{agent.duration_ms / 1000:.2f}",
+        )
+    table.add_section()
+    table.add_row("", "total", "", Text(result.status, style=_STATUS_STYLE.get(result.status, "bold")),
+                  f"{result.usage.input_tokens}/{result.usage.output_tokens}", f"{result.cost_usd:.6f}",
+                  f"{result.duration_ms / 1000:.2f}")
+    err.print(table)
+    for agent in result.agents:
+        if agent.error is not None and agent.status == "failed":
+            err.print(f"  [red]#{agent.step} {agent.name}:[/] {agent.error['message']}", markup=True, highlight=False)
+    if result.error is not None:
+        err.print(f"[bold red]{result.status}:[/] {result.error['message']}", markup=True, highlight=False)
+    if result.output is not None:
+        text = result.output if isinstance(result.output, str) else json.dumps(result.to_dict()["output"], indent=2)
+        out.print(text, markup=False, highlight=False)

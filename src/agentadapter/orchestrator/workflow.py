@@ -1,0 +1,421 @@
+"""Workflows in YAML: the file format, its validation, and the :class:`Workflow` it becomes.
+
+A workflow names a strategy and its agents (DESIGN.md's shape)::
+
+    name: research-team
+    strategy: sequential            # sequential | parallel | adaptive | loop
+    agents:
+      - {name: researcher, model: openai/gpt-4o-mini, instructions: "Find the facts."}
+      - {name: reviewer, ref: "my_package.agents:Reviewer", timeout_s: 30}
+    limits: {max_cost_usd: 1.0, max_steps: 20, timeout_s: 300}
+
+plus ``aggregate`` / ``judge`` / ``quorum`` (parallel), ``router`` / ``routes`` / ``start``
+(adaptive), ``loop: {generator, evaluator, max_iterations, until}``, ``retry:``,
+``agent_timeout_s`` and a default ``input``. Agents are the agent layer's specs (built with
+``create_agents``, so handoffs may name each other; the seeds' ``id`` is accepted for ``name``) plus
+``timeout_s`` and ``max_retries`` for the orchestrator. ``${VAR}`` is read from the environment.
+Everything is checked when the file loads - pydantic for the shapes, then every agent a strategy
+names and every condition - and each error names the YAML path and line:
+``team.yaml:7: agents[1].model: Input should be a valid string``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentadapter.agents.base import BaseAgent
+from agentadapter.agents.factory import AgentSpec, create_agent, create_agents
+from agentadapter.agents.tools.registry import ToolRegistry
+from agentadapter.config import interpolate
+from agentadapter.llm.errors import ConfigurationError
+from agentadapter.orchestrator.conditions import Condition
+from agentadapter.orchestrator.errors import ConditionError, StrategyError, WorkflowError
+from agentadapter.orchestrator.options import RunLimits, RunOptions, StepPolicy
+from agentadapter.orchestrator.strategies import END, Adaptive, Loop, Parallel, Route, Sequential, Strategy
+
+__all__ = ["Workflow", "WorkflowAgentSpec", "WorkflowSpec", "load_workflow", "parse_workflow"]
+
+Path_ = tuple[str | int, ...]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class LimitsSpec(_Strict):
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class RetrySpec(_Strict):
+    max_retries: int = Field(default=1, ge=0)
+    initial_delay_s: float = Field(default=0.5, ge=0)
+    max_delay_s: float = Field(default=8.0, ge=0)
+
+
+class RouteSpec(_Strict):
+    source: str | None = Field(default=None, alias="from")
+    to: str = Field(min_length=1)
+    when: str | None = None
+
+
+class LoopSpec(_Strict):
+    generator: str
+    evaluator: str
+    max_iterations: int = Field(default=3, ge=1)
+    until: str | None = None
+
+
+class WorkflowAgentSpec(AgentSpec):
+    """An agent spec with the orchestrator's per-agent settings."""
+
+    timeout_s: float | None = Field(default=None, gt=0)
+    """Seconds one attempt of this agent's steps may take (``timeout`` is an online agent's per-request one)."""
+    retries: int | None = Field(default=None, ge=0)
+    """Retries of this agent's failed steps (``max_retries`` is an online agent's HTTP retry count)."""
+
+    def agent_spec(self) -> AgentSpec:
+        data = self.model_dump(exclude={"timeout_s", "retries"}, exclude_unset=True)
+        return AgentSpec.model_validate(data)
+
+
+class WorkflowSpec(_Strict):
+    """The shape of a workflow file."""
+
+    name: str = ""
+    description: str = ""
+    strategy: Literal["sequential", "parallel", "adaptive", "loop"] = "sequential"
+    agents: list[WorkflowAgentSpec] = Field(min_length=1)
+    aggregate: Literal["concat", "vote", "judge", "first"] | None = None
+    judge: str | None = None
+    quorum: int | None = Field(default=None, ge=1)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    router: str | None = None
+    routes: list[RouteSpec] = Field(default_factory=list)
+    start: str | None = None
+    loop: LoopSpec | None = None
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    agent_timeout_s: float | None = Field(default=None, gt=0)
+    input: str | None = None
+    """The input used when the run is given none."""
+
+
+# --------------------------------------------------------------------------------------- loading
+
+
+def load_workflow(path: str | Path) -> Workflow:
+    """Read, interpolate and validate a workflow file."""
+    file_path = Path(path)
+    try:
+        text = file_path.read_text("utf-8")
+    except OSError as exc:
+        raise WorkflowError(f"cannot read workflow file {str(file_path)!r}: {exc.strerror}; check the path",
+                            source=str(file_path)) from exc
+    return parse_workflow(text, source=str(file_path), base_dir=file_path.parent)
+
+
+def parse_workflow(text: str, *, source: str = "workflow", base_dir: str | Path | None = None) -> Workflow:
+    """Validate a workflow given as YAML text (``source`` names it in errors)."""
+    data, lines = _load_yaml(text, source)
+    if not isinstance(data, dict):
+        raise WorkflowError(f"{source}: a workflow is a mapping (name:, strategy:, agents: ...), "
+                            f"not {type(data).__name__}", source=source, line=1)
+    data = _interpolate(data, (), source, lines)
+    try:
+        spec = WorkflowSpec.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = [(tuple(e["loc"]), _message(e)) for e in exc.errors()]
+        raise _errors(source, lines, problems) from None
+    if not spec.name:
+        spec.name = Path(source).stem if source != "workflow" else "workflow"
+    problems = list(_check(spec))
+    if problems:
+        raise _errors(source, lines, problems)
+    return Workflow(spec, source, Path(base_dir) if base_dir is not None else None, lines)
+
+
+def _load_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        where = f"{source}:{line}" if line else source
+        raise WorkflowError(f"{where}: not valid YAML: {problem}", source=source, line=line) from None
+    finally:
+        loader.dispose()
+    lines: dict[Path_, int] = {}
+    if node is not None:
+        _positions(node, (), lines)
+    return data, lines
+
+
+def _positions(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                child = (*path, key_node.value)
+                lines[child] = key_node.start_mark.line + 1
+                _positions(value_node, child, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _positions(item, (*path, index), lines)
+
+
+def _interpolate(value: Any, path: Path_, source: str, lines: Mapping[Path_, int]) -> Any:
+    if isinstance(value, str):
+        try:
+            return interpolate(value, source=f"{source}:{_line(lines, path)} ({_dotted(path)})")
+        except ConfigurationError as exc:
+            raise WorkflowError(str(exc), source=source, line=_line(lines, path), path=_dotted(path)) from None
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*path, k), source, lines) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*path, i), source, lines) for i, v in enumerate(value)]
+    return value
+
+
+def _line(lines: Mapping[Path_, int], path: Path_) -> int:
+    for end in range(len(path), -1, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return 1
+
+
+def _dotted(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error.get("type")
+    if kind == "extra_forbidden":
+        return "unknown key (check its spelling; see docs/workflows.md for the keys)"
+    if kind == "missing":
+        return "required key is missing"
+    return str(error.get("msg", "invalid"))
+
+
+def _errors(source: str, lines: Mapping[Path_, int], problems: list[tuple[Path_, str]]) -> WorkflowError:
+    located = []
+    for loc, message in problems:
+        # pydantic adds the member of a union it tried ('str', 'list[str]'): keep the YAML part.
+        path = tuple(p for p in loc if isinstance(p, int) or not re.fullmatch(r"[a-z-]+\[.*\]|str|int|float|bool", p))
+        located.append((_line(lines, path), _dotted(path), message))
+    located.sort(key=lambda item: item[0])
+    text = "\n".join(f"  {source}:{line}: {where}: {message}" for line, where, message in located)
+    first_line, first_path, _ = located[0]
+    return WorkflowError(f"workflow {source} is not valid:\n{text}", source=source, line=first_line,
+                         path=first_path)
+
+
+def _check(spec: WorkflowSpec) -> Iterator[tuple[Path_, str]]:
+    """Cross-field checks: agents a strategy names exist, settings fit the strategy, conditions compile."""
+    names = [a.name for a in spec.agents]
+    known = set(names)
+    for index, name in enumerate(names):
+        if names.index(name) != index:
+            yield ("agents", index, "name"), f"the name {name!r} is used by another agent too"
+
+    def agent(path: Path_, name: str | None, *, end_ok: bool = False) -> Iterator[tuple[Path_, str]]:
+        if name is not None and name not in known and not (end_ok and name == END):
+            yield path, f"{name!r} is not one of the workflow's agents ({', '.join(names)})"
+
+    def only_for(strategy: str, key: str, present: bool) -> Iterator[tuple[Path_, str]]:
+        if present and spec.strategy != strategy:
+            yield (key,), f"applies to strategy {strategy} only (this workflow's strategy is {spec.strategy})"
+
+    yield from only_for("parallel", "aggregate", spec.aggregate is not None)
+    yield from only_for("parallel", "judge", spec.judge is not None)
+    yield from only_for("parallel", "quorum", spec.quorum is not None)
+    yield from only_for("parallel", "max_concurrency", spec.max_concurrency is not None)
+    yield from only_for("adaptive", "router", spec.router is not None)
+    yield from only_for("adaptive", "routes", bool(spec.routes))
+    yield from only_for("adaptive", "start", spec.start is not None)
+    yield from only_for("loop", "loop", spec.loop is not None)
+    yield from agent(("judge",), spec.judge)
+    yield from agent(("router",), spec.router)
+    yield from agent(("start",), spec.start)
+    if spec.strategy == "parallel":
+        if spec.aggregate == "judge" and spec.judge is None:
+            yield ("aggregate",), "aggregate judge needs judge: <agent name> (the agent that picks or merges)"
+        group = len([n for n in names if n != spec.judge])
+        if group == 0:
+            yield ("agents",), "a parallel workflow needs at least one agent besides the judge"
+        elif spec.quorum is not None and spec.quorum > group:
+            yield ("quorum",), f"the quorum is {spec.quorum} but only {group} agent(s) answer"
+    if spec.strategy == "adaptive" and spec.router is None and not spec.routes:
+        yield ("strategy",), "an adaptive workflow needs router: <agent>, routes: [...], or both"
+    for index, route in enumerate(spec.routes):
+        yield from agent(("routes", index, "from"), route.source)
+        yield from agent(("routes", index, "to"), route.to, end_ok=True)
+        if route.when is not None:
+            yield from _condition(("routes", index, "when"), route.when)
+    if spec.strategy == "loop":
+        if spec.loop is None:
+            yield ("strategy",), "a loop workflow needs loop: {generator: <agent>, evaluator: <agent>}"
+        else:
+            yield from agent(("loop", "generator"), spec.loop.generator)
+            yield from agent(("loop", "evaluator"), spec.loop.evaluator)
+            if spec.loop.generator == spec.loop.evaluator:
+                yield ("loop", "evaluator"), "the evaluator must be another agent than the generator"
+            if spec.loop.until is not None:
+                yield from _condition(("loop", "until"), spec.loop.until)
+
+
+def _condition(path: Path_, source: str) -> Iterator[tuple[Path_, str]]:
+    try:
+        Condition(source)
+    except ConditionError as exc:
+        yield path, str(exc)
+
+
+# -------------------------------------------------------------------------------------- workflow
+
+
+@dataclass
+class Workflow:
+    """A validated workflow: its spec, and the agents, strategy and options it runs with."""
+
+    spec: WorkflowSpec
+    source: str = "workflow"
+    base_dir: Path | None = None
+    """Where ``ref:`` modules are also looked for (the file's directory)."""
+    lines: Mapping[Path_, int] = field(default_factory=dict, repr=False)
+    _agents: dict[str, BaseAgent] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def input(self) -> str | None:
+        return self.spec.input
+
+    @property
+    def agents(self) -> dict[str, BaseAgent]:
+        """The agents, built on first use with the default tool registry and settings."""
+        if self._agents is None:
+            self._agents = self.build_agents()
+        return self._agents
+
+    def build_agents(
+        self, *, tools: ToolRegistry | None = None, defaults: Mapping[str, Any] | None = None,
+        models: str | Mapping[str, str] | None = None,
+    ) -> dict[str, BaseAgent]:
+        """Build the agents (fresh ones each call), in file order.
+
+        ``models`` replaces the model of inline agents: one id for all of them, or ``{agent: model}``
+        (``"*"`` for the others; ``ref:`` agents keep theirs). ``defaults`` are user settings
+        (``default_model``, ...).
+        """
+        specs = []
+        for entry in self.spec.agents:
+            spec = entry.agent_spec()
+            override = models if isinstance(models, str) else (models or {}).get(entry.name, (models or {}).get("*"))
+            if override and not spec.ref:
+                spec = spec.model_copy(update={
+                    "model": override, "provider": None, "base_url": None, "endpoint": None, "backend": None,
+                    "api_key": None, "backups": [], "runner": None, "model_path": None, "type": None,
+                })
+            specs.append(spec)
+        with self._importable():
+            try:
+                return create_agents(specs, tools=tools, defaults=defaults)
+            except ConfigurationError as exc:
+                raise self._agent_error(exc, specs, tools, defaults) from exc
+
+    def with_models(self, models: str | Mapping[str, str]) -> Workflow:
+        """A copy whose inline agents run on other models (see :meth:`build_agents`)."""
+        copy = Workflow(self.spec, self.source, self.base_dir, self.lines)
+        copy._agents = copy.build_agents(models=models)
+        return copy
+
+    @property
+    def strategy(self) -> Strategy:
+        spec = self.spec
+        try:
+            if spec.strategy == "sequential":
+                return Sequential()
+            if spec.strategy == "parallel":
+                return Parallel(aggregate=spec.aggregate or "concat", judge=spec.judge, quorum=spec.quorum or 1,
+                                max_concurrency=spec.max_concurrency)
+            if spec.strategy == "adaptive":
+                routes = tuple(Route(r.source, r.to, r.when) for r in spec.routes)
+                return Adaptive(router=spec.router, routes=routes, start=spec.start)
+            assert spec.loop is not None
+            return Loop(spec.loop.generator, spec.loop.evaluator, spec.loop.max_iterations, spec.loop.until)
+        except StrategyError as exc:  # pragma: no cover - the checks at load time catch these
+            raise WorkflowError(f"{self.source}: {exc}", source=self.source) from exc
+
+    @property
+    def options(self) -> RunOptions:
+        """The run options the file sets: limits, retries, timeouts."""
+        spec = self.spec
+        retry = spec.retry
+        step = StepPolicy(timeout_s=spec.agent_timeout_s, max_retries=retry.max_retries,
+                          initial_delay_s=retry.initial_delay_s, max_delay_s=retry.max_delay_s)
+        overrides = {
+            a.name: StepPolicy(
+                timeout_s=a.timeout_s if a.timeout_s is not None else step.timeout_s,
+                max_retries=a.retries if a.retries is not None else step.max_retries,
+                initial_delay_s=step.initial_delay_s, max_delay_s=step.max_delay_s,
+            )
+            for a in spec.agents if a.timeout_s is not None or a.retries is not None
+        }
+        limits = RunLimits(spec.limits.max_cost_usd, spec.limits.max_steps, spec.limits.timeout_s)
+        return RunOptions(limits=limits, step=step, agents=overrides)
+
+    @contextlib.contextmanager
+    def _importable(self) -> Iterator[None]:
+        """Let ``ref: "module:Class"`` find modules next to the workflow file."""
+        directory = str(self.base_dir.resolve()) if self.base_dir is not None else ""
+        added = bool(directory) and directory not in sys.path
+        if added:
+            sys.path.insert(0, directory)
+        try:
+            yield
+        finally:
+            if added and directory in sys.path:
+                sys.path.remove(directory)
+
+    def _agent_error(
+        self, error: ConfigurationError, specs: list[AgentSpec], tools: ToolRegistry | None,
+        defaults: Mapping[str, Any] | None,
+    ) -> WorkflowError:
+        """The error, located at the agent entry it comes from (found by building each alone)."""
+        message = str(error)
+        culprit = next((i for i, e in enumerate(self.spec.agents) if f"{e.name!r}" in message), None)
+        if culprit is None:
+            for index, spec in enumerate(specs):
+                try:
+                    create_agent(spec.model_copy(update={"handoffs": []}), tools=tools, defaults=defaults)
+                except ConfigurationError:
+                    culprit = index
+                    break
+        for index, entry in enumerate(self.spec.agents):
+            if index == culprit:
+                path: Path_ = ("agents", index)
+                line = _line(self.lines, path)
+                return WorkflowError(f"{self.source}:{line}: {_dotted(path)} ({entry.name}): {message}",
+                                     source=self.source, line=line, path=_dotted(path))
+        return WorkflowError(f"{self.source}: {message}", source=self.source)
