@@ -117,6 +117,11 @@ _LAZY: dict[str, str] = {
     "InMemoryRunRecorder": "agentadapter.orchestrator",
     "RunLimitExceeded": "agentadapter.orchestrator",
     "WorkflowError": "agentadapter.orchestrator",
+    "MCPServer": "agentadapter.agents.tools",
+    "Shell": "agentadapter.agents.tools",
+    "WebSearch": "agentadapter.agents.tools",
+    "HTTPFetch": "agentadapter.agents.tools",
+    "ToolError": "agentadapter.agents.tools",
 }
 
 __all__ = [
@@ -157,6 +162,7 @@ __all__ = [
     "FunctionTool",
     "GuardrailResult",
     "GuardrailTripped",
+    "HTTPFetch",
     "Handoff",
     "ImagePart",
     "InMemoryRunRecorder",
@@ -166,6 +172,7 @@ __all__ = [
     "LLMStream",
     "LocalAgent",
     "Loop",
+    "MCPServer",
     "MaxTurnsExceeded",
     "Message",
     "MessageBus",
@@ -198,6 +205,7 @@ __all__ = [
     "ServerError",
     "Settings",
     "SharedContext",
+    "Shell",
     "StreamAccumulator",
     "StreamEvent",
     "StreamInterruptedError",
@@ -207,11 +215,13 @@ __all__ = [
     "Timeout",
     "Tool",
     "ToolCallPart",
+    "ToolError",
     "ToolRegistry",
     "ToolResultPart",
     "Usage",
     "UsageLedger",
     "UsageTotals",
+    "WebSearch",
     "Workflow",
     "WorkflowError",
     "__version__",
@@ -253,7 +263,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from agentadapter.agents.online import OnlineAgent
     from agentadapter.agents.result import AgentResult, RunState
     from agentadapter.agents.run_config import ModelSettings, RunConfig
-    from agentadapter.agents.tools import FunctionTool, ToolRegistry, tool
+    from agentadapter.agents.tools import (
+        FunctionTool,
+        HTTPFetch,
+        MCPServer,
+        Shell,
+        ToolError,
+        ToolRegistry,
+        WebSearch,
+        tool,
+    )
     from agentadapter.config import Settings, get_settings
     from agentadapter.llm.backends.base import Backend, BackendConfig, register_backend
     from agentadapter.llm.backends.testing import FunctionBackend, TestBackend

@@ -23,11 +23,15 @@ __all__ = ["BUILTIN_TOOLS", "ENTRY_POINT_GROUP", "ToolRegistry", "default_regist
 
 ENTRY_POINT_GROUP = "agentadapter.tools"
 
-BUILTIN_TOOLS: dict[str, str] = {}
+BUILTIN_TOOLS: dict[str, str] = {
+    "http_fetch": "agentadapter.agents.tools.http_fetch:http_fetch",
+    "shell": "agentadapter.agents.tools.shell:shell",
+    "web_search": "agentadapter.agents.tools.web_search:web_search",
+}
 """Built-in tools by name -> ``"module:attribute"`` (a Tool, a @tool, or a plain function).
 
-The tool implementations (web search, HTTP fetch, shell sandbox, MCP) add their entries here; they
-are imported only when an agent asks for them by name.
+They are imported only when an agent asks for them by name. MCP tools are not here: they come from
+the servers you configure (``MCPServer(...).tools()`` or ``.register(registry)``).
 """
 
 
