@@ -122,6 +122,11 @@ _LAZY: dict[str, str] = {
     "WebSearch": "agentadapter.agents.tools",
     "HTTPFetch": "agentadapter.agents.tools",
     "ToolError": "agentadapter.agents.tools",
+    "LocalBackend": "agentadapter.llm.backends.local",
+    "Runner": "agentadapter.llm.runners",
+    "GenerationConfig": "agentadapter.llm.runners",
+    "register_runner": "agentadapter.llm.runners",
+    "get_runner": "agentadapter.llm.runners",
 }
 
 __all__ = [
@@ -160,6 +165,7 @@ __all__ = [
     "FilePart",
     "FunctionBackend",
     "FunctionTool",
+    "GenerationConfig",
     "GuardrailResult",
     "GuardrailTripped",
     "HTTPFetch",
@@ -171,6 +177,7 @@ __all__ = [
     "LLMAgent",
     "LLMStream",
     "LocalAgent",
+    "LocalBackend",
     "Loop",
     "MCPServer",
     "MaxTurnsExceeded",
@@ -201,6 +208,7 @@ __all__ = [
     "RunRecorder",
     "RunResult",
     "RunState",
+    "Runner",
     "Sequential",
     "ServerError",
     "Settings",
@@ -228,12 +236,14 @@ __all__ = [
     "configure_logging",
     "create_agent",
     "create_protocol",
+    "get_runner",
     "get_settings",
     "handoff",
     "input_guardrail",
     "load_workflow",
     "output_guardrail",
     "register_backend",
+    "register_runner",
     "tool",
 ]
 
@@ -275,6 +285,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from agentadapter.config import Settings, get_settings
     from agentadapter.llm.backends.base import Backend, BackendConfig, register_backend
+    from agentadapter.llm.backends.local import LocalBackend
     from agentadapter.llm.backends.testing import FunctionBackend, TestBackend
     from agentadapter.llm.catalog import Capabilities
     from agentadapter.llm.client import LLM, LLMStream
@@ -328,6 +339,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from agentadapter.llm.policy.budget import Budget, BudgetGuard
     from agentadapter.llm.policy.ratelimit import RateLimitConfig
     from agentadapter.llm.policy.retry import RetryPolicy
+    from agentadapter.llm.runners import GenerationConfig, Runner, get_runner, register_runner
     from agentadapter.llm.tools import Tool
     from agentadapter.llm.transport import Timeout
     from agentadapter.observability.logging import configure_logging

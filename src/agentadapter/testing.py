@@ -15,8 +15,19 @@ from agentadapter.llm import conformance as backend_conformance
 from agentadapter.llm.backends.base import Backend
 from agentadapter.llm.backends.testing import FunctionBackend, TestBackend, example_value
 from agentadapter.llm.client import LLM
+from agentadapter.llm.runners import conformance as runner_conformance
+from agentadapter.llm.runners.testing import ScriptedRunner, build_tiny_model
 
-__all__ = ["FunctionBackend", "TestBackend", "backend_conformance", "example_value", "offline_llm"]
+__all__ = [
+    "FunctionBackend",
+    "ScriptedRunner",
+    "TestBackend",
+    "backend_conformance",
+    "build_tiny_model",
+    "example_value",
+    "offline_llm",
+    "runner_conformance",
+]
 
 
 def offline_llm(backends: Mapping[str, Backend] | None = None, **kwargs: Any) -> LLM:

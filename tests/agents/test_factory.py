@@ -126,8 +126,10 @@ def test_local_agents_from_specs(tools):
     assert isinstance(agent, LocalAgent)
     assert agent.model_id == "local/transformers//models/qwen"
     assert agent.model_settings.temperature == 0.3 and agent.model_settings.max_tokens == 64
-    assert agent.model_settings.extra_body == {"generation_config": {"repetition_penalty": 1.1},
-                                               "device_config": {"device": "cpu"}}
+    assert agent.model_settings.extra_body == {"repetition_penalty": 1.1} and agent.device_config == {"device": "cpu"}
+    with_kwargs = create_agent({"name": "k", "type": "local", "runner": "mlx", "model_path": "/m",
+                                "runner_kwargs": {"trust_remote_code": False}}, tools=tools)
+    assert isinstance(with_kwargs, LocalAgent) and with_kwargs.runner_kwargs == {"trust_remote_code": False}
     parsed = create_agent({"name": "x", "model": "local/vllm/org/model"}, tools=tools)
     assert isinstance(parsed, LocalAgent) and (parsed.runner, parsed.model_path) == ("vllm", "org/model")
     with pytest.raises(ConfigurationError, match="model_path"):

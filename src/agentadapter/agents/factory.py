@@ -87,6 +87,8 @@ class AgentSpec(BaseModel):
     model_path: str | None = None
     device_config: dict[str, Any] = Field(default_factory=dict)
     generation_config: dict[str, Any] = Field(default_factory=dict)
+    runner_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Options for the runner's constructor (load-time settings)."""
 
     @classmethod
     def of(cls, value: AgentSpec | Mapping[str, Any] | Any) -> AgentSpec:
@@ -316,6 +318,7 @@ def _local_fields(spec: AgentSpec) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "device_config": dict(spec.device_config),
         "generation_config": dict(spec.generation_config),
+        "runner_kwargs": dict(spec.runner_kwargs),
     }
     if spec.runner:
         fields["runner"] = spec.runner

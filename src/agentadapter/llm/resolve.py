@@ -187,7 +187,7 @@ class Resolver:
         explicit_url = bool(spec and spec.base_url)
         api_key = (spec.api_key if spec else None) or (None if explicit_url else self._env(preset.api_key_env))
         where = f"backend {name}" + (f", model {model}" if model else "")
-        if preset.backend != "test" and not base_url:
+        if preset.needs_base_url and not base_url:
             env_hint = " or ".join(preset.base_url_env) or "base_url"
             raise ConfigurationError(
                 f"{env_hint} is not set; export it or set base_url under backends: in agentadapter.yaml ({where})"

@@ -382,6 +382,7 @@ _BUILTIN: dict[str, str] = {
     "cohere": "agentadapter.llm.backends.cohere:CohereBackend",
     "openai_responses": "agentadapter.llm.backends.openai_responses:OpenAIResponsesBackend",
     "test": "agentadapter.llm.backends.testing:TestBackend",
+    "local": "agentadapter.llm.backends.local:LocalBackend",
 }
 
 

@@ -35,6 +35,8 @@ class Preset:
     """OpenAI-style reasoning models here take ``max_completion_tokens`` and no temperature."""
     tool_call_id_style: Literal["any", "mistral"] = "any"
     label: str = ""
+    needs_base_url: bool = True
+    """False for backends that call no URL (the offline test backend, in-process local models)."""
 
     @property
     def local(self) -> bool:
@@ -119,7 +121,10 @@ PRESETS: dict[str, Preset] = {
             "cohere", "cohere", "https://api.cohere.com", ("COHERE_API_KEY", "CO_API_KEY"),
             ("COHERE_BASE_URL",), label="Cohere",
         ),
-        Preset("test", "test", None, auth="none", key_required=False, label="Offline test backend"),
+        Preset("test", "test", None, auth="none", key_required=False, label="Offline test backend",
+               needs_base_url=False),
+        Preset("local", "local", None, auth="none", key_required=False,
+               label="In-process local models (MLX, transformers, vLLM)", needs_base_url=False),
     )
 }
 
