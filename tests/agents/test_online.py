@@ -195,3 +195,14 @@ def test_online_agent_validation():
     endpoint = Endpoint.of({"type": "claude", "model": "claude-sonnet-4-5", "api_key": "sk-secret-value"})
     assert endpoint.provider == "claude" and endpoint.spec().type == "anthropic"
     assert "sk-secret-value" not in repr(endpoint)
+
+
+async def test_an_online_agent_counts_in_its_parents_usage(openai_fake, anthropic_fake, llm):
+    agent = OnlineAgent(name="weather", provider="openai", base_url=openai_fake.url + "/v1", api_key="k",
+                        model="gpt-4o-mini", tools=TOOLS, instructions="Answer with the tools.")
+    script_openai(openai_fake)
+    result = await agent.run(QUESTION, RunConfig(llm=llm))
+    totals = await llm.usage(group_by=["model"])
+    # The agent's own endpoint runs on a derived facade that shares the parent's ledger (and budgets).
+    assert sum(t.requests for t in totals) == result.turns == 2
+    assert sum(t.input_tokens for t in totals) == result.usage.input_tokens

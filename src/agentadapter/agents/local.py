@@ -198,17 +198,4 @@ def _frozen(value: dict[str, Any]) -> str:
 
 def _derived_llm(parent: LLM, backend: LocalBackend) -> LLM:
     """A facade sharing everything with ``parent`` but whose ``local`` backend is ``backend``."""
-    from agentadapter.llm.client import LLM
-
-    return LLM(
-        parent.file_config,
-        transport=parent.transport,
-        retry=parent.retry,
-        backends={"local": backend},  # the agent calls nothing else through this facade
-        environ=parent.resolver.environ,
-        reliability=parent.reliability,
-        ledger=parent.ledger,
-        cache=parent.cache,
-        budgets=parent.budgets,
-        telemetry=parent.telemetry,
-    )
+    return parent.derive(backends={"local": backend})

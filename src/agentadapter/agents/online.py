@@ -168,14 +168,6 @@ class OnlineAgent(LLMAgent):
 
 
 def _derived_llm(parent: LLM, backends: dict[str, BackendSpec]) -> LLM:
-    """A facade like ``parent`` (transport, retries, config, environment) plus these named backends."""
-    from agentadapter.llm.client import LLM
-
+    """A facade sharing everything with ``parent`` (ledger, budgets, breakers...) plus these named backends."""
     config = parent.file_config.model_copy(update={"backends": {**parent.file_config.backends, **backends}})
-    return LLM(
-        config,
-        transport=parent.transport,
-        retry=parent.retry,
-        backends=parent.resolver.backends(),
-        environ=parent.resolver.environ,
-    )
+    return parent.derive(config=config)

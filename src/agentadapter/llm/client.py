@@ -372,6 +372,28 @@ class LLM:
             response.output = request.output.parse(response.text)
         return response
 
+    def derive(
+        self, *, config: FileConfig | None = None, backends: Mapping[str, Backend] | None = None
+    ) -> LLM:
+        """A facade with another config or extra backend instances that shares everything else with this
+        one: connections, retry policy, breakers and limits, the usage ledger, cache, budgets and telemetry.
+
+        Agents bound to their own endpoints use it, so their calls still count against the same budgets
+        and show in the same ``usage()``.
+        """
+        return LLM(
+            config if config is not None else self.file_config,
+            transport=self.transport,
+            retry=self.retry,
+            backends={**self.resolver.backends(), **(backends or {})},
+            environ=self.resolver.environ,
+            reliability=self.reliability,
+            ledger=self.ledger,
+            cache=self.cache,
+            budgets=self.budgets,
+            telemetry=self.telemetry,
+        )
+
     def _api_variant(self, backend: Backend, api: str) -> Backend:
         return self.resolver.variant(backend, api)
 
