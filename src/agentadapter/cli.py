@@ -318,8 +318,10 @@ async def _run_costs(llm: Any, rows: list[dict[str, Any]], prompt: str, max_toke
 
 def _register_subcommands() -> None:
     from agentadapter.cli_run import register as register_run
+    from agentadapter.cli_service import register as register_service
 
     register_run(app)
+    register_service(app)
 
 
 _register_subcommands()

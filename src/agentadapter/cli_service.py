@@ -1,0 +1,329 @@
+"""The service's commands: ``serve``, ``db upgrade|downgrade|current|revision``, ``tenants``, ``keys``.
+
+``agentadapter serve`` migrates the database, then runs the FastAPI app under uvicorn (one process,
+or ``--workers N`` when ``AGENTADAPTER_REDIS_URL`` is set, since several processes share events,
+cancellation and limits only through Redis). ``agentadapter db ...`` runs the Alembic migrations.
+``agentadapter tenants create NAME`` and ``agentadapter keys create --tenant NAME`` bootstrap
+access: the key is printed once, on stdout alone (``KEY=$(agentadapter keys create --tenant acme)``),
+and only its SHA-256 is stored. Every command but ``db downgrade`` migrates the database first, so
+they work on a fresh data dir. Exit codes: 0 ok, 2 a usage or configuration error, 1 a failure.
+``register(app)`` adds the commands to a typer app; ``python -m agentadapter.cli_service`` runs them alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentadapter.llm.errors import AgentAdapterError, ConfigurationError
+
+if TYPE_CHECKING:
+    from agentadapter.store.database import Database
+
+__all__ = ["register"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+T = TypeVar("T")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+db_app = typer.Typer(name="db", help="Database migrations (Alembic).", no_args_is_help=True)
+tenants_app = typer.Typer(name="tenants", help="Tenants: create and list.", no_args_is_help=True)
+keys_app = typer.Typer(name="keys", help="Tenant API keys: create, list, revoke.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve``, ``db``, ``tenants`` and ``keys`` to ``app``."""
+    app.command("serve")(serve)
+    app.add_typer(db_app)
+    app.add_typer(tenants_app)
+    app.add_typer(keys_app)
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+def _run(work: Callable[[Database], Awaitable[T]], *, migrate_first: bool = True) -> T:
+    """Open the configured database (migrated unless told otherwise), run ``work``, close it."""
+    from agentadapter.config import get_settings
+    from agentadapter.store import migrate
+    from agentadapter.store.database import Database, PoolSettings, database_url
+    from agentadapter.store.errors import StoreError
+
+    async def main() -> T:
+        db = Database(database_url(get_settings()), pool=PoolSettings())
+        try:
+            if migrate_first:
+                await migrate.upgrade(db)
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except ConfigurationError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+    except (StoreError, ValueError) as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+    except (AgentAdapterError, OSError) as error:
+        raise _fail(str(error)) from None
+    except Exception as error:  # the database refused (unreachable, wrong password, ...)
+        raise _fail(f"{type(error).__name__}: {error}") from None
+
+
+# ------------------------------------------------------------------------------------------- serve
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0 for every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="server processes (more than 1 needs Redis)")] = 1,
+    migrate: Annotated[bool, typer.Option("--migrate/--no-migrate", help="migrate the database first")] = True,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="log every request")] = True,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level")] = "info",
+) -> None:
+    """Serve the REST API (docs at /docs): migrate the database, then run uvicorn."""
+    from agentadapter.config import get_settings
+    from agentadapter.server.settings import check_secrets
+
+    try:
+        settings = get_settings()
+        check_secrets(settings)
+    except ConfigurationError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+    if workers > 1 and not settings.redis_url:
+        raise _fail(
+            f"--workers {workers} needs Redis: several server processes share run events, cancellation and limits "
+            "through it. Set AGENTADAPTER_REDIS_URL (e.g. redis://127.0.0.1:6379/0), or serve with one worker",
+            EXIT_USAGE)
+    if migrate:
+        # In a process of its own, so that the server's processes never load Alembic; they only
+        # check that the database is at the newest revision.
+        import subprocess
+
+        done = subprocess.run([sys.executable, "-m", "agentadapter.cli_service", "db", "upgrade"], check=False)
+        if done.returncode != 0:
+            raise typer.Exit(done.returncode)
+        os.environ["AGENTADAPTER_MIGRATE_ON_START"] = "false"
+    import uvicorn
+
+    err.print(f"serving on http://{host}:{port} (API docs at http://{host}:{port}/docs)")
+    uvicorn.run("agentadapter.server.app:create_app", factory=True, host=host, port=port, workers=workers,
+                access_log=access_log, log_level=log_level, server_header=False, proxy_headers=True)
+
+
+# ---------------------------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Migrate the database up (to the newest revision by default)."""
+    from agentadapter.store import migrate
+
+    reached = _run(lambda db: migrate.upgrade(db, revision), migrate_first=False)
+    out.print(f"database at revision {reached}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision (-1: one step back; base: empty)")] = "-1",
+) -> None:
+    """Migrate the database down (one revision by default). Data in dropped tables is lost."""
+    from agentadapter.store import migrate
+
+    reached = _run(lambda db: migrate.downgrade(db, revision), migrate_first=False)
+    out.print(f"database at revision {reached or 'base (empty)'}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's revision and the newest one."""
+    from agentadapter.store import migrate
+
+    async def work(db: Database) -> tuple[str, str | None]:
+        return repr(db), await migrate.current(db)
+
+    where, revision = _run(work, migrate_first=False)
+    newest = migrate.head()
+    state = "up to date" if revision == newest else f"behind: run `agentadapter db upgrade` (newest is {newest})"
+    out.print(f"{where}: revision {revision or 'none'} ({state})")
+
+
+@db_app.command("revision")
+def db_revision(message: Annotated[str, typer.Option("--message", "-m", help="what the revision changes")]) -> None:
+    """Write a new migration autogenerated from the models (for developers; read it before committing)."""
+    from agentadapter.store import migrate
+
+    path = _run(lambda db: migrate.revision(db, message))
+    out.print(f"wrote {path}")
+
+
+# ----------------------------------------------------------------------------------------- tenants
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: Annotated[str, typer.Argument(help="the tenant's name (unique)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the tenant as JSON")] = False,
+) -> None:
+    """Create a tenant with its default project, user and settings."""
+    from agentadapter.store import tenants
+
+    async def work(db: Database) -> dict[str, str]:
+        async with db.writer() as session:
+            tenant = await tenants.create_tenant(session, name)
+            return {"id": str(tenant.id), "name": tenant.name}
+
+    created = _run(work)
+    if as_json:
+        sys.stdout.write(json.dumps(created) + "\n")
+    else:
+        out.print(f"created tenant {created['name']} ({created['id']})")
+        err.print(f"next: agentadapter keys create --tenant {created['name']}")
+
+
+@tenants_app.command("list")
+def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """List the tenants."""
+    from agentadapter.store import tenants
+
+    async def work(db: Database) -> list[dict[str, str]]:
+        async with db.session() as session:
+            return [{"id": str(t.id), "name": t.name, "created_at": t.created_at.isoformat()}
+                    for t in await tenants.list_tenants(session)]
+
+    rows = _run(work)
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table(title="Tenants")
+    for column in ("name", "id", "created"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], row["id"], row["created_at"][:19])
+    out.print(table)
+
+
+# -------------------------------------------------------------------------------------------- keys
+
+
+async def _tenant_id(session: Any, name: str) -> Any:
+    from agentadapter.store import tenants
+
+    tenant = await tenants.get_tenant_by_name(session, name)
+    if tenant is None:
+        raise ValueError(f"no tenant named {name!r}; create it with `agentadapter tenants create {name}`")
+    return tenant.id
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="the tenant's name")],
+    name: Annotated[str, typer.Option(help="a label for the key")] = "default",
+    role: Annotated[str, typer.Option(help="admin, member or viewer")] = "admin",
+    scope: Annotated[list[str] | None, typer.Option("--scope", help="limit it (runs:read ...); repeatable")] = None,
+    expires_days: Annotated[float | None, typer.Option("--expires-days", min=0.0, help="lifetime in days")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the key and its details as JSON")] = False,
+) -> None:
+    """Create an API key for a tenant and print it - once: only its hash is stored."""
+    from agentadapter.store import api_keys
+    from agentadapter.store.models import ROLES
+
+    if role not in ROLES:
+        raise _fail(f"--role must be one of {', '.join(ROLES)}, not {role!r}", EXIT_USAGE)
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+
+    async def work(db: Database) -> dict[str, Any]:
+        async with db.writer() as session:
+            row, key = await api_keys.create_api_key(session, await _tenant_id(session, tenant), name=name,
+                                                     role=role, scopes=scope or (), expires_at=expires)
+            return {"key": key, "id": str(row.id), "prefix": row.prefix, "tenant": tenant, "role": row.role,
+                    "scopes": row.scopes, "expires_at": expires.isoformat() if expires else None}
+
+    created = _run(work)
+    if as_json:
+        sys.stdout.write(json.dumps(created) + "\n")
+        return
+    sys.stdout.write(created["key"] + "\n")
+    err.print(f"API key {created['prefix']}... for tenant {tenant} (role {role}); it is shown only this once - "
+              "send it as 'Authorization: Bearer <key>'")
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="the tenant's name")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List a tenant's keys (prefixes only; keys are never stored)."""
+    from agentadapter.store import api_keys
+
+    async def work(db: Database) -> list[dict[str, Any]]:
+        async with db.session() as session:
+            rows = await api_keys.list_api_keys(session, await _tenant_id(session, tenant))
+            return [{"id": str(r.id), "prefix": r.prefix, "name": r.name, "role": r.role, "scopes": r.scopes,
+                     "created_at": r.created_at.isoformat(),
+                     "last_used_at": r.last_used_at.isoformat() if r.last_used_at else None,
+                     "revoked": r.revoked_at is not None} for r in rows]
+
+    rows = _run(work)
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table(title=f"API keys of {tenant}")
+    for column in ("prefix", "name", "role", "scopes", "last used", "state", "id"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["prefix"] + "...", row["name"], row["role"], ",".join(row["scopes"]) or "-",
+                      (row["last_used_at"] or "-")[:19], "revoked" if row["revoked"] else "active", row["id"])
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id or prefix (from keys list)")],
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="the tenant's name")],
+) -> None:
+    """Revoke a key (servers stop accepting it within AGENTADAPTER_AUTH_CACHE_S seconds)."""
+    import uuid
+
+    from agentadapter.store import api_keys
+
+    async def work(db: Database) -> str:
+        async with db.writer() as session:
+            tenant_id = await _tenant_id(session, tenant)
+            rows = await api_keys.list_api_keys(session, tenant_id)
+            matches = [r for r in rows if str(r.id) == key_id or r.prefix == key_id.rstrip(".")]
+            if len(matches) != 1:
+                raise ValueError(f"{key_id!r} matches {len(matches)} keys of {tenant}; give the key's id")
+            row = await api_keys.revoke_api_key(session, tenant_id, uuid.UUID(str(matches[0].id)))
+            return row.prefix
+
+    prefix = _run(work)
+    out.print(f"revoked {prefix}...")
+
+
+def _standalone() -> typer.Typer:
+    app = typer.Typer(name="agentadapter", no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False)
+    register(app)
+    return app
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m agentadapter.cli_service ...`
+    from agentadapter.observability.logging import configure_logging
+
+    configure_logging(os.environ.get("AGENTADAPTER_LOG_LEVEL", "WARNING"))
+    _standalone()()

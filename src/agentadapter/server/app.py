@@ -1,0 +1,191 @@
+"""The FastAPI application: :func:`create_app`, and the lifespan that builds the server's state.
+
+Nothing is built at import. The lifespan, in order: refuses unsafe secrets outside development,
+opens the database (a SQLite file in the data dir unless ``AGENTADAPTER_DATABASE_URL`` says
+otherwise), migrates it to the newest revision, creates the ``default`` tenant with its default
+user and settings on first start, closes runs a previous process left unfinished (only without
+Redis, where this is the only process), and builds the ``LLM``, the tool registry, the executor and
+the authenticator. On shutdown it cancels running runs (they record ``cancelled``) and closes
+everything. ``uvicorn --factory agentadapter.server.app:create_app`` and ``agentadapter serve``
+both start it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from agentadapter.config import Settings, get_settings
+from agentadapter.llm.errors import ConfigurationError
+from agentadapter.server.auth import Authenticator
+from agentadapter.server.errors import install_error_handlers
+from agentadapter.server.executor import InlineExecutor
+from agentadapter.server.middleware import BodySizeLimit, RequestContext, SecurityHeaders
+from agentadapter.server.routes import API_PREFIX, resource_routers
+from agentadapter.server.routes.health import router as health_router
+from agentadapter.server.settings import ServerSettings, check_secrets
+from agentadapter.server.state import AppState
+from agentadapter.store import migrate, runs, tenants
+from agentadapter.store.database import Database, PoolSettings, database_url
+
+if TYPE_CHECKING:
+    from agentadapter.agents.tools.registry import ToolRegistry
+    from agentadapter.llm.client import LLM
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("agentadapter.server")
+
+API_DESCRIPTION = """Agents, runs, workflows and settings over any LLM backend.
+
+Authenticate with `Authorization: Bearer <key>`: a tenant API key (`agentadapter keys create --tenant NAME`)
+or a JWT. Errors always read `{"error": {"type", "message", "code", "param", "details"}}`."""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    server_settings: ServerSettings | None = None,
+    llm: LLM | None = None,
+    tools: ToolRegistry | None = None,
+    jwks_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The application. Everything it needs is built when it starts (its lifespan), not here.
+
+    Tests pass their own ``settings`` (a temporary database), an offline ``llm`` or ``tools``, and a
+    transport that serves the JWKS.
+    """
+    settings = settings or get_settings()
+    server = server_settings or ServerSettings()
+    check_secrets(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await _start(settings, server, llm=llm, tools=tools, jwks_transport=jwks_transport)
+        app.state.agentadapter = state
+        try:
+            yield
+        finally:
+            await _stop(state, owns_llm=llm is None)
+
+    app = FastAPI(
+        title="AgentAdapter", version=_version(), description=API_DESCRIPTION, lifespan=lifespan,
+        docs_url="/docs", redoc_url="/redoc", openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    app.include_router(health_router)
+    for router in resource_routers:
+        app.include_router(router)
+    _declare_bearer_auth(app)
+    # Added innermost first: requests pass RequestContext, SecurityHeaders, CORS, then the body limit.
+    app.add_middleware(BodySizeLimit, max_bytes=server.max_body_bytes)
+    if settings.cors_origins:
+        wildcard = settings.cors_origins == ["*"]
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=not wildcard,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Location"], max_age=600,
+        )
+    app.add_middleware(SecurityHeaders, hsts=settings.env == "production")
+    app.add_middleware(RequestContext)
+    return app
+
+
+def _declare_bearer_auth(app: FastAPI) -> None:
+    """Show the bearer scheme in the OpenAPI document (and /docs' Authorize button) for /v1 routes."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {
+                "type": "http", "scheme": "bearer",
+                "description": "A tenant API key (aa_..., from `agentadapter keys create`) or a JWT."}}
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith(API_PREFIX + "/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentadapter")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
+        return "0.0.0"
+
+
+async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None, tools: ToolRegistry | None,
+                 jwks_transport: Any) -> AppState:
+    if settings.executor != "inline":
+        raise ConfigurationError(
+            f"AGENTADAPTER_EXECUTOR={settings.executor} is not available in this version; use inline (the default)"
+        )
+    db = Database(database_url(settings), pool=PoolSettings())
+    try:
+        if server.migrate_on_start:
+            revision = await migrate.upgrade(db)
+            logger.info("database %r is at revision %s", db, revision)
+        elif await migrate.current(db) != migrate.head():
+            raise ConfigurationError(
+                f"the database {db!r} is not at the newest revision ({migrate.head()}); run `agentadapter db upgrade`"
+            )
+        async with db.writer() as session:
+            await tenants.ensure_tenant(session)
+        if settings.redis_url is None:
+            async with db.writer() as session:
+                closed = await runs.fail_interrupted_runs(
+                    session, "the server stopped while the run was in progress; start it again")
+            if closed:
+                logger.warning("marked %d run(s) left unfinished by a previous server process as failed", closed)
+    except BaseException:
+        await db.dispose()
+        raise
+    if llm is None:
+        from agentadapter.llm.client import LLM as LLMClass
+
+        llm = LLMClass()
+    if tools is None:
+        from agentadapter.agents.tools.registry import default_registry
+
+        tools = default_registry()
+    relay = None
+    if settings.redis_url:
+        from agentadapter.server.executor import CancelRelay
+
+        relay = CancelRelay(settings.redis_url)
+    executor = InlineExecutor(db, llm, keep_finished=server.recent_runs, relay=relay)
+    await executor.start()
+    auth = Authenticator(db, settings, server, jwks_transport=jwks_transport)
+    if server.gc_freeze:
+        gc.collect()
+        gc.freeze()
+    return AppState(settings=settings, server=server, db=db, auth=auth, executor=executor, llm=llm, tools=tools,
+                    started_at=time.time(), ready=True)
+
+
+async def _stop(state: AppState, *, owns_llm: bool) -> None:
+    state.ready = False
+    try:
+        await state.executor.shutdown()
+    finally:
+        await state.auth.aclose()
+        if owns_llm:
+            await state.llm.aclose()
+        await state.db.dispose()

@@ -1,0 +1,130 @@
+"""The API's dependencies, as ``Annotated`` aliases that routes declare as parameter types.
+
+``StateDep`` (the server's parts), ``SessionDep`` (a read session) and ``WriteSessionDep`` (a write
+session; the caller commits), ``CurrentPrincipal`` (who calls: tenant, user, role), one
+``<Resource>Read`` / ``<Resource>Write`` alias per resource that also enforces the role and scopes,
+``PageDep`` (``limit`` and ``cursor``) and ``RequestId``. A write session is opened only after the
+caller is authenticated, because authenticating may itself write (a JWT user seen for the first
+time) and SQLite has one writer at a time. Every dependency is ``async def``: FastAPI runs a plain
+``def`` dependency in a worker thread, which costs more than the work itself here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentadapter.server.auth import Principal
+from agentadapter.server.errors import APIError
+from agentadapter.server.state import AppState
+
+__all__ = [
+    "AdminOnly",
+    "AgentsRead",
+    "AgentsWrite",
+    "CurrentPrincipal",
+    "PageDep",
+    "Pagination",
+    "ProvidersRead",
+    "RequestId",
+    "RunsRead",
+    "RunsWrite",
+    "SessionDep",
+    "SettingsRead",
+    "SettingsWrite",
+    "StateDep",
+    "WorkflowsRead",
+    "WorkflowsWrite",
+    "WriteSessionDep",
+    "require",
+]
+
+async def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.agentadapter
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_principal(request: Request) -> Principal:
+    # The bearer scheme is declared in the OpenAPI document by app.py (a security dependency here
+    # would cost every request a dependency to solve).
+    state: AppState = request.app.state.agentadapter
+    return await state.auth.authenticate(request.headers.get("authorization"))
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require(resource: str, action: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that lets the caller through only with ``action`` (read, write, admin) on ``resource``."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.can(resource, action):
+            raise APIError(
+                403, f"{action} access to {resource} needs a role or scope this {principal.kind.replace('_', ' ')} "
+                     f"does not have (its role is {principal.role})", code="insufficient_permissions",
+                details={"resource": resource, "action": action, "role": principal.role,
+                         "scopes": sorted(principal.scopes)})
+        return principal
+
+    check.__name__ = f"require_{resource}_{action}"
+    return check
+
+
+AgentsRead = Annotated[Principal, Depends(require("agents", "read"))]
+AgentsWrite = Annotated[Principal, Depends(require("agents", "write"))]
+RunsRead = Annotated[Principal, Depends(require("runs", "read"))]
+RunsWrite = Annotated[Principal, Depends(require("runs", "write"))]
+WorkflowsRead = Annotated[Principal, Depends(require("workflows", "read"))]
+WorkflowsWrite = Annotated[Principal, Depends(require("workflows", "write"))]
+SettingsRead = Annotated[Principal, Depends(require("settings", "read"))]
+SettingsWrite = Annotated[Principal, Depends(require("settings", "write"))]
+ProvidersRead = Annotated[Principal, Depends(require("providers", "read"))]
+AdminOnly = Annotated[Principal, Depends(require("audit", "admin"))]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    state: AppState = request.app.state.agentadapter
+    async with state.db.session() as session:
+        yield session
+
+
+async def get_write_session(request: Request, principal: CurrentPrincipal) -> AsyncIterator[AsyncSession]:
+    state: AppState = request.app.state.agentadapter
+    async with state.db.write_session() as session:
+        yield session
+
+
+# scope="function": the session closes (its connection goes back to the pool, the SQLite write lock
+# is released) when the route returns, not after the response has been sent.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+WriteSessionDep = Annotated[AsyncSession, Depends(get_write_session, scope="function")]
+
+
+async def get_request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+RequestId = Annotated[str | None, Depends(get_request_id)]
+
+
+@dataclass(slots=True)
+class Pagination:
+    limit: int
+    cursor: str | None
+
+
+async def get_pagination(
+    limit: Annotated[int, Query(ge=1, le=100, description="Items per page.")] = 20,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")] = None,
+) -> Pagination:
+    return Pagination(limit, cursor)
+
+
+PageDep = Annotated[Pagination, Depends(get_pagination)]

@@ -1,0 +1,235 @@
+"""Where runs execute: the :class:`RunExecutor` interface and its in-process :class:`InlineExecutor`.
+
+The API creates a run (``queued``) and hands a :class:`RunJob` to the executor, which starts it in
+the background and answers at once. ``AGENTADAPTER_EXECUTOR=inline`` (the default) runs each job as
+an asyncio task of the server process, through an ``Orchestrator`` whose recorder is the store's
+``StoreRunRecorder`` for the run's tenant, so runs, agent runs, messages and events land in the
+database as they happen. The executor keeps each run's event log in memory while it runs and for
+the last ``AGENTADAPTER_RECENT_RUNS`` finished runs, so SSE subscribers get live events, tokens
+included, and replays from ``Last-Event-ID`` without a database read; older runs replay from the
+database. With ``AGENTADAPTER_REDIS_URL`` set (several server processes), a cancel asked of a
+process that does not run the run is published on a Redis channel, and the process that runs it
+cancels it (:class:`CancelRelay`). A Celery executor (a later change) implements the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from agentadapter.orchestrator import Orchestrator, RunEvent, RunHandle, RunOptions
+from agentadapter.store.recorder import StoreRunRecorder
+
+if TYPE_CHECKING:
+    from agentadapter.agents.base import BaseAgent
+    from agentadapter.agents.context import AgentInput
+    from agentadapter.llm.client import LLM
+    from agentadapter.orchestrator.strategies import Strategy
+    from agentadapter.store.database import Database
+
+__all__ = ["CancelOutcome", "CancelRelay", "InlineExecutor", "RunExecutor", "RunJob"]
+
+CancelOutcome = Literal["cancelled", "requested", "unknown"]
+"""``cancelled`` here; ``requested`` of the other server processes (the one running it cancels it);
+``unknown``: no process can be asked (no Redis) and this one does not run it."""
+
+logger = logging.getLogger("agentadapter.server")
+
+
+@dataclass(slots=True)
+class RunJob:
+    """Everything needed to execute one queued run."""
+
+    run_id: uuid.UUID
+    tenant_id: uuid.UUID
+    project_id: uuid.UUID
+    task: AgentInput
+    agents: Mapping[str, BaseAgent]
+    strategy: Strategy | str = "sequential"
+    options: RunOptions | None = None
+    workflow: str | None = None
+
+
+class RunExecutor(ABC):
+    """Starts queued runs somewhere, cancels them, and hands out the events of those it knows."""
+
+    name: str = "executor"
+
+    @abstractmethod
+    async def submit(self, job: RunJob) -> None:
+        """Start the run in the background; return at once."""
+
+    @abstractmethod
+    def cancel(self, run_id: uuid.UUID, reason: str) -> bool:
+        """Cancel a run this executor is running; False when it is not running here."""
+
+    async def request_cancel(self, run_id: uuid.UUID, reason: str) -> CancelOutcome:
+        """Cancel the run here, or ask the other server processes to."""
+        return "cancelled" if self.cancel(run_id, reason) else "unknown"
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Start background work (listeners); called once the server starts."""
+
+    @abstractmethod
+    def events(self, run_id: uuid.UUID, after: int = 0) -> AsyncIterator[RunEvent] | None:
+        """The run's events with ``seq > after`` (kept ones, then live ones), or None if not known here."""
+
+    @property
+    @abstractmethod
+    def active(self) -> int:
+        """Runs executing now."""
+
+    @abstractmethod
+    async def shutdown(self, grace_s: float = 5.0) -> None:
+        """Cancel what still runs and wait (up to ``grace_s``) for it to record its end."""
+
+
+class InlineExecutor(RunExecutor):
+    """Runs execute as asyncio tasks of this process."""
+
+    name = "inline"
+
+    def __init__(self, db: Database, llm: LLM, *, keep_finished: int = 256, relay: CancelRelay | None = None) -> None:
+        self.db = db
+        self.llm = llm
+        self.keep_finished = keep_finished
+        self.relay = relay
+        self._running: dict[uuid.UUID, RunHandle] = {}
+        self._finished: OrderedDict[uuid.UUID, RunHandle] = OrderedDict()
+        self._watchers: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    async def submit(self, job: RunJob) -> None:
+        if self._closing:
+            raise RuntimeError("the server is shutting down; it takes no new runs")
+        orchestrator = Orchestrator(llm=self.llm, recorder=StoreRunRecorder(self.db, job.tenant_id))
+        options = replace(job.options or RunOptions(), run_id=str(job.run_id))
+        handle = orchestrator.start(job.task, job.agents, job.strategy, str(job.project_id), options=options,
+                                    workflow=job.workflow)
+        self._running[job.run_id] = handle
+        watcher = asyncio.get_running_loop().create_task(self._watch(job.run_id, handle), name=f"watch:{job.run_id}")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _watch(self, run_id: uuid.UUID, handle: RunHandle) -> None:
+        try:
+            await handle.wait()
+        except Exception:  # the engine records its own failures; this is a bug if it happens
+            logger.exception("run %s ended with an unexpected error", run_id)
+        finally:
+            self._running.pop(run_id, None)
+            if self.keep_finished:
+                self._finished[run_id] = handle
+                while len(self._finished) > self.keep_finished:
+                    self._finished.popitem(last=False)
+
+    def cancel(self, run_id: uuid.UUID, reason: str) -> bool:
+        handle = self._running.get(run_id)
+        return handle.cancel(reason) if handle is not None else False
+
+    async def request_cancel(self, run_id: uuid.UUID, reason: str) -> CancelOutcome:
+        if self.cancel(run_id, reason):
+            return "cancelled"
+        if self.relay is not None:
+            await self.relay.publish(run_id, reason)
+            return "requested"
+        return "unknown"
+
+    async def start(self) -> None:
+        if self.relay is not None:
+            await self.relay.start(self.cancel)
+
+    def events(self, run_id: uuid.UUID, after: int = 0) -> AsyncIterator[RunEvent] | None:
+        handle = self._running.get(run_id) or self._finished.get(run_id)
+        return handle.events(after) if handle is not None else None
+
+    def is_running(self, run_id: uuid.UUID) -> bool:
+        return run_id in self._running
+
+    @property
+    def active(self) -> int:
+        return len(self._running)
+
+    async def wait(self, run_id: uuid.UUID) -> None:
+        """Wait for a run of this executor to end (tests, and shutdown)."""
+        handle = self._running.get(run_id) or self._finished.get(run_id)
+        if handle is not None:
+            await handle.wait()
+        await asyncio.sleep(0)  # let the watcher move it to the finished runs
+
+    async def shutdown(self, grace_s: float = 5.0) -> None:
+        self._closing = True
+        if self.relay is not None:
+            await self.relay.close()
+        handles = list(self._running.values())
+        for handle in handles:
+            handle.cancel("the server shut down while the run was in progress; start it again")
+        if handles:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    await asyncio.gather(*(h.wait() for h in handles), return_exceptions=True)
+        if self._watchers:
+            await asyncio.gather(*list(self._watchers), return_exceptions=True)
+
+
+class CancelRelay:
+    """Cancel requests between server processes, over a Redis pub/sub channel."""
+
+    CHANNEL = "agentadapter:runs:cancel"
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis_asyncio
+
+        self._redis = redis_asyncio.Redis.from_url(url)
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self, cancel: Any) -> None:
+        self._listener = asyncio.get_running_loop().create_task(self._listen(cancel), name="cancel-relay")
+
+    async def _listen(self, cancel: Any) -> None:
+        """Subscribe and cancel what is asked; reconnect (with back-off) while Redis is away."""
+        delay = 0.5
+        while True:
+            pubsub: Any = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.CHANNEL)
+                delay = 0.5
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        self._handle(message, cancel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis down or gone: /readyz reports it; try again
+                logger.warning("the cancel relay lost Redis (%s: %s); retrying in %.1f s", type(exc).__name__, exc,
+                               delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _handle(self, message: Any, cancel: Any) -> None:
+        try:
+            request = json.loads(message["data"])
+            cancel(uuid.UUID(request["run_id"]), str(request["reason"]))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignored a malformed cancel request on %s: %r", self.CHANNEL, message)
+
+    async def publish(self, run_id: uuid.UUID, reason: str) -> None:
+        await self._redis.publish(self.CHANNEL, json.dumps({"run_id": str(run_id), "reason": reason}))
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        await self._redis.aclose()

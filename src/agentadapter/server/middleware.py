@@ -1,0 +1,202 @@
+"""The HTTP middleware, as plain ASGI classes (no per-request task or buffering, unlike BaseHTTPMiddleware).
+
+- :class:`RequestContext` gives each request an id (the client's ``X-Request-ID`` when it is sane,
+  else a new one), echoes it in the response, counts requests and their latency per route
+  template for ``/metrics``, and answers an unexpected exception with a logged 500 in the one
+  error shape;
+- :class:`SecurityHeaders` adds ``nosniff``, ``DENY`` framing, ``no-referrer``, a strict
+  Content-Security-Policy (a looser one for the ``/docs`` pages, which load Swagger UI), HSTS in
+  production, and ``Cache-Control: no-store`` on API answers;
+- :class:`BodySizeLimit` refuses a body over the limit with 413 - at once from ``Content-Length``,
+  or as soon as a chunked body passes it - in the one error shape.
+
+CORS is Starlette's ``CORSMiddleware``, configured from ``AGENTADAPTER_CORS_ORIGINS`` in ``app.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agentadapter.server.errors import error_body
+
+__all__ = ["HTTP_LATENCY", "HTTP_REQUESTS", "BodySizeLimit", "RequestContext", "SecurityHeaders"]
+
+HTTP_REQUESTS = Counter("agentadapter_http_requests_total", "HTTP requests answered, by method, route and status",
+                        ["method", "route", "status"])
+HTTP_LATENCY = Histogram("agentadapter_http_request_duration_seconds", "Time to the response's first byte",
+                         ["method", "route"],
+                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0))
+
+logger = logging.getLogger("agentadapter.server")
+_SANE_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+# Request ids: a random per-process prefix and a counter - unique, and cheaper than a uuid4 each.
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_ID_COUNTER = itertools.count(1)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class RequestContext:
+    """Request id in and out, and the request counters and latency histogram."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"x-request-id")
+        text = given.decode("latin-1") if given else ""
+        request_id = text if _SANE_ID.fullmatch(text) else f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        raw_id = request_id.encode()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw_id)]
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                HTTP_LATENCY.labels(scope["method"], template).observe(time.perf_counter() - started)
+            await send(message)
+
+        started_response = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started_response
+            started_response = started_response or message["type"] == "http.response.start"
+            await send_with_id(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            # Answered here rather than by Starlette's outermost handler, so that the 500 carries the
+            # request id (in its header and its message) like every other answer.
+            logger.exception("unhandled error on %s %s (request %s)", scope["method"], scope.get("path"), request_id)
+            if started_response:
+                raise
+            body = json.dumps(error_body(
+                "api_error", f"the server failed on this request (request id {request_id}); it was logged - retry, "
+                             "and report the request id if it persists", code="internal_error")).encode()
+            await tracking_send({"type": "http.response.start", "status": 500,
+                                 "headers": [(b"content-type", b"application/json"),
+                                             (b"content-length", str(len(body)).encode())]})
+            await tracking_send({"type": "http.response.body", "body": body})
+        finally:
+            route = scope.get("route")
+            HTTP_REQUESTS.labels(scope["method"], getattr(route, "path", None) or "unmatched", str(status)).inc()
+
+
+_DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
+_API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+_DOCS_CSP = (b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+             b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
+             b"frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    """Headers that keep browsers from sniffing, framing, leaking referrers or caching API data."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
+        self.app = app
+        self.common: list[tuple[bytes, bytes]] = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
+        if hsts:
+            self.common.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        docs = path.startswith(_DOCS_PATHS)
+        extra = [(b"content-security-policy", _DOCS_CSP if docs else _API_CSP)]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {key.lower() for key, _ in headers}
+                headers.extend(h for h in (*self.common, *extra) if h[0] not in present)
+                if not docs and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodySizeLimit:
+    """413 for a request body over ``max_bytes``, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self) -> str:
+        return (f"the request body is larger than the {self.max_bytes} bytes this server accepts "
+                "(AGENTADAPTER_MAX_BODY_BYTES); send less")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self._message())
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except HTTPException as exc:
+            if exc.status_code != 413 or started:
+                raise
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(error_body("invalid_request_error", self._message(), code="request_too_large")).encode()
+        headers: Iterable[tuple[bytes, bytes]] = [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,43 @@
+"""``/v1/providers``: the presets, each model's capabilities and price, and the health of targets used."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from agentadapter.server.deps import ProvidersRead, StateDep
+from agentadapter.server.routes._prefix import API_PREFIX
+from agentadapter.server.schemas import ListPublic, ProviderPublic
+from agentadapter.server.services import providers as service
+
+router = APIRouter(prefix=API_PREFIX + "/providers", tags=["providers"])
+
+
+@router.get("", response_model=ListPublic[ProviderPublic])
+async def list_providers(principal: ProvidersRead) -> ListPublic[ProviderPublic]:
+    """Every provider preset: wire format, base URL, key variable and whether the server has the key."""
+    return ListPublic[ProviderPublic](data=service.list_providers(), has_more=False, next_cursor=None)
+
+
+@router.get("/health")
+async def providers_health(principal: ProvidersRead, state: StateDep) -> dict[str, Any]:
+    """Success rate, latency percentiles and breaker state of every target this server has called."""
+    return service.health(state.llm)
+
+
+@router.get("/capabilities/{model:path}")
+async def model_capabilities(model: str, principal: ProvidersRead, state: StateDep) -> dict[str, Any]:
+    """What a model (``provider/model`` or an alias) can do and costs, from the catalog."""
+    return service.capabilities(state.llm, model)
+
+
+@router.get("/{name}", response_model=ProviderPublic)
+async def get_provider(name: str, principal: ProvidersRead) -> ProviderPublic:
+    return service.get_provider(name)
+
+
+@router.get("/{name}/models")
+async def provider_models(name: str, principal: ProvidersRead) -> dict[str, Any]:
+    """The catalog's models of this provider, with capabilities and prices (USD per million tokens)."""
+    return {"object": "list", "data": service.provider_models(name), "has_more": False, "next_cursor": None}

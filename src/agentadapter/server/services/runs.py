@@ -1,0 +1,150 @@
+"""Runs: start one (an agent or a workflow), cancel one, read its events.
+
+Starting a run builds its agents first - so a broken definition is a 422 now, not a failed run
+later - then stores the run as ``queued``, commits, and hands it to the executor, which answers at
+once; the API replies 202 with the run. Cancelling a run that executes here cancels its task (its
+agents stop, and it records ``cancelled``); a run no process executes any more (a server stopped
+under it) is closed in the database directly. :func:`run_events` is what SSE streams: the
+executor's in-memory log when the run is (or recently was) here, tokens included; otherwise the
+persisted events, then the new ones as they are written, until the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentadapter.orchestrator import RunEvent, RunLimits, RunOptions
+from agentadapter.server.errors import APIError
+from agentadapter.server.executor import RunJob
+from agentadapter.server.schemas import RunCreate, RunLimitsIn, WorkflowRun
+from agentadapter.server.services.building import agent_defaults, build_agent
+from agentadapter.server.services.common import Caller, invalid, record
+from agentadapter.server.services.workflows import build_workflow
+from agentadapter.server.state import AppState
+from agentadapter.store import agents as agent_store
+from agentadapter.store import runs as run_store
+from agentadapter.store import tenants, users
+from agentadapter.store import workflows as workflow_store
+from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run
+
+__all__ = ["cancel_run", "run_events", "start_agent_run", "start_workflow_run"]
+
+
+def _options(base: RunOptions, limits: RunLimitsIn | None) -> RunOptions:
+    if limits is None:
+        return base
+    changes = {k: v for k, v in limits.model_dump().items() if v is not None}
+    if not changes:
+        return base
+    current = base.limits
+    merged = RunLimits(**{"max_cost_usd": current.max_cost_usd, "max_steps": current.max_steps,
+                          "timeout_s": current.timeout_s, **changes})
+    return RunOptions(limits=merged, step=base.step, agents=base.agents)
+
+
+async def _defaults(session: AsyncSession, caller: Caller) -> dict[str, Any]:
+    settings = await users.get_settings(session, caller.tenant_id, caller.user_id)
+    return agent_defaults(settings)
+
+
+async def _submit(session: AsyncSession, state: AppState, caller: Caller, run: Run, job: RunJob,
+                  details: Mapping[str, Any]) -> Run:
+    await record(session, caller, "run.create", "run", run.id, details)
+    await session.commit()
+    try:
+        await state.executor.submit(job)
+    except RuntimeError as exc:  # shutting down
+        await run_store.finish_run(session, caller.tenant_id, run.id, "failed",
+                                   {"type": "NotStarted", "message": str(exc)})
+        await session.commit()
+        raise APIError(503, f"{exc}; retry in a moment", type="api_error", code="shutting_down") from exc
+    return run
+
+
+async def start_agent_run(session: AsyncSession, state: AppState, caller: Caller, data: RunCreate) -> Run:
+    assert data.agent_id is not None and data.input is not None
+    definition = await agent_store.get_agent(session, caller.tenant_id, data.agent_id)
+    defaults = await _defaults(session, caller)
+    if not definition.model and not defaults.get("default_model"):
+        raise invalid("agent_id", f"agent {definition.name!r} has no model and your settings have no default_model; "
+                                  "set one (PATCH /v1/settings or the agent's model)", code="no_model")
+    agent = await build_agent(session, caller.tenant_id, definition, tools=state.tools, defaults=defaults)
+    project = await tenants.resolve_project(session, caller.tenant_id, data.project_id)
+    options = _options(RunOptions(), data.limits)
+    run = await run_store.create_run(
+        session, caller.tenant_id, input=data.input, project_id=project.id, agent_id=definition.id,
+        agent_version=definition.version, created_by=caller.user_id, strategy="sequential",
+        options=data.limits.model_dump(exclude_none=True) if data.limits else {},
+    )
+    job = RunJob(run.id, caller.tenant_id, project.id, data.input, {agent.name: agent}, "sequential", options)
+    return await _submit(session, state, caller, run, job,
+                         {"agent_id": str(definition.id), "agent_version": definition.version})
+
+
+async def start_workflow_run(
+    session: AsyncSession, state: AppState, caller: Caller, workflow_id: uuid.UUID, data: WorkflowRun | RunCreate
+) -> Run:
+    row = await workflow_store.get_workflow(session, caller.tenant_id, workflow_id)
+    defaults = await _defaults(session, caller)
+    workflow, agents = await build_workflow(session, state, caller, row, defaults)
+    task = data.input if data.input else workflow.input
+    if not task:
+        raise invalid("input", f"workflow {row.name!r} has no input of its own; pass input", code="missing_input")
+    project = await tenants.resolve_project(session, caller.tenant_id, data.project_id)
+    run = await run_store.create_run(
+        session, caller.tenant_id, input=task, project_id=project.id, workflow_id=row.id, workflow_name=row.name,
+        created_by=caller.user_id, strategy=workflow.spec.strategy,
+        options=data.limits.model_dump(exclude_none=True) if data.limits else {},
+    )
+    job = RunJob(run.id, caller.tenant_id, project.id, task, agents, workflow.strategy,
+                 _options(workflow.options, data.limits), workflow=row.name)
+    return await _submit(session, state, caller, run, job, {"workflow_id": str(row.id), "version": row.version})
+
+
+async def cancel_run(session: AsyncSession, state: AppState, caller: Caller, run_id: uuid.UUID) -> Run:
+    run = await run_store.get_run(session, caller.tenant_id, run_id)
+    if run.status in TERMINAL_RUN_STATUSES:
+        raise APIError(409, f"run {run_id} has already ended ({run.status}); there is nothing to cancel",
+                       code="run_finished", param="run_id")
+    reason = f"cancelled through the API by {caller.principal.subject}"
+    outcome = await state.executor.request_cancel(run_id, reason)
+    if outcome == "unknown":
+        # No process runs it: with one server process (no Redis), nobody does - close it here.
+        run = await run_store.finish_run(session, caller.tenant_id, run_id, "cancelled",
+                                         {"type": "Cancelled", "message": reason})
+    await record(session, caller, "run.cancel", "run", run_id, {"outcome": outcome})
+    await session.commit()
+    return run
+
+
+async def run_events(state: AppState, tenant_id: uuid.UUID, run_id: uuid.UUID, after: int) -> AsyncIterator[RunEvent]:
+    """The run's events with ``seq > after``, live until the run ends (the caller checked the tenant)."""
+    live = state.executor.events(run_id, after)
+    if live is not None:
+        async for event in live:
+            yield event
+        return
+    last = after
+    while True:
+        async with state.db.session() as session:
+            rows = await run_store.list_events(session, tenant_id, run_id, after=last)
+            status = (await run_store.get_run(session, tenant_id, run_id)).status if not rows else None
+        for row in rows:
+            last = row.seq
+            yield RunEvent(row.seq, row.type, str(run_id), row.agent, row.ts, dict(row.data or {}))  # type: ignore[arg-type]
+            if row.type == "run_finished":
+                return
+        if status is not None and status in TERMINAL_RUN_STATUSES:
+            return
+        if not rows:
+            live = state.executor.events(run_id, last)
+            if live is not None:  # it started here meanwhile
+                async for event in live:
+                    yield event
+                return
+            await asyncio.sleep(state.server.sse_poll_s)

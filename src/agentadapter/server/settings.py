@@ -1,0 +1,89 @@
+"""The server's own settings, and the checks that refuse an unsafe start.
+
+The platform settings (``agentadapter.config.Settings``: database, Redis, secrets, JWT, CORS, env)
+are shared with the CLI and library; what only the HTTP service needs is here, read from the same
+``AGENTADAPTER_`` prefix: the request body limit, JWT leeway and default role, cache lifetimes, the
+SSE heartbeat, and whether to migrate the database at start-up. :func:`check_secrets` is what makes
+the server refuse to start outside development with a missing or default secret, or a JWT secret
+too short to be safe for HS256.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from agentadapter.config import Settings
+from agentadapter.llm.errors import ConfigurationError
+
+__all__ = ["ServerSettings", "check_secrets"]
+
+_DEV_SECRET = "development-only-secret"
+_WEAK_SECRETS = frozenset({"", "secret", "changeme", "change-me", "password", "jwt-secret", "your-secret", _DEV_SECRET})
+MIN_JWT_SECRET_BYTES = 32
+"""RFC 7518 section 3.2: an HS256 key must be at least as long as the hash (256 bits)."""
+
+
+class ServerSettings(BaseSettings):
+    """What only the HTTP service reads (``AGENTADAPTER_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTADAPTER_", extra="ignore")
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    """Largest request body accepted (413 above it)."""
+    jwt_leeway_s: float = Field(default=10.0, ge=0)
+    """Clock skew tolerated on ``exp`` and ``nbf``."""
+    jwt_default_role: Literal["admin", "member", "viewer"] = "member"
+    """The role of a JWT that carries no ``role`` / ``roles`` claim."""
+    jwks_cache_s: float = Field(default=300.0, gt=0)
+    """How long fetched JWKS keys are trusted before they are fetched again."""
+    auth_cache_s: float = Field(default=30.0, ge=0)
+    """How long a verified API key (or a JWT's user) is remembered; a revoked key stops working within this."""
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    """Seconds between SSE comments that keep idle connections (and proxies) open."""
+    sse_poll_s: float = Field(default=0.5, gt=0)
+    """How often the events of a run executing in another process are read from the database."""
+    migrate_on_start: bool = True
+    """Migrate the database to the newest revision when the server starts."""
+    gc_freeze: bool = True
+    """After start-up, move every object alive to the garbage collector's permanent generation, so full
+    collections scan only what requests create (they otherwise pause the server for tens of ms)."""
+    recent_runs: int = Field(default=256, ge=0)
+    """Finished runs whose events stay in memory for quick replays."""
+    api_denied_tools: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["shell"])
+    """Registered tools that agents defined through the API may not use (comma-separated; the shell
+    tool by default: an API caller should not get a command line on the server)."""
+
+    @field_validator("api_denied_tools", mode="before")
+    @classmethod
+    def _split_tools(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+def check_secrets(settings: Settings) -> None:
+    """Refuse to serve outside development with a default or missing secret, or a weak JWT secret."""
+    if settings.env == "development":
+        return
+    problems: list[str] = []
+    if settings.secret_key.strip() in _WEAK_SECRETS:
+        problems.append(
+            "AGENTADAPTER_SECRET_KEY is missing or a default; set it to a generated Fernet key "
+            "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+        )
+    if settings.jwt_secret is not None:
+        secret = settings.jwt_secret.strip()
+        if secret in _WEAK_SECRETS or secret == settings.secret_key:
+            problems.append("AGENTADAPTER_JWT_SECRET is a default value (or reuses SECRET_KEY); set its own secret")
+        elif len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            problems.append(
+                f"AGENTADAPTER_JWT_SECRET is {len(secret.encode())} bytes; HS256 needs at least "
+                f"{MIN_JWT_SECRET_BYTES} (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+    if problems:
+        raise ConfigurationError(
+            f"the server refuses to start in {settings.env} with unsafe secrets:\n  - " + "\n  - ".join(problems)
+        )

@@ -1,0 +1,68 @@
+"""Server-Sent Events: run events as ``id: <seq>`` / ``event: <type>`` / ``data: <json>`` frames.
+
+``id`` is the event's ``seq``, so a client that reconnects with ``Last-Event-ID`` (browsers'
+``EventSource`` do it by themselves) resumes right after the last event it got. A comment line is
+sent every ``AGENTADAPTER_SSE_HEARTBEAT_S`` seconds while nothing happens, so proxies and load
+balancers keep an idle stream open; the events are read by a separate task so that a heartbeat
+never interrupts the reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from agentadapter.orchestrator import RunEvent
+
+__all__ = ["SSE_HEADERS", "format_event", "sse_stream"]
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_DONE = object()
+
+
+def format_event(event: RunEvent) -> bytes:
+    data = json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
+
+
+async def sse_stream(events: AsyncIterator[RunEvent], *, heartbeat_s: float) -> AsyncIterator[bytes]:
+    """The frames of ``events``, with heartbeats between them, ending when the events end."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                await queue.put(event)
+        except Exception as exc:  # a failure reading events ends the stream with an error frame
+            await queue.put(exc)
+        finally:
+            await queue.put(_DONE)
+
+    reader = asyncio.get_running_loop().create_task(pump())
+    try:
+        yield b"retry: 2000\n\n"
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), heartbeat_s)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, Exception):
+                message = json.dumps({"error": {"type": "api_error", "message": f"the event stream failed: {item}",
+                                                "code": "stream_failed", "param": None, "details": None}})
+                yield f"event: error\ndata: {message}\n\n".encode()
+                return
+            yield format_event(item)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()

@@ -1,0 +1,207 @@
+"""The database connection: one async engine, sessions for reading and for writing, pool settings.
+
+:func:`database_url` turns the platform setting ``AGENTADAPTER_DATABASE_URL`` into an async URL:
+unset means a SQLite file in the data dir (``sqlite+aiosqlite``), ``postgresql://`` becomes
+``postgresql+asyncpg://``. :class:`Database` owns the engine. On SQLite every connection gets WAL
+(readers never wait for the writer), a busy timeout, foreign keys on (so ``ON DELETE CASCADE``
+works) and ``synchronous=NORMAL``; write sessions start with ``BEGIN IMMEDIATE`` and go one at a
+time through an ``asyncio.Lock``, because SQLite has one writer and a deferred transaction that
+reads and then writes can fail with "database is locked" instead of waiting; read sessions run
+each statement in autocommit (no ``BEGIN``), which saves round trips to the driver's thread. On
+PostgreSQL read sessions run in autocommit too (one round trip per query), writes in transactions,
+and the pool is sized by :class:`PoolSettings` (``AGENTADAPTER_DB_POOL_SIZE``, ``..._MAX_OVERFLOW``,
+``..._POOL_TIMEOUT``, ``..._POOL_RECYCLE``, ``..._POOL_PRE_PING``). Repositories take the sessions
+this hands out; nothing here knows about tenants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from agentadapter.llm.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from agentadapter.config import Settings
+
+__all__ = ["Database", "PoolSettings", "database_url"]
+
+
+def _json_dumps(value: Any) -> str:
+    # JSON columns hold what the API and the orchestrator hand over; anything exotic becomes text.
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+class PoolSettings(BaseSettings):
+    """Connection pool and SQLite settings (``AGENTADAPTER_DB_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTADAPTER_DB_", extra="ignore")
+
+    pool_size: int = Field(default=10, ge=1)
+    """Connections kept open (PostgreSQL)."""
+    max_overflow: int = Field(default=20, ge=0)
+    """Extra connections opened under load, closed when returned (PostgreSQL)."""
+    pool_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a request waits for a free connection before failing."""
+    pool_recycle: float = Field(default=1800.0, gt=0)
+    """Seconds after which a connection is replaced (before a server or proxy drops it)."""
+    pool_pre_ping: bool = False
+    """Test each connection with a round trip before use (PostgreSQL). Off: a connection the server
+    dropped fails one request and is replaced; on: no such failure, one more round trip per request."""
+    busy_timeout_ms: int = Field(default=5000, ge=0)
+    """SQLite: how long a writer waits for another process's write lock."""
+    echo: bool = False
+    """Log every SQL statement."""
+
+
+def database_url(settings: Settings) -> str:
+    """The async SQLAlchemy URL for these settings (creating the data dir for the default SQLite file)."""
+    raw = settings.database_url
+    if not raw:
+        path = settings.sqlite_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{path}"
+    return normalize_url(raw)
+
+
+def normalize_url(raw: str) -> str:
+    """``postgresql://`` -> ``postgresql+asyncpg://``, ``sqlite://`` -> ``sqlite+aiosqlite://``."""
+    try:
+        url = make_url(raw)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(
+            f"AGENTADAPTER_DATABASE_URL {raw!r} is not a database URL; write it as "
+            "postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.db"
+        ) from exc
+    backend, _, driver = url.drivername.partition("+")
+    if backend in ("postgres", "postgresql"):
+        if driver not in ("", "asyncpg"):
+            raise ConfigurationError(
+                f"AGENTADAPTER_DATABASE_URL uses the driver {driver!r}; the service talks to PostgreSQL through "
+                "asyncpg: write postgresql://... or postgresql+asyncpg://... (pip install 'agentadapter[postgres]')"
+            )
+        url = url.set(drivername="postgresql+asyncpg")
+    elif backend == "sqlite":
+        if driver not in ("", "aiosqlite"):
+            raise ConfigurationError(
+                f"AGENTADAPTER_DATABASE_URL uses the SQLite driver {driver!r}; write sqlite:///path/to/file.db"
+            )
+        url = url.set(drivername="sqlite+aiosqlite")
+        if url.database and url.database != ":memory:":
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    else:
+        raise ConfigurationError(
+            f"AGENTADAPTER_DATABASE_URL names the database {backend!r}; the service supports PostgreSQL "
+            "(postgresql://...) and SQLite (sqlite:///path.db)"
+        )
+    return url.render_as_string(hide_password=False)
+
+
+class Database:
+    """An async engine with read sessions (:meth:`session`) and write sessions (:meth:`writer`)."""
+
+    def __init__(self, url: str, *, pool: PoolSettings | None = None) -> None:
+        self.url = normalize_url(url)
+        self.pool = pool or PoolSettings()
+        self.dialect = make_url(self.url).get_backend_name()
+        kwargs: dict[str, Any] = {"echo": self.pool.echo, "json_serializer": _json_dumps}
+        if self.dialect == "postgresql":
+            kwargs.update(pool_size=self.pool.pool_size, max_overflow=self.pool.max_overflow,
+                          pool_timeout=self.pool.pool_timeout, pool_recycle=self.pool.pool_recycle,
+                          pool_pre_ping=self.pool.pool_pre_ping)
+        elif make_url(self.url).database not in (None, "", ":memory:"):
+            # A file database: every connection is a thread of the driver, opened with its pragmas, so
+            # keep them all (no overflow connections opened and closed under load).
+            kwargs.update(pool_size=self.pool.pool_size + self.pool.max_overflow, max_overflow=0,
+                          pool_timeout=self.pool.pool_timeout)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            self._configure_sqlite()
+        # Write sessions run on the same pool; the option tells the SQLite begin hook to take the lock.
+        self._write_engine = self.engine.execution_options(agentadapter_write=True)
+        # Readers run each statement on its own (no BEGIN/ROLLBACK round trips): on SQLite through the
+        # begin hook, on PostgreSQL in autocommit.
+        reader = self.engine if self.dialect == "sqlite" else self.engine.execution_options(
+            isolation_level="AUTOCOMMIT")
+        self._reader = async_sessionmaker(reader, expire_on_commit=False, autoflush=False)
+        self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False, autoflush=False)
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    def __repr__(self) -> str:
+        return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def _configure_sqlite(self) -> None:
+        busy_timeout = self.pool.busy_timeout_ms
+
+        @sa.event.listens_for(self.engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Take over transaction control from the driver, so BEGIN is ours (see _on_begin).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            finally:
+                cursor.close()
+
+        @sa.event.listens_for(self.engine.sync_engine, "begin")
+        def _on_begin(connection: sa.Connection) -> None:
+            # Writers take the write lock up front (waiting up to the busy timeout for it). Readers
+            # open no transaction: each SELECT reads its own WAL snapshot, and a GET saves two
+            # round trips to the driver's thread.
+            if connection.get_execution_options().get("agentadapter_write", False):
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def session(self) -> AsyncSession:
+        """A session for reading (``async with db.session() as s: ...``)."""
+        return self._reader()
+
+    @contextlib.asynccontextmanager
+    async def writer(self) -> AsyncIterator[AsyncSession]:
+        """A session for writing, in a transaction committed on success and rolled back on error."""
+        lock = self._write_lock
+        if lock is not None:
+            await lock.acquire()
+        try:
+            async with self._writer() as session, session.begin():
+                yield session
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @contextlib.asynccontextmanager
+    async def write_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for writing that the caller commits itself (what request handlers use)."""
+        lock = self._write_lock
+        if lock is not None:
+            await lock.acquire()
+        try:
+            async with self._writer() as session:
+                yield session
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def ping(self) -> None:
+        """One round trip to the database (raises when it is unreachable)."""
+        async with self.engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
