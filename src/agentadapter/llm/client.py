@@ -202,7 +202,7 @@ class LLM:
     async def generate_request(self, model: ModelId, request: Request) -> Response:
         """``generate`` for a ready-made :class:`Request` (its ``model`` is replaced per target)."""
         started = time.perf_counter()
-        key = await self._cache_key(model, request)
+        key = self._cache_key(model, request)
         if key is not None and self.cache is not None:
             stored = await self.cache.get(key)
             self.telemetry.cache_lookup(stored is not None)
@@ -340,7 +340,7 @@ class LLM:
         model_id = self.resolver.model_ids(first)[0]
         return estimate_cost(request, model_id, catalog.lookup(model_id).pricing)
 
-    async def _cache_key(self, model: ModelId, request: Request) -> str | None:
+    def _cache_key(self, model: ModelId, request: Request) -> str | None:
         if self.cache is None or not cacheable(request):
             return None
         return cache_key(model if isinstance(model, str) else "|".join(model), request)
@@ -458,7 +458,7 @@ class LLMStream:
     async def _run(self) -> AsyncIterator[StreamEvent]:
         llm, request = self._llm, self.request
         started = time.perf_counter()
-        key = await llm._cache_key(self._model, request)
+        key = llm._cache_key(self._model, request)
         if key is not None and llm.cache is not None:
             stored = await llm.cache.get(key)
             llm.telemetry.cache_lookup(stored is not None)
