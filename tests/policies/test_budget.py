@@ -48,7 +48,7 @@ async def test_a_burst_of_concurrent_calls_cannot_exceed_a_day_budget(fake):
     answered = [r for r in results if not isinstance(r, BaseException)]
     assert len(answered) == 2 and len(refused) == 8
     assert len(fake.requests) == 2  # refused calls never reached the server
-    spent = llm.budgets.spent("global", "day")
+    spent = await llm.budgets.spent("global", "day")
     assert spent == pytest.approx(2 * (1000 * 0.15 + 100 * 0.6) / 1e6)  # settled to the actual cost
     assert spent <= 0.0013
     await llm.aclose()
@@ -59,7 +59,7 @@ async def test_scoped_budgets_and_failed_calls_release_their_reservation(fake):
     fake.fail(400, {"error": {"message": "bad"}})
     with pytest.raises(Exception, match="HTTP 400"):
         await llm.generate("openai/gpt-4o-mini", "hi", max_tokens=1000, tags={"agent": "researcher"})
-    assert llm.budgets.spent("agent:researcher", "day") == 0.0
+    assert await llm.budgets.spent("agent:researcher", "day") == 0.0
     fake.reply("ok", usage=USAGE)
     await llm.generate("openai/gpt-4o-mini", "hi", max_tokens=1000, tags={"agent": "researcher"})
     fake.reply("other agents are not limited", usage=USAGE)
@@ -91,19 +91,19 @@ async def test_alert_webhook_and_async_callbacks():
         raise ConnectionError("hook down")  # a failing webhook never fails the call
 
     guard = BudgetGuard([Budget("global", 1.0, "total", alert_at=0.1)], on_alert=[callback], webhook=webhook)
-    reservation = guard.reserve(0.5, {})
+    reservation = await guard.reserve(0.5, {})
     await reservation.settle(0.2)
     assert received == ["callback"]
 
 
-def test_windows_roll_over():
+async def test_windows_roll_over():
     now = [dt.datetime(2026, 11, 20, 23, 59, tzinfo=dt.UTC)]
     guard = BudgetGuard([Budget("global", 1.0, "day")], clock=lambda: now[0])
-    guard.reserve(0.9, {})
+    await guard.reserve(0.9, {})
     with pytest.raises(BudgetExceededError):
-        guard.reserve(0.2, {})
+        await guard.reserve(0.2, {})
     now[0] += dt.timedelta(minutes=2)  # a new day
-    guard.reserve(0.2, {})
+    await guard.reserve(0.2, {})
 
 
 @pytest.mark.parametrize(

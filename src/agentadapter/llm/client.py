@@ -43,7 +43,7 @@ from agentadapter.llm.messages import (
 )
 from agentadapter.llm.output import OutputSchema
 from agentadapter.llm.policy.breaker import BreakerConfig
-from agentadapter.llm.policy.budget import Budget, BudgetGuard, Reservation
+from agentadapter.llm.policy.budget import Budget, BudgetGuard, Hold, SpendGuard
 from agentadapter.llm.policy.cache import (
     ResponseCache,
     cache_key,
@@ -97,8 +97,14 @@ class LLM:
         cache: ResponseCache | None = None,
         budgets: BudgetGuard | None = None,
         telemetry: Telemetry | None = None,
+        guards: Sequence[SpendGuard] = (),
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         self.file_config = _load_file_config(config)
+        self.guards: tuple[SpendGuard, ...] = tuple(guards)
+        """Asked after the budgets before every call (the service's credit balance is one)."""
+        self.tags: dict[str, str] = dict(tags or {})
+        """Tags every request of this facade carries (a request's own tags win): ``tenant`` in the service."""
         settings = get_settings()
         if isinstance(transport, Transport):
             self.transport: Transport[Any] = transport
@@ -202,13 +208,14 @@ class LLM:
     async def generate_request(self, model: ModelId, request: Request) -> Response:
         """``generate`` for a ready-made :class:`Request` (its ``model`` is replaced per target)."""
         started = time.perf_counter()
+        self._tag(request)
         key = self._cache_key(model, request)
         if key is not None and self.cache is not None:
             stored = await self.cache.get(key)
             self.telemetry.cache_lookup(stored is not None)
             if stored is not None:
                 return self._finish(load_response(stored, started=started), request, started)
-        reservation = self._reserve(model, request)
+        reservation = await self._reserve(model, request)
         try:
             response = await self.router(model).generate(request)
         except BaseException:
@@ -345,16 +352,32 @@ class LLM:
             return None
         return cache_key(model if isinstance(model, str) else "|".join(model), request)
 
-    def _reserve(self, model: ModelId, request: Request) -> Reservation | None:
-        """Hold the call's cost estimate against the budgets (the dearest target of a route counts)."""
-        if not self.budgets.active:
+    def _tag(self, request: Request) -> None:
+        if self.tags:
+            request.tags = {**self.tags, **request.tags}
+
+    async def _reserve(self, model: ModelId, request: Request) -> Hold | None:
+        """Hold the call's cost estimate against the budgets and guards (the dearest target of a route counts)."""
+        if not self.budgets.active and not self.guards:
             return None
         first = model if isinstance(model, str) else model[0]
         estimate = max(
             estimate_cost(request, model_id, catalog.lookup(model_id).pricing)
             for model_id in self.resolver.model_ids(first)
         )
-        return self.budgets.reserve(estimate, request.tags)
+        guards: list[SpendGuard] = [self.budgets] if self.budgets.active else []
+        guards.extend(self.guards)
+        if len(guards) == 1:
+            return await guards[0].reserve(estimate, request.tags)
+        holds: list[Hold] = []
+        try:
+            for guard in guards:
+                holds.append(await guard.reserve(estimate, request.tags))
+        except BaseException:
+            for hold in holds:  # a later guard refused: release what the earlier ones hold
+                await hold.settle(0.0)
+            raise
+        return _Holds(holds)
 
     def _finish(self, response: Response, request: Request, started: float) -> Response:
         """What is the same for every provider: latency, structured output, the usage ledger, the log."""
@@ -373,25 +396,37 @@ class LLM:
         return response
 
     def derive(
-        self, *, config: FileConfig | None = None, backends: Mapping[str, Backend] | None = None
+        self,
+        *,
+        config: FileConfig | None = None,
+        backends: Mapping[str, Backend] | None = None,
+        environ: Mapping[str, str] | None = None,
+        guards: Sequence[SpendGuard] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> LLM:
-        """A facade with another config or extra backend instances that shares everything else with this
-        one: connections, retry policy, breakers and limits, the usage ledger, cache, budgets and telemetry.
+        """A facade with another config, extra backend instances, other provider keys (``environ``, laid
+        over this one's), more guards or more default tags, that shares everything else with this one:
+        connections, retry policy, breakers and limits, the usage ledger, cache, budgets and telemetry.
 
         Agents bound to their own endpoints use it, so their calls still count against the same budgets
-        and show in the same ``usage()``.
+        and show in the same ``usage()``; the service derives one per tenant with the tenant's stored
+        keys, its credit balance as a guard and its id as a tag. With ``environ`` given, backends built
+        from keys are built anew (only instances passed as ``backends`` carry over).
         """
+        inherited = dict(self.resolver.given_backends()) if environ is not None else dict(self.resolver.backends())
         return LLM(
             config if config is not None else self.file_config,
             transport=self.transport,
             retry=self.retry,
-            backends={**self.resolver.backends(), **(backends or {})},
-            environ=self.resolver.environ,
+            backends={**inherited, **(backends or {})},
+            environ={**self.resolver.environ, **environ} if environ is not None else self.resolver.environ,
             reliability=self.reliability,
             ledger=self.ledger,
             cache=self.cache,
             budgets=self.budgets,
             telemetry=self.telemetry,
+            guards=(*self.guards, *(guards or ())),
+            tags={**self.tags, **(tags or {})},
         )
 
     def _api_variant(self, backend: Backend, api: str) -> Backend:
@@ -458,6 +493,7 @@ class LLMStream:
     async def _run(self) -> AsyncIterator[StreamEvent]:
         llm, request = self._llm, self.request
         started = time.perf_counter()
+        llm._tag(request)
         key = llm._cache_key(self._model, request)
         if key is not None and llm.cache is not None:
             stored = await llm.cache.get(key)
@@ -470,7 +506,7 @@ class LLMStream:
                 self.response = llm._finish(response, request, started)
                 yield StreamEvent("finish", finish_reason=response.finish_reason, response=self.response)
                 return
-        reservation = llm._reserve(self._model, request)
+        reservation = await llm._reserve(self._model, request)
         settled = False
         try:
             async for event in llm.router(self._model).stream(request):
@@ -485,6 +521,19 @@ class LLMStream:
         finally:
             if reservation is not None and not settled:
                 await reservation.settle(0.0)
+
+
+class _Holds:
+    """The holds of several guards, settled together."""
+
+    __slots__ = ("holds",)
+
+    def __init__(self, holds: list[Hold]) -> None:
+        self.holds = holds
+
+    async def settle(self, actual_usd: float | None) -> None:
+        for hold in self.holds:
+            await hold.settle(actual_usd)
 
 
 class _LoopThread:

@@ -22,6 +22,7 @@ Every error AgentAdapter raises derives from :class:`AgentAdapterError`::
     │           └── OverloadedError         529, 503, "overloaded" (retryable)
     ├── CircuitOpenError            a breaker refused the call without sending it (retryable elsewhere)
     ├── BudgetExceededError         a budget refused the call before it was sent
+    │   └── InsufficientCreditsError  the tenant's credit balance cannot cover the call
     ├── CapabilityError             the model cannot do what the request needs
     ├── OutputValidationError       the structured output did not match its schema
     ├── GuardrailTripped            an agent guardrail stopped the run
@@ -181,6 +182,15 @@ class BudgetExceededError(AgentAdapterError):
         self.scope = scope
         self.limit_usd = limit_usd
         self.spent_usd = spent_usd
+
+
+class InsufficientCreditsError(BudgetExceededError):
+    """The tenant's credit balance cannot cover the call's estimated cost; nothing was sent."""
+
+    def __init__(self, message: str, *, balance_usd: float = 0.0, needed_usd: float = 0.0) -> None:
+        super().__init__(message, scope="credits", limit_usd=balance_usd, spent_usd=None)
+        self.balance_usd = balance_usd
+        self.needed_usd = needed_usd
 
 
 class CapabilityError(AgentAdapterError):

@@ -146,7 +146,8 @@ class UsageStore(Protocol):
     """Where usage entries are kept. The database implements this; so does :class:`InMemoryUsageStore`."""
 
     async def record(self, entry: UsageEntry) -> None:
-        """Keep one entry."""
+        """Keep one entry. (A store may also offer ``async record_many(entries)``, which the ledger
+        then uses to write what it buffered in batches.)"""
         ...
 
     async def totals(
@@ -302,6 +303,8 @@ class UsageLedger:
         self._pending: deque[UsageEntry] = deque(maxlen=max_pending)
         self._lock = threading.Lock()
         self._flushing: set[asyncio.Task[None]] = set()
+        self.batch_size = 500
+        """Most entries written in one call of a store's ``record_many``."""
         self.lost = 0
         """Entries dropped because the pending buffer of a slow or failing store overflowed."""
 
@@ -363,17 +366,28 @@ class UsageLedger:
             )
 
     async def flush(self) -> None:
-        """Write the buffered entries to the store; entries a failing store refused stay buffered."""
+        """Write the buffered entries to the store; entries a failing store refused stay buffered.
+
+        A store with ``record_many(entries)`` (the database's) gets them in batches of up to
+        :attr:`batch_size`, one round trip each; any other gets them one by one.
+        """
+        record_many = getattr(self.store, "record_many", None)
         while True:
             with self._lock:
                 if not self._pending:
                     return
-                entry = self._pending.popleft()
+                if record_many is None:
+                    batch = [self._pending.popleft()]
+                else:
+                    batch = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
             try:
-                await self.store.record(entry)
+                if record_many is None:
+                    await self.store.record(batch[0])
+                else:
+                    await record_many(batch)
             except BaseException:
                 with self._lock:
-                    self._pending.appendleft(entry)  # keep it for the next attempt, in order
+                    self._pending.extendleft(reversed(batch))  # keep them for the next attempt, in order
                 raise
 
     @property

@@ -74,6 +74,7 @@ class Resolver:
         self.transport = transport
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self._backends: dict[str, Backend] = dict(backends or {})
+        self._given: dict[str, Backend] = dict(self._backends)
         # A route inside a route becomes one target whose backend is a router (routes nest).
         self._nested_route = nested_route
         self._on_new_backend = on_new_backend
@@ -254,3 +255,7 @@ class Resolver:
     def backends(self) -> dict[str, Backend]:
         """The backend instances created so far."""
         return dict(self._backends)
+
+    def given_backends(self) -> dict[str, Backend]:
+        """The backend instances passed in (not built from keys and presets)."""
+        return dict(self._given)

@@ -13,6 +13,10 @@ down to every row it owns. Every table that holds tenant data carries ``tenant_i
 repository can filter on it without a join; the indexes follow the API's list queries (newest
 first per tenant, by status, by agent, by workflow). Constraint names come from
 :data:`NAMING_CONVENTION`, which Alembic's batch mode on SQLite needs to find them again.
+The service's money and keys live here too: :class:`ProviderKey` (a tenant's provider API keys,
+Fernet-encrypted), :class:`UsageRecord` (one per LLM call), :class:`BudgetCounter` (the budgets'
+spend and reservations), :class:`CreditAccount` and :class:`CreditTransaction` (a tenant's prepaid
+balance and every grant and charge, each charge keyed by its reservation so it is recorded once).
 The migrations in ``migrations/`` must match these models exactly; a test checks it.
 """
 
@@ -28,6 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "AGENT_RUN_STATUSES",
+    "CREDIT_KINDS",
     "NAMING_CONVENTION",
     "ROLES",
     "RUN_STATUSES",
@@ -39,13 +44,18 @@ __all__ = [
     "ApiKey",
     "AuditLog",
     "Base",
+    "BudgetCounter",
+    "CreditAccount",
+    "CreditTransaction",
     "Project",
+    "ProviderKey",
     "Run",
     "RunEventRow",
     "Tenant",
     "User",
     "UserSettings",
     "UTCDateTime",
+    "UsageRecord",
     "Workflow",
     "utcnow",
 ]
@@ -384,4 +394,109 @@ class AuditLog(Base):
     resource_id: Mapped[str | None] = mapped_column(sa.String(64))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     request_id: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = _created()
+
+
+CREDIT_KINDS = ("grant", "charge", "adjustment")
+
+
+class ProviderKey(Base):
+    """A tenant's API key for a provider, encrypted with the server's secret key (Fernet).
+
+    The plaintext is never stored, logged or returned: lists show ``hint`` (the last characters).
+    """
+
+    __tablename__ = "provider_keys"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "provider", "name"),)
+
+    id: Mapped[uuid.UUID] = _pk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    provider: Mapped[str] = mapped_column(sa.String(64))
+    """A provider preset name (``openai``, ``anthropic``, ...) or a backend named in the config."""
+    name: Mapped[str] = mapped_column(sa.String(100), default="default")
+    ciphertext: Mapped[str] = mapped_column(sa.Text)
+    hint: Mapped[str] = mapped_column(sa.String(16))
+    """The key's last characters, to recognise it by."""
+    created_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    rotated_at: Mapped[datetime | None] = mapped_column()
+
+
+class UsageRecord(Base):
+    """One LLM call's tokens, cost and latency (agent runs and the gateway alike)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        sa.Index(None, "tenant_id", "ts"),
+        sa.Index(None, "ts"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    """None for a call made outside any tenant (kept, never attributed)."""
+    ts: Mapped[datetime] = mapped_column()
+    provider: Mapped[str] = mapped_column(sa.String(64))
+    model: Mapped[str] = mapped_column(sa.String(200))
+    input_tokens: Mapped[int] = mapped_column(default=0)
+    output_tokens: Mapped[int] = mapped_column(default=0)
+    cache_read_tokens: Mapped[int] = mapped_column(default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(default=0)
+    cost_usd: Mapped[float | None] = mapped_column(sa.Float)
+    """None when the model's price is unknown."""
+    latency_ms: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    cached: Mapped[bool] = mapped_column(default=False)
+    agent: Mapped[str | None] = mapped_column(sa.String(200))
+    project: Mapped[str | None] = mapped_column(sa.String(100))
+    run_id: Mapped[str | None] = mapped_column(sa.String(64))
+    api_key_id: Mapped[str | None] = mapped_column(sa.String(64))
+    source: Mapped[str | None] = mapped_column(sa.String(32))
+    """``run`` (an agent run) or ``gateway``."""
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class BudgetCounter(Base):
+    """One budget window's spend and outstanding reservations (the budgets' database store)."""
+
+    __tablename__ = "budget_counters"
+
+    key: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
+    committed_usd: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    reserved_usd: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    alerted: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = _updated()
+
+
+class CreditAccount(Base):
+    """A tenant's prepaid balance. A tenant with no account is not metered (unless the server requires
+    credits); ``reserved_usd`` is what calls in flight hold."""
+
+    __tablename__ = "credit_accounts"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    balance_usd: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    reserved_usd: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class CreditTransaction(Base):
+    """A grant, a charge or an adjustment of a tenant's balance. A charge carries the id of the
+    reservation it settles, unique, so a settlement is recorded exactly once."""
+
+    __tablename__ = "credit_transactions"
+    __table_args__ = (sa.Index(None, "tenant_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = _pk()
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    kind: Mapped[str] = mapped_column(_status("credit_kind", CREDIT_KINDS))
+    amount_usd: Mapped[float] = mapped_column(sa.Float)
+    """Positive for a grant, negative for a charge."""
+    balance_after_usd: Mapped[float] = mapped_column(sa.Float)
+    reservation_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
+    reserved_usd: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actor: Mapped[str | None] = mapped_column(sa.String(100))
     created_at: Mapped[datetime] = _created()

@@ -9,7 +9,13 @@ would go over its limit the call is refused with
 reservation settles to the actual cost. Because concurrent calls reserve before they send, a burst
 cannot overspend. Crossing a budget's ``alert_at`` share fires an alert once per window: a log
 event, the registered callbacks, and an optional webhook. Spend lives behind
-:class:`BudgetStore`; :class:`InProcessBudgetStore` keeps it in this process.
+:class:`BudgetStore`; :class:`InProcessBudgetStore` keeps it in this process, the service keeps it in
+its database (``agentadapter.store.budgets``) and several instances share it on Redis. The store's
+methods are coroutines because those stores do I/O; a reserve is one atomic step in each of them.
+
+:class:`SpendGuard` is what the facade asks before every call (``LLM(guards=[...])``): a
+:class:`BudgetGuard` is one, and so is the service's per-tenant credit balance. Each answers a
+reservation that settles to the actual cost exactly once.
 """
 
 from __future__ import annotations
@@ -84,20 +90,37 @@ class BudgetAlert:
 class BudgetStore(Protocol):
     """Where spend and reservations live (in-process here; the database or Redis at scale)."""
 
-    def try_reserve(self, key: str, amount: float, limit: float) -> tuple[bool, float]:
+    async def try_reserve(self, key: str, amount: float, limit: float) -> tuple[bool, float]:
         """Reserve ``amount`` unless committed + reserved + amount would exceed ``limit``.
 
         Returns (reserved?, committed + reserved before this reservation)."""
         ...
 
-    def settle(self, key: str, reserved: float, actual: float) -> float:
+    async def settle(self, key: str, reserved: float, actual: float) -> float:
         """Release a reservation and commit the actual spend; returns the committed total."""
         ...
 
-    def spent(self, key: str) -> float: ...
+    async def spent(self, key: str) -> float: ...
 
-    def mark_alerted(self, key: str) -> bool:
+    async def mark_alerted(self, key: str) -> bool:
         """True the first time it is called for ``key`` (so an alert fires once per window)."""
+        ...
+
+
+class Hold(Protocol):
+    """A reservation made by a :class:`SpendGuard`, settled once when the call ends."""
+
+    async def settle(self, actual_usd: float | None) -> None:
+        """Commit the actual cost (None: unknown price) and release what was held."""
+        ...
+
+
+class SpendGuard(Protocol):
+    """Asked before every call: hold the call's estimated cost, or refuse it by raising."""
+
+    async def reserve(self, estimate_usd: float, tags: Mapping[str, str]) -> Hold:
+        """Hold ``estimate_usd`` for a call with these tags; raise
+        :class:`~agentadapter.llm.errors.BudgetExceededError` (or a subclass) to refuse it."""
         ...
 
 
@@ -110,7 +133,7 @@ class InProcessBudgetStore:
         self._alerted: set[str] = set()
         self._lock = threading.Lock()
 
-    def try_reserve(self, key: str, amount: float, limit: float) -> tuple[bool, float]:
+    async def try_reserve(self, key: str, amount: float, limit: float) -> tuple[bool, float]:
         with self._lock:
             used = self._committed.get(key, 0.0) + self._reserved.get(key, 0.0)
             if used + amount > limit:
@@ -118,18 +141,18 @@ class InProcessBudgetStore:
             self._reserved[key] = self._reserved.get(key, 0.0) + amount
             return True, used
 
-    def settle(self, key: str, reserved: float, actual: float) -> float:
+    async def settle(self, key: str, reserved: float, actual: float) -> float:
         with self._lock:
             self._reserved[key] = max(0.0, self._reserved.get(key, 0.0) - reserved)
             total = self._committed.get(key, 0.0) + actual
             self._committed[key] = total
             return total
 
-    def spent(self, key: str) -> float:
+    async def spent(self, key: str) -> float:
         with self._lock:
             return self._committed.get(key, 0.0)
 
-    def mark_alerted(self, key: str) -> bool:
+    async def mark_alerted(self, key: str) -> bool:
         with self._lock:
             if key in self._alerted:
                 return False
@@ -181,7 +204,7 @@ class BudgetGuard:
     def _key(self, budget: Budget, window_key: str) -> str:
         return f"{budget.scope}|{budget.window}|{window_key}"
 
-    def reserve(self, estimate_usd: float, tags: Mapping[str, str]) -> Reservation:
+    async def reserve(self, estimate_usd: float, tags: Mapping[str, str]) -> Reservation:
         """Hold ``estimate_usd`` against every applicable budget, or refuse the call."""
         reservation = Reservation(self)
         now = self._clock()
@@ -190,7 +213,7 @@ class BudgetGuard:
                 continue
             if budget.window == "request":
                 if estimate_usd > budget.limit_usd:
-                    self._release(reservation)
+                    await self._release(reservation)
                     raise BudgetExceededError(
                         f"BudgetExceededError: this call may cost up to ${estimate_usd:.6f}, over the "
                         f"${budget.limit_usd:.6f} per-request budget of {budget.scope}; nothing was sent. "
@@ -200,9 +223,13 @@ class BudgetGuard:
                 continue
             window_key = budget.window_key(now)
             key = self._key(budget, window_key)
-            ok, used = self.store.try_reserve(key, estimate_usd, budget.limit_usd)
+            try:
+                ok, used = await self.store.try_reserve(key, estimate_usd, budget.limit_usd)
+            except BaseException:
+                await self._release(reservation)
+                raise
             if not ok:
-                self._release(reservation)
+                await self._release(reservation)
                 raise BudgetExceededError(
                     f"BudgetExceededError: the {budget.window} budget of {budget.scope} is ${budget.limit_usd:.4f}; "
                     f"${used:.6f} is spent or reserved and this call may cost up to ${estimate_usd:.6f}; "
@@ -212,18 +239,18 @@ class BudgetGuard:
             reservation.holds.append((budget, window_key, estimate_usd))
         return reservation
 
-    def _release(self, reservation: Reservation) -> None:
+    async def _release(self, reservation: Reservation) -> None:
         for budget, window_key, amount in reservation.holds:
-            self.store.settle(self._key(budget, window_key), amount, 0.0)
+            await self.store.settle(self._key(budget, window_key), amount, 0.0)
         reservation.holds.clear()
         reservation.settled = True
 
     async def _settle(self, reservation: Reservation, actual_usd: float) -> None:
         for budget, window_key, amount in reservation.holds:
-            total = self.store.settle(self._key(budget, window_key), amount, actual_usd)
+            total = await self.store.settle(self._key(budget, window_key), amount, actual_usd)
             if budget.alert_at is not None and total >= budget.alert_at * budget.limit_usd:
                 key = self._key(budget, window_key)
-                if self.store.mark_alerted(key):
+                if await self.store.mark_alerted(key):
                     await self._alert(BudgetAlert(budget.scope, budget.window, window_key, budget.limit_usd,
                                                   total, budget.alert_at))
 
@@ -244,9 +271,9 @@ class BudgetGuard:
             except Exception as exc:  # an alert must never fail the call that triggered it
                 logger.error("budget alert webhook failed (%s: %s); the alert was logged", type(exc).__name__, exc)
 
-    def spent(self, scope: str = "global", window: Window = "day") -> float:
+    async def spent(self, scope: str = "global", window: Window = "day") -> float:
         """Spend so far in the current window of the budget with this scope and window."""
         for budget in self.budgets:
             if budget.scope == scope and budget.window == window:
-                return self.store.spent(self._key(budget, budget.window_key(self._clock())))
+                return await self.store.spent(self._key(budget, budget.window_key(self._clock())))
         return 0.0
