@@ -33,6 +33,7 @@ from agentadapter.server.routes import API_PREFIX, resource_routers
 from agentadapter.server.routes.health import router as health_router
 from agentadapter.server.settings import ServerSettings, check_secrets
 from agentadapter.server.state import AppState
+from agentadapter.server.tenancy import TenantLLMs
 from agentadapter.store import migrate, runs, tenants
 from agentadapter.store.database import Database, PoolSettings, database_url
 
@@ -170,14 +171,15 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
         from agentadapter.server.executor import CancelRelay
 
         relay = CancelRelay(settings.redis_url)
-    executor = InlineExecutor(db, llm, keep_finished=server.recent_runs, relay=relay)
+    tenant_llms = TenantLLMs(llm, ttl_s=server.auth_cache_s)
+    executor = InlineExecutor(db, llm, keep_finished=server.recent_runs, relay=relay, tenant_llms=tenant_llms)
     await executor.start()
     auth = Authenticator(db, settings, server, jwks_transport=jwks_transport)
     if server.gc_freeze:
         gc.collect()
         gc.freeze()
     return AppState(settings=settings, server=server, db=db, auth=auth, executor=executor, llm=llm, tools=tools,
-                    started_at=time.time(), ready=True)
+                    tenant_llms=tenant_llms, started_at=time.time(), ready=True)
 
 
 async def _stop(state: AppState, *, owns_llm: bool) -> None:

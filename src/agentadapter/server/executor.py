@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from agentadapter.agents.context import AgentInput
     from agentadapter.llm.client import LLM
     from agentadapter.orchestrator.strategies import Strategy
+    from agentadapter.server.tenancy import TenantLLMs
     from agentadapter.store.database import Database
 
 __all__ = ["CancelOutcome", "CancelRelay", "InlineExecutor", "RunExecutor", "RunJob"]
@@ -97,9 +98,13 @@ class InlineExecutor(RunExecutor):
 
     name = "inline"
 
-    def __init__(self, db: Database, llm: LLM, *, keep_finished: int = 256, relay: CancelRelay | None = None) -> None:
+    def __init__(
+        self, db: Database, llm: LLM, *, keep_finished: int = 256, relay: CancelRelay | None = None,
+        tenant_llms: TenantLLMs | None = None,
+    ) -> None:
         self.db = db
         self.llm = llm
+        self.tenant_llms = tenant_llms
         self.keep_finished = keep_finished
         self.relay = relay
         self._running: dict[uuid.UUID, RunHandle] = {}
@@ -110,7 +115,9 @@ class InlineExecutor(RunExecutor):
     async def submit(self, job: RunJob) -> None:
         if self._closing:
             raise RuntimeError("the server is shutting down; it takes no new runs")
-        orchestrator = Orchestrator(llm=self.llm, recorder=StoreRunRecorder(self.db, job.tenant_id))
+        # The run's calls go through its tenant's facade: the tenant's keys, credits and tag.
+        llm = await self.tenant_llms.get(job.tenant_id) if self.tenant_llms is not None else self.llm
+        orchestrator = Orchestrator(llm=llm, recorder=StoreRunRecorder(self.db, job.tenant_id))
         options = replace(job.options or RunOptions(), run_id=str(job.run_id))
         handle = orchestrator.start(job.task, job.agents, job.strategy, str(job.project_id), options=options,
                                     workflow=job.workflow)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from agentadapter.server.auth import Authenticator
     from agentadapter.server.executor import RunExecutor
     from agentadapter.server.settings import ServerSettings
+    from agentadapter.server.tenancy import TenantLLMs
     from agentadapter.store.database import Database
 
 __all__ = ["AppState"]
@@ -28,5 +29,7 @@ class AppState:
     executor: RunExecutor
     llm: LLM
     tools: ToolRegistry
+    tenant_llms: TenantLLMs
+    """The facade each tenant's calls go through (its keys, credits and tag)."""
     started_at: float = 0.0
     ready: bool = field(default=False)

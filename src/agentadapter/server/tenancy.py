@@ -1,0 +1,86 @@
+"""One ``LLM`` facade per tenant: the tenant's stored provider keys, its credit guard and its tag.
+
+Every call the service makes on behalf of a tenant (agent runs and the gateway) goes through
+``await state.tenant_llms.get(tenant_id)``. The facade is derived from the server's own ``LLM``
+(``LLM.derive``), so it shares connections, breakers, the usage ledger, the cache and the budgets;
+what differs per tenant is laid over it:
+
+- ``environ``: the tenant's provider keys (``OPENAI_API_KEY`` and so on), decrypted from the
+  database by the ``keys`` loader; a tenant with no stored key for a provider falls back to the
+  server's environment (a self-hosted server keeps its keys in its environment);
+- ``guards``: what the ``guards`` factory answers for the tenant (its credit balance);
+- ``tags``: ``tenant=<id>``, so usage records, budgets and logs know whose call it was.
+
+Facades are cached for ``ttl_s`` and dropped at once by :meth:`TenantLLMs.invalidate` (a key was
+stored, rotated or deleted here); another server instance picks the change up within ``ttl_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentadapter.llm.client import LLM
+    from agentadapter.llm.policy.budget import SpendGuard
+
+__all__ = ["GuardFactory", "KeysLoader", "TenantLLMs"]
+
+KeysLoader = Callable[[uuid.UUID], Awaitable[Mapping[str, str]]]
+"""A tenant's provider keys as environment variables (``{"OPENAI_API_KEY": "sk-..."}``)."""
+
+GuardFactory = Callable[[uuid.UUID], Awaitable[Sequence["SpendGuard"]]]
+"""The spend guards of a tenant's calls (its credit balance), beyond the server's budgets."""
+
+
+class TenantLLMs:
+    """Hands out (and caches) the facade of each tenant."""
+
+    def __init__(
+        self,
+        base: LLM,
+        *,
+        keys: KeysLoader | None = None,
+        guards: GuardFactory | None = None,
+        ttl_s: float = 30.0,
+        max_tenants: int = 1024,
+    ) -> None:
+        self.base = base
+        self.keys = keys
+        self.guards = guards
+        self.ttl_s = ttl_s
+        self.max_tenants = max_tenants
+        self._cache: dict[uuid.UUID, tuple[float, LLM]] = {}
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+    async def get(self, tenant_id: uuid.UUID) -> LLM:
+        """The tenant's facade (built on first use, rebuilt after ``ttl_s`` or an invalidation)."""
+        cached = self._cache.get(tenant_id)
+        if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
+            return cached[1]
+        lock = self._locks.setdefault(tenant_id, asyncio.Lock())
+        async with lock:  # one build per tenant at a time; the others wait for it
+            cached = self._cache.get(tenant_id)
+            if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
+                return cached[1]
+            llm = await self._build(tenant_id)
+            if len(self._cache) >= self.max_tenants:
+                oldest = min(self._cache, key=lambda t: self._cache[t][0])
+                self._cache.pop(oldest, None)
+            self._cache[tenant_id] = (time.monotonic(), llm)
+            return llm
+
+    async def _build(self, tenant_id: uuid.UUID) -> LLM:
+        environ = dict(await self.keys(tenant_id)) if self.keys is not None else None
+        guards = list(await self.guards(tenant_id)) if self.guards is not None else []
+        return self.base.derive(environ=environ or None, guards=guards, tags={"tenant": str(tenant_id)})
+
+    def invalidate(self, tenant_id: uuid.UUID | None = None) -> None:
+        """Forget one tenant's facade (or every one), so the next call builds it anew."""
+        if tenant_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(tenant_id, None)
