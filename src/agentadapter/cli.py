@@ -317,11 +317,13 @@ async def _run_costs(llm: Any, rows: list[dict[str, Any]], prompt: str, max_toke
 
 
 def _register_subcommands() -> None:
+    from agentadapter.cli_cluster import cluster_app
     from agentadapter.cli_run import register as register_run
     from agentadapter.cli_service import register as register_service
 
     register_run(app)
     register_service(app)
+    app.add_typer(cluster_app)
 
 
 _register_subcommands()
