@@ -318,3 +318,13 @@ def test_response_json_shape():
     data = json.loads(json.dumps(response.to_dict()))
     assert set(data) >= {"id", "provider", "model", "text", "tool_calls", "finish_reason", "usage", "cost_usd",
                          "latency_ms", "attempts", "cached", "output"}
+
+
+async def test_a_test_backend_with_latency_ms_answers_after_that_long() -> None:
+    llm = LLM(config={"backends": {"slow": {"type": "test", "latency_ms": 30}}})
+    backend = llm.backend("slow")
+    assert isinstance(backend, TestBackend) and backend.latency_s == 0.03
+    assert (await llm.generate("slow/echo", "hello")).text == "hello"
+    for bad in ("soon", -1, True):
+        with pytest.raises(ConfigurationError, match="latency_ms must be a non-negative number"):
+            LLM(config={"backends": {"bad": {"type": "test", "latency_ms": bad}}}).backend("bad")

@@ -3,19 +3,23 @@
 :class:`TestBackend` (model ids ``test/echo`` and ``test/tools``; the model name is only a label)
 echoes the last user message; given tools, it first calls every tool with arguments that satisfy
 its schema, then answers from the results; given an output schema, it answers with an object that
-validates against it. :class:`FunctionBackend` lets a test write each response itself. Both stream
+validates against it. A test backend named in ``agentadapter.yaml`` with ``latency_ms: 200`` waits
+that long before each answer, like a provider would (latency-bound benchmarks and tests of what
+runs concurrently use it). :class:`FunctionBackend` lets a test write each response itself. Both stream
 by replaying the response as events, so streaming and non-streaming agree exactly. They are public
 API: the README's demo, the agent and orchestrator tests and users' own tests run on them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from agentadapter.llm.backends.base import Backend, BackendConfig, estimate_tokens
+from agentadapter.llm.errors import ConfigurationError
 from agentadapter.llm.messages import (
     FinishReason,
     Part,
@@ -65,9 +69,18 @@ class TestBackend(_ReplayingBackend):
     def __init__(self, config: BackendConfig | None = None, *, transport: Transport[Any] | None = None) -> None:
         super().__init__(config or _config("test"), transport=transport)
         self.calls = 0
+        latency_ms = self.config.options.get("latency_ms", 0)
+        if not isinstance(latency_ms, int | float) or isinstance(latency_ms, bool) or latency_ms < 0:
+            raise ConfigurationError(
+                f"backend {self.config.name!r}: latency_ms must be a non-negative number of milliseconds, "
+                f"not {latency_ms!r}"
+            )
+        self.latency_s = float(latency_ms) / 1000.0
 
     async def generate(self, request: Request) -> Response:
         self.calls += 1
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         parts = self._answer(request)
         usage = Usage(
             input_tokens=estimate_tokens(request),
