@@ -90,6 +90,23 @@ async def test_metrics_count_calls_tokens_and_errors(fakes):
     await llm.aclose()
 
 
+async def test_closing_a_stream_after_its_finish_event_books_one_success_not_a_cancel(fakes):
+    openai, _ = fakes
+    llm = LLM(config={}, environ={"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": f"{openai.url}/v1"})
+    target = {"target": "openai/gpt-4.1-nano"}
+    before = REGISTRY.get_sample_value("agentadapter_llm_in_flight", target) or 0.0
+    stream = llm.stream("openai/gpt-4.1-nano", "hi")
+    events = stream.__aiter__()
+    async for event in events:
+        if event.kind == "finish":
+            break  # a consumer that stops reading at the finish event closes the generator
+    await events.aclose()  # type: ignore[attr-defined]
+    assert REGISTRY.get_sample_value("agentadapter_llm_in_flight", target) == before
+    health = llm.health()["openai/gpt-4.1-nano"].to_dict()
+    assert (health["calls"], health["successes"], health["failures"], health["in_flight"]) == (1, 1, 0, 0), health
+    await llm.aclose()
+
+
 async def test_genai_spans_only_with_a_configured_exporter(fakes):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor

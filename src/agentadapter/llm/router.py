@@ -238,8 +238,8 @@ class _TargetCall:
     """One target's share of a routed call: admission, outcome bookkeeping, and the retry decision."""
 
     __slots__ = (
-        "attempts", "backend", "breaker", "call_started", "estimate", "label", "limiter", "policy", "record",
-        "request", "retries", "router", "started", "stats", "target",
+        "attempts", "backend", "breaker", "call_started", "estimate", "label", "limiter", "outcome_recorded",
+        "policy", "record", "request", "retries", "router", "started", "stats", "target",
     )
 
     def __init__(self, router: Router, target: Target, request: Request, attempts: list[Attempt]) -> None:
@@ -247,6 +247,8 @@ class _TargetCall:
         self.label = target.label
         self.started = self.call_started = time.perf_counter()
         self.retries = 0
+        # Whether the current try's outcome is booked: a consumer closing a finished stream is not a cancel.
+        self.outcome_recorded = False
         self.request = checked_request(target, request, attempts)
         self.policy = router._policy(target)
         self.backend = router._backend_for(target, request)
@@ -269,11 +271,13 @@ class _TargetCall:
             self.attempts.append(failed_attempt(self.label, error, self.started, self.retries))
             raise
         self.stats.started()
+        self.outcome_recorded = False
         self.record: CallRecord = self.router.context.telemetry.started(self.label, self.request)
         self.call_started = time.perf_counter()
 
     async def failed(self, error: AgentAdapterError, *, emitted: bool) -> bool:
         """Record a failed try; True (after the backoff) when it may be tried again."""
+        self.outcome_recorded = True
         self.stats.finished(ok=False, latency_ms=self.elapsed_ms(), error=type(error).__name__)
         self.router.context.telemetry.finished(self.record, error=error)
         self.breaker.record_failure(error)
@@ -285,11 +289,15 @@ class _TargetCall:
         return True
 
     def cancelled(self) -> None:
+        if self.outcome_recorded:
+            return  # the stream had finished (or failed) before its consumer closed it
+        self.outcome_recorded = True
         self.stats.finished(ok=False, latency_ms=self.elapsed_ms(), error="cancelled")
         self.router.context.telemetry.finished(self.record, error=asyncio.CancelledError())
         self.breaker.release()
 
     def succeeded(self, response: Response, *, ttft_ms: float | None) -> None:
+        self.outcome_recorded = True
         self.stats.finished(ok=True, latency_ms=self.elapsed_ms(), ttft_ms=ttft_ms)
         self.breaker.record_success()
         if self.limiter.active:
