@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import json
 import logging
@@ -101,6 +103,11 @@ async def test_closing_a_stream_after_its_finish_event_books_one_success_not_a_c
         if event.kind == "finish":
             break  # a consumer that stops reading at the finish event closes the generator
     await events.aclose()  # type: ignore[attr-defined]
+    # The inner generators (router, target) are closed by the loop's async-generator finalizer.
+    del events, stream
+    gc.collect()
+    for _ in range(5):
+        await asyncio.sleep(0)
     assert REGISTRY.get_sample_value("agentadapter_llm_in_flight", target) == before
     health = llm.health()["openai/gpt-4.1-nano"].to_dict()
     assert (health["calls"], health["successes"], health["failures"], health["in_flight"]) == (1, 1, 0, 0), health
