@@ -324,6 +324,9 @@ def _register_subcommands() -> None:
     register_run(app)
     register_service(app)
     app.add_typer(cluster_app)
+    from agentadapter.worker.cli import register as register_worker
+
+    register_worker(app)
 
 
 _register_subcommands()

@@ -45,10 +45,19 @@ keys_app = typer.Typer(name="keys", help="Tenant API keys: create, list, revoke.
 
 def register(app: typer.Typer) -> None:
     """Add ``serve``, ``db``, ``tenants`` and ``keys`` to ``app``."""
+    from agentadapter import cli_data
+
+    cli_data.register(db_app, tenants_app)
     app.command("serve")(serve)
     app.add_typer(db_app)
     app.add_typer(tenants_app)
     app.add_typer(keys_app)
+    from agentadapter import cli_secrets
+
+    cli_secrets.register(app)  # provider-keys, secrets
+    from agentadapter import cli_credits
+
+    cli_credits.register(app)  # credits add, credits show
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
@@ -185,6 +194,7 @@ def tenants_create(
     async def work(db: Database) -> dict[str, str]:
         async with db.writer() as session:
             tenant = await tenants.create_tenant(session, name)
+            await _audit_cli(session, tenant.id, "tenant.create", "tenant", tenant.id, {"name": tenant.name})
             return {"id": str(tenant.id), "name": tenant.name}
 
     created = _run(work)
@@ -220,6 +230,15 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="print JSO
 # -------------------------------------------------------------------------------------------- keys
 
 
+async def _audit_cli(session: Any, tenant_id: Any, action: str, resource_type: str, resource_id: Any,
+                     details: dict[str, Any]) -> None:
+    """The audit entry of a change made from the command line (in the change's transaction)."""
+    from agentadapter.store.audit import record_audit
+
+    await record_audit(session, tenant_id, action=action, resource_type=resource_type, resource_id=resource_id,
+                       actor_type="system", actor_id="cli", details=details)
+
+
 async def _tenant_id(session: Any, name: str) -> Any:
     from agentadapter.store import tenants
 
@@ -250,6 +269,8 @@ def keys_create(
         async with db.writer() as session:
             row, key = await api_keys.create_api_key(session, await _tenant_id(session, tenant), name=name,
                                                      role=role, scopes=scope or (), expires_at=expires)
+            await _audit_cli(session, row.tenant_id, "api_key.create", "api_key", row.id,
+                             {"name": name, "prefix": row.prefix, "role": row.role, "scopes": list(row.scopes)})
             return {"key": key, "id": str(row.id), "prefix": row.prefix, "tenant": tenant, "role": row.role,
                     "scopes": row.scopes, "expires_at": expires.isoformat() if expires else None}
 
@@ -309,6 +330,7 @@ def keys_revoke(
             if len(matches) != 1:
                 raise ValueError(f"{key_id!r} matches {len(matches)} keys of {tenant}; give the key's id")
             row = await api_keys.revoke_api_key(session, tenant_id, uuid.UUID(str(matches[0].id)))
+            await _audit_cli(session, tenant_id, "api_key.revoke", "api_key", row.id, {"prefix": row.prefix})
             return row.prefix
 
     prefix = _run(work)

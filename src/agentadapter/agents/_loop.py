@@ -167,6 +167,8 @@ class AgentRun:
         output = agent.output_schema
         mode: Literal["native", "tool"] | None = None
         settings = agent.model_settings.to_kwargs()
+        # Usage records say which agent made each call (an agent's own ``agent`` tag wins).
+        settings["tags"] = {"agent": agent.name, **settings.get("tags", {})}
         if output is not None:
             mode = agent.output_mode_for(llm, model)
             if mode == "tool":

@@ -56,6 +56,7 @@ from agentadapter.llm.policy.ratelimit import RateLimitConfig
 from agentadapter.llm.policy.retry import RetryPolicy
 from agentadapter.llm.resolve import Resolver, Route
 from agentadapter.llm.router import Router, RouterContext
+from agentadapter.llm.shared import SharedState
 from agentadapter.llm.tokens import estimate_cost
 from agentadapter.llm.tools import Tool, coerce_tool
 from agentadapter.llm.transport import Transport, create_transport
@@ -82,6 +83,8 @@ class LLM:
 
     ``LLM()`` reads provider keys from the environment and ``agentadapter.yaml`` if present;
     ``LLM(config="path.yaml")`` or ``LLM(config={...})`` names the config explicitly.
+    ``LLM(shared=shared_state_from_settings(settings))`` shares breakers, learned rate limits and
+    budget spend with the other instances on the same Redis (:mod:`agentadapter.llm.shared`).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class LLM:
         telemetry: Telemetry | None = None,
         guards: Sequence[SpendGuard] = (),
         tags: Mapping[str, str] | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         self.file_config = _load_file_config(config)
         self.guards: tuple[SpendGuard, ...] = tuple(guards)
@@ -112,7 +116,10 @@ class LLM:
             self.transport = create_transport(transport or settings.transport)
         self.retry = retry or RetryPolicy()
         self.telemetry = telemetry or Telemetry()
-        self.reliability: ReliabilityStore = reliability or InProcessReliabilityStore(
+        # With ``shared`` (several instances on one Redis) breakers and learned limits are shared.
+        self.reliability: ReliabilityStore = reliability or (
+            shared.reliability_store if shared is not None else InProcessReliabilityStore
+        )(
             on_breaker_change=self.telemetry.breaker_changed,
             breaker_config=BreakerConfig(**self.file_config.breaker.model_dump()),
             rate_limits={
@@ -129,7 +136,8 @@ class LLM:
         )
         self.cache_ttl_s = cache_spec.ttl_s if cache_spec is not None else 3600.0
         self.budgets = budgets if budgets is not None else BudgetGuard(
-            Budget(**spec.model_dump()) for spec in self.file_config.budgets
+            (Budget(**spec.model_dump()) for spec in self.file_config.budgets),
+            store=shared.budgets if shared is not None else None,
         )
         self._router_context = RouterContext(
             retry=self.retry, store=self.reliability, variant=self._api_variant, telemetry=self.telemetry

@@ -25,17 +25,25 @@ from starlette.middleware.cors import CORSMiddleware
 
 from agentadapter.config import Settings, get_settings
 from agentadapter.llm.errors import ConfigurationError
+from agentadapter.llm.ledger import UsageLedger
+from agentadapter.llm.shared import shared_state_from_settings
 from agentadapter.server.auth import Authenticator
 from agentadapter.server.errors import install_error_handlers
-from agentadapter.server.executor import InlineExecutor
+from agentadapter.server.executor import InlineExecutor, RunExecutor
+from agentadapter.server.housekeeping import RetentionTask
 from agentadapter.server.middleware import BodySizeLimit, RequestContext, SecurityHeaders
+from agentadapter.server.ratelimit import build_rate_limiter
 from agentadapter.server.routes import API_PREFIX, resource_routers
 from agentadapter.server.routes.health import router as health_router
+from agentadapter.server.services.provider_keys import keys_loader
 from agentadapter.server.settings import ServerSettings, check_secrets
 from agentadapter.server.state import AppState
 from agentadapter.server.tenancy import TenantLLMs
 from agentadapter.store import migrate, runs, tenants
+from agentadapter.store.budgets import DatabaseBudgetStore
+from agentadapter.store.credits import guard_factory
 from agentadapter.store.database import Database, PoolSettings, database_url
+from agentadapter.store.usage import DatabaseUsageStore, flush_ledger
 
 if TYPE_CHECKING:
     from agentadapter.agents.tools.registry import ToolRegistry
@@ -134,10 +142,8 @@ def _version() -> str:
 
 async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None, tools: ToolRegistry | None,
                  jwks_transport: Any) -> AppState:
-    if settings.executor != "inline":
-        raise ConfigurationError(
-            f"AGENTADAPTER_EXECUTOR={settings.executor} is not available in this version; use inline (the default)"
-        )
+    if settings.executor not in ("inline", "celery"):
+        raise ConfigurationError(f"AGENTADAPTER_EXECUTOR={settings.executor} is unknown; use inline or celery")
     db = Database(database_url(settings), pool=PoolSettings())
     try:
         if server.migrate_on_start:
@@ -149,7 +155,7 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
             )
         async with db.writer() as session:
             await tenants.ensure_tenant(session)
-        if settings.redis_url is None:
+        if settings.redis_url is None and settings.executor == "inline":
             async with db.writer() as session:
                 closed = await runs.fail_interrupted_runs(
                     session, "the server stopped while the run was in progress; start it again")
@@ -158,10 +164,17 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
     except BaseException:
         await db.dispose()
         raise
+    shared = shared_state_from_settings(settings)  # None without Redis
     if llm is None:
         from agentadapter.llm.client import LLM as LLMClass
 
-        llm = LLMClass()
+        llm = LLMClass(shared=shared)
+    llm.ledger = UsageLedger(DatabaseUsageStore(db))  # before any tenant facade shares it
+    if shared is not None:  # several instances: spend is counted in Redis, breakers and limits shared
+        llm.budgets.store = shared.budgets
+        await shared.start()
+    else:
+        llm.budgets.store = DatabaseBudgetStore(db)
     if tools is None:
         from agentadapter.agents.tools.registry import default_registry
 
@@ -172,22 +185,43 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
 
         relay = CancelRelay(settings.redis_url)
     tenant_llms = TenantLLMs(llm, ttl_s=server.auth_cache_s)
-    executor = InlineExecutor(db, llm, keep_finished=server.recent_runs, relay=relay, tenant_llms=tenant_llms)
+    tenant_llms.keys = keys_loader(db, settings.secret_key)
+    tenant_llms.guards = guard_factory(db, required=server.credits_required)
+    executor: RunExecutor
+    if settings.executor == "celery":
+        from agentadapter.server.celery_executor import CeleryExecutor
+
+        executor = CeleryExecutor(db, settings)
+    else:
+        executor = InlineExecutor(db, llm, keep_finished=server.recent_runs, relay=relay, tenant_llms=tenant_llms)
     await executor.start()
     auth = Authenticator(db, settings, server, jwks_transport=jwks_transport)
+    limiter = build_rate_limiter(server, settings.redis_url)
+    retention = None
+    if server.retention_interval_s > 0 and settings.retention_days > 0:  # 0 days: keep everything
+        retention = RetentionTask(db, retention_days=settings.retention_days, interval_s=server.retention_interval_s)
+        retention.start()
     if server.gc_freeze:
         gc.collect()
         gc.freeze()
     return AppState(settings=settings, server=server, db=db, auth=auth, executor=executor, llm=llm, tools=tools,
-                    tenant_llms=tenant_llms, started_at=time.time(), ready=True)
+                    tenant_llms=tenant_llms, limiter=limiter, retention=retention, shared=shared,
+                    started_at=time.time(), ready=True)
 
 
 async def _stop(state: AppState, *, owns_llm: bool) -> None:
     state.ready = False
     try:
+        if state.retention is not None:
+            await state.retention.stop()
         await state.executor.shutdown()
     finally:
         await state.auth.aclose()
+        if state.limiter is not None:
+            await state.limiter.aclose()
         if owns_llm:
             await state.llm.aclose()
+        if state.shared is not None:
+            await state.shared.aclose()
+        await flush_ledger(state.llm.ledger)
         await state.db.dispose()

@@ -26,9 +26,13 @@ __all__ = [
     "AdminOnly",
     "AgentsRead",
     "AgentsWrite",
+    "CompletionsWrite",
     "CurrentPrincipal",
     "PageDep",
+    "ModelsRead",
     "Pagination",
+    "ProviderKeysAdmin",
+    "ProviderKeysRead",
     "ProvidersRead",
     "RequestId",
     "RunsRead",
@@ -55,7 +59,10 @@ async def get_principal(request: Request) -> Principal:
     # The bearer scheme is declared in the OpenAPI document by app.py (a security dependency here
     # would cost every request a dependency to solve).
     state: AppState = request.app.state.agentadapter
-    return await state.auth.authenticate(request.headers.get("authorization"))
+    principal = await state.auth.authenticate(request.headers.get("authorization"))
+    if state.limiter is not None:  # None when every limit is off: no work at all then
+        await state.limiter.check(principal)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -86,6 +93,10 @@ WorkflowsWrite = Annotated[Principal, Depends(require("workflows", "write"))]
 SettingsRead = Annotated[Principal, Depends(require("settings", "read"))]
 SettingsWrite = Annotated[Principal, Depends(require("settings", "write"))]
 ProvidersRead = Annotated[Principal, Depends(require("providers", "read"))]
+ProviderKeysRead = Annotated[Principal, Depends(require("provider_keys", "read"))]
+ProviderKeysAdmin = Annotated[Principal, Depends(require("provider_keys", "admin"))]
+CompletionsWrite = Annotated[Principal, Depends(require("completions", "write"))]
+ModelsRead = Annotated[Principal, Depends(require("models", "read"))]
 AdminOnly = Annotated[Principal, Depends(require("audit", "admin"))]
 
 

@@ -5,8 +5,9 @@ and dependencies raise; :func:`install_error_handlers` maps everything else onto
 request validation (422, ``param`` names the field: ``tools[1]``, ``output_schema.type``),
 Starlette's HTTP errors (404 route, 405, 413 from the body limit), the store's ``RecordNotFound``
 (404 - also what another tenant's resource looks like), ``RecordConflict`` (409) and
-``InvalidCursor`` (422), the library's configuration and request errors (422), and anything
-unexpected (500, logged with the request id, which the message repeats).
+``InvalidCursor`` (422), the library's configuration and request errors (422), a tenant's exhausted
+credits (402, ``insufficient_credits``), and anything unexpected (500, logged with the request id,
+which the message repeats).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agentadapter.llm.errors import ConfigurationError, InvalidRequestError
+from agentadapter.llm.errors import ConfigurationError, InsufficientCreditsError, InvalidRequestError
 from agentadapter.store.errors import InvalidCursor, RecordConflict, RecordNotFound
 
 __all__ = ["APIError", "error_body", "error_response", "install_error_handlers", "param_of"]
@@ -131,6 +132,12 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return error_response(APIError(422, str(exc), code="invalid_request"))
 
 
+async def _insufficient_credits(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InsufficientCreditsError)
+    return error_response(APIError(402, str(exc), type="billing_error", code="insufficient_credits", details={
+        "balance_usd": exc.balance_usd, "needed_usd": exc.needed_usd}))
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = _request_id(request)
     logger.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
@@ -148,4 +155,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidCursor, _invalid_cursor)
     app.add_exception_handler(ConfigurationError, _invalid_request)
     app.add_exception_handler(InvalidRequestError, _invalid_request)
+    app.add_exception_handler(InsufficientCreditsError, _insufficient_credits)  # 402; other budget refusals unchanged
     app.add_exception_handler(Exception, _unexpected)

@@ -117,6 +117,8 @@ class InlineExecutor(RunExecutor):
             raise RuntimeError("the server is shutting down; it takes no new runs")
         # The run's calls go through its tenant's facade: the tenant's keys, credits and tag.
         llm = await self.tenant_llms.get(job.tenant_id) if self.tenant_llms is not None else self.llm
+        # Its usage records name the run and project (the agent loop adds the agent that made each call).
+        llm = llm.derive(tags={"run": str(job.run_id), "project": str(job.project_id), "source": "run"})
         orchestrator = Orchestrator(llm=llm, recorder=StoreRunRecorder(self.db, job.tenant_id))
         options = replace(job.options or RunOptions(), run_id=str(job.run_id))
         handle = orchestrator.start(job.task, job.agents, job.strategy, str(job.project_id), options=options,

@@ -52,6 +52,19 @@ class ServerSettings(BaseSettings):
     collections scan only what requests create (they otherwise pause the server for tens of ms)."""
     recent_runs: int = Field(default=256, ge=0)
     """Finished runs whose events stay in memory for quick replays."""
+    rate_limit_key_rpm: int = Field(default=0, ge=0)
+    """Requests per minute one API key (or JWT user) may make under /v1; 0: no limit."""
+    rate_limit_key_burst: int = Field(default=0, ge=0)
+    """Requests one key may make at once before the per-minute rate applies; 0: as many as its rpm."""
+    rate_limit_tenant_rpm: int = Field(default=0, ge=0)
+    """Requests per minute all of a tenant's keys and users together may make; 0: no limit."""
+    rate_limit_tenant_burst: int = Field(default=0, ge=0)
+    """The tenant's burst; 0: as many as its rpm."""
+    retention_interval_s: float = Field(default=3600.0, ge=0)
+    """Seconds between purges of data older than AGENTADAPTER_RETENTION_DAYS; 0: never purge in the server."""
+    credits_required: bool = False
+    """Refuse the LLM calls (and runs) of tenants that have no prepaid credit account; off: such tenants
+    are not metered, and only tenants that were granted credits draw on a balance."""
     api_denied_tools: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["shell"])
     """Registered tools that agents defined through the API may not use (comma-separated; the shell
     tool by default: an API caller should not get a command line on the server)."""

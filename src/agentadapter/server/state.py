@@ -9,8 +9,11 @@ if TYPE_CHECKING:
     from agentadapter.agents.tools.registry import ToolRegistry
     from agentadapter.config import Settings
     from agentadapter.llm.client import LLM
+    from agentadapter.llm.shared import SharedState
     from agentadapter.server.auth import Authenticator
     from agentadapter.server.executor import RunExecutor
+    from agentadapter.server.housekeeping import RetentionTask
+    from agentadapter.server.ratelimit import RateLimiter
     from agentadapter.server.settings import ServerSettings
     from agentadapter.server.tenancy import TenantLLMs
     from agentadapter.store.database import Database
@@ -31,5 +34,11 @@ class AppState:
     tools: ToolRegistry
     tenant_llms: TenantLLMs
     """The facade each tenant's calls go through (its keys, credits and tag)."""
+    limiter: RateLimiter | None = None
+    """Request rate limits per key and tenant; None when they are off."""
+    retention: RetentionTask | None = None
+    """The periodic purge of old data; None when AGENTADAPTER_RETENTION_INTERVAL_S is 0."""
+    shared: SharedState | None = None
+    """Breakers, learned rate limits and budget spend on Redis; None without AGENTADAPTER_REDIS_URL."""
     started_at: float = 0.0
     ready: bool = field(default=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,9 +36,17 @@ async def record_audit(
 
 async def list_audit_logs(
     session: AsyncSession, tenant_id: uuid.UUID, *, limit: int = 50, cursor: str | None = None,
-    action: str | None = None, resource_type: str | None = None,
+    action: str | None = None, resource_type: str | None = None, actor_type: str | None = None,
+    since: datetime | None = None, until: datetime | None = None,
 ) -> Page[AuditLog]:
+    """A tenant's entries, newest first; ``since`` is inclusive, ``until`` exclusive."""
     statement = sa.select(AuditLog).where(AuditLog.tenant_id == tenant_id)
+    if actor_type:
+        statement = statement.where(AuditLog.actor_type == actor_type)
+    if since is not None:
+        statement = statement.where(AuditLog.created_at >= since)
+    if until is not None:
+        statement = statement.where(AuditLog.created_at < until)
     if action:
         statement = statement.where(AuditLog.action == action)
     if resource_type:

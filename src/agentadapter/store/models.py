@@ -51,6 +51,8 @@ __all__ = [
     "ProviderKey",
     "Run",
     "RunEventRow",
+    "RunStep",
+    "STEP_STATUSES",
     "Tenant",
     "User",
     "UserSettings",
@@ -500,3 +502,31 @@ class CreditTransaction(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     actor: Mapped[str | None] = mapped_column(sa.String(100))
     created_at: Mapped[datetime] = _created()
+
+
+STEP_STATUSES = ("queued", "running", "done")
+
+
+class RunStep(Base):
+    """One agent step of a run executed by the workers: queued once, claimed under a lease, done once.
+
+    ``(run_id, key)`` is unique, so a step is enqueued at most once however often the run is
+    replayed; ``claims`` counts the executions that started (more than one only after a worker died).
+    """
+
+    __tablename__ = "run_steps"
+    __table_args__ = (sa.Index(None, "status", "lease_until"),)
+
+    run_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    status: Mapped[str] = mapped_column(_status("run_step_status", STEP_STATUSES), default="queued")
+    request: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """What the step runs: agent, phase, input, history, the run's spend so far."""
+    result: Mapped[dict[str, Any] | None] = mapped_column()
+    claims: Mapped[int] = mapped_column(default=0)
+    worker: Mapped[str | None] = mapped_column(sa.String(200))
+    """The worker (host and process) that claimed it last."""
+    lease_until: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()

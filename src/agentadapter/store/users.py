@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentadapter.store.audit import record_audit
 from agentadapter.store.errors import RecordNotFound
 from agentadapter.store.models import User, UserSettings
 
@@ -59,9 +60,16 @@ async def get_or_create_user(
         session.add(UserSettings(id=uuid.uuid4(), tenant_id=tenant_id, user_id=user.id, **_SETTINGS_DEFAULTS))
         await session.flush()
     else:
+        previous_role = user.role
         for name, value in (("role", role), ("email", email), ("display_name", display_name)):
             if value is not None and getattr(user, name) != value:
                 setattr(user, name, value)
+        if user.role != previous_role:
+            # The identity provider changed the user's role: a permission change belongs in the log.
+            await record_audit(session, tenant_id, action="user.role_change", resource_type="user",
+                               resource_id=user.id, actor_type="user", actor_id=user.id,
+                               details={"from": previous_role, "to": user.role, "subject": subject,
+                                        "source": "token claims"})
     return user
 
 

@@ -67,6 +67,17 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "insufficient_system_resource": "error",
 }
 
+# Neutral finish reason -> OpenAI's, for answering as an OpenAI server (the gateway). OpenAI has no
+# ``error`` reason; a stream that ended in an error is reported as an error event, so what remains
+# of one is a stop.
+WIRE_FINISH_REASONS: dict[FinishReason, str] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "error": "stop",
+}
+
 # Top-level response keys that are bookkeeping, not data worth surfacing in provider_details.
 # ``x_groq`` carries only a request id and (in streams) the usage, which is read separately.
 _BOOKKEEPING_KEYS = frozenset(
@@ -338,6 +349,17 @@ def arguments_json(arguments: Mapping[str, Any]) -> str:
     if isinstance(raw, str) and len(arguments) == 1:
         return raw  # the model's own unparseable text, replayed as it was sent
     return json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+
+
+def usage_to_wire(usage: Usage) -> dict[str, Any]:
+    """Our :class:`Usage` as OpenAI's chat-completions usage (the inverse of :func:`usage_from_wire`)."""
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
 
 
 # --------------------------------------------------------------------------- wire -> neutral

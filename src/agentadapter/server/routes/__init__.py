@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from agentadapter.server.routes import agents, audit, providers, runs, settings, workflows
+from agentadapter.server.routes import agents, audit, gateway, provider_keys, providers, runs, settings, workflows
+from agentadapter.server.routes import credits as credit_routes
+from agentadapter.server.routes import export as export_routes
+from agentadapter.server.routes import usage as usage_routes
 from agentadapter.server.routes._prefix import API_PREFIX
 
 __all__ = ["API_PREFIX", "resource_routers"]
 
 resource_routers: tuple[APIRouter, ...] = (
-    agents.router, runs.router, workflows.router, settings.router, providers.router, audit.router,
+    gateway.router,  # first: the busiest path, matched before the other routes are tried
+    agents.router, runs.router, workflows.router, settings.router, providers.router, provider_keys.router, audit.router,
+    export_routes.router,
+    usage_routes.router, credit_routes.router,
 )
 """Mounted one by one on the app rather than through a parent router: one level of routing less per request."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
@@ -19,8 +20,20 @@ async def list_audit_logs(
     principal: AdminOnly, session: SessionDep, page: PageDep,
     action: Annotated[str | None, Query(max_length=64, description="e.g. agent.create")] = None,
     resource_type: Annotated[str | None, Query(max_length=32)] = None,
+    actor_type: Annotated[Literal["user", "api_key", "system"] | None, Query(
+        description="Who acted: a JWT user, an API key, or the system (the CLI, the server itself).")] = None,
+    since: Annotated[datetime | None, Query(description="Entries at or after this time (ISO 8601; UTC if no zone).")]
+    = None,
+    until: Annotated[datetime | None, Query(description="Entries before this time (ISO 8601; UTC if no zone).")]
+    = None,
 ) -> ListPublic[AuditLogPublic]:
     found = await audit.list_audit_logs(session, principal.tenant_id, limit=page.limit, cursor=page.cursor,
-                                        action=action, resource_type=resource_type)
+                                        action=action, resource_type=resource_type, actor_type=actor_type,
+                                        since=_aware(since), until=_aware(until))
     return ListPublic[AuditLogPublic](data=[AuditLogPublic.model_validate(e) for e in found.items],
                                       has_more=found.has_more, next_cursor=found.next_cursor)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # A time without a zone is read as UTC, the zone the log is kept in.
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

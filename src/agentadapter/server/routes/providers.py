@@ -6,18 +6,21 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from agentadapter.server.deps import ProvidersRead, StateDep
+from agentadapter.server.deps import ProvidersRead, SessionDep, StateDep
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.schemas import ListPublic, ProviderPublic
 from agentadapter.server.services import providers as service
+from agentadapter.store.provider_keys import providers_with_keys
 
 router = APIRouter(prefix=API_PREFIX + "/providers", tags=["providers"])
 
 
 @router.get("", response_model=ListPublic[ProviderPublic])
-async def list_providers(principal: ProvidersRead) -> ListPublic[ProviderPublic]:
-    """Every provider preset: wire format, base URL, key variable and whether the server has the key."""
-    return ListPublic[ProviderPublic](data=service.list_providers(), has_more=False, next_cursor=None)
+async def list_providers(principal: ProvidersRead, session: SessionDep) -> ListPublic[ProviderPublic]:
+    """Every provider preset: wire format, base URL, key variable and whether a key is set (the tenant's or
+    the server's)."""
+    stored = await providers_with_keys(session, principal.tenant_id)
+    return ListPublic[ProviderPublic](data=service.list_providers(stored), has_more=False, next_cursor=None)
 
 
 @router.get("/health")
@@ -33,8 +36,8 @@ async def model_capabilities(model: str, principal: ProvidersRead, state: StateD
 
 
 @router.get("/{name}", response_model=ProviderPublic)
-async def get_provider(name: str, principal: ProvidersRead) -> ProviderPublic:
-    return service.get_provider(name)
+async def get_provider(name: str, principal: ProvidersRead, session: SessionDep) -> ProviderPublic:
+    return service.get_provider(name, await providers_with_keys(session, principal.tenant_id))
 
 
 @router.get("/{name}/models")

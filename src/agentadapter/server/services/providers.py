@@ -1,14 +1,15 @@
 """What the adapter can reach: provider presets, model capabilities, and the health of targets used.
 
 All of it comes from the library (the presets table, the catalog, ``LLM.health()``); nothing here
-calls a provider. ``key_set`` says whether the server's environment holds the provider's key, never
-the key.
+calls a provider. ``key_set`` says whether the calling tenant has stored a key for the provider or
+the server's environment holds one - never the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Collection
 from typing import Any
 
 from agentadapter.llm import catalog
@@ -21,25 +22,26 @@ from agentadapter.server.schemas import ProviderPublic
 __all__ = ["capabilities", "get_provider", "health", "list_providers", "provider_models"]
 
 
-def _public(preset: Preset) -> ProviderPublic:
+def _public(preset: Preset, stored: Collection[str] = ()) -> ProviderPublic:
     return ProviderPublic(
         name=preset.name, label=preset.label, wire_format=preset.backend,
         base_url=next((os.environ[n] for n in preset.base_url_env if os.environ.get(n)), preset.base_url),
         key_env=preset.api_key_env[0] if preset.api_key_env else None,
-        key_set=any(os.environ.get(n) for n in preset.api_key_env), key_required=preset.key_required,
-        local=preset.local,
+        key_set=preset.name in stored or any(os.environ.get(n) for n in preset.api_key_env),
+        key_required=preset.key_required, local=preset.local,
     )
 
 
-def list_providers() -> list[ProviderPublic]:
-    return [_public(p) for p in PRESETS.values()]
+def list_providers(stored: Collection[str] = ()) -> list[ProviderPublic]:
+    """``stored``: the presets the calling tenant has a key for."""
+    return [_public(p, stored) for p in PRESETS.values()]
 
 
-def get_provider(name: str) -> ProviderPublic:
+def get_provider(name: str, stored: Collection[str] = ()) -> ProviderPublic:
     preset = PRESETS.get(canonical_type(name))
     if preset is None:
         raise APIError(404, f"unknown provider {name!r}; GET /v1/providers lists them", code="provider_not_found")
-    return _public(preset)
+    return _public(preset, stored)
 
 
 def _caps(model_id: str, caps: catalog.Capabilities) -> dict[str, Any]:

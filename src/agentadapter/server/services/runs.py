@@ -27,6 +27,7 @@ from agentadapter.server.services.common import Caller, invalid, record
 from agentadapter.server.services.workflows import build_workflow
 from agentadapter.server.state import AppState
 from agentadapter.store import agents as agent_store
+from agentadapter.store import credits as credit_store
 from agentadapter.store import runs as run_store
 from agentadapter.store import tenants, users
 from agentadapter.store import workflows as workflow_store
@@ -54,6 +55,8 @@ async def _defaults(session: AsyncSession, caller: Caller) -> dict[str, Any]:
 
 async def _submit(session: AsyncSession, state: AppState, caller: Caller, run: Run, job: RunJob,
                   details: Mapping[str, Any]) -> Run:
+    # A tenant with no credit left gets a 402 now (the run is not stored), not a run that fails later.
+    await credit_store.check_can_start(session, caller.tenant_id, required=state.server.credits_required)
     await record(session, caller, "run.create", "run", run.id, details)
     await session.commit()
     try:

@@ -1,0 +1,255 @@
+"""The OpenAI-compatible gateway's cost: the same calls made directly to a provider and through the gateway.
+
+One run starts a loopback OpenAI-format provider in its own process (``bench/_loopback.py``: it
+answers every chat completion at once, so what is measured is our overhead, not a model), then
+``agentadapter serve`` in its own process (a fresh SQLite database in a temp dir, a tenant and an API
+key made with the CLI, auth and usage recording on, ``OPENAI_BASE_URL`` pointed at the fake), and
+drives both with the same aiohttp load generator (its own processes, so it does not take the
+server's CPU time inside one interpreter):
+
+- latency at concurrency 1: median and p99, direct and through the gateway; the added latency is
+  gateway median - direct median (target <= 2 ms);
+- throughput at concurrency 64: requests/s direct and through the gateway (target: the gateway
+  keeps >= 35 % of the direct rate);
+- the gateway process's resident memory after start-up (and a 1,000-request warm-up), after 50k and
+  after 100k requests (target: flat within +-10 %).
+
+    .venv/bin/python bench/gateway.py [--quick] [--duration 8] [--requests 100000]
+
+``--quick`` is a short run (fewer latency samples, 2 s rates, 10k requests for the memory check).
+The markdown table printed at the end is the one in docs/gateway.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _loopback import loopback_server
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "agentadapter.cli_service"]
+MODEL = "openai/gpt-4o-mini"
+BODY = {"messages": [{"role": "system", "content": "You are brief."},
+                     {"role": "user", "content": "Say hello in one short sentence."}],
+        "max_tokens": 32}
+TARGET_ADDED_MS = 2.0
+TARGET_RATIO = 0.35
+TARGET_RSS_DRIFT = 0.10
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"`agentadapter {' '.join(args)}` failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def start_gateway(workdir: Path, provider_url: str) -> tuple[subprocess.Popen[bytes], str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTADAPTER_", "OPENAI_"))}
+    env.update(AGENTADAPTER_DATA_DIR=str(workdir), AGENTADAPTER_ENV="development", PYTHONUNBUFFERED="1",
+               OPENAI_BASE_URL=provider_url, OPENAI_API_KEY="sk-bench")
+    cli(env, "tenants", "create", "bench")
+    key = cli(env, "keys", "create", "--tenant", "bench", "--role", "member")
+    port = free_port()
+    log = workdir / "server.log"
+    process = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"],
+        env=env, cwd=workdir, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the gateway exited at start: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(base_url + "/healthz", timeout=1.0).status_code == 200:
+                return process, base_url + "/v1", key
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the gateway did not answer /healthz within 60 s")
+
+
+# ------------------------------------------------------------------------------------- the load
+
+
+def run_load(url: str, key: str, model: str, concurrency: int, *, duration: float | None = None,
+             requests: int | None = None) -> Load:
+    """The same client for both sides: POST .../chat/completions, from 1 process (c=1) or 2 (else)."""
+    processes = 1 if concurrency == 1 else 2
+    spec = {"url": url + "/chat/completions", "key": key, "model": model, "concurrency": concurrency // processes,
+            "duration": duration, "requests": requests // processes if requests else None}
+    children = [subprocess.Popen([sys.executable, __file__, "--client-worker", json.dumps(spec)],
+                                 stdout=subprocess.PIPE) for _ in range(processes)]
+    samples: list[float] = []
+    errors = done = 0
+    elapsed = 0.0
+    for child in children:
+        out, _ = child.communicate()
+        data = json.loads(out)
+        samples += data["latencies"]
+        errors += data["errors"]
+        done += data["requests"]
+        elapsed = max(elapsed, data["elapsed"])
+    samples.sort()
+
+    def pick(q: float) -> float:
+        return samples[min(len(samples) - 1, int(q * len(samples)))] if samples else float("nan")
+
+    return Load(done / elapsed if elapsed else 0.0, pick(0.5), pick(0.99), done, errors)
+
+
+async def _client_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = done = 0
+    body = json.dumps({"model": spec["model"], **BODY}).encode()
+    headers = {"Authorization": f"Bearer {spec['key']}", "Content-Type": "application/json"}
+    budget = spec["requests"]
+    deadline = time.perf_counter() + spec["duration"] if spec["duration"] else None
+    keep = budget is None or budget <= 20_000  # long memory runs keep no samples
+    started_all = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=headers) as session:
+
+        async def loop() -> None:
+            nonlocal errors, done, budget
+            while True:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return
+                if budget is not None:
+                    if budget <= 0:
+                        return
+                    budget -= 1
+                started = time.perf_counter()
+                try:
+                    async with session.post(spec["url"], data=body) as response:
+                        payload = await response.read()
+                        ok = response.status == 200 and b'"choices"' in payload
+                except aiohttp.ClientError:
+                    ok = False
+                if keep:
+                    latencies.append((time.perf_counter() - started) * 1000)
+                done += 1
+                errors += not ok
+
+        await asyncio.gather(*(loop() for _ in range(spec["concurrency"])))
+    return {"latencies": latencies, "errors": errors, "requests": done, "elapsed": time.perf_counter() - started_all}
+
+
+# --------------------------------------------------------------------------------------- report
+
+
+def report(results: dict[str, Any]) -> str:
+    direct1, gateway1 = results["direct_c1"], results["gateway_c1"]
+    direct64, gateway64 = results["direct_c64"], results["gateway_c64"]
+    added = gateway1.p50_ms - direct1.p50_ms
+    ratio = gateway64.rps / direct64.rps if direct64.rps else 0.0
+    rss = results["rss"]
+    base = rss[0][1]
+    drift = max(abs(mb - base) / base for _, mb in rss)
+    ok = lambda passed: "yes" if passed else "**no**"  # noqa: E731
+    lines = [
+        f"Loopback, {os.cpu_count()} CPUs, one gateway process (SQLite, API key auth, usage recording), "
+        "load from 2 client processes at c=64 (1 at c=1).",
+        "",
+        "| measure | direct | through the gateway | result | target | met |",
+        "|---|---:|---:|---:|---:|:---:|",
+        f"| latency c=1, median | {direct1.p50_ms:.2f} ms | {gateway1.p50_ms:.2f} ms | +{added:.2f} ms added "
+        f"| <= {TARGET_ADDED_MS:.0f} ms | {ok(added <= TARGET_ADDED_MS)} |",
+        f"| latency c=1, p99 | {direct1.p99_ms:.2f} ms | {gateway1.p99_ms:.2f} ms | "
+        f"+{gateway1.p99_ms - direct1.p99_ms:.2f} ms | - | - |",
+        f"| throughput c=64 | {direct64.rps:,.0f} req/s | {gateway64.rps:,.0f} req/s | {ratio:.0%} of direct "
+        f"| >= {TARGET_RATIO:.0%} | {ok(ratio >= TARGET_RATIO)} |",
+        "| gateway RSS | - | " + " / ".join(f"{mb:.0f} MB ({label})" for label, mb in rss)
+        + f" | {drift:+.1%} max drift | within +-{TARGET_RSS_DRIFT:.0%} | {ok(drift <= TARGET_RSS_DRIFT)} |",
+        "",
+        f"Errors: direct {direct1.errors + direct64.errors}, gateway {gateway1.errors + gateway64.errors + results['memory_errors']}.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per throughput measurement")
+    parser.add_argument("--requests", type=int, default=100_000, help="gateway requests for the memory check")
+    parser.add_argument("--client-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client_worker:
+        sys.stdout.write(json.dumps(asyncio.run(_client_worker(json.loads(args.client_worker)))))
+        return
+    duration = 2.0 if args.quick else args.duration
+    latency_samples = 300 if args.quick else 2000
+    total = 10_000 if args.quick else args.requests
+    workdir = Path(tempfile.mkdtemp(prefix="aa-bench-gateway-"))
+    results: dict[str, Any] = {}
+    try:
+        with loopback_server() as provider_url:
+            process, gateway_url, key = start_gateway(workdir, provider_url)
+            try:
+                for name, url in (("direct", provider_url), ("gateway", gateway_url)):
+                    run_load(url, key, MODEL, 8, requests=1000)  # warm-up: connections, caches, imports
+                    results[f"{name}_c1"] = run_load(url, key, MODEL, 1, requests=latency_samples)
+                    results[f"{name}_c64"] = run_load(url, key, MODEL, 64, duration=duration)
+                    print(f"{name:8} c=1 p50 {results[f'{name}_c1'].p50_ms:.2f} ms p99 {results[f'{name}_c1'].p99_ms:.2f}"
+                          f" ms; c=64 {results[f'{name}_c64'].rps:,.0f} req/s", file=sys.stderr)
+                served = 1000 + latency_samples + results["gateway_c64"].requests
+                rss = [("after start-up and warm-up", rss_mb(process.pid))]
+                errors = 0
+                for checkpoint in (total // 2, total):
+                    if checkpoint > served:
+                        errors += run_load(gateway_url, key, MODEL, 64, requests=checkpoint - served).errors
+                        served = checkpoint
+                    time.sleep(1.0)
+                    rss.append((f"after {checkpoint // 1000}k", rss_mb(process.pid)))
+                    print(f"gateway RSS {rss[-1][1]:.0f} MB after {served:,} requests", file=sys.stderr)
+                results["rss"] = rss
+                results["memory_errors"] = errors
+            finally:
+                process.terminate()
+                process.wait(20)
+        print(report(results))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

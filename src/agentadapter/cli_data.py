@@ -1,0 +1,92 @@
+"""Data lifecycle commands: ``agentadapter db purge`` (retention) and ``agentadapter tenants export``.
+
+``db purge`` deletes finished runs (with their agent runs, messages and events), usage records and
+audit entries older than ``--days`` (``AGENTADAPTER_RETENTION_DAYS`` by default) and prints what it
+deleted per table; ``--dry-run`` only counts. ``tenants export NAME`` writes the tenant's data as
+one JSON document to stdout or ``-o FILE``, streamed, and records the export in the tenant's audit
+log. ``cli_service.register`` adds both to its ``db`` and ``tenants`` groups.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from agentadapter.store.database import Database
+    from agentadapter.store.retention import PurgeReport
+
+__all__ = ["register"]
+
+
+def register(db_app: typer.Typer, tenants_app: typer.Typer) -> None:
+    """Add ``purge`` to the ``db`` group and ``export`` to the ``tenants`` group."""
+    db_app.command("purge")(db_purge)
+    tenants_app.command("export")(tenants_export)
+
+
+def db_purge(
+    days: Annotated[float | None, typer.Option(
+        min=0.0, help="delete what is older than this many days (default: AGENTADAPTER_RETENTION_DAYS)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would be deleted; delete nothing")] = False,
+) -> None:
+    """Delete finished runs, usage records and audit entries older than the retention period."""
+    from agentadapter.cli_service import EXIT_USAGE, _fail, _run, out
+    from agentadapter.config import get_settings
+    from agentadapter.store.retention import cutoff_for, purge
+
+    period = days if days is not None else get_settings().retention_days
+    try:
+        cutoff = cutoff_for(period)
+    except ValueError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+
+    async def work(db: Database) -> PurgeReport:
+        return await purge(db, older_than=cutoff, dry_run=dry_run)
+
+    report = _run(work)
+    verb = "would delete" if dry_run else "deleted"
+    table = Table(title=f"{verb} (older than {report.cutoff.isoformat(timespec='seconds')})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in report.counts.items():
+        table.add_row(name, str(count))
+    out.print(table)
+    if dry_run:
+        out.print("dry run: nothing was deleted")
+
+
+def tenants_export(
+    name: Annotated[str, typer.Argument(help="the tenant's name")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file (default: stdout)")]
+    = None,
+) -> None:
+    """Export a tenant's data as JSON (provider keys as metadata only: never their ciphertext)."""
+    from agentadapter.cli_service import _audit_cli, _run, _tenant_id, err
+    from agentadapter.store.export import export_tenant
+
+    async def work(db: Database) -> int:
+        async with db.writer() as session:
+            tenant_id = await _tenant_id(session, name)
+            await _audit_cli(session, tenant_id, "tenant.export", "tenant", tenant_id,
+                             {"output": str(output) if output else "stdout"})
+        written = 0
+        sink = output.open("w", encoding="utf-8") if output else sys.stdout
+        try:
+            async for chunk in export_tenant(db, tenant_id):
+                sink.write(chunk)
+                written += len(chunk)
+        finally:
+            if output:
+                sink.close()
+            else:
+                sink.flush()
+        return written
+
+    written = _run(work)
+    if output:
+        err.print(f"exported tenant {name} to {output} ({written:,} characters)")

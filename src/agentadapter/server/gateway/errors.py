@@ -1,0 +1,98 @@
+"""The library's exceptions as the gateway's error answers, with OpenAI's statuses.
+
+OpenAI clients pick their exception class from the status (``BadRequestError`` for 400,
+``NotFoundError`` for 404, ``RateLimitError`` for 429, ...) and read ``error.message`` /
+``error.code`` from the body, so the status matters as much as the text. A provider's own
+authentication failure is the server's problem, not the caller's, so it is a 502, never a 401 that
+would make the client believe its gateway key is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from agentadapter.llm.errors import (
+    AgentAdapterError,
+    AllTargetsFailedError,
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    CapabilityError,
+    CircuitOpenError,
+    ConfigurationError,
+    ContentFilterError,
+    ContextWindowExceededError,
+    InsufficientCreditsError,
+    InvalidRequestError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    RateLimitError,
+    StreamInterruptedError,
+)
+from agentadapter.llm.errors import APIError as ProviderError
+from agentadapter.server.errors import APIError
+
+__all__ = ["gateway_error"]
+
+
+def _retry_after(seconds: float | None) -> dict[str, str] | None:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))} if seconds is not None else None
+
+
+def gateway_error(exc: AgentAdapterError, model: str) -> APIError:
+    """The answer for a call to ``model`` that failed with ``exc``."""
+    message = str(exc)
+    if isinstance(exc, AllTargetsFailedError):
+        attempts = [a.to_dict() for a in exc.attempts]
+        retry = [e.retry_after for e in exc.errors if isinstance(e, RateLimitError) and e.retry_after is not None]
+        if exc.errors and all(isinstance(e, RateLimitError) for e in exc.errors):
+            return APIError(429, message, type="rate_limit_error", code="rate_limit_exceeded",
+                            details={"attempts": attempts}, headers=_retry_after(min(retry) if retry else None))
+        return APIError(502, message, type="api_error", code="all_targets_failed", details={"attempts": attempts})
+    if isinstance(exc, InsufficientCreditsError):
+        return APIError(402, message, type="insufficient_quota", code="insufficient_credits",
+                        details={"balance_usd": exc.balance_usd, "needed_usd": exc.needed_usd})
+    if isinstance(exc, BudgetExceededError):
+        details: dict[str, Any] = {"scope": exc.scope, "limit_usd": exc.limit_usd, "spent_usd": exc.spent_usd}
+        return APIError(429, message, type="insufficient_quota", code="budget_exceeded", details=details)
+    if isinstance(exc, CircuitOpenError):
+        return APIError(503, message, type="api_error", code="circuit_open", details={"target": exc.target},
+                        headers=_retry_after(exc.retry_in))
+    if isinstance(exc, InvalidRequestError | CapabilityError):
+        code = "unsupported_capability" if isinstance(exc, CapabilityError) else "invalid_request"
+        return APIError(400, message, code=code)
+    if isinstance(exc, ConfigurationError):
+        return APIError(400, message, code="model_not_available", param="model")
+    if isinstance(exc, ProviderError):
+        return _provider_error(exc, model)
+    return APIError(502, message, type="api_error", code="upstream_error")
+
+
+def _provider_error(exc: ProviderError, model: str) -> APIError:
+    message = str(exc)
+    details = {"provider": exc.provider, "model": exc.model, "upstream_status": exc.status}
+    if isinstance(exc, RateLimitError):
+        return APIError(429, message, type="rate_limit_error", code="rate_limit_exceeded", details=details,
+                        headers=_retry_after(exc.retry_after))
+    if isinstance(exc, APITimeoutError):
+        return APIError(504, message, type="api_error", code="upstream_timeout", details=details)
+    if isinstance(exc, ContextWindowExceededError):
+        return APIError(400, message, code="context_length_exceeded", param="messages", details=details)
+    if isinstance(exc, ContentFilterError):
+        return APIError(400, message, code="content_filter", details=details)
+    if isinstance(exc, BadRequestError):
+        return APIError(400, message, code="upstream_bad_request", details=details)
+    if isinstance(exc, NotFoundError):
+        return APIError(404, f"model {model!r} was not found by its provider: {message}", code="model_not_found",
+                        param="model", details=details)
+    if isinstance(exc, AuthenticationError | PermissionDeniedError):
+        return APIError(502, message, type="api_error", code="upstream_authentication_failed", details=details)
+    if isinstance(exc, OverloadedError):
+        return APIError(503, message, type="api_error", code="upstream_overloaded", details=details)
+    if isinstance(exc, APIConnectionError | StreamInterruptedError):
+        return APIError(502, message, type="api_error", code="upstream_unreachable", details=details)
+    return APIError(502, message, type="api_error", code="upstream_error", details=details)

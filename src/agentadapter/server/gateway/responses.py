@@ -1,0 +1,123 @@
+"""Our neutral answer -> OpenAI's ``chat.completion`` JSON, and our stream events -> ``chat.completion.chunk`` SSE.
+
+Finish reasons, usage and tool-call arguments use the tables and helpers of
+:mod:`agentadapter.llm.backends.openai_chat_mapping` (the same ones that read OpenAI's answers), so
+the two directions cannot drift apart. A stream is written as OpenAI writes it: a first chunk with
+the role, content deltas, tool-call deltas keyed by ``index`` (id and name on the first delta of a
+call), a chunk with the finish reason, a ``choices: []`` chunk with the usage when the client asked
+for it, then ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from agentadapter.llm.backends.openai_chat_mapping import WIRE_FINISH_REASONS, arguments_json, usage_to_wire
+from agentadapter.llm.messages import Response, StreamEvent
+
+__all__ = ["DONE", "ChunkWriter", "completion_body", "sse_data"]
+
+DONE = b"data: [DONE]\n\n"
+
+
+def completion_id(response_id: str) -> str:
+    return response_id if response_id.startswith("chatcmpl") else f"chatcmpl-{response_id or uuid.uuid4().hex}"
+
+
+def response_model(response: Response) -> str:
+    """The ``provider/model`` that answered (for a route: the target that did)."""
+    return f"{response.provider}/{response.model}" if response.provider else response.model
+
+
+def completion_body(response: Response) -> dict[str, Any]:
+    """A complete answer as a ``chat.completion`` object."""
+    text = response.text
+    refusal = (response.provider_details or {}).get("refusal")
+    if isinstance(refusal, str) and refusal and text.endswith(refusal):
+        text = text[: len(text) - len(refusal)]  # the backend keeps a refusal in the text too
+    else:
+        refusal = None
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": refusal}
+    calls = response.tool_calls
+    if calls:
+        message["tool_calls"] = [
+            {"id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": arguments_json(call.arguments)}}
+            for call in calls
+        ]
+    elif not text and refusal is None:
+        message["content"] = ""
+    return {
+        "id": completion_id(response.id),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": response_model(response),
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": WIRE_FINISH_REASONS[response.finish_reason]}],
+        "usage": usage_to_wire(response.usage),
+        "system_fingerprint": None,
+    }
+
+
+def sse_data(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+class ChunkWriter:
+    """Turns one stream's events into ``chat.completion.chunk`` frames."""
+
+    def __init__(self, model: str, *, include_usage: bool) -> None:
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        self._started = False
+        # Our tool-call events carry the part's index in the answer; OpenAI numbers calls from 0.
+        self._call_index: dict[int, int] = {}
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        return sse_data({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                         "model": self.model, "system_fingerprint": None,
+                         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]})
+
+    def start(self) -> bytes:
+        self._started = True
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def event(self, event: StreamEvent) -> bytes | None:
+        """The frame for one event, or None for events OpenAI's stream has no chunk for."""
+        kind = event.kind
+        if kind == "text":
+            return self._chunk({"content": event.text}) if event.text else None
+        if kind == "tool_call_delta":
+            index = self._call_index.get(event.index)
+            call: dict[str, Any] = {}
+            if index is None:
+                index = self._call_index[event.index] = len(self._call_index)
+                call = {"index": index, "id": event.call_id or f"call_{index}", "type": "function",
+                        "function": {"name": event.name or "", "arguments": event.arguments_delta}}
+            elif event.arguments_delta:
+                call = {"index": index, "function": {"arguments": event.arguments_delta}}
+            return self._chunk({"tool_calls": [call]}) if call else None
+        if kind == "tool_call":
+            assert event.tool_call is not None
+            if event.index in self._call_index:
+                return None  # its deltas were sent already
+            index = self._call_index[event.index] = len(self._call_index)
+            whole = event.tool_call
+            return self._chunk({"tool_calls": [{"index": index, "id": whole.id, "type": "function", "function": {
+                "name": whole.name, "arguments": arguments_json(whole.arguments)}}]})
+        return None  # reasoning (no chat-completions field), usage and finish (see finish())
+
+    def finish(self, response: Response) -> list[bytes]:
+        frames = [self._chunk({}, WIRE_FINISH_REASONS[response.finish_reason])]
+        if self.include_usage:
+            frames.append(sse_data({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                                    "model": self.model, "system_fingerprint": None, "choices": [],
+                                    "usage": usage_to_wire(response.usage)}))
+        frames.append(DONE)
+        return frames
+

@@ -1,0 +1,69 @@
+"""The server's periodic purge: data older than ``AGENTADAPTER_RETENTION_DAYS`` goes every interval.
+
+:class:`RetentionTask` runs :func:`agentadapter.store.retention.purge` every
+``AGENTADAPTER_RETENTION_INTERVAL_S`` seconds (the first one an interval after start-up, so a start
+is never slowed by a backlog) and logs what it deleted. A failed purge is logged and tried again
+at the next interval: housekeeping must never take the server down. The lifespan (``app.py``)
+starts it and cancels it on shutdown. With several server processes each purges; the deletes are
+idempotent, so they only repeat each other's (cheap, empty) queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from agentadapter.store.database import Database
+from agentadapter.store.retention import PurgeReport, cutoff_for, purge
+
+__all__ = ["RetentionTask"]
+
+logger = logging.getLogger("agentadapter.server.retention")
+
+
+class RetentionTask:
+    """Purges old data every ``interval_s`` seconds until stopped."""
+
+    def __init__(self, db: Database, *, retention_days: float, interval_s: float) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"the purge interval must be positive, not {interval_s} s")
+        cutoff_for(retention_days)  # refuse a nonsensical period at start-up, not an hour later
+        self.db = db
+        self.retention_days = retention_days
+        self.interval_s = interval_s
+        self.runs = 0
+        """Purges that finished (successfully or not): what tests and operators watch."""
+        self.last_report: PurgeReport | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="agentadapter-retention")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run_once(self) -> PurgeReport | None:
+        """One purge; its report, or None when it failed (the error is logged)."""
+        try:
+            report = await purge(self.db, older_than=cutoff_for(self.retention_days))
+            self.last_report = report
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("the retention purge failed; it is tried again in %.0f s", self.interval_s)
+            return None
+        finally:
+            self.runs += 1
+        if report.total:
+            logger.info("retention purge (older than %s): deleted %s", report.cutoff.isoformat(), report.summary())
+        return report
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.run_once()

@@ -1,0 +1,105 @@
+"""``/v1/credits``: the caller's tenant's prepaid balance and its history; grants for operators.
+
+Reading needs the read role. Granting needs an admin key or token that carries the ``credits:admin``
+scope explicitly: a tenant's own admins must not be able to grant themselves credits, so operators
+make such a key from the command line (``agentadapter keys create --tenant NAME --role admin
+--scope credits:admin``) or grant with ``agentadapter credits add``. Every grant is audited, and the
+tenant's LLM facade is rebuilt at once, so a tenant metered from this grant on is checked from its
+next call (other server instances pick it up within ``AGENTADAPTER_AUTH_CACHE_S``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from agentadapter.server.auth import Principal
+from agentadapter.server.deps import CurrentPrincipal, PageDep, RequestId, SessionDep, StateDep, WriteSessionDep
+from agentadapter.server.errors import APIError
+from agentadapter.server.routes._prefix import API_PREFIX
+from agentadapter.server.schemas import ListPublic
+from agentadapter.server.schemas_billing import (
+    CreditGrantIn,
+    CreditGrantPublic,
+    CreditsPublic,
+    CreditTransactionPublic,
+)
+from agentadapter.server.services.common import Caller, record
+from agentadapter.store import credits
+
+__all__ = ["CREDITS_ADMIN_SCOPE", "router"]
+
+router = APIRouter(prefix=API_PREFIX + "/credits", tags=["credits"])
+
+CREDITS_ADMIN_SCOPE = "credits:admin"
+
+
+async def _reader(principal: CurrentPrincipal) -> Principal:
+    if principal.can("credits", "read") or CREDITS_ADMIN_SCOPE in principal.scopes:
+        return principal
+    raise APIError(403, f"reading credits needs the read role and, on a scoped key, a credits or read scope (this "
+                        f"{principal.kind.replace('_', ' ')} has role {principal.role})",
+                   code="insufficient_permissions",
+                   details={"resource": "credits", "action": "read", "scopes": sorted(principal.scopes)})
+
+
+async def _granter(principal: CurrentPrincipal) -> Principal:
+    # Not principal.can(): wildcard scopes and the plain admin role must not reach this.
+    if principal.role == "admin" and CREDITS_ADMIN_SCOPE in principal.scopes:
+        return principal
+    raise APIError(
+        403, f"granting credits needs an admin key or token with the explicit {CREDITS_ADMIN_SCOPE} scope, which "
+             "tenant admins do not have; an operator makes one with `agentadapter keys create --tenant NAME --role "
+             f"admin --scope {CREDITS_ADMIN_SCOPE}`, or grants with `agentadapter credits add --tenant NAME AMOUNT`",
+        code="insufficient_permissions",
+        details={"resource": "credits", "action": "grant", "role": principal.role, "scopes": sorted(principal.scopes)})
+
+
+CreditsRead = Annotated[Principal, Depends(_reader)]
+CreditsGrant = Annotated[Principal, Depends(_granter)]
+
+
+@router.get("", response_model=CreditsPublic)
+async def get_credits(
+    principal: CreditsRead, session: SessionDep,
+    limit: Annotated[int, Query(ge=0, le=100, description="How many recent transactions to include.")] = 20,
+) -> CreditsPublic:
+    account = await credits.account(session, principal.tenant_id)
+    page = await credits.transactions(session, principal.tenant_id, limit=limit) if account and limit else None
+    balance = account.balance_usd if account else 0.0
+    reserved = account.reserved_usd if account else 0.0
+    return CreditsPublic(
+        tenant_id=principal.tenant_id, metered=account is not None, balance_usd=balance, reserved_usd=reserved,
+        available_usd=balance - reserved,
+        transactions=[CreditTransactionPublic.model_validate(t) for t in page.items] if page else [],
+        has_more=page.has_more if page else False, next_cursor=page.next_cursor if page else None,
+    )
+
+
+@router.get("/transactions", response_model=ListPublic[CreditTransactionPublic])
+async def list_credit_transactions(
+    principal: CreditsRead, session: SessionDep, page: PageDep,
+    kind: Annotated[str | None, Query(pattern="^(grant|charge|adjustment)$")] = None,
+) -> ListPublic[CreditTransactionPublic]:
+    found = await credits.transactions(session, principal.tenant_id, limit=page.limit, cursor=page.cursor, kind=kind)
+    return ListPublic[CreditTransactionPublic](data=[CreditTransactionPublic.model_validate(t) for t in found.items],
+                                               has_more=found.has_more, next_cursor=found.next_cursor)
+
+
+@router.post("/grants", response_model=CreditGrantPublic, status_code=201)
+async def grant_credits(data: CreditGrantIn, principal: CreditsGrant, session: WriteSessionDep, state: StateDep,
+                        request_id: RequestId) -> CreditGrantPublic:
+    entry = await credits.grant(session, principal.tenant_id, data.amount_usd, actor=principal.subject,
+                                description=data.description)
+    await record(session, Caller(principal, request_id), "credits.grant", "credit_transaction", entry.id,
+                 {"amount_usd": data.amount_usd, "description": data.description,
+                  "balance_after_usd": entry.balance_after_usd})
+    account = await credits.account(session, principal.tenant_id)
+    await session.commit()
+    state.tenant_llms.invalidate(principal.tenant_id)  # metered from its next call on
+    assert account is not None  # the grant has just opened it
+    return CreditGrantPublic(
+        transaction=CreditTransactionPublic.model_validate(entry), balance_usd=account.balance_usd,
+        reserved_usd=account.reserved_usd, available_usd=account.balance_usd - account.reserved_usd,
+    )

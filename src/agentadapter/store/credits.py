@@ -1,0 +1,270 @@
+"""Prepaid credits: a USD balance per tenant that every LLM call of the tenant draws on.
+
+An operator grants credits (:func:`grant`, from ``agentadapter credits add`` or ``POST
+/v1/credits/grants`` with the ``credits:admin`` scope); the first grant opens the tenant's
+:class:`~agentadapter.store.models.CreditAccount`. Every grant and every charge is a
+:class:`~agentadapter.store.models.CreditTransaction`, so the balance can always be explained.
+
+:class:`CreditGuard` is the :class:`~agentadapter.llm.policy.budget.SpendGuard` the tenant's ``LLM``
+facade asks before each call. Reserving is one conditional ``UPDATE`` (``reserved += estimate``
+where ``balance - reserved >= estimate``), atomic in the database, so a burst of concurrent calls -
+from one server process or several - cannot hold more than the balance; a call that does not fit is
+refused with :class:`~agentadapter.llm.errors.InsufficientCreditsError` before anything is sent.
+Settling is one transaction: a ``charge`` row keyed by the reservation's id (a unique column, so a
+reservation is charged once however often it is settled) and the balance and reservation update.
+Tenants without an account are not metered, unless the server requires credits
+(``AGENTADAPTER_CREDITS_REQUIRED=true``), in which case their calls are refused;
+:func:`guard_factory` hands a tenant's facade its guard, or none (no database round trip per call).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentadapter.llm.errors import InsufficientCreditsError, InvalidRequestError
+from agentadapter.store.database import Database
+from agentadapter.store.errors import StoreError
+from agentadapter.store.models import CreditAccount, CreditTransaction, utcnow
+from agentadapter.store.pagination import Page, paginate
+
+if TYPE_CHECKING:
+    from agentadapter.llm.policy.budget import SpendGuard
+
+__all__ = [
+    "ADD_CREDITS_HINT",
+    "CreditGuard",
+    "CreditHold",
+    "account",
+    "check_can_start",
+    "grant",
+    "guard_factory",
+    "transactions",
+]
+
+logger = logging.getLogger("agentadapter.store.credits")
+
+ADD_CREDITS_HINT = (
+    "an operator adds credits with `agentadapter credits add --tenant NAME AMOUNT` "
+    "(or POST /v1/credits/grants with a key that has the credits:admin scope)"
+)
+
+
+# ---------------------------------------------------------------------------------------- accounts
+
+
+async def account(session: AsyncSession, tenant_id: uuid.UUID) -> CreditAccount | None:
+    """The tenant's account, or None when it has never been granted credits (it is not metered)."""
+    found: CreditAccount | None = await session.get(CreditAccount, tenant_id, populate_existing=True)
+    return found
+
+
+async def grant(
+    session: AsyncSession, tenant_id: uuid.UUID, amount_usd: float, *, actor: str, description: str = "",
+    details: Mapping[str, Any] | None = None,
+) -> CreditTransaction:
+    """Add ``amount_usd`` to the tenant's balance (opening its account on the first grant) and record
+    the ``grant`` transaction, in the caller's transaction (the caller commits)."""
+    if not math.isfinite(amount_usd) or amount_usd <= 0:
+        raise InvalidRequestError(f"a grant must be a positive amount of USD, not {amount_usd!r}")
+    dialect = session.get_bind().dialect.name
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = utcnow()
+    await session.execute(
+        insert(CreditAccount)
+        .values(tenant_id=tenant_id, balance_usd=0.0, reserved_usd=0.0, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["tenant_id"])
+    )
+    balance = (await session.execute(
+        sa.update(CreditAccount)
+        .where(CreditAccount.tenant_id == tenant_id)
+        .values(balance_usd=CreditAccount.balance_usd + amount_usd, updated_at=now)
+        .returning(CreditAccount.balance_usd)
+    )).scalar_one()
+    entry = CreditTransaction(
+        id=uuid.uuid4(), tenant_id=tenant_id, kind="grant", amount_usd=amount_usd, balance_after_usd=float(balance),
+        reservation_id=None, reserved_usd=0.0, description=description, details=dict(details or {}),
+        actor=actor[:100],
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def transactions(
+    session: AsyncSession, tenant_id: uuid.UUID, *, limit: int = 20, cursor: str | None = None,
+    kind: str | None = None,
+) -> Page[CreditTransaction]:
+    """The tenant's grants and charges, newest first, one page at a time."""
+    statement = sa.select(CreditTransaction).where(CreditTransaction.tenant_id == tenant_id)
+    if kind is not None:
+        statement = statement.where(CreditTransaction.kind == kind)
+    page: Page[CreditTransaction] = await paginate(session, statement, CreditTransaction, limit=limit,
+                                                   cursor=cursor)
+    return page
+
+
+async def check_can_start(session: AsyncSession, tenant_id: uuid.UUID, *, required: bool) -> None:
+    """Refuse work up front (a run) for a metered tenant with nothing left to spend.
+
+    Raises :class:`InsufficientCreditsError` when the account's available balance is not positive,
+    or when the tenant has no account and the server requires credits. Each call the work makes
+    is still checked against its own estimate.
+    """
+    row = (await session.execute(
+        sa.select(CreditAccount.balance_usd, CreditAccount.reserved_usd).where(CreditAccount.tenant_id == tenant_id)
+    )).first()
+    if row is None:
+        if required:
+            raise _no_account(tenant_id, 0.0)
+        return
+    if row.balance_usd - row.reserved_usd <= 0:
+        raise InsufficientCreditsError(
+            f"the tenant's credit balance is ${row.balance_usd:.6f}, "
+            f"${row.reserved_usd:.6f} of it held by calls in progress, so nothing is left to start this; "
+            f"nothing was started. {ADD_CREDITS_HINT[0].upper()}{ADD_CREDITS_HINT[1:]}",
+            balance_usd=float(row.balance_usd), needed_usd=0.0,
+        )
+
+
+def _no_account(tenant_id: uuid.UUID, estimate_usd: float) -> InsufficientCreditsError:
+    return InsufficientCreditsError(
+        f"this server requires prepaid credits (AGENTADAPTER_CREDITS_REQUIRED=true) "
+        f"and tenant {tenant_id} has none; nothing was sent. {ADD_CREDITS_HINT[0].upper()}{ADD_CREDITS_HINT[1:]}",
+        balance_usd=0.0, needed_usd=estimate_usd,
+    )
+
+
+# ------------------------------------------------------------------------------------------- guard
+
+
+class CreditHold:
+    """One call's reservation against the tenant's balance, settled once (see :class:`CreditGuard`)."""
+
+    __slots__ = ("amount_usd", "guard", "id", "settled")
+
+    def __init__(self, guard: CreditGuard, reservation_id: uuid.UUID, amount_usd: float) -> None:
+        self.guard = guard
+        self.id = reservation_id
+        self.amount_usd = amount_usd
+        self.settled = False
+
+    async def settle(self, actual_usd: float | None) -> None:
+        """Charge the actual cost (None: an unknown price, charged as 0) and release the hold."""
+        if self.settled:
+            return
+        self.settled = True
+        await self.guard.settle(self.id, self.amount_usd, actual_usd)
+
+
+class _UnmeteredHold:
+    """The hold of a tenant whose account is gone and whom the server does not require to have one."""
+
+    __slots__ = ()
+
+    async def settle(self, actual_usd: float | None) -> None:
+        return None
+
+
+class CreditGuard:
+    """A tenant's credit balance as a :class:`~agentadapter.llm.policy.budget.SpendGuard`."""
+
+    def __init__(self, db: Database, tenant_id: uuid.UUID, required: bool) -> None:
+        self.db = db
+        self.tenant_id = tenant_id
+        self.required = required
+
+    async def reserve(self, estimate_usd: float, tags: Mapping[str, str]) -> CreditHold | _UnmeteredHold:
+        """Hold ``estimate_usd`` of the balance, or refuse the call with :class:`InsufficientCreditsError`."""
+        estimate = max(0.0, float(estimate_usd))
+        table = CreditAccount
+        found: sa.Row[float, float] | None = None
+        async with self.db.writer() as session:
+            held = (await session.execute(
+                sa.update(table)
+                .where(table.tenant_id == self.tenant_id, table.balance_usd - table.reserved_usd >= estimate)
+                .values(reserved_usd=table.reserved_usd + estimate, updated_at=utcnow())
+                .returning(table.tenant_id)
+            )).first()
+            if held is None:
+                found = (await session.execute(
+                    sa.select(table.balance_usd, table.reserved_usd).where(table.tenant_id == self.tenant_id)
+                )).first()
+        if held is not None:
+            return CreditHold(self, uuid.uuid4(), estimate)
+        if found is None:
+            if self.required:
+                raise _no_account(self.tenant_id, estimate)
+            return _UnmeteredHold()
+        balance, reserved = float(found.balance_usd), float(found.reserved_usd)
+        raise InsufficientCreditsError(
+            f"the tenant's credit balance is ${balance:.6f}, ${reserved:.6f} of it held by "
+            f"calls in progress (${max(0.0, balance - reserved):.6f} available), and this call may cost up to "
+            f"${estimate:.6f}; nothing was sent. Lower max_tokens or use a cheaper model, or add credits: "
+            f"{ADD_CREDITS_HINT}",
+            balance_usd=balance, needed_usd=estimate,
+        )
+
+    async def settle(self, reservation_id: uuid.UUID, held_usd: float, actual_usd: float | None) -> None:
+        """Charge ``actual_usd`` for the reservation and release ``held_usd``, exactly once per reservation.
+
+        A second settle of the same reservation (a retry, another process) finds its charge already
+        recorded - the unique ``reservation_id`` - and changes nothing.
+        """
+        charge = float(actual_usd) if actual_usd is not None and math.isfinite(actual_usd) else 0.0
+        table = CreditAccount
+        left = table.reserved_usd - held_usd
+        try:
+            async with self.db.writer() as session:
+                balance = (await session.execute(
+                    sa.update(table)
+                    .where(table.tenant_id == self.tenant_id)
+                    .values(balance_usd=table.balance_usd - charge, reserved_usd=sa.case((left > 0, left), else_=0.0),
+                            updated_at=utcnow())
+                    .returning(table.balance_usd)
+                )).scalar_one_or_none()
+                if balance is None:
+                    logger.warning("the credit account of tenant %s is gone; a call's $%.6f was not charged",
+                                   self.tenant_id, charge)
+                    return
+                session.add(CreditTransaction(
+                    id=uuid.uuid4(), tenant_id=self.tenant_id, kind="charge", amount_usd=-charge,
+                    balance_after_usd=float(balance), reservation_id=reservation_id, reserved_usd=held_usd,
+                    description="", details={} if actual_usd is not None else {"unpriced": True}, actor=None,
+                ))
+                await session.flush()
+        except IntegrityError as exc:
+            # The transaction (the balance update included) was rolled back. Only a charge already
+            # recorded for this reservation makes that the expected outcome.
+            async with self.db.session() as session:
+                recorded = await session.scalar(
+                    sa.select(CreditTransaction.id).where(CreditTransaction.reservation_id == reservation_id))
+            if recorded is None:
+                raise StoreError(
+                    f"could not record the charge of reservation {reservation_id} for tenant {self.tenant_id} "
+                    f"({exc.orig}); its ${held_usd:.6f} stays reserved until an operator adjusts the account"
+                ) from exc
+            logger.debug("reservation %s was already settled; not charged again", reservation_id)
+
+
+def guard_factory(db: Database, *, required: bool) -> Callable[[uuid.UUID], Awaitable[Sequence[SpendGuard]]]:
+    """The ``TenantLLMs.guards`` factory: a tenant's :class:`CreditGuard` when it has an account (or
+    when credits are required), no guard otherwise."""
+
+    async def guards(tenant_id: uuid.UUID) -> Sequence[SpendGuard]:
+        if required:
+            return [CreditGuard(db, tenant_id, True)]
+        async with db.session() as session:
+            exists = await session.scalar(
+                sa.select(CreditAccount.tenant_id).where(CreditAccount.tenant_id == tenant_id))
+        return [CreditGuard(db, tenant_id, False)] if exists is not None else []
+
+    return guards

@@ -1,0 +1,131 @@
+"""Retention: delete what is older than the retention period (``AGENTADAPTER_RETENTION_DAYS``).
+
+:func:`purge` deletes finished runs (completed, failed or cancelled) created and finished before the
+cutoff, and with them (``ON DELETE CASCADE``, on in SQLite too) their agent runs, bus messages and
+persisted events; usage records whose ``ts`` is before the cutoff; and audit entries created before
+it. Runs still queued or running are never touched, however old. Rows go in batches of a few
+hundred ids, each batch in its own short transaction, so neither SQLite's single writer nor
+PostgreSQL's locks are held for long and the API keeps answering while a large backlog is purged.
+``agentadapter db purge`` and the server's periodic purge (``server/housekeeping.py``) both use it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from agentadapter.store.database import Database
+from agentadapter.store.models import (
+    TERMINAL_RUN_STATUSES,
+    AgentMessage,
+    AgentRun,
+    AuditLog,
+    Run,
+    RunEventRow,
+    UsageRecord,
+)
+
+__all__ = ["BATCH_SIZE", "PurgeReport", "cutoff_for", "purge"]
+
+BATCH_SIZE = 500
+"""Ids per DELETE: small enough for short transactions, large enough to purge quickly."""
+
+_RUN_CHILDREN: tuple[tuple[str, Any], ...] = (
+    ("agent_runs", AgentRun), ("agent_messages", AgentMessage), ("run_events", RunEventRow),
+)
+TABLES = ("runs", "agent_runs", "agent_messages", "run_events", "usage_records", "audit_logs")
+
+
+@dataclass(slots=True)
+class PurgeReport:
+    """What a purge deleted (or, in a dry run, would delete), per table."""
+
+    cutoff: datetime
+    dry_run: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        return ", ".join(f"{table} {count}" for table, count in self.counts.items())
+
+
+def cutoff_for(days: float, *, now: datetime | None = None) -> datetime:
+    """The moment ``days`` ago: what was created before it is purged."""
+    if days <= 0:
+        raise ValueError(f"the retention period must be positive, not {days} days (AGENTADAPTER_RETENTION_DAYS "
+                         "or --days)")
+    return (now or datetime.now(UTC)) - timedelta(days=days)
+
+
+def _old_runs(cutoff: datetime) -> sa.Select[Any]:
+    return sa.select(Run.id).where(
+        Run.status.in_(sorted(TERMINAL_RUN_STATUSES)), Run.created_at < cutoff,
+        sa.or_(Run.finished_at.is_(None), Run.finished_at < cutoff),
+    )
+
+
+async def purge(db: Database, *, older_than: datetime, dry_run: bool = False,
+                batch_size: int = BATCH_SIZE) -> PurgeReport:
+    """Delete finished runs (with their children), usage records and audit entries older than ``older_than``.
+
+    ``dry_run`` counts what would go and deletes nothing.
+    """
+    if older_than.tzinfo is None:
+        raise ValueError(f"older_than must be timezone-aware (datetime.now(UTC) - ...), not {older_than!r}")
+    report = PurgeReport(cutoff=older_than, dry_run=dry_run)
+    if dry_run:
+        await _count(db, report)
+        return report
+    while True:
+        async with db.writer() as session:
+            ids = list(await session.scalars(_old_runs(older_than).limit(batch_size)))
+            if not ids:
+                break
+            for table, model in _RUN_CHILDREN:
+                report.counts[table] += await _count_where(session, model, model.run_id.in_(ids))
+            deleted = await session.execute(sa.delete(Run).where(Run.id.in_(ids)))
+            report.counts["runs"] += _rowcount(deleted)
+        if len(ids) < batch_size:
+            break
+    report.counts["usage_records"] = await _delete_batches(db, UsageRecord, UsageRecord.ts < older_than, batch_size)
+    report.counts["audit_logs"] = await _delete_batches(db, AuditLog, AuditLog.created_at < older_than, batch_size)
+    return report
+
+
+async def _count(db: Database, report: PurgeReport) -> None:
+    runs = _old_runs(report.cutoff).subquery()
+    async with db.session() as session:
+        report.counts["runs"] = await _count_where(session, Run, Run.id.in_(sa.select(runs.c.id)))
+        for table, model in _RUN_CHILDREN:
+            report.counts[table] = await _count_where(session, model, model.run_id.in_(sa.select(runs.c.id)))
+        report.counts["usage_records"] = await _count_where(session, UsageRecord, UsageRecord.ts < report.cutoff)
+        report.counts["audit_logs"] = await _count_where(session, AuditLog, AuditLog.created_at < report.cutoff)
+
+
+async def _count_where(session: Any, model: Any, condition: Any) -> int:
+    return int(await session.scalar(sa.select(sa.func.count()).select_from(model).where(condition)) or 0)
+
+
+async def _delete_batches(db: Database, model: Any, condition: Any, batch_size: int) -> int:
+    total = 0
+    while True:
+        async with db.writer() as session:
+            ids: Sequence[uuid.UUID] = list(await session.scalars(sa.select(model.id).where(condition)
+                                                                  .limit(batch_size)))
+            if not ids:
+                return total
+            total += _rowcount(await session.execute(sa.delete(model).where(model.id.in_(ids))))
+        if len(ids) < batch_size:
+            return total
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)

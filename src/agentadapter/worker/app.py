@@ -1,0 +1,199 @@
+"""The Celery application, and the runtime each worker process keeps for its whole life.
+
+The API only sends tasks by name (``agentadapter.drive``, ``agentadapter.step``); workers import
+:mod:`agentadapter.worker.tasks`. Delivery is at least once - ``task_acks_late`` with
+``task_reject_on_worker_lost``, so a task whose worker died is delivered again, and
+``worker_prefetch_multiplier=1``, so a busy worker does not hoard tasks - and the tasks make
+repeats harmless (see :mod:`agentadapter.worker.engine`). No result backend: results live in the
+database.
+
+Each worker process builds one :class:`WorkerRuntime` when it starts (Celery's
+``worker_process_init``): one event loop that runs every task's coroutine, so the database pool,
+the LLM's HTTP connections and the Redis client survive from task to task, and the process's own
+``Database``, ``LLM`` and ``TenantLLMs``, wired as the API server wires its own: usage records and
+budgets in the database (budgets, breakers and rate limits on Redis), each tenant's stored provider
+keys (decrypted with ``AGENTADAPTER_SECRET_KEY``) and its credit guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from agentadapter.config import Settings, get_settings
+from agentadapter.llm.errors import ConfigurationError
+from agentadapter.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from agentadapter.agents.tools.registry import ToolRegistry
+    from agentadapter.llm.client import LLM
+    from agentadapter.llm.shared import SharedState
+    from agentadapter.server.tenancy import TenantLLMs
+    from agentadapter.store.database import Database
+    from agentadapter.worker.channel import RunChannel
+
+__all__ = ["DRIVE_TASK", "STEP_TASK", "WorkerRuntime", "celery_app", "client_app", "configure", "runtime"]
+
+logger = logging.getLogger("agentadapter.worker")
+
+DRIVE_TASK = "agentadapter.drive"
+STEP_TASK = "agentadapter.step"
+
+T = TypeVar("T")
+
+celery_app = Celery("agentadapter")
+"""Configured from the settings by :func:`configure` (the API's executor, ``agentadapter worker``)."""
+
+
+def broker_url(settings: Settings) -> str:
+    url = settings.broker_url or settings.redis_url
+    if not url:
+        raise ConfigurationError(
+            "AGENTADAPTER_EXECUTOR=celery needs a broker: set AGENTADAPTER_BROKER_URL (redis://... or amqp://...) "
+            "or AGENTADAPTER_REDIS_URL"
+        )
+    return url
+
+
+def configure(settings: Settings | None = None, worker: WorkerSettings | None = None,
+              app: Celery | None = None) -> Celery:
+    """Point a Celery app (default: the workers' :data:`celery_app`) at the configured broker; returns it."""
+    settings = settings or get_settings()
+    worker = worker or WorkerSettings()
+    app = app if app is not None else celery_app
+    if not settings.redis_url:
+        raise ConfigurationError(
+            "AGENTADAPTER_EXECUTOR=celery needs Redis for run events and cancels: set AGENTADAPTER_REDIS_URL"
+        )
+    app.conf.update(
+        broker_url=broker_url(settings),
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_default_queue=worker.queue,
+        broker_transport_options={"visibility_timeout": worker.broker_visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def client_app(settings: Settings, worker: WorkerSettings) -> Celery:
+    """A Celery app of its own for a server's executor: it only sends tasks (by name) and revokes them."""
+    return configure(settings, worker, Celery("agentadapter-client"))
+
+
+class WorkerRuntime:
+    """One worker process's loop, database, LLM facades, tools and Redis channel."""
+
+    def __init__(self, settings: Settings | None = None, worker: WorkerSettings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.worker = worker or WorkerSettings()
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.db: Database
+        self.llm: LLM
+        self.tenant_llms: TenantLLMs
+        self.tools: ToolRegistry
+        self.channel: RunChannel
+        self.shared: SharedState | None
+        self.loop.run_until_complete(self._open())
+
+    async def _open(self) -> None:
+        from agentadapter.agents.tools.registry import default_registry
+        from agentadapter.llm.client import LLM
+        from agentadapter.llm.ledger import UsageLedger
+        from agentadapter.llm.shared import shared_state_from_settings
+        from agentadapter.server.services.provider_keys import keys_loader
+        from agentadapter.server.settings import ServerSettings
+        from agentadapter.server.tenancy import TenantLLMs
+        from agentadapter.store.budgets import DatabaseBudgetStore
+        from agentadapter.store.credits import guard_factory
+        from agentadapter.store.database import Database, PoolSettings, database_url
+        from agentadapter.store.usage import DatabaseUsageStore
+        from agentadapter.worker.channel import RunChannel
+
+        assert self.settings.redis_url is not None  # configure() checked it
+        server = ServerSettings()
+        self.db = Database(database_url(self.settings), pool=PoolSettings())
+        self.shared = shared_state_from_settings(self.settings)
+        self.llm = LLM(shared=self.shared)
+        # As the API server does: a run's model calls are metered and guarded alike wherever it executes.
+        self.llm.ledger = UsageLedger(DatabaseUsageStore(self.db))
+        self.llm.budgets.store = DatabaseBudgetStore(self.db)
+        if self.shared is not None:
+            self.llm.budgets.store = self.shared.budgets
+            await self.shared.start()
+        self.tenant_llms = TenantLLMs(self.llm, ttl_s=server.auth_cache_s)
+        self.tenant_llms.keys = keys_loader(self.db, self.settings.secret_key)
+        self.tenant_llms.guards = guard_factory(self.db, required=server.credits_required)
+        self.tools = default_registry()
+        self.channel = RunChannel(self.settings.redis_url, self.worker)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a task's coroutine on the process's loop, then write the usage its calls recorded."""
+        return self.loop.run_until_complete(self._run(coroutine))
+
+    async def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        try:
+            return await coroutine
+        finally:
+            # The ledger writes in the background, but this loop only runs while a task does:
+            # without this, a step's usage would wait for the next task to be written.
+            try:
+                await self.llm.ledger.flush()
+            except Exception as exc:  # the entries stay buffered; the next task's flush retries them
+                logger.warning("could not write %d usage entries (%s: %s); the next task retries",
+                               self.llm.ledger.pending, type(exc).__name__, exc)
+
+    def close(self) -> None:
+        from agentadapter.store.usage import flush_ledger
+
+        async def close() -> None:
+            await self.channel.aclose()
+            await self.llm.aclose()
+            if self.shared is not None:
+                await self.shared.aclose()
+            await flush_ledger(self.llm.ledger)
+            await self.db.dispose()
+
+        try:
+            self.loop.run_until_complete(close())
+        finally:
+            self.loop.close()
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def runtime() -> WorkerRuntime:
+    """This process's runtime (built at process start; on first use where no such signal comes)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = WorkerRuntime()
+    return _runtime
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _process_started(**_: Any) -> None:
+    runtime()
+
+
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _process_stopping(**_: Any) -> None:
+    global _runtime
+    if _runtime is not None:
+        try:
+            _runtime.close()
+        except Exception:
+            logger.warning("closing the worker runtime failed", exc_info=True)
+        _runtime = None

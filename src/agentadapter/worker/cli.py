@@ -1,0 +1,38 @@
+"""``agentadapter worker``: a Celery worker (prefork pool) that executes the service's runs."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["register", "worker"]
+
+
+def worker(
+    concurrency: int = typer.Option(0, "--concurrency", "-c", min=0,
+                                    help="Worker processes (0: one per CPU)."),
+    queues: str = typer.Option("", "--queues", "-Q",
+                               help="Queues to consume, comma-separated (default: AGENTADAPTER_WORKER_QUEUE)."),
+    loglevel: str = typer.Option("INFO", "--loglevel", "-l", help="DEBUG, INFO, WARNING or ERROR."),
+) -> None:
+    """Execute runs sent by servers started with AGENTADAPTER_EXECUTOR=celery (same database, Redis and broker)."""
+    from agentadapter.llm.errors import ConfigurationError
+    from agentadapter.worker.app import configure
+    from agentadapter.worker.settings import WorkerSettings
+
+    settings = WorkerSettings()
+    try:
+        app = configure(worker=settings)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    import agentadapter.worker.tasks  # noqa: F401 - registers the tasks on the app
+
+    argv = ["worker", "--pool=prefork", f"--loglevel={loglevel}", f"--queues={queues or settings.queue}",
+            "--without-gossip", "--without-mingle"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    app.worker_main(argv)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
