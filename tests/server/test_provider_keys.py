@@ -253,3 +253,17 @@ def test_cli_sets_lists_deletes_and_reencrypts(cli: tuple[CliRunner, typer.Typer
     assert deleted.exit_code == 0 and "...6789" in deleted.stdout
     missing = runner.invoke(app, ["provider-keys", "delete", "-t", "acme", "-p", "claude", "-n", "batch"])
     assert missing.exit_code == 2 and "provider-keys list" in missing.output
+
+
+async def test_a_key_no_secret_opens_refuses_the_run_with_the_fix(wired: Api, openai_fake: OpenAIFake) -> None:
+    api = wired
+    tenant = await api.tenant("a")
+    async with api.state.db.writer() as session:  # stored under a secret key this server no longer has
+        await provider_keys.create_provider_key(session, tenant.id, SecretBox([generate_key()]), provider="openai",
+                                                key=TENANT_KEY)
+    agent = await api.create_agent("a", model="openai/gpt-4o-mini")
+    response = await api.request("POST", "/v1/runs", json={"agent_id": agent["id"], "input": "Hi"})
+    # The tenant's facade is built before the run is accepted, so the run is refused with the fix.
+    assert response.status_code == 422 and "Put the old key back" in response.json()["error"]["message"]
+    assert TENANT_KEY not in response.text
+    assert not openai_fake.requests  # nothing was sent with another key

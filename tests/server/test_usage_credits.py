@@ -4,8 +4,10 @@ and PostgreSQL. ``agentadapter credits add|show`` from the command line."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,10 @@ from typer.testing import CliRunner
 
 from agentadapter.cli_service import register
 from agentadapter.config import get_settings
+from agentadapter.llm.ledger import UsageEntry
+from agentadapter.llm.messages import Usage
+from agentadapter.store.database import Database
+from agentadapter.store.usage import usage_totals
 from agentadapter.testing import offline_llm
 from fakes.priced import PRICE_PER_TOKEN, PRICED_MODEL, priced_backend
 from server.conftest import Api, AppFactory
@@ -165,6 +171,26 @@ async def test_a_server_that_requires_credits_refuses_tenants_without_them(make_
         assert (await run(api, agent))["status"] == "completed"  # test/echo is free: charged $0
         account = (await api.request("GET", "/v1/credits")).json()
         assert account["balance_usd"] == 1.0 and account["transactions"][0]["kind"] == "charge"
+
+
+async def test_the_server_writes_pending_usage_before_it_stops(make_api: AppFactory) -> None:
+    async with make_api() as api:
+        tenant = await api.tenant()
+        url = api.state.settings.database_url
+        entry = UsageEntry(ts=time.time(), provider="p", model="m", usage=Usage(input_tokens=3, output_tokens=4),
+                           cost_usd=0.5, tags={"tenant": str(tenant.id), "source": "gateway"})
+        # Recorded from a thread without an event loop: no background write is scheduled, only the
+        # shutdown's flush can write it.
+        await asyncio.to_thread(api.state.llm.ledger.record, entry)
+        assert api.state.llm.ledger.pending == 1
+    assert url is not None
+    db = Database(url)
+    try:
+        async with db.session() as session:
+            [totals] = await usage_totals(session, tenant.id)
+    finally:
+        await db.dispose()
+    assert (totals.requests, totals.output_tokens, totals.cost_usd) == (1, 4, 0.5)
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -3,6 +3,7 @@ PostgreSQL; batches are written as a few multi-row INSERTs; odd tags are kept, n
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from typing import Any
@@ -179,3 +180,26 @@ async def test_the_ledger_flushes_on_shutdown_and_bad_names_are_refused(db: Data
     assert (await store.totals(filters={"batch": batch}))[0].requests == 1
     with pytest.raises(InvalidRequestError, match="empty group"):
         await store.totals(["tag:"])
+
+
+async def test_totals_wait_for_a_batch_being_written(db: Database, tenant: Tenant, batch: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    store = DatabaseUsageStore(db)
+    gate = asyncio.Event()
+    insert = store._insert
+
+    async def held_insert(rows: list[dict[str, Any]]) -> None:
+        await gate.wait()
+        await insert(rows)
+
+    monkeypatch.setattr(store, "_insert", held_insert)
+    # As the ledger's background flush would: a batch is being written when a query comes.
+    writing = asyncio.get_running_loop().create_task(
+        store.record_many([entry(DAY2, tenant=str(tenant.id), batch=batch) for _ in range(3)]))
+    counting = asyncio.get_running_loop().create_task(store.totals(filters={"batch": batch}))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not counting.done()  # it waits for the write rather than miss its rows
+    gate.set()
+    assert (await counting)[0].requests == 3
+    await writing

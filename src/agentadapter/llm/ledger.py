@@ -371,6 +371,14 @@ class UsageLedger:
         A store with ``record_many(entries)`` (the database's) gets them in batches of up to
         :attr:`batch_size`, one round trip each; any other gets them one by one.
         """
+        # A background flush may be writing a batch it already took from the buffer: wait for it, so
+        # that after flush() returns every entry recorded before the call is in the store.
+        current = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            writing = [t for t in self._flushing if t is not current and not t.done() and t.get_loop() is loop]
+        if writing:
+            await asyncio.gather(*writing, return_exceptions=True)
         record_many = getattr(self.store, "record_many", None)
         while True:
             with self._lock:

@@ -9,6 +9,8 @@
 - repositories, one module per resource (``tenants``, ``users``, ``api_keys``, ``agents``,
   ``workflows``, ``runs``, ``audit``): every query for tenant data goes through one of their
   functions, and each takes the tenant;
+- :mod:`~agentadapter.store.secrets` - :class:`SecretBox`, Fernet encryption of the tenants' provider
+  keys (``provider_keys``) under ``AGENTADAPTER_SECRET_KEY``;
 - :class:`StoreRunRecorder` - the orchestrator's ``RunRecorder`` interface, implemented here.
 
 The store sits beside the adapter in the layering: it imports the orchestrator's recorder interface

@@ -37,7 +37,7 @@ from agentadapter.llm.ledger import GROUP_FIELDS, TimeBound, UsageEntry, UsageLe
 from agentadapter.store.database import Database
 from agentadapter.store.models import Tenant, UsageRecord
 
-__all__ = ["TAG_COLUMNS", "DatabaseUsageStore", "flush_ledger", "usage_totals"]
+__all__ = ["TAG_COLUMNS", "DatabaseUsageStore", "flush_ledger", "usage_totals", "write_pending"]
 
 logger = logging.getLogger("agentadapter.store.usage")
 
@@ -173,6 +173,7 @@ class DatabaseUsageStore:
         filters: Mapping[str, str] | None = None,
     ) -> list[UsageTotals]:
         """Totals of every recorded entry (see :meth:`~agentadapter.llm.ledger.UsageStore.totals`)."""
+        await self.wait_idle()  # a batch the ledger's background flush is writing counts too
         async with self.db.session() as session:
             return await _query_totals(session, group_by, since, until, filters, tenant_id=None)
 
@@ -189,6 +190,15 @@ async def usage_totals(
     return await _query_totals(session, group_by, since, until, filters, tenant_id=tenant_id)
 
 
+async def write_pending(ledger: UsageLedger) -> None:
+    """Write what the ledger holds, and wait for the batch a background flush may be writing, so a
+    query that follows counts every call that has finished."""
+    await ledger.flush()
+    wait_idle = getattr(ledger.store, "wait_idle", None)
+    if wait_idle is not None:
+        await wait_idle()
+
+
 async def flush_ledger(ledger: UsageLedger) -> None:
     """Write what the ledger holds before the database closes (the server's shutdown).
 
@@ -196,10 +206,7 @@ async def flush_ledger(ledger: UsageLedger) -> None:
     shutdown: the process is ending and has nowhere else to keep them.
     """
     try:
-        await ledger.flush()
-        wait_idle = getattr(ledger.store, "wait_idle", None)
-        if wait_idle is not None:
-            await wait_idle()
+        await write_pending(ledger)
     except Exception as exc:
         logger.error("could not write %d usage entries before shutting down (%s: %s); they are lost",
                      ledger.pending, type(exc).__name__, exc)

@@ -13,6 +13,9 @@ def worker(
     queues: str = typer.Option("", "--queues", "-Q",
                                help="Queues to consume, comma-separated (default: AGENTADAPTER_WORKER_QUEUE)."),
     loglevel: str = typer.Option("INFO", "--loglevel", "-l", help="DEBUG, INFO, WARNING or ERROR."),
+    hostname: str = typer.Option("", "--hostname", "-n",
+                                 help="The worker's node name, e.g. worker1@%h (default: celery@<host>); give "
+                                      "each worker on one host its own."),
 ) -> None:
     """Execute runs sent by servers started with AGENTADAPTER_EXECUTOR=celery (same database, Redis and broker)."""
     from agentadapter.llm.errors import ConfigurationError
@@ -31,6 +34,8 @@ def worker(
             "--without-gossip", "--without-mingle"]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
+    if hostname:
+        argv.append(f"--hostname={hostname}")
     app.worker_main(argv)
 
 
