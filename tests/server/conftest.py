@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import typer
 from fastapi import FastAPI
+from typer.testing import CliRunner
 
-from agentadapter.config import Settings
+from agentadapter.config import Settings, get_settings
 from agentadapter.server.app import create_app
 from agentadapter.server.settings import ServerSettings
 from agentadapter.server.state import AppState
@@ -145,3 +147,20 @@ async def any_api(request: pytest.FixtureRequest, make_api: AppFactory) -> Async
     """The API on SQLite and on PostgreSQL (the representative slice that runs on both)."""
     async with make_api(database=request.param) as ready:
         yield ready
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRunner, typer.Typer]]:
+    """The service's commands on a fresh SQLite data dir (none of the caller's service settings)."""
+    from agentadapter.cli_service import register
+
+    for name in ("AGENTADAPTER_DATABASE_URL", "AGENTADAPTER_REDIS_URL", "AGENTADAPTER_ENV",
+                 "AGENTADAPTER_RETENTION_DAYS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AGENTADAPTER_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    app = typer.Typer()
+    app.command("version")(lambda: None)  # a second command, so that typer keeps subcommand names
+    register(app)
+    yield CliRunner(), app
+    get_settings.cache_clear()

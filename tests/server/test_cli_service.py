@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from agentadapter.cli_service import register
 from agentadapter.config import get_settings
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRunner, typer.Typer]]:
-    for name in ("AGENTADAPTER_DATABASE_URL", "AGENTADAPTER_REDIS_URL", "AGENTADAPTER_ENV"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AGENTADAPTER_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    app = typer.Typer()
-    app.command("version")(lambda: None)  # a second command, so that typer keeps subcommand names
-    register(app)
-    yield CliRunner(), app
-    get_settings.cache_clear()
 
 
 def test_tenants_and_keys_are_created_listed_and_revoked(cli: tuple[CliRunner, typer.Typer]) -> None:

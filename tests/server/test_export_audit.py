@@ -6,17 +6,14 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jwt
-import pytest
 import typer
 from typer.testing import CliRunner
 
-from agentadapter.cli_service import register
 from agentadapter.config import get_settings
 from agentadapter.store.database import Database, database_url
 from agentadapter.store.export import SECTIONS, export_tenant
@@ -137,17 +134,6 @@ async def test_audit_logs_filter_by_time_and_actor_type(api: Api) -> None:
     assert bad.status_code == 422 and bad.json()["error"]["param"] == "actor_type"
 
 
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRunner, typer.Typer]]:
-    for name in ("AGENTADAPTER_DATABASE_URL", "AGENTADAPTER_REDIS_URL", "AGENTADAPTER_ENV"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AGENTADAPTER_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    app = typer.Typer()
-    app.command("version")(lambda: None)
-    register(app)
-    yield CliRunner(), app
-    get_settings.cache_clear()
 
 
 def test_cli_key_and_tenant_changes_are_audited_and_the_tenant_exported(

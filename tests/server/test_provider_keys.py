@@ -13,7 +13,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agentadapter.cli_service import register
 from agentadapter.config import get_settings
 from agentadapter.llm.client import LLM
 from agentadapter.observability.logging import configure_logging, get_logger
@@ -175,16 +174,6 @@ async def test_lists_are_paginated(api: Api) -> None:
 # --------------------------------------------------------------------------------------------- CLI
 
 
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRunner, typer.Typer]]:
-    for name in ("AGENTADAPTER_DATABASE_URL", "AGENTADAPTER_REDIS_URL", "AGENTADAPTER_ENV"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AGENTADAPTER_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    app = typer.Typer()
-    register(app)
-    yield CliRunner(), app
-    get_settings.cache_clear()
 
 
 def _environ_with(secret: str) -> dict[str, str]:

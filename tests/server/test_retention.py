@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +14,6 @@ import sqlalchemy as sa
 import typer
 from typer.testing import CliRunner
 
-from agentadapter.cli_service import register
 from agentadapter.config import get_settings
 from agentadapter.server.housekeeping import RetentionTask
 from agentadapter.store import tenants
@@ -157,18 +155,6 @@ async def test_a_failed_purge_is_logged_and_tried_again(tmp_path: Path, caplog: 
         await db.dispose()
 
 
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRunner, typer.Typer]]:
-    for name in ("AGENTADAPTER_DATABASE_URL", "AGENTADAPTER_REDIS_URL", "AGENTADAPTER_ENV",
-                 "AGENTADAPTER_RETENTION_DAYS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AGENTADAPTER_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    app = typer.Typer()
-    app.command("version")(lambda: None)
-    register(app)
-    yield CliRunner(), app
-    get_settings.cache_clear()
 
 
 def _with_db(work: object) -> object:

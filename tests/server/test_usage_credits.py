@@ -8,16 +8,13 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from agentadapter.cli_service import register
-from agentadapter.config import get_settings
 from agentadapter.llm.ledger import UsageEntry
 from agentadapter.llm.messages import Usage
 from agentadapter.store.database import Database
@@ -196,17 +193,6 @@ async def test_the_server_writes_pending_usage_before_it_stops(make_api: AppFact
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRunner, typer.Typer]]:
-    for name in ("AGENTADAPTER_DATABASE_URL", "AGENTADAPTER_REDIS_URL", "AGENTADAPTER_ENV"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AGENTADAPTER_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    app = typer.Typer()
-    app.command("version")(lambda: None)
-    register(app)
-    yield CliRunner(), app
-    get_settings.cache_clear()
 
 
 def test_credits_are_added_and_shown_from_the_command_line(cli: tuple[CliRunner, typer.Typer]) -> None:
