@@ -111,11 +111,13 @@ def start_gateway(workdir: Path, provider_url: str) -> tuple[subprocess.Popen[by
 
 
 def run_load(url: str, key: str, model: str, concurrency: int, *, duration: float | None = None,
-             requests: int | None = None) -> Load:
-    """The same client for both sides: POST .../chat/completions, from 1 process (c=1) or 2 (else)."""
+             requests: int | None = None, path: str = "/chat/completions") -> Load:
+    """The same client for both sides: POST .../chat/completions (GET for any other path), from 1 process
+    (c=1) or 2 (else)."""
     processes = 1 if concurrency == 1 else 2
-    spec = {"url": url + "/chat/completions", "key": key, "model": model, "concurrency": concurrency // processes,
-            "duration": duration, "requests": requests // processes if requests else None}
+    spec = {"url": url + path, "key": key, "model": model, "concurrency": concurrency // processes,
+            "duration": duration, "requests": requests // processes if requests else None,
+            "get": path != "/chat/completions"}
     children = [subprocess.Popen([sys.executable, __file__, "--client-worker", json.dumps(spec)],
                                  stdout=subprocess.PIPE) for _ in range(processes)]
     samples: list[float] = []
@@ -160,9 +162,14 @@ async def _client_worker(spec: dict[str, Any]) -> dict[str, Any]:
                     budget -= 1
                 started = time.perf_counter()
                 try:
-                    async with session.post(spec["url"], data=body) as response:
-                        payload = await response.read()
-                        ok = response.status == 200 and b'"choices"' in payload
+                    if spec["get"]:
+                        async with session.get(spec["url"]) as response:
+                            await response.read()
+                            ok = response.status == 200
+                    else:
+                        async with session.post(spec["url"], data=body) as response:
+                            payload = await response.read()
+                            ok = response.status == 200 and b'"choices"' in payload
                 except aiohttp.ClientError:
                     ok = False
                 if keep:
@@ -198,6 +205,8 @@ def report(results: dict[str, Any]) -> str:
         f"+{gateway1.p99_ms - direct1.p99_ms:.2f} ms | - | - |",
         f"| throughput c=64 | {direct64.rps:,.0f} req/s | {gateway64.rps:,.0f} req/s | {ratio:.0%} of direct "
         f"| >= {TARGET_RATIO:.0%} | {ok(ratio >= TARGET_RATIO)} |",
+        f"| same server's GET /healthz, c=64 (ceiling of the HTTP stack) | - | {results['healthz_c64'].rps:,.0f} req/s "
+        f"| gateway = {gateway64.rps / results['healthz_c64'].rps:.0%} of it | - | - |",
         "| gateway RSS | - | " + " / ".join(f"{mb:.0f} MB ({label})" for label, mb in rss)
         + f" | {drift:+.1%} max drift | within +-{TARGET_RSS_DRIFT:.0%} | {ok(drift <= TARGET_RSS_DRIFT)} |",
         "",
@@ -231,6 +240,9 @@ def main() -> None:
                     results[f"{name}_c64"] = run_load(url, key, MODEL, 64, duration=duration)
                     print(f"{name:8} c=1 p50 {results[f'{name}_c1'].p50_ms:.2f} ms p99 {results[f'{name}_c1'].p99_ms:.2f}"
                           f" ms; c=64 {results[f'{name}_c64'].rps:,.0f} req/s", file=sys.stderr)
+                # The ceiling of the HTTP stack itself: the same server's /healthz (no auth, no provider call).
+                results["healthz_c64"] = run_load(gateway_url.removesuffix("/v1"), key, MODEL, 64, duration=duration,
+                                                  path="/healthz")
                 served = 1000 + latency_samples + results["gateway_c64"].requests
                 rss = [("after start-up and warm-up", rss_mb(process.pid))]
                 errors = 0

@@ -333,3 +333,25 @@ def test_library_errors_map_to_openai_statuses(error: AgentAdapterError, status:
     assert (mapped.status, mapped.code) == (status, code)
     assert (mapped.headers or {}).get("Retry-After") == retry_after
     assert mapped.message == str(error)
+
+
+class _NoCredits:
+    """A tenant's credit guard with nothing left."""
+
+    async def reserve(self, estimate_usd: float, tags: Any) -> Any:
+        raise InsufficientCreditsError("the tenant's credit balance (0.00 USD) cannot cover this call; top it up",
+                                       balance_usd=0.0, needed_usd=estimate_usd)
+
+
+async def test_insufficient_credits_is_a_402(gateway: Gateway) -> None:
+    async def guards(tenant_id: Any) -> list[Any]:
+        return [_NoCredits()]
+
+    gateway.api.state.tenant_llms.guards = guards
+    gateway.api.state.tenant_llms.invalidate()
+    for stream in (False, True):
+        with pytest.raises(openai.APIStatusError) as refused:
+            await gateway.client().chat.completions.create(
+                model="openai/gpt-4o-mini", stream=stream, messages=[{"role": "user", "content": "x"}])
+        assert refused.value.status_code == 402 and refused.value.code == "insufficient_credits"
+    assert gateway.openai_fake.request_count() == 0

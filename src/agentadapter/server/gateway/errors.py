@@ -54,7 +54,9 @@ def gateway_error(exc: AgentAdapterError, model: str) -> APIError:
                             details={"attempts": attempts}, headers=_retry_after(min(retry) if retry else None))
         return APIError(502, message, type="api_error", code="all_targets_failed", details={"attempts": attempts})
     if isinstance(exc, InsufficientCreditsError):
-        return APIError(402, message, type="insufficient_quota", code="insufficient_credits",
+        # The same answer as the API's generic handler (server/errors.py), which the route leaves
+        # this error to; a stream that already started reports it here.
+        return APIError(402, message, type="billing_error", code="insufficient_credits",
                         details={"balance_usd": exc.balance_usd, "needed_usd": exc.needed_usd})
     if isinstance(exc, BudgetExceededError):
         details: dict[str, Any] = {"scope": exc.scope, "limit_usd": exc.limit_usd, "spent_usd": exc.spent_usd}

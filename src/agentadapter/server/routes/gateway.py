@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from agentadapter.llm.client import LLMStream
-from agentadapter.llm.errors import AgentAdapterError
+from agentadapter.llm.errors import AgentAdapterError, InsufficientCreditsError
 from agentadapter.llm.messages import StreamEvent
 from agentadapter.server.deps import CompletionsWrite, ModelsRead, StateDep
 from agentadapter.server.errors import error_body
@@ -56,12 +56,16 @@ async def chat_completions(request: Request, principal: CompletionsWrite, state:
     if not call.stream:
         try:
             response = await llm.generate_request(call.model, call.request)
+        except InsufficientCreditsError:
+            raise  # the API's own 402 handler answers it
         except AgentAdapterError as exc:
             raise gateway_error(exc, call.model) from exc
         return _json(completion_body(response))
     events = LLMStream(llm, call.model, call.request).__aiter__()
     try:
         first = await anext(events, None)
+    except InsufficientCreditsError:
+        raise
     except AgentAdapterError as exc:
         raise gateway_error(exc, call.model) from exc
     writer = ChunkWriter(call.model, include_usage=call.include_usage)
