@@ -158,6 +158,7 @@ class BreakerSpec(BaseModel):
     failure_rate: float = Field(default=0.5, gt=0, le=1)
     window_s: float = Field(default=30.0, gt=0)
     min_calls: int = Field(default=20, ge=1)
+    window_max_calls: int = Field(default=1000, ge=1)
     cooldown_s: float = Field(default=15.0, ge=0)
     half_open_probes: int = Field(default=1, ge=1)
     enabled: bool = True

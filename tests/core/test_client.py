@@ -328,3 +328,11 @@ async def test_a_test_backend_with_latency_ms_answers_after_that_long() -> None:
     for bad in ("soon", -1, True):
         with pytest.raises(ConfigurationError, match="latency_ms must be a non-negative number"):
             LLM(config={"backends": {"bad": {"type": "test", "latency_ms": bad}}}).backend("bad")
+
+
+def test_derived_facades_watch_a_shared_backend_once() -> None:
+    llm = LLM(config={"backends": {"slow": {"type": "test"}}})
+    backend = llm.backend("slow")
+    for _ in range(3):
+        llm.derive(tags={"tenant": "t"}).backend("slow")
+    assert len(backend.header_listeners) == 1

@@ -135,3 +135,14 @@ def test_disabled_breaker_never_opens():
     fail(b, 10)
     b.before_call()
     assert b.state == "closed"
+
+
+def test_a_busy_targets_window_keeps_only_its_last_calls() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker("busy", BreakerConfig(window_max_calls=100, min_calls=20), clock=lambda: now[0])
+    for _ in range(10_000):
+        breaker.record_success()
+    assert len(breaker._outcomes) == 100
+    for _ in range(4):
+        breaker.record_failure(ServerError("boom"))
+    assert breaker.state == "closed"  # 4 of the last 100 calls failed: under the failure rate

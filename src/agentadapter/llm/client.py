@@ -444,8 +444,11 @@ class LLM:
         return Router(name, route, self._router_context)
 
     def _watch_backend(self, backend: Backend) -> None:
-        # Providers' rate-limit headers teach the backend's client-side limiter.
-        backend.header_listeners.append(self.reliability.limiter(backend.name).observe)
+        # Providers' rate-limit headers teach the backend's client-side limiter. A backend shared by
+        # derived facades (one per tenant, rebuilt as their keys change) is watched once per limiter.
+        observe = self.reliability.limiter(backend.name).observe
+        if observe not in backend.header_listeners:
+            backend.header_listeners.append(observe)
 
 
 def _load_file_config(config: str | Path | Mapping[str, Any] | FileConfig | None) -> FileConfig:

@@ -41,6 +41,9 @@ class BreakerConfig:
     """Failure share over the window that opens it (with at least ``min_calls`` calls)."""
     window_s: float = 30.0
     min_calls: int = 20
+    window_max_calls: int = 1000
+    """The failure rate counts at most the last this-many calls of the window: a busy target's
+    breaker keeps bounded memory and work, whatever its request rate."""
     cooldown_s: float = 15.0
     """How long an open breaker rejects before letting a probe through."""
     half_open_probes: int = 1
@@ -80,7 +83,8 @@ class CircuitBreaker:
         self._consecutive = 0
         self._opened_at = 0.0
         self._in_flight_probes = 0
-        self._outcomes: deque[tuple[float, bool]] = deque()
+        self._outcomes: deque[tuple[float, bool]] = deque(
+            maxlen=max(self.config.window_max_calls, self.config.min_calls))
 
     def before_call(self) -> None:
         """Raise :class:`CircuitOpenError` if the call may not go through now."""
