@@ -80,7 +80,9 @@ async def test_sqlite_connections_use_wal_a_busy_timeout_and_foreign_keys(tmp_pa
             journal = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
             timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
             foreign_keys = (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar()
-        assert (journal, timeout, foreign_keys) == ("wal", 5000, 1)
+            cache = (await connection.exec_driver_sql("PRAGMA cache_size")).scalar()
+        # cache_size < 0 is KiB: every pooled connection's page cache stays small (flat server memory)
+        assert (journal, timeout, foreign_keys, cache) == ("wal", 5000, 1, -256)
     finally:
         await db.dispose()
 

@@ -60,7 +60,7 @@ class PoolSettings(BaseSettings):
     dropped fails one request and is replaced; on: no such failure, one more round trip per request."""
     busy_timeout_ms: int = Field(default=5000, ge=0)
     """SQLite: how long a writer waits for another process's write lock."""
-    sqlite_cache_kib: int = Field(default=512, ge=64)
+    sqlite_cache_kib: int = Field(default=256, ge=64)
     """SQLite: each connection's page cache. The pool keeps every connection open, so the server's
     memory holds up to (pool size + overflow) caches; SQLite's default (2 MiB each) let the server's
     memory grow with the database by ~60 MB. Pages not cached here are still in the OS's cache."""
