@@ -50,6 +50,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from agentadapter._redis import describe_client
 from agentadapter.llm.health import InProcessReliabilityStore
 from agentadapter.llm.policy.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from agentadapter.llm.policy.ratelimit import RateLimitConfig, RateLimiter, TokenBucket
@@ -262,8 +263,7 @@ class RedisReliabilityStore(InProcessReliabilityStore):
             )
             self._owns_client = True
         else:
-            kwargs = client_or_url.connection_pool.connection_kwargs
-            self.url = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+            self.url = describe_client(client_or_url)
             self._client = client_or_url
             self._owns_client = False
         self.instance_id = uuid.uuid4().hex[:12]

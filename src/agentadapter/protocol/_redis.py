@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agentadapter._redis import describe_client
 from agentadapter.protocol.errors import ProtocolConnectionError
 
 __all__ = ["RedisLink", "mask_url", "parse_stream_id", "translate_errors"]
@@ -73,7 +74,7 @@ class RedisLink:
             self._owns_client = True
         else:
             kwargs = client_or_url.connection_pool.connection_kwargs
-            self.url = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+            self.url = describe_client(client_or_url)
             self.client = client_or_url
             self._owns_client = False
             if kwargs.get("decode_responses"):

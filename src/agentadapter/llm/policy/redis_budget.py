@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agentadapter._redis import describe_client
 from agentadapter.protocol.errors import ProtocolConnectionError
 
 logger = logging.getLogger("agentadapter.budget")
@@ -87,8 +88,7 @@ class RedisBudgetStore:
             )
             self._owns_client = True
         else:
-            kwargs = client_or_url.connection_pool.connection_kwargs
-            self.url = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+            self.url = describe_client(client_or_url)
             self._client = client_or_url
             self._owns_client = False
         self.prefix = prefix
