@@ -25,7 +25,6 @@ from starlette.middleware.cors import CORSMiddleware
 
 from agentadapter.config import Settings, get_settings
 from agentadapter.llm.errors import ConfigurationError
-from agentadapter.llm.ledger import UsageLedger
 from agentadapter.llm.shared import shared_state_from_settings
 from agentadapter.server.auth import Authenticator
 from agentadapter.server.errors import install_error_handlers
@@ -35,15 +34,12 @@ from agentadapter.server.middleware import BodySizeLimit, RequestContext, Securi
 from agentadapter.server.ratelimit import build_rate_limiter
 from agentadapter.server.routes import API_PREFIX, resource_routers
 from agentadapter.server.routes.health import router as health_router
-from agentadapter.server.services.provider_keys import keys_loader
 from agentadapter.server.settings import ServerSettings, check_secrets
 from agentadapter.server.state import AppState
-from agentadapter.server.tenancy import TenantLLMs
+from agentadapter.server.tenancy import service_facades
 from agentadapter.store import migrate, runs, tenants
-from agentadapter.store.budgets import DatabaseBudgetStore
-from agentadapter.store.credits import guard_factory
 from agentadapter.store.database import Database, PoolSettings, database_url
-from agentadapter.store.usage import DatabaseUsageStore, flush_ledger
+from agentadapter.store.usage import flush_ledger
 
 if TYPE_CHECKING:
     from agentadapter.agents.tools.registry import ToolRegistry
@@ -169,12 +165,6 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
         from agentadapter.llm.client import LLM as LLMClass
 
         llm = LLMClass(shared=shared)
-    llm.ledger = UsageLedger(DatabaseUsageStore(db))  # before any tenant facade shares it
-    if shared is not None:  # several instances: spend is counted in Redis, breakers and limits shared
-        llm.budgets.store = shared.budgets
-        await shared.start()
-    else:
-        llm.budgets.store = DatabaseBudgetStore(db)
     if tools is None:
         from agentadapter.agents.tools.registry import default_registry
 
@@ -184,9 +174,7 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
         from agentadapter.server.executor import CancelRelay
 
         relay = CancelRelay(settings.redis_url)
-    tenant_llms = TenantLLMs(llm, ttl_s=server.auth_cache_s)
-    tenant_llms.keys = keys_loader(db, settings.secret_key)
-    tenant_llms.guards = guard_factory(db, required=server.credits_required)
+    tenant_llms = await service_facades(llm, db, settings=settings, server=server, shared=shared)
     executor: RunExecutor
     if settings.executor == "celery":
         from agentadapter.server.celery_executor import CeleryExecutor

@@ -13,6 +13,8 @@ what differs per tenant is laid over it:
 
 Facades are cached for ``ttl_s`` and dropped at once by :meth:`TenantLLMs.invalidate` (a key was
 stored, rotated or deleted here); another server instance picks the change up within ``ttl_s``.
+:func:`service_facades` is how every process of the service (an API instance, a Celery worker)
+makes its ``LLM`` metered and guarded the same way before handing out tenant facades.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from agentadapter.config import Settings
     from agentadapter.llm.client import LLM
     from agentadapter.llm.policy.budget import SpendGuard
+    from agentadapter.llm.shared import SharedState
+    from agentadapter.server.settings import ServerSettings
+    from agentadapter.store.database import Database
 
-__all__ = ["GuardFactory", "KeysLoader", "TenantLLMs"]
+__all__ = ["GuardFactory", "KeysLoader", "TenantLLMs", "service_facades"]
 
 KeysLoader = Callable[[uuid.UUID], Awaitable[Mapping[str, str]]]
 """A tenant's provider keys as environment variables (``{"OPENAI_API_KEY": "sk-..."}``)."""
@@ -84,3 +90,31 @@ class TenantLLMs:
             self._cache.clear()
         else:
             self._cache.pop(tenant_id, None)
+
+
+async def service_facades(
+    llm: LLM, db: Database, *, settings: Settings, server: ServerSettings, shared: SharedState | None,
+) -> TenantLLMs:
+    """Meter and guard ``llm`` as the service does, and hand out its tenant facades.
+
+    Usage goes to the database; spend is counted in the database, or on Redis (``shared``, started
+    here) when several instances run; each tenant's facade carries its stored keys and credit guard.
+    The API server and every worker process call this, so a run is metered alike wherever it executes.
+    """
+    # Imported here: these modules import this one.
+    from agentadapter.llm.ledger import UsageLedger
+    from agentadapter.server.services.provider_keys import keys_loader
+    from agentadapter.store.budgets import DatabaseBudgetStore
+    from agentadapter.store.credits import guard_factory
+    from agentadapter.store.usage import DatabaseUsageStore
+
+    llm.ledger = UsageLedger(DatabaseUsageStore(db))  # before any tenant facade shares it
+    if shared is not None:
+        llm.budgets.store = shared.budgets
+        await shared.start()
+    else:
+        llm.budgets.store = DatabaseBudgetStore(db)
+    facades = TenantLLMs(llm, ttl_s=server.auth_cache_s)
+    facades.keys = keys_loader(db, settings.secret_key)
+    facades.guards = guard_factory(db, required=server.credits_required)
+    return facades

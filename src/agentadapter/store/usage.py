@@ -18,7 +18,6 @@ and ``hour`` are UTC, rendered as the in-process store renders them, on SQLite a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -37,7 +36,7 @@ from agentadapter.llm.ledger import GROUP_FIELDS, TimeBound, UsageEntry, UsageLe
 from agentadapter.store.database import Database
 from agentadapter.store.models import Tenant, UsageRecord
 
-__all__ = ["TAG_COLUMNS", "DatabaseUsageStore", "flush_ledger", "usage_totals", "write_pending"]
+__all__ = ["TAG_COLUMNS", "DatabaseUsageStore", "flush_ledger", "usage_totals"]
 
 logger = logging.getLogger("agentadapter.store.usage")
 
@@ -103,7 +102,6 @@ class DatabaseUsageStore:
         self.db = db
         self.inserts = 0
         """INSERT statements written so far (a batch of up to 1000 entries is one)."""
-        self._writing: set[asyncio.Task[Any]] = set()
 
     async def record(self, entry: UsageEntry) -> None:
         await self.record_many([entry])
@@ -113,28 +111,21 @@ class DatabaseUsageStore:
         if not entries:
             return
         rows = [_row(entry) for entry in entries]
-        task = asyncio.current_task()
-        if task is not None:
-            self._writing.add(task)
         try:
-            try:
-                await self._insert(rows)
-            except IntegrityError:
-                # The only constraint a row can break is the tenant's foreign key: a call finished
-                # after its tenant was deleted, or a caller tagged a tenant that never existed.
-                # Keep those rows unattributed (the id stays in their tags) rather than lose the batch.
-                orphans = await self._detach_unknown_tenants(rows)
-                if not orphans:
-                    raise
-                logger.warning(
-                    "%d usage record(s) name tenants that do not exist (%s); they are kept without a tenant, "
-                    "the id in their tags", orphans, ", ".join(sorted({str(r["tags"]["tenant"]) for r in rows
-                                                                       if "tenant" in r["tags"]}))[:300],
-                )
-                await self._insert(rows)
-        finally:
-            if task is not None:
-                self._writing.discard(task)
+            await self._insert(rows)
+        except IntegrityError:
+            # The only constraint a row can break is the tenant's foreign key: a call finished
+            # after its tenant was deleted, or a caller tagged a tenant that never existed.
+            # Keep those rows unattributed (the id stays in their tags) rather than lose the batch.
+            orphans = await self._detach_unknown_tenants(rows)
+            if not orphans:
+                raise
+            logger.warning(
+                "%d usage record(s) name tenants that do not exist (%s); they are kept without a tenant, "
+                "the id in their tags", orphans, ", ".join(sorted({str(r["tags"]["tenant"]) for r in rows
+                                                                   if "tenant" in r["tags"]}))[:300],
+            )
+            await self._insert(rows)
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
         async with self.db.writer() as session:
@@ -156,15 +147,6 @@ class DatabaseUsageStore:
                 detached += 1
         return detached
 
-    async def wait_idle(self) -> None:
-        """Wait for the writes in progress on this event loop (a background flush) to end."""
-        current = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        busy = [task for task in self._writing if task is not current and task.get_loop() is loop]
-        if busy:
-            # The ledger's background flush reports its own failure; here only its end matters.
-            await asyncio.wait(busy)
-
     async def totals(
         self,
         group_by: Sequence[str] = (),
@@ -173,7 +155,6 @@ class DatabaseUsageStore:
         filters: Mapping[str, str] | None = None,
     ) -> list[UsageTotals]:
         """Totals of every recorded entry (see :meth:`~agentadapter.llm.ledger.UsageStore.totals`)."""
-        await self.wait_idle()  # a batch the ledger's background flush is writing counts too
         async with self.db.session() as session:
             return await _query_totals(session, group_by, since, until, filters, tenant_id=None)
 
@@ -190,15 +171,6 @@ async def usage_totals(
     return await _query_totals(session, group_by, since, until, filters, tenant_id=tenant_id)
 
 
-async def write_pending(ledger: UsageLedger) -> None:
-    """Write what the ledger holds, and wait for the batch a background flush may be writing, so a
-    query that follows counts every call that has finished."""
-    await ledger.flush()
-    wait_idle = getattr(ledger.store, "wait_idle", None)
-    if wait_idle is not None:
-        await wait_idle()
-
-
 async def flush_ledger(ledger: UsageLedger) -> None:
     """Write what the ledger holds before the database closes (the server's shutdown).
 
@@ -206,7 +178,7 @@ async def flush_ledger(ledger: UsageLedger) -> None:
     shutdown: the process is ending and has nowhere else to keep them.
     """
     try:
-        await write_pending(ledger)
+        await ledger.flush()
     except Exception as exc:
         logger.error("could not write %d usage entries before shutting down (%s: %s); they are lost",
                      ledger.pending, type(exc).__name__, exc)

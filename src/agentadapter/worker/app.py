@@ -111,15 +111,10 @@ class WorkerRuntime:
     async def _open(self) -> None:
         from agentadapter.agents.tools.registry import default_registry
         from agentadapter.llm.client import LLM
-        from agentadapter.llm.ledger import UsageLedger
         from agentadapter.llm.shared import shared_state_from_settings
-        from agentadapter.server.services.provider_keys import keys_loader
         from agentadapter.server.settings import ServerSettings
-        from agentadapter.server.tenancy import TenantLLMs
-        from agentadapter.store.budgets import DatabaseBudgetStore
-        from agentadapter.store.credits import guard_factory
+        from agentadapter.server.tenancy import service_facades
         from agentadapter.store.database import Database, PoolSettings, database_url
-        from agentadapter.store.usage import DatabaseUsageStore
         from agentadapter.worker.channel import RunChannel
 
         assert self.settings.redis_url is not None  # configure() checked it
@@ -128,14 +123,8 @@ class WorkerRuntime:
         self.shared = shared_state_from_settings(self.settings)
         self.llm = LLM(shared=self.shared)
         # As the API server does: a run's model calls are metered and guarded alike wherever it executes.
-        self.llm.ledger = UsageLedger(DatabaseUsageStore(self.db))
-        self.llm.budgets.store = DatabaseBudgetStore(self.db)
-        if self.shared is not None:
-            self.llm.budgets.store = self.shared.budgets
-            await self.shared.start()
-        self.tenant_llms = TenantLLMs(self.llm, ttl_s=server.auth_cache_s)
-        self.tenant_llms.keys = keys_loader(self.db, self.settings.secret_key)
-        self.tenant_llms.guards = guard_factory(self.db, required=server.credits_required)
+        self.tenant_llms = await service_facades(self.llm, self.db, settings=self.settings, server=server,
+                                                 shared=self.shared)
         self.tools = default_registry()
         self.channel = RunChannel(self.settings.redis_url, self.worker)
 

@@ -18,7 +18,7 @@ from agentadapter.server.deps import SessionDep, StateDep, require
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.schemas_billing import UsageListPublic, UsageTotalsPublic
 from agentadapter.server.services.common import invalid
-from agentadapter.store.usage import usage_totals, write_pending
+from agentadapter.store.usage import usage_totals
 
 __all__ = ["GROUPS", "router"]
 
@@ -94,7 +94,7 @@ async def get_usage(
                       code="empty_range")
     filters = {name: value for name, value in (("model", model), ("provider", provider), ("agent", agent),
                                                ("project", project), ("source", source)) if value is not None}
-    await write_pending(state.llm.ledger)  # the calls that have just finished count too
+    await state.llm.ledger.flush()  # the calls that have just finished count too
     groups = await usage_totals(session, principal.tenant_id, names, start, end, filters)
     if not names and groups and groups[0].requests == 0:
         groups = []
