@@ -76,6 +76,22 @@ class ServerSettings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
+    # auth edges: failed-authentication throttling, the negative API-key cache, credit grants by JWT
+    auth_failures_per_minute: int = Field(default=20, ge=0)
+    """Failed authentications (invalid API keys or JWTs) one client address may make per minute; past them its
+    requests are answered 429 until the window refills. Shared through Redis when AGENTADAPTER_REDIS_URL is
+    set. 0: no throttling."""
+    auth_failures_burst: int = Field(default=0, ge=0)
+    """Failures one address may make at once before the per-minute rate applies; 0: as many as its rate."""
+    auth_negative_cache_s: float = Field(default=30.0, ge=0)
+    """How long an API key found invalid is refused again without a database lookup; 0: always look it up."""
+    auth_negative_cache_size: int = Field(default=10_000, ge=1)
+    """How many invalid API keys (as hashes) the negative cache holds; the least recently seen go first."""
+    jwt_credits_admin: bool = False
+    """Let admin JWTs that carry the credits:admin scope grant credits. Off: only API keys (which only the
+    operator makes, with `agentadapter keys create`) can, since any token the identity provider issues
+    could carry that scope."""
+
 
 def check_secrets(settings: Settings) -> None:
     """Refuse to serve outside development with a default or missing secret, or a weak JWT secret."""
