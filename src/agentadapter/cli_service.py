@@ -17,7 +17,6 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -254,7 +253,8 @@ def keys_create(
     name: Annotated[str, typer.Option(help="a label for the key")] = "default",
     role: Annotated[str, typer.Option(help="admin, member or viewer")] = "admin",
     scope: Annotated[list[str] | None, typer.Option("--scope", help="limit it (runs:read ...); repeatable")] = None,
-    expires_days: Annotated[float | None, typer.Option("--expires-days", min=0.0, help="lifetime in days")] = None,
+    expires_days: Annotated[float | None, typer.Option(
+        "--expires-days", help="lifetime in days (more than 0; leave it out for a key that does not expire)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the key and its details as JSON")] = False,
 ) -> None:
     """Create an API key for a tenant and print it - once: only its hash is stored."""
@@ -263,7 +263,12 @@ def keys_create(
 
     if role not in ROLES:
         raise _fail(f"--role must be one of {', '.join(ROLES)}, not {role!r}", EXIT_USAGE)
-    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    expires = None
+    if expires_days is not None:  # 0 must not quietly mean "never expires"
+        try:
+            expires = api_keys.expiry_in(expires_days)
+        except ValueError as exc:
+            raise _fail(f"--expires-days: {exc}", EXIT_USAGE) from exc
 
     async def work(db: Database) -> dict[str, Any]:
         async with db.writer() as session:

@@ -7,22 +7,28 @@
 - a JWT, so that a front end (Next.js) can call the API with its users' sessions: HS256 with the
   shared ``AGENTADAPTER_JWT_SECRET``, or RS256 with a key from ``AGENTADAPTER_JWKS_URL`` (fetched
   asynchronously and cached; an unknown ``kid`` refetches, at most every few seconds). ``exp`` and
-  ``sub`` are required; ``nbf`` is checked when present; ``iss`` and ``aud`` are required and
-  checked when ``AGENTADAPTER_JWT_ISSUER`` / ``AGENTADAPTER_JWT_AUDIENCE`` are set. The tenant comes
-  from the ``tenant_id`` claim (a tenant id) or ``tenant`` (its name), the user from ``sub`` (created
-  on first sight), the role from ``role`` or ``roles``.
+  ``sub`` are required; ``nbf`` is checked when present; ``exp``, ``nbf`` and ``iat`` must be JSON
+  numbers (``jwt_claims.py``); ``iss`` and ``aud`` are required and checked when
+  ``AGENTADAPTER_JWT_ISSUER`` / ``AGENTADAPTER_JWT_AUDIENCE`` are set. The tenant comes from the
+  ``tenant_id`` claim (a tenant id) or ``tenant`` (its name), the user from ``sub`` (created on first
+  sight), the role from ``role`` or ``roles``. A ``sub`` that names a reserved subject - the tenant's
+  default user, whom API keys act as, or an API key's or the system's actor name - in any spelling is
+  refused: a token never acts as an API key.
 
 Roles: ``viewer`` reads, ``member`` also writes and runs, ``admin`` also reads the audit log.
 Scopes (``agents:read``, ``runs:*``, ``*:read``) narrow a key or token further; tokens' OAuth scopes
 without a colon (``openid``) are ignored. Verified keys and JWT users are cached for
-``AGENTADAPTER_AUTH_CACHE_S`` seconds so that the hot path makes no database round trip. PyJWT
-(and cryptography under it, ~9 MB) is imported only by servers that accept JWTs.
+``AGENTADAPTER_AUTH_CACHE_S`` seconds so that the hot path makes no database round trip; keys found
+invalid are remembered too (``AGENTADAPTER_AUTH_NEGATIVE_CACHE_S``), and a client address whose
+credentials keep failing is throttled (``auth_throttle.py``). PyJWT (and cryptography under it,
+~9 MB) is imported only by servers that accept JWTs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +37,7 @@ from typing import Any, Literal
 import httpx
 
 from agentadapter.config import Settings
+from agentadapter.server.auth_throttle import AuthThrottle, ExpiringSet, build_auth_throttle
 from agentadapter.server.errors import APIError
 from agentadapter.server.settings import ServerSettings
 from agentadapter.store import api_keys, tenants, users
@@ -38,11 +45,44 @@ from agentadapter.store.database import Database
 from agentadapter.store.errors import RecordNotFound
 from agentadapter.store.models import Tenant
 
-__all__ = ["ROLE_RANK", "Authenticator", "JWKSCache", "JWTVerifier", "Principal"]
+__all__ = [
+    "RESERVED_SUBJECTS",
+    "RESERVED_SUBJECT_PREFIXES",
+    "ROLE_RANK",
+    "Authenticator",
+    "JWKSCache",
+    "JWTVerifier",
+    "Principal",
+    "is_reserved_subject",
+]
 
 ROLE_RANK = {"viewer": 0, "member": 1, "admin": 2}
 _ACTION_ROLE = {"read": "viewer", "write": "member", "admin": "admin"}
 _BEARER = 'Bearer realm="agentadapter"'
+API_KEY_SUBJECT_PREFIX = "api_key:"
+RESERVED_SUBJECTS = frozenset({users.DEFAULT_SUBJECT, "system", "cli", "operator", "api_key"})
+"""Subjects no JWT may carry: the tenant's default user (whom API keys act as) and the actor names the
+audit log and the credit ledger give the command line and the system."""
+RESERVED_SUBJECT_PREFIXES = (API_KEY_SUBJECT_PREFIX, "system:", "cli:")
+"""Prefixes of the subjects API keys and the system act under (``api_key:aa_1234abcd``)."""
+MAX_SUBJECT_CHARS = 255  # users.subject is a VARCHAR(255)
+MAX_TENANT_CLAIM_CHARS = 255
+
+
+def _folded(value: str) -> str:
+    """``value`` as lookups and readers could confuse it: NFKC, outer spaces dropped, case folded."""
+    return unicodedata.normalize("NFKC", value).strip().casefold()
+
+
+def is_reserved_subject(subject: str) -> bool:
+    """Whether ``subject`` names, in any spelling, a subject that only API keys or the system may act as."""
+    folded = _folded(subject)
+    return folded in RESERVED_SUBJECTS or folded.startswith(RESERVED_SUBJECT_PREFIXES)
+
+
+def _has_control_characters(value: str) -> bool:
+    # NUL is refused by PostgreSQL in text columns; the others have no place in a name either.
+    return any(unicodedata.category(c) in ("Cc", "Cf") for c in value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +120,38 @@ def _unauthorized(message: str, code: str) -> APIError:
     return APIError(401, message, code=code, headers={"WWW-Authenticate": _BEARER})
 
 
+def _invalid_api_key() -> APIError:
+    return _unauthorized("the API key is not valid (unknown, revoked or expired); make a new one with "
+                         "`agentadapter keys create --tenant NAME`", "invalid_api_key")
+
+
 def _our_scopes(values: Any) -> frozenset[str]:
     if isinstance(values, str):
         values = values.split()
     if not isinstance(values, list | tuple | set | frozenset):
         return frozenset()
     return frozenset(str(v) for v in values if isinstance(v, str) and (":" in v or v == "*"))
+
+
+def _subject_of(claims: Mapping[str, Any]) -> str:
+    """The token's ``sub``, refused when it cannot be a user's subject or names a reserved one."""
+    subject = claims["sub"]  # PyJWT has checked that it is there and a string
+    if not isinstance(subject, str) or not subject.strip() or len(subject) > MAX_SUBJECT_CHARS \
+            or _has_control_characters(subject):
+        raise _unauthorized(f"the JWT's sub claim must be a non-blank string of at most {MAX_SUBJECT_CHARS} "
+                            "characters without control characters", "invalid_claim")
+    if is_reserved_subject(subject):
+        # The default user is who API keys act as: a token acting as it would pass for an API key.
+        raise _unauthorized(f"the JWT's sub {subject!r} is reserved for API keys and the system; the identity "
+                            "provider must give users other subjects", "reserved_subject")
+    return subject
+
+
+def _profile_text(value: Any, max_chars: int) -> str | None:
+    """An optional profile claim (email, name) that fits its column; anything else is left out."""
+    if not isinstance(value, str) or len(value) > max_chars or "\x00" in value:
+        return None
+    return value
 
 
 class JWKSCache:
@@ -165,6 +231,8 @@ class JWTVerifier:
     async def verify(self, token: str) -> dict[str, Any]:
         import jwt  # PyJWT (and cryptography) only in servers that accept JWTs
 
+        from agentadapter.server.jwt_claims import InvalidTimeClaim, StrictPyJWT
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -182,7 +250,7 @@ class JWTVerifier:
                                 "unsupported_algorithm")
         required = ["exp", "sub", *(["iss"] if self.issuer else []), *(["aud"] if self.audience else [])]
         try:
-            claims: dict[str, Any] = jwt.decode(
+            claims: dict[str, Any] = StrictPyJWT().decode(
                 token, key, algorithms=[algorithm], audience=self.audience, issuer=self.issuer,
                 leeway=self.leeway_s, options={"require": required, "verify_aud": self.audience is not None},
             )
@@ -197,6 +265,9 @@ class JWTVerifier:
             raise _unauthorized(f"the JWT's issuer is not {self.issuer!r} (iss)", "invalid_issuer") from exc
         except jwt.MissingRequiredClaimError as exc:
             raise _unauthorized(f"the JWT lacks the {exc.claim!r} claim", "missing_claim") from exc
+        except InvalidTimeClaim as exc:
+            raise APIError(401, str(exc), code="invalid_claim", param=exc.claim,
+                           headers={"WWW-Authenticate": _BEARER}) from exc
         except jwt.PyJWTError as exc:
             raise _unauthorized(f"the JWT is not valid: {exc}", "invalid_token") from exc
         return claims
@@ -216,14 +287,32 @@ class Authenticator:
                                audience=settings.jwt_audience, leeway_s=server.jwt_leeway_s) \
             if settings.jwt_secret or jwks else None
         self._keys: dict[str, tuple[float, Principal]] = {}
+        self.negative_cache_s = server.auth_negative_cache_s
+        self._bad_keys = ExpiringSet(server.auth_negative_cache_size)
+        """Hashes of API keys just found invalid: refused again without a database lookup."""
+        self.throttle: AuthThrottle | None = build_auth_throttle(server, settings.redis_url)
         self._users: dict[tuple[Any, ...], tuple[float, uuid.UUID]] = {}
         self._tenants: dict[str, tuple[float, uuid.UUID]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
-    async def authenticate(self, authorization: str | None) -> Principal:
+    async def authenticate(self, authorization: str | None, *, client: str | None = None) -> Principal:
+        """The caller ``authorization`` proves; ``client`` (the peer's address) is what failures are counted by."""
         if not authorization:
+            # Not a failed attempt: no credentials were tried (and checking costs nothing).
             raise _unauthorized("this endpoint needs a bearer token: send 'Authorization: Bearer <API key or JWT>' "
                                 "(make a key with `agentadapter keys create --tenant NAME`)", "missing_token")
+        throttle = self.throttle
+        if throttle is None or not client:
+            return await self._verify(authorization)
+        throttle.refuse_if_throttled(client)  # before any lookup: a throttled address costs no query
+        try:
+            return await self._verify(authorization)
+        except APIError as exc:
+            if exc.status == 401:
+                await throttle.failed(client)  # the 429 instead, once the address has used up its failures
+            raise
+
+    async def _verify(self, authorization: str) -> Principal:
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -238,6 +327,7 @@ class Authenticator:
     def forget(self) -> None:
         """Drop every cached verification (after revoking a key in this process)."""
         self._keys.clear()
+        self._bad_keys.clear()
         self._users.clear()
         self._tenants.clear()
 
@@ -247,12 +337,16 @@ class Authenticator:
         cached = self._keys.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
+        if digest in self._bad_keys:
+            raise _invalid_api_key()
         async with self.db.session() as session:
             row = await api_keys.find_api_key(session, key)
             if row is None:
                 self._keys.pop(digest, None)
-                raise _unauthorized("the API key is not valid (unknown, revoked or expired); make a new one with "
-                                    "`agentadapter keys create --tenant NAME`", "invalid_api_key")
+                if self.negative_cache_s > 0:
+                    # A key is random: one unknown now is not made later, and revoked or expired stays so.
+                    self._bad_keys.add(digest, self.negative_cache_s)
+                raise _invalid_api_key()
             user_id = row.user_id or (await users.default_user(session, row.tenant_id)).id
             principal = Principal(tenant_id=row.tenant_id, user_id=user_id, role=row.role, kind="api_key",
                                   subject=f"api_key:{row.prefix}", scopes=_our_scopes(row.scopes), key_id=row.id)
@@ -274,11 +368,11 @@ class Authenticator:
         task.add_done_callback(self._background.discard)
 
     async def _from_jwt(self, claims: Mapping[str, Any]) -> Principal:
+        subject = _subject_of(claims)
         tenant_id = await self._tenant_of(claims)
-        subject = str(claims["sub"])
         role = self._role_of(claims)
-        email = claims.get("email") if isinstance(claims.get("email"), str) else None
-        name = claims.get("name") if isinstance(claims.get("name"), str) else None
+        email = _profile_text(claims.get("email"), 320)
+        name = _profile_text(claims.get("name"), 200)
         key = (tenant_id, subject, role, email, name)
         now = time.monotonic()
         cached = self._users.get(key)
@@ -298,6 +392,9 @@ class Authenticator:
         if not isinstance(value, str) or not value:
             raise _unauthorized("the JWT names no tenant: add a tenant_id (tenant id) or tenant (tenant name) claim",
                                 "missing_tenant")
+        if len(value) > MAX_TENANT_CLAIM_CHARS or _has_control_characters(value):
+            raise _unauthorized(f"the JWT's tenant claim is not a tenant id or name (at most {MAX_TENANT_CLAIM_CHARS} "
+                                "characters, no control characters)", "invalid_claim")
         now = time.monotonic()
         cached = self._tenants.get(value)
         if cached is not None and cached[0] > now:
@@ -330,3 +427,5 @@ class Authenticator:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.jwt is not None and self.jwt.jwks is not None:
             await self.jwt.jwks.aclose()
+        if self.throttle is not None:
+            await self.throttle.aclose()

@@ -59,7 +59,10 @@ async def get_principal(request: Request) -> Principal:
     # The bearer scheme is declared in the OpenAPI document by app.py (a security dependency here
     # would cost every request a dependency to solve).
     state: AppState = request.app.state.agentadapter
-    principal = await state.auth.authenticate(request.headers.get("authorization"))
+    # The peer's address (behind a proxy, the one uvicorn takes from X-Forwarded-For for trusted proxies):
+    # what repeated failed authentications are throttled by.
+    client = request.client.host if request.client is not None else None
+    principal = await state.auth.authenticate(request.headers.get("authorization"), client=client)
     if state.limiter is not None:  # None when every limit is off: no work at all then
         await state.limiter.check(principal)
     return principal

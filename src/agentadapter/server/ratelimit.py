@@ -81,6 +81,15 @@ class RateLimiter:
         if denial is not None:
             raise _too_many(denial)
 
+    async def take(self, buckets: Sequence[str]) -> float | None:
+        """Take a token from each named bucket (one per limit, in order; a name starts with its limit's
+        scope, ``client:...``): None when taken, else the seconds until the empty one has a token again.
+
+        For limits on something other than a principal, such as failed authentications per address.
+        """
+        denial = await self._take(buckets)
+        return None if denial is None else denial.retry_after_s
+
     async def _take(self, buckets: Sequence[str]) -> _Denial | None:
         raise NotImplementedError
 
@@ -136,8 +145,9 @@ class InProcessRateLimiter(RateLimiter):
     def _forget_full(self, now: float) -> None:
         by_scope = {limit.scope: limit for limit in self.limits}
         for name, (tokens, then) in list(self._buckets.items()):
-            limit = by_scope["tenant" if name.startswith("tenant:") else "key"]
-            if tokens + (now - then) * limit.per_second >= limit.burst:
+            # A bucket's name starts with its scope; a JWT user's (user:...) is a key-scope bucket.
+            limit = by_scope.get(name.partition(":")[0]) or by_scope.get("key")
+            if limit is not None and tokens + (now - then) * limit.per_second >= limit.burst:
                 del self._buckets[name]
 
 

@@ -6,16 +6,19 @@ stored: :func:`find_api_key` hashes what a request presents and looks the hash u
 so a database leak leaks no usable key. A plain SHA-256 (no salt, no stretching) is right here
 because the key is long and random; a password would need more. Keys carry a role (admin, member,
 viewer) and optional scopes, can expire, and are revoked rather than deleted so audit entries keep
-their meaning.
+their meaning. An expiry is a moment in the future (:func:`expiry_in` turns a lifetime in days into
+one, refusing 0, negative and absurd lifetimes): a key that would be born expired, or that a
+lifetime of 0 would quietly turn into one that never expires, is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +29,7 @@ from agentadapter.store.models import ROLES, ApiKey, utcnow
 __all__ = [
     "KEY_PREFIX",
     "create_api_key",
+    "expiry_in",
     "find_api_key",
     "hash_key",
     "list_api_keys",
@@ -35,6 +39,8 @@ __all__ = [
 
 KEY_PREFIX = "aa_"
 _VISIBLE = len(KEY_PREFIX) + 8
+MAX_LIFETIME_DAYS = 36_500
+"""A hundred years: longer is no expiry at all (leave it out), and soon overflows a datetime."""
 
 
 def hash_key(key: str) -> str:
@@ -45,6 +51,24 @@ def _new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def expiry_in(days: float) -> datetime:
+    """The moment a key made now with a lifetime of ``days`` expires; ValueError unless 0 < days <= 100 years."""
+    if not (math.isfinite(days) and 0 < days <= MAX_LIFETIME_DAYS):
+        raise ValueError(f"a key's lifetime must be more than 0 and at most {MAX_LIFETIME_DAYS} days, not {days}; "
+                         "leave the expiry out for a key that does not expire")
+    return utcnow() + timedelta(days=days)
+
+
+def _check_expiry(expires_at: datetime | None) -> None:
+    if expires_at is None:
+        return
+    if expires_at.tzinfo is None:
+        raise ValueError(f"a key's expiry must carry its time zone (got the naive {expires_at.isoformat()}); "
+                         "use datetime.now(UTC) + timedelta(...)")
+    if expires_at <= utcnow():
+        raise ValueError(f"a key's expiry must be in the future, not {expires_at.isoformat()}")
+
+
 async def create_api_key(
     session: AsyncSession, tenant_id: uuid.UUID, *, name: str = "default", role: str = "member",
     scopes: Iterable[str] = (), user_id: uuid.UUID | None = None, expires_at: datetime | None = None,
@@ -52,6 +76,7 @@ async def create_api_key(
     """A new key for the tenant: the stored row, and the key itself (shown once, never stored)."""
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    _check_expiry(expires_at)
     key = _new_key()
     row = ApiKey(id=uuid.uuid4(), tenant_id=tenant_id, user_id=user_id, name=name, prefix=key[:_VISIBLE],
                  key_hash=hash_key(key), role=role, scopes=sorted(set(scopes)), expires_at=expires_at)

@@ -1,9 +1,11 @@
 """``/v1/credits``: the caller's tenant's prepaid balance and its history; grants for operators.
 
-Reading needs the read role. Granting needs an admin key or token that carries the ``credits:admin``
-scope explicitly: a tenant's own admins must not be able to grant themselves credits, so operators
-make such a key from the command line (``agentadapter keys create --tenant NAME --role admin
---scope credits:admin``) or grant with ``agentadapter credits add``. Every grant is audited, and the
+Reading needs the read role. Granting is an operator's action: it needs an admin API key that carries
+the ``credits:admin`` scope explicitly, which only the operator makes, from the command line
+(``agentadapter keys create --tenant NAME --role admin --scope credits:admin``), or the operator grants
+with ``agentadapter credits add``. A tenant's own admins must not be able to grant themselves
+credits, and a JWT's scopes are whatever its identity provider wrote, so JWTs grant only when the
+operator turns that on (``AGENTADAPTER_JWT_CREDITS_ADMIN=true``). Every grant is audited, and the
 tenant's LLM facade is rebuilt at once, so a tenant metered from this grant on is checked from its
 next call (other server instances pick it up within ``AGENTADAPTER_AUTH_CACHE_S``).
 """
@@ -44,16 +46,24 @@ async def _reader(principal: CurrentPrincipal) -> Principal:
                    details={"resource": "credits", "action": "read", "scopes": sorted(principal.scopes)})
 
 
-async def _granter(principal: CurrentPrincipal) -> Principal:
+async def _granter(principal: CurrentPrincipal, state: StateDep) -> Principal:
     # Not principal.can(): wildcard scopes and the plain admin role must not reach this.
-    if principal.role == "admin" and CREDITS_ADMIN_SCOPE in principal.scopes:
+    scoped = principal.role == "admin" and CREDITS_ADMIN_SCOPE in principal.scopes
+    if scoped and (principal.kind == "api_key" or state.server.jwt_credits_admin):
         return principal
+    details = {"resource": "credits", "action": "grant", "role": principal.role, "kind": principal.kind,
+               "scopes": sorted(principal.scopes)}
+    if scoped:  # a JWT with the scope, on a server that does not let JWTs grant
+        raise APIError(
+            403, "granting credits is an operator's action: JWTs may not grant, whatever their scopes, unless the "
+                 "operator sets AGENTADAPTER_JWT_CREDITS_ADMIN=true; use an API key made with `agentadapter keys "
+                 f"create --tenant NAME --role admin --scope {CREDITS_ADMIN_SCOPE}`, or `agentadapter credits add`",
+            code="insufficient_permissions", details=details)
     raise APIError(
-        403, f"granting credits needs an admin key or token with the explicit {CREDITS_ADMIN_SCOPE} scope, which "
+        403, f"granting credits needs an admin API key with the explicit {CREDITS_ADMIN_SCOPE} scope, which "
              "tenant admins do not have; an operator makes one with `agentadapter keys create --tenant NAME --role "
              f"admin --scope {CREDITS_ADMIN_SCOPE}`, or grants with `agentadapter credits add --tenant NAME AMOUNT`",
-        code="insufficient_permissions",
-        details={"resource": "credits", "action": "grant", "role": principal.role, "scopes": sorted(principal.scopes)})
+        code="insufficient_permissions", details=details)
 
 
 CreditsRead = Annotated[Principal, Depends(_reader)]
