@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agentadapter.config import FileConfig, find_config_file, get_settings, load_config_file, parse_config
-from agentadapter.llm import catalog
+from agentadapter.llm import bounds, catalog
 from agentadapter.llm.backends.base import Backend
 from agentadapter.llm.errors import InvalidRequestError
 from agentadapter.llm.health import InProcessReliabilityStore, ReliabilityStore, TargetHealth
@@ -43,7 +43,7 @@ from agentadapter.llm.messages import (
 )
 from agentadapter.llm.output import OutputSchema
 from agentadapter.llm.policy.breaker import BreakerConfig
-from agentadapter.llm.policy.budget import Budget, BudgetGuard, Hold, SpendGuard
+from agentadapter.llm.policy.budget import BoundedSpendGuard, Budget, BudgetGuard, Hold, SpendGuard
 from agentadapter.llm.policy.cache import (
     ResponseCache,
     cache_key,
@@ -103,12 +103,19 @@ class LLM:
         guards: Sequence[SpendGuard] = (),
         tags: Mapping[str, str] | None = None,
         shared: SharedState | None = None,
+        default_max_tokens: int | None = None,
     ) -> None:
         self.file_config = _load_file_config(config)
         self.guards: tuple[SpendGuard, ...] = tuple(guards)
         """Asked after the budgets before every call (the service's credit balance is one)."""
+        if default_max_tokens is not None and default_max_tokens < 1:
+            raise InvalidRequestError(f"default_max_tokens must be a positive number of tokens, not {default_max_tokens}")
+        self.default_max_tokens = default_max_tokens
+        """Sent as ``max_tokens`` (capped at each target's maximum output) when a guarded call sets none,
+        so that the output the guards hold for is the most the provider may write and bill."""
         self.tags: dict[str, str] = dict(tags or {})
-        """Tags every request of this facade carries (a request's own tags win): ``tenant`` in the service."""
+        """Tags every request of this facade carries; they win over a request's own tags, so a caller cannot
+        re-attribute its usage (``tenant`` in the service is the facade's, whatever a request says)."""
         settings = get_settings()
         if isinstance(transport, Transport):
             self.transport: Transport[Any] = transport
@@ -362,30 +369,40 @@ class LLM:
 
     def _tag(self, request: Request) -> None:
         if self.tags:
-            request.tags = {**self.tags, **request.tags}
+            request.tags = {**request.tags, **self.tags}
+
+    def call_bound(self, model: ModelId, request: Request) -> bounds.CallBound:
+        """The worst case ``request`` may cost on ``model``: of a route, its dearest target (an unpriced
+        target wins, since nothing bounds it). With :attr:`default_max_tokens` set and no ``max_tokens``
+        on the request, sets ``request.max_tokens`` to the bound that is then sent."""
+        first = model if isinstance(model, str) else model[0]
+        model_ids = self.resolver.model_ids(first)
+        if request.max_tokens is None and self.default_max_tokens is not None:
+            # Sent to every target, so it must not exceed what any target the catalog knows accepts.
+            known = [caps.max_output_tokens for caps in map(catalog.lookup, model_ids) if caps.known]
+            request.max_tokens = min([self.default_max_tokens, *known])
+        per_target = [bounds.call_bound(request, model_id) for model_id in model_ids]
+        return max(per_target, key=lambda bound: (not bound.priced, bound.usd))
 
     async def _reserve(self, model: ModelId, request: Request) -> Hold | None:
-        """Hold the call's cost estimate against the budgets and guards (the dearest target of a route counts)."""
+        """Hold the call's worst case against the budgets and guards (see :meth:`call_bound`)."""
         if not self.budgets.active and not self.guards:
             return None
-        first = model if isinstance(model, str) else model[0]
-        estimate = max(
-            estimate_cost(request, model_id, catalog.lookup(model_id).pricing)
-            for model_id in self.resolver.model_ids(first)
-        )
+        bound = self.call_bound(model, request)
         guards: list[SpendGuard] = [self.budgets] if self.budgets.active else []
         guards.extend(self.guards)
-        if len(guards) == 1:
-            return await guards[0].reserve(estimate, request.tags)
         holds: list[Hold] = []
         try:
             for guard in guards:
-                holds.append(await guard.reserve(estimate, request.tags))
+                if isinstance(guard, BoundedSpendGuard):
+                    holds.append(await guard.reserve_bound(bound, request.tags))
+                else:
+                    holds.append(await guard.reserve(bound.usd, request.tags))
         except BaseException:
             for hold in holds:  # a later guard refused: release what the earlier ones hold
                 await hold.settle(0.0)
             raise
-        return _Holds(holds)
+        return holds[0] if len(holds) == 1 else _Holds(holds)
 
     def _finish(self, response: Response, request: Request, started: float) -> Response:
         """What is the same for every provider: latency, structured output, the usage ledger, the log."""
@@ -411,6 +428,7 @@ class LLM:
         environ: Mapping[str, str] | None = None,
         guards: Sequence[SpendGuard] | None = None,
         tags: Mapping[str, str] | None = None,
+        default_max_tokens: int | None = None,
     ) -> LLM:
         """A facade with another config, extra backend instances, other provider keys (``environ``, laid
         over this one's), more guards or more default tags, that shares everything else with this one:
@@ -418,8 +436,9 @@ class LLM:
 
         Agents bound to their own endpoints use it, so their calls still count against the same budgets
         and show in the same ``usage()``; the service derives one per tenant with the tenant's stored
-        keys, its credit balance as a guard and its id as a tag. With ``environ`` given, backends built
-        from keys are built anew (only instances passed as ``backends`` carry over).
+        keys, its credit balance as a guard (with ``default_max_tokens``, the output bound its holds
+        assume and its calls send) and its id as a tag. With ``environ`` given, backends built from keys
+        are built anew (only instances passed as ``backends`` carry over).
         """
         inherited = dict(self.resolver.given_backends()) if environ is not None else dict(self.resolver.backends())
         return LLM(
@@ -435,6 +454,7 @@ class LLM:
             telemetry=self.telemetry,
             guards=(*self.guards, *(guards or ())),
             tags={**self.tags, **(tags or {})},
+            default_max_tokens=default_max_tokens if default_max_tokens is not None else self.default_max_tokens,
         )
 
     def _api_variant(self, backend: Backend, api: str) -> Backend:

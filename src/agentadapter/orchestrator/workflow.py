@@ -126,13 +126,20 @@ def load_workflow(path: str | Path) -> Workflow:
     return parse_workflow(text, source=str(file_path), base_dir=file_path.parent)
 
 
-def parse_workflow(text: str, *, source: str = "workflow", base_dir: str | Path | None = None) -> Workflow:
-    """Validate a workflow given as YAML text (``source`` names it in errors)."""
+def parse_workflow(
+    text: str, *, source: str = "workflow", base_dir: str | Path | None = None, interpolate: bool = True,
+) -> Workflow:
+    """Validate a workflow given as YAML text (``source`` names it in errors).
+
+    ``interpolate`` reads ``${VAR}`` from the environment: right for an operator's file, never for data
+    someone else wrote (the service parses its tenants' workflows with it off).
+    """
     data, lines = _load_yaml(text, source)
     if not isinstance(data, dict):
         raise WorkflowError(f"{source}: a workflow is a mapping (name:, strategy:, agents: ...), "
                             f"not {type(data).__name__}", source=source, line=1)
-    data = _interpolate(data, (), source, lines)
+    if interpolate:
+        data = _interpolate(data, (), source, lines)
     try:
         spec = WorkflowSpec.model_validate(data)
     except pydantic.ValidationError as exc:

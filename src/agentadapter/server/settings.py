@@ -69,6 +69,18 @@ class ServerSettings(BaseSettings):
     """Registered tools that agents defined through the API may not use (comma-separated; the shell
     tool by default: an API caller should not get a command line on the server)."""
 
+    # Run caps (the trust boundary): what a tenant's spec or request asks for is brought within these.
+    run_max_steps: int = Field(default=1000, ge=1)
+    """Most agent steps one run of a tenant may take, whatever its workflow's limits say."""
+    run_max_loop_iterations: int = Field(default=100, ge=1)
+    """Most iterations of a loop workflow's generator and evaluator."""
+    run_max_seconds: float = Field(default=3600.0, gt=0)
+    """Longest wall-clock time of one run; a run still going then is failed."""
+    run_max_step_retries: int = Field(default=5, ge=0)
+    """Most retries of one failed agent step."""
+    run_max_agents: int = Field(default=64, ge=1)
+    """Most agents in one workflow."""
+
     @field_validator("api_denied_tools", mode="before")
     @classmethod
     def _split_tools(cls, value: Any) -> Any:
@@ -91,6 +103,14 @@ class ServerSettings(BaseSettings):
     """Let admin JWTs that carry the credits:admin scope grant credits. Off: only API keys (which only the
     operator makes, with `agentadapter keys create`) can, since any token the identity provider issues
     could carry that scope."""
+
+    # credit bounds: what a metered tenant's call holds against its balance
+    credit_default_max_output_tokens: int = Field(default=4096, ge=1)
+    """The output bound of a metered tenant's call that sets no max_tokens: held at the model's output price
+    and sent to the provider as max_tokens (capped at the model's maximum output), so it cannot write more."""
+    credit_unpriced_hold_usd: float = Field(default=0.0, ge=0)
+    """What a metered tenant's call to a model without a known price holds and is charged, flat. 0: such
+    calls are refused (their cost cannot be bounded); price the model in the config's catalog: instead."""
 
 
 def check_secrets(settings: Settings) -> None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from agentadapter.agents.tools.registry import ToolRegistry
     from agentadapter.llm.client import LLM
     from agentadapter.llm.shared import SharedState
+    from agentadapter.server.settings import ServerSettings
     from agentadapter.server.tenancy import TenantLLMs
     from agentadapter.store.database import Database
     from agentadapter.worker.channel import RunChannel
@@ -106,6 +107,7 @@ class WorkerRuntime:
         self.tools: ToolRegistry
         self.channel: RunChannel
         self.shared: SharedState | None
+        self.server: ServerSettings
         self.loop.run_until_complete(self._open())
 
     async def _open(self) -> None:
@@ -119,6 +121,7 @@ class WorkerRuntime:
 
         assert self.settings.redis_url is not None  # configure() checked it
         server = ServerSettings()
+        self.server = server
         self.db = Database(database_url(self.settings), pool=PoolSettings())
         self.shared = shared_state_from_settings(self.settings)
         self.llm = LLM(shared=self.shared)

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from agentadapter.agents.base import BaseAgent
 from agentadapter.agents.context import AgentInput
@@ -83,46 +83,25 @@ def step_key(step: int, phase: str, name: str) -> str:
 
 async def load_job(db: Database, runtime: WorkerRuntime, run: Run) -> tuple[dict[str, BaseAgent], Strategy, RunOptions]:
     """The run's agents, strategy and options, built from its stored agent or workflow (as the API did)."""
-    from agentadapter.server.schemas import RunLimitsIn
-    from agentadapter.server.services.building import agent_defaults, build_agent
-    from agentadapter.server.services.runs import _options
-    from agentadapter.server.services.workflows import build_workflow
+    from agentadapter.server.services.building import DefinitionBuilder, agent_defaults
     from agentadapter.store import agents as agent_store
     from agentadapter.store import users
     from agentadapter.store import workflows as workflow_store
 
-    limits = RunLimitsIn(**run.options) if run.options else None
+    build = DefinitionBuilder.of(llm=runtime.llm, tools=runtime.tools, server=runtime.server)
+    limits = dict(run.options) if run.options else None
     async with db.writer() as session:
         settings = await users.get_settings(session, run.tenant_id, run.created_by) if run.created_by else None
         defaults = agent_defaults(settings)
         if run.workflow_id is not None:
             row = await workflow_store.get_workflow(session, run.tenant_id, run.workflow_id)
-            workflow, agents = await build_workflow(session, cast(Any, _Tools(runtime)), cast(Any, _Tenant(run)),
-                                                    row, defaults)
-            return agents, coerce_strategy(workflow.strategy), _options(workflow.options, limits)
+            workflow, agents = await build.build_workflow(session, run.tenant_id, row, defaults)
+            return agents, coerce_strategy(workflow.strategy), build.run_options(workflow.options, limits)
         if run.agent_id is None:
             raise RuntimeError(f"run {run.id} names neither an agent nor a workflow; it cannot be executed")
         definition = await agent_store.get_agent(session, run.tenant_id, run.agent_id)
-        agent = await build_agent(session, run.tenant_id, definition, tools=runtime.tools, defaults=defaults)
-        return {agent.name: agent}, coerce_strategy("sequential"), _options(RunOptions(), limits)
-
-
-@dataclasses.dataclass
-class _Tools:
-    runtime: WorkerRuntime
-
-    @property
-    def tools(self) -> Any:
-        return self.runtime.tools
-
-
-@dataclasses.dataclass
-class _Tenant:
-    run: Run
-
-    @property
-    def tenant_id(self) -> uuid.UUID:
-        return self.run.tenant_id
+        agent = await build.build_agent(session, run.tenant_id, definition, defaults)
+        return {agent.name: agent}, coerce_strategy("sequential"), build.run_options(RunOptions(), limits)
 
 
 def _protocol(run_id: str) -> CommunicationProtocol:

@@ -15,8 +15,8 @@ from typing import Any
 from agentadapter.llm import catalog
 from agentadapter.llm.backends.presets import PRESETS, canonical_type
 from agentadapter.llm.client import LLM
-from agentadapter.llm.errors import AgentAdapterError
 from agentadapter.server.errors import APIError
+from agentadapter.server.services.trust import model_refusal
 
 __all__ = ["check_model", "list_models", "model_entry"]
 
@@ -73,22 +73,19 @@ def list_models(llm: LLM) -> dict[str, Any]:
 
 
 def check_model(llm: LLM, model: str) -> None:
-    """A 404 ``model_not_found`` unless ``model`` is an alias of the config or ``provider/model`` of a
-    provider this server knows (a preset or a named backend)."""
-    try:
-        leaves = llm.resolver.model_ids(model)
-    except AgentAdapterError as exc:
-        raise APIError(400, str(exc), code="invalid_model", param="model") from exc
-    for leaf in leaves:
-        provider, sep, name = leaf.partition("/")
-        if not sep or not name or not (
-            provider in llm.file_config.backends or provider in llm.resolver.backends()
-            or canonical_type(provider) in PRESETS
-        ):
-            raise APIError(404, f"the model {model!r} does not exist here: use provider/model (like "
-                                "openai/gpt-4o-mini) of a known provider, or an alias of the server's "
-                                "agentadapter.yaml; GET /v1/models lists them", type="invalid_request_error",
-                           code="model_not_found", param="model")
+    """``model`` must be one a tenant may name (the service's one rule, :func:`model_refusal`): a 404
+    ``model_not_found`` for an id no provider or alias here knows, a 403 for a model only the operator
+    may use (``local/...``), a 400 for an id that is not one."""
+    refusal = model_refusal(llm, model)
+    if refusal is None:
+        return
+    if refusal.reason == "operator_only":
+        raise APIError(403, refusal.message, code="model_not_allowed", param="model")
+    if refusal.reason == "invalid":
+        raise APIError(400, refusal.message, code="invalid_model", param="model")
+    raise APIError(404, f"the model {model!r} does not exist here: use provider/model (like openai/gpt-4o-mini) of a "
+                        "known provider, or an alias of the server's agentadapter.yaml; GET /v1/models lists them",
+                   type="invalid_request_error", code="model_not_found", param="model")
 
 
 def model_entry(llm: LLM, model: str) -> dict[str, Any]:

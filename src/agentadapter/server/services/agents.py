@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.server.schemas import AgentClone, AgentCreate, AgentUpdate
-from agentadapter.server.services.building import check_definition, resolve_handoffs
+from agentadapter.server.services.building import builder, resolve_handoffs
 from agentadapter.server.services.common import Caller, record
 from agentadapter.server.state import AppState
 from agentadapter.store import agents as agent_store
@@ -30,7 +30,7 @@ def _stored_fields(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check(state: AppState, values: dict[str, Any]) -> None:
-    check_definition(values, llm=state.llm, tools=state.tools, denied_tools=state.server.api_denied_tools)
+    builder(state).check_agent(values)
 
 
 async def create_agent(session: AsyncSession, state: AppState, caller: Caller, data: AgentCreate) -> AgentDefinition:

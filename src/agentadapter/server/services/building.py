@@ -1,13 +1,22 @@
-"""From stored definitions to runnable agents, and the checks a definition passes before it is stored.
+"""The one builder: a tenant's stored agent definitions and workflows become runnable agents here.
+
+Everything the service runs from data a tenant wrote (through the API, or stored earlier) is built by
+:class:`DefinitionBuilder`, which applies the trust boundary of :mod:`.trust` twice: when the data is
+written (a 422 naming the field) and when it is built to run (the same 422 on ``POST /v1/runs``, so a
+row stored before a rule existed - or after an operator tightened a setting - is refused, not run).
+It never interpolates ``${VAR}``, builds every agent as an ``LLMAgent`` on the tenant's facade (never a
+local runner, a Python class or an endpoint of the tenant's choosing), parses workflows with
+interpolation off, and caps steps, loop iterations, retries and run time by the operator's settings
+(:class:`~agentadapter.server.services.trust.RunCaps`).
 
 An agent definition becomes an ``AgentSpec`` for the agent layer's factory (``create_agents``), with
 its handoff targets - other definitions of the same tenant, followed transitively - built alongside
-so they can refer to each other. Guardrails are data: ``{name, kind, when, message}`` where ``when``
-is a condition of the orchestrator's safe expression language (``text contains 'password'``),
+so they can refer to each other. A workflow's ``ref:`` entries name the tenant's stored agents, whose
+definitions (and guardrails) are used. Guardrails are data: ``{name, kind, when, message}`` where
+``when`` is a condition of the orchestrator's safe expression language (``text contains 'password'``),
 evaluated on the run's input text (``input``/``text``) or the final output (``output``/``text``).
 
-The checks (:func:`check_definition`) run on create and update, so a bad definition is a 422 that
-names its field rather than a failed run later: the model's provider is known (a missing key is
+The checks of a definition: no ``${`` anywhere, the model is one a tenant may name (a missing key is
 not an error yet - keys may come later), every tool is registered and allowed, the output schema is a
 valid JSON schema of an object, every guardrail condition compiles, every handoff names an agent
 of the tenant.
@@ -17,8 +26,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.agents.base import BaseAgent
@@ -26,18 +37,33 @@ from agentadapter.agents.factory import create_agents
 from agentadapter.agents.guardrails import GuardrailResult, InputGuardrail, OutputGuardrail
 from agentadapter.agents.llm_agent import LLMAgent
 from agentadapter.agents.tools.registry import ToolRegistry
-from agentadapter.llm.backends.presets import PRESETS, canonical_type
 from agentadapter.llm.client import LLM
 from agentadapter.llm.errors import AgentAdapterError
 from agentadapter.orchestrator.conditions import Condition, to_text
-from agentadapter.orchestrator.errors import ConditionError
+from agentadapter.orchestrator.errors import ConditionError, WorkflowError
+from agentadapter.orchestrator.options import RunOptions
+from agentadapter.orchestrator.workflow import Workflow, parse_workflow
+from agentadapter.server.errors import APIError
 from agentadapter.server.services.common import invalid
+from agentadapter.server.services.trust import (
+    MAX_TURNS,
+    RunCaps,
+    check_model,
+    check_model_settings,
+    check_workflow_entries,
+    refuse_interpolation,
+)
 from agentadapter.store import agents as agent_store
 from agentadapter.store.models import AgentDefinition
+from agentadapter.store.models import Workflow as WorkflowRow
+
+if TYPE_CHECKING:
+    from agentadapter.server.state import AppState
 
 __all__ = [
+    "DefinitionBuilder",
     "agent_defaults",
-    "build_agent",
+    "builder",
     "check_definition",
     "check_model",
     "check_tools",
@@ -45,24 +71,6 @@ __all__ = [
     "make_guardrails",
     "resolve_handoffs",
 ]
-
-
-def check_model(llm: LLM, model: str, param: str = "model") -> None:
-    """The model is ``provider/model`` of a known provider or named backend, or an alias of the config."""
-    try:
-        leaves = llm.resolver.model_ids(model)
-    except AgentAdapterError as exc:
-        raise invalid(param, str(exc), code="invalid_model") from exc
-    backends = set(llm.file_config.backends) | set(llm.resolver.backends())  # named in the config, or given
-    for leaf in leaves:
-        provider, sep, name = leaf.partition("/")
-        if not sep or not provider or not name:
-            raise invalid(param, f"{leaf!r} is not a provider/model id (like 'openai/gpt-4o-mini' or 'test/echo') "
-                                 "nor an alias defined in agentadapter.yaml", code="invalid_model")
-        if provider not in backends and canonical_type(provider) not in PRESETS:
-            raise invalid(param, f"unknown provider {provider!r} in {leaf!r}; known providers: "
-                                 f"{', '.join(sorted(PRESETS))} (or a backend named in agentadapter.yaml)",
-                          code="invalid_model")
 
 
 def check_tools(registry: ToolRegistry, names: Sequence[str], denied: Iterable[str], param: str = "tools") -> None:
@@ -132,6 +140,7 @@ async def resolve_handoffs(
 
 def check_definition(fields: Mapping[str, Any], *, llm: LLM, tools: ToolRegistry, denied_tools: Iterable[str]) -> None:
     """Every check but handoffs (which need the database): raises a 422 naming the field."""
+    refuse_interpolation(dict(fields), "")
     if fields.get("model"):
         check_model(llm, str(fields["model"]))
     if fields.get("tools"):
@@ -140,9 +149,12 @@ def check_definition(fields: Mapping[str, Any], *, llm: LLM, tools: ToolRegistry
         check_output_schema(fields["output_schema"])
     if fields.get("guardrails"):
         check_guardrails(list(fields["guardrails"]))
+    if fields.get("max_turns") is not None and not 1 <= int(fields["max_turns"]) <= MAX_TURNS:
+        raise invalid("max_turns", f"max_turns is between 1 and {MAX_TURNS}", code="limit_exceeded")
     if fields.get("model_settings"):
         from agentadapter.agents.run_config import ModelSettings
 
+        check_model_settings(fields["model_settings"])
         try:
             ModelSettings.of(dict(fields["model_settings"]))
         except (AgentAdapterError, TypeError, ValueError) as exc:
@@ -155,6 +167,7 @@ def check_definition(fields: Mapping[str, Any], *, llm: LLM, tools: ToolRegistry
 def definition_spec(definition: AgentDefinition, names_by_id: Mapping[str, str]) -> dict[str, Any]:
     """The agent layer's spec of a definition (handoffs by name)."""
     spec: dict[str, Any] = {
+        "type": "llm",  # the tenant's facade runs it: never a local runner, a class or an endpoint
         "name": definition.name, "description": definition.description, "instructions": definition.instructions,
         "model": definition.model, "tools": list(definition.tools or []),
         "handoffs": [names_by_id[h] for h in definition.handoffs or [] if h in names_by_id],
@@ -197,37 +210,202 @@ def agent_defaults(settings: Any) -> dict[str, Any]:
     return defaults
 
 
-async def build_agent(
-    session: AsyncSession, tenant_id: uuid.UUID, definition: AgentDefinition, *, tools: ToolRegistry,
-    defaults: Mapping[str, Any],
-) -> BaseAgent:
-    """The runnable agent of a definition, with its handoff targets (transitively) and guardrails."""
-    closure: dict[str, AgentDefinition] = {str(definition.id): definition}
-    pending = list(definition.handoffs or [])
-    while pending:
-        wanted = [ref for ref in pending if ref not in closure]
-        pending = []
-        if not wanted:
-            break
-        found = await agent_store.find_agents(session, tenant_id, wanted)
-        for ref in wanted:
-            target = found.get(ref)
-            if target is None:
-                raise invalid("agent_id", f"agent {definition.name!r} (or one it hands off to) hands off to agent "
-                                          f"{ref}, which no longer exists; update its handoffs",
-                              code="broken_handoff")
-            closure[str(target.id)] = target
-            pending.extend(h for h in target.handoffs or [] if h not in closure)
-    names_by_id = {key: d.name for key, d in closure.items()}
-    specs = [definition_spec(d, names_by_id) for d in closure.values()]
+
+
+# ------------------------------------------------------------------------------------------ the builder
+
+
+def builder(state: AppState) -> DefinitionBuilder:
+    """The builder of the server's parts and settings."""
+    return DefinitionBuilder.of(llm=state.llm, tools=state.tools, server=state.server)
+
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionBuilder:
+    """Checks a tenant's definitions when they are written, and builds them (checked again) to run."""
+
+    llm: LLM
+    """The service's facade: what models, aliases and backends exist (the operator's config)."""
+    tools: ToolRegistry
+    denied_tools: frozenset[str]
+    """Registered tools that agents defined through the API may not use."""
+    caps: RunCaps
+
+    @classmethod
+    def of(cls, *, llm: LLM, tools: ToolRegistry, server: Any) -> DefinitionBuilder:
+        """From the service's parts and its settings (``ServerSettings``)."""
+        return cls(llm=llm, tools=tools, denied_tools=frozenset(server.api_denied_tools), caps=RunCaps.of(server))
+
+    # ---------------------------------------------------------------------------------------- agents
+
+    def check_agent(self, fields: Mapping[str, Any]) -> None:
+        """The checks of an agent definition being written (all but its handoffs)."""
+        check_definition(fields, llm=self.llm, tools=self.tools, denied_tools=self.denied_tools)
+
+    def check_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """The user settings an agent falls back on (``default_model``) obey the same rules."""
+        model = defaults.get("default_model")
+        if model:
+            _at_build("settings", "your settings", "PATCH /v1/settings", lambda: check_model(self.llm, str(model),
+                                                                                          "default_model"))
+
+    async def build_agent(
+        self, session: AsyncSession, tenant_id: uuid.UUID, definition: AgentDefinition, defaults: Mapping[str, Any],
+    ) -> BaseAgent:
+        """The runnable agent of a definition, with its handoff targets (transitively) and guardrails."""
+        self.check_defaults(defaults)
+        closure: dict[str, AgentDefinition] = {str(definition.id): definition}
+        pending = list(definition.handoffs or [])
+        while pending:
+            wanted = [ref for ref in pending if ref not in closure]
+            pending = []
+            if not wanted:
+                break
+            found = await agent_store.find_agents(session, tenant_id, wanted)
+            for ref in wanted:
+                target = found.get(ref)
+                if target is None:
+                    raise invalid("agent_id", f"agent {definition.name!r} (or one it hands off to) hands off to agent "
+                                              f"{ref}, which no longer exists; update its handoffs",
+                                  code="broken_handoff")
+                closure[str(target.id)] = target
+                pending.extend(h for h in target.handoffs or [] if h not in closure)
+        for stored in closure.values():
+            self._recheck(stored, "agent_id")
+        names_by_id = {key: d.name for key, d in closure.items()}
+        specs = [definition_spec(d, names_by_id) for d in closure.values()]
+        try:
+            built = create_agents(specs, tools=self.tools, defaults=defaults)
+        except AgentAdapterError as exc:
+            raise invalid("agent_id", f"agent {definition.name!r} cannot be built: {exc}",
+                          code="invalid_agent") from exc
+        for stored in closure.values():
+            _attach_guardrails(built[stored.name], stored)
+        return built[definition.name]
+
+    def _recheck(self, stored: AgentDefinition, param: str) -> None:
+        fields = {"name": stored.name, "description": stored.description, "instructions": stored.instructions,
+                  "model": stored.model, "tools": list(stored.tools or []), "output_schema": stored.output_schema,
+                  "guardrails": list(stored.guardrails or []), "model_settings": dict(stored.model_settings or {}),
+                  "max_turns": stored.max_turns, "metadata": dict(stored.meta or {})}
+        _at_build(param, f"agent {stored.name!r}", f"PATCH /v1/agents/{stored.id}", lambda: self.check_agent(fields))
+
+    # ------------------------------------------------------------------------------------- workflows
+
+    async def check_workflow(
+        self, session: AsyncSession, tenant_id: uuid.UUID, spec: Mapping[str, Any], param: str,
+    ) -> None:
+        """The checks of a workflow being written: its spec as it will run (stored refs expanded)."""
+        expanded = dict(spec)
+        await self._expand(session, tenant_id, expanded, param)
+        workflow = _parse(self.caps.cap_spec(expanded), param)
+        for index, entry in enumerate(workflow.spec.agents):
+            models = entry.model if isinstance(entry.model, list) else [entry.model] if entry.model else []
+            for model in models:
+                check_model(self.llm, model, param=f"{param}.agents[{index}].model")
+            if entry.tools:
+                check_tools(self.tools, entry.tools, self.denied_tools, param=f"{param}.agents[{index}].tools")
+            if entry.output_schema is not None:
+                check_output_schema(entry.output_schema, param=f"{param}.agents[{index}].output_schema")
+            if entry.model_settings:
+                check_model_settings(entry.model_settings, param=f"{param}.agents[{index}].model_settings")
+        try:
+            workflow.build_agents(tools=self.tools)
+        except (WorkflowError, AgentAdapterError) as exc:
+            raise invalid(param, str(exc), code="invalid_workflow") from exc
+
+    async def build_workflow(
+        self, session: AsyncSession, tenant_id: uuid.UUID, row: WorkflowRow, defaults: Mapping[str, Any],
+    ) -> tuple[Workflow, dict[str, BaseAgent]]:
+        """The parsed workflow and its agents, stored refs expanded and their guardrails attached."""
+        self.check_defaults(defaults)
+        where = f"workflow {row.name!r}"
+        fix = f"PATCH /v1/workflows/{row.id}"
+        spec = dict(row.spec)
+        used: dict[str, AgentDefinition] = {}
+
+        async def expand() -> None:
+            used.update(await self._expand(session, tenant_id, spec, "spec"))
+
+        try:
+            await expand()
+        except APIError as exc:
+            raise _build_error(exc, "workflow_id", where, fix) from exc
+        for definition in used.values():
+            self._recheck(definition, "workflow_id")
+        workflow = _at_build("workflow_id", where, fix, lambda: _parse(self.caps.cap_spec(spec), "spec"))
+        try:
+            agents = workflow.build_agents(tools=self.tools, defaults=defaults)
+        except (WorkflowError, AgentAdapterError) as exc:
+            raise invalid("workflow_id", f"workflow {row.name!r} cannot be built: {exc}",
+                          code="invalid_workflow") from exc
+        for name, definition in used.items():
+            _attach_guardrails(agents.get(name), definition)
+        return workflow, agents
+
+    async def _expand(
+        self, session: AsyncSession, tenant_id: uuid.UUID, spec: dict[str, Any], param: str,
+    ) -> dict[str, AgentDefinition]:
+        """Check the spec's own data, then replace each ``ref: <stored agent>`` entry by that definition's
+        spec and make every entry an ``llm`` agent; returns the stored definitions used, by entry name."""
+        refuse_interpolation(spec, param)
+        refs = check_workflow_entries(spec, param)
+        self.caps.check_spec(spec, param)
+        found = await agent_store.find_agents(session, tenant_id, [ref for _, ref in refs]) if refs else {}
+        used: dict[str, AgentDefinition] = {}
+        agents = [dict(entry) if isinstance(entry, Mapping) else entry for entry in spec.get("agents") or []]
+        for index, ref in refs:
+            definition = found.get(ref)
+            if definition is None:
+                raise invalid(f"{param}.agents[{index}].ref", f"no agent {ref!r} in this tenant", code="unknown_agent")
+            entry = dict(agents[index])
+            entry.pop("ref")
+            own = definition_spec(definition, {})
+            own.pop("handoffs")
+            own["name"] = entry.get("name") or entry.get("id") or definition.name
+            entry.pop("id", None)
+            agents[index] = {**own, **{k: v for k, v in entry.items() if k != "name"}, "name": own["name"]}
+            used[own["name"]] = definition
+        if isinstance(spec.get("agents"), list):
+            spec["agents"] = [{**entry, "type": "llm"} if isinstance(entry, dict) else entry for entry in agents]
+        return used
+
+    # ------------------------------------------------------------------------------------------- runs
+
+    def run_options(self, base: RunOptions, requested: Mapping[str, Any] | None = None) -> RunOptions:
+        """A run's options: the spec's, then the request's limits, within the operator's caps."""
+        return self.caps.options(base, requested)
+
+
+
+def _parse(spec: Mapping[str, Any], param: str) -> Workflow:
+    """Validate a tenant's workflow with the orchestrator's own parser; never interpolated."""
     try:
-        built = create_agents(specs, tools=tools, defaults=defaults)
-    except AgentAdapterError as exc:
-        raise invalid("agent_id", f"agent {definition.name!r} cannot be built: {exc}", code="invalid_agent") from exc
-    for stored in closure.values():
-        agent = built[stored.name]
-        if isinstance(agent, LLMAgent) and stored.guardrails:
-            inputs, outputs = make_guardrails(stored.guardrails)
-            agent.input_guardrails = [*agent.input_guardrails, *inputs]
-            agent.output_guardrails = [*agent.output_guardrails, *outputs]
-    return built[definition.name]
+        return parse_workflow(yaml.safe_dump(dict(spec), sort_keys=False), source=param, interpolate=False)
+    except WorkflowError as exc:
+        where = f"{param}.{exc.path}" if getattr(exc, "path", None) and exc.path != "(top level)" else param
+        message = str(exc).replace(f"workflow {param} is not valid:\n", "").strip()
+        raise invalid(where, message, code="invalid_workflow") from exc
+
+
+def _attach_guardrails(agent: BaseAgent | None, definition: AgentDefinition) -> None:
+    if isinstance(agent, LLMAgent) and definition.guardrails:
+        inputs, outputs = make_guardrails(definition.guardrails)
+        agent.input_guardrails = [*agent.input_guardrails, *inputs]
+        agent.output_guardrails = [*agent.output_guardrails, *outputs]
+
+
+def _build_error(error: APIError, param: str, what: str, fix: str) -> APIError:
+    """A check that failed at build time: the same 422, naming the stored resource and how to fix it."""
+    where = f" ({error.param})" if error.param else ""
+    message = error.message.removeprefix(f"{error.param}: ") if error.param else error.message
+    return APIError(422, f"{what} cannot run{where}: {message}; fix it with {fix}", code=error.code or "invalid_value",
+                    param=param, details={**(error.details or {}), "field": error.param})
+
+
+def _at_build(param: str, what: str, fix: str, check: Any) -> Any:
+    try:
+        return check()
+    except APIError as exc:
+        raise _build_error(exc, param, what, fix) from exc

@@ -59,7 +59,7 @@ def provider_models(name: str) -> list[dict[str, Any]]:
 
 def capabilities(llm: LLM, model: str) -> dict[str, Any]:
     """The catalog's entry (``known: false`` and conservative defaults for a model it does not list)."""
-    from agentadapter.server.services.building import check_model
+    from agentadapter.server.services.trust import check_model
 
     check_model(llm, model)
     try:

@@ -18,13 +18,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentadapter.orchestrator import RunEvent, RunLimits, RunOptions
+from agentadapter.orchestrator import RunEvent, RunOptions
 from agentadapter.server.errors import APIError
 from agentadapter.server.executor import RunJob
-from agentadapter.server.schemas import RunCreate, RunLimitsIn, WorkflowRun
-from agentadapter.server.services.building import agent_defaults, build_agent
+from agentadapter.server.schemas import RunCreate, WorkflowRun
+from agentadapter.server.services.building import agent_defaults, builder
 from agentadapter.server.services.common import Caller, invalid, record
-from agentadapter.server.services.workflows import build_workflow
 from agentadapter.server.state import AppState
 from agentadapter.store import agents as agent_store
 from agentadapter.store import credits as credit_store
@@ -34,18 +33,6 @@ from agentadapter.store import workflows as workflow_store
 from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run
 
 __all__ = ["cancel_run", "run_events", "start_agent_run", "start_workflow_run"]
-
-
-def _options(base: RunOptions, limits: RunLimitsIn | None) -> RunOptions:
-    if limits is None:
-        return base
-    changes = {k: v for k, v in limits.model_dump().items() if v is not None}
-    if not changes:
-        return base
-    current = base.limits
-    merged = RunLimits(**{"max_cost_usd": current.max_cost_usd, "max_steps": current.max_steps,
-                          "timeout_s": current.timeout_s, **changes})
-    return RunOptions(limits=merged, step=base.step, agents=base.agents)
 
 
 async def _defaults(session: AsyncSession, caller: Caller) -> dict[str, Any]:
@@ -76,9 +63,10 @@ async def start_agent_run(session: AsyncSession, state: AppState, caller: Caller
     if not definition.model and not defaults.get("default_model"):
         raise invalid("agent_id", f"agent {definition.name!r} has no model and your settings have no default_model; "
                                   "set one (PATCH /v1/settings or the agent's model)", code="no_model")
-    agent = await build_agent(session, caller.tenant_id, definition, tools=state.tools, defaults=defaults)
+    build = builder(state)
+    agent = await build.build_agent(session, caller.tenant_id, definition, defaults)
     project = await tenants.resolve_project(session, caller.tenant_id, data.project_id)
-    options = _options(RunOptions(), data.limits)
+    options = build.run_options(RunOptions(), data.limits.model_dump() if data.limits else None)
     run = await run_store.create_run(
         session, caller.tenant_id, input=data.input, project_id=project.id, agent_id=definition.id,
         agent_version=definition.version, created_by=caller.user_id, strategy="sequential",
@@ -94,7 +82,8 @@ async def start_workflow_run(
 ) -> Run:
     row = await workflow_store.get_workflow(session, caller.tenant_id, workflow_id)
     defaults = await _defaults(session, caller)
-    workflow, agents = await build_workflow(session, state, caller, row, defaults)
+    build = builder(state)
+    workflow, agents = await build.build_workflow(session, caller.tenant_id, row, defaults)
     task = data.input if data.input else workflow.input
     if not task:
         raise invalid("input", f"workflow {row.name!r} has no input of its own; pass input", code="missing_input")
@@ -105,7 +94,8 @@ async def start_workflow_run(
         options=data.limits.model_dump(exclude_none=True) if data.limits else {},
     )
     job = RunJob(run.id, caller.tenant_id, project.id, task, agents, workflow.strategy,
-                 _options(workflow.options, data.limits), workflow=row.name)
+                 build.run_options(workflow.options, data.limits.model_dump() if data.limits else None),
+                 workflow=row.name)
     return await _submit(session, state, caller, run, job, {"workflow_id": str(row.id), "version": row.version})
 
 

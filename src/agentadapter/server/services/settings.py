@@ -10,8 +10,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.server.schemas import SettingsPatch, SettingsPut
-from agentadapter.server.services.building import check_model
 from agentadapter.server.services.common import Caller, record
+from agentadapter.server.services.trust import check_model
 from agentadapter.server.state import AppState
 from agentadapter.store import users
 from agentadapter.store.models import UserSettings
