@@ -30,6 +30,8 @@ Every error AgentAdapter raises derives from :class:`AgentAdapterError`::
     ├── AllTargetsFailedError       every target of a route failed; ``errors`` holds each
     └── ProtocolError               the message bus, registry or shared context (agentadapter.protocol)
 
+An :class:`APIError`'s message, body and headers are cleaned of secrets when it is made (the
+provider's echo of a key, a bearer token, a URL password: :mod:`agentadapter.observability.redact`).
 ``retryable`` says whether the retry policy may try the same call again. Provider errors are mapped
 at the edge by :func:`error_from_response` and :func:`error_from_event` (``raise ... from exc``
 where there is a foreign exception), so callers only ever catch our classes.
@@ -44,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentadapter._errors import AgentAdapterError as AgentAdapterError  # re-exported: the root of this tree
+from agentadapter.observability.redact import redact, redact_text
 
 
 class ConfigurationError(AgentAdapterError):
@@ -70,13 +73,17 @@ class APIError(AgentAdapterError):
         code: str | None = None,
         retryable: bool | None = None,
     ) -> None:
+        # Providers echo keys back ("Incorrect API key provided: sk-proj-..."), and a connection
+        # error can quote a URL with ?key=: every provider failure becomes one of these classes, so
+        # masking here keeps keys out of everything downstream (API answers, logs, stored runs, events).
+        message = redact_text(message)
         super().__init__(message)
         self.message = message
         self.provider = provider
         self.model = model
         self.status = status
-        self.body = body
-        self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
+        self.body = redact(body)
+        self.headers: dict[str, str] = redact({k.lower(): v for k, v in (headers or {}).items()})
         self.request_id = request_id
         self.code = code
         if retryable is not None:

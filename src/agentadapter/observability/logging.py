@@ -3,9 +3,11 @@
 AgentAdapter's modules log through stdlib loggers from :func:`get_logger` (names under
 ``agentadapter.``), passing structured fields in ``extra=``. Every such logger carries
 :class:`RedactingFilter`, so a record is cleaned before any handler sees it: fields whose name
-says they hold a secret (``api_key``, ``authorization``, ``x-api-key``, ...) are masked, and every
+says they hold a secret (``api_key``, ``authorization``, ``x-api-key``, ...) are masked, every
 API key the process has been given (:func:`register_secret`, called when a backend is configured)
-is replaced wherever it appears in a message or field. As a library we add no handler;
+is replaced wherever it appears in a message or field, and so is anything key-shaped (provider key
+formats, bearer tokens, URL passwords: :mod:`agentadapter.observability.redact`), a safety net
+behind the redaction of provider errors where they are made. As a library we add no handler;
 :func:`configure_logging` (called by the CLI and the server, or by you) installs structlog's JSON
 rendering at ``AGENTADAPTER_LOG_LEVEL``.
 """
@@ -15,53 +17,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 from collections.abc import Mapping, MutableMapping
 from typing import IO, Any
 
-SENSITIVE_KEYS = frozenset({
-    "api_key", "apikey", "api-key", "authorization", "x-api-key", "x-goog-api-key", "proxy-authorization",
-    "cookie", "set-cookie", "secret", "secret_key", "password", "token", "access_token", "refresh_token",
-})
-MASK = "[REDACTED]"
+from agentadapter.observability.redact import MASK, SENSITIVE_KEYS, redact, redact_text, register_secret
 
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
+# The masking itself lives in observability.redact (errors and stored runs use it too); these names
+# stay importable from here.
+__all__ = ["MASK", "SENSITIVE_KEYS", "RedactingFilter", "configure_logging", "get_logger", "redact",
+           "redact_text", "register_secret"]
+
 # The standard LogRecord attributes; anything else on a record came from `extra=`.
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-
-
-def register_secret(secret: str | None) -> None:
-    """Never let this value appear in a log line (keys shorter than 8 characters are not tracked)."""
-    if secret and len(secret) >= 8:
-        with _secrets_lock:
-            _secrets.add(secret)
-
-
-def redact_text(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
-
-
-_PLAIN = (int, float, bool, type(None))
-
-
-def redact(value: Any, key: str | None = None) -> Any:
-    """A copy of ``value`` with secret fields masked and known secrets removed from strings."""
-    if key is not None and value and key.lower() in SENSITIVE_KEYS:
-        return MASK
-    kind = type(value)
-    if kind in _PLAIN:  # the common case, checked without the ABC machinery below
-        return value
-    if kind is str:
-        return redact_text(value) if _secrets else value
-    if kind is dict or isinstance(value, Mapping):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    return value
 
 
 class RedactingFilter(logging.Filter):

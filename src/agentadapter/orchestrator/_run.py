@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from agentadapter.agents.result import AgentResult
 from agentadapter.agents.run_config import RunConfig
 from agentadapter.llm.errors import AgentAdapterError, BudgetExceededError
 from agentadapter.llm.messages import Message, TextPart, Usage, coerce_messages
+from agentadapter.observability.logging import get_logger
 from agentadapter.orchestrator import telemetry
 from agentadapter.orchestrator.conditions import to_text
 from agentadapter.orchestrator.errors import (
@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RunEngine", "StrategyRunner"]
 
-logger = logging.getLogger("agentadapter.orchestrator")
+# get_logger: the redacting filter, so an unexpected error that quotes a key is masked in the log too.
+logger = get_logger("agentadapter.orchestrator")
 
 StrategyRunner = Callable[["RunEngine"], Awaitable[Any]]
 """Runs a strategy on an engine and returns the run's output (the engine holds everything else)."""

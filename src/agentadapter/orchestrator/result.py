@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeAlias
 
 from agentadapter.agents.result import to_jsonable
 from agentadapter.llm.messages import Usage
+from agentadapter.observability.redact import redact_text
 
 __all__ = ["AgentRunResult", "AgentRunStatus", "RunResult", "RunStatus", "error_info"]
 
@@ -23,8 +24,14 @@ AgentRunStatus: TypeAlias = Literal["running", "completed", "failed", "cancelled
 
 
 def error_info(error: BaseException) -> dict[str, Any]:
-    """An error as JSON: its class, its message and, for a run limit, which limit."""
-    info: dict[str, Any] = {"type": type(error).__name__, "message": str(error) or type(error).__name__}
+    """An error as JSON: its class, its message and, for a run limit, which limit.
+
+    This is where every failure of a run or a step becomes the dict that is stored, returned and
+    sent in events, so the message is cleaned of secrets here too (a tool's or an agent's own error
+    text can quote a key that no provider error carried).
+    """
+    message = redact_text(str(error)) or type(error).__name__
+    info: dict[str, Any] = {"type": type(error).__name__, "message": message}
     limit = getattr(error, "limit", None)
     if isinstance(limit, str):
         info["limit"] = limit

@@ -7,12 +7,11 @@ Starlette's HTTP errors (404 route, 405, 413 from the body limit), the store's `
 (404 - also what another tenant's resource looks like), ``RecordConflict`` (409) and
 ``InvalidCursor`` (422), the library's configuration and request errors (422), a tenant's exhausted
 credits (402, ``insufficient_credits``), and anything unexpected (500, logged with the request id,
-which the message repeats).
+which the message repeats). Messages and details are cleaned of secrets (:func:`error_body`).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,11 +21,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentadapter.llm.errors import ConfigurationError, InsufficientCreditsError, InvalidRequestError
+from agentadapter.observability.logging import get_logger
+from agentadapter.observability.redact import redact, redact_text
 from agentadapter.store.errors import InvalidCursor, RecordConflict, RecordNotFound
 
 __all__ = ["APIError", "error_body", "error_response", "install_error_handlers", "param_of"]
 
-logger = logging.getLogger("agentadapter.server")
+# get_logger puts the redacting filter on the "agentadapter.server" logger, which the middleware,
+# the executor and the gateway log through as well: nothing they log can quote a key.
+logger = get_logger("agentadapter.server")
 
 _TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
@@ -55,8 +58,10 @@ class APIError(Exception):
 
 def error_body(type: str, message: str, *, code: str | None = None, param: str | None = None,
                details: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"type": type, "message": message, "code": code, "param": param,
-                      "details": dict(details) if details else None}}
+    """The error shape. Every answer's message and details pass through here and are cleaned of
+    secrets: provider errors are masked where they are made, this catches anything else."""
+    return {"error": {"type": type, "message": redact_text(message), "code": code, "param": param,
+                      "details": redact(dict(details)) if details else None}}
 
 
 def error_response(error: APIError) -> JSONResponse:

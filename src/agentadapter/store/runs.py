@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentadapter.observability.redact import redact
 from agentadapter.store.errors import RecordConflict, RecordNotFound
 from agentadapter.store.models import (
     TERMINAL_RUN_STATUSES,
@@ -113,7 +114,7 @@ async def finish_run(
     run = await get_run(session, tenant_id, run_id)
     if run.status in TERMINAL_RUN_STATUSES:
         raise RecordConflict(f"run {run_id} has already ended ({run.status})", param="run_id")
-    run.status, run.error, run.finished_at = status, dict(error), utcnow()
+    run.status, run.error, run.finished_at = status, _stored_error(error), utcnow()
     await session.flush()
     return run
 
@@ -157,10 +158,16 @@ async def fail_interrupted_runs(session: AsyncSession, reason: str) -> int:
 # ------------------------------------------------------------------------------ the recorder's writes
 
 
+def _stored_error(error: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """An error as stored: secrets masked (a safety net; errors are cleaned where they are made), since
+    a failure message may quote what it failed with (a broker URL's password, a key echoed back)."""
+    return redact(dict(error)) if error is not None else None
+
+
 def _run_values(result: RunResult) -> dict[str, Any]:
     data = result.to_dict()
     return {
-        "status": result.status, "output": data["output"], "text": result.text, "error": result.error,
+        "status": result.status, "output": data["output"], "text": result.text, "error": _stored_error(result.error),
         "usage": data["usage"], "cost_usd": result.cost_usd, "duration_ms": data["duration_ms"],
         "strategy": result.strategy, "details": data["details"], "started_at": _time(result.started_at),
         "finished_at": _time(result.finished_at), "updated_at": utcnow(),
@@ -197,7 +204,7 @@ async def record_agent_run(session: AsyncSession, tenant_id: uuid.UUID, run_id: 
     data = record.to_dict()
     values = {
         "name": record.name, "step": record.step, "phase": record.phase, "status": record.status,
-        "input": record.input, "output": data["output"], "text": record.text, "error": record.error,
+        "input": record.input, "output": data["output"], "text": record.text, "error": _stored_error(record.error),
         "usage": data["usage"], "cost_usd": record.cost_usd, "attempts": record.attempts, "model": record.model,
         "answered_by": record.answered_by, "started_at": _time(record.started_at),
         "finished_at": _time(record.finished_at), "duration_ms": data["duration_ms"],
