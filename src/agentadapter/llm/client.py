@@ -109,7 +109,8 @@ class LLM:
         self.guards: tuple[SpendGuard, ...] = tuple(guards)
         """Asked after the budgets before every call (the service's credit balance is one)."""
         if default_max_tokens is not None and default_max_tokens < 1:
-            raise InvalidRequestError(f"default_max_tokens must be a positive number of tokens, not {default_max_tokens}")
+            raise InvalidRequestError(
+                f"default_max_tokens must be a positive number of tokens, not {default_max_tokens}")
         self.default_max_tokens = default_max_tokens
         """Sent as ``max_tokens`` (capped at each target's maximum output) when a guarded call sets none,
         so that the output the guards hold for is the most the provider may write and bill."""

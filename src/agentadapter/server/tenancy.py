@@ -8,7 +8,9 @@ what differs per tenant is laid over it:
 - ``environ``: the tenant's provider keys (``OPENAI_API_KEY`` and so on), decrypted from the
   database by the ``keys`` loader; a tenant with no stored key for a provider falls back to the
   server's environment (a self-hosted server keeps its keys in its environment);
-- ``guards``: what the ``guards`` factory answers for the tenant (its credit balance);
+- ``guards``: what the ``guards`` factory answers for the tenant (its credit balance); a guarded
+  tenant's facade also gets ``default_max_tokens`` (``AGENTADAPTER_CREDIT_DEFAULT_MAX_OUTPUT_TOKENS``),
+  the output bound its holds assume and its calls without ``max_tokens`` send;
 - ``tags``: ``tenant=<id>``, so usage records, budgets and logs know whose call it was.
 
 Facades are cached for ``ttl_s`` and dropped at once by :meth:`TenantLLMs.invalidate` (a key was
@@ -53,10 +55,13 @@ class TenantLLMs:
         guards: GuardFactory | None = None,
         ttl_s: float = 30.0,
         max_tenants: int = 1024,
+        default_max_tokens: int | None = None,
     ) -> None:
         self.base = base
         self.keys = keys
         self.guards = guards
+        self.default_max_tokens = default_max_tokens
+        """The output bound of a guarded tenant's calls that set no ``max_tokens`` (sent as theirs)."""
         self.ttl_s = ttl_s
         self.max_tenants = max_tenants
         self._cache: dict[uuid.UUID, tuple[float, LLM]] = {}
@@ -82,7 +87,8 @@ class TenantLLMs:
     async def _build(self, tenant_id: uuid.UUID) -> LLM:
         environ = dict(await self.keys(tenant_id)) if self.keys is not None else None
         guards = list(await self.guards(tenant_id)) if self.guards is not None else []
-        return self.base.derive(environ=environ or None, guards=guards, tags={"tenant": str(tenant_id)})
+        return self.base.derive(environ=environ or None, guards=guards, tags={"tenant": str(tenant_id)},
+                                default_max_tokens=self.default_max_tokens if guards else None)
 
     def invalidate(self, tenant_id: uuid.UUID | None = None) -> None:
         """Forget one tenant's facade (or every one), so the next call builds it anew."""
@@ -114,7 +120,9 @@ async def service_facades(
         await shared.start()
     else:
         llm.budgets.store = DatabaseBudgetStore(db)
-    facades = TenantLLMs(llm, ttl_s=server.auth_cache_s)
+    facades = TenantLLMs(llm, ttl_s=server.auth_cache_s,
+                         default_max_tokens=server.credit_default_max_output_tokens)
     facades.keys = keys_loader(db, settings.secret_key)
-    facades.guards = guard_factory(db, required=server.credits_required)
+    facades.guards = guard_factory(db, required=server.credits_required,
+                                   unpriced_hold_usd=server.credit_unpriced_hold_usd or None)
     return facades

@@ -15,7 +15,11 @@ methods are coroutines because those stores do I/O; a reserve is one atomic step
 
 :class:`SpendGuard` is what the facade asks before every call (``LLM(guards=[...])``): a
 :class:`BudgetGuard` is one, and so is the service's per-tenant credit balance. Each answers a
-reservation that settles to the actual cost exactly once.
+reservation that settles to the actual cost exactly once. The estimate a guard is asked to hold is
+the call's worst case (:func:`agentadapter.llm.bounds.call_bound`); a guard that also needs to know
+what that worst case is made of - whether the model is priced at all, the token bounds to record
+beside an overrun - implements :class:`BoundedSpendGuard`, and the facade hands it the whole
+:class:`~agentadapter.llm.bounds.CallBound`.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from agentadapter.llm.errors import BudgetExceededError, ConfigurationError
+
+if TYPE_CHECKING:
+    from agentadapter.llm.bounds import CallBound
 
 logger = logging.getLogger("agentadapter.budget")
 
@@ -121,6 +128,16 @@ class SpendGuard(Protocol):
     async def reserve(self, estimate_usd: float, tags: Mapping[str, str]) -> Hold:
         """Hold ``estimate_usd`` for a call with these tags; raise
         :class:`~agentadapter.llm.errors.BudgetExceededError` (or a subclass) to refuse it."""
+        ...
+
+
+@runtime_checkable
+class BoundedSpendGuard(SpendGuard, Protocol):
+    """A :class:`SpendGuard` the facade asks with the call's whole bound instead of its USD alone."""
+
+    async def reserve_bound(self, bound: CallBound, tags: Mapping[str, str]) -> Hold:
+        """Hold what ``bound`` says the call may cost at most (``bound.priced`` False: the model has no
+        known price), or refuse the call by raising."""
         ...
 
 
