@@ -46,6 +46,16 @@ def test_tenants_and_keys_are_created_listed_and_revoked(cli: tuple[CliRunner, t
     assert bad_role.exit_code == 2
 
 
+@pytest.mark.parametrize("days", ["0", "-1", "-0.5", "nan", "inf", "1e9"])
+def test_a_key_lifetime_of_zero_or_less_is_refused(cli: tuple[CliRunner, typer.Typer], days: str) -> None:
+    runner, app = cli
+    assert runner.invoke(app, ["tenants", "create", "acme"]).exit_code == 0
+    refused = runner.invoke(app, ["keys", "create", "--tenant", "acme", "--expires-days", days])
+    assert refused.exit_code == 2, refused.output
+    assert "--expires-days" in refused.output and "more than 0" in refused.output
+    assert json.loads(runner.invoke(app, ["keys", "list", "--tenant", "acme", "--json"]).stdout) == []
+
+
 def test_db_upgrade_current_and_downgrade(cli: tuple[CliRunner, typer.Typer]) -> None:
     runner, app = cli
     assert "revision none" in runner.invoke(app, ["db", "current"]).stdout
