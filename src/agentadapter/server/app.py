@@ -30,9 +30,11 @@ from agentadapter.server.auth import Authenticator
 from agentadapter.server.errors import install_error_handlers
 from agentadapter.server.executor import InlineExecutor, RunExecutor
 from agentadapter.server.housekeeping import RetentionTask
-from agentadapter.server.middleware import BodySizeLimit, RequestContext, SecurityHeaders
+from agentadapter.server.middleware import BodySizeLimit, JSONBodyGuard, RequestContext, SecurityHeaders
+from agentadapter.server.payloads import PayloadChecker, PayloadLimits
 from agentadapter.server.ratelimit import build_rate_limiter
 from agentadapter.server.routes import API_PREFIX, resource_routers
+from agentadapter.server.routes.gateway import OPENAI_JSON_PATHS
 from agentadapter.server.routes.health import router as health_router
 from agentadapter.server.settings import ServerSettings, check_secrets
 from agentadapter.server.state import AppState
@@ -72,6 +74,12 @@ def create_app(
     server = server_settings or ServerSettings()
     check_secrets(settings)
 
+    # Large request bodies are checked in worker processes, started on first need and stopped with the app.
+    body_checker = PayloadChecker(
+        PayloadLimits(max_depth=server.max_body_depth, max_nodes=server.max_body_nodes,
+                      max_string_chars=server.max_body_string_chars),
+        offload_bytes=server.body_offload_bytes, processes=server.body_check_processes)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await _start(settings, server, llm=llm, tools=tools, jwks_transport=jwks_transport)
@@ -79,7 +87,10 @@ def create_app(
         try:
             yield
         finally:
-            await _stop(state, owns_llm=llm is None)
+            try:
+                await _stop(state, owns_llm=llm is None)
+            finally:
+                await body_checker.aclose()
 
     app = FastAPI(
         title="AgentAdapter", version=_version(), description=API_DESCRIPTION, lifespan=lifespan,
@@ -90,7 +101,10 @@ def create_app(
     for router in resource_routers:
         app.include_router(router)
     _declare_bearer_auth(app)
-    # Added innermost first: requests pass RequestContext, SecurityHeaders, CORS, then the body limit.
+    # Added innermost first: requests pass RequestContext, SecurityHeaders, CORS, the body limit, then the
+    # body guard (which reads the body through the limit).
+    app.add_middleware(JSONBodyGuard, checker=body_checker, openai_paths=OPENAI_JSON_PATHS,
+                       yaml_fields={f"{API_PREFIX}/workflows": "yaml"})
     app.add_middleware(BodySizeLimit, max_bytes=server.max_body_bytes)
     if settings.cors_origins:
         wildcard = settings.cors_origins == ["*"]

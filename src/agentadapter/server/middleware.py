@@ -8,7 +8,10 @@
   Content-Security-Policy (a looser one for the ``/docs`` pages, which load Swagger UI), HSTS in
   production, and ``Cache-Control: no-store`` on API answers;
 - :class:`BodySizeLimit` refuses a body over the limit with 413 - at once from ``Content-Length``,
-  or as soon as a chunked body passes it - in the one error shape.
+  or as soon as a chunked body passes it - in the one error shape;
+- :class:`JSONBodyGuard` reads every body (within that limit) and refuses, with 422, one nested too
+  deep, too large in values or strings, or holding NaN, Infinity, NUL or lone surrogates, before any
+  route parses it (the checks are in :mod:`agentadapter.server.payloads`, large bodies off the loop).
 
 CORS is Starlette's ``CORSMiddleware``, configured from ``AGENTADAPTER_CORS_ORIGINS`` in ``app.py``.
 """
@@ -21,15 +24,20 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentadapter.server.errors import error_body
+from agentadapter.server.payloads import CheckedBody, InvalidJSON, PayloadChecker, PayloadRefused, request_payloads
 
-__all__ = ["HTTP_LATENCY", "HTTP_REQUESTS", "BodySizeLimit", "RequestContext", "SecurityHeaders"]
+__all__ = [
+    "CHECKED_BODY", "HTTP_LATENCY", "HTTP_REQUESTS", "BodySizeLimit", "JSONBodyGuard", "RequestContext",
+    "SecurityHeaders",
+]
 
 HTTP_REQUESTS = Counter("agentadapter_http_requests_total", "HTTP requests answered, by method, route and status",
                         ["method", "route", "status"])
@@ -200,3 +208,95 @@ class BodySizeLimit:
         ]
         await send({"type": "http.response.start", "status": 413, "headers": list(headers)})
         await send({"type": "http.response.body", "body": body})
+
+
+_FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+CHECKED_BODY = "agentadapter.checked_body"
+"""The scope key under which :class:`JSONBodyGuard` leaves its :class:`~agentadapter.server.payloads.CheckedBody`."""
+
+
+class JSONBodyGuard:
+    """Every request body is read (within the size limit) and checked before any route sees it.
+
+    A body is refused with 422 in the one error shape when it nests too deep, holds too many values,
+    too long a string, NaN or Infinity, a NUL character or a lone surrogate (see
+    :mod:`agentadapter.server.payloads`), and when it is not JSON at all: 422 on the API, 400 on the
+    OpenAI-compatible paths (``openai_paths``), as OpenAI answers. A body that passes is handed on
+    unchanged, so the routes and FastAPI read it as usual; the check's result waits in the scope
+    (``CHECKED_BODY``) for routes that parse by hand. Form bodies are left to the form parser.
+    ``yaml_fields`` maps a path prefix to the top-level field that carries a YAML document there,
+    loaded off the loop with a large body's check.
+    """
+
+    def __init__(self, app: ASGIApp, *, checker: PayloadChecker, openai_paths: Iterable[str] = (),
+                 yaml_fields: Mapping[str, str] | None = None) -> None:
+        self.app = app
+        self.checker = checker
+        self.openai_paths = frozenset(openai_paths)
+        self.yaml_fields = dict(yaml_fields or {})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        content_type = (_header(scope, b"content-type") or b"").split(b";", 1)[0].strip().lower()
+        if content_type in _FORM_TYPES:
+            await self.app(scope, receive, send)
+            return
+        raw, disconnected = await _read_body(receive)
+        if disconnected:
+            return  # the client left before sending its whole body: nobody to answer
+        path: str = scope["path"]
+        yaml_field = next((name for prefix, name in self.yaml_fields.items() if path.startswith(prefix)), None)
+        checked: CheckedBody | None = None
+        if raw:
+            try:
+                checked = await self.checker.check(raw, yaml_field=yaml_field)
+            except PayloadRefused as exc:
+                await _answer(send, exc.status, exc.message, code=exc.code, param=exc.param, details=exc.details)
+                return
+            except InvalidJSON as exc:
+                status = 400 if path in self.openai_paths else 422
+                await _answer(send, status, f"the request body is not valid JSON ({exc}); send a JSON object",
+                              code="invalid_json")
+                return
+            scope[CHECKED_BODY] = checked
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        with request_payloads(self.checker.limits, checked):
+            await self.app(scope, replay, send)
+
+
+def _has_body(scope: Scope) -> bool:
+    declared = _header(scope, b"content-length")
+    if declared is not None:
+        return declared.strip() not in (b"", b"0")
+    return _header(scope, b"transfer-encoding") is not None
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The whole body, and whether the client disconnected first (its size is limited by BodySizeLimit)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", True
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+async def _answer(send: Send, status: int, message: str, *, code: str, param: str | None = None,
+                  details: Mapping[str, Any] | None = None) -> None:
+    kind = "invalid_request_error" if status < 500 else "api_error"
+    body = json.dumps(error_body(kind, message, code=code, param=param, details=details)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentadapter.config import Settings
@@ -80,6 +80,24 @@ class ServerSettings(BaseSettings):
     """Most retries of one failed agent step."""
     run_max_agents: int = Field(default=64, ge=1)
     """Most agents in one workflow."""
+
+    # Untrusted request bodies and API YAML (server/payloads.py): refused with 422 past these limits.
+    max_body_depth: int = Field(default=64, ge=1, le=64)
+    """Deepest nesting of arrays and objects in a request body or API YAML document (at most 64: what is
+    stored must be readable back by code that recurses)."""
+    max_body_nodes: int = Field(default=100_000, ge=100)
+    """Most values (objects, arrays, strings, numbers) in one request body or API YAML document."""
+    max_body_string_chars: int = Field(default=524_288, ge=1024)
+    """Longest string or key in a request body or API YAML document, in characters."""
+    body_offload_bytes: int = Field(default=16_384, ge=0)
+    """Bodies of at least this many bytes are checked (and API YAML loaded) off the event loop."""
+    body_check_processes: int = Field(default=2, ge=0, le=32)
+    """Worker processes that check large bodies, started on first need; 0: threads of the server process."""
+
+    # -- secrets in errors and /metrics
+    metrics_token: SecretStr | None = None
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <this token>`` (401 otherwise); its
+    label values are bounded either way (tenants' model and agent names show as ``other``)."""
 
     @field_validator("api_denied_tools", mode="before")
     @classmethod

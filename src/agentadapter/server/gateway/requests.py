@@ -10,18 +10,23 @@ gateway. The messages are read by :func:`~agentadapter.llm.messages.coerce_messa
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from starlette.requests import Request as HTTPRequest
 
 from agentadapter.llm.errors import InvalidRequestError
 from agentadapter.llm.messages import Request, coerce_messages
 from agentadapter.llm.output import OutputSchema
 from agentadapter.llm.tools import Tool, coerce_tool
 from agentadapter.server.errors import APIError
+from agentadapter.server.middleware import CHECKED_BODY
+from agentadapter.server.payloads import CheckedBody, InvalidJSON, PayloadLimits, PayloadRefused, check_json
 
-__all__ = ["ChatCall", "ClientValidatedOutput", "parse_chat_request"]
+__all__ = ["ChatCall", "ClientValidatedOutput", "parse_body", "parse_chat_request", "read_chat_request"]
 
 _ACCEPTED = frozenset({
     "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "response_format", "temperature", "top_p",
@@ -57,14 +62,30 @@ def bad_request(param: str | None, message: str, code: str = "invalid_value") ->
     return APIError(400, message, code=code, param=param)
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise bad_request(None, f"the request body is not valid JSON ({exc})", "invalid_json") from exc
+def parse_body(raw: bytes, checked: CheckedBody | None = None) -> dict[str, Any]:
+    """The body as a JSON object. ``checked``: what the body guard learnt of it (its limits hold); without
+    it (a body the guard leaves alone, as a form's) it is checked here."""
+    if checked is not None and checked.parsed:
+        body = checked.value
+    else:
+        try:
+            body = json.loads(raw) if checked is not None else check_json(raw, PayloadLimits())
+        except (ValueError, InvalidJSON) as exc:
+            raise bad_request(None, f"the request body is not valid JSON ({exc})", "invalid_json") from exc
+        except PayloadRefused as exc:
+            raise APIError(exc.status, exc.message, code=exc.code, param=exc.param, details=exc.details) from exc
     if not isinstance(body, dict):
         raise bad_request(None, "the request body must be a JSON object", "invalid_json")
     return body
+
+
+async def read_chat_request(request: HTTPRequest, tags: Mapping[str, str], *, offload_bytes: int) -> ChatCall:
+    """The request's Chat Completions call; a large body is read in a thread, off the event loop."""
+    raw = await request.body()
+    checked = request.scope.get(CHECKED_BODY)
+    if len(raw) < offload_bytes:
+        return parse_chat_request(parse_body(raw, checked), tags)
+    return await asyncio.to_thread(lambda: parse_chat_request(parse_body(raw, checked), tags))
 
 
 def parse_chat_request(body: Mapping[str, Any], tags: Mapping[str, str]) -> ChatCall:

@@ -28,7 +28,7 @@ from agentadapter.server.deps import CompletionsWrite, ModelsRead, StateDep
 from agentadapter.server.errors import error_body
 from agentadapter.server.gateway.errors import gateway_error
 from agentadapter.server.gateway.models import check_model, list_models, model_entry
-from agentadapter.server.gateway.requests import parse_body, parse_chat_request
+from agentadapter.server.gateway.requests import read_chat_request
 from agentadapter.server.gateway.responses import ChunkWriter, completion_body, sse_data
 from agentadapter.server.routes._prefix import API_PREFIX
 
@@ -36,6 +36,8 @@ router = APIRouter(prefix=API_PREFIX, tags=["gateway"])
 logger = logging.getLogger("agentadapter.server")
 
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+OPENAI_JSON_PATHS = frozenset({f"{API_PREFIX}/chat/completions"})
+"""Paths that answer a body that is not JSON as OpenAI does (400), where the rest of the API answers 422."""
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:
@@ -50,7 +52,7 @@ async def chat_completions(request: Request, principal: CompletionsWrite, state:
     tags = {"source": "gateway"}
     if principal.key_id is not None:
         tags["api_key"] = str(principal.key_id)
-    call = parse_chat_request(parse_body(await request.body()), tags)
+    call = await read_chat_request(request, tags, offload_bytes=state.server.body_offload_bytes)
     llm = await state.tenant_llms.get(principal.tenant_id)
     check_model(llm, call.model)
     if not call.stream:

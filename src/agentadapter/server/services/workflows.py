@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentadapter.server.payloads import load_untrusted_yaml
 from agentadapter.server.schemas import WorkflowCreate, WorkflowUpdate
 from agentadapter.server.services.building import builder
 from agentadapter.server.services.common import Caller, invalid, record
@@ -33,7 +34,7 @@ def _spec_from(data: WorkflowCreate | WorkflowUpdate, name: str) -> dict[str, An
         raise invalid("spec", "give the workflow as spec (JSON) or as yaml (text), not both", code="two_forms")
     if data.yaml is not None:
         try:
-            loaded = yaml.safe_load(data.yaml)
+            loaded = load_untrusted_yaml(data.yaml)
         except yaml.YAMLError as exc:
             raise invalid("yaml", f"not valid YAML: {exc}", code="invalid_yaml") from exc
         if not isinstance(loaded, dict):
