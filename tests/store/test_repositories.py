@@ -234,8 +234,12 @@ async def test_settings_are_patched_or_replaced(db: Database, tenant: Tenant) ->
 async def test_api_keys_are_stored_as_hashes_and_found_while_live(db: Database, tenant: Tenant) -> None:
     async with db.writer() as session:
         row, key = await api_keys.create_api_key(session, tenant.id, name="ci", role="viewer", scopes=["runs:read"])
-        _, expired = await api_keys.create_api_key(session, tenant.id,
-                                                   expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        with pytest.raises(ValueError, match="in the future"):  # no key is born expired
+            await api_keys.create_api_key(session, tenant.id, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        lapsed, expired = await api_keys.create_api_key(session, tenant.id,
+                                                        expires_at=datetime.now(UTC) + timedelta(days=1))
+        lapsed.expires_at = datetime.now(UTC) - timedelta(seconds=1)  # a day later
+        await session.flush()
         with pytest.raises(ValueError, match="role"):
             await api_keys.create_api_key(session, tenant.id, role="owner")
     assert key.startswith("aa_") and len(key) > 40 and row.prefix == key[:11]
