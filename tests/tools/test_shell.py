@@ -32,6 +32,7 @@ needs_root = pytest.mark.skipif(not ROOT, reason="per-command uids (and so uid-w
 needs_python = pytest.mark.skipif(PYTHON is None, reason=f"no python3 on {SAFE_PATH} to misbehave with")
 
 TEST_PROGRAMS = (*sandbox.DEFAULT_PROGRAMS, "sh", "yes", "sleep", "ln", *(("python3",) if PYTHON else ()))
+TEST_OPTIONS = {"sh": "-c=", "python3": "-c="}  # misbehaving on purpose takes a script
 
 MakeShell = Callable[..., Shell]
 
@@ -55,7 +56,8 @@ async def make_shell(audit: InMemoryToolAudit) -> AsyncIterator[MakeShell]:
     uid_range = await usable_uid_range()
 
     def make(**policy: Any) -> Shell:
-        options = {"programs": TEST_PROGRAMS, "wall_time_s": 10.0, "uid_range": uid_range, **policy}
+        options = {"programs": TEST_PROGRAMS, "options": TEST_OPTIONS, "wall_time_s": 10.0, "uid_range": uid_range,
+                   **policy}
         workspace = options.pop("workspace", "run")
         built = Shell(SandboxPolicy(**options), audit=audit, workspace=workspace)
         shells.append(built)
@@ -126,7 +128,12 @@ async def test_commands_see_a_minimal_fixed_environment(make_shell: MakeShell, m
     ("touch pwned | cat", "shell_syntax"),
     ("touch /tmp/agentadapter-test-escape", "path_escape"),
     ("touch ../pwned", "path_escape"),
-    ("sort --compress-program=touch x", "denied_option"),
+    ("sort -o/tmp/agentadapter-test-escape --", "path_escape"),
+    ("sort -uo/tmp/agentadapter-test-escape", "path_escape"),
+    ("sort --output=/tmp/agentadapter-test-escape", "path_escape"),
+    ("cp -vt/tmp pwned", "path_escape"),
+    ("sort --compress-program=touch x", "option_not_allowed"),
+    ("sort --files0-from=list", "option_not_allowed"),
 ])
 async def test_refused_commands_never_run_and_are_audited(command: str, reason: str, make_shell: MakeShell,
                                                           audit: InMemoryToolAudit) -> None:
@@ -152,6 +159,80 @@ async def test_a_symlink_out_of_the_workspace_is_refused(make_shell: MakeShell) 
         await shell.run("cat passwd", context=context())
     assert caught.value.reason == "path_escape"
     assert (await shell.run("cat fine", context=context())).stdout == "ok\n"
+
+
+async def test_paths_through_a_linked_directory_out_are_refused(make_shell: MakeShell, tmp_path: Path) -> None:
+    shell = make_shell()
+    workdir = Path(await shell.prepare("run-1"))
+    (workdir / "notes.txt").write_text("ok\n")
+    (workdir / "outdir").symlink_to(tmp_path, target_is_directory=True)
+    for command in ("touch outdir/made", "sort -o outdir/made notes.txt", "cp notes.txt outdir/made",
+                    "cp -t outdir notes.txt", "sort notes.txt --output=outdir/made"):
+        with pytest.raises(CommandRefused, match="leads outside") as caught:
+            await shell.run(command, context=context())
+        assert caught.value.reason == "path_escape"
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_links_out_deeper_in_the_tree_are_removed_before_a_command_runs(make_shell: MakeShell) -> None:
+    shell = make_shell()
+    workdir = Path(await shell.prepare("run-1"))
+    (workdir / "docs").mkdir()
+    (workdir / "docs" / "a.txt").write_text("root here\n")
+    (workdir / "docs" / "etc").symlink_to("/etc", target_is_directory=True)  # put in after prepare()
+    result = await shell.run("grep -R root docs", context=context())
+    assert result.stdout == "docs/a.txt:root here\n"  # /etc/passwd was not searched
+    assert any("removed the symlink 'docs/etc'" in note for note in result.notes)
+
+
+ORDINARY: list[tuple[str, str, str]] = [  # (command, stdin, stdout) in a directory of notes.txt and docs/a.txt
+    ("cat -n notes.txt", "", "     1\tb\n     2\ta\n     3\tc\n"),
+    ("cat -", "x\n", "x\n"),
+    ("sort -r notes.txt", "", "c\nb\na\n"),
+    ("sort -t/ -k2 -", "1/b\n2/a\n", "2/a\n1/b\n"),
+    ("head -2 notes.txt", "", "b\na\n"),
+    ("head -n -1 notes.txt", "", "b\na\n"),
+    ("tail -n +2 notes.txt", "", "a\nc\n"),
+    ("grep -n a notes.txt", "", "2:a\n"),
+    ("grep -e -x -e c notes.txt", "", "c\n"),
+    ("grep -rl a docs", "", "docs/a.txt\n"),
+    ("grep -hf docs/a.txt notes.txt", "", "a\n"),
+    ("tr / _", "a/b\n", "a_b\n"),
+    ("cut -d/ -f2", "a/b\n", "b\n"),
+    ("echo /etc/passwd", "", "/etc/passwd\n"),
+    ("echo -n hi -x", "", "hi -x"),
+    ("printf %s- a -n", "", "a--n-"),
+    ("seq -2 0", "", "-2\n-1\n0\n"),
+    ("date -u -d @0 +%Y", "", "1970\n"),
+    ("basename /x/docs/a.txt .txt", "", "a\n"),
+    ("wc -l notes.txt", "", "3 notes.txt\n"),
+    ("ls -1 docs", "", "a.txt\n"),
+    ("stat -c %s docs/a.txt", "", "2\n"),
+    ("nl -ba -w1 -s: notes.txt", "", "1:b\n2:a\n3:c\n"),
+    ("md5sum --tag docs/a.txt", "", "MD5 (docs/a.txt) = 60b725f10c9c85c70d97880dfe8191b3\n"),
+    ("diff -q notes.txt notes.txt", "", ""),
+]
+
+
+@pytest.mark.parametrize(("command", "stdin", "stdout"), ORDINARY)
+async def test_ordinary_commands_run_and_print_what_they_should(command: str, stdin: str, stdout: str,
+                                                                make_shell: MakeShell) -> None:
+    shell = make_shell()
+    workdir = Path(await shell.prepare("run-1"))
+    (workdir / "notes.txt").write_text("b\na\nc\n")
+    (workdir / "docs").mkdir()
+    (workdir / "docs" / "a.txt").write_text("a\n")
+    result = await shell.run(command, stdin=stdin, context=context())
+    assert (result.exit_code, result.stdout, result.stderr) == (0, stdout, "")
+
+
+async def test_output_options_write_inside_the_working_directory(make_shell: MakeShell) -> None:
+    shell = make_shell()
+    ctx = context()
+    await shell.run("mkdir -p out/sub", context=ctx)
+    await shell.run("sort -ruo out/sorted.txt -", stdin="a\nb\na\n", context=ctx)
+    await shell.run("cp -t out/sub out/sorted.txt", context=ctx)
+    assert (await shell.run("cat out/sub/sorted.txt", context=ctx)).stdout == "b\na\n"
 
 
 @needs_python

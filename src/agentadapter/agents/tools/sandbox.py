@@ -5,16 +5,19 @@ under it. A command line is split like a POSIX shell would split it (``shlex``) 
 a shell: :func:`split_command` refuses unquoted shell operators (``|``, ``>``, ``;``, ``&&``...)
 rather than pass them on as words. :func:`check_command` refuses, before anything starts: a
 program that is not on the allow-list (programs are looked up by bare name on a fixed ``PATH`` and
-run by absolute path), a program given as a path, ``NAME=value`` environment assignments, options
-known to make an allowed program run another one, and any argument that names a path outside the
-working directory (absolute, ``~``, a ``..`` component, or a symlink that leads out).
+run by absolute path), a program given as a path, ``NAME=value`` environment assignments, any
+option the program's allow-list does not hold (:mod:`~agentadapter.agents.tools.shell_options`:
+parsed as the program will parse it, glued values and bundles included), and any path, as an
+operand or an option's value, outside the working directory (absolute, ``~``, a ``..`` component,
+or a path that resolves out through a symlink).
 
 :func:`run_sandboxed` starts the program in a new session with a minimal fixed environment,
 ``RLIMIT_CPU`` / ``RLIMIT_AS`` / ``RLIMIT_NPROC`` / ``RLIMIT_FSIZE`` / ``RLIMIT_NOFILE`` limits, no
 core dumps, ``PR_SET_NO_NEW_PRIVS`` (set-uid programs cannot gain privileges), and where the OS
 allows it a new, empty network namespace (``unshare(CLONE_NEWNET)``). Run as root, each workspace
-gets its own unprivileged uid from a reserved range, so ``RLIMIT_NPROC`` applies (the kernel
-ignores it for root) and every process of that uid can be killed at once. The wall-time limit,
+gets its own unprivileged uid from a reserved range, leased across the processes of the machine
+(:mod:`~agentadapter.agents.tools.sandbox_uids`), so ``RLIMIT_NPROC`` applies (the kernel ignores
+it for root) and every process of that uid, all of them this workspace's, can be killed at once. The wall-time limit,
 the output limit and the end of the command kill the whole process group and every process of
 the workspace's uid, so a fork bomb or a background child never outlives its command.
 :func:`probe_isolation` finds out once per process what this host permits.
@@ -35,17 +38,18 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from agentadapter.agents.tools.errors import CommandRefused
+from agentadapter.agents.tools.shell_options import DEFAULT_OPTIONS, NO_OPTIONS, ProgramOptions, check_arguments
 from agentadapter.llm.errors import ConfigurationError
 from agentadapter.observability.logging import get_logger
 
 __all__ = [
-    "DEFAULT_DENIED_OPTIONS",
+    "DEFAULT_OPTIONS",
     "DEFAULT_PROGRAMS",
     "SAFE_PATH",
     "Isolation",
@@ -58,6 +62,7 @@ __all__ = [
     "resolve_programs",
     "run_sandboxed",
     "split_command",
+    "uids_with_processes",
 ]
 
 logger = get_logger("agentadapter.tools.sandbox")
@@ -72,20 +77,11 @@ DEFAULT_PROGRAMS: tuple[str, ...] = (
     "grep", "head", "ls", "md5sum", "mkdir", "mv", "nl", "paste", "printf", "pwd", "rev", "rm", "rmdir", "seq",
     "sha256sum", "sort", "stat", "tac", "tail", "touch", "tr", "true", "uniq", "wc",
 )
-"""Programs that only touch the paths named in their arguments and cannot start other programs.
-Shells, interpreters, ``env``, ``find``, ``xargs``, ``awk``, ``sed`` (its ``e`` command), ``tar``
-and network clients are left out on purpose: allow-listing one lets a command run anything the
-sandbox's user may run, within the same limits."""
-
-DEFAULT_DENIED_OPTIONS: Mapping[str, tuple[str, ...]] = {
-    "sort": ("--compress-program",),
-    "find": ("-exec", "-execdir", "-ok", "-okdir", "-fprint", "-fprint0", "-fprintf", "-fls", "-delete"),
-    "tar": ("--to-command", "--checkpoint-action", "--use-compress-program", "-I", "--info-script",
-            "--new-volume-script", "-F"),
-    "git": ("-c", "--exec-path", "--upload-pack", "--receive-pack", "--config-env"),
-    "rsync": ("-e", "--rsh", "--rsync-path"),
-}
-"""Options that make an otherwise harmless program run another program, by program name."""
+"""Programs that only touch the paths named in their arguments and cannot start other programs
+(with the options :data:`DEFAULT_OPTIONS` lets them have). Shells, interpreters, ``env``,
+``find``, ``xargs``, ``awk``, ``sed`` (its ``e`` command), ``tar`` and network clients are left
+out on purpose: allow-listing one lets a command run anything the sandbox's user may run, within
+the same limits."""
 
 _OPERATOR_CHARS = frozenset("();<>|&")
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -101,8 +97,10 @@ class SandboxPolicy:
 
     programs: tuple[str, ...] = DEFAULT_PROGRAMS
     """Allowed programs by bare name (looked up on :data:`SAFE_PATH`), or ``"name=/absolute/path"``."""
-    denied_options: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_DENIED_OPTIONS))
-    """Options refused per program (long options also refused when abbreviated)."""
+    options: Mapping[str, ProgramOptions | str] = field(default_factory=dict)
+    """The options a program accepts, by program name, on top of :data:`DEFAULT_OPTIONS` (an entry
+    replaces the default one): a :class:`ProgramOptions`, or its compact spec (``"-c= -e"``, see
+    :meth:`ProgramOptions.parse`). An allowed program with no entry accepts no options."""
     wall_time_s: float = 30.0
     """Wall-clock seconds before the command and everything it started are killed."""
     cpu_time_s: int = 10
@@ -128,12 +126,19 @@ class SandboxPolicy:
     uid_range: tuple[int, int] | None = (1_900_000_000, 1_900_000_255)
     """Unprivileged uids (first, last) given to workspaces when running as root. ``None``: commands
     run as the current user."""
+    uid_lock_dir: str | None = None
+    """Where the lock files that lease those uids across processes live (see
+    :mod:`~agentadapter.agents.tools.sandbox_uids`); every process sharing a uid_range must use the
+    same one. ``None``: ``/run/agentadapter-sandbox``, or one in the temp dir."""
     allow_root: bool = False
     """Accept running commands as root when no unprivileged uid can be used (not recommended)."""
     environment: Mapping[str, str] = field(default_factory=dict)
     """Extra fixed environment variables (on top of PATH, HOME, TMPDIR, LANG, LC_ALL, TERM)."""
 
     def __post_init__(self) -> None:
+        parsed = {name: spec if isinstance(spec, ProgramOptions) else ProgramOptions.parse(spec)
+                  for name, spec in self.options.items()}
+        object.__setattr__(self, "options", parsed)  # frozen: normalized once, here
         if self.wall_time_s <= 0 or self.cpu_time_s <= 0:
             raise ConfigurationError("SandboxPolicy: wall_time_s and cpu_time_s must be positive")
         if self.memory_bytes < 16 * MiB:
@@ -150,6 +155,13 @@ class SandboxPolicy:
                     f"SandboxPolicy: uid_range {self.uid_range} must be (first, last) with first >= 1000 (system "
                     "accounts live below), and should be reserved for the sandbox alone"
                 )
+
+    def options_of(self, program: str) -> ProgramOptions:
+        """The options ``program`` accepts: its entry in :attr:`options`, else its default, else none."""
+        entry = self.options.get(program)
+        if isinstance(entry, ProgramOptions):  # always, once __post_init__ has parsed the specs
+            return entry
+        return DEFAULT_OPTIONS.get(program, NO_OPTIONS)
 
     def command_environment(self, workdir: str) -> dict[str, str]:
         env = {"PATH": SAFE_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
@@ -222,50 +234,28 @@ def _unquoted_operator(command: str) -> str | None:
     return None
 
 
-def _path_candidates(argument: str) -> list[str]:
-    candidates = [argument]
-    if "=" in argument:
-        candidates.append(argument.split("=", 1)[1])  # --file=PATH, if=PATH
-    if argument.startswith("-") and not argument.startswith("--") and len(argument) > 2:
-        candidates.append(argument[2:])  # -fPATH
-    return candidates
-
-
-def _check_path(argument: str, workdir: str) -> None:
-    root = Path(workdir).resolve()
-    for candidate in _path_candidates(argument):
-        if candidate.startswith(("/", "~")):
-            raise CommandRefused(
-                f"the argument {argument!r} is an absolute path; commands may only use paths relative to their "
-                "working directory", reason="path_escape",
-            )
-        if ".." in candidate.replace("\\", "/").split("/"):
-            raise CommandRefused(
-                f"the argument {argument!r} climbs out of the working directory with '..'; use paths inside it",
-                reason="path_escape",
-            )
-        full = root / candidate
-        if not candidate or not (full.is_symlink() or full.exists()):
-            continue
-        target = full.resolve()
-        if not target.is_relative_to(root):
-            raise CommandRefused(
-                f"the argument {argument!r} is a symlink (or goes through one) that leads outside the working "
-                f"directory, to {str(target)!r}; links out of the sandbox are not followed",
-                reason="path_escape",
-            )
-
-
-def _denied(argument: str, denied: Sequence[str]) -> str | None:
-    name = argument.split("=", 1)[0]
-    for option in denied:
-        if argument == option or argument.startswith(option + "="):
-            return option
-        if option.startswith("--") and name.startswith("--") and len(name) > 3 and option.startswith(name):
-            return option  # GNU getopt accepts unambiguous abbreviations
-        if len(option) == 2 and option[0] == "-" and option[1] != "-" and argument.startswith(option):
-            return option  # a short option with its value glued on
-    return None
+def _check_path(path: str, argument: str, root: Path) -> None:
+    """Refuse ``path`` (named by ``argument``) unless it stays inside ``root`` once every symlink on
+    the way is resolved; a path that does not exist yet is checked through its existing parents."""
+    if path.startswith(("/", "~")):
+        raise CommandRefused(
+            f"the argument {argument!r} is an absolute path; commands may only use paths relative to their "
+            "working directory", reason="path_escape",
+        )
+    if ".." in path.replace("\\", "/").split("/"):
+        raise CommandRefused(
+            f"the argument {argument!r} climbs out of the working directory with '..'; use paths inside it",
+            reason="path_escape",
+        )
+    if not path:
+        return
+    target = (root / path).resolve()  # non-strict: resolves the symlinks of the parts that exist
+    if not target.is_relative_to(root):
+        raise CommandRefused(
+            f"the argument {argument!r} is a symlink (or goes through one) that leads outside the working "
+            f"directory, to {str(target)!r}; links out of the sandbox are not followed",
+            reason="path_escape",
+        )
 
 
 def check_command(argv: Sequence[str], programs: Mapping[str, str], policy: SandboxPolicy, workdir: str) -> list[str]:
@@ -293,14 +283,9 @@ def check_command(argv: Sequence[str], programs: Mapping[str, str], policy: Sand
         raise CommandRefused(f"the program {program!r} is not on the allow-list; the allowed programs are: {allowed}",
                              reason="not_allowed")
     arguments = list(argv[1:])
-    denied = policy.denied_options.get(program, ())
-    for argument in arguments:
-        option = _denied(argument, denied)
-        if option is not None:
-            raise CommandRefused(f"the option {option!r} of {program!r} is not allowed: it runs other programs",
-                                 reason="denied_option")
-    for argument in arguments:
-        _check_path(argument, workdir)
+    root = Path(workdir).resolve()
+    options = policy.options_of(program)
+    check_arguments(program, arguments, options, lambda value, shown: _check_path(value, shown, root))
     return [path, *arguments]
 
 
@@ -432,14 +417,12 @@ async def probe_isolation(kind: Literal["network", "user"], uid: int | None = No
 # ------------------------------------------------------------------------------------------ killing
 
 
-def pids_of_uid(uid: int, *, zombies: bool = False) -> list[int]:
-    """Processes whose real, effective or saved uid is ``uid`` (from /proc). Zombies (dead, not yet
-    reaped by their parent) are left out unless asked for; they still count for ``RLIMIT_NPROC``."""
-    found: list[int] = []
+def _processes() -> Iterator[tuple[int, bool, tuple[str, ...]]]:
+    """``(pid, is a zombie, (real, effective, saved uid))`` of every process, from /proc."""
     try:
         entries = list(Path("/proc").iterdir())
     except OSError:
-        return found
+        return
     for entry in entries:
         if not entry.name.isdigit():
             continue
@@ -448,10 +431,21 @@ def pids_of_uid(uid: int, *, zombies: bool = False) -> list[int]:
                 fields = dict(line.split(":", 1) for line in status if ":" in line)
         except OSError:
             continue
-        if not zombies and fields.get("State", "").strip().startswith(("Z", "X")):
-            continue
-        if str(uid) in fields.get("Uid", "").split()[0:3]:
-            found.append(int(entry.name))
+        zombie = fields.get("State", "").strip().startswith(("Z", "X"))
+        yield int(entry.name), zombie, tuple(fields.get("Uid", "").split()[0:3])
+
+
+def pids_of_uid(uid: int, *, zombies: bool = False) -> list[int]:
+    """Processes whose real, effective or saved uid is ``uid`` (from /proc). Zombies (dead, not yet
+    reaped by their parent) are left out unless asked for; they still count for ``RLIMIT_NPROC``."""
+    return [pid for pid, zombie, uids in _processes() if str(uid) in uids and (zombies or not zombie)]
+
+
+def uids_with_processes(first: int, last: int) -> set[int]:
+    """The uids in ``first..last`` that own a process, zombies included (one pass over /proc)."""
+    found: set[int] = set()
+    for _pid, _zombie, uids in _processes():
+        found.update(uid for uid in map(int, uids) if first <= uid <= last)
     return found
 
 

@@ -17,7 +17,6 @@ The built-in ``shell`` (``tools: [shell]`` in a spec) is ``Shell()`` with the de
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import os
 import shutil
@@ -41,12 +40,12 @@ from agentadapter.agents.tools.sandbox import (
     SandboxPolicy,
     check_command,
     kill_uid,
-    pids_of_uid,
     probe_isolation,
     resolve_programs,
     run_sandboxed,
     split_command,
 )
+from agentadapter.agents.tools.sandbox_uids import UidLease, UidLeases
 from agentadapter.observability.logging import get_logger
 
 __all__ = ["CommandResult", "Shell", "shell"]
@@ -73,49 +72,21 @@ class CommandResult:
                 "duration_ms": round(self.duration_ms, 1), "notes": list(self.notes), "sandbox": dict(self.sandbox)}
 
 
-class _UidPool:
-    """Unprivileged uids handed to workspaces, shared by every Shell of the process. Handed out in
-    turn (least recently released first), skipping uids that still own processes: the killed
-    processes of a previous holder linger as zombies until reaped, and count for RLIMIT_NPROC."""
-
-    _pools: dict[tuple[int, int], _UidPool] = {}
-    _pools_lock = threading.Lock()
-
-    def __init__(self, first: int, last: int) -> None:
-        self._free = collections.deque(range(first, last + 1))
-        self._lock = threading.Lock()
-
-    @classmethod
-    def for_range(cls, uid_range: tuple[int, int]) -> _UidPool:
-        with cls._pools_lock:
-            pool = cls._pools.get(uid_range)
-            if pool is None:
-                pool = cls._pools[uid_range] = cls(*uid_range)
-            return pool
-
-    def acquire(self) -> int | None:
-        with self._lock:
-            for _ in range(len(self._free)):
-                uid = self._free.popleft()
-                if not pids_of_uid(uid, zombies=True):
-                    return uid
-                self._free.append(uid)
-            return self._free.popleft() if self._free else None
-
-    def release(self, uid: int) -> None:
-        with self._lock:
-            self._free.append(uid)
-
-
 @dataclass(eq=False)
 class _Workspace:
+    """A working directory, and the sandbox uid it holds (None: commands run as this process's user)."""
+
     key: str
     path: str
-    uid: int | None
+    lease: UidLease | None
     last_used: float = field(default_factory=time.monotonic)
     busy: int = 0
     locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
         default_factory=weakref.WeakKeyDictionary)
+
+    @property
+    def uid(self) -> int | None:
+        return self.lease.uid if self.lease is not None else None
 
     def lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -208,12 +179,15 @@ class Shell:
             try:
                 async with workspace.lock():
                     resolved = check_command(argv, self.programs, self.policy, workspace.path)
+                    # Links leading out deeper in the tree, put in since the last command (prepare()
+                    # then a caller's files), go before it runs: grep -R, cp -rL, diff -r follow them.
+                    removed = _remove_escaping_links(workspace.path)
                     record.details["program"] = resolved[0]
                     isolation = Isolation(isolation.network_isolated, workspace.uid, isolation.notes)
                     record.details["sandbox"] = isolation.to_dict()
                     outcome = await run_sandboxed(resolved, cwd=workspace.path, policy=self.policy,
                                                   isolation=isolation, stdin=data)
-                    removed = _remove_escaping_links(workspace.path)
+                    removed += _remove_escaping_links(workspace.path)
             finally:
                 await self._release(workspace)
         except CommandRefused as refusal:
@@ -287,10 +261,10 @@ class Shell:
                 notes.append(f"network not isolated on this host: {why}")
         return Isolation(isolated, None, tuple(notes))
 
-    def _uid_pool(self) -> _UidPool | None:
+    def _uid_leases(self) -> UidLeases | None:
         if os.geteuid() != 0 or self.policy.uid_range is None:
             return None
-        return _UidPool.for_range(self.policy.uid_range)
+        return UidLeases.for_range(self.policy.uid_range, self.policy.uid_lock_dir)
 
     # ------------------------------------------------------------------------------ workspaces
 
@@ -313,8 +287,14 @@ class Shell:
                 existing.last_used = time.monotonic()
                 return existing
         await self._evict()
-        uid = await self._allocate_uid()
-        workspace = _Workspace(key, _make_directory(self._ensure_root(), uid), uid, busy=1)
+        lease = await self._lease_uid()
+        try:
+            path = _make_directory(self._ensure_root(), lease.uid if lease is not None else None)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        workspace = _Workspace(key, path, lease, busy=1)
         with self._lock:
             raced = self._workspaces.get(key)
             if raced is None:
@@ -324,30 +304,36 @@ class Shell:
         await self._discard(workspace)  # another call of the same run created it first
         return raced
 
-    async def _allocate_uid(self) -> int | None:
-        pool = self._uid_pool()
-        if pool is None:
+    async def _lease_uid(self) -> UidLease | None:
+        """A uid of the policy's range that no other process on this machine holds, held by the new
+        workspace until it is discarded; None when commands run as this process's user."""
+        leases = self._uid_leases()
+        if leases is None:
             if os.geteuid() == 0 and not self.policy.allow_root:
                 raise CommandRefused(
                     "commands would run as root, and the policy has no uid_range to drop to; set "
                     "SandboxPolicy(uid_range=...) (or allow_root=True, not recommended)", reason="root",
                 )
             return None
-        uid = pool.acquire()
-        if uid is None:
+        lease = await asyncio.to_thread(leases.acquire)  # a pass over /proc: off the event loop
+        if lease is None:
             raise CommandRefused("every sandbox uid is in use by another workspace; try again shortly",
                                  reason="busy")
-        ok, why = await probe_isolation("user", uid)
+        ok, why = await probe_isolation("user", lease.uid)
         if not ok:
-            pool.release(uid)
+            lease.release()
             if not self.policy.allow_root:
                 raise CommandRefused(
                     f"commands would run as root because dropping to an unprivileged uid failed ({why}); "
                     "give the sandbox a usable SandboxPolicy.uid_range", reason="root",
                 )
             return None
-        await kill_uid(uid)  # a clean slate: nothing left over from a previous holder
-        return uid
+        try:
+            await kill_uid(lease.uid)  # a clean slate: nothing left over from a previous holder that died
+        except BaseException:
+            lease.release()
+            raise
+        return lease
 
     async def _release(self, workspace: _Workspace) -> None:
         with self._lock:
@@ -370,13 +356,14 @@ class Shell:
             await self._discard(victim)
 
     async def _discard(self, workspace: _Workspace) -> None:
-        if workspace.uid is not None:
-            await kill_uid(workspace.uid)
-        await asyncio.to_thread(shutil.rmtree, workspace.path, True)
-        if workspace.uid is not None:
-            pool = self._uid_pool()
-            if pool is not None:
-                pool.release(workspace.uid)
+        lease = workspace.lease
+        try:
+            if lease is not None:
+                await kill_uid(lease.uid)  # only this workspace's processes: the uid is leased to it
+            await asyncio.to_thread(shutil.rmtree, workspace.path, True)
+        finally:
+            if lease is not None:
+                lease.release()  # after the kill: the next holder starts with nothing running
 
     def workspace_path(self, run_id: str) -> str | None:
         """The working directory of a run, if it has one (to put inputs in or collect results)."""
