@@ -39,6 +39,7 @@ from agentadapter.agents.llm_agent import LLMAgent
 from agentadapter.agents.tools.registry import ToolRegistry
 from agentadapter.llm.client import LLM
 from agentadapter.llm.errors import AgentAdapterError
+from agentadapter.llm.schema_safety import check_schema
 from agentadapter.orchestrator.conditions import Condition, to_text
 from agentadapter.orchestrator.errors import ConditionError, WorkflowError
 from agentadapter.orchestrator.options import RunOptions
@@ -86,6 +87,7 @@ def check_tools(registry: ToolRegistry, names: Sequence[str], denied: Iterable[s
 
 
 def check_output_schema(schema: Mapping[str, Any], param: str = "output_schema") -> None:
+    check_schema(schema, param)  # first: local acyclic $ref, bounded size (a 422 naming where, by errors.py)
     import jsonschema
 
     try:
@@ -300,20 +302,25 @@ class DefinitionBuilder:
         expanded = dict(spec)
         await self._expand(session, tenant_id, expanded, param)
         workflow = _parse(self.caps.cap_spec(expanded), param)
-        for index, entry in enumerate(workflow.spec.agents):
-            models = entry.model if isinstance(entry.model, list) else [entry.model] if entry.model else []
-            for model in models:
-                check_model(self.llm, model, param=f"{param}.agents[{index}].model")
-            if entry.tools:
-                check_tools(self.tools, entry.tools, self.denied_tools, param=f"{param}.agents[{index}].tools")
-            if entry.output_schema is not None:
-                check_output_schema(entry.output_schema, param=f"{param}.agents[{index}].output_schema")
-            if entry.model_settings:
-                check_model_settings(entry.model_settings, param=f"{param}.agents[{index}].model_settings")
+        self._check_entries(workflow, param)
         try:
             workflow.build_agents(tools=self.tools)
         except (WorkflowError, AgentAdapterError) as exc:
             raise invalid(param, str(exc), code="invalid_workflow") from exc
+
+    def _check_entries(self, workflow: Workflow, param: str) -> None:
+        """Models, tools, schemas and settings of the workflow's agents, as a tenant may give them."""
+        for index, entry in enumerate(workflow.spec.agents):
+            where = f"{param}.agents[{index}]"
+            models = entry.model if isinstance(entry.model, list) else [entry.model] if entry.model else []
+            for model in models:
+                check_model(self.llm, model, param=f"{where}.model")
+            if entry.tools:
+                check_tools(self.tools, entry.tools, self.denied_tools, param=f"{where}.tools")
+            if entry.output_schema is not None:
+                check_output_schema(entry.output_schema, param=f"{where}.output_schema")
+            if entry.model_settings:
+                check_model_settings(entry.model_settings, param=f"{where}.model_settings")
 
     async def build_workflow(
         self, session: AsyncSession, tenant_id: uuid.UUID, row: WorkflowRow, defaults: Mapping[str, Any],
@@ -335,6 +342,7 @@ class DefinitionBuilder:
         for definition in used.values():
             self._recheck(definition, "workflow_id")
         workflow = _at_build("workflow_id", where, fix, lambda: _parse(self.caps.cap_spec(spec), "spec"))
+        _at_build("workflow_id", where, fix, lambda: self._check_entries(workflow, "spec"))
         try:
             agents = workflow.build_agents(tools=self.tools, defaults=defaults)
         except (WorkflowError, AgentAdapterError) as exc:

@@ -22,6 +22,7 @@ from agentadapter.server.payloads import load_untrusted_yaml
 from agentadapter.server.schemas import WorkflowCreate, WorkflowUpdate
 from agentadapter.server.services.building import builder
 from agentadapter.server.services.common import Caller, invalid, record
+from agentadapter.server.services.trust import refuse_interpolation
 from agentadapter.server.state import AppState
 from agentadapter.store import workflows as workflow_store
 from agentadapter.store.models import Workflow as WorkflowRow
@@ -57,6 +58,7 @@ async def create_workflow(session: AsyncSession, state: AppState, caller: Caller
     if data.spec is None and data.yaml is None:
         raise invalid("spec", "give the workflow as spec (JSON) or as yaml (text)", code="missing_spec")
     param = "yaml" if data.yaml is not None else "spec"
+    refuse_interpolation(data.description, "description")
     spec = await _validated(session, state, caller, _spec_from(data, data.name), param)
     row = await workflow_store.create_workflow(session, caller.tenant_id, name=data.name, spec=spec,
                                                description=data.description or str(spec.get("description") or ""),
@@ -75,6 +77,7 @@ async def update_workflow(
     if data.name is not None:
         changes["name"] = data.name
     if data.description is not None:
+        refuse_interpolation(data.description, "description")
         changes["description"] = data.description
     if data.spec is not None or data.yaml is not None:
         param = "yaml" if data.yaml is not None else "spec"
