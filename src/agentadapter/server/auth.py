@@ -81,8 +81,9 @@ def is_reserved_subject(subject: str) -> bool:
 
 
 def _has_control_characters(value: str) -> bool:
-    # NUL is refused by PostgreSQL in text columns; the others have no place in a name either.
-    return any(unicodedata.category(c) in ("Cc", "Cf") for c in value)
+    # NUL is refused by PostgreSQL in text columns and a lone surrogate (Cs, which JSON's \ud800 gives)
+    # cannot be encoded at all; format characters (zero-width space) would let "de\u200bfault" pass.
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value)
 
 
 @dataclass(frozen=True, slots=True)
