@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from agentadapter.testing import FunctionBackend, offline_llm
 from agentadapter.store import agents as agent_store
 from agentadapter.store import users
 from agentadapter.store import workflows as workflow_store
+from agentadapter.testing import FunctionBackend, offline_llm
 from server.conftest import Api, AppFactory
 
 CANARY = "canary-5f0c1d9e-server-secret"
