@@ -52,7 +52,7 @@ async def test_a_concurrent_burst_cannot_overdraw_the_balance(db: Database, tena
         account = await credits.account(session, tenant.id)
     assert account is not None
     assert account.balance_usd >= 0 and account.reserved_usd == 0
-    spent = sum(r.cost_usd for r in answered)
+    spent = sum(r.cost_usd or 0.0 for r in answered)
     assert 10 * CALL - account.balance_usd == pytest.approx(spent)
     assert -sum(await charges(db, tenant)) == pytest.approx(spent)
 
