@@ -7,6 +7,11 @@ happen under the bus's own lock or the GIL) and a :class:`~prometheus_client.reg
 turns them into metric families when ``/metrics`` is scraped. Queue depth is read at scrape time from
 the live buses themselves, so keeping it current costs nothing per message. Every bus metric name
 starts with ``agentadapter_bus_``.
+
+:class:`RelabeledView` is what a scrape reads: the registry with every label value passed through
+a policy (the server maps model names, routes and agent names that came from requests to
+``other``), samples that now share their labels merged, so ``/metrics`` shows a bounded set of
+series whatever callers sent.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import bisect
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 from prometheus_client.metrics_core import (
@@ -25,13 +30,16 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.samples import Sample
 
 __all__ = [
     "BUS_LATENCY_BUCKETS",
     "BUS_METRICS",
+    "OTHER",
     "BusMetrics",
     "LatencyHistogram",
     "QueueDepthSource",
+    "RelabeledView",
 ]
 
 #: Delivery-latency buckets (seconds): from tens of microseconds in-process to seconds over Redis.
@@ -189,3 +197,47 @@ class _BusCollector(Collector):
 
 _COLLECTOR = _BusCollector(BUS_METRICS)
 REGISTRY.register(_COLLECTOR)
+
+
+# ------------------------------------------------------------------------------------ bounded view
+
+OTHER = "other"
+"""The label value that stands for every value a policy does not let through."""
+
+Relabel = Callable[[str, dict[str, str]], dict[str, str]]
+"""``(metric family name, a sample's labels) -> the labels to show``."""
+
+# Gauges whose merged value is the worst of the merged series, not their sum (a state, not a count).
+_MAX_GAUGES = frozenset({"agentadapter_llm_breaker_state"})
+
+
+class RelabeledView(Collector):
+    """``source``'s metrics with every label value passed through ``relabel``; series that end up
+    with the same labels are merged (counts, sums and buckets add up; ``_created`` keeps the
+    earliest; a state gauge keeps the worst)."""
+
+    def __init__(self, relabel: Relabel, source: Collector = REGISTRY) -> None:
+        self._relabel = relabel
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        relabel = self._relabel
+        for family in self._source.collect():
+            merged: dict[tuple[str, tuple[tuple[str, str], ...]], Sample] = {}
+            for sample in family.samples:
+                labels = relabel(family.name, dict(sample.labels)) if sample.labels else sample.labels
+                key = (sample.name, tuple(sorted(labels.items())))
+                seen = merged.get(key)
+                if seen is None:
+                    merged[key] = sample._replace(labels=labels, exemplar=None)
+                    continue
+                if sample.name.endswith("_created"):
+                    value = min(seen.value, sample.value)
+                elif family.name in _MAX_GAUGES:
+                    value = max(seen.value, sample.value)
+                else:
+                    value = seen.value + sample.value
+                merged[key] = seen._replace(value=value)
+            view = Metric(family.name, family.documentation, family.type, family.unit)
+            view.samples = list(merged.values())
+            yield view

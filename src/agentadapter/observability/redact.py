@@ -30,6 +30,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from functools import cache
 from typing import Any
 
 __all__ = [
@@ -79,8 +80,8 @@ _KEY_FORMATS = (
 )
 # One alternation, so a text is scanned once. Every rule but two starts where no key character
 # precedes (the lookbehind fails fast mid-word, which keeps the scan cheap); named groups say which
-# rule matched.
-_PATTERN = re.compile(
+# rule matched. Compiled on first use (tens of milliseconds), not at import.
+_PATTERN_SOURCE = (
     "|".join((
         _START + "(?:" + "|".join((
             # scheme://user:password@host -> keep everything but the password (up to the authority's last @)
@@ -106,6 +107,13 @@ _PATTERN = re.compile(
         r"|client[_\-]?secret|secret|password)\"\s*:\s*\")[^\"]{4,}(?=\")",
     ))
 )
+
+
+@cache
+def _pattern() -> re.Pattern[str]:
+    return re.compile(_PATTERN_SOURCE)
+
+
 _SEPARATORS = re.compile(r"[_\-]")
 _SEGMENT = re.compile(r"[A-Za-z0-9]{24,}")
 _HEX_OR_UUID = re.compile(r"[0-9a-fA-F\-]+")
@@ -208,7 +216,7 @@ def redact_text(text: str) -> str:
     for secret in _searched:
         if secret in text:
             text = text.replace(secret, MASK)
-    return _PATTERN.sub(_replace, text)
+    return _pattern().sub(_replace, text)
 
 
 _PLAIN = (int, float, bool, type(None))
