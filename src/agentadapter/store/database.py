@@ -10,8 +10,10 @@ reads and then writes can fail with "database is locked" instead of waiting; rea
 each statement in autocommit (no ``BEGIN``), which saves round trips to the driver's thread. On
 PostgreSQL read sessions run in autocommit too (one round trip per query), writes in transactions,
 and the pool is sized by :class:`PoolSettings` (``AGENTADAPTER_DB_POOL_SIZE``, ``..._MAX_OVERFLOW``,
-``..._POOL_TIMEOUT``, ``..._POOL_RECYCLE``, ``..._POOL_PRE_PING``). Repositories take the sessions
-this hands out; nothing here knows about tenants.
+``..._POOL_TIMEOUT``, ``..._POOL_RECYCLE``, ``..._POOL_PRE_PING``). A SQLite file is private to
+the server's user: the data dir is created (or tightened to) mode 0700, the database file and its
+``-wal``/``-shm`` 0600 (:mod:`agentadapter._private_files`). Repositories take the sessions this
+hands out; nothing here knows about tenants.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from agentadapter._private_files import private_directory, private_sqlite_file
 from agentadapter.llm.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -73,7 +76,7 @@ def database_url(settings: Settings) -> str:
     raw = settings.database_url
     if not raw:
         path = settings.sqlite_path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(settings.data_dir)
         return f"sqlite+aiosqlite:///{path}"
     return normalize_url(raw)
 
@@ -101,14 +104,23 @@ def normalize_url(raw: str) -> str:
                 f"AGENTADAPTER_DATABASE_URL uses the SQLite driver {driver!r}; write sqlite:///path/to/file.db"
             )
         url = url.set(drivername="sqlite+aiosqlite")
-        if url.database and url.database != ":memory:":
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if _sqlite_file(url):
+            # A directory of its own is created private; an existing one may be shared: left as it is.
+            private_directory(Path(url.database or "").expanduser().parent, tighten=False)
     else:
         raise ConfigurationError(
             f"AGENTADAPTER_DATABASE_URL names the database {backend!r}; the service supports PostgreSQL "
             "(postgresql://...) and SQLite (sqlite:///path.db)"
         )
     return url.render_as_string(hide_password=False)
+
+
+def _sqlite_file(url: sa.URL) -> bool:
+    """Whether a SQLite URL names a plain file (not memory, nor a ``file:`` URI with its own options)."""
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return False
+    return url.query.get("uri") not in ("true", "1")
 
 
 class Database:
@@ -128,6 +140,9 @@ class Database:
             # keep them all (no overflow connections opened and closed under load).
             kwargs.update(pool_size=self.pool.pool_size + self.pool.max_overflow, max_overflow=0,
                           pool_timeout=self.pool.pool_timeout)
+        if self.dialect == "sqlite" and _sqlite_file(make_url(self.url)):
+            # Before SQLite opens it: its -wal and -shm files take the database file's mode.
+            private_sqlite_file(Path(make_url(self.url).database or "").expanduser())
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             self._configure_sqlite()

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
+from agentadapter._private_files import private_directory, private_sqlite_file
 from agentadapter.llm.errors import ConfigurationError
 from agentadapter.llm.messages import Attempt, Request, Response, Usage, part_from_dict, part_to_dict
 
@@ -73,7 +74,9 @@ class SQLiteCache:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Cached responses are tenants' data: a new directory 0700, the file (and its -wal/-shm) 0600.
+        private_directory(self.path.parent, tighten=False)
+        private_sqlite_file(self.path)
         self._local = threading.local()
         with self._connect() as connection:
             connection.execute(
@@ -202,7 +205,7 @@ def create_cache(backend: str, *, data_dir: Path, redis_url: str | None) -> Resp
     if backend == "memory":
         return MemoryCache()
     if backend == "sqlite":
-        return SQLiteCache(data_dir / "response-cache.db")
+        return SQLiteCache(private_directory(data_dir) / "response-cache.db")
     if backend == "redis":
         if not redis_url:
             raise ConfigurationError("cache backend 'redis' needs AGENTADAPTER_REDIS_URL (e.g. redis://localhost:6379/0)")
