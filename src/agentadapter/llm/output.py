@@ -19,6 +19,7 @@ from typing import Any, Literal
 import pydantic
 
 from agentadapter.llm.errors import InvalidRequestError, OutputValidationError
+from agentadapter.llm.schema_safety import check_schema, resolve_pointer
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
@@ -44,6 +45,7 @@ class OutputSchema:
             name = str(schema.pop("title", None) or "output") if "schema" not in schema else str(schema["name"])
             if "schema" in schema:  # OpenAI's {"name": ..., "schema": {...}} wrapper
                 schema = dict(schema["schema"])
+            check_schema(schema)  # before anything walks it: local, resolvable, acyclic $ref; bounded size
             return cls(_safe_name(name), schema, model=_model_from_schema(schema))
         raise InvalidRequestError(
             f"output= takes a pydantic model class or a JSON schema dict, not {type(value).__name__}"
@@ -103,54 +105,58 @@ def _model_from_schema(schema: Mapping[str, Any]) -> type[pydantic.BaseModel] | 
     """A validation model for an object schema; None when the schema is not an object schema."""
     if schema.get("type") != "object" or "properties" not in schema:
         return None
-    definitions = dict(schema.get("$defs") or schema.get("definitions") or {})
-    model = _object_model(str(schema.get("title") or "Output"), schema, definitions)
+    model = _object_model(str(schema.get("title") or "Output"), schema, schema)
     model.__agentadapter_from_schema__ = True  # type: ignore[attr-defined]
     return model
 
 
 def _object_model(
-    name: str, schema: Mapping[str, Any], definitions: dict[str, Any]
+    name: str, schema: Mapping[str, Any], root: Mapping[str, Any]
 ) -> type[pydantic.BaseModel]:
     required = set(schema.get("required") or [])
     fields: dict[str, Any] = {}
     for prop, prop_schema in (schema.get("properties") or {}).items():
-        annotation = _annotation(f"{name}_{prop}", prop_schema, definitions)
+        annotation = _annotation(f"{name}_{prop}", prop_schema, root)
         default = ... if prop in required else None
         if prop not in required:
             annotation = annotation | None
-        fields[prop] = (annotation, pydantic.Field(default, description=prop_schema.get("description")))
+        description = prop_schema.get("description") if isinstance(prop_schema, Mapping) else None
+        fields[prop] = (annotation, pydantic.Field(default, description=description))
     extra: Literal["allow", "forbid"] = "forbid" if schema.get("additionalProperties") is False else "allow"
     return pydantic.create_model(_safe_name(name), __config__=pydantic.ConfigDict(extra=extra), **fields)
 
 
-def _annotation(name: str, schema: Mapping[str, Any], definitions: dict[str, Any]) -> Any:
+def _annotation(name: str, schema: Mapping[str, Any] | bool, root: Mapping[str, Any]) -> Any:
+    if not isinstance(schema, Mapping):  # true / false: any value (false cannot be met; the provider decides)
+        return Any
     ref = schema.get("$ref")
     if isinstance(ref, str):
-        target = definitions.get(ref.rsplit("/", 1)[-1])
-        if target is None:
-            raise InvalidRequestError(f"output schema: unresolved $ref {ref!r}")
-        return _annotation(name, target, definitions)
+        # Resolved as the JSON pointer it is (check_schema has made sure it resolves, without cycles).
+        try:
+            target = resolve_pointer(root, ref)
+        except KeyError:
+            raise InvalidRequestError(f"output schema: unresolved $ref {ref!r}") from None
+        return _annotation(name, target, root)
     if "enum" in schema:
         return Literal[tuple(schema["enum"])]
     for key in ("anyOf", "oneOf"):
         if key in schema:
-            options = [_annotation(name, option, definitions) for option in schema[key]]
+            options = [_annotation(name, option, root) for option in schema[key]]
             union = options[0]
             for option in options[1:]:
                 union = union | option
             return union
     kind = schema.get("type")
     if isinstance(kind, list):
-        union = _annotation(name, {**schema, "type": kind[0]}, definitions)
+        union = _annotation(name, {**schema, "type": kind[0]}, root)
         for other in kind[1:]:
-            union = union | _annotation(name, {**schema, "type": other}, definitions)
+            union = union | _annotation(name, {**schema, "type": other}, root)
         return union
     if kind == "object":
         if "properties" in schema:
-            return _object_model(name, schema, definitions)
+            return _object_model(name, schema, root)
         return dict[str, Any]
     if kind == "array":
         items = schema.get("items")
-        return list[_annotation(name + "_item", items, definitions)] if items else list[Any]  # type: ignore[misc]
+        return list[_annotation(name + "_item", items, root)] if items else list[Any]  # type: ignore[misc]
     return _JSON_TYPES.get(str(kind), Any)

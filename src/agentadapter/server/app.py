@@ -34,6 +34,7 @@ from agentadapter.server.middleware import BodySizeLimit, JSONBodyGuard, Request
 from agentadapter.server.payloads import PayloadChecker, PayloadLimits
 from agentadapter.server.ratelimit import build_rate_limiter
 from agentadapter.server.routes import API_PREFIX, resource_routers
+from agentadapter.server.routes._responses import document_errors
 from agentadapter.server.routes.gateway import OPENAI_JSON_PATHS
 from agentadapter.server.routes.health import router as health_router
 from agentadapter.server.settings import ServerSettings, check_secrets
@@ -120,7 +121,8 @@ def create_app(
 
 
 def _declare_bearer_auth(app: FastAPI) -> None:
-    """Show the bearer scheme in the OpenAPI document (and /docs' Authorize button) for /v1 routes."""
+    """Show the bearer scheme in the OpenAPI document (and /docs' Authorize button) for /v1 routes, and the
+    error responses each route can give (:mod:`agentadapter.server.routes._responses`)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -135,6 +137,7 @@ def _declare_bearer_auth(app: FastAPI) -> None:
                 if path.startswith(API_PREFIX + "/"):
                     for operation in operations.values():
                         operation["security"] = [{"bearer": []}]
+            document_errors(schema, API_PREFIX)
             app.openapi_schema = schema
         return app.openapi_schema
 

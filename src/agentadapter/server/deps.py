@@ -45,7 +45,40 @@ __all__ = [
     "WorkflowsWrite",
     "WriteSessionDep",
     "require",
+    "MAX_DB_INT",
+    "check_request_text",
 ]
+
+MAX_DB_INT = 2**31 - 1
+"""The largest whole number an ``INTEGER`` column holds on PostgreSQL (SQLite's hold more): the bound of
+every integer path and query parameter that reaches a query (versions, seqs, offsets), so that a number
+out of range is a 422 here rather than the driver's overflow error."""
+
+
+def _unsafe(text: str) -> bool:
+    # NUL: PostgreSQL's text cannot hold it (asyncpg refuses the query). A lone surrogate cannot be
+    # encoded as UTF-8 at all. isascii() first: the usual value is plain ASCII and costs nothing more.
+    if "\x00" in text:
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_request_text(request: Request) -> None:
+    """Refuse (422) a path or query string with a NUL byte or a lone surrogate, before anything reads it:
+    no string reaches a query or a log that the database or the encoder would fail on."""
+    if _unsafe(request.scope["path"]):
+        raise APIError(422, "the path holds a NUL byte or a lone surrogate; remove it", code="invalid_characters",
+                       param="path")
+    for name, value in request.query_params.multi_items():
+        if _unsafe(name) or _unsafe(value):
+            raise APIError(422, f"the query parameter {name!r} holds a NUL byte or a lone surrogate; remove it",
+                           code="invalid_characters", param=name if not _unsafe(name) else None)
 
 async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.agentadapter
@@ -59,6 +92,7 @@ async def get_principal(request: Request) -> Principal:
     # The bearer scheme is declared in the OpenAPI document by app.py (a security dependency here
     # would cost every request a dependency to solve).
     state: AppState = request.app.state.agentadapter
+    check_request_text(request)  # here: every /v1 route depends on this, so no dependency more per request
     # The peer's address (behind a proxy, the one uvicorn takes from X-Forwarded-For for trusted proxies):
     # what repeated failed authentications are throttled by.
     client = request.client.host if request.client is not None else None

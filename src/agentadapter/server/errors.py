@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentadapter.llm.errors import ConfigurationError, InsufficientCreditsError, InvalidRequestError
+from agentadapter.llm.schema_safety import UnsafeSchemaError
 from agentadapter.observability.logging import get_logger
 from agentadapter.observability.redact import redact, redact_text
 from agentadapter.store.errors import InvalidCursor, RecordConflict, RecordNotFound
@@ -137,6 +138,11 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return error_response(APIError(422, str(exc), code="invalid_request"))
 
 
+async def _unsafe_schema(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UnsafeSchemaError)
+    return error_response(APIError(422, str(exc), code="invalid_schema", param=exc.param))
+
+
 async def _insufficient_credits(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InsufficientCreditsError)
     return error_response(APIError(402, str(exc), type="billing_error", code="insufficient_credits", details={
@@ -160,5 +166,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidCursor, _invalid_cursor)
     app.add_exception_handler(ConfigurationError, _invalid_request)
     app.add_exception_handler(InvalidRequestError, _invalid_request)
+    app.add_exception_handler(UnsafeSchemaError, _unsafe_schema)  # a tenant's JSON schema: param says where
     app.add_exception_handler(InsufficientCreditsError, _insufficient_credits)  # 402; other budget refusals unchanged
     app.add_exception_handler(Exception, _unexpected)

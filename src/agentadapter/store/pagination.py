@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -51,8 +51,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         moment = datetime.fromisoformat(created)
         if moment.tzinfo is None:
             raise ValueError("naive timestamp")
-        return moment, uuid.UUID(row_id)
-    except (ValueError, TypeError) as exc:
+        # In UTC here: a moment near year 1 or 9999 with an offset has none, and the driver would fail on it.
+        # uuid.UUID of a non-string fails with AttributeError.
+        return moment.astimezone(UTC), uuid.UUID(row_id)
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise InvalidCursor(cursor) from exc
 
 

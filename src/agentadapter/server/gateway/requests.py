@@ -21,6 +21,7 @@ from starlette.requests import Request as HTTPRequest
 from agentadapter.llm.errors import InvalidRequestError
 from agentadapter.llm.messages import Request, coerce_messages
 from agentadapter.llm.output import OutputSchema
+from agentadapter.llm.schema_safety import UnsafeSchemaError, check_schema
 from agentadapter.llm.tools import Tool, coerce_tool
 from agentadapter.server.errors import APIError
 from agentadapter.server.middleware import CHECKED_BODY
@@ -226,6 +227,10 @@ def _output(raw: Any) -> OutputSchema | None:
         schema = spec.get("schema", {"type": "object"})
         if not isinstance(schema, Mapping):
             raise bad_request("response_format.json_schema.schema", "schema must be a JSON schema object")
+        try:
+            check_schema(schema, "response_format.json_schema.schema")
+        except UnsafeSchemaError as exc:  # 422: the request is well-formed, the schema is one we refuse
+            raise APIError(422, str(exc), code="invalid_schema", param=exc.param) from exc
         strict = spec.get("strict")
         return ClientValidatedOutput(spec["name"], dict(schema), strict=bool(strict))
     raise bad_request("response_format.type", "response_format.type must be text, json_object or json_schema")

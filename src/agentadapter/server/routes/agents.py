@@ -5,10 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
-from agentadapter.server.deps import AgentsRead, AgentsWrite, PageDep, RequestId, SessionDep, StateDep, WriteSessionDep
+from agentadapter.server.deps import (
+    MAX_DB_INT,
+    AgentsRead,
+    AgentsWrite,
+    PageDep,
+    RequestId,
+    SessionDep,
+    StateDep,
+    WriteSessionDep,
+)
 from agentadapter.server.routes._prefix import API_PREFIX
+from agentadapter.server.routes._responses import errors
 from agentadapter.server.schemas import (
     AgentClone,
     AgentCreate,
@@ -24,7 +34,7 @@ from agentadapter.store import agents as store
 router = APIRouter(prefix=API_PREFIX + "/agents", tags=["agents"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentPublic)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentPublic, responses=errors(409))
 async def create_agent(data: AgentCreate, principal: AgentsWrite, session: WriteSessionDep, state: StateDep,
                        request_id: RequestId, response: Response) -> AgentPublic:
     """Create an agent; its model, tools, handoffs, guardrails and output schema are checked first."""
@@ -52,7 +62,7 @@ async def get_agent(agent_id: uuid.UUID, principal: AgentsRead, session: Session
     return AgentPublic.model_validate(await store.get_agent(session, principal.tenant_id, agent_id))
 
 
-@router.patch("/{agent_id}", response_model=AgentPublic)
+@router.patch("/{agent_id}", response_model=AgentPublic, responses=errors(409))
 async def update_agent(agent_id: uuid.UUID, data: AgentUpdate, principal: AgentsWrite, session: WriteSessionDep,
                        state: StateDep, request_id: RequestId) -> AgentPublic:
     """Change some fields; a change to the spec makes a new version."""
@@ -68,7 +78,8 @@ async def delete_agent(agent_id: uuid.UUID, principal: AgentsWrite, session: Wri
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{agent_id}/clone", status_code=status.HTTP_201_CREATED, response_model=AgentPublic)
+@router.post("/{agent_id}/clone", status_code=status.HTTP_201_CREATED, response_model=AgentPublic,
+             responses=errors(409))
 async def clone_agent(agent_id: uuid.UUID, principal: AgentsWrite, session: WriteSessionDep, request_id: RequestId,
                       response: Response, data: AgentClone | None = None) -> AgentPublic:
     """A copy of the agent under a new name (default ``<name>-copy``), with its own history."""
@@ -88,7 +99,7 @@ async def list_versions(
 
 
 @router.get("/{agent_id}/versions/{version}", response_model=AgentVersionPublic)
-async def get_version(agent_id: uuid.UUID, version: int, principal: AgentsRead,
+async def get_version(agent_id: uuid.UUID, version: Annotated[int, Path(ge=1, le=MAX_DB_INT)], principal: AgentsRead,
                       session: SessionDep) -> AgentVersionPublic:
     row = await store.get_agent_version(session, principal.tenant_id, agent_id, version)
     return AgentVersionPublic.model_validate(row)

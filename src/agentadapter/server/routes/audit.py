@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from agentadapter.server.deps import AdminOnly, PageDep, SessionDep
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.schemas import AuditLogPublic, ListPublic
+from agentadapter.server.services.common import invalid
 from agentadapter.store import audit
 
 router = APIRouter(prefix=API_PREFIX + "/audit-logs", tags=["audit"])
@@ -29,11 +30,20 @@ async def list_audit_logs(
 ) -> ListPublic[AuditLogPublic]:
     found = await audit.list_audit_logs(session, principal.tenant_id, limit=page.limit, cursor=page.cursor,
                                         action=action, resource_type=resource_type, actor_type=actor_type,
-                                        since=_aware(since), until=_aware(until))
+                                        since=_aware("since", since), until=_aware("until", until))
     return ListPublic[AuditLogPublic](data=[AuditLogPublic.model_validate(e) for e in found.items],
                                       has_more=found.has_more, next_cursor=found.next_cursor)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    # A time without a zone is read as UTC, the zone the log is kept in.
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+def _aware(param: str, moment: datetime | None) -> datetime | None:
+    # A time without a zone is read as UTC, the zone the log is kept in. In UTC here, not in the driver:
+    # a time near year 1 or 9999 with an offset has no UTC equivalent, and that is the caller's 422.
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise invalid(param, f"{moment.isoformat()} is out of range once in UTC; give a time between years 1 "
+                             "and 9999", code="invalid_datetime") from None

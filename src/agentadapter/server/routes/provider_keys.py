@@ -21,6 +21,7 @@ from agentadapter.server.deps import (
 )
 from agentadapter.server.provider_key_schemas import ProviderKeyCreate, ProviderKeyPublic, ProviderKeyRotate
 from agentadapter.server.routes._prefix import API_PREFIX
+from agentadapter.server.routes._responses import errors
 from agentadapter.server.schemas import ListPublic
 from agentadapter.server.services import provider_keys as service
 from agentadapter.server.services.common import Caller
@@ -29,7 +30,7 @@ from agentadapter.store import provider_keys as store
 router = APIRouter(prefix=API_PREFIX + "/provider-keys", tags=["provider keys"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProviderKeyPublic)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProviderKeyPublic, responses=errors(409))
 async def create_provider_key(data: ProviderKeyCreate, principal: ProviderKeysAdmin, session: WriteSessionDep,
                               state: StateDep, request_id: RequestId, response: Response) -> ProviderKeyPublic:
     """Store a provider key for this tenant's calls (encrypted; it is never shown again)."""

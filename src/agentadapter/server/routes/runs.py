@@ -8,8 +8,18 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from agentadapter.server.deps import PageDep, RequestId, RunsRead, RunsWrite, SessionDep, StateDep, WriteSessionDep
+from agentadapter.server.deps import (
+    MAX_DB_INT,
+    PageDep,
+    RequestId,
+    RunsRead,
+    RunsWrite,
+    SessionDep,
+    StateDep,
+    WriteSessionDep,
+)
 from agentadapter.server.routes._prefix import API_PREFIX
+from agentadapter.server.routes._responses import errors
 from agentadapter.server.schemas import AgentRunPublic, ListPublic, MessagePublic, RunCreate, RunPublic
 from agentadapter.server.services import runs as service
 from agentadapter.server.services.common import Caller, invalid
@@ -21,7 +31,7 @@ router = APIRouter(prefix=API_PREFIX + "/runs", tags=["runs"])
 RunStatus = Annotated[str | None, Query(pattern="^(queued|running|completed|failed|cancelled)$")]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic, responses=errors(402, 404))
 async def create_run(data: RunCreate, principal: RunsWrite, session: WriteSessionDep, state: StateDep,
                      request_id: RequestId, response: Response) -> RunPublic:
     """Start a run of an agent or a workflow; it executes in the background (status ``queued``).
@@ -62,7 +72,8 @@ async def get_run(run_id: uuid.UUID, principal: RunsRead, session: SessionDep) -
     return public
 
 
-@router.post("/{run_id}/cancel", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED)
+@router.post("/{run_id}/cancel", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED,
+             responses=errors(409))
 async def cancel_run(run_id: uuid.UUID, principal: RunsWrite, session: WriteSessionDep, state: StateDep,
                      request_id: RequestId) -> RunPublic:
     """Cancel a queued or running run (409 when it has already ended)."""
@@ -73,7 +84,7 @@ async def cancel_run(run_id: uuid.UUID, principal: RunsWrite, session: WriteSess
 @router.get("/{run_id}/messages", response_model=ListPublic[MessagePublic])
 async def list_messages(
     run_id: uuid.UUID, principal: RunsRead, session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
 ) -> ListPublic[MessagePublic]:
     """Messages the run's agents sent each other, oldest first."""
     await store.get_run(session, principal.tenant_id, run_id)
@@ -87,7 +98,8 @@ async def list_messages(
 async def run_events(
     run_id: uuid.UUID, principal: RunsRead, state: StateDep,
     last_event_id: Annotated[str | None, Header(description="Resume after this event seq.")] = None,
-    after: Annotated[int | None, Query(ge=0, description="Start after this seq (like Last-Event-ID).")] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_DB_INT, description="Start after this seq (like Last-Event-ID).")]
+    = None,
 ) -> StreamingResponse:
     """The run's events as Server-Sent Events: kept ones first, then live ones (tokens too) until it ends.
 
@@ -95,9 +107,13 @@ async def run_events(
     """
     start = after or 0
     if last_event_id:
-        if not last_event_id.strip().isdigit():
-            raise invalid("Last-Event-ID", f"{last_event_id!r} is not an event seq (a whole number)")
-        start = int(last_event_id.strip())
+        seq = last_event_id.strip()
+        # ASCII digits only (str.isdigit() takes other scripts' digits too, which int() may refuse), and
+        # within the seq column's range.
+        if not (seq.isascii() and seq.isdigit()) or int(seq) > MAX_DB_INT:
+            raise invalid("Last-Event-ID", f"{last_event_id!r} is not an event seq (a whole number up to "
+                                           f"{MAX_DB_INT})")
+        start = int(seq)
     async with state.db.session() as session:  # not a dependency: it would stay open for the whole stream
         await store.get_run(session, principal.tenant_id, run_id)
     events = service.run_events(state, principal.tenant_id, run_id, start)

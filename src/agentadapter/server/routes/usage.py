@@ -54,10 +54,11 @@ def _moment(param: str, raw: str | None, *, end_of_day: bool) -> datetime | None
             start = datetime.combine(day, time(), UTC)
             return start + timedelta(days=1) if end_of_day else start
         moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise invalid(param, f"{raw!r} is not an ISO date (2026-11-21) or date and time (2026-11-21T09:30:00Z)",
-                      code="invalid_datetime") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        # timedelta and astimezone overflow near years 1 and 9999: the caller's range, not a 500.
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise invalid(param, f"{raw!r} is not an ISO date (2026-11-21) or date and time (2026-11-21T09:30:00Z) "
+                             "between years 1 and 9999", code="invalid_datetime") from None
 
 
 def _public(totals: UsageTotals) -> UsageTotalsPublic:

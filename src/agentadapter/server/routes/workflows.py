@@ -17,6 +17,7 @@ from agentadapter.server.deps import (
     WriteSessionDep,
 )
 from agentadapter.server.routes._prefix import API_PREFIX
+from agentadapter.server.routes._responses import errors
 from agentadapter.server.schemas import (
     ListPublic,
     RunPublic,
@@ -33,7 +34,7 @@ from agentadapter.store import workflows as store
 router = APIRouter(prefix=API_PREFIX + "/workflows", tags=["workflows"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkflowPublic)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkflowPublic, responses=errors(409))
 async def create_workflow(data: WorkflowCreate, principal: WorkflowsWrite, session: WriteSessionDep,
                           state: StateDep, request_id: RequestId, response: Response) -> WorkflowPublic:
     """Store a workflow (docs/workflows.md's format), checked as the orchestrator would load it."""
@@ -54,14 +55,14 @@ async def get_workflow(workflow_id: uuid.UUID, principal: WorkflowsRead, session
     return WorkflowPublic.model_validate(await store.get_workflow(session, principal.tenant_id, workflow_id))
 
 
-@router.patch("/{workflow_id}", response_model=WorkflowPublic)
+@router.patch("/{workflow_id}", response_model=WorkflowPublic, responses=errors(409))
 async def update_workflow(workflow_id: uuid.UUID, data: WorkflowUpdate, principal: WorkflowsWrite,
                           session: WriteSessionDep, state: StateDep, request_id: RequestId) -> WorkflowPublic:
     row = await service.update_workflow(session, state, Caller(principal, request_id), workflow_id, data)
     return WorkflowPublic.model_validate(row)
 
 
-@router.put("/{workflow_id}", response_model=WorkflowPublic)
+@router.put("/{workflow_id}", response_model=WorkflowPublic, responses=errors(409))
 async def replace_workflow(workflow_id: uuid.UUID, data: WorkflowCreate, principal: WorkflowsWrite,
                            session: WriteSessionDep, state: StateDep, request_id: RequestId) -> WorkflowPublic:
     """Replace name, description and spec."""
@@ -79,7 +80,8 @@ async def delete_workflow(workflow_id: uuid.UUID, principal: WorkflowsWrite, ses
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{workflow_id}/run", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic)
+@router.post("/{workflow_id}/run", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic,
+             responses=errors(402))
 async def run_workflow(workflow_id: uuid.UUID, principal: RunsWrite, session: WriteSessionDep, state: StateDep,
                        request_id: RequestId, response: Response, data: WorkflowRun | None = None) -> RunPublic:
     """Start a run of the workflow (202; follow it at /v1/runs/{id})."""

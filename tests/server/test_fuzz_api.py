@@ -1,0 +1,228 @@
+"""Every operation of the OpenAPI document, fuzzed by schemathesis on SQLite and on PostgreSQL.
+
+The app is the one ``make_api`` starts (its lifespan on the test's event loop, the offline LLM: only
+``test/...`` models answer). Schemathesis reads the app's own ``/openapi.json`` and generates valid
+and invalid requests for each operation (out-of-range integers, NUL bytes and lone surrogates in
+strings, wrong types, missing fields); each goes through the app with a tenant admin key, and path
+ids are sometimes those of seeded resources, so that the routes past the 404 are reached too. A
+request fails the test when the answer is a 5xx, or when its status or body is not what the
+document says it can be (status code, content type and response schema conformance).
+
+Hypothesis runs in a worker thread (it is synchronous); each request is handed to the test's loop,
+where the app and its database connections live. ``bench/fuzz_api.py`` runs the same driver for
+10,000+ cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import hypothesis
+import pytest
+import requests
+import schemathesis
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi import checks as openapi_checks
+
+from server.conftest import Api, AppFactory
+
+__all__ = ["FuzzReport", "fuzz_api", "seed"]
+
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    openapi_checks.status_code_conformance,
+    openapi_checks.content_type_conformance,
+    openapi_checks.response_schema_conformance,
+]
+"""What a response must pass: no 5xx; a status, content type and body the document declares."""
+
+SERVER_SETTINGS = {"rate_limit_key_rpm": 0, "rate_limit_tenant_rpm": 0}
+"""No rate limits: the fuzzer sends far more than a tenant would, and a 429 tells nothing about the route."""
+
+
+@dataclass
+class Finding:
+    operation: str
+    status: int
+    problem: str
+    request: str
+
+
+@dataclass
+class OperationReport:
+    label: str
+    cases: int = 0
+    server_errors: int = 0
+    violations: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class FuzzReport:
+    operations: list[OperationReport] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def cases(self) -> int:
+        return sum(op.cases for op in self.operations)
+
+    @property
+    def server_errors(self) -> int:
+        return sum(op.server_errors for op in self.operations)
+
+    @property
+    def violations(self) -> int:
+        return sum(op.violations for op in self.operations)
+
+    def summary(self, limit: int = 40) -> str:
+        """One example of each kind of finding (operation, status, problem), and how often it came."""
+        kinds: dict[tuple[str, int, str], tuple[int, Finding]] = {}
+        for finding in self.findings:
+            key = (finding.operation, finding.status, finding.problem.split(":", 1)[0])
+            count, first = kinds.get(key, (0, finding))
+            kinds[key] = (count + 1, first)
+        lines = [f"{count}x {f.operation} -> {f.status}: {f.problem}\n    {f.request}"
+                 for count, f in list(kinds.values())[:limit]]
+        more = len(kinds) - limit
+        return "\n".join(lines + ([f"... and {more} more kinds"] if more > 0 else []))
+
+
+async def seed(api: Api) -> dict[str, list[str]]:
+    """A tenant's resources whose ids the fuzzer puts in paths: an agent with two versions, a workflow,
+    a finished run and a provider key."""
+    agent = await api.create_agent()
+    await api.request("PATCH", f"/v1/agents/{agent['id']}", json={"instructions": "Answer in one word."})
+    workflow = await api.request("POST", "/v1/workflows", json={
+        "name": f"wf-{uuid.uuid4().hex[:8]}", "spec": {"agents": {"a": {"model": "test/echo"}}, "steps": [
+            {"id": "first", "agent": "a", "input": "hi"}]}})
+    run = await api.request("POST", "/v1/runs", json={"agent_id": agent["id"], "input": "hello"})
+    assert run.status_code == 202, run.text
+    await api.wait_run(run.json()["id"])
+    key = await api.request("POST", "/v1/provider-keys", json={"provider": "openai", "api_key": "sk-" + "x" * 40})
+    ids: dict[str, list[str]] = {
+        "agent_id": [agent["id"]], "run_id": [run.json()["id"]], "version": ["1", "2"],
+        "model": ["test/echo", "test/tools"], "name": ["openai", "anthropic"],
+    }
+    if workflow.status_code == 201:
+        ids["workflow_id"] = [workflow.json()["id"]]
+    if key.status_code == 201:
+        ids["key_id"] = [key.json()["id"]]
+    return ids
+
+
+def _operations(schema: Any) -> list[Any]:
+    operations = [result.ok() for result in schema.get_all_operations()]
+    # Deletions last: the other operations keep finding the seeded resources.
+    return sorted(operations, key=lambda op: op.method.upper() == "DELETE")
+
+
+def _as_httpx(case: Any) -> dict[str, Any]:
+    """The case as httpx request arguments, encoded as schemathesis' own requests transport would send it."""
+    prepared = requests.Request(**_request_kwargs(case)).prepare()
+    return {"method": prepared.method or "GET", "url": prepared.url or "/",
+                      "headers": dict(prepared.headers), "content": prepared.body}
+
+
+def _request_kwargs(case: Any) -> dict[str, Any]:
+    kwargs = case.as_transport_kwargs(base_url="http://testserver")
+    return {key: kwargs[key] for key in ("method", "url", "headers", "params", "cookies", "json", "data", "files")
+            if key in kwargs}
+
+
+def fuzz_api(api: Api, loop: asyncio.AbstractEventLoop, ids: Mapping[str, list[str]], *, headers: Mapping[str, str],
+             examples: int, seed_value: int = 0, derandomize: bool = True,
+             progress: Callable[[OperationReport], None] | None = None) -> FuzzReport:
+    """Fuzz every operation of ``api``'s document with ``examples`` valid and as many invalid cases each
+    (the same cases every time unless ``derandomize`` is false).
+
+    Runs in a worker thread; requests go to ``loop`` (where ``api`` lives). Returns what happened;
+    findings are collected rather than raised, so one bad route does not hide the others.
+    """
+    schema_doc = asyncio.run_coroutine_threadsafe(api.client.get("/openapi.json"), loop).result().json()
+    schema = schemathesis.openapi.from_dict(schema_doc)
+    report = FuzzReport()
+    started = time.perf_counter()
+    chooser = random.Random(seed_value)
+    for operation in _operations(schema):
+        op_report = OperationReport(f"{operation.method.upper()} {operation.path}")
+        report.operations.append(op_report)
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+            _fuzz_operation(operation, mode, examples, derandomize, functools.partial(
+                _send_case, api, loop, ids, chooser, headers, op_report, report))
+        if progress is not None:
+            progress(op_report)
+    report.duration_s = time.perf_counter() - started
+    return report
+
+
+def _send_case(api: Api, loop: asyncio.AbstractEventLoop, ids: Mapping[str, list[str]], chooser: random.Random,
+               headers: Mapping[str, str], op_report: OperationReport, report: FuzzReport, case: Any) -> None:
+    _send(api, loop, _with_ids(case, ids, chooser), headers, op_report, report)
+
+
+def _with_ids(case: Any, ids: Mapping[str, list[str]], chooser: random.Random) -> Any:
+    # Half the time a path id is a seeded resource's: the route then goes past its 404.
+    for name in list(case.path_parameters or {}):
+        if name in ids and chooser.random() < 0.5:
+            case.path_parameters[name] = chooser.choice(ids[name])
+    return case
+
+
+def _fuzz_operation(operation: Any, mode: schemathesis.GenerationMode, examples: int, derandomize: bool,
+                    send: Callable[[Any], None]) -> None:
+    @hypothesis.settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize,
+                         suppress_health_check=list(hypothesis.HealthCheck),
+                         phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])
+    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+    def one(case: Any) -> None:
+        send(case)
+
+    try:
+        one()
+    except hypothesis.errors.Unsatisfiable:
+        pass  # nothing to make invalid: an operation without parameters or body has no negative cases
+
+
+def _send(api: Api, loop: asyncio.AbstractEventLoop, case: Any, headers: Mapping[str, str],
+          op_report: OperationReport, report: FuzzReport) -> None:
+    case.headers = {**(case.headers or {}), **headers}
+    try:
+        request = _as_httpx(case)
+    except (ValueError, UnicodeError):
+        return  # a case no HTTP client can send (a header that is not latin-1): not a request at all
+    response = asyncio.run_coroutine_threadsafe(api.client.request(**request), loop).result()
+    op_report.cases += 1
+    op_report.statuses[response.status_code] = op_report.statuses.get(response.status_code, 0) + 1
+    if response.status_code >= 500:
+        op_report.server_errors += 1
+    try:
+        case.validate_response(response, checks=CHECKS)
+    except (AssertionError, FailureGroup) as exc:
+        failures = list(exc.exceptions) if isinstance(exc, FailureGroup) else [exc]
+        if response.status_code < 500:
+            op_report.violations += 1
+        sent = f"{request['method']} {request['url']} {str(request['content'])[:300]}"
+        for failure in failures:
+            title = getattr(failure, "title", type(failure).__name__)
+            message = getattr(failure, "message", str(failure))
+            report.findings.append(Finding(op_report.label, response.status_code, f"{title}: {message[:600]}",
+                                           f"{sent}\n    -> {response.text[:400]}"))
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_every_operation_answers_without_5xx_and_as_documented(make_api: AppFactory, database: str) -> None:
+    async with make_api(database=database, server=SERVER_SETTINGS) as api:
+        ids = await seed(api)
+        tenant = await api.tenant()
+        loop = asyncio.get_running_loop()
+        report = await asyncio.to_thread(fuzz_api, api, loop, ids, headers=tenant.headers("admin"), examples=15)
+    assert report.cases > 300, report
+    assert not report.findings, report.summary()
