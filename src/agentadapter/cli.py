@@ -118,6 +118,7 @@ def backends(
     import os
 
     from agentadapter.llm.backends.presets import PRESETS
+    from agentadapter.observability.redact import mask_url
 
     rows = []
     for preset in PRESETS.values():
@@ -128,7 +129,8 @@ def backends(
             "provider": preset.name,
             "label": preset.label,
             "wire_format": preset.backend,
-            "base_url": base_url,
+            # A base URL from the environment may carry credentials (https://user:pass@proxy/v1).
+            "base_url": mask_url(base_url) if base_url else base_url,
             "key_env": key_env,
             "key_set": key_set,
             "key_required": preset.key_required,

@@ -6,6 +6,8 @@ workers (``agentadapter worker``) as child processes against a PostgreSQL databa
 them all on Ctrl-C / SIGTERM or as soon as one of them exits (a cluster missing a part is not the
 cluster asked for). The database is created if it does not exist and migrated once before any
 child starts. Production runs these processes under a supervisor instead (docs/operations.md).
+Every URL it prints has its password masked (``postgresql://user:***@host/db``): terminal output
+ends up in scrollback, CI logs and screenshots.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from agentadapter.observability.redact import mask_url, redact_text
 
 __all__ = ["cluster_app"]
 
@@ -51,15 +55,15 @@ def cluster_up(
     broker = broker_url or os.environ.get("AGENTADAPTER_BROKER_URL") or redis
     if not database.startswith(("postgresql", "postgres:")):
         err.print(f"[bold red]error:[/] the cluster needs PostgreSQL (several processes write at once); "
-                  f"{database!r} is not a postgresql:// URL", markup=True)
+                  f"{mask_url(database)!r} is not a postgresql:// URL", markup=True)
         raise typer.Exit(EXIT_USAGE)
     env = {**os.environ, "AGENTADAPTER_DATABASE_URL": database, "AGENTADAPTER_REDIS_URL": redis,
            "AGENTADAPTER_BROKER_URL": broker, "AGENTADAPTER_EXECUTOR": "celery"}
     try:
         asyncio.run(_create_database(database))
     except Exception as error:  # unreachable server, refused login, ...
-        err.print(f"[bold red]error:[/] cannot prepare the database {database}: {type(error).__name__}: {error}. "
-                  "Is PostgreSQL running and the URL right?", markup=True)
+        err.print(f"[bold red]error:[/] cannot prepare the database {mask_url(database)}: {type(error).__name__}: "
+                  f"{redact_text(str(error))}. Is PostgreSQL running and the URL right?", markup=True)
         raise typer.Exit(EXIT_FAILED) from None
     me = [sys.executable, "-m", "agentadapter.cli"]
     migrated = _run_once([*me, "db", "upgrade"], env)
@@ -69,8 +73,8 @@ def cluster_up(
     for index in range(1, workers + 1):
         commands[f"worker-{index}"] = [*me, "worker", "--concurrency", str(concurrency),
                                        "--hostname", f"worker{index}@%h"]
-    err.print(f"cluster: API on http://{host}:{port}, {workers} worker(s) x {concurrency}; database {database}, "
-              f"broker {broker}. Ctrl-C stops everything.")
+    err.print(f"cluster: API on http://{host}:{port}, {workers} worker(s) x {concurrency}; database "
+              f"{mask_url(database)}, broker {mask_url(broker)}. Ctrl-C stops everything.")
     raise typer.Exit(asyncio.run(_supervise(commands, env)))
 
 

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentadapter.llm.errors import AgentAdapterError, ConfigurationError
+from agentadapter.observability.redact import redact_text
 
 if TYPE_CHECKING:
     from agentadapter.store.database import Database
@@ -60,7 +61,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    # A driver's error can quote the URL it failed with, password included.
+    err.print(f"[bold red]error:[/] {redact_text(message)}", markup=True, highlight=False)
     return typer.Exit(code)
 
 

@@ -53,6 +53,7 @@ def test_every_known_key_format_is_masked_where_it_appears(kind: str) -> None:
     ("redis://:hunter2@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
     ("amqp://guest:guest@localhost:5672//", "amqp://guest:***@localhost:5672//"),
     ("rediss://default:pw@cache.example.com:6380", "rediss://default:***@cache.example.com:6380"),
+    ("not a URL: postgresql//app:s3cret@db/x", "not a URL: postgresql//app:***@db/x"),
 ])
 def test_credentials_in_headers_queries_and_urls_are_masked_keeping_their_names(text: str, expected: str) -> None:
     assert redact_text(text) == expected

@@ -9,7 +9,7 @@
   GitHub ``ghp_...``, Slack ``xox?-...``, our own ``aa_...`` API keys) and JWTs;
 - the credential of ``Bearer <token>`` / ``Basic <token>``, of ``?api_key=`` / ``&key=`` /
   ``?token=`` query parameters and ``api_key=...`` assignments, and the password of a URL
-  (``scheme://user:***@host``);
+  (``scheme://user:***@host``, and ``user:***@host`` where the scheme is missing or mistyped);
 - long high-entropy tokens: a run of at least 32 letters, digits, ``-`` and ``_`` (or a segment of
   24 between many separators) that mixes upper case, lower case and digits, is not mostly made of
   words, and carries at least 3.5 bits of entropy per character. Ordinary prose, paths, model
@@ -86,6 +86,8 @@ _PATTERN_SOURCE = (
         _START + "(?:" + "|".join((
             # scheme://user:password@host -> keep everything but the password (up to the authority's last @)
             r"(?P<url>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#]*:)[^\s/?#]+(?=@)",
+            # user:password@host without a scheme (a mistyped URL quoted back by an error)
+            r"(?P<userinfo>[A-Za-z0-9._%+\-]+:)[^\s@/?#'\"]+(?=@[A-Za-z0-9\[])",
             # Authorization schemes: keep the scheme word. A token must look like one (a digit or a
             # symbol, or long), so that "Bearer authentication" stays prose.
             r"(?P<auth>(?i:bearer|basic)\s+)(?=[A-Za-z0-9._~+/=\-]*[0-9._~+/=\-]|[A-Za-z]{20})"
@@ -158,8 +160,8 @@ def _looks_random(token: str) -> bool:
 
 def _replace(match: re.Match[str]) -> str:
     group = match.lastgroup
-    if group == "url":
-        return match.group("url") + URL_PASSWORD_MASK
+    if group in ("url", "userinfo"):
+        return match.group(group) + URL_PASSWORD_MASK
     if group in ("auth", "param", "assign", "json"):
         return match.group(group) + MASK
     if group == "run":
