@@ -19,6 +19,11 @@ from agentadapter.store import migrate
 from agentadapter.store.database import Database, database_url
 
 
+def settings(data_dir: Path) -> Settings:
+    # database_url=None: the default SQLite file, whatever the environment says
+    return Settings(data_dir=data_dir, database_url=None)  # type: ignore[call-arg]  # mypy misreads the aliases
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -34,16 +39,16 @@ def open_umask() -> Iterator[None]:
 
 
 async def test_a_fresh_data_dir_and_database_are_private(tmp_path: Path, open_umask: None) -> None:
-    settings = Settings(data_dir=tmp_path / "new" / "data")
-    db = Database(database_url(settings))
+    fresh = settings(tmp_path / "new" / "data")
+    db = Database(database_url(fresh))
     try:
         await migrate.upgrade(db)
         async with db.writer() as session:  # a write: the WAL and shared-memory files exist now
             await session.execute(sa.text("CREATE TABLE probe (x INTEGER)"))
             await session.execute(sa.text("INSERT INTO probe VALUES (1)"))
-        data = settings.data_dir
+        data = fresh.data_dir
         assert mode(data) == 0o700 and mode(data.parent) == 0o700
-        database = settings.sqlite_path
+        database = fresh.sqlite_path
         companions = [data / "agentadapter.db-wal", data / "agentadapter.db-shm"]
         assert all(path.exists() for path in companions)
         assert {path.name: mode(path) for path in [database, *companions]} == {
@@ -57,7 +62,7 @@ async def test_looser_files_of_ours_are_tightened(tmp_path: Path, open_umask: No
     data.mkdir(mode=0o777)
     (data / "agentadapter.db").touch(mode=0o644)
     (data / "agentadapter.db-wal").touch(mode=0o666)
-    database_url(Settings(data_dir=data))
+    database_url(settings(data))
     assert mode(data) == 0o700
     db = Database(f"sqlite:///{data / 'agentadapter.db'}")
     try:
@@ -89,7 +94,7 @@ def test_a_data_dir_of_another_user_is_left_as_it_is_with_a_warning(tmp_path: Pa
     data.chmod(0o755)
     os.chown(data, 65534, 65534)
     with caplog.at_level(logging.WARNING, logger="agentadapter.files"):
-        database_url(Settings(data_dir=data))
+        database_url(settings(data))
     assert mode(data) == 0o755
     assert "belongs to uid 65534" in caplog.text and f"chmod 700 {data}" in caplog.text
 

@@ -155,7 +155,8 @@ class Shell:
             "Run one program with arguments in a sandbox and get its exit code and output. There is no shell: "
             "no pipes, redirections, globbing, variables, ';' or '&&'; quote arguments as in a POSIX shell. "
             f"Allowed programs: {programs}. The working directory {scope}; use paths relative to it "
-            "(absolute paths, '..' and symlinks leading out are refused). "
+            "(absolute paths, '..' and symlinks leading out are refused). Each program accepts its common "
+            "options only, long ones in full (a refusal lists them). "
             f"Limits: {self.policy.limits_text()}. {network}"
         )
 
