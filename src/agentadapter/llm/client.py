@@ -123,7 +123,7 @@ class LLM:
         else:
             self.transport = create_transport(transport or settings.transport)
         self.retry = retry or RetryPolicy()
-        self.telemetry = telemetry or Telemetry()
+        self.telemetry = telemetry or Telemetry(known=lambda target: catalog.find(target) is not None)
         # With ``shared`` (several instances on one Redis) breakers and learned limits are shared.
         self.reliability: ReliabilityStore = reliability or (
             shared.reliability_store if shared is not None else InProcessReliabilityStore

@@ -13,6 +13,7 @@ key is involved.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ LATENCY = Histogram("agentadapter_llm_request_duration_seconds", "Model call lat
 TTFT = Histogram("agentadapter_llm_time_to_first_token_seconds", "Time to the first streamed event",
                  ["provider", "model"], buckets=_TTFT_BUCKETS)
 TOKENS = Counter("agentadapter_llm_tokens", "Tokens by kind", ["provider", "model", "kind"])
+OTHER_MODEL = "other"
+"""The model label shared by calls past :attr:`Telemetry.max_series` distinct models."""
 COST = Counter("agentadapter_llm_cost_usd", "Spend in USD at catalog prices", ["provider", "model"])
 CACHE = Counter("agentadapter_llm_cache", "Response cache look-ups", ["result"])
 BREAKER = Gauge("agentadapter_llm_breaker_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
@@ -71,8 +74,15 @@ class CallRecord:
 class Telemetry:
     """Where the router reports each try of a target."""
 
-    def __init__(self, *, metrics: bool = True, tracing: bool = True) -> None:
+    def __init__(
+        self, *, metrics: bool = True, tracing: bool = True, max_series: int = 1000,
+        known: Callable[[str], bool] | None = None,
+    ) -> None:
         self.metrics = metrics
+        self.max_series = max_series
+        """Distinct provider/model series kept before other models share ``provider/other``."""
+        self.known = known
+        """Targets that always get a series of their own (the facade passes the catalog's models)."""
         self.tracing = tracing
         self._series: dict[str, _Series] = {}
         self._tracer: Any = None
@@ -82,6 +92,13 @@ class Telemetry:
         series = self._series.get(target)
         if series is None:
             provider, _, model = target.partition("/")
+            if len(self._series) >= self.max_series and not (self.known is not None and self.known(target)):
+                # Model names come from callers (a gateway's tenants): past the cap, uncatalogued ones share
+                # one series per provider, so a flood of made-up names cannot grow the process's metrics.
+                model, target = OTHER_MODEL, f"{provider}/{OTHER_MODEL}"
+                series = self._series.get(target)
+                if series is not None:
+                    return series
             series = self._series[target] = _Series(provider, model, target)
         return series
 
