@@ -8,9 +8,11 @@ It checks what the real API checks and a mapping bug would break: the ``x-api-ke
 ``anthropic-version`` headers, ``max_tokens``, strict user/assistant alternation, every
 ``tool_use`` answered by a ``tool_result`` (first in the next user turn) and every ``tool_result``
 answering one, thinking signatures it issued itself, the thinking budget, and the fields
-``count_tokens`` accepts. Faults: Anthropic-shaped error statuses (:meth:`error`,
+``count_tokens`` accepts, and, with thinking on, that a tool-use turn in progress began with a
+thinking block (the API's "one thinking setting per assistant turn"). Faults: Anthropic-shaped error statuses (:meth:`error`,
 :meth:`overloaded`, :meth:`rate_limited`) and an ``event: error`` mid-stream
-(:meth:`error_mid_stream`).
+(:meth:`error_mid_stream`); a stream whose last content block is never stopped
+(``reply(..., unclosed_last_block=True)``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Reply:
     stop_reason: str
     stop_sequence: str | None = None
     usage: dict[str, int] | None = None
+    unclosed_last_block: bool = False
+    """Streamed: the last content block gets no ``content_block_stop`` before ``message_stop``."""
 
 
 @dataclass
@@ -97,6 +101,7 @@ class AnthropicFake(FakeServer):
         usage: dict[str, int] | None = None,
         stop_reason: str | None = None,
         stop_sequence: str | None = None,
+        unclosed_last_block: bool = False,
     ) -> Reply:
         """Queue an answer. Blocks come in the API's order: thinking, text, tool uses.
 
@@ -126,7 +131,7 @@ class AnthropicFake(FakeServer):
                 self.issued_signatures.add(block["signature"])
         if stop_reason is None:
             stop_reason = "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn"
-        scripted = Reply(content, stop_reason, stop_sequence, usage)
+        scripted = Reply(content, stop_reason, stop_sequence, usage, unclosed_last_block)
         self.script.append(scripted)
         return scripted
 
@@ -162,7 +167,7 @@ class AnthropicFake(FakeServer):
         message = self._message(body, scripted)
         if body.get("stream"):
             fault = self.stream_faults.pop(0) if self.stream_faults else None
-            return await send_sse(request, self._events(message, fault))
+            return await send_sse(request, self._events(message, fault, unclosed=scripted.unclosed_last_block))
         return web.json_response(message, headers={"request-id": f"req_fake_{next(self._ids):04d}"})
 
     async def _count_tokens(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
@@ -209,7 +214,7 @@ class AnthropicFake(FakeServer):
         self._validate_system(body.get("system"))
         tool_names = self._validate_tools(body.get("tools"))
         thinking = body.get("thinking")
-        thinking_on = isinstance(thinking, dict) and thinking.get("type") == "enabled"
+        thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
         if thinking_on and isinstance(thinking, dict):
             budget = thinking.get("budget_tokens")
             if not isinstance(budget, int) or budget < 1024:
@@ -230,6 +235,34 @@ class AnthropicFake(FakeServer):
         if breakpoints > 4:
             raise _Invalid(f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}.")
         self._validate_messages(messages)
+        if thinking_on and not count_only:
+            self._validate_thinking_turn(messages)
+
+    @staticmethod
+    def _validate_thinking_turn(messages: list[Any]) -> None:
+        """The assistant turn in progress (a tool-use loop) must have begun with thinking."""
+        def blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+            content = message["content"]
+            return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+        first: tuple[int, dict[str, Any]] | None = None
+        position = len(messages) - 1
+        while position >= 1:
+            user, assistant = blocks(messages[position]), blocks(messages[position - 1])
+            if not any(b.get("type") == "tool_result" for b in user):
+                break
+            if not any(b.get("type") == "tool_use" for b in assistant):
+                break
+            first = (position - 1, assistant[0])
+            position -= 2
+        if first is not None and first[1].get("type") not in ("thinking", "redacted_thinking"):
+            raise _Invalid(
+                f"messages.{first[0]}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                f"`{first[1].get('type')}`. When `thinking` is enabled, a final `assistant` message must start "
+                "with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). "
+                "We recommend you include thinking blocks from previous turns. To avoid this requirement, "
+                "disable `thinking`."
+            )
 
     @staticmethod
     def _validate_system(system: Any) -> None:
@@ -368,7 +401,9 @@ class AnthropicFake(FakeServer):
             "usage": usage,
         }
 
-    def _events(self, message: dict[str, Any], fault: StreamFault | None) -> list[str | bytes]:
+    def _events(
+        self, message: dict[str, Any], fault: StreamFault | None, *, unclosed: bool = False
+    ) -> list[str | bytes]:
         usage = message["usage"]
         start_usage = {**usage, "output_tokens": 1}
         frames: list[str | bytes] = [
@@ -379,7 +414,10 @@ class AnthropicFake(FakeServer):
         for index, block in enumerate(message["content"]):
             if fault is not None and index >= fault.after_blocks:
                 break
-            frames.extend(self._block_frames(index, block))
+            block_frames = self._block_frames(index, block)
+            if unclosed and index == len(message["content"]) - 1:
+                block_frames = block_frames[:-1]  # no content_block_stop
+            frames.extend(block_frames)
         if fault is not None:
             frames.append(_frame("error", {"error": {"type": fault.error_type, "message": fault.message}}))
             return frames

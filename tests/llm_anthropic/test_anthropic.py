@@ -457,10 +457,84 @@ async def test_reasoning_under_a_custom_backend_name_is_replayed(fake: Anthropic
     fake.reply("done", thinking="think", signature="sig-1")
     first = await backend.generate(req("q"))
     assert first.provider == "work-claude"
-    assert first.parts[0] == ReasoningPart("think", signature="sig-1", provider="work-claude")
+    # The part names the vendor whose signature it carries, not the backend instance.
+    assert first.parts[0] == ReasoningPart("think", signature="sig-1", provider="anthropic")
     await backend.generate(Request(model=MODEL, messages=[Message.user("q"), first.message, Message.user("again")]))
     assert sent(fake)["messages"][1]["content"][0]["type"] == "thinking"
+    # A history stored when parts named the backend still replays to that backend.
+    legacy = Message.assistant([ReasoningPart("think", signature="sig-1", provider="work-claude"), TextPart("done")])
+    await backend.generate(Request(model=MODEL, messages=[Message.user("q"), legacy, Message.user("again")]))
+    assert sent(fake)["messages"][1]["content"][0]["type"] == "thinking"
     await backend.aclose()
+
+
+async def test_signed_thinking_from_another_anthropic_account_is_replayed_in_a_tool_turn() -> None:
+    """Two named Anthropic backends (a failover route over two accounts): B continues A's tool turn."""
+    async with AnthropicFake(api_key=None) as account_a, AnthropicFake(api_key=None) as account_b:
+        # Signatures are the vendor's: account B's API verifies what account A's issued.
+        account_b.issued_signatures = account_a.issued_signatures
+        first_backend, second_backend = make_backend(account_a, name="acct-a"), make_backend(account_b, name="acct-b")
+        account_a.reply(thinking="Need the weather tool.", signature="sig-acct-a",
+                        tool_uses=[{"id": "toolu_a", "name": "get_weather", "input": {"city": "Bern"}}])
+        first = await first_backend.generate(req("Weather in Bern?", tools=[WEATHER], reasoning_effort="low"))
+        assert first.provider == "acct-a"
+        account_b.reply("Cold.")
+        conversation = [Message.user("Weather in Bern?"), first.message,
+                        Message.tool("toolu_a", "get_weather", "-3C")]
+        answer = await second_backend.generate(
+            Request(model=MODEL, messages=conversation, tools=[WEATHER], reasoning_effort="low")
+        )
+        assert answer.text == "Cold."
+        body = sent(account_b)
+        assert body["thinking"]["type"] == "enabled"  # the turn began with signed thinking: it stays on
+        assert body["messages"][1]["content"][0] == {
+            "type": "thinking", "thinking": "Need the weather tool.", "signature": "sig-acct-a",
+        }
+        await first_backend.aclose()
+        await second_backend.aclose()
+
+
+@pytest.mark.parametrize("foreign", [
+    ReasoningPart("openai thoughts", signature="enc-xyz", provider="openai"),
+    ReasoningPart("gemini thoughts", signature="c2lnbmF0dXJl", provider="gemini"),
+    ReasoningPart("cut-off thoughts", provider="anthropic"),  # unsigned: a stream cut short
+    None,  # no reasoning at all (another provider that does not think)
+])
+async def test_a_foreign_tool_turn_with_thinking_on_gives_a_body_the_api_accepts(
+    fake: AnthropicFake, backend: AnthropicBackend, foreign: ReasoningPart | None
+) -> None:
+    assistant_parts: list[Any] = [foreign] if foreign is not None else []
+    assistant_parts += [TextPart("Let me check."), ToolCallPart("call_1", "get_weather", {"city": "Oslo"})]
+    conversation = [Message.user("Weather in Oslo?"), Message.assistant(assistant_parts),
+                    Message.tool("call_1", "get_weather", "4C, rain")]
+    fake.reply("Rainy, 4C.")
+    # The fake refuses what the API refuses: thinking on, and a tool turn that began without it.
+    answer = await backend.generate(
+        Request(model=MODEL, messages=conversation, tools=[WEATHER], reasoning_effort="high", temperature=0.3)
+    )
+    assert answer.text == "Rainy, 4C."
+    body = sent(fake)
+    assert "thinking" not in body  # off for this turn only
+    assert body["temperature"] == 0.3  # and the sampling settings thinking would have refused are back
+    assert [b["type"] for b in body["messages"][1]["content"]] == ["text", "tool_use"]
+    # The next turn (a new user message) thinks again.
+    conversation += [answer.message, Message.user("And tomorrow?")]
+    await backend.generate(Request(model=MODEL, messages=conversation, tools=[WEATHER], reasoning_effort="high"))
+    assert sent(fake)["thinking"] == {"type": "enabled", "budget_tokens": 16384}
+
+
+async def test_a_later_tool_step_of_a_turn_that_began_with_thinking_keeps_thinking_on(
+    fake: AnthropicFake, backend: AnthropicBackend
+) -> None:
+    fake.reply(thinking="Two lookups.", tool_uses=[{"id": "toolu_1", "name": "get_weather", "input": {"city": "A"}}])
+    first = await backend.generate(req("Weather in A and B?", tools=[WEATHER], reasoning_effort="low"))
+    fake.reply(tool_uses=[{"id": "toolu_2", "name": "get_weather", "input": {"city": "B"}}])  # no new thinking
+    conversation = [Message.user("Weather in A and B?"), first.message, Message.tool("toolu_1", "get_weather", "1C")]
+    second = await backend.generate(Request(model=MODEL, messages=conversation, tools=[WEATHER], reasoning_effort="low"))
+    fake.reply("Both cold.")
+    conversation += [second.message, Message.tool("toolu_2", "get_weather", "2C")]
+    await backend.generate(Request(model=MODEL, messages=conversation, tools=[WEATHER], reasoning_effort="low"))
+    assert sent(fake)["thinking"]["type"] == "enabled"
 
 
 async def test_redacted_thinking_round_trips(fake: AnthropicFake, backend: AnthropicBackend) -> None:

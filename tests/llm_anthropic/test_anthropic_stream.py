@@ -163,6 +163,37 @@ async def test_tool_use_streams_argument_fragments_then_the_whole_call(
     same_answer(streamed, whole)
 
 
+@pytest.mark.parametrize("stop_reason", ["tool_use", "max_tokens"])
+async def test_a_stream_ending_with_an_open_tool_use_block_keeps_the_call(
+    fake: AnthropicFake, backend: AnthropicBackend, stop_reason: str
+) -> None:
+    use = {"id": "toolu_open", "name": "get_weather", "input": {"city": "Tromso"}}
+    script: dict[str, Any] = {"text": "Checking.", "tool_uses": [use], "stop_reason": stop_reason}
+    fake.reply(**script)
+    whole = await backend.generate(req(tools=[WEATHER]))
+    fake.reply(**script, unclosed_last_block=True)  # message_stop arrives with the tool_use block still open
+    events = await collect(backend, req(tools=[WEATHER]))
+    assert [e.tool_call for e in events if e.kind == "tool_call"] == [
+        ToolCallPart("toolu_open", "get_weather", {"city": "Tromso"})
+    ]
+    streamed = final(events)
+    assert streamed.tool_calls == whole.tool_calls
+    same_answer(streamed, whole)
+
+
+async def test_a_stream_ending_with_an_open_output_block_keeps_the_answer(
+    fake: AnthropicFake, backend: AnthropicBackend
+) -> None:
+    schema = OutputSchema.of(City)
+    script: dict[str, Any] = {"tool_uses": [{"name": "City", "input": {"name": "Graz", "population": 3}}]}
+    fake.reply(**script)
+    whole = await backend.generate(req(output=schema))
+    fake.reply(**script, unclosed_last_block=True)
+    streamed = final(await collect(backend, req(output=schema)))
+    assert schema.parse(streamed.text) == City(name="Graz", population=3)
+    same_answer(streamed, whole)
+
+
 async def test_structured_output_streams_as_the_answer_text(fake: AnthropicFake, backend: AnthropicBackend) -> None:
     schema = OutputSchema.of(City)
     whole, events = await generate_and_stream(
@@ -213,6 +244,18 @@ async def test_a_forged_signature_is_refused_by_the_fake(backend: AnthropicBacke
     assistant = Message.assistant([ReasoningPart("made up", signature="forged", provider="anthropic"), TextPart("x")])
     with pytest.raises(BadRequestError, match="signature"):
         await collect(backend, Request(model=MODEL, messages=[Message.user("q"), assistant, Message.user("r")]))
+
+
+async def test_streamed_thinking_names_the_vendor_under_any_backend_name(fake: AnthropicFake) -> None:
+    named = AnthropicBackend(BackendConfig(name="acct-b", type="anthropic", base_url=fake.url, api_key=fake.api_key))
+    fake.reply(thinking="hm", signature="sig-b", text="ok")
+    fake.reply(redacted_thinking="Opaque==", text="ok")
+    first = final(await collect(named, req(reasoning_effort="low")))
+    second = final(await collect(named, req(reasoning_effort="low")))
+    assert first.provider == "acct-b"
+    assert first.parts[0] == ReasoningPart("hm", signature="sig-b", provider="anthropic")
+    assert second.parts[0] == ReasoningPart(redacted_data="Opaque==", provider="anthropic")
+    await named.aclose()
 
 
 # ------------------------------------------------------------------------------------------ usage

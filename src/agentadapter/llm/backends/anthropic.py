@@ -4,7 +4,8 @@
 directions and their tables) and reads the answer back, whole or streamed. A stream is decoded by
 :class:`AnthropicStreamDecoder`, a small state machine over Anthropic's server-sent events
 (``message_start``, ``content_block_start`` / ``_delta`` / ``_stop``, ``message_delta``,
-``message_stop``, ``ping``, ``error``) whose events feed a
+``message_stop``, ``ping``, ``error``; a block still open at ``message_stop`` is closed there, so a
+tool call survives a cut-off stream as it does the non-streaming answer) whose events feed a
 :class:`~agentadapter.llm.messages.StreamAccumulator`, so a stream accumulates into exactly the
 ``Response`` of :meth:`AnthropicBackend.generate`; the loop around it is the one every streaming
 backend shares (:meth:`~agentadapter.llm.backends.base.Backend.stream_with`), so a connection that
@@ -24,6 +25,7 @@ from agentadapter.llm.backends.anthropic_mapping import (
     ANTHROPIC_VERSION,
     COUNT_TOKENS_PATH,
     MESSAGES_PATH,
+    REASONING_PROVIDER,
     WireRequest,
     build_request,
     count_tokens_body,
@@ -189,17 +191,25 @@ class AnthropicStreamDecoder(StreamDecoder):
         return []
 
     def close(self) -> list[StreamEvent]:
-        """The closing ``usage`` and ``finish`` events; raises when the stream never finished."""
+        """The closing events: blocks left open, ``usage`` and ``finish``; raises when the stream never finished."""
         if not self.stopped:
             raise self._broken("ended the stream before message_stop, so the answer is incomplete")
+        # A block the server never stopped (a message cut at max_tokens mid tool_use, say) is still
+        # part of the message, as it is in the non-streaming answer: a tool call is kept, with the
+        # arguments that arrived.
+        events = [event for index in sorted(self._blocks) for event in self._block_stop(index)]
         acc = self.accumulator
+        for part in acc.parts:
+            if isinstance(part, ReasoningPart):
+                part.provider = REASONING_PROVIDER  # the vendor, as in generate(): see REASONING_PROVIDER
         details = stop_details(self.stop_reason, self.stop_sequence)
         if self._unsupported:
             details["unsupported_blocks"] = self._unsupported
         acc.provider_details = details
-        usage = acc.add(StreamEvent("usage", usage=usage_from_wire(self.raw_usage)))
+        events.append(acc.add(StreamEvent("usage", usage=usage_from_wire(self.raw_usage))))
         reason = finish_reason(self.stop_reason, has_tool_calls=self._real_tool_calls)
-        return [usage, acc.finish(reason)]
+        events.append(acc.finish(reason))
+        return events
 
     # ------------------------------------------------------------------------------ blocks
 
@@ -228,7 +238,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         if kind == "redacted_thinking":
             # Arrives whole, with no deltas: there is nothing to show as it streams.
             self._blocks[index] = _OpenBlock(kind)
-            acc.add_part(ReasoningPart(redacted_data=str(block.get("data", "")), provider=self.provider))
+            acc.add_part(ReasoningPart(redacted_data=str(block.get("data", "")), provider=REASONING_PROVIDER))
             return []
         self._blocks[index] = _OpenBlock(kind)
         self._unsupported.append(dict(block))

@@ -4,10 +4,15 @@ The two mapping directions of :class:`~agentadapter.llm.backends.anthropic.Anthr
 so the backend module keeps only HTTP and streaming. Neutral → wire: system messages are hoisted into
 the top-level ``system``; tool results become ``user`` messages of ``tool_result`` blocks; consecutive
 same-role turns are merged (the API requires strict user/assistant alternation); reasoning is
-replayed as ``thinking`` / ``redacted_thinking`` only when Anthropic produced it; structured output
-becomes a forced tool whose input is the answer. Wire → neutral: content blocks become parts, stop
-reasons and usage are normalized (Anthropic reports cache reads and writes outside
-``input_tokens``; :func:`usage_from_wire` adds them back, per DESIGN.md).
+replayed as ``thinking`` / ``redacted_thinking`` only when Anthropic produced it (under any backend
+name: reasoning parts name the vendor, :data:`REASONING_PROVIDER`, so a route over two Anthropic
+accounts keeps its signed thinking); structured output becomes a forced tool whose input is the
+answer. A history the API would refuse with thinking on (the current tool-use turn began without a
+signed thinking block: another provider answered it, or its thinking was cut short) is sent with
+thinking off for that request, as the API's rule of one thinking setting per assistant turn asks.
+Wire → neutral: content blocks become parts, stop reasons and usage are normalized (Anthropic
+reports cache reads and writes outside ``input_tokens``; :func:`usage_from_wire` adds them back,
+per DESIGN.md).
 """
 
 from __future__ import annotations
@@ -84,8 +89,14 @@ COUNT_TOKENS_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_c
 """The fields ``/v1/messages/count_tokens`` accepts; it rejects generation settings such as
 ``max_tokens`` or ``temperature``."""
 
-_OUR_REASONING = "anthropic"
-"""Reasoning parts from a backend of this type are replayed even under another configured name."""
+REASONING_PROVIDER = "anthropic"
+"""The ``provider`` of every reasoning part Anthropic produced, whatever the backend is named.
+
+Thinking signatures are Anthropic's, not one account's: two named backends of type ``anthropic``
+(a failover route over two accounts) must replay each other's thinking, so reasoning parts name the
+vendor rather than the backend instance."""
+
+_LEADING_THINKING = frozenset({"thinking", "redacted_thinking"})
 
 
 @dataclass(slots=True)
@@ -116,6 +127,11 @@ def build_request(
 
     thinking, max_tokens = thinking_and_max_tokens(request, capabilities)
     thinking_on = thinking is not None and thinking.get("type") in ("enabled", "adaptive")
+    if thinking_on and turn_began_without_thinking(messages):
+        # One thinking setting per assistant turn: this tool-use turn started without a signed
+        # thinking block (a foreign or cut-short history), and the API refuses to switch thinking
+        # on in the middle of it. Thinking resumes with the next turn.
+        thinking, thinking_on = None, False
     body: dict[str, Any] = {"model": request.model, "max_tokens": max_tokens, "messages": messages}
 
     tools = [tool_to_wire(tool.name, tool.description, tool.parameters) for tool in request.tools]
@@ -167,6 +183,25 @@ def build_request(
     # extra_body goes last, except "thinking": it was read above and may have been adjusted there.
     body.update({key: value for key, value in request.extra_body.items() if key != "thinking"})
     return WireRequest(body, output_tool, output_wrapped)
+
+
+def turn_began_without_thinking(messages: list[dict[str, Any]]) -> bool:
+    """Whether the conversation ends inside a tool-use turn that did not begin with thinking.
+
+    A tool-use loop is one assistant turn: it runs from the first assistant message after the last
+    plain user message, through tool results, to the end. With thinking on, the API requires that
+    turn's first assistant message to start with a ``thinking`` or ``redacted_thinking`` block
+    (later messages of the turn need none unless thinking is interleaved).
+    """
+    first_of_turn: dict[str, Any] | None = None
+    for position in range(len(messages) - 1, 0, -2):
+        user, assistant = messages[position], messages[position - 1]
+        if user["role"] != "user" or not any(b["type"] == "tool_result" for b in user["content"]):
+            break
+        if assistant["role"] != "assistant" or not any(b["type"] == "tool_use" for b in assistant["content"]):
+            break
+        first_of_turn = assistant
+    return first_of_turn is not None and first_of_turn["content"][0]["type"] not in _LEADING_THINKING
 
 
 def count_tokens_body(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -341,8 +376,9 @@ def part_to_block(part: Part, role: Role, provider: str) -> dict[str, Any] | Non
             raise InvalidRequestError(
                 f"a reasoning part can only appear in an assistant message, not in a {role} message"
             )
-        if part.provider not in (provider, _OUR_REASONING):
-            # By design (DESIGN.md): another provider's reasoning cannot be verified here.
+        if part.provider not in (REASONING_PROVIDER, provider):
+            # By design (DESIGN.md): another vendor's reasoning cannot be verified here. (The
+            # backend's own name is still accepted for histories stored before parts named the vendor.)
             return None
         if part.redacted_data is not None:
             return {"type": "redacted_thinking", "data": part.redacted_data}
@@ -443,10 +479,10 @@ def block_to_part(block: Mapping[str, Any], provider: str, wire: WireRequest) ->
         return ToolCallPart(id=str(block["id"]), name=str(block["name"]), arguments=arguments)
     if kind == "thinking":
         return ReasoningPart(
-            str(block.get("thinking", "")), signature=block.get("signature") or None, provider=provider
+            str(block.get("thinking", "")), signature=block.get("signature") or None, provider=REASONING_PROVIDER
         )
     if kind == "redacted_thinking":
-        return ReasoningPart(redacted_data=str(block.get("data", "")), provider=provider)
+        return ReasoningPart(redacted_data=str(block.get("data", "")), provider=REASONING_PROVIDER)
     return None
 
 
