@@ -16,7 +16,9 @@ where the app and its database connections live. ``bench/fuzz_api.py`` runs the 
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import json
 import random
 import time
 import uuid
@@ -154,7 +156,11 @@ def fuzz_api(api: Api, loop: asyncio.AbstractEventLoop, ids: Mapping[str, list[s
     for operation in _operations(schema):
         op_report = OperationReport(f"{operation.method.upper()} {operation.path}")
         report.operations.append(op_report)
-        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+        inputs = [operation.path_parameters.items, operation.query.items, operation.headers.items,
+                  operation.body.items]
+        # Nothing to make invalid in an operation without parameters or body: valid cases only.
+        modes = [schemathesis.GenerationMode.POSITIVE] + ([schemathesis.GenerationMode.NEGATIVE] if any(inputs) else [])
+        for mode in modes:
             _fuzz_operation(operation, mode, examples, derandomize, functools.partial(
                 _send_case, api, loop, ids, chooser, headers, op_report, report))
         if progress is not None:
@@ -185,10 +191,7 @@ def _fuzz_operation(operation: Any, mode: schemathesis.GenerationMode, examples:
     def one(case: Any) -> None:
         send(case)
 
-    try:
-        one()
-    except hypothesis.errors.Unsatisfiable:
-        pass  # nothing to make invalid: an operation without parameters or body has no negative cases
+    one()
 
 
 def _send(api: Api, loop: asyncio.AbstractEventLoop, case: Any, headers: Mapping[str, str],
@@ -226,3 +229,101 @@ async def test_every_operation_answers_without_5xx_and_as_documented(make_api: A
         report = await asyncio.to_thread(fuzz_api, api, loop, ids, headers=tenant.headers("admin"), examples=15)
     assert report.cases > 300, report
     assert not report.findings, report.summary()
+
+
+# ------------------------------------------------------------------ what the fuzzer found, pinned down
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_out_of_range_integers_nul_bytes_and_bad_cursors_are_422(make_api: AppFactory, database: str) -> None:
+    async with make_api(database=database) as api:
+        agent = await api.create_agent()
+        run = await api.request("POST", "/v1/runs", json={"agent_id": agent["id"], "input": "hi"})
+        run_id = run.json()["id"]
+        odd_cursor = base64.urlsafe_b64encode(json.dumps(["0001-01-01T00:00:00+14:00", uuid.uuid4().hex]).encode())
+        cases = [
+            ("GET", f"/v1/agents/{agent['id']}/versions/79787167081", "version"),
+            ("GET", f"/v1/agents/{agent['id']}/versions/{2**63}", "version"),
+            ("GET", f"/v1/runs/{run_id}/messages?offset={2**40}", "offset"),
+            ("GET", f"/v1/runs/{run_id}/events?after={2**31}", "after"),
+            ("GET", "/v1/audit-logs?resource_type=%00agent", "resource_type"),
+            ("GET", "/v1/agents?name=a%00b", "name"),
+            ("GET", "/v1/usage?model=x%00", "model"),
+            ("GET", "/v1/providers/open%00ai", "path"),
+            ("GET", "/v1/audit-logs?until=0001-01-01T00:00:00%2B14:00", "until"),
+            ("GET", "/v1/usage?since=0001-01-01T00:00:00%2B14:00", "since"),
+            ("GET", f"/v1/agents?cursor={odd_cursor.decode()}", "cursor"),
+            ("GET", "/v1/agents?cursor=WzEsMiwzXQ", "cursor"),  # [1,2,3]
+        ]
+        for method, path, param in cases:
+            response = await api.request(method, path)
+            assert response.status_code == 422, (path, response.text)
+            assert response.json()["error"]["param"] == param, (path, response.text)
+        events = await api.request("GET", f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": "99999999999"})
+        assert events.status_code == 422 and events.json()["error"]["param"] == "Last-Event-ID", events.text
+        superscript = await api.request("GET", f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": "²".encode("latin-1")})
+        assert superscript.status_code == 422, superscript.text  # str.isdigit() says yes, int() says no
+
+
+SCHEMAS_REFUSED: dict[str, tuple[dict[str, Any], str | tuple[str, ...] | None]] = {
+    "remote": ({"type": "object", "properties": {"a": {"$ref": "https://example.com/a.json"}}}, "properties.a.$ref"),
+    "file": ({"type": "object", "properties": {"a": {"$ref": "file:///etc/passwd"}}}, "properties.a.$ref"),
+    "missing": ({"type": "object", "properties": {"a": {"$ref": "#/$defs/Nope"}}}, "properties.a.$ref"),
+    "itself": ({"type": "object", "properties": {"a": {"$ref": "#"}}}, "properties.a.$ref"),
+    "cycle": ({"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}, "$defs": {
+        "A": {"type": "object", "properties": {"b": {"$ref": "#/$defs/B"}}},
+        "B": {"type": "object", "properties": {"c": {"$ref": "#/$defs/A"}}}}},
+        ("$defs.A.properties.b.$ref", "$defs.B.properties.c.$ref")),  # the cycle is named where it closes
+    "deep": (functools.reduce(lambda inner, _: {"type": "object", "properties": {"x": inner}}, range(20),
+                              {"type": "string"}), None),
+    "wide": ({"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(6000)}}, None),
+}
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_unsafe_json_schemas_are_422_naming_the_field(make_api: AppFactory, database: str) -> None:
+    async with make_api(database=database) as api:
+        for label, (schema, where) in SCHEMAS_REFUSED.items():
+            agent = await api.request("POST", "/v1/agents", json={
+                "name": f"schema-{label}", "model": "test/echo", "output_schema": schema})
+            assert agent.status_code == 422, (label, agent.text)
+            error = agent.json()["error"]
+            assert error["code"] == "invalid_schema", (label, agent.text)
+            assert error["param"].startswith("output_schema"), (label, agent.text)
+            if where is not None:
+                expected = {f"output_schema.{one}" for one in ((where,) if isinstance(where, str) else where)}
+                assert error["param"] in expected, (label, agent.text)
+            chat = await api.request("POST", "/v1/chat/completions", json={
+                "model": "test/echo", "messages": [{"role": "user", "content": "hi"}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": schema}}})
+            assert chat.status_code == 422, (label, chat.text)
+            assert chat.json()["error"]["param"].startswith("response_format.json_schema.schema"), (label, chat.text)
+        fine = {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}, "b": {"$ref": "#/$defs/A"}},
+                "$defs": {"A": {"type": "object", "properties": {"x": {"type": "string"}}}}}
+        agent = await api.request("POST", "/v1/agents", json={"name": "schema-fine", "model": "test/echo",
+                                                              "output_schema": fine})
+        assert agent.status_code == 201, agent.text
+
+
+async def test_the_document_lists_each_routes_error_responses_in_the_error_shape(make_api: AppFactory) -> None:
+    async with make_api() as api:
+        document = (await api.client.get("/openapi.json")).json()
+    paths = document["paths"]
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            codes = set(operation["responses"])
+            if not path.startswith("/v1/"):
+                continue
+            assert {"401", "403", "429"} <= codes, (method, path, codes)
+            if "requestBody" in operation:
+                assert {"400", "413", "422"} <= codes, (method, path, codes)
+            if "{" in path:
+                assert "404" in codes, (method, path, codes)
+            for code in codes - {"200", "201", "202", "204"}:
+                assert operation["responses"][code]["content"]["application/json"]["schema"] == error_ref
+    assert "409" in paths["/v1/agents"]["post"]["responses"]
+    assert "409" in paths["/v1/runs/{run_id}/cancel"]["post"]["responses"]
+    assert "402" in paths["/v1/chat/completions"]["post"]["responses"]
+    assert "422" not in paths["/v1/providers"]["get"]["responses"]  # no parameters: nothing to be invalid
