@@ -55,6 +55,10 @@ class ResponsesReply:
     drop_after: int | None = None
     omit_terminal: bool = False
     fragment_size: int = 4
+    skip_events: tuple[str, ...] = ()
+    """Stream fault: events of these types are left out (the terminal event still has everything)."""
+    skip_last_deltas: int = 0
+    """Stream fault: the last N ``response.output_text.delta`` events are left out."""
 
 
 def _pieces(text: str, size: int) -> list[str]:
@@ -242,6 +246,12 @@ def _frames(scripted: ResponsesReply, model: str, encrypted: bool) -> list[str]:
     size = scripted.fragment_size
     for output_index, item in enumerate(_items(scripted, encrypted)):
         events.extend(_item_events(item, output_index, size, deltas=scripted.deltas))
+    if scripted.skip_events:
+        events = [event for event in events if event["type"] not in scripted.skip_events]
+    if scripted.skip_last_deltas:
+        positions = [i for i, event in enumerate(events) if event["type"] == "response.output_text.delta"]
+        dropped = set(positions[-scripted.skip_last_deltas:])
+        events = [event for i, event in enumerate(events) if i not in dropped]
     terminal = {"completed": "response.completed", "incomplete": "response.incomplete",
                 "failed": "response.failed"}[scripted.status]
     if not scripted.omit_terminal:

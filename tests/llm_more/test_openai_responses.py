@@ -605,6 +605,40 @@ async def test_stream_equals_generate_without_deltas(fake: ResponsesFake, backen
     ]
 
 
+@pytest.mark.parametrize("fault", [
+    {"skip_events": ("response.output_item.done",)},  # calls, reasoning ids and encrypted content never done
+    {"skip_events": ("response.function_call_arguments.delta", "response.output_item.done")},
+    {"skip_last_deltas": 2},  # the end of the text lost on the way
+    {"skip_events": ("response.output_text.delta", "response.reasoning_summary_text.delta")},
+])
+async def test_a_stream_whose_events_fall_short_answers_what_response_completed_says(
+    fake: ResponsesFake, backend: OpenAIResponsesBackend, fault: dict[str, Any]
+) -> None:
+    calls = [{"id": "call_a", "name": "get_weather", "arguments": {"city": "Oslo"}}]
+    request = ask("q", model=REASONING_MODEL, tools=[WEATHER])
+    script: dict[str, Any] = {"text": "Checking the weather now.", "reasoning_summary": ["Look it up."],
+                              "tool_calls": calls, "fragment_size": 3}
+    fake.reply(**script)
+    generated = await backend.generate(request)
+    fake.reply(**script, **fault)
+    events = await collect(backend, request)
+    streamed = final(events)
+    assert comparable(streamed) == comparable(generated)
+    # What the events had not shown is emitted before the finish: every call, the text's missing end.
+    assert [e.tool_call.id for e in events if e.kind == "tool_call" and e.tool_call] == ["call_a"]
+    if "skip_last_deltas" in fault:
+        assert "".join(e.text for e in events if e.kind == "text") == "Checking the weather now."
+
+
+def test_a_terminal_event_without_output_leaves_the_streamed_answer() -> None:
+    # Some compatible servers send response.completed with an empty output: the events are the answer.
+    decoder = ResponsesStreamDecoder("openai", CHAT_MODEL)
+    decoder.feed({"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": "Hi"})
+    decoder.feed({"type": "response.completed", "response": {"id": "r", "status": "completed", "output": []}})
+    closing = decoder.close()
+    assert closing[-1].response is not None and closing[-1].response.text == "Hi"
+
+
 @pytest.mark.parametrize(("error_body", "expected"), [
     (None, ServerError),
     ({"type": "error", "code": "rate_limit_exceeded", "message": "Slow down.", "param": None}, RateLimitError),

@@ -26,7 +26,8 @@ in ``provider_details["refusal"]``; ``function_call`` → a tool call whose id i
 with the item id in ``provider_details``; ``reasoning`` → a reasoning part carrying the joined
 summary, the encrypted content as ``redacted_data`` and the item id and summary parts in
 ``provider_details``). Items of other types (built-in tools) are kept in ``provider_details``.
-A ``failed`` response raises, streamed or not, so both paths agree and the retry policy sees it.
+A ``failed`` response raises, streamed or not, so both paths agree and the retry policy sees it. A
+stream's answer is the ``output`` of its ``response.completed`` event whenever that event carries one.
 """
 
 from __future__ import annotations
@@ -458,7 +459,8 @@ class ResponsesStreamDecoder(StreamDecoder):
     when its item is done. A reasoning item's encrypted content and ids arrive only with
     ``response.output_item.done``: the reasoning part its deltas built is then replaced by the
     complete one, so the stream's response equals the non-streaming one. ``response.completed`` /
-    ``response.incomplete`` bring status and usage; ``response.failed`` and ``error`` raise.
+    ``response.incomplete`` bring status, usage and the whole output, which is the answer: parts
+    the events built that disagree with it are replaced by it. ``response.failed`` and ``error`` raise.
     """
 
     def __init__(self, provider: str, model: str) -> None:
@@ -513,15 +515,54 @@ class ResponsesStreamDecoder(StreamDecoder):
         return []  # *.done duplicates of what deltas built, annotations, built-in tool progress, ...
 
     def close(self) -> list[StreamEvent]:
-        """The closing ``usage`` and ``finish`` events; raises when the stream never finished."""
+        """The closing events (what the final response adds, usage, finish); raises when the stream never finished."""
         if not self.done:
             raise self._broken("ended the stream before response.completed, so the answer is incomplete")
+        events = self._agree_with_final()
         acc = self.accumulator
         has_calls = any(isinstance(p, ToolCallPart) for p in acc.parts)
         reason = finish_reason(self._final, self._details, has_tool_calls=has_calls)
         acc.provider_details = self._details or None
-        usage = acc.add(StreamEvent("usage", usage=usage_from_wire(self._final.get("usage"))))
-        return [usage, acc.finish(reason)]
+        events.append(acc.add(StreamEvent("usage", usage=usage_from_wire(self._final.get("usage")))))
+        events.append(acc.finish(reason))
+        return events
+
+    def _agree_with_final(self) -> list[StreamEvent]:
+        """Make the answer the one ``response.completed`` states, when it states one.
+
+        The terminal event carries the whole response; the deltas and ``output_item.done`` events
+        before it are a preview that a proxy or a server bug can leave short (an item whose ``done``
+        never came, lost deltas). The final ``output`` wins, so a stream answers exactly what
+        generate() would; what the events had not shown yet is emitted now: calls never emitted,
+        and the missing end of the text when the streamed text is a prefix of the final one.
+        """
+        output = self._final.get("output")
+        if not isinstance(output, list) or not output:
+            return []  # a server that leaves output out of the terminal event: the stream stands
+        acc = self.accumulator
+        parts: list[Part] = []
+        details: dict[str, Any] = {}
+        for item in output:
+            if not isinstance(item, Mapping):
+                continue
+            item_parts = parts_from_item(item, self.provider)
+            if item_parts is not None:
+                parts.extend(item_parts)
+            item_details(item, details)
+        events: list[StreamEvent] = []
+        streamed_text = "".join(p.text for p in acc.parts if isinstance(p, TextPart))
+        final_text = "".join(p.text for p in parts if isinstance(p, TextPart))
+        if final_text != streamed_text and final_text.startswith(streamed_text):
+            events.append(StreamEvent("text", text=final_text[len(streamed_text):], index=len(self._text_index)))
+        emitted = {p.id for p in acc.parts if isinstance(p, ToolCallPart)}
+        events.extend(
+            StreamEvent("tool_call", index=position, tool_call=part)
+            for position, part in enumerate(parts)
+            if isinstance(part, ToolCallPart) and part.id not in emitted
+        )
+        acc.parts = parts
+        self._details = details
+        return events
 
     # ------------------------------------------------------------------------------ items
 
