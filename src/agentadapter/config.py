@@ -178,7 +178,8 @@ class BackendSpec(BaseModel):
     api_key: str | None = None
     api_version: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: float | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds per try to connect, to get the first byte and between chunks (not a stream's length)."""
     max_retries: int | None = None
     model: str | None = None
     """A default model (the seeds' ``backend: {type, model}``)."""
@@ -204,6 +205,8 @@ class BudgetSpec(BaseModel):
     limit_usd: float = Field(gt=0)
     window: Literal["request", "day", "month", "total"] = "day"
     alert_at: float | None = Field(default=None, gt=0, le=1)
+    allow_unpriced: bool = False
+    """Let calls to models without a known price through this budget (they count as $0 against it)."""
 
 
 class CacheSpec(BaseModel):

@@ -127,3 +127,72 @@ def test_bad_scopes_are_refused(scope):
         Budget(scope, 1.0)
     with pytest.raises(ConfigurationError):
         Budget("global", 0)
+
+
+# ------------------------------------------------------------------------------ unpriced models
+
+UNPRICED = "openai/in-house-finetune-7"  # no catalog entry: no price
+
+
+@pytest.fixture
+def clean_catalog():
+    from agentadapter.llm import catalog
+
+    catalog.clear_overrides()
+    yield catalog
+    catalog.clear_overrides()
+
+
+async def test_an_unpriced_model_under_a_budget_is_refused_naming_the_ways_out(fake, clean_catalog):
+    from agentadapter.llm.errors import UnpricedModelError
+
+    llm = llm_with(fake, [{"scope": "project:demo", "limit_usd": 5.0, "window": "day"}])
+    fake.reply("ok", usage=USAGE)
+    with pytest.raises(UnpricedModelError) as caught:
+        await llm.generate(UNPRICED, "hi", max_tokens=100, tags={"project": "demo"})
+    error = caught.value
+    assert isinstance(error, BudgetExceededError)
+    assert error.model == UNPRICED and error.scope == "project:demo" and error.limit_usd == 5.0
+    message = str(error)
+    assert UNPRICED in message and "project:demo" in message and "nothing was sent" in message
+    assert "catalog:" in message and "allow_unpriced: true" in message
+    assert fake.requests == []
+    # A budget that does not apply to the call does not refuse it; the answer's cost is unknown, not 0.
+    response = await llm.generate(UNPRICED, "hi", max_tokens=100, tags={"project": "other"})
+    assert response.cost_usd is None and len(fake.requests) == 1
+    await llm.aclose()
+
+
+async def test_a_budget_that_allows_unpriced_calls_lets_them_through_at_zero(fake, clean_catalog):
+    llm = llm_with(fake, [{"scope": "global", "limit_usd": 1.0, "window": "day", "allow_unpriced": True}])
+    fake.reply("ok", usage=USAGE)
+    response = await llm.generate(UNPRICED, "hi", max_tokens=100)
+    assert response.cost_usd is None and len(fake.requests) == 1
+    assert await llm.budgets.spent("global", "day") == 0.0
+    totals = await llm.usage(("model",))
+    assert totals[0].unpriced_requests == 1 and totals[0].cost_usd == 0.0
+    await llm.aclose()
+
+
+async def test_a_configured_price_makes_the_model_priced_again(fake, clean_catalog):
+    llm = LLM(config={"budgets": [{"scope": "global", "limit_usd": 1.0, "window": "day"}],
+                      "catalog": {UNPRICED: {"pricing": {"input": 1.0, "output": 2.0}}}},
+              environ={"OPENAI_API_KEY": "sk-test-budget", "OPENAI_BASE_URL": f"{fake.url}/v1"})
+    fake.reply("ok", usage=USAGE)
+    response = await llm.generate(UNPRICED, "hi", max_tokens=100)
+    assert response.cost_usd == pytest.approx((1000 * 1.0 + 100 * 2.0) / 1e6)
+    assert await llm.budgets.spent("global", "day") == pytest.approx(response.cost_usd)
+    await llm.aclose()
+
+
+async def test_every_applicable_budget_must_allow_unpriced_calls(clean_catalog):
+    from agentadapter.llm.bounds import CallBound
+    from agentadapter.llm.errors import UnpricedModelError
+
+    guard = BudgetGuard([Budget("global", 10.0, "day", allow_unpriced=True),
+                         Budget("agent:writer", 1.0, "day")])
+    bound = CallBound(0.0, UNPRICED, 10, 10, priced=False, output_enforced=True)
+    held = await guard.reserve_bound(bound, {"agent": "reader"})  # only the global budget applies
+    await held.settle(None)
+    with pytest.raises(UnpricedModelError, match="agent:writer"):
+        await guard.reserve_bound(bound, {"agent": "writer"})

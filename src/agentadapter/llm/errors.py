@@ -22,7 +22,8 @@ Every error AgentAdapter raises derives from :class:`AgentAdapterError`::
     │           └── OverloadedError         529, 503, "overloaded" (retryable)
     ├── CircuitOpenError            a breaker refused the call without sending it (retryable elsewhere)
     ├── BudgetExceededError         a budget refused the call before it was sent
-    │   └── InsufficientCreditsError  the tenant's credit balance cannot cover the call
+    │   ├── InsufficientCreditsError  the tenant's credit balance cannot cover the call
+    │   └── UnpricedModelError        a budget cannot bound a call to a model without a known price
     ├── CapabilityError             the model cannot do what the request needs
     ├── OutputValidationError       the structured output did not match its schema
     ├── GuardrailTripped            an agent guardrail stopped the run
@@ -198,6 +199,18 @@ class InsufficientCreditsError(BudgetExceededError):
         super().__init__(message, scope="credits", limit_usd=balance_usd, spent_usd=None)
         self.balance_usd = balance_usd
         self.needed_usd = needed_usd
+
+
+class UnpricedModelError(BudgetExceededError):
+    """A budget applies to the call but the model has no known price, so nothing bounds what it spends.
+
+    ``model`` is the model without a price; ``scope`` the budget that refused it. The ways out: price
+    the model (the ``catalog:`` section of the configuration, or ``catalog.override``) or let the
+    budget take unpriced calls (``allow_unpriced: true``)."""
+
+    def __init__(self, message: str, *, model: str, scope: str, limit_usd: float) -> None:
+        super().__init__(message, scope=scope, limit_usd=limit_usd, spent_usd=None)
+        self.model = model
 
 
 class CapabilityError(AgentAdapterError):

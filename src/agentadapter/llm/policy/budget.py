@@ -7,11 +7,15 @@ call's cost estimate (counted input plus ``max_tokens``) against every budget th
 would go over its limit the call is refused with
 :class:`~agentadapter.llm.errors.BudgetExceededError` and nothing is sent. After the call the
 reservation settles to the actual cost. Because concurrent calls reserve before they send, a burst
-cannot overspend. Crossing a budget's ``alert_at`` share fires an alert once per window: a log
-event, the registered callbacks, and an optional webhook. Spend lives behind
-:class:`BudgetStore`; :class:`InProcessBudgetStore` keeps it in this process, the service keeps it in
-its database (``agentadapter.store.budgets``) and several instances share it on Redis. The store's
-methods are coroutines because those stores do I/O; a reserve is one atomic step in each of them.
+cannot overspend. A model without a known price (neither the catalog nor the configuration's
+``catalog:`` section prices it) has no cost to hold: a call to one is refused with
+:class:`~agentadapter.llm.errors.UnpricedModelError` by every budget that applies to it, unless that
+budget says ``allow_unpriced`` (then the call counts as $0 against it). Crossing a budget's
+``alert_at`` share fires an alert once per window: a log event, the registered callbacks, and an
+optional webhook. Spend lives behind :class:`BudgetStore`; :class:`InProcessBudgetStore` keeps it in
+this process, the service keeps it in its database (``agentadapter.store.budgets``) and several
+instances share it on Redis. The store's methods are coroutines because those stores do I/O; a
+reserve is one atomic step in each of them.
 
 :class:`SpendGuard` is what the facade asks before every call (``LLM(guards=[...])``): a
 :class:`BudgetGuard` is one, and so is the service's per-tenant credit balance. Each answers a
@@ -31,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from agentadapter.llm.errors import BudgetExceededError, ConfigurationError
+from agentadapter.llm.errors import BudgetExceededError, ConfigurationError, UnpricedModelError
 
 if TYPE_CHECKING:
     from agentadapter.llm.bounds import CallBound
@@ -51,6 +55,9 @@ class Budget:
     window: Window = "day"
     alert_at: float | None = None
     """Share of the limit (0-1] at which an alert fires, once per window."""
+    allow_unpriced: bool = False
+    """Let calls to models without a known price through (they count as $0): off by default, since
+    nothing bounds what such a call spends and a budget that lets it through would not limit spend."""
 
     def __post_init__(self) -> None:
         if self.limit_usd <= 0:
@@ -197,7 +204,7 @@ class Reservation:
 
 
 class BudgetGuard:
-    """Checks and records spend against a set of budgets."""
+    """Checks and records spend against a set of budgets (a :class:`BoundedSpendGuard`)."""
 
     def __init__(
         self,
@@ -220,6 +227,25 @@ class BudgetGuard:
 
     def _key(self, budget: Budget, window_key: str) -> str:
         return f"{budget.scope}|{budget.window}|{window_key}"
+
+    async def reserve_bound(self, bound: CallBound, tags: Mapping[str, str]) -> Reservation:
+        """Hold the call's worst case (``bound.usd``), or refuse it.
+
+        A model without a known price (``bound.priced`` False) is refused by the first budget that
+        applies and does not set ``allow_unpriced``; budgets that allow it hold $0 for the call.
+        """
+        if not bound.priced:
+            for budget in self.budgets:
+                if budget.applies_to(tags) and not budget.allow_unpriced:
+                    raise UnpricedModelError(
+                        f"UnpricedModelError: {bound.model} has no known price, so the {budget.window} budget of "
+                        f"{budget.scope} (${budget.limit_usd:.4f}) cannot bound what this call spends; nothing "
+                        f"was sent. Price the model (catalog: {{{bound.model}: {{pricing: {{input: USD_PER_MTOK, "
+                        "output: USD_PER_MTOK}}}} in the configuration, or catalog.override(...)) or let the "
+                        "budget take unpriced calls (allow_unpriced: true; they count as $0)",
+                        model=bound.model, scope=budget.scope, limit_usd=budget.limit_usd,
+                    )
+        return await self.reserve(bound.usd if bound.priced else 0.0, tags)
 
     async def reserve(self, estimate_usd: float, tags: Mapping[str, str]) -> Reservation:
         """Hold ``estimate_usd`` against every applicable budget, or refuse the call."""
