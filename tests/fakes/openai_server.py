@@ -7,7 +7,8 @@ the next :meth:`OpenAIFake.reply`, streamed or not according to the request's ``
 the shapes the real APIs send (see DESIGN.md's provider facts): argument fragments keyed by
 ``index``, an ``obfuscation`` key, usage on a final ``choices: []`` chunk, on the finish chunk or
 under ``x_groq``, ``[DONE]``. Stream faults (a dropped connection, an invalid JSON frame, an error
-event after HTTP 200) are part of a reply; status faults come from :meth:`FakeServer.fail`. With
+event after HTTP 200) are part of a reply; status faults come from :meth:`FakeServer.fail`; a
+``strict`` response-format schema that strict mode refuses gets the API's 400 (:mod:`.openai_strict`). With
 nothing scripted it echoes the last user message.
 """
 
@@ -19,6 +20,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from .openai_strict import strict_schema_problem
 from .server import FakeServer, Recorded, send_sse
 
 UsageOn = Literal["auto", "last_chunk", "finish_chunk", "x_groq"]
@@ -129,6 +131,12 @@ class OpenAIFake(FakeServer):
         if not request.path.endswith("/chat/completions"):
             return _not_found(request)
         body = recorded.json or {}
+        json_schema = (body.get("response_format") or {}).get("json_schema") or {}
+        if json_schema.get("strict"):
+            problem = strict_schema_problem(str(json_schema.get("name")), json_schema.get("schema"))
+            if problem is not None:
+                return web.json_response({"error": {"message": problem, "type": "invalid_request_error",
+                                                    "param": "response_format", "code": None}}, status=400)
         scripted = self.replies.pop(0) if self.replies else Reply(text=_echo(body))
         model = scripted.model or body.get("model") or "fake-model"
         if not body.get("stream"):

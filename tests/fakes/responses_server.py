@@ -12,7 +12,8 @@ the event sequence the API streams (``response.created``, ``response.in_progress
 ``response.completed`` / ``.incomplete`` / ``.failed``). It validates what the API rejects: a
 ``function_call_output`` without a matching ``call_id`` earlier in the input, a chat-completions
 shaped tool, content types that do not fit the role, a reasoning item it cannot resolve (no
-encrypted content with ``store: false``). Status faults come from :meth:`FakeServer.fail`; stream
+encrypted content with ``store: false``), a ``strict`` output schema strict mode refuses
+(:mod:`.openai_strict`). Status faults come from :meth:`FakeServer.fail`; stream
 faults (an ``error`` event, a dropped connection, no terminal event) are part of a reply. With
 nothing scripted it echoes the last user text.
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .openai_strict import strict_schema_problem
 from .server import FakeServer, Recorded, send_sse
 
 USER_CONTENT = frozenset({"input_text", "input_image", "input_file"})
@@ -167,6 +169,11 @@ def _validate(body: dict[str, Any]) -> web.Response | None:
     for index, tool in enumerate(body.get("tools") or []):
         if tool.get("type") != "function" or not tool.get("name"):
             return _error(400, f"Missing required parameter: 'tools[{index}].name'.", param=f"tools[{index}].name")
+    text_format = (body.get("text") or {}).get("format") or {}
+    if text_format.get("type") == "json_schema" and text_format.get("strict"):
+        problem = strict_schema_problem(str(text_format.get("name")), text_format.get("schema"))
+        if problem is not None:
+            return _error(400, problem, param="text.format.schema")
     return None
 
 

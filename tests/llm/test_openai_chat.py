@@ -337,11 +337,12 @@ async def test_structured_output_response_format(fake: OpenAIFake, make: MakeBac
         "json_schema": {"name": "Place", "schema": {k: v for k, v in STRICT_SCHEMA.items() if k != "title"},
                         "strict": True},
     }
-    # an optional field is not strict-compatible: the schema is sent as is, without strict mode
+    # a pydantic model with an optional field is sent in its strict form: all required, the optional nullable
     await backend.generate(ask("q", output=OutputSchema.of(City)))
     format_ = fake.last.json["response_format"]["json_schema"]
-    assert (format_["name"], format_["strict"]) == ("City", False)
-    assert format_["schema"] == City.model_json_schema()
+    assert (format_["name"], format_["strict"]) == ("City", True)
+    assert format_["schema"]["required"] == ["name", "country"]
+    assert format_["schema"]["additionalProperties"] is False
     # a strict-compatible schema whose owner turned strict off stays off
     await backend.generate(ask("q", output=OutputSchema("Place", dict(STRICT_SCHEMA), strict=False)))
     assert fake.last.json["response_format"]["json_schema"]["strict"] is False

@@ -43,6 +43,7 @@ from agentadapter.llm.messages import (
     parse_tool_arguments,
 )
 from agentadapter.llm.output import OutputSchema
+from agentadapter.llm.strict_schema import is_strict_compatible, to_strict_json_schema
 
 # Neutral role -> wire role. Chat completions happens to use our names; the table keeps the mapping
 # explicit (and the place to change, should a provider ever want e.g. ``developer``).
@@ -195,42 +196,34 @@ def _tool_choice(request: Request) -> str | dict[str, Any] | None:
 
 
 def response_format(output: OutputSchema) -> dict[str, Any]:
-    """OpenAI's ``response_format`` for a schema; strict only when the schema allows it."""
-    strict = output.strict and is_strict_compatible(output.json_schema)
+    """OpenAI's ``response_format`` for a schema; strict whenever the schema is, or can be made, strict."""
+    schema, strict = wire_output_schema(output)
     return {
         "type": "json_schema",
-        "json_schema": {"name": output.name, "schema": output.json_schema, "strict": strict},
+        "json_schema": {"name": output.name, "schema": schema, "strict": strict},
     }
 
 
-def is_strict_compatible(schema: Any) -> bool:
-    """Whether OpenAI's strict mode accepts a schema as it is.
+def wire_output_schema(output: OutputSchema) -> tuple[dict[str, Any], bool]:
+    """The output schema to send to an OpenAI-style API, and whether to ask for strict mode.
 
-    Strict mode needs every object to list all its properties as required and to forbid additional
-    properties, and does not take ``oneOf``. A pydantic model with an optional field fails this; we
-    then ask for the schema without strict mode rather than rewrite the user's schema.
+    A schema that is strict as it stands is sent strict. A pydantic model's schema that is not is
+    sent in its strict form when it has one (:func:`~agentadapter.llm.strict_schema.to_strict_json_schema`,
+    as the official SDK does): the model still validates the answer, and a field left optional there
+    comes back as ``null``, which the model accepts. A schema given as a dict is the caller's
+    contract and is never rewritten: it is sent non-strict when strict mode would refuse it.
     """
-    if isinstance(schema, list):
-        return all(is_strict_compatible(item) for item in schema)
-    if not isinstance(schema, Mapping):
-        return True
-    if "oneOf" in schema:
-        return False
-    if schema.get("type") == "object" or "properties" in schema:
-        properties = schema.get("properties") or {}
-        if schema.get("additionalProperties") is not False:
-            return False
-        if set(schema.get("required") or ()) != set(properties):
-            return False
-    for key in ("properties", "$defs", "definitions"):
-        nested = schema.get(key)
-        if isinstance(nested, Mapping) and not all(is_strict_compatible(v) for v in nested.values()):
-            return False
-    for key in ("items", "anyOf", "allOf", "prefixItems"):
-        nested = schema.get(key)
-        if nested is not None and not is_strict_compatible(nested):
-            return False
-    return True
+    schema = output.json_schema
+    if not output.strict:
+        return schema, False
+    if is_strict_compatible(schema):
+        return schema, True
+    model = output.model
+    if model is not None and not getattr(model, "__agentadapter_from_schema__", False):
+        strict_form = to_strict_json_schema(schema)
+        if is_strict_compatible(strict_form):
+            return strict_form, True
+    return schema, False
 
 
 def messages_to_wire(messages: Sequence[Message], map_id: Callable[[str], str]) -> list[dict[str, Any]]:

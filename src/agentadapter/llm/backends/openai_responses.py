@@ -40,7 +40,7 @@ from typing import Any, assert_never
 
 from agentadapter.llm.backends import presets
 from agentadapter.llm.backends.base import Backend, BackendConfig, StreamDecoder, elapsed_ms
-from agentadapter.llm.backends.openai_chat_mapping import arguments_json, is_strict_compatible
+from agentadapter.llm.backends.openai_chat_mapping import arguments_json, wire_output_schema
 from agentadapter.llm.backends.openai_common import auth_headers, chat_preset, is_reasoning_model, setup_problem
 from agentadapter.llm.errors import (
     APIError,
@@ -130,10 +130,9 @@ def request_body(request: Request, settings: WireSettings, provider: str, *, str
         if choice is not None:
             body["tool_choice"] = choice
     if request.output is not None:
-        strict = request.output.strict and is_strict_compatible(request.output.json_schema)
+        schema, strict = wire_output_schema(request.output)
         body["text"] = {"format": {
-            "type": "json_schema", "name": request.output.name, "schema": request.output.json_schema,
-            "strict": strict,
+            "type": "json_schema", "name": request.output.name, "schema": schema, "strict": strict,
         }}
     if request.max_tokens is not None:
         body["max_output_tokens"] = request.max_tokens
