@@ -197,7 +197,7 @@ class Resolver:
             raise ConfigurationError(
                 f"{preset.api_key_env[0]} is not set; export it or pass api_key=... ({where})"
             )
-        timeout = DEFAULT_TIMEOUT if not (spec and spec.timeout) else Timeout(total=spec.timeout)
+        timeout = DEFAULT_TIMEOUT if not (spec and spec.timeout) else Timeout.of(spec.timeout)
         options = dict(spec.model_extra or {}) if spec else {}
         explicit_url = explicit_url and not (spec is not None and spec.type is None and name == preset.name)
         api_version = (spec.api_version if spec else None) or (
@@ -228,7 +228,7 @@ class Resolver:
             api_key=spec.api_key,
             headers=dict(spec.headers),
             api_version=spec.api_version,
-            timeout=DEFAULT_TIMEOUT if spec.timeout is None else Timeout(total=spec.timeout),
+            timeout=DEFAULT_TIMEOUT if spec.timeout is None else Timeout.of(spec.timeout),
             max_retries=spec.max_retries,
             options=dict(spec.model_extra or {}),
         )

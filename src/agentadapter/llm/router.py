@@ -8,7 +8,11 @@ it checks the breaker (an open one is skipped without a network call), takes the
 capacity, calls the backend under the retry policy, and records the outcome in the target's
 statistics. It moves to the next target on retryable errors, an open breaker, a client-side rate
 limit or a capability mismatch, and optionally (per route) on context-window and content-filter
-errors; never once a stream has emitted content. One deadline bounds the whole chain.
+errors; never once a stream has emitted content. One deadline bounds the whole chain: once the
+call's deadline has passed no target and no retry is started (the route ends with an
+``APITimeoutError`` naming the deadline: raised as is by a one-target route, the last of
+``AllTargetsFailedError.errors`` otherwise), each try's own limits are only shortened to what is left
+of it, and a back-off that would cross it is not slept.
 ``Response.attempts`` tells the story; when every target fails, ``AllTargetsFailedError`` carries
 each error. Because a router is itself a :class:`Backend`, routes nest.
 """
@@ -36,7 +40,7 @@ from agentadapter.llm.errors import (
 )
 from agentadapter.llm.health import ReliabilityStore
 from agentadapter.llm.messages import Attempt, ImagePart, Request, Response, StreamEvent
-from agentadapter.llm.policy.retry import RetryPolicy
+from agentadapter.llm.policy.retry import MIN_TIME_LEFT, RetryPolicy, deadline_error, deadline_passed
 from agentadapter.llm.tokens import check_context_window
 from agentadapter.observability.telemetry import CallRecord, Telemetry
 
@@ -125,6 +129,9 @@ class Router(Backend):
         attempts: list[Attempt] = []
         errors: list[BaseException] = []
         for target in self.ordered_targets(request):
+            if deadline_passed(request):
+                errors.append(out_of_time(target, request, attempts))
+                break
             try:
                 response = await self._generate_on(target, request, attempts)
             except AgentAdapterError as error:
@@ -134,7 +141,7 @@ class Router(Backend):
                 continue
             response.attempts = attempts
             return response
-        raise route_error(errors, attempts, len(self.route.targets))
+        raise route_error(errors, attempts, len(self.route.targets), request)
 
     async def _generate_on(self, target: Target, request: Request, attempts: list[Attempt]) -> Response:
         if isinstance(target.backend, Router):
@@ -176,10 +183,15 @@ class Router(Backend):
         return replace(policy, max_retries=max_retries)
 
     @staticmethod
-    def _retry_allowed(policy: RetryPolicy, error: BaseException, retries: int, request: Request) -> bool:
+    def _retry_delay(policy: RetryPolicy, error: BaseException, retries: int, request: Request) -> float | None:
+        """Seconds to wait before trying again, or None when no retry is due (or it would end past
+        the deadline: the wait is computed once, so the one checked is the one slept)."""
         if not policy.should_retry(error, retries):
-            return False
-        return request.deadline is None or time.monotonic() + policy.delay(error, retries) < request.deadline
+            return None
+        delay = policy.delay(error, retries)
+        if request.deadline is not None and time.monotonic() + delay >= request.deadline - MIN_TIME_LEFT:
+            return None
+        return delay
 
     # ------------------------------------------------------------------------------------ stream
 
@@ -187,6 +199,9 @@ class Router(Backend):
         attempts: list[Attempt] = []
         errors: list[BaseException] = []
         for target in self.ordered_targets(request):
+            if deadline_passed(request):
+                errors.append(out_of_time(target, request, attempts))
+                break
             emitted = False
             try:
                 async for event in self._stream_on(target, request, attempts):
@@ -201,7 +216,7 @@ class Router(Backend):
                 errors.append(error)
                 if not self.may_fail_over(error):
                     break
-        raise route_error(errors, attempts, len(self.route.targets))
+        raise route_error(errors, attempts, len(self.route.targets), request)
 
     async def _stream_on(self, target: Target, request: Request, attempts: list[Attempt]) -> AsyncIterator[StreamEvent]:
         if isinstance(target.backend, Router):
@@ -263,8 +278,11 @@ class _TargetCall:
         return _ms(self.call_started)
 
     async def admit(self) -> None:
-        """The breaker and the rate limiter let this try through (or say why not)."""
+        """The deadline, the breaker and the rate limiter let this try through (or say why not)."""
         try:
+            if deadline_passed(self.request):
+                what = f"retry {self.retries} of {self.label}" if self.retries else f"{self.label} could be tried"
+                raise deadline_error(self.request, before=what, provider=self.backend.name)
             self.breaker.before_call()
             await self.limiter.acquire(self.estimate, deadline=self.request.deadline)
         except AgentAdapterError as error:
@@ -281,10 +299,11 @@ class _TargetCall:
         self.stats.finished(ok=False, latency_ms=self.elapsed_ms(), error=type(error).__name__)
         self.router.context.telemetry.finished(self.record, error=error)
         self.breaker.record_failure(error)
-        if emitted or not self.router._retry_allowed(self.policy, error, self.retries, self.request):
+        delay = None if emitted else self.router._retry_delay(self.policy, error, self.retries, self.request)
+        if delay is None:
             self.attempts.append(failed_attempt(self.label, error, self.started, self.retries))
             return False
-        await self.router.context.sleep(self.policy.delay(error, self.retries))
+        await self.router.context.sleep(delay)
         self.retries += 1
         return True
 
@@ -366,6 +385,13 @@ def checked_request(target: Target, request: Request, attempts: list[Attempt]) -
         raise
 
 
+def out_of_time(target: Target, request: Request, attempts: list[Attempt]) -> BaseException:
+    """The call's deadline passed before ``target`` could be tried: recorded, and the route ends."""
+    error = deadline_error(request, before=f"{target.label} could be tried", provider=target.backend.name)
+    attempts.append(failed_attempt(target.label, error, time.perf_counter(), 0))
+    return error
+
+
 def settle_cost(response: Response, target: Target) -> None:
     if response.cost_usd is None:
         response.cost_usd = catalog.cost_usd(response.usage, target.capabilities().pricing)
@@ -382,13 +408,19 @@ def failed_attempt(label: str, error: BaseException, started: float, retries: in
     )
 
 
-def route_error(errors: Sequence[BaseException], attempts: list[Attempt], target_count: int) -> BaseException:
+def route_error(
+    errors: Sequence[BaseException], attempts: list[Attempt], target_count: int, request: Request | None = None
+) -> BaseException:
     """The single error of a one-target route, else an ``AllTargetsFailedError`` with every error."""
     if len(errors) == 1 and target_count == 1:
         return errors[0]
     tried = "; ".join(f"{a.target}: {a.error_type}" for a in attempts) or "no target could be tried"
+    what = "every target failed"
+    if request is not None and deadline_passed(request):
+        limit = f"timeout={request.timeout:g}s" if request.timeout is not None else "its deadline"
+        what = f"the call's deadline ({limit}) passed before a target answered"
     error = AllTargetsFailedError(
-        f"AllTargetsFailedError: every target failed ({tried}); see .errors for each", errors, attempts=attempts
+        f"AllTargetsFailedError: {what} ({tried}); see .errors for each", errors, attempts=attempts
     )
     if errors:
         error.__cause__ = errors[-1]

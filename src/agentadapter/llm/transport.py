@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
@@ -27,13 +28,31 @@ if TYPE_CHECKING:
     import httpx
 
 
+DEFAULT_CONNECT = 10.0
+"""Seconds to wait for a connection when nothing shorter is asked for."""
+
+
 @dataclass(slots=True, frozen=True)
 class Timeout:
-    """Connect, read (between bytes) and total limits in seconds; ``total=None`` means no total limit."""
+    """Connect, read and total limits in seconds; ``total=None`` means no total limit.
 
-    connect: float = 10.0
+    ``read`` bounds the wait for the first byte of the answer and each gap between chunks, not the
+    length of an answer that keeps arriving; ``total`` bounds the whole exchange (the transports set
+    it from what is left of a call's deadline). A limit of zero or less is never sent: aiohttp reads
+    0 as "no limit", so the transports refuse such a request with :class:`APITimeoutError` instead.
+    """
+
+    connect: float = DEFAULT_CONNECT
     read: float = 600.0
     total: float | None = None
+
+    @classmethod
+    def of(cls, seconds: float) -> Timeout:
+        """A backend's ``timeout:`` setting: the connect, first-byte and between-chunk limit, no total.
+
+        A stream that keeps delivering is not cut; one that goes quiet for ``seconds`` is.
+        """
+        return cls(connect=min(seconds, DEFAULT_CONNECT), read=seconds, total=None)
 
     def capped(self, time_left: float | None) -> Timeout:
         """The same limits, with the total bounded by what is left of a deadline."""
@@ -41,6 +60,10 @@ class Timeout:
             return self
         total = time_left if self.total is None else min(self.total, time_left)
         return Timeout(min(self.connect, total), min(self.read, total), total)
+
+    def spent(self) -> bool:
+        """Whether a limit is already used up (zero or less): such a request must not be sent."""
+        return self.connect <= 0 or self.read <= 0 or (self.total is not None and self.total <= 0)
 
 
 DEFAULT_TIMEOUT = Timeout()
@@ -157,6 +180,24 @@ def _connection_error(request: HTTPRequest, exc: BaseException) -> APIConnection
     )
 
 
+def _refuse_spent(request: HTTPRequest) -> None:
+    """Raise, before anything is sent, when a limit of ``request`` is zero or less.
+
+    aiohttp (and ``asyncio.timeout``) read a total of 0 as *no* limit, so a request built after its
+    deadline passed would otherwise wait forever.
+    """
+    if request.timeout.spent():
+        who = request.provider or "the backend"
+        model = f", model {request.model}" if request.model else ""
+        raise APITimeoutError(
+            f"APITimeoutError: no time was left to call {who} ({request.method} {request.url}{model}): "
+            f"the call's deadline had passed ({request.timeout}); nothing was sent. Raise timeout= on the call",
+            provider=request.provider or None,
+            model=request.model,
+            retryable=False,
+        )
+
+
 # ------------------------------------------------------------------------------------------ aiohttp
 
 
@@ -197,11 +238,16 @@ class AiohttpTransport(Transport["aiohttp.ClientSession"]):
     def _timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
         import aiohttp
 
-        return aiohttp.ClientTimeout(total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read)
+        # aiohttp rounds limits of 5 s and more up to the next whole second of the loop's clock;
+        # a deadline is a promise to the caller, so no limit is rounded.
+        return aiohttp.ClientTimeout(
+            total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read, ceil_threshold=math.inf
+        )
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
         import aiohttp
 
+        _refuse_spent(request)
         try:
             async with self.client().request(
                 request.method,
@@ -221,6 +267,9 @@ class AiohttpTransport(Transport["aiohttp.ClientSession"]):
     async def _stream(self, request: HTTPRequest) -> AsyncIterator[StreamingResponse]:
         import aiohttp
 
+        _refuse_spent(request)
+        # aiohttp's total limit covers the body's reads too (not the caller's work between them):
+        # sock_read bounds each gap, total what is left of the deadline.
         try:
             async with self.client().request(
                 request.method,
@@ -241,23 +290,47 @@ class AiohttpTransport(Transport["aiohttp.ClientSession"]):
 
 
 class _HttpxStream:
-    __slots__ = ("_response", "headers", "status")
+    """An httpx response read chunk by chunk, each read bounded by the request's total deadline."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    __slots__ = ("_deadline", "_request", "_response", "headers", "status")
+
+    def __init__(self, response: httpx.Response, request: HTTPRequest, deadline: float | None) -> None:
         self._response = response
+        self._request = request
+        self._deadline = deadline
         self.status = response.status_code
         self.headers = {k.lower(): v for k, v in response.headers.items()}
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        async for chunk in self._response.aiter_raw():
+        import httpx
+
+        chunks = self._response.aiter_raw()
+        while True:
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except (httpx.TransportError, TimeoutError) as exc:
+                raise _connection_error(self._request, exc) from exc
             yield chunk
 
     async def aread(self) -> bytes:
-        return await self._response.aread()
+        import httpx
+
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                return await self._response.aread()
+        except (httpx.TransportError, TimeoutError) as exc:
+            raise _connection_error(self._request, exc) from exc
 
 
 class HttpxTransport(Transport["httpx.AsyncClient"]):
-    """A transport on httpx (also the way to plug in an ``httpx.MockTransport`` for tests)."""
+    """A transport on httpx (also the way to plug in an ``httpx.MockTransport`` for tests).
+
+    httpx has no total limit of its own: the total is an ``asyncio`` deadline around each wait on
+    the network (sending, the headers, every chunk), never around the caller's work between chunks.
+    """
 
     name = "httpx"
 
@@ -282,11 +355,17 @@ class HttpxTransport(Transport["httpx.AsyncClient"]):
 
         return httpx.Timeout(connect=timeout.connect, read=timeout.read, write=timeout.read, pool=timeout.connect)
 
+    @staticmethod
+    def _deadline(timeout: Timeout) -> float | None:
+        """The total limit as an instant of the loop's clock (what ``asyncio.timeout_at`` takes)."""
+        return None if timeout.total is None else asyncio.get_running_loop().time() + timeout.total
+
     async def send(self, request: HTTPRequest) -> HTTPResponse:
         import httpx
 
+        _refuse_spent(request)
         try:
-            async with asyncio.timeout(request.timeout.total):
+            async with asyncio.timeout_at(self._deadline(request.timeout)):
                 response = await self.client().request(
                     request.method,
                     request.url,
@@ -304,20 +383,25 @@ class HttpxTransport(Transport["httpx.AsyncClient"]):
     async def _stream(self, request: HTTPRequest) -> AsyncIterator[StreamingResponse]:
         import httpx
 
+        _refuse_spent(request)
+        deadline = self._deadline(request.timeout)
+        client = self.client()
+        http_request = client.build_request(
+            request.method,
+            request.url,
+            content=request.body(),
+            headers=request.headers,
+            timeout=self._timeout(request.timeout),
+        )
         try:
-            async with (
-                asyncio.timeout(request.timeout.total),
-                self.client().stream(
-                    request.method,
-                    request.url,
-                    content=request.body(),
-                    headers=request.headers,
-                    timeout=self._timeout(request.timeout),
-                ) as response,
-            ):
-                yield _HttpxStream(response)
+            async with asyncio.timeout_at(deadline):
+                response = await client.send(http_request, stream=True)
         except (httpx.TransportError, TimeoutError) as exc:
             raise _connection_error(request, exc) from exc
+        try:
+            yield _HttpxStream(response, request, deadline)
+        finally:
+            await response.aclose()
 
     def stream(self, request: HTTPRequest) -> AbstractAsyncContextManager[StreamingResponse]:
         return self._stream(request)

@@ -50,6 +50,7 @@ from agentadapter.llm.messages import (
     ToolCallPart,
     ToolResultPart,
 )
+from agentadapter.llm.policy.retry import deadline_error, deadline_passed
 from agentadapter.llm.transport import (
     DEFAULT_TIMEOUT,
     HTTPRequest,
@@ -184,11 +185,16 @@ class Backend(ABC):
         self, method: str, url: str, request: Request | None, *, body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> HTTPRequest:
-        """An HTTP request with this backend's timeout, bounded by the request's deadline."""
+        """An HTTP request with this backend's timeout, bounded by the request's deadline.
+
+        The backend's own limits (``timeout:``: connect, first byte, each gap between chunks) hold
+        for every try; the call's deadline only shortens them, and a deadline already passed raises
+        :class:`APITimeoutError` here, before anything is built or sent.
+        """
+        if request is not None and deadline_passed(request):
+            raise deadline_error(request, before=f"{self.name} could be called", provider=self.name)
         time_left = request.time_left() if request is not None else None
-        timeout = self.config.timeout
-        if request is not None and request.timeout is not None:
-            timeout = Timeout(timeout.connect, timeout.read, request.timeout)
+        timeout = self.config.timeout.capped(time_left)
         merged = {"content-type": "application/json"} if body is not None else {}
         merged.update(self.config.headers)
         if headers:
@@ -196,7 +202,7 @@ class Backend(ABC):
         if request is not None and request.extra_headers:
             merged.update(request.extra_headers)
         return HTTPRequest(
-            method, url, merged, json=body, timeout=timeout.capped(time_left),
+            method, url, merged, json=body, timeout=timeout,
             provider=self.name, model=request.model if request is not None else None,
         )
 

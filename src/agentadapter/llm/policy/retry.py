@@ -5,7 +5,8 @@ Retry 408, 409, 429, >= 500, connection errors and timeouts (each error class sa
 ``retry-after`` up to a cap, else back off ``min(0.5 * 2**n, 8) * (1 - 0.25 * random)``. Two retries
 by default. Never retry once a stream has emitted content to the caller (the facade enforces that by
 retrying only before the first event), and never past the request's deadline: a wait that would
-cross it is not started.
+cross it is not started, and once it has passed no try is started either (:func:`deadline_error`
+is what the caller gets then).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from agentadapter.llm.errors import AgentAdapterError, RateLimitError, parse_retry_after
+from agentadapter.llm.errors import AgentAdapterError, APITimeoutError, RateLimitError, parse_retry_after
+
+if TYPE_CHECKING:
+    from agentadapter.llm.messages import Request
 
 T = TypeVar("T")
 
@@ -55,6 +59,31 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(max_retries=0)
+
+
+MIN_TIME_LEFT = 0.005
+"""Seconds: a try with less than this left of its deadline is not started. It could not finish a
+round trip; it would only add a request the server has to handle (and timers fire a hair early)."""
+
+
+def deadline_passed(request: Request) -> bool:
+    """Whether the request has a deadline and (all but :data:`MIN_TIME_LEFT` of) it has passed."""
+    return request.deadline is not None and time.monotonic() >= request.deadline - MIN_TIME_LEFT
+
+
+def deadline_error(request: Request, *, before: str, provider: str | None = None) -> APITimeoutError:
+    """The error for a call whose deadline passed ``before`` something could start.
+
+    Not retryable: nothing retried under the same deadline could run.
+    """
+    limit = f"timeout={request.timeout:g}s" if request.timeout is not None else "its deadline"
+    return APITimeoutError(
+        f"APITimeoutError: the call's deadline ({limit}) passed before {before} (model {request.model}); "
+        "raise timeout= on the call, or shorten the backends' timeout: so a stalled target gives up sooner",
+        provider=provider,
+        model=request.model,
+        retryable=False,
+    )
 
 
 async def call_with_retries(
