@@ -13,6 +13,7 @@ from agentadapter.llm.backends.testing import FunctionBackend, TestBackend
 from agentadapter.llm.errors import (
     AllTargetsFailedError,
     AuthenticationError,
+    BadRequestError,
     CapabilityError,
     ConfigurationError,
     ContextWindowExceededError,
@@ -104,11 +105,20 @@ async def test_alias_route_from_config_and_all_failed():
 
 
 async def test_caller_errors_do_not_fail_over():
-    backends = {"flaky": failing(401, 99), "test": TestBackend()}
+    backends = {"flaky": failing(400, 99), "test": TestBackend()}
     llm = LLM(config={}, backends=backends, environ={}, retry=FAST)
     with pytest.raises(AllTargetsFailedError) as caught:
         await llm.generate(["flaky/a", "test/echo"], "hi")
-    assert isinstance(caught.value.errors[0], AuthenticationError)
+    assert type(caught.value.errors[0]) is BadRequestError
+    assert backends["flaky"].calls["n"] == 1  # type: ignore[attr-defined]
+
+
+async def test_a_misconfigured_target_fails_over_without_a_retry():
+    backends = {"flaky": failing(401, 99), "test": TestBackend()}
+    llm = LLM(config={}, backends=backends, environ={}, retry=FAST)
+    response = await llm.generate(["flaky/a", "test/echo"], "hi")
+    assert response.text == "hi"
+    assert response.attempts[0].error_type == AuthenticationError.__name__
     assert backends["flaky"].calls["n"] == 1  # type: ignore[attr-defined]
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import pydantic
 import pytest
 
+from agentadapter import LLM
+from agentadapter.llm import catalog
 from agentadapter.llm.backends.base import BackendConfig, backend_class
 from agentadapter.llm.backends.cohere import (
     DEFAULT_BASE_URL,
@@ -426,6 +428,36 @@ def test_usage_normalization(usage: dict[str, Any] | None, expected: Usage) -> N
 async def test_usage_from_billed_units_when_tokens_are_missing(fake: CohereFake, backend: CohereBackend) -> None:
     fake.reply("x", usage={"billed_units": {"input_tokens": 8.0, "output_tokens": 2.0}})
     assert (await backend.generate(ask("q"))).usage == Usage(8, 2)
+
+
+async def test_cost_is_priced_from_billed_units_not_processed_tokens(fake: CohereFake, backend: CohereBackend) -> None:
+    # Cohere processes many more input tokens (its own preamble) than it bills.
+    usage = {"billed_units": {"input_tokens": 12.0, "output_tokens": 4.0},
+             "tokens": {"input_tokens": 2150.0, "output_tokens": 4.0}}
+    pricing = backend.capabilities(MODEL).pricing
+    assert pricing is not None
+    billed = catalog.cost_usd(Usage(12, 4), pricing)
+    processed = catalog.cost_usd(Usage(2150, 4), pricing)
+    assert billed is not None and processed is not None and billed < processed
+    fake.reply("A B C", usage=usage)
+    whole = await backend.generate(ask("q"))
+    assert whole.usage == Usage(2150, 4)  # usage still means what the model processed
+    assert whole.cost_usd == pytest.approx(billed)
+    fake.reply("A B C", usage=usage)
+    assert final(await collect(backend, ask("q"))).cost_usd == pytest.approx(billed)
+    # Without billed units the call is priced from usage, by the router, as for any provider.
+    fake.reply("A B C", usage={"tokens": {"input_tokens": 2150.0, "output_tokens": 4.0}})
+    assert (await backend.generate(ask("q"))).cost_usd is None
+
+
+async def test_the_facade_keeps_the_billed_cost(fake: CohereFake) -> None:
+    llm = LLM(config={}, environ={"COHERE_API_KEY": "co-key", "COHERE_BASE_URL": fake.url})
+    fake.reply("A B C", usage={"billed_units": {"input_tokens": 12.0, "output_tokens": 4.0},
+                               "tokens": {"input_tokens": 2150.0, "output_tokens": 4.0}})
+    response = await llm.generate(f"cohere/{MODEL}", "q")
+    pricing = catalog.lookup(f"cohere/{MODEL}").pricing
+    assert response.cost_usd == pytest.approx(catalog.cost_usd(Usage(12, 4), pricing))
+    await llm.aclose()
 
 
 async def test_thinking_citations_and_unknown_content(fake: CohereFake, backend: CohereBackend) -> None:

@@ -179,3 +179,57 @@ async def test_unknown_strategy_is_refused():
 
     with pytest.raises(ConfigurationError):
         LLM(config={"models": {"x": {"strategy": "random", "targets": ["a/m"]}}})
+
+
+# ------------------------------------------------------- misconfigured targets, over real HTTP
+
+
+@pytest.fixture
+async def two_accounts():
+    from fakes.openai_server import OpenAIFake
+
+    async with OpenAIFake() as first, OpenAIFake() as second:
+        config = {
+            "backends": {
+                "acct-a": {"type": "openai", "base_url": f"{first.url}/v1", "api_key": "key-a"},
+                "acct-b": {"type": "openai", "base_url": f"{second.url}/v1", "api_key": "key-b"},
+            },
+            "models": {"smart": {"strategy": "failover", "targets": ["acct-a/gpt-4o-mini", "acct-b/gpt-4o-mini"]}},
+        }
+        llm = LLM(config=config, environ={}, retry=FAST)
+        yield llm, first, second
+        await llm.aclose()
+
+
+@pytest.mark.parametrize(("fault", "error_type"), [
+    ({"status": 401, "body": {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}},
+     "AuthenticationError"),
+    ({"status": 403, "body": {"error": {"message": "Project does not have access to model gpt-4o-mini"}}},
+     "PermissionDeniedError"),
+    ({"status": 200, "raw": b"<html><body>Sign in to the proxy</body></html>",
+      "headers": {"content-type": "text/html"}}, "InvalidResponseError"),
+])
+async def test_a_misconfigured_target_fails_over_by_default(two_accounts, fault, error_type):
+    llm, first, second = two_accounts
+    first.fail(**fault)
+    second.reply("from b")
+    response = await llm.generate("smart", "hi")
+    assert response.text == "from b"
+    # Moved on at once: a wrong key or URL answers the same on a retry.
+    assert [(a.target, a.error_type, a.retries) for a in response.attempts] == [
+        ("acct-a/gpt-4o-mini", error_type, 0), ("acct-b/gpt-4o-mini", None, 0)]
+    assert len(first.requests) == 1
+    # Streams fail over the same way (nothing was emitted before the error).
+    first.fail(**fault)
+    second.reply("streamed from b")
+    streamed = await llm.stream("smart", "hi").collect()
+    assert streamed.text == "streamed from b"
+
+
+async def test_a_bad_request_does_not_fail_over(two_accounts):
+    llm, first, second = two_accounts
+    first.fail(400, {"error": {"message": "Invalid value for 'temperature'", "type": "invalid_request_error"}})
+    with pytest.raises(AllTargetsFailedError) as caught:
+        await llm.generate("smart", "hi")
+    assert [type(e).__name__ for e in caught.value.errors] == ["BadRequestError"]
+    assert len(second.requests) == 0  # every target would refuse the caller's malformed request

@@ -9,6 +9,7 @@ Every error AgentAdapter raises derives from :class:`AgentAdapterError`::
     │   ├── APIConnectionError          could not reach it (retryable)
     │   │   └── APITimeoutError         no answer in time (retryable)
     │   ├── StreamInterruptedError      the stream broke or sent an error after HTTP 200
+    │   ├── InvalidResponseError        a success status with a body that is not JSON or not the API's shape
     │   └── APIStatusError              the backend answered with an error status
     │       ├── BadRequestError             400, 422
     │       │   ├── ContextWindowExceededError
@@ -108,6 +109,14 @@ class StreamInterruptedError(APIError):
     """A stream broke off or reported an error after it had started."""
 
     retryable = True
+
+
+class InvalidResponseError(APIError):
+    """The backend answered with a success status, but its body is not JSON, or not the shape its API
+    promises: usually a base URL that points at something else (a proxy's HTML page, another API).
+
+    Not retried on the same target (it would answer the same); a route moves on to its next target.
+    """
 
 
 class APIStatusError(APIError):

@@ -7,7 +7,8 @@ capabilities fit the request first), ``latency`` (lowest moving-average latency 
 it checks the breaker (an open one is skipped without a network call), takes the rate limiter's
 capacity, calls the backend under the retry policy, and records the outcome in the target's
 statistics. It moves to the next target on retryable errors, an open breaker, a client-side rate
-limit or a capability mismatch, and optionally (per route) on context-window and content-filter
+limit, a capability mismatch, and a target's own misconfiguration (authentication and permission
+errors, an answer that is not the API's), and optionally (per route) on context-window and content-filter
 errors; never once a stream has emitted content. One deadline bounds the whole chain: once the
 call's deadline has passed no target and no retry is started (the route ends with an
 ``APITimeoutError`` naming the deadline: raised as is by a one-target route, the last of
@@ -31,11 +32,14 @@ from agentadapter.llm.backends.base import Backend, BackendConfig, estimate_toke
 from agentadapter.llm.errors import (
     AgentAdapterError,
     AllTargetsFailedError,
+    AuthenticationError,
     CapabilityError,
     CircuitOpenError,
     ContentFilterError,
     ContextWindowExceededError,
     InvalidRequestError,
+    InvalidResponseError,
+    PermissionDeniedError,
     RateLimitError,
 )
 from agentadapter.llm.health import ReliabilityStore
@@ -49,10 +53,22 @@ if TYPE_CHECKING:
 
 STRATEGIES = ("failover", "cost", "latency", "least_busy", "weighted")
 
+_FAILOVER_ALWAYS: tuple[type[AgentAdapterError], ...] = (
+    CircuitOpenError, CapabilityError, RateLimitError, AuthenticationError, PermissionDeniedError,
+    InvalidResponseError,
+)
+"""Errors that move a route to its next target even though the same call is not retried: the target
+cannot serve now (open breaker, client-side limit, a capability it lacks), or it is misconfigured on
+the operator's side (a revoked or wrong key, a key without access to the model, a base URL that
+answers something else), which the next target, with its own key and URL, does not share.
+A caller's malformed request (``BadRequestError``) is not among them: every target would refuse it."""
+
 _FAILOVER_OPT_IN: dict[str, type[AgentAdapterError]] = {
     "context_window": ContextWindowExceededError,
     "content_filter": ContentFilterError,
 }
+"""Per route (``failover_on:``): 400s that another target may well accept (a larger context window,
+another provider's content policy)."""
 
 
 @dataclass(slots=True)
@@ -115,7 +131,7 @@ class Router(Backend):
         return targets
 
     def may_fail_over(self, error: BaseException) -> bool:
-        if isinstance(error, CircuitOpenError | CapabilityError | RateLimitError):
+        if isinstance(error, _FAILOVER_ALWAYS):
             return True
         if isinstance(error, AgentAdapterError) and error.retryable:
             return True

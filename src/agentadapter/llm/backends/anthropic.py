@@ -36,7 +36,7 @@ from agentadapter.llm.backends.anthropic_mapping import (
     usage_from_wire,
 )
 from agentadapter.llm.backends.base import Backend, StreamDecoder, elapsed_ms
-from agentadapter.llm.errors import APIError, StreamInterruptedError, error_from_event
+from agentadapter.llm.errors import InvalidResponseError, StreamInterruptedError, error_from_event
 from agentadapter.llm.messages import (
     ReasoningPart,
     Request,
@@ -88,7 +88,7 @@ class AnthropicBackend(Backend):
         try:
             return int(body["input_tokens"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise APIError(
+            raise InvalidResponseError(
                 f"{self.name} answered count_tokens without input_tokens (model {request.model}): "
                 f"{str(body)[:200]!r}; check the base URL",
                 provider=self.name, model=request.model, body=body,

@@ -34,6 +34,7 @@ from agentadapter.llm.errors import (
     APITimeoutError,
     CapabilityError,
     ConfigurationError,
+    InvalidResponseError,
     StreamInterruptedError,
     decode_body,
     error_from_event,
@@ -224,7 +225,7 @@ class Backend(ABC):
         try:
             return response.json(), response.headers
         except ValueError as exc:
-            raise APIError(
+            raise InvalidResponseError(
                 f"{self.name} answered HTTP {response.status} with a body that is not JSON "
                 f"(model {http_request.model}): {response.content[:200]!r}; check the base URL",
                 provider=self.name, model=http_request.model, status=response.status,
@@ -236,12 +237,12 @@ class Backend(ABC):
     ) -> Mapping[str, Any]:
         """:meth:`send_json` for an answer that must be a JSON object (holding ``key``, when given).
 
-        Any other JSON raises :class:`APIError` saying it is not ``what``, with ``hint``: an answer
-        of the wrong shape usually means the base URL points at another API.
+        Any other JSON raises :class:`InvalidResponseError` saying it is not ``what``, with ``hint``: an
+        answer of the wrong shape usually means the base URL points at another API.
         """
         body, _ = await self.send_json(http_request)
         if not isinstance(body, Mapping) or (key is not None and key not in body):
-            raise APIError(
+            raise InvalidResponseError(
                 f"{self.name} answered with JSON that is not {what} (model {http_request.model}): "
                 f"{str(body)[:200]!r}; {hint}",
                 provider=self.name, model=http_request.model, body=body,
@@ -253,7 +254,7 @@ class Backend(ABC):
         body, _ = await self.send_json(http_request)
         entries = body.get(key) if isinstance(body, Mapping) else None
         if not isinstance(entries, list):
-            raise APIError(
+            raise InvalidResponseError(
                 f"{self.name} answered GET {path} with an unexpected shape: {str(body)[:200]}; "
                 "check the base URL", provider=self.name, body=body,
             )
@@ -271,6 +272,17 @@ class Backend(ABC):
                 raise error_from_response(
                     response.status, decode_body(raw), response.headers,
                     provider=self.name, model=http_request.model,
+                )
+            content_type = {k.lower(): v for k, v in response.headers.items()}.get("content-type", "")
+            if content_type.lower().startswith("text/html"):
+                # A web page is never an event stream: a proxy's sign-in page or another site behind
+                # the base URL. Said so, rather than read as a stream that ended early (and retried).
+                raw = await response.aread()
+                raise InvalidResponseError(
+                    f"{self.name} answered a stream request with an HTML page (model {http_request.model}): "
+                    f"{raw[:200]!r}; check the base URL",
+                    provider=self.name, model=http_request.model, status=response.status,
+                    body=raw[:2000], headers=response.headers,
                 )
             try:
                 async for event in iter_sse(response.aiter_bytes()):

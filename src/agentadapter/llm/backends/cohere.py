@@ -22,10 +22,11 @@ reasoning parts; ``message.tool_plan`` becomes a :class:`TextPart` (and ``provid
 Anthropic and OpenAI models put in plain text at that point, so a conversation stays portable and
 the text goes back to Cohere as ``tool_plan`` on the next turn. It is not reasoning: nothing signs
 it and every provider may see it. Thinking is not sent back to Cohere (its own clients drop it from
-history). Citations, the raw finish reason when unknown and ``billed_units`` (Cohere bills fewer
-input tokens than it processes; ``usage`` reports the processed ones, per DESIGN.md) go in
-``provider_details``. A stream of typed events (``message-start`` … ``message-end``) accumulates
-into exactly the ``Response`` of the non-streaming call.
+history). Citations, the raw finish reason when unknown and ``billed_units`` go in
+``provider_details``. Cohere bills fewer input tokens than it processes: ``usage`` reports the
+processed ones (per DESIGN.md), and ``cost_usd`` is priced from ``billed_units``, what the invoice
+counts (:func:`billed_cost`), streamed or not. A stream of typed events (``message-start`` …
+``message-end``) accumulates into exactly the ``Response`` of the non-streaming call.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
+from agentadapter.llm import catalog
 from agentadapter.llm.backends.base import Backend, BackendConfig, StreamDecoder, elapsed_ms
 from agentadapter.llm.backends.openai_chat_mapping import arguments_json
 from agentadapter.llm.errors import (
@@ -322,6 +324,20 @@ def usage_from_wire(raw: Mapping[str, Any] | None) -> Usage:
     )
 
 
+def billed_cost(raw: Mapping[str, Any] | None, pricing: catalog.Pricing | None) -> float | None:
+    """The cost of a call from ``usage.billed_units``; None without them (the caller prices ``usage``)."""
+    billed = (raw or {}).get("billed_units")
+    if not isinstance(billed, Mapping) or not billed:
+        return None
+    try:
+        billed_usage = Usage(
+            input_tokens=int(billed.get("input_tokens") or 0), output_tokens=int(billed.get("output_tokens") or 0)
+        )
+    except (TypeError, ValueError):
+        return None  # not numbers: price what was processed instead, as for a server that sends none
+    return catalog.cost_usd(billed_usage, pricing)
+
+
 def finish_reason_from_wire(raw: Any, *, has_tool_calls: bool) -> tuple[FinishReason, str | None]:
     """(neutral reason, the raw reason when it is not one we know)."""
     if raw is None:
@@ -436,6 +452,11 @@ class CohereStreamDecoder(StreamDecoder):
         self._finish_raw: Any = None
         self._usage: Mapping[str, Any] | None = None
         self._error: Any = None
+
+    @property
+    def raw_usage(self) -> Mapping[str, Any] | None:
+        """``message-end``'s usage as sent (``billed_units`` included), once the stream has ended."""
+        return self._usage
 
     def feed(self, data: Any) -> list[StreamEvent]:
         """Events for one server-sent event's JSON data."""
@@ -597,6 +618,7 @@ class CohereBackend(Backend):
             hint=f"check the base URL (the bare host, e.g. {DEFAULT_BASE_URL})",
         )
         response = response_from_body(body, self.name, request.model)
+        response.cost_usd = billed_cost(body.get("usage"), self.capabilities(request.model).pricing)
         response.latency_ms = elapsed_ms(started)
         return response
 
@@ -606,6 +628,8 @@ class CohereBackend(Backend):
         decoder = CohereStreamDecoder(self.name, request.model)
         async with contextlib.aclosing(self.stream_with(decoder, http_request, started=started)) as events:
             async for event in events:
+                if event.kind == "finish" and event.response is not None:
+                    event.response.cost_usd = billed_cost(decoder.raw_usage, self.capabilities(request.model).pricing)
                 yield event
 
     async def list_models(self) -> list[str]:

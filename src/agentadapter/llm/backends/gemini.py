@@ -45,6 +45,7 @@ from agentadapter.llm.backends.gemini_schema import to_gemini_schema
 from agentadapter.llm.errors import (
     APIError,
     InvalidRequestError,
+    InvalidResponseError,
     StreamInterruptedError,
     error_from_event,
 )
@@ -407,7 +408,7 @@ class _Translator(StreamDecoder):
             # Gemini sends errors mid-stream as an event of their own (and some proxies with HTTP 200).
             raise error_from_event(chunk, provider=self.provider, model=self.request_model)
         if not isinstance(chunk, Mapping):
-            raise APIError(
+            raise InvalidResponseError(
                 f"{self.provider} answered with something that is not a GenerateContentResponse "
                 f"(model {self.request_model}): {str(chunk)[:200]!r}; check the base URL",
                 provider=self.provider, model=self.request_model, body=chunk,
@@ -625,7 +626,7 @@ class GeminiBackend(Backend):
         body, _ = await self.send_json(self._http(request, "countTokens", {"generateContentRequest": inner}))
         total = body.get("totalTokens") if isinstance(body, Mapping) else None
         if not isinstance(total, int):
-            raise APIError(
+            raise InvalidResponseError(
                 f"{self.name} answered countTokens without totalTokens (model {request.model}): "
                 f"{str(body)[:200]}; check the base URL",
                 provider=self.name, model=request.model, body=body,

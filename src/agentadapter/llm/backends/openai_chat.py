@@ -33,7 +33,7 @@ from agentadapter.llm.backends.openai_chat_mapping import (
     response_from_body,
 )
 from agentadapter.llm.backends.openai_common import auth_headers, chat_preset, is_reasoning_model, setup_problem
-from agentadapter.llm.errors import APIError, StreamInterruptedError, error_from_event
+from agentadapter.llm.errors import APIError, InvalidResponseError, StreamInterruptedError, error_from_event
 from agentadapter.llm.messages import Request, Response, StreamAccumulator, StreamEvent
 from agentadapter.llm.transport import HTTPRequest, Transport
 
@@ -109,7 +109,7 @@ class OpenAIChatBackend(Backend):
         http_request = self._http(request, stream=False)
         body, _ = await self.send_json(http_request)
         if not isinstance(body, Mapping):
-            raise APIError(
+            raise InvalidResponseError(
                 f"{self.name} answered HTTP 200 with JSON that is not a chat completion (model "
                 f"{request.model}): {str(body)[:200]}; check the base URL",
                 provider=self.name, model=request.model, status=200, body=body,
@@ -153,7 +153,7 @@ class OpenAIChatBackend(Backend):
         body, _ = await self.send_json(http_request)
         data = body.get("data") if isinstance(body, Mapping) else body
         if not isinstance(data, list):
-            raise APIError(
+            raise InvalidResponseError(
                 f"{self.name} answered GET /models with an unexpected shape: {str(body)[:200]}; "
                 "is this an OpenAI-compatible server?",
                 provider=self.name, body=body,
