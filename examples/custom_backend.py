@@ -103,6 +103,7 @@ class AcmeServer:
     def __init__(self) -> None:
         self.script: list[tuple[int, dict[str, Any], dict[str, str]]] = []
         self.received = 0
+        self.last_body: Any = None
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -123,10 +124,14 @@ class AcmeServer:
     def request_count(self) -> int:
         return self.received
 
+    def last_request_body(self) -> Any:
+        return self.last_body
+
     # ------------------------------------------------------------------------------- the server
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.received += 1
+        self.last_body = body
         status, answer, headers = self.script.pop(0)
         if status != 200:
             return web.json_response(answer, status=status, headers=headers)

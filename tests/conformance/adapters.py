@@ -39,6 +39,9 @@ class AnthropicKitServer:
     def request_count(self) -> int:
         return len(self.fake.requests)
 
+    def last_request_body(self) -> Any:
+        return self.fake.requests[-1].json
+
 
 class GeminiKitServer:
     def __init__(self, fake: GeminiFake) -> None:
@@ -62,6 +65,9 @@ class GeminiKitServer:
 
     def request_count(self) -> int:
         return len(self.fake.requests)
+
+    def last_request_body(self) -> Any:
+        return self.fake.requests[-1].json
 
 
 @dataclass

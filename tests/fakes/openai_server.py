@@ -120,6 +120,9 @@ class OpenAIFake(FakeServer):
     def request_count(self) -> int:
         return len(self.requests)
 
+    def last_request_body(self) -> Any:
+        return self.requests[-1].json
+
     # ------------------------------------------------------------------------------ handlers
 
     async def _models(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:

@@ -704,6 +704,9 @@ class CohereConformance:
     def request_count(self) -> int:
         return len(self.fake.requests)
 
+    def last_request_body(self) -> Any:
+        return self.fake.requests[-1].json
+
 
 async def test_conformance(fake: CohereFake, make: MakeBackend) -> None:
     report = await run_conformance(make, CohereConformance(fake), MODEL)

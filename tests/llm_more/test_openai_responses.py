@@ -722,6 +722,9 @@ class ResponsesConformance:
     def request_count(self) -> int:
         return len(self.fake.requests)
 
+    def last_request_body(self) -> Any:
+        return self.fake.requests[-1].json
+
 
 @pytest.mark.parametrize("model", [CHAT_MODEL, REASONING_MODEL])
 async def test_conformance(fake: ResponsesFake, make: MakeBackend, model: str) -> None:

@@ -4,15 +4,19 @@ A backend author supplies two things: a factory that builds the backend for a ba
 loopback server that speaks the backend's wire format and implements :class:`ConformanceServer`
 (queue a text answer, a tool-call answer or an error; expose the requests it received). The kit
 then checks, against that real HTTP server, what the rest of AgentAdapter relies on: text, usage,
-finish reasons, tool calls (streamed and not), a tool round trip, stream/non-stream equality, and
-error translation. ``run_conformance`` runs every check and returns a report; ``CHECKS`` lets a
-test suite parametrize over them. Exposed publicly as ``agentadapter.testing.backend_conformance``.
+finish reasons, tool calls (streamed and not), a tool round trip whose results really reach the
+server (read back from the request it received), stream/non-stream equality, and error translation.
+The kit closes every backend it makes and every stream it opens, whether a check passes or fails.
+``run_conformance`` runs every check and returns a report; ``CHECKS`` lets a test suite
+parametrize over them. Exposed publicly as ``agentadapter.testing.backend_conformance``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +54,9 @@ class ConformanceServer(Protocol):
 
     def request_count(self) -> int:
         """How many requests the server has received."""
+
+    def last_request_body(self) -> Any:
+        """The decoded JSON body of the most recent request the server received."""
 
 
 BackendFactory = Callable[[], Backend]
@@ -98,8 +105,30 @@ def _request(model: str, messages: list[Message] | None = None, **settings: Any)
     return Request(model=model, messages=messages or [Message.user("Say hello")], **settings)
 
 
-async def _collect(backend: Backend, request: Request) -> tuple[list[StreamEvent], Response]:
-    events = [event async for event in backend.stream(request)]
+@contextlib.asynccontextmanager
+async def _opened(make: BackendFactory) -> AsyncIterator[Backend]:
+    """A backend from the factory, closed when the check is done with it (passed or not)."""
+    backend = make()
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+async def _generate(make: BackendFactory, request: Request) -> Response:
+    async with _opened(make) as backend:
+        return await backend.generate(request)
+
+
+async def _collect(make: BackendFactory, request: Request) -> tuple[list[StreamEvent], Response]:
+    async with _opened(make) as backend:
+        stream = backend.stream(request)
+        try:
+            events = [event async for event in stream]
+        finally:
+            close = getattr(stream, "aclose", None)  # an async generator's; a bare iterator may have none
+            if close is not None:
+                await close()
     _expect(bool(events) and events[-1].kind == "finish", "a stream must end with a 'finish' event")
     finish = events[-1]
     _expect(finish.response is not None, "the 'finish' event must carry the accumulated response")
@@ -127,8 +156,8 @@ def _comparable(response: Response) -> dict[str, Any]:
 
 async def check_text(make: BackendFactory, server: ConformanceServer, model: str) -> None:
     server.queue_text("Hello there!", input_tokens=11, output_tokens=3)
-    backend = make()
-    response = await backend.generate(_request(model))
+    async with _opened(make) as backend:
+        response = await backend.generate(_request(model))
     _expect(response.text == "Hello there!", f"text: expected 'Hello there!', got {response.text!r}")
     _expect(response.finish_reason == "stop", f"finish_reason: expected 'stop', got {response.finish_reason!r}")
     _expect(response.provider == backend.name, f"provider: expected {backend.name!r}, got {response.provider!r}")
@@ -141,9 +170,9 @@ async def check_text(make: BackendFactory, server: ConformanceServer, model: str
 
 async def check_stream_equals_generate(make: BackendFactory, server: ConformanceServer, model: str) -> None:
     server.queue_text("One two three four.", input_tokens=7, output_tokens=5)
-    generated = await make().generate(_request(model))
+    generated = await _generate(make, _request(model))
     server.queue_text("One two three four.", input_tokens=7, output_tokens=5)
-    events, streamed = await _collect(make(), _request(model))
+    events, streamed = await _collect(make, _request(model))
     _expect(any(e.kind == "text" for e in events), "a text answer must stream 'text' events")
     _expect(
         _comparable(streamed) == _comparable(generated),
@@ -156,7 +185,7 @@ async def check_tool_calls(make: BackendFactory, server: ConformanceServer, mode
     calls = [("get_weather", {"city": "Oslo"}), ("get_weather", {"city": "Lima"})]
     server.queue_tool_calls(calls, input_tokens=20, output_tokens=10)
     request = _request(model, [Message.user("Weather in Oslo and Lima?")], tools=[weather_tool()])
-    response = await make().generate(request)
+    response = await _generate(make, request)
     got = [(c.name, c.arguments) for c in response.tool_calls]
     _expect(got == calls, f"tool calls: expected {calls}, got {got}")
     _expect(
@@ -165,7 +194,7 @@ async def check_tool_calls(make: BackendFactory, server: ConformanceServer, mode
     )
     _expect(all(c.id for c in response.tool_calls), "every tool call needs an id")
     server.queue_tool_calls(calls, input_tokens=20, output_tokens=10)
-    events, streamed = await _collect(make(), request)
+    events, streamed = await _collect(make, request)
     streamed_calls = [
         (e.tool_call.name, e.tool_call.arguments) for e in events if e.kind == "tool_call" and e.tool_call
     ]
@@ -173,18 +202,33 @@ async def check_tool_calls(make: BackendFactory, server: ConformanceServer, mode
     _expect([(c.name, c.arguments) for c in streamed.tool_calls] == calls, "the streamed response lost tool calls")
 
 
+_RESULT_MARKERS = ("clear-skies-4417", "station-offline-9021")
+"""Distinctive words in the round trip's tool results, looked for in the request the server got."""
+
+
 async def check_tool_round_trip(make: BackendFactory, server: ConformanceServer, model: str) -> None:
     conversation = [
         Message.system("You are terse."),
         Message.user("Weather in Oslo?"),
         Message("assistant", [ToolCallPart("call_1", "get_weather", {"city": "Oslo"})]),
-        Message("tool", [ToolResultPart("call_1", "get_weather", '{"sky": "clear"}')]),
+        Message("tool", [ToolResultPart("call_1", "get_weather", f'{{"sky": "{_RESULT_MARKERS[0]}"}}')]),
         Message("assistant", [ToolCallPart("call_2", "get_weather", {"city": "Bergen"})]),
-        Message("tool", [ToolResultPart("call_2", "get_weather", "station offline", is_error=True)]),
+        Message("tool", [ToolResultPart("call_2", "get_weather", _RESULT_MARKERS[1], is_error=True)]),
     ]
     server.queue_text("Clear in Oslo.", input_tokens=30, output_tokens=4)
-    response = await make().generate(_request(model, conversation, tools=[weather_tool()]))
+    response = await _generate(make, _request(model, conversation, tools=[weather_tool()]))
     _expect(response.text == "Clear in Oslo.", f"after tool results: expected the answer, got {response.text!r}")
+    # An answer proves nothing about the history: the results must be in what the server received.
+    received = json.dumps(server.last_request_body(), ensure_ascii=False)
+    missing = [marker for marker in _RESULT_MARKERS if marker not in received]
+    _expect(
+        not missing,
+        f"the tool results never reached the server: {missing} are not in the request body it received",
+    )
+    _expect(
+        "Oslo" in received and "Bergen" in received,
+        "the assistant's tool calls (their arguments) are not in the request body the server received",
+    )
 
 
 async def check_errors(make: BackendFactory, server: ConformanceServer, model: str) -> None:
@@ -198,7 +242,7 @@ async def check_errors(make: BackendFactory, server: ConformanceServer, model: s
         server.queue_error(status, message, headers)
         before = server.request_count()
         try:
-            await make().generate(_request(model))
+            await _generate(make, _request(model))
         except expected as error:
             if isinstance(error, RateLimitError):
                 _expect(error.retry_after == 7.0, f"429: retry_after should be 7.0, got {error.retry_after}")
