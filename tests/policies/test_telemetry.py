@@ -141,3 +141,74 @@ async def test_genai_spans_only_with_a_configured_exporter(fakes):
     assert span.attributes["gen_ai.usage.input_tokens"] == 5
     assert span.attributes["gen_ai.response.finish_reasons"] == ("stop",)
     await llm.aclose()
+
+
+async def test_genai_spans_are_client_spans_naming_the_provider_and_the_server(fakes):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    from agentadapter.observability.telemetry import Telemetry
+
+    openai, anthropic = fakes
+    config = {"backends": {
+        "grok-acct": {"type": "xai", "base_url": f"{openai.url}/v1", "api_key": "k"},
+        "work-claude": {"type": "anthropic", "base_url": anthropic.url, "api_key": ANTHROPIC_KEY},
+    }}
+    telemetry = Telemetry()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry._tracer_if_configured = lambda: provider.get_tracer("agentadapter")  # type: ignore[method-assign]
+    llm = LLM(config=config, environ={"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": f"{openai.url}/v1"},
+              telemetry=telemetry)
+    openai.reply("a")
+    await llm.generate("openai/gpt-4o-mini", "hi")
+    openai.reply("b")
+    await llm.generate("grok-acct/grok-4", "hi")
+    anthropic.reply("c")
+    await llm.stream("work-claude/claude-sonnet-4-5", "hi").collect()
+    openai.fail(400, {"error": {"message": "bad"}})
+    with pytest.raises(Exception, match="HTTP 400"):
+        await llm.generate("openai/gpt-4o-mini", "hi")
+    await llm.aclose()
+
+    spans = exporter.get_finished_spans()
+    assert all(span.kind is SpanKind.CLIENT for span in spans)
+    seen = [(s.name, s.attributes["gen_ai.provider.name"], s.attributes["agentadapter.backend"],
+             s.attributes["server.address"], s.attributes["server.port"]) for s in spans]
+    assert seen == [
+        ("chat gpt-4o-mini", "openai", "openai", "127.0.0.1", openai.port),
+        ("chat grok-4", "x_ai", "grok-acct", "127.0.0.1", openai.port),
+        ("chat claude-sonnet-4-5", "anthropic", "work-claude", "127.0.0.1", anthropic.port),
+        ("chat gpt-4o-mini", "openai", "openai", "127.0.0.1", openai.port),
+    ]
+    failed = spans[-1]
+    assert failed.attributes["error.type"] == "BadRequestError"
+    assert failed.status.status_code is StatusCode.ERROR
+    assert spans[2].attributes["gen_ai.operation.name"] == "chat"
+
+
+@pytest.mark.parametrize(("backend_type", "base_url", "expected"), [
+    ("openai", None, ("openai", "api.openai.com", 443)),
+    ("azure", "https://myres.openai.azure.com/openai/v1", ("azure.ai.openai", "myres.openai.azure.com", 443)),
+    ("gemini", None, ("gcp.gemini", "generativelanguage.googleapis.com", 443)),
+    ("claude", None, ("anthropic", "api.anthropic.com", 443)),  # a type alias
+    ("mistral", None, ("mistral_ai", "api.mistral.ai", 443)),
+    ("cohere", None, ("cohere", "api.cohere.com", 443)),
+    ("deepseek", None, ("deepseek", "api.deepseek.com", 443)),
+    ("groq", None, ("groq", "api.groq.com", 443)),
+    ("ollama", None, ("ollama", "localhost", 11434)),  # not in the conventions' list: its own name
+    ("vllm", "http://gpu-box/v1", ("vllm", "gpu-box", 80)),
+])
+def test_provider_names_follow_the_genai_conventions(backend_type, base_url, expected):
+    from agentadapter.llm.backends.base import BackendConfig
+    from agentadapter.llm.backends.testing import FunctionBackend
+    from agentadapter.observability.telemetry import target_attributes
+
+    backend = FunctionBackend(lambda request: "x", name="mine")
+    backend.config = BackendConfig(name="mine", type=backend_type, base_url=base_url)
+    attributes = target_attributes("mine", backend)
+    assert (attributes["gen_ai.provider.name"], attributes["server.address"], attributes["server.port"]) == expected
+    assert attributes["agentadapter.backend"] == "mine"

@@ -306,7 +306,9 @@ class _TargetCall:
             raise
         self.stats.started()
         self.outcome_recorded = False
-        self.record: CallRecord = self.router.context.telemetry.started(self.label, self.request)
+        self.record: CallRecord = self.router.context.telemetry.started(
+            self.label, self.request, backend=self.backend
+        )
         self.call_started = time.perf_counter()
 
     async def failed(self, error: AgentAdapterError, *, emitted: bool) -> bool:

@@ -5,9 +5,14 @@ The router reports every try of a target here: :meth:`Telemetry.started` before 
 prometheus-client's default registry and show on the server's ``/metrics``: requests by outcome,
 errors by type, latency and time-to-first-token histograms, tokens by kind, cost, cache hits and
 misses, breaker state and calls in flight. Spans follow the OpenTelemetry GenAI semantic
-conventions (``gen_ai.*`` attributes) and are made only when the application has installed a real
-tracer provider (an exporter is configured); otherwise tracing costs one check per call. No vendor
-key is involved.
+conventions: kind ``CLIENT``, named ``chat {model}``, with ``gen_ai.operation.name``,
+``gen_ai.provider.name`` (the conventions' well-known value for the backend's type: ``openai``,
+``anthropic``, ``gcp.gemini``, ``azure.ai.openai``, ``x_ai``, ``mistral_ai``, ...; the type itself for
+a provider they do not list), ``gen_ai.request.*``, ``gen_ai.response.*``, ``gen_ai.usage.*``,
+``server.address`` / ``server.port`` (from the backend's base URL) and ``error.type``; the configured
+backend name is ``agentadapter.backend``. They are made only when the application has installed a
+real tracer provider (an exporter is configured); otherwise tracing costs one check per call. No
+vendor key is involved.
 """
 
 from __future__ import annotations
@@ -16,11 +21,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
+    from agentadapter.llm.backends.base import Backend
     from agentadapter.llm.messages import Request, Response
+
+GENAI_PROVIDER_NAMES: dict[str, str] = {
+    "openai": "openai",
+    "openai_responses": "openai",
+    "azure": "azure.ai.openai",
+    "anthropic": "anthropic",
+    "gemini": "gcp.gemini",
+    "cohere": "cohere",
+    "xai": "x_ai",
+    "deepseek": "deepseek",
+    "groq": "groq",
+    "mistral": "mistral_ai",
+    "perplexity": "perplexity",
+}
+"""Backend type → the GenAI conventions' well-known ``gen_ai.provider.name``. A type they do not list
+(``ollama``, ``vllm``, ``openrouter``, ...) is reported as itself, as the conventions ask for custom
+providers."""
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 _TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -46,7 +70,7 @@ class _Series:
     """The pre-bound metric children of one provider+model (binding labels per call is the slow part)."""
 
     __slots__ = ("cached", "cost", "errors", "in_flight", "input", "latency", "model", "ok", "output", "provider",
-                 "reasoning", "ttft")
+                 "reasoning", "span_attributes", "ttft")
 
     def __init__(self, provider: str, model: str, target: str) -> None:
         self.provider, self.model = provider, model
@@ -60,6 +84,8 @@ class _Series:
         self.reasoning = TOKENS.labels(provider, model, "reasoning")
         self.cost = COST.labels(provider, model)
         self.in_flight = IN_FLIGHT.labels(target)
+        self.span_attributes: dict[str, Any] | None = None
+        """The target's fixed span attributes, worked out on its first traced call."""
 
 
 @dataclass(slots=True)
@@ -102,13 +128,15 @@ class Telemetry:
             series = self._series[target] = _Series(provider, model, target)
         return series
 
-    def started(self, target: str, request: Request) -> CallRecord:
+    def started(self, target: str, request: Request, *, backend: Backend | None = None) -> CallRecord:
+        """A try of ``target`` (``provider/model``) begins; ``backend`` (the one called) names the
+        provider and server on the span."""
         series = self._series_for(target)
         record = CallRecord(series, time.perf_counter())
         if self.metrics:
             series.in_flight.inc()
         if self.tracing:
-            record.span = self._start_span(series, request)
+            record.span = self._start_span(series, request, backend)
         return record
 
     def finished(
@@ -164,21 +192,27 @@ class Telemetry:
             self._tracer = provider.get_tracer("agentadapter")
         return self._tracer
 
-    def _start_span(self, series: _Series, request: Request) -> Any:
+    def _start_span(self, series: _Series, request: Request, backend: Backend | None) -> Any:
         tracer = self._tracer_if_configured()
         if tracer is None:
             return None
+        if series.span_attributes is None:
+            series.span_attributes = target_attributes(series.provider, backend)
         attributes: dict[str, Any] = {
+            **series.span_attributes,
             "gen_ai.operation.name": "chat",
-            "gen_ai.system": series.provider,
-            "gen_ai.provider.name": series.provider,
-            "gen_ai.request.model": series.model,
+            # The request's model, not the series': past the series cap, several models share one.
+            "gen_ai.request.model": request.model or series.model,
         }
         for name, value in (("max_tokens", request.max_tokens), ("temperature", request.temperature),
                             ("top_p", request.top_p), ("seed", request.seed)):
             if value is not None:
                 attributes[f"gen_ai.request.{name}"] = value
-        return tracer.start_span(f"chat {series.model}", attributes=attributes)
+        from opentelemetry.trace import SpanKind
+
+        return tracer.start_span(
+            f"chat {attributes['gen_ai.request.model']}", kind=SpanKind.CLIENT, attributes=attributes
+        )
 
     @staticmethod
     def _end_span(span: Any, response: Response | None, error: BaseException | None) -> None:
@@ -194,3 +228,31 @@ class Telemetry:
             span.set_attribute("error.type", type(error).__name__)
             span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
         span.end()
+
+
+def target_attributes(provider_label: str, backend: Backend | None) -> dict[str, Any]:
+    """The span attributes that name a target: provider (the conventions' value), backend, server."""
+    from agentadapter.llm.backends import presets
+
+    backend_type = presets.canonical_type(backend.config.type) if backend is not None else provider_label
+    provider_name = GENAI_PROVIDER_NAMES.get(backend_type, backend_type)
+    attributes: dict[str, Any] = {
+        "gen_ai.provider.name": provider_name,
+        "gen_ai.system": provider_name,  # the attribute's name before the conventions renamed it
+        "agentadapter.backend": backend.name if backend is not None else provider_label,
+    }
+    base_url = None
+    if backend is not None:
+        preset = presets.PRESETS.get(backend_type)
+        base_url = backend.config.base_url or (preset.base_url if preset is not None else None)
+    if base_url:
+        try:
+            parts = urlsplit(base_url)
+            port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        except ValueError:
+            return attributes  # a malformed URL fails the call itself; the span just names no server
+        if parts.hostname:
+            attributes["server.address"] = parts.hostname
+            if port is not None:
+                attributes["server.port"] = port
+    return attributes
