@@ -200,8 +200,8 @@ async def test_a_backoff_that_would_cross_the_deadline_is_not_slept():
 
 
 async def test_a_healthy_stream_outlives_the_backend_timeout(server: StallingServer, transport: str):
-    # Ten chunks 0.1 s apart: about 1 s of stream against a per-try timeout of 0.4 s.
-    llm = route_llm(transport, {"slow": backend(server, "trickle", timeout=0.4, max_retries=0)})
+    # Ten chunks 0.1 s apart: about 1 s of stream, twice the per-try timeout of 0.5 s.
+    llm = route_llm(transport, {"slow": backend(server, "trickle", timeout=0.5, max_retries=0)})
     events = [event async for event in llm.stream("slow/m", "hi")]
     text = "".join(event.text for event in events if event.kind == "text")
     assert text.split() == [f"w{index}" for index in range(10)]
