@@ -22,6 +22,7 @@ from agentadapter.llm.errors import (
     AgentAdapterError,
     AllTargetsFailedError,
     APITimeoutError,
+    ConfigurationError,
     RateLimitError,
     error_from_response,
 )
@@ -232,3 +233,10 @@ async def test_the_call_deadline_still_bounds_a_stream_that_keeps_delivering(ser
                 received.append(event.text)
     assert len(received) < 10
     await llm.aclose()
+
+
+@pytest.mark.parametrize("seconds", [0, -1])
+def test_a_backend_timeout_must_be_positive(seconds: float):
+    with pytest.raises(ConfigurationError, match=r"backends\.a\.timeout"):
+        LLM(config={"backends": {"a": {"type": "custom", "base_url": "http://127.0.0.1:9", "timeout": seconds}}},
+            environ={})
