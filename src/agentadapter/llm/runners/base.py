@@ -11,6 +11,16 @@ no other thread touches. A generation pushes its text into a :class:`TokenSink` 
 sink applies the stop sequences, counts the tokens, watches the deadline and, when streaming, hands
 the text to the waiting event loop with ``loop.call_soon_threadsafe``.
 
+Some engines keep per-thread state whose destructor needs the interpreter: MLX's compile cache is
+thread-local and releases Python objects when its thread exits. If that thread ends while the
+interpreter is shutting down (a ``ThreadPoolExecutor`` worker is joined just before it), the
+release finds no interpreter and the process aborts (``terminate called without an active
+exception``, exit 134). A runner with :attr:`Runner.thread_outlives_model` set therefore runs on an
+:class:`_OwnerThread` that never exits: ``cleanup`` (and, at interpreter exit, an ``atexit`` hook that
+runs before the engine's own) unloads the model *on* that thread, then the thread waits, idle, for
+the next runner of its kind to reuse it. At process exit it is stopped with the process, so the
+engine's thread-exit destructors never run during shutdown.
+
 A runner author implements three hooks that run on the model thread: :meth:`Runner.load_model`,
 :meth:`Runner.generate_tokens` and, when the model has no Hugging Face style tokenizer,
 :meth:`Runner.encode_prompt` (the default renders chat messages with the tokenizer's chat template,
@@ -21,11 +31,15 @@ A runner author implements three hooks that run on the model thread: :meth:`Runn
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import importlib
 import json
+import logging
+import queue
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -252,6 +266,9 @@ class Runner(ABC):
     """How to install what the runner imports, shown when the import fails."""
     shared: ClassVar[bool] = True
     """Whether one loaded instance may serve every backend that asks for the same model and settings."""
+    thread_outlives_model: ClassVar[bool] = False
+    """Run on an owner thread that never exits (see the module docstring): for engines whose
+    thread-exit destructors must not run while the interpreter shuts down (MLX)."""
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = dict(options)
@@ -259,7 +276,7 @@ class Runner(ABC):
         self.device_config: dict[str, Any] = {}
         self.tokenizer: Any = None
         """A Hugging Face style tokenizer (``apply_chat_template``, ``encode``), set by ``load_model``."""
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | _OwnerThread | None = None
         self._loaded: concurrent.futures.Future[None] | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -335,10 +352,16 @@ class Runner(ABC):
                 )
             if self._loaded is None:
                 self.model_path, self.device_config = model_id, config
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix=f"agentadapter-{self.label}"
-                )
+                if self.thread_outlives_model:
+                    self._executor = _OwnerThread.acquire(f"agentadapter-{self.label}")
+                else:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix=f"agentadapter-{self.label}"
+                    )
                 self._loaded = self._executor.submit(self._load_on_thread)
+                if self.thread_outlives_model:
+                    # Once loaded, so that the engine (imported by load_model) registered its atexit hooks first.
+                    self._loaded.add_done_callback(lambda _: _unload_at_exit(self))
             elif (model_id, _frozen(config)) != (self.model_path, _frozen(self.device_config)):
                 raise ConfigurationError(
                     f"this {self.label} runner already holds {self.model_path!r} (device_config "
@@ -420,7 +443,7 @@ class Runner(ABC):
 
     # --------------------------------------------------------------------------------- internals
 
-    async def _ready(self) -> concurrent.futures.ThreadPoolExecutor:
+    async def _ready(self) -> concurrent.futures.ThreadPoolExecutor | _OwnerThread:
         with self._lock:
             executor, loaded, closed = self._executor, self._loaded, self._closed
         if closed:
@@ -499,6 +522,112 @@ class Runner(ABC):
 
     def _unload_on_thread(self) -> None:
         self.unload_model()
+
+    def _unload_at_exit(self) -> None:
+        """Called at interpreter exit: unload on the model's thread, as ``cleanup`` does, and wait for it."""
+        with self._lock:
+            if self._closed or self._executor is None:
+                return
+            self._closed = True
+            executor = self._executor
+        try:
+            executor.submit(self._unload_on_thread).result(timeout=_EXIT_UNLOAD_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            _logger.warning("the %s runner for %r did not unload within %.0f s of exit; leaving it to the process",
+                            self.label, self.model_path, _EXIT_UNLOAD_TIMEOUT_S)
+        except Exception as exc:  # exit goes on: report what the engine said, do not hide it
+            _logger.warning("the %s runner for %r failed to unload at exit: %s: %s",
+                            self.label, self.model_path, type(exc).__name__, exc)
+        finally:
+            executor.shutdown(wait=False)
+
+
+# ------------------------------------------------------------------------------ the owner threads
+
+_logger = logging.getLogger("agentadapter.runners")
+_EXIT_UNLOAD_TIMEOUT_S = 30.0
+"""How long interpreter exit waits for a model to unload on its thread (a generation still running
+stops at its deadline or runs on; the process then ends with it)."""
+
+_Job = tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]
+
+
+class _OwnerThread:
+    """A model's thread that never exits: it runs submitted calls in order, one at a time.
+
+    The subset of ``ThreadPoolExecutor(max_workers=1)`` the runner uses. ``shutdown`` hands the idle
+    thread back to a pool that the next runner's :meth:`acquire` takes from, so the number of these
+    threads is the most runners that were ever loaded at once, not the number ever loaded.
+    """
+
+    _idle: ClassVar[list[_OwnerThread]] = []
+    _idle_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        # A daemon: interpreter exit does not join it (joining is what would end it during shutdown).
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def acquire(cls, name: str) -> _OwnerThread:
+        with cls._idle_lock:
+            if cls._idle:
+                owner = cls._idle.pop()
+                owner.thread.name = name
+                return owner
+        return cls(name)
+
+    def submit(self, function: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((future, function, args))
+        return future
+
+    def shutdown(self, wait: bool = False) -> None:
+        """Hand the thread back for reuse (it never exits). The next runner's work queues behind the
+        work already submitted, so it may be handed back at once; ``wait`` waits for that work."""
+        if wait:
+            self.submit(lambda: None).result()
+        with self._idle_lock:
+            if self not in self._idle:
+                self._idle.append(self)
+
+    def _serve(self) -> None:
+        while True:
+            future, function, args = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = function(*args)
+            except BaseException as exc:  # handed to whoever waits on the future, as an executor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            del future, function, args  # hold nothing of the last job while idle
+
+
+_exit_runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _unload_at_exit(runner: Runner) -> None:
+    """Unload ``runner`` at interpreter exit, on its thread, before the engine tears itself down.
+
+    atexit runs its hooks last-registered first; the hook is registered when the first such runner
+    has loaded, after its engine registered its own hooks, so it runs before them.
+    """
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        _exit_runners.add(runner)
+        if not _exit_hook_registered:
+            atexit.register(_unload_all_at_exit)
+            _exit_hook_registered = True
+
+
+def _unload_all_at_exit() -> None:
+    for runner in list(_exit_runners):
+        runner._unload_at_exit()
 
 
 def engine_module(name: str) -> Any:

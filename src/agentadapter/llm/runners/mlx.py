@@ -7,7 +7,9 @@ top_k, min_p) and ``make_logits_processors`` (repetition_penalty and the other p
 go to ``mx.random.seed``. Runner options (``MLXRunner(**options)``, a LocalAgent's ``runner_kwargs``)
 are ``mlx_lm.load``'s keyword arguments (``adapter_path``, ``tokenizer_config``, ``model_config``,
 ``lazy``, ``trust_remote_code``). ``device_config={"device": "cpu" | "gpu"}`` runs on a stream of
-that device (the default is MLX's default device).
+that device (the default is MLX's default device). The model's thread never exits
+(:attr:`~agentadapter.llm.runners.base.Runner.thread_outlives_model`): unloading frees the weights on
+it, and the process does not abort at exit when MLX's thread-local state is torn down.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class MLXRunner(Runner):
 
     name = "mlx"
     install_hint = "pip install 'agentadapter[mlx]': mlx-lm, plus mlx[cpu] on Linux"
+    # MLX's compile cache is thread-local and releases Python objects when its thread exits; that must
+    # never happen while the interpreter shuts down (the process aborts), so the thread never exits.
+    thread_outlives_model = True
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - _LOAD_OPTIONS)
@@ -105,10 +110,16 @@ class MLXRunner(Runner):
         return finish
 
     def unload_model(self) -> None:
+        """Free the weights and MLX's buffer cache, here on the model's thread.
+
+        The thread's streams stay: the thread is reused by the next MLX model, and MLX does not make a
+        thread's default stream again once ``mx.clear_streams`` destroyed it."""
         self.model = None
         self._stream = None
         super().unload_model()
         try:
-            engine_module("mlx.core").clear_cache()
-        except (ImportError, AttributeError):
-            pass
+            mx = engine_module("mlx.core")
+        except ImportError:  # never loaded: nothing of MLX to free
+            return
+        mx.synchronize()  # no work of this thread may still be queued on its streams
+        mx.clear_cache()
