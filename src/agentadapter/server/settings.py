@@ -92,7 +92,8 @@ class ServerSettings(BaseSettings):
     body_offload_bytes: int = Field(default=16_384, ge=0)
     """Bodies of at least this many bytes are checked (and API YAML loaded) off the event loop."""
     body_check_processes: int = Field(default=2, ge=0, le=32)
-    """Worker processes that check large bodies, started on first need; 0: threads of the server process."""
+    """Worker processes that check large bodies, started on first need; 0: threads of the server process
+    (they hold the interpreter lock while parsing, so a flood of hostile bodies then slows every request)."""
 
     # -- secrets in errors and /metrics
     metrics_token: SecretStr | None = None
