@@ -100,7 +100,8 @@ async def _stream_to_terminal(llm: Any, model: str, messages: list[Any], setting
         sys.stdout.write("\n")
         response = stream.response
         if response is not None:
-            cost = f", ${response.cost_usd:.6f}" if response.cost_usd else ""
+            # None is a model without a known price: its cost is unknown, never shown as $0.
+            cost = f", ${response.cost_usd:.6f}" if response.cost_usd is not None else ", cost unknown"
             stderr.print(
                 f"[dim]{response.provider}/{response.model} · {response.usage.input_tokens} in / "
                 f"{response.usage.output_tokens} out{cost} · {response.latency_ms:.0f} ms[/]",
@@ -292,11 +293,14 @@ def cost(
     for column in columns:
         table.add_column(column, justify="left" if column in ("model", "error") else "right")
     for row in rows:
-        cells = [str(row["model"]), f"{row['estimated_usd']:.6f}"]
+        estimated = row["estimated_usd"]
+        cells = [str(row["model"]), f"{estimated:.6f}" if estimated is not None else "unknown"]
         if run:
             actual = row.get("actual_usd")
+            answered = "input_tokens" in row
             cells += [
-                f"{actual:.6f}" if actual is not None else "-", str(row.get("input_tokens", "-")),
+                f"{actual:.6f}" if actual is not None else ("unknown" if answered else "-"),
+                str(row.get("input_tokens", "-")),
                 str(row.get("output_tokens", "-")), f"{row['latency_ms']:.0f}" if "latency_ms" in row else "-",
                 str(row.get("error", "")),
             ]

@@ -98,3 +98,13 @@ def test_health_probes_each_target(tmp_path):
     table = runner.invoke(app, ["health", "test/echo"])
     assert table.exit_code == 0 and "test/echo" in table.stdout
     assert runner.invoke(app, ["health", "--config", str(tmp_path / "none.yaml")]).exit_code == 2
+
+
+def test_cost_of_an_unpriced_model_shows_as_unknown_never_zero(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("backends:\n  mine: {type: custom, base_url: 'http://127.0.0.1:9/v1'}\n")
+    result = runner.invoke(app, ["cost", "hi", "--models", "mine/in-house-7b", "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["estimated_usd"] is None
+    table = runner.invoke(app, ["cost", "hi", "--models", "mine/in-house-7b", "--config", str(config)])
+    assert table.exit_code == 0 and "unknown" in table.stdout and "0.000000" not in table.stdout

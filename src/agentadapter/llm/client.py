@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import logging
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 from agentadapter.config import FileConfig, find_config_file, get_settings, load_config_file, parse_config
 from agentadapter.llm import bounds, catalog
 from agentadapter.llm.backends.base import Backend
-from agentadapter.llm.errors import InvalidRequestError
+from agentadapter.llm.errors import CapabilityError, InvalidRequestError
 from agentadapter.llm.health import InProcessReliabilityStore, ReliabilityStore, TargetHealth
 from agentadapter.llm.ledger import UsageLedger, UsageTotals
 from agentadapter.llm.messages import (
@@ -57,7 +58,7 @@ from agentadapter.llm.policy.retry import RetryPolicy
 from agentadapter.llm.resolve import Resolver, Route
 from agentadapter.llm.router import Router, RouterContext
 from agentadapter.llm.shared import SharedState
-from agentadapter.llm.tokens import estimate_cost
+from agentadapter.llm.tokens import TokenCount, count_tokens_local, estimate_cost
 from agentadapter.llm.tools import Tool, coerce_tool
 from agentadapter.llm.transport import Transport, create_transport
 from agentadapter.observability.logging import get_logger
@@ -353,15 +354,47 @@ class LLM:
         """Tokens and cost so far, grouped by ``provider``, ``model``, ``day``, ``hour`` or any tag."""
         return await self.ledger.totals(group_by, since, until, filters)
 
-    def estimate_cost(self, model: ModelId, messages: MessagesInput | Request, **settings: Any) -> float:
+    def estimate_cost(self, model: ModelId, messages: MessagesInput | Request, **settings: Any) -> float | None:
         """USD a call may cost before it is sent: the counted input plus ``max_tokens`` of output.
 
         No network call is made and no key is needed. For a route, the estimate is for its first target.
+        None when the model has no known price (its cost is unknown, not zero).
         """
         request = messages if isinstance(messages, Request) else self.request(messages, **settings)
         first = model if isinstance(model, str) else model[0]
         model_id = self.resolver.model_ids(first)[0]
         return estimate_cost(request, model_id, catalog.lookup(model_id).pricing)
+
+    async def count_tokens(
+        self, model: ModelId, messages: MessagesInput | Request, *, exact: bool = False, **settings: Any
+    ) -> TokenCount:
+        """Input tokens of a call to ``model`` (of a route, its first target), without making the call.
+
+        By default the count is local and offline (:func:`agentadapter.llm.tokens.count_tokens_local`):
+        OpenAI's tokenizer for OpenAI models (with the ``tokens`` extra), else an estimate; ``exact``
+        on the result says which. With ``exact=True`` the provider counts where it has a counting
+        endpoint (Anthropic's ``/v1/messages/count_tokens``, Gemini's ``:countTokens``; a local
+        model's own tokenizer): a request to the provider, free but rate limited, made with its key.
+        OpenAI models are counted locally with tiktoken. A model with neither raises
+        :class:`CapabilityError` rather than pass an estimate off as exact.
+        """
+        request = messages if isinstance(messages, Request) else self.request(messages, **settings)
+        first = model if isinstance(model, str) else model[0]
+        model_id = self.resolver.model_ids(first)[0]
+        local = count_tokens_local(request, model_id)
+        if not exact or local.method.startswith("tiktoken:"):
+            return local
+        target = self.resolver.route(first).targets[0]
+        backend = target.backend
+        if type(backend).count_tokens is Backend.count_tokens:  # the base class only estimates
+            raise CapabilityError(
+                f"no exact token count for {model_id}: its provider ({backend.name}) has no counting endpoint "
+                "here and its tokenizer is not available offline; call count_tokens(..., exact=False) for "
+                f"the estimate ({local.tokens} tokens, {local.method}), or install agentadapter[tokens] for "
+                "OpenAI models"
+            )
+        tokens = await backend.count_tokens(dataclasses.replace(request, model=target.model))
+        return TokenCount(tokens, exact=True, method=f"provider:{backend.name}")
 
     def _cache_key(self, model: ModelId, request: Request) -> str | None:
         if self.cache is None or not cacheable(request):
