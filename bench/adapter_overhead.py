@@ -116,7 +116,8 @@ async def run(base_url: str, calls: int, concurrency: int) -> None:
         "models": {"pair": {"strategy": "failover", "targets": ["bench/bench-model", "spare/bench-model"]}},
     }
     for model_id in ("bench/bench-model", "spare/bench-model"):
-        catalog.override(model_id, context_window=128_000)
+        # Priced, so the budgets row can bound its calls (an unpriced model is refused under a budget).
+        catalog.override(model_id, context_window=128_000, pricing={"input": 1.0, "output": 2.0})
     llm_aiohttp = LLM(config=config, transport="aiohttp", environ={})
     llm_httpx = LLM(config=config, transport="httpx", environ={})
 
