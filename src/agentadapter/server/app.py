@@ -198,7 +198,11 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
 
         executor = CeleryExecutor(db, settings)
     else:
-        executor = InlineExecutor(db, llm, keep_finished=server.recent_runs, relay=relay, tenant_llms=tenant_llms)
+        from agentadapter.server.run_leases import RunLeases
+
+        leases = RunLeases(db, lease_s=server.run_lease_s, reaper_interval_s=server.run_reaper_interval_s)
+        executor = InlineExecutor(db, llm, keep_finished=server.recent_runs, relay=relay, tenant_llms=tenant_llms,
+                                  leases=leases)
     await executor.start()
     auth = Authenticator(db, settings, server, jwks_transport=jwks_transport)
     limiter = build_rate_limiter(server, settings.redis_url)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from agentadapter.orchestrator import RunEvent
-from agentadapter.server.executor import CancelOutcome, RunExecutor, RunJob
+from agentadapter.server.executor import CancelOutcome, ExecutorUnavailable, RunExecutor, RunJob
 from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run, RunEventRow, RunStep
 from agentadapter.worker.app import DRIVE_TASK, client_app
 from agentadapter.worker.channel import RunChannel
@@ -43,6 +43,8 @@ class CeleryExecutor(RunExecutor):
     """Sends runs to Celery workers; cancels and follows them through Redis."""
 
     name = "celery"
+    SUBMIT_PING_S = 3.0
+    """How long a submission waits for Redis to answer before the run is refused (503)."""
 
     def __init__(self, db: Database, settings: Settings, worker: WorkerSettings | None = None, *,
                  reaper: bool = True) -> None:
@@ -59,12 +61,27 @@ class CeleryExecutor(RunExecutor):
         try:
             await asyncio.to_thread(self.app.send_task, name, args=args, task_id=task_id)
         except Exception as exc:  # kombu's connection errors: the broker is away
-            raise RuntimeError(f"the broker ({self.app.conf.broker_url.split('@')[-1]}) did not take the task "
-                               f"({type(exc).__name__}: {exc}); check it is running") from exc
+            # The broker's address goes to the log, for the operator; the API client learns what happened.
+            logger.warning("the broker (%s) did not take task %s (%s: %s)", self.app.conf.broker_url.split("@")[-1],
+                           name, type(exc).__name__, exc)
+            raise ExecutorUnavailable(
+                f"the task broker did not take the run ({type(exc).__name__}); the operator should check that it "
+                "is running", code="broker_unavailable") from exc
 
     async def submit(self, job: RunJob) -> None:
         if self._closing:
-            raise RuntimeError("the server is shutting down; it takes no new runs")
+            raise ExecutorUnavailable("the server is shutting down; it takes no new runs", code="shutting_down")
+        # A run on the workers needs Redis too (its events and cancel flag): refuse it now rather than
+        # send a run that nobody could follow or cancel.
+        try:
+            async with asyncio.timeout(self.SUBMIT_PING_S):
+                await self.channel.ping()
+        except Exception as exc:  # redis' connection and timeout errors, the timeout's own
+            logger.warning("Redis did not answer a run submission (%s: %s)", type(exc).__name__, exc)
+            raise ExecutorUnavailable(
+                f"Redis (AGENTADAPTER_REDIS_URL), which carries the events and cancels of runs on workers, does not "
+                f"answer ({type(exc).__name__}); the operator should check that it is running",
+                code="shared_state_unavailable") from exc
         await self._send(DRIVE_TASK, [str(job.run_id)])
 
     def cancel(self, run_id: uuid.UUID, reason: str) -> bool:

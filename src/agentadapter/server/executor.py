@@ -9,7 +9,12 @@ the last ``AGENTADAPTER_RECENT_RUNS`` finished runs, so SSE subscribers get live
 included, and replays from ``Last-Event-ID`` without a database read; older runs replay from the
 database. With ``AGENTADAPTER_REDIS_URL`` set (several server processes), a cancel asked of a
 process that does not run the run is published on a Redis channel, and the process that runs it
-cancels it (:class:`CancelRelay`). A Celery executor (a later change) implements the same interface.
+cancels it (:class:`CancelRelay`); a run's own execution never needs Redis. Each run is created
+with a lease held by this process and renewed while it runs, and each process reaps the runs whose
+lease expired (:mod:`agentadapter.server.run_leases`), so a run whose process was killed ends
+``failed`` (``ServerLost``) in every configuration. The Celery executor
+(:mod:`agentadapter.server.celery_executor`) implements the same interface. An executor that cannot
+take a run raises :class:`ExecutorUnavailable`, which the API answers with a 503.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentadapter.orchestrator import Orchestrator, RunEvent, RunHandle, RunOptions
-from agentadapter.store.recorder import StoreRunRecorder
+from agentadapter.server.run_leases import LeasedRunRecorder, RunLeases
 
 if TYPE_CHECKING:
     from agentadapter.agents.base import BaseAgent
@@ -36,13 +41,27 @@ if TYPE_CHECKING:
     from agentadapter.server.tenancy import TenantLLMs
     from agentadapter.store.database import Database
 
-__all__ = ["CancelOutcome", "CancelRelay", "InlineExecutor", "RunExecutor", "RunJob"]
+__all__ = ["CancelOutcome", "CancelRelay", "ExecutorUnavailable", "InlineExecutor", "RunExecutor", "RunJob"]
 
 CancelOutcome = Literal["cancelled", "requested", "unknown"]
 """``cancelled`` here; ``requested`` of the other server processes (the one running it cancels it);
 ``unknown``: no process can be asked (no Redis) and this one does not run it."""
 
 logger = logging.getLogger("agentadapter.server")
+
+
+class ExecutorUnavailable(RuntimeError):
+    """The executor cannot take a run now; the API answers 503 with ``code`` and stores no run.
+
+    ``code`` is ``shutting_down``, ``broker_unavailable`` (the Celery broker refused the task) or
+    ``shared_state_unavailable`` (Redis, which runs on workers need for their events and cancels,
+    does not answer).
+    """
+
+    def __init__(self, message: str, *, code: str, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(slots=True)
@@ -66,7 +85,11 @@ class RunExecutor(ABC):
 
     @abstractmethod
     async def submit(self, job: RunJob) -> None:
-        """Start the run in the background; return at once."""
+        """Start the run in the background; return at once. Raises :class:`ExecutorUnavailable` when it cannot."""
+
+    def new_run_lease(self) -> dict[str, Any]:
+        """Columns to store on a run this executor will execute (its lease); none by default."""
+        return {}
 
     @abstractmethod
     def cancel(self, run_id: uuid.UUID, reason: str) -> bool:
@@ -100,26 +123,33 @@ class InlineExecutor(RunExecutor):
 
     def __init__(
         self, db: Database, llm: LLM, *, keep_finished: int = 256, relay: CancelRelay | None = None,
-        tenant_llms: TenantLLMs | None = None,
+        tenant_llms: TenantLLMs | None = None, leases: RunLeases | None = None,
     ) -> None:
         self.db = db
         self.llm = llm
         self.tenant_llms = tenant_llms
         self.keep_finished = keep_finished
         self.relay = relay
+        self.leases = leases or RunLeases(db, lease_s=30.0, reaper_interval_s=5.0)
         self._running: dict[uuid.UUID, RunHandle] = {}
         self._finished: OrderedDict[uuid.UUID, RunHandle] = OrderedDict()
         self._watchers: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._stopping = asyncio.Event()
+        """Set once shutdown's grace has passed: final writes stop retrying (the lease reaper ends those runs)."""
+
+    def new_run_lease(self) -> dict[str, Any]:
+        return self.leases.values()
 
     async def submit(self, job: RunJob) -> None:
         if self._closing:
-            raise RuntimeError("the server is shutting down; it takes no new runs")
+            raise ExecutorUnavailable("the server is shutting down; it takes no new runs", code="shutting_down")
         # The run's calls go through its tenant's facade: the tenant's keys, credits and tag.
         llm = await self.tenant_llms.get(job.tenant_id) if self.tenant_llms is not None else self.llm
         # Its usage records name the run and project (the agent loop adds the agent that made each call).
         llm = llm.derive(tags={"run": str(job.run_id), "project": str(job.project_id), "source": "run"})
-        orchestrator = Orchestrator(llm=llm, recorder=StoreRunRecorder(self.db, job.tenant_id))
+        recorder = LeasedRunRecorder(self.db, job.tenant_id, stopping=self._stopping)
+        orchestrator = Orchestrator(llm=llm, recorder=recorder)
         options = replace(job.options or RunOptions(), run_id=str(job.run_id))
         handle = orchestrator.start(job.task, job.agents, job.strategy, str(job.project_id), options=options,
                                     workflow=job.workflow)
@@ -155,6 +185,13 @@ class InlineExecutor(RunExecutor):
     async def start(self) -> None:
         if self.relay is not None:
             await self.relay.start(self.cancel)
+        self.leases.start(self._running.keys, self._lost)
+
+    def _lost(self, run_id: uuid.UUID) -> None:
+        """The run was ended elsewhere (a reaper found its lease expired, or it was cancelled as lost): stop it."""
+        logger.warning("run %s was ended by another server process while it ran here; stopping it", run_id)
+        self.cancel(run_id, "the run was ended elsewhere: its lease had expired (this server process was cut off "
+                            "from the database); start it again")
 
     def events(self, run_id: uuid.UUID, after: int = 0) -> AsyncIterator[RunEvent] | None:
         handle = self._running.get(run_id) or self._finished.get(run_id)
@@ -185,8 +222,10 @@ class InlineExecutor(RunExecutor):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(grace_s):
                     await asyncio.gather(*(h.wait() for h in handles), return_exceptions=True)
+        self._stopping.set()  # a final write still retrying gives up: the run's lease expires, a reaper ends it
         if self._watchers:
             await asyncio.gather(*list(self._watchers), return_exceptions=True)
+        await self.leases.stop()
 
 
 class CancelRelay:

@@ -131,6 +131,13 @@ class ServerSettings(BaseSettings):
     """What a metered tenant's call to a model without a known price holds and is charged, flat. 0: such
     calls are refused (their cost cannot be bounded); price the model in the config's catalog: instead."""
 
+    # runs left behind: the leases of inline runs, and the reaper that ends those whose process died
+    run_lease_s: float = Field(default=30.0, gt=0)
+    """How long a server process holds an inline run it executes without renewing it (it renews every third
+    of it). A run whose lease expired - its process was killed - is failed (``ServerLost``) by any process."""
+    run_reaper_interval_s: float = Field(default=5.0, gt=0)
+    """How often each server process looks for runs whose lease expired."""
+
 
 def check_secrets(settings: Settings) -> None:
     """Refuse to serve outside development with a default or missing secret, or a weak JWT secret."""

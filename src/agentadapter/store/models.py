@@ -290,6 +290,7 @@ class Run(Base):
         sa.Index(None, "tenant_id", "status", "created_at"),
         sa.Index(None, "tenant_id", "agent_id", "created_at"),
         sa.Index(None, "tenant_id", "workflow_id", "created_at"),
+        sa.Index(None, "status", "lease_until"),
     )
 
     id: Mapped[uuid.UUID] = _pk()
@@ -318,6 +319,11 @@ class Run(Base):
     updated_at: Mapped[datetime] = _updated()
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(200))
+    """The server process executing the run inline (host:pid:nonce); None for runs of the Celery executor."""
+    lease_until: Mapped[datetime | None] = mapped_column()
+    """Until when that process holds the run; it renews the lease while the run executes. Past it (the process
+    died), any server process's reaper ends the run."""
 
 
 class AgentRun(Base):

@@ -8,7 +8,10 @@ conditional, so several reapers do no harm):
 - a step queued for ``AGENTADAPTER_STEP_REQUEUE_S`` and never claimed (its message was lost) is
   sent again, and so is the drive of a run idle that long with nothing queued or running;
 - a run still unfinished ``AGENTADAPTER_RUN_MAX_AGE_S`` after it was created is failed, with an
-  error that says so.
+  error that says so;
+- a run an inline server process executed, whose lease expired (that process died), is failed
+  (``ServerLost``), as every inline server process's own reaper does
+  (:mod:`agentadapter.server.run_leases`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import timedelta
 from prometheus_client import Counter
 
 from agentadapter.orchestrator.events import RunEvent
+from agentadapter.store import runs as run_store
 from agentadapter.store import steps as step_store
 from agentadapter.store.database import Database
 from agentadapter.store.models import Run, utcnow
@@ -34,7 +38,7 @@ __all__ = ["REAPER_ACTIONS", "ReapReport", "reap", "reap_forever"]
 REAPER_ACTIONS = Counter(
     "agentadapter_reaper_actions_total",
     "What the reaper did: requeued (a dead worker's step), resent (a lost step), redriven (an idle run), "
-    "failed (an overdue run).", ["action"],
+    "failed (an overdue run), lost (an inline run whose server process died).", ["action"],
 )
 
 Sender = Callable[[str, list[str], str | None], Awaitable[None]]
@@ -47,6 +51,7 @@ class ReapReport:
     resent: int = 0
     redriven: int = 0
     failed: int = 0
+    lost: int = 0
 
 
 async def reap(db: Database, channel: RunChannel, settings: WorkerSettings, send: Sender) -> ReapReport:
@@ -70,6 +75,7 @@ async def reap(db: Database, channel: RunChannel, settings: WorkerSettings, send
         for run_id in idle:
             await step_store.touch_run(session, run_id)
         overdue = list(await step_store.overdue_runs(session, now - timedelta(seconds=settings.run_max_age_s)))
+        report.lost = len(await run_store.close_expired_leases(session, now))
     for run_id, key in steps:
         # A fresh task id: the first one may be among the revoked, and workers drop revoked ids.
         await send(STEP_TASK, [str(run_id), key], f"step:{run_id}:{key}:{uuid.uuid4().hex[:8]}")
@@ -79,7 +85,7 @@ async def reap(db: Database, channel: RunChannel, settings: WorkerSettings, send
     for run_id, tenant_id in overdue:
         if await _fail_overdue(db, channel, settings, run_id, tenant_id):
             report.failed += 1
-    for action in ("requeued", "resent", "redriven", "failed"):
+    for action in ("requeued", "resent", "redriven", "failed", "lost"):
         if count := getattr(report, action):
             REAPER_ACTIONS.labels(action).inc(count)
     return report
@@ -119,7 +125,7 @@ async def reap_forever(db: Database, channel: RunChannel, settings: WorkerSettin
         except Exception:
             logger.warning("a reaper pass failed; the next one tries again", exc_info=True)
             continue
-        if report.requeued or report.resent or report.redriven or report.failed:
+        if report.requeued or report.resent or report.redriven or report.failed or report.lost:
             logger.warning("reaper: %d step(s) of dead workers re-enqueued, %d lost step(s) and %d idle run(s) "
-                           "sent again, %d overdue run(s) failed", report.requeued, report.resent,
-                           report.redriven, report.failed)
+                           "sent again, %d overdue run(s) failed, %d run(s) of dead server processes failed",
+                           report.requeued, report.resent, report.redriven, report.failed, report.lost)

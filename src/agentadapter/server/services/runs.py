@@ -1,10 +1,13 @@
 """Runs: start one (an agent or a workflow), cancel one, read its events.
 
 Starting a run builds its agents first - so a broken definition is a 422 now, not a failed run
-later - then stores the run as ``queued``, commits, and hands it to the executor, which answers at
-once; the API replies 202 with the run. Cancelling a run that executes here cancels its task (its
-agents stop, and it records ``cancelled``); a run no process executes any more (a server stopped
-under it) is closed in the database directly. :func:`run_events` is what SSE streams: the
+later - then stores the run as ``queued`` (with the executor's lease on it), commits, and hands it
+to the executor, which answers at once; the API replies 202 with the run. An executor that cannot
+take it (shutting down, its broker or Redis down) gets a 503 with a code that says which, and the
+run is deleted again: no ``queued`` run is left that nobody will run. Cancelling a run that
+executes here cancels its task (its agents stop, and it records ``cancelled``); a run no process
+executes any more (a server stopped under it: no Redis to ask the others, or its lease expired) is
+closed in the database directly, with its ``run_finished`` event. :func:`run_events` is what SSE streams: the
 executor's in-memory log when the run is (or recently was) here, tokens included; otherwise the
 persisted events, then the new ones as they are written, until the run ends.
 """
@@ -20,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.orchestrator import RunEvent, RunOptions
 from agentadapter.server.errors import APIError
-from agentadapter.server.executor import RunJob
+from agentadapter.server.executor import ExecutorUnavailable, RunJob
 from agentadapter.server.schemas import RunCreate, WorkflowRun
 from agentadapter.server.services.building import agent_defaults, builder
 from agentadapter.server.services.common import Caller, invalid, record
@@ -30,7 +33,7 @@ from agentadapter.store import credits as credit_store
 from agentadapter.store import runs as run_store
 from agentadapter.store import tenants, users
 from agentadapter.store import workflows as workflow_store
-from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run
+from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run, utcnow
 
 __all__ = ["cancel_run", "run_events", "start_agent_run", "start_workflow_run"]
 
@@ -44,16 +47,27 @@ async def _submit(session: AsyncSession, state: AppState, caller: Caller, run: R
                   details: Mapping[str, Any]) -> Run:
     # A tenant with no credit left gets a 402 now (the run is not stored), not a run that fails later.
     await credit_store.check_can_start(session, caller.tenant_id, required=state.server.credits_required)
+    for column, value in state.executor.new_run_lease().items():
+        setattr(run, column, value)
     await record(session, caller, "run.create", "run", run.id, details)
     await session.commit()
     try:
         await state.executor.submit(job)
-    except RuntimeError as exc:  # shutting down
-        await run_store.finish_run(session, caller.tenant_id, run.id, "failed",
-                                   {"type": "NotStarted", "message": str(exc)})
-        await session.commit()
-        raise APIError(503, f"{exc}; retry in a moment", type="api_error", code="shutting_down") from exc
+    except ExecutorUnavailable as exc:
+        await _discard(session, caller, run, exc.code)
+        raise APIError(503, f"{exc}; the run was not started, retry in a moment", type="api_error", code=exc.code,
+                       headers={"Retry-After": str(exc.retry_after_s)}) from exc
+    except Exception:
+        await _discard(session, caller, run, "submit_failed")
+        raise
     return run
+
+
+async def _discard(session: AsyncSession, caller: Caller, run: Run, why: str) -> None:
+    """Delete a run the executor did not take, so no ``queued`` run is left behind (the audit log keeps why)."""
+    if await run_store.discard_unstarted_run(session, caller.tenant_id, run.id):
+        await record(session, caller, "run.discard", "run", run.id, {"reason": why})
+    await session.commit()
 
 
 async def start_agent_run(session: AsyncSession, state: AppState, caller: Caller, data: RunCreate) -> Run:
@@ -105,11 +119,17 @@ async def cancel_run(session: AsyncSession, state: AppState, caller: Caller, run
         raise APIError(409, f"run {run_id} has already ended ({run.status}); there is nothing to cancel",
                        code="run_finished", param="run_id")
     reason = f"cancelled through the API by {caller.principal.subject}"
-    outcome = await state.executor.request_cancel(run_id, reason)
+    error = {"type": "Cancelled", "message": reason}
+    if run.lease_until is not None and run.lease_until < utcnow() and await run_store.close_run(
+            session, run_id, "cancelled", error, tenant_id=caller.tenant_id, lease_expired_before=utcnow()):
+        # Its process is gone (the lease expired, no reaper has ended it yet): nobody would hear a cancel request.
+        outcome = "closed"
+        await session.refresh(run)
+    else:
+        outcome = await state.executor.request_cancel(run_id, reason)
     if outcome == "unknown":
         # No process runs it: with one server process (no Redis), nobody does - close it here.
-        run = await run_store.finish_run(session, caller.tenant_id, run_id, "cancelled",
-                                         {"type": "Cancelled", "message": reason})
+        run = await run_store.finish_run(session, caller.tenant_id, run_id, "cancelled", error)
     await record(session, caller, "run.cancel", "run", run_id, {"outcome": outcome})
     await session.commit()
     return run
