@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from agentadapter.llm import catalog
+from agentadapter.llm import catalog, tokens
 from agentadapter.llm.backends.base import estimate_tokens
 from agentadapter.llm.backends.testing import FunctionBackend
 from agentadapter.llm.bounds import (
@@ -31,6 +31,7 @@ def no_tiktoken(monkeypatch: pytest.MonkeyPatch) -> None:
     """Count text with the documented estimate, whatever this machine's tiktoken cache holds."""
     for name in ("tiktoken", "tiktoken.load", "tiktoken_ext", "tiktoken_ext.openai_public"):
         monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(tokens, "_encodings", {})  # nor what an earlier test loaded
 
 
 def _request(*parts: TextPart | ImagePart | FilePart, max_tokens: int | None = None) -> Request:

@@ -30,6 +30,7 @@ from agentadapter.llm.messages import (
 )
 from agentadapter.llm.tools import Tool
 from agentadapter.llm.transport import AiohttpTransport, HttpxTransport, Transport
+from agentadapter.testing import collect_stream, final_response
 from fakes.openai_server import OpenAIFake
 
 MakeBackend = Callable[..., OpenAIChatBackend]
@@ -65,16 +66,6 @@ def ask(text: str = "q", model: str = "gpt-4o-mini", **settings: Any) -> Request
     return Request(model, [Message.user(text)], **settings)
 
 
-async def collect(backend: OpenAIChatBackend, request: Request) -> list[StreamEvent]:
-    return [event async for event in backend.stream(request)]
-
-
-def final(events: list[StreamEvent]) -> Response:
-    assert events[-1].kind == "finish"
-    response = events[-1].response
-    assert response is not None
-    return response
-
 
 def without_latency(response: Response) -> Response:
     assert response.latency_ms > 0
@@ -88,8 +79,8 @@ async def same_both_ways(fake: OpenAIFake, backend: OpenAIChatBackend, request: 
     fake.reply(**reply)
     fake.reply(**reply)
     complete = await backend.generate(request)
-    events = await collect(backend, request)
-    streamed = final(events)
+    events = await collect_stream(backend, request)
+    streamed = final_response(events)
     assert without_latency(streamed) == without_latency(complete)
     return complete, events
 
@@ -102,12 +93,12 @@ WEATHER = Tool("get_weather", "", {"type": "object", "properties": {"city": {"ty
 
 async def test_text_stream_events_and_wire_flags(fake: OpenAIFake, make: MakeBackend) -> None:
     fake.reply("Hello streaming world", usage={"prompt_tokens": 7, "completion_tokens": 3})
-    events = await collect(make(), ask())
+    events = await collect_stream(make(), ask())
     kinds = [e.kind for e in events]
     assert kinds == ["text"] * 5 + ["usage", "finish"]
     assert "".join(e.text for e in events if e.kind == "text") == "Hello streaming world"
     assert events[-2].usage == Usage(input_tokens=7, output_tokens=3)
-    response = final(events)
+    response = final_response(events)
     assert (response.text, response.finish_reason, response.id) == ("Hello streaming world", "stop",
                                                                       "chatcmpl-fake123")
     assert response.provider_details is None  # `obfuscation` and `system_fingerprint` are ignored
@@ -121,7 +112,7 @@ async def test_text_stream_events_and_wire_flags(fake: OpenAIFake, make: MakeBac
 async def test_stream_options_only_where_the_preset_allows(
     fake: OpenAIFake, make: MakeBackend, kind: str, path: str, asks_usage: bool
 ) -> None:
-    await collect(make(kind, path=path), ask())
+    await collect_stream(make(kind, path=path), ask())
     assert ("stream_options" in fake.last.json) is asks_usage
 
 
@@ -192,9 +183,9 @@ async def test_usage_wherever_it_arrives(fake: OpenAIFake, make: MakeBackend, us
 async def test_no_usage_in_the_stream_means_no_usage_event(fake: OpenAIFake, make: MakeBackend) -> None:
     # include_usage is not sent to Mistral; a server that then sends no usage leaves it empty
     fake.reply("hi", usage_on="last_chunk")
-    events = await collect(make("mistral"), ask())
+    events = await collect_stream(make("mistral"), ask())
     assert "usage" not in [e.kind for e in events]
-    assert final(events).usage == Usage()
+    assert final_response(events).usage == Usage()
 
 
 async def test_refusal_and_extras_stream_like_generate(fake: OpenAIFake, make: MakeBackend) -> None:
@@ -212,8 +203,8 @@ async def test_unknown_finish_reason_streams_like_generate(fake: OpenAIFake, mak
 
 async def test_length_finish(fake: OpenAIFake, make: MakeBackend) -> None:
     fake.reply("truncat", finish_reason="length")
-    events = await collect(make(), ask())
-    assert events[-1].finish_reason == "length" and final(events).finish_reason == "length"
+    events = await collect_stream(make(), ask())
+    assert events[-1].finish_reason == "length" and final_response(events).finish_reason == "length"
 
 
 def frame(chunk: Any) -> str:
@@ -235,7 +226,7 @@ async def test_tool_calls_without_index_and_whole_object_arguments(fake: OpenAIF
         frame(delta(tool_calls=[{"index": 2, "function": {"name": "h"}}], finish_reason="tool_calls")),
         "data: [DONE]\n\n",
     ])
-    response = final(await collect(make("ollama"), ask()))
+    response = final_response(await collect_stream(make("ollama"), ask()))
     assert response.tool_calls == [
         ToolCallPart("a", "f", {"x": 1}), ToolCallPart("b", "g", {"y": 2}), ToolCallPart("call_2", "h", {}),
     ]
@@ -248,20 +239,20 @@ async def test_tool_calls_completed_when_the_stream_ends_without_a_finish_reason
         frame(delta(tool_calls=[{"index": 0, "id": "a", "function": {"name": "f", "arguments": "{}"}}])),
         "data: [DONE]\n\n",
     ])
-    events = await collect(make("lmstudio"), ask())
+    events = await collect_stream(make("lmstudio"), ask())
     assert [e.kind for e in events] == ["tool_call_delta", "tool_call", "finish"]
-    assert final(events).finish_reason == "tool_calls"
+    assert final_response(events).finish_reason == "tool_calls"
 
 
 async def test_finish_without_done_is_fine(fake: OpenAIFake, make: MakeBackend) -> None:
     fake.reply("complete", omit_done=True)
-    assert final(await collect(make(), ask())).text == "complete"
+    assert final_response(await collect_stream(make(), ask())).text == "complete"
 
 
 async def test_nothing_after_done_is_read_as_content(fake: OpenAIFake, make: MakeBackend) -> None:
     fake.reply(frames=[frame(delta(content="a", finish_reason="stop")), "data: [DONE]\n\n",
                        frame(delta(content="ignored"))])
-    assert final(await collect(make(), ask())).text == "a"
+    assert final_response(await collect_stream(make(), ask())).text == "a"
 
 
 async def test_the_caller_may_stop_early(fake: OpenAIFake, make: MakeBackend) -> None:
@@ -273,7 +264,7 @@ async def test_the_caller_may_stop_early(fake: OpenAIFake, make: MakeBackend) ->
         break
     await stream.aclose()  # type: ignore[attr-defined]
     fake.reply("again")
-    assert final(await collect(backend, ask())).text == "again"  # the backend still works
+    assert final_response(await collect_stream(backend, ask())).text == "again"  # the backend still works
 
 
 # --------------------------------------------------------------------------------------- failures
@@ -294,38 +285,38 @@ async def test_error_event_with_a_rate_limit_type(fake: OpenAIFake, make: MakeBa
     fake.reply("x", error_after=1,
                error_body={"error": {"message": "Rate limit reached", "type": "rate_limit_exceeded"}})
     with pytest.raises(RateLimitError):
-        await collect(make(), ask())
+        await collect_stream(make(), ask())
 
 
 async def test_error_event_without_a_known_type(fake: OpenAIFake, make: MakeBackend) -> None:
     fake.reply(frames=["event: error\ndata: something broke\n\n"])
     with pytest.raises(StreamInterruptedError, match="something broke"):
-        await collect(make(), ask())
+        await collect_stream(make(), ask())
 
 
 async def test_error_chunk_after_http_200(fake: OpenAIFake, make: MakeBackend) -> None:
     fake.reply("x", error_after=2, error_as="chunk",
                error_body={"error": {"message": "The server is overloaded", "type": "server_error"}})
     with pytest.raises(ServerError, match="overloaded"):
-        await collect(make(), ask())
+        await collect_stream(make(), ask())
 
 
 async def test_invalid_json_frame(fake: OpenAIFake, make: MakeBackend) -> None:
     fake.reply("some text here", bad_json_at=2)
     with pytest.raises(StreamInterruptedError, match="not JSON"):
-        await collect(make(), ask())
+        await collect_stream(make(), ask())
 
 
 async def test_chunk_that_is_not_an_object(fake: OpenAIFake, make: MakeBackend) -> None:
     fake.reply(frames=["data: [1, 2]\n\n"])
     with pytest.raises(StreamInterruptedError, match="not a JSON object"):
-        await collect(make(), ask())
+        await collect_stream(make(), ask())
 
 
 async def test_stream_that_stops_before_the_model_finished(fake: OpenAIFake, make: MakeBackend) -> None:
     fake.reply("cut short", omit_finish=True, omit_done=True)
     with pytest.raises(StreamInterruptedError, match="ended before the model finished"):
-        await collect(make(), ask())
+        await collect_stream(make(), ask())
 
 
 @pytest.mark.parametrize("transport_type", [AiohttpTransport, HttpxTransport])
@@ -348,13 +339,13 @@ async def test_dropped_connection_before_any_event(
 ) -> None:
     fake.fail(drop=True)
     with pytest.raises(APIConnectionError):
-        await collect(make(transport=transport_type()), ask())
+        await collect_stream(make(transport=transport_type()), ask())
 
 
 async def test_status_error_on_a_stream_request(fake: OpenAIFake, make: MakeBackend) -> None:
     fake.fail(429, {"error": {"message": "slow down"}}, headers={"retry-after-ms": "1500"})
     with pytest.raises(RateLimitError) as caught:
-        await collect(make(), ask())
+        await collect_stream(make(), ask())
     assert caught.value.retry_after == 1.5
 
 
@@ -362,4 +353,4 @@ async def test_errors_are_ours_never_foreign(fake: OpenAIFake, make: MakeBackend
     for reply in ({"drop_after": 2}, {"bad_json_at": 1}, {"error_after": 1}):
         fake.reply("text", **reply)
         with pytest.raises(APIError):
-            await collect(make(), ask())
+            await collect_stream(make(), ask())

@@ -33,6 +33,7 @@ from agentadapter.llm.messages import (
 from agentadapter.llm.output import OutputSchema
 from agentadapter.llm.tools import Tool
 from agentadapter.llm.transport import AiohttpTransport, HttpxTransport, Transport
+from agentadapter.testing import collect_stream, final_response
 from fakes.anthropic_server import AnthropicFake
 from fakes.server import Recorded, send_sse
 
@@ -66,15 +67,6 @@ def req(prompt: str = "q", **kwargs: Any) -> Request:
     return Request(model=MODEL, messages=[Message.user(prompt)], **kwargs)
 
 
-async def collect(backend: AnthropicBackend, request: Request) -> list[StreamEvent]:
-    return [event async for event in backend.stream(request)]
-
-
-def final(events: list[StreamEvent]) -> Response:
-    assert events[-1].kind == "finish"
-    assert events[-1].response is not None
-    return events[-1].response
-
 
 def same_answer(streamed: Response, whole: Response) -> None:
     """Everything but the per-call id and latency."""
@@ -92,7 +84,7 @@ async def generate_and_stream(
     fake.reply(**script)
     whole = await backend.generate(request)
     fake.reply(**script)
-    events = await collect(backend, request)
+    events = await collect_stream(backend, request)
     return whole, events
 
 
@@ -115,7 +107,7 @@ async def test_text_streams_in_deltas_and_accumulates_to_the_generate_response(
     assert [e.kind for e in events[-2:]] == ["usage", "finish"]
     assert sum(e.kind == "usage" for e in events) == 1
 
-    streamed = final(events)
+    streamed = final_response(events)
     same_answer(streamed, whole)
     assert streamed.id.startswith("msg_fake_")
     assert streamed.usage == Usage(input_tokens=11, output_tokens=7)
@@ -125,13 +117,13 @@ async def test_text_streams_in_deltas_and_accumulates_to_the_generate_response(
 async def test_two_text_blocks_stay_two_parts(fake: AnthropicFake, backend: AnthropicBackend) -> None:
     blocks = [{"type": "text", "text": "First block."}, {"type": "text", "text": "Second block."}]
     whole, events = await generate_and_stream(fake, backend, req(), blocks=blocks)
-    assert final(events).parts == [TextPart("First block."), TextPart("Second block.")]
-    same_answer(final(events), whole)
+    assert final_response(events).parts == [TextPart("First block."), TextPart("Second block.")]
+    same_answer(final_response(events), whole)
 
 
 async def test_echo_stream(backend: AnthropicBackend) -> None:
-    events = await collect(backend, req("stream me back"))
-    assert final(events).text == "stream me back"
+    events = await collect_stream(backend, req("stream me back"))
+    assert final_response(events).text == "stream me back"
 
 
 # ------------------------------------------------------------------------------------------ tools
@@ -158,7 +150,7 @@ async def test_tool_use_streams_argument_fragments_then_the_whole_call(
         ToolCallPart("toolu_s1", "get_weather", {"city": "Reykjavik", "units": "metric"}),
         ToolCallPart("toolu_s2", "get_weather", {"city": "Nuuk"}),
     ]
-    streamed = final(events)
+    streamed = final_response(events)
     assert streamed.finish_reason == "tool_calls"
     same_answer(streamed, whole)
 
@@ -172,11 +164,11 @@ async def test_a_stream_ending_with_an_open_tool_use_block_keeps_the_call(
     fake.reply(**script)
     whole = await backend.generate(req(tools=[WEATHER]))
     fake.reply(**script, unclosed_last_block=True)  # message_stop arrives with the tool_use block still open
-    events = await collect(backend, req(tools=[WEATHER]))
+    events = await collect_stream(backend, req(tools=[WEATHER]))
     assert [e.tool_call for e in events if e.kind == "tool_call"] == [
         ToolCallPart("toolu_open", "get_weather", {"city": "Tromso"})
     ]
-    streamed = final(events)
+    streamed = final_response(events)
     assert streamed.tool_calls == whole.tool_calls
     same_answer(streamed, whole)
 
@@ -189,7 +181,7 @@ async def test_a_stream_ending_with_an_open_output_block_keeps_the_answer(
     fake.reply(**script)
     whole = await backend.generate(req(output=schema))
     fake.reply(**script, unclosed_last_block=True)
-    streamed = final(await collect(backend, req(output=schema)))
+    streamed = final_response(await collect_stream(backend, req(output=schema)))
     assert schema.parse(streamed.text) == City(name="Graz", population=3)
     same_answer(streamed, whole)
 
@@ -200,7 +192,7 @@ async def test_structured_output_streams_as_the_answer_text(fake: AnthropicFake,
         fake, backend, req(output=schema), tool_uses=[{"name": "City", "input": {"name": "Graz", "population": 3}}]
     )
     assert not any(e.kind in ("tool_call", "tool_call_delta") for e in events)
-    streamed = final(events)
+    streamed = final_response(events)
     assert streamed.finish_reason == "stop"
     assert schema.parse(streamed.text) == City(name="Graz", population=3)
     same_answer(streamed, whole)
@@ -218,7 +210,7 @@ async def test_thinking_and_signature_stream_and_round_trip(fake: AnthropicFake,
     assert "".join(e.text for e in reasoning) == "Step one, then step two."
     assert [e.signature for e in reasoning if e.signature] == ["sig-stream-1"]
 
-    streamed = final(events)
+    streamed = final_response(events)
     assert streamed.parts == [
         ReasoningPart("Step one, then step two.", signature="sig-stream-1", provider="anthropic"),
         TextPart("Done."),
@@ -228,7 +220,7 @@ async def test_thinking_and_signature_stream_and_round_trip(fake: AnthropicFake,
     # The streamed answer goes back as history; the fake rejects signatures it did not issue.
     follow_up = Request(model=MODEL, messages=[*request.messages, streamed.message, Message.user("And?")],
                         reasoning_effort="medium")
-    events = await collect(backend, follow_up)
+    events = await collect_stream(backend, follow_up)
     assert fake.requests[-1].json["messages"][1]["content"][0] == {
         "type": "thinking", "thinking": "Step one, then step two.", "signature": "sig-stream-1",
     }
@@ -236,22 +228,22 @@ async def test_thinking_and_signature_stream_and_round_trip(fake: AnthropicFake,
 
 async def test_redacted_thinking_streams_whole(fake: AnthropicFake, backend: AnthropicBackend) -> None:
     whole, events = await generate_and_stream(fake, backend, req(), redacted_thinking="Opaque==", text="Hi.")
-    assert final(events).parts[0] == ReasoningPart(redacted_data="Opaque==", provider="anthropic")
-    same_answer(final(events), whole)
+    assert final_response(events).parts[0] == ReasoningPart(redacted_data="Opaque==", provider="anthropic")
+    same_answer(final_response(events), whole)
 
 
 async def test_a_forged_signature_is_refused_by_the_fake(backend: AnthropicBackend) -> None:
     assistant = Message.assistant([ReasoningPart("made up", signature="forged", provider="anthropic"), TextPart("x")])
     with pytest.raises(BadRequestError, match="signature"):
-        await collect(backend, Request(model=MODEL, messages=[Message.user("q"), assistant, Message.user("r")]))
+        await collect_stream(backend, Request(model=MODEL, messages=[Message.user("q"), assistant, Message.user("r")]))
 
 
 async def test_streamed_thinking_names_the_vendor_under_any_backend_name(fake: AnthropicFake) -> None:
     named = AnthropicBackend(BackendConfig(name="acct-b", type="anthropic", base_url=fake.url, api_key=fake.api_key))
     fake.reply(thinking="hm", signature="sig-b", text="ok")
     fake.reply(redacted_thinking="Opaque==", text="ok")
-    first = final(await collect(named, req(reasoning_effort="low")))
-    second = final(await collect(named, req(reasoning_effort="low")))
+    first = final_response(await collect_stream(named, req(reasoning_effort="low")))
+    second = final_response(await collect_stream(named, req(reasoning_effort="low")))
     assert first.provider == "acct-b"
     assert first.parts[0] == ReasoningPart("hm", signature="sig-b", provider="anthropic")
     assert second.parts[0] == ReasoningPart(redacted_data="Opaque==", provider="anthropic")
@@ -269,14 +261,14 @@ async def test_usage_merges_message_start_and_message_delta(fake: AnthropicFake,
     usage_events = [e for e in events if e.kind == "usage"]
     assert [e.usage for e in usage_events] == [expected]
     assert whole.usage == expected
-    same_answer(final(events), whole)
+    same_answer(final_response(events), whole)
 
 
 async def test_cumulative_message_delta_usage(fake: AnthropicFake, backend: AnthropicBackend) -> None:
     fake.cumulative_delta_usage = True
     fake.reply("x", usage={"input_tokens": 5, "cache_read_input_tokens": 7, "output_tokens": 3})
-    events = await collect(backend, req())
-    assert final(events).usage == Usage(input_tokens=12, output_tokens=3, cached_input_tokens=7)
+    events = await collect_stream(backend, req())
+    assert final_response(events).usage == Usage(input_tokens=12, output_tokens=3, cached_input_tokens=7)
 
 
 async def test_stop_sequence_and_unknown_blocks_in_a_stream(fake: AnthropicFake, backend: AnthropicBackend) -> None:
@@ -284,12 +276,12 @@ async def test_stop_sequence_and_unknown_blocks_in_a_stream(fake: AnthropicFake,
     whole, events = await generate_and_stream(
         fake, backend, req(stop=["HALT"]), blocks=blocks, stop_reason="stop_sequence", stop_sequence="HALT"
     )
-    assert final(events).provider_details == {"stop_reason": "stop_sequence", "stop_sequence": "HALT"}
-    same_answer(final(events), whole)
+    assert final_response(events).provider_details == {"stop_reason": "stop_sequence", "stop_sequence": "HALT"}
+    same_answer(final_response(events), whole)
 
     search = {"type": "server_tool_use", "id": "srvtoolu_9", "name": "web_search", "input": {}}
     fake.reply(blocks=[search, {"type": "text", "text": "ok"}])
-    streamed = final(await collect(backend, req()))
+    streamed = final_response(await collect_stream(backend, req()))
     assert streamed.provider_details == {"stop_reason": "end_turn", "unsupported_blocks": [search]}
 
 
@@ -311,7 +303,7 @@ async def test_overloaded_error_mid_stream(fake: AnthropicFake, backend: Anthrop
 async def test_rate_limit_on_a_stream_request_is_plain_json(fake: AnthropicFake, backend: AnthropicBackend) -> None:
     fake.rate_limited(retry_after=3)
     with pytest.raises(RateLimitError) as caught:
-        await collect(backend, req())
+        await collect_stream(backend, req())
     assert caught.value.retry_after == 3.0
     assert caught.value.status == 429
 
@@ -319,13 +311,13 @@ async def test_rate_limit_on_a_stream_request_is_plain_json(fake: AnthropicFake,
 async def test_529_on_a_stream_request(fake: AnthropicFake, backend: AnthropicBackend) -> None:
     fake.overloaded()
     with pytest.raises(OverloadedError):
-        await collect(backend, req())
+        await collect_stream(backend, req())
 
 
 async def test_a_dropped_connection(fake: AnthropicFake, backend: AnthropicBackend) -> None:
     fake.fail(drop=True)
     with pytest.raises(APIConnectionError):
-        await collect(backend, req())
+        await collect_stream(backend, req())
 
 
 @pytest.mark.parametrize("transport_type", [AiohttpTransport, HttpxTransport])

@@ -17,8 +17,9 @@ from agentadapter.llm.errors import (
     RateLimitError,
     StreamInterruptedError,
 )
-from agentadapter.llm.messages import Message, Request, Response, StreamEvent, Usage
+from agentadapter.llm.messages import Message, Request, StreamEvent, Usage
 from agentadapter.llm.tools import Tool
+from agentadapter.testing import collect_stream, comparable_response, final_response
 from fakes.gemini_server import GeminiFake, gemini_error
 from fakes.server import Recorded, send_sse
 
@@ -44,31 +45,17 @@ def ask(text: str = "Hi", **settings: Any) -> Request:
     return Request(model=MODEL, messages=[Message.user(text)], **settings)
 
 
-async def collect(backend: GeminiBackend, request: Request) -> list[StreamEvent]:
-    return [event async for event in backend.stream(request)]
-
-
-def final(events: list[StreamEvent]) -> Response:
-    assert events[-1].kind == "finish"
-    assert events[-1].response is not None
-    return events[-1].response
-
-
-def comparable(response: Response) -> dict[str, Any]:
-    data = response.to_dict()
-    data.pop("latency_ms")
-    return data
 
 
 async def test_text_streams_in_pieces(fake: GeminiFake, backend: GeminiBackend) -> None:
     fake.reply("Hello brave new world", response_id="r-1")
 
-    events = await collect(backend, ask())
+    events = await collect_stream(backend, ask())
 
     texts = [e.text for e in events if e.kind == "text"]
     assert len(texts) > 1 and "".join(texts) == "Hello brave new world"
     assert [e.kind for e in events[-2:]] == ["usage", "finish"]
-    response = final(events)
+    response = final_response(events)
     assert (response.text, response.id, response.finish_reason) == ("Hello brave new world", "r-1", "stop")
     sent = fake.requests[-1]
     assert sent.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
@@ -79,34 +66,34 @@ async def test_text_streams_in_pieces(fake: GeminiFake, backend: GeminiBackend) 
 async def test_usage_is_reported_once_with_the_last_cumulative_value(fake: GeminiFake,
                                                                      backend: GeminiBackend) -> None:
     fake.reply("one two three four five six")  # the fake's usage grows chunk by chunk
-    events = await collect(backend, ask("a b c"))
+    events = await collect_stream(backend, ask("a b c"))
     usages = [e.usage for e in events if e.kind == "usage"]
     assert usages == [Usage(input_tokens=4, output_tokens=6)]
-    assert final(events).usage == usages[0]
+    assert final_response(events).usage == usages[0]
 
 
 async def test_a_function_call_arrives_whole(fake: GeminiFake, backend: GeminiBackend) -> None:
     fake.reply("Checking.", function_calls=[{"name": "get_weather", "args": {"city": "Paris"}},
                                             {"name": "get_weather", "args": {"city": "Rome"}}])
 
-    events = await collect(backend, ask("Paris and Rome?", tools=[WEATHER]))
+    events = await collect_stream(backend, ask("Paris and Rome?", tools=[WEATHER]))
 
     calls = [e for e in events if e.kind in ("tool_call_delta", "tool_call")]
     assert [e.kind for e in calls] == ["tool_call_delta", "tool_call", "tool_call_delta", "tool_call"]
     delta, whole = calls[0], calls[1]
     assert json.loads(delta.arguments_delta) == {"city": "Paris"}
     assert whole.tool_call is not None and delta.call_id == whole.tool_call.id and delta.name == "get_weather"
-    response = final(events)
+    response = final_response(events)
     assert response.finish_reason == "tool_calls"
     assert [c.arguments for c in response.tool_calls] == [{"city": "Paris"}, {"city": "Rome"}]
 
 
 async def test_thoughts_stream_as_reasoning(fake: GeminiFake, backend: GeminiBackend) -> None:
     fake.reply("42", thought="Six times seven is forty-two.", thought_signature="c2ln")
-    events = await collect(backend, ask("6*7?", reasoning_effort="low"))
+    events = await collect_stream(backend, ask("6*7?", reasoning_effort="low"))
     reasoning = [e for e in events if e.kind == "reasoning"]
     assert len(reasoning) == 2 and reasoning[-1].signature == "c2ln"
-    response = final(events)
+    response = final_response(events)
     assert response.reasoning == "Six times seven is forty-two."
     assert response.parts[0].signature == "c2ln"  # type: ignore[union-attr]
 
@@ -143,9 +130,9 @@ async def test_the_accumulated_stream_equals_generate(fake: GeminiFake, backend:
     request = ask("Weather?", tools=[WEATHER])
 
     generated = await backend.generate(request)
-    streamed = final(await collect(backend, request))
+    streamed = final_response(await collect_stream(backend, request))
 
-    assert comparable(streamed) == comparable(generated)
+    assert comparable_response(streamed) == comparable_response(generated)
 
 
 async def test_an_error_chunk_mid_stream_is_raised(fake: GeminiFake, backend: GeminiBackend) -> None:
@@ -160,21 +147,21 @@ async def test_an_error_chunk_mid_stream_is_raised(fake: GeminiFake, backend: Ge
 async def test_a_rate_limit_before_the_stream_starts(fake: GeminiFake, backend: GeminiBackend) -> None:
     fake.fail_with(429, "Resource has been exhausted (e.g. check quota).", headers={"retry-after": "3"})
     with pytest.raises(RateLimitError) as caught:
-        await collect(backend, ask())
+        await collect_stream(backend, ask())
     assert caught.value.retry_after == 3.0
 
 
 async def test_a_stream_without_a_finish_reason_is_incomplete(fake: GeminiFake, backend: GeminiBackend) -> None:
     fake.reply("Half an ans", no_finish=True)
     with pytest.raises(StreamInterruptedError, match="no finishReason"):
-        await collect(backend, ask())
+        await collect_stream(backend, ask())
 
 
 async def test_a_dropped_connection_mid_stream_is_an_interrupted_stream(fake: GeminiFake,
                                                                         backend: GeminiBackend) -> None:
     fake.reply("A long answer that never ends properly", drop_after=2)
     with pytest.raises((StreamInterruptedError, APIConnectionError)) as caught:
-        await collect(backend, ask())
+        await collect_stream(backend, ask())
     assert isinstance(caught.value, StreamInterruptedError)
     assert "incomplete" in str(caught.value)
 
@@ -183,15 +170,15 @@ async def test_a_connection_that_fails_before_any_chunk_stays_a_connection_error
                                                                                  backend: GeminiBackend) -> None:
     fake.fail(0, drop=True)
     with pytest.raises(APIConnectionError) as caught:
-        await collect(backend, ask())
+        await collect_stream(backend, ask())
     assert not isinstance(caught.value, StreamInterruptedError)
 
 
 async def test_a_blocked_prompt_streams_a_content_filter_finish(fake: GeminiFake, backend: GeminiBackend) -> None:
     fake.reply(block_reason="SAFETY")
-    events = await collect(backend, ask())
+    events = await collect_stream(backend, ask())
     assert [e.kind for e in events] == ["usage", "finish"]
-    assert final(events).finish_reason == "content_filter"
+    assert final_response(events).finish_reason == "content_filter"
 
 
 async def test_crlf_frames_split_anywhere_and_keep_alives(fake: GeminiFake, backend: GeminiBackend) -> None:
@@ -208,8 +195,8 @@ async def test_crlf_frames_split_anywhere_and_keep_alives(fake: GeminiFake, back
         return await send_sse(request, frames)
 
     fake.route("POST", "/v1beta/models/split-model:streamGenerateContent", handler)
-    events = await collect(backend, Request(model="split-model", messages=[Message.user("x")]))
-    response = final(events)
+    events = await collect_stream(backend, Request(model="split-model", messages=[Message.user("x")]))
+    response = final_response(events)
     assert (response.text, response.id, response.usage.output_tokens) == ("Hello", "split", 2)
 
 
@@ -219,4 +206,4 @@ async def test_an_event_that_is_not_json_is_reported(fake: GeminiFake, backend: 
 
     fake.route("POST", "/v1beta/models/broken:streamGenerateContent", handler)
     with pytest.raises(StreamInterruptedError, match="not JSON"):
-        await collect(backend, Request(model="broken", messages=[Message.user("x")]))
+        await collect_stream(backend, Request(model="broken", messages=[Message.user("x")]))

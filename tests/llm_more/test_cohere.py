@@ -3,7 +3,6 @@ streaming (accumulated equal to generate), finish reasons, usage, errors, and th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -39,7 +38,6 @@ from agentadapter.llm.messages import (
     ReasoningPart,
     Request,
     Response,
-    StreamEvent,
     TextPart,
     ToolCallPart,
     ToolResultPart,
@@ -48,6 +46,7 @@ from agentadapter.llm.messages import (
 from agentadapter.llm.output import OutputSchema
 from agentadapter.llm.tools import Tool
 from agentadapter.llm.transport import AiohttpTransport, HttpxTransport, Transport
+from agentadapter.testing import collect_stream, comparable_response, final_response
 from fakes.cohere_server import CohereFake
 
 MODEL = "command-a-03-2025"
@@ -95,21 +94,6 @@ def ask(*messages: Message | str, **settings: Any) -> Request:
     return Request(MODEL, [Message.user(m) if isinstance(m, str) else m for m in messages], **settings)
 
 
-async def collect(backend: CohereBackend, request: Request) -> list[StreamEvent]:
-    return [event async for event in backend.stream(request)]
-
-
-def final(events: list[StreamEvent]) -> Response:
-    assert events[-1].kind == "finish"
-    response = events[-1].response
-    assert response is not None
-    return response
-
-
-def comparable(response: Response) -> dict[str, Any]:
-    data = dataclasses.asdict(response)
-    data.pop("latency_ms")
-    return data
 
 
 async def stream_equals_generate(fake: CohereFake, backend: CohereBackend, request: Request,
@@ -117,8 +101,8 @@ async def stream_equals_generate(fake: CohereFake, backend: CohereBackend, reque
     fake.reply(**reply)
     generated = await backend.generate(request)
     fake.reply(**reply)
-    streamed = final(await collect(backend, request))
-    assert comparable(streamed) == comparable(generated)
+    streamed = final_response(await collect_stream(backend, request))
+    assert comparable_response(streamed) == comparable_response(generated)
     return generated
 
 
@@ -444,7 +428,7 @@ async def test_cost_is_priced_from_billed_units_not_processed_tokens(fake: Coher
     assert whole.usage == Usage(2150, 4)  # usage still means what the model processed
     assert whole.cost_usd == pytest.approx(billed)
     fake.reply("A B C", usage=usage)
-    assert final(await collect(backend, ask("q"))).cost_usd == pytest.approx(billed)
+    assert final_response(await collect_stream(backend, ask("q"))).cost_usd == pytest.approx(billed)
     # Without billed units the call is priced from usage, by the router, as for any provider.
     fake.reply("A B C", usage={"tokens": {"input_tokens": 2150.0, "output_tokens": 4.0}})
     assert (await backend.generate(ask("q"))).cost_usd is None
@@ -546,12 +530,12 @@ async def test_list_models(fake: CohereFake, backend: CohereBackend) -> None:
 
 async def test_stream_text_events(fake: CohereFake, backend: CohereBackend) -> None:
     fake.reply("Hello there world")
-    events = await collect(backend, ask("q", max_tokens=5))
+    events = await collect_stream(backend, ask("q", max_tokens=5))
     assert fake.last.json["stream"] is True
     texts = [e.text for e in events if e.kind == "text"]
     assert len(texts) > 1 and "".join(texts) == "Hello there world"
     assert [e.kind for e in events[-2:]] == ["usage", "finish"]
-    response = final(events)
+    response = final_response(events)
     assert response.text == "Hello there world" and response.finish_reason == "stop"
     assert response.usage == Usage(215, 4) and response.latency_ms > 0
 
@@ -566,7 +550,7 @@ async def test_stream_equals_generate_tools(fake: CohereFake, backend: CohereBac
         {"id": "get_weather_b2", "name": "get_weather", "arguments": {"city": "Brasilia"}},
     ]
     fake.reply(tool_plan="I will check.", tool_calls=calls, fragment_size=3)
-    events = await collect(backend, ask("q", tools=[WEATHER]))
+    events = await collect_stream(backend, ask("q", tools=[WEATHER]))
     deltas = [e for e in events if e.kind == "tool_call_delta"]
     assert deltas[0].call_id == "get_weather_a1" and deltas[0].name == "get_weather"
     assert "".join(e.arguments_delta for e in deltas if e.index == 1) == '{"city": "Brasilia"}'
@@ -595,7 +579,7 @@ async def test_mid_stream_error_event(fake: CohereFake, backend: CohereBackend,
                                       error_body: dict[str, Any] | None) -> None:
     fake.reply("Hello there world", error_after=3, error_body=error_body)
     with pytest.raises((ServerError, StreamInterruptedError)) as caught:
-        await collect(backend, ask("q"))
+        await collect_stream(backend, ask("q"))
     if error_body is None:
         assert isinstance(caught.value, ServerError)
     else:
@@ -615,14 +599,14 @@ async def test_error_object_in_the_data(backend: CohereBackend) -> None:
 async def test_stream_status_errors(fake: CohereFake, backend: CohereBackend) -> None:
     fake.fail(429, {"message": "rate limited"}, headers={"retry-after": "3"})
     with pytest.raises(RateLimitError) as caught:
-        await collect(backend, ask("q"))
+        await collect_stream(backend, ask("q"))
     assert caught.value.retry_after == 3.0
 
 
 async def test_stream_dropped_connection(fake: CohereFake, backend: CohereBackend) -> None:
     fake.reply("Hello there world", drop_after=3)
     with pytest.raises(StreamInterruptedError, match="incomplete"):
-        await collect(backend, ask("q"))
+        await collect_stream(backend, ask("q"))
 
 
 @pytest.mark.parametrize("transport_type", [AiohttpTransport, HttpxTransport])
@@ -631,10 +615,10 @@ async def test_stream_on_each_transport(fake: CohereFake, transport_type: type[T
                             transport=transport_type())
     try:
         fake.reply("Hello there world")
-        assert final(await collect(backend, ask("q"))).text == "Hello there world"
+        assert final_response(await collect_stream(backend, ask("q"))).text == "Hello there world"
         fake.reply("Hello there world", drop_after=4)
         with pytest.raises(StreamInterruptedError):
-            await collect(backend, ask("q"))
+            await collect_stream(backend, ask("q"))
     finally:
         await backend.aclose()
 
@@ -642,7 +626,7 @@ async def test_stream_on_each_transport(fake: CohereFake, transport_type: type[T
 async def test_stream_without_message_end(fake: CohereFake, backend: CohereBackend) -> None:
     fake.reply("Hello", omit_end=True)
     with pytest.raises(StreamInterruptedError, match="before message-end"):
-        await collect(backend, ask("q"))
+        await collect_stream(backend, ask("q"))
 
 
 def test_decoder_tolerates_odd_events() -> None:

@@ -4,7 +4,6 @@ reasons, usage, errors, presets' URLs and auth, and the conformance kit."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -40,7 +39,6 @@ from agentadapter.llm.messages import (
     ReasoningPart,
     Request,
     Response,
-    StreamEvent,
     TextPart,
     ToolCallPart,
     ToolResultPart,
@@ -49,6 +47,7 @@ from agentadapter.llm.messages import (
 from agentadapter.llm.output import OutputSchema
 from agentadapter.llm.tools import Tool
 from agentadapter.llm.transport import AiohttpTransport, HttpxTransport, Transport
+from agentadapter.testing import collect_stream, comparable_response, final_response
 from fakes.responses_server import ResponsesFake
 
 CHAT_MODEL = "gpt-4o-mini"
@@ -100,21 +99,6 @@ def ask(*messages: Message | str, model: str = CHAT_MODEL, **settings: Any) -> R
     return Request(model, [Message.user(m) if isinstance(m, str) else m for m in messages], **settings)
 
 
-async def collect(backend: OpenAIResponsesBackend, request: Request) -> list[StreamEvent]:
-    return [event async for event in backend.stream(request)]
-
-
-def final(events: list[StreamEvent]) -> Response:
-    assert events[-1].kind == "finish"
-    response = events[-1].response
-    assert response is not None
-    return response
-
-
-def comparable(response: Response) -> dict[str, Any]:
-    data = dataclasses.asdict(response)
-    data.pop("latency_ms")
-    return data
 
 
 async def stream_equals_generate(fake: ResponsesFake, backend: OpenAIResponsesBackend, request: Request,
@@ -122,8 +106,8 @@ async def stream_equals_generate(fake: ResponsesFake, backend: OpenAIResponsesBa
     fake.reply(**reply)
     generated = await backend.generate(request)
     fake.reply(**reply)
-    streamed = final(await collect(backend, request))
-    assert comparable(streamed) == comparable(generated)
+    streamed = final_response(await collect_stream(backend, request))
+    assert comparable_response(streamed) == comparable_response(generated)
     return generated
 
 
@@ -446,7 +430,7 @@ async def test_failed_response_raises_streamed_or_not(fake: ResponsesFake, backe
         await backend.generate(ask("q"))
     fake.reply("x", status="failed", error=error)
     with pytest.raises(expected) as streamed:
-        await collect(backend, ask("q"))
+        await collect_stream(backend, ask("q"))
     assert type(generated.value) is type(streamed.value)
     assert not isinstance(generated.value, StreamInterruptedError)
 
@@ -562,12 +546,12 @@ async def test_list_models(fake: ResponsesFake, backend: OpenAIResponsesBackend)
 
 async def test_stream_text_events(fake: ResponsesFake, backend: OpenAIResponsesBackend) -> None:
     fake.reply("Hello there world")
-    events = await collect(backend, ask("q"))
+    events = await collect_stream(backend, ask("q"))
     assert fake.last.json["stream"] is True
     texts = [e.text for e in events if e.kind == "text"]
     assert len(texts) > 1 and "".join(texts) == "Hello there world"
     assert [e.kind for e in events[-2:]] == ["usage", "finish"]
-    response = final(events)
+    response = final_response(events)
     assert response.text == "Hello there world" and response.id == "resp_fake123"
     assert response.usage == Usage(20, 4) and response.latency_ms > 0
 
@@ -582,7 +566,7 @@ async def test_stream_equals_generate_reasoning_and_tools(fake: ResponsesFake,
              {"id": "call_b", "name": "get_weather", "arguments": {"city": "Lima"}}]
     request = ask("q", model=REASONING_MODEL, tools=[WEATHER])
     fake.reply(reasoning_summary=["First.", "Second."], tool_calls=calls, fragment_size=3)
-    events = await collect(backend, request)
+    events = await collect_stream(backend, request)
     assert "".join(e.text for e in events if e.kind == "reasoning") == "First.\n\nSecond."
     deltas = [e for e in events if e.kind == "tool_call_delta"]
     assert deltas[0].call_id == "call_a" and deltas[0].name == "get_weather"
@@ -597,7 +581,7 @@ async def test_stream_equals_generate_reasoning_and_tools(fake: ResponsesFake,
 async def test_stream_equals_generate_without_deltas(fake: ResponsesFake, backend: OpenAIResponsesBackend) -> None:
     request = ask("q", model=REASONING_MODEL)
     fake.reply("Whole answer.", reasoning_summary=[], deltas=False)
-    events = await collect(backend, request)
+    events = await collect_stream(backend, request)
     assert [e.text for e in events if e.kind == "text"] == ["Whole answer."]
     response = await stream_equals_generate(fake, backend, request, text="Whole answer.", reasoning_summary=[],
                                             deltas=False)
@@ -624,9 +608,9 @@ async def test_a_stream_whose_events_fall_short_answers_what_response_completed_
     fake.reply(**script)
     generated = await backend.generate(request)
     fake.reply(**script, **fault)
-    events = await collect(backend, request)
-    streamed = final(events)
-    assert comparable(streamed) == comparable(generated)
+    events = await collect_stream(backend, request)
+    streamed = final_response(events)
+    assert comparable_response(streamed) == comparable_response(generated)
     # What the events had not shown is emitted before the finish: every call, the text's missing end.
     assert [e.tool_call.id for e in events if e.kind == "tool_call" and e.tool_call] == ["call_a"]
     if "skip_last_deltas" in fault:
@@ -651,20 +635,20 @@ async def test_mid_stream_error_event(fake: ResponsesFake, backend: OpenAIRespon
                                       error_body: dict[str, Any] | None, expected: type[Exception]) -> None:
     fake.reply("Hello there world", error_after=5, error_body=error_body)
     with pytest.raises(expected):
-        await collect(backend, ask("q"))
+        await collect_stream(backend, ask("q"))
 
 
 async def test_stream_status_errors_and_breaks(fake: ResponsesFake, backend: OpenAIResponsesBackend) -> None:
     fake.fail(429, {"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}},
               headers={"retry-after": "2"})
     with pytest.raises(RateLimitError):
-        await collect(backend, ask("q"))
+        await collect_stream(backend, ask("q"))
     fake.reply("Hello there world", drop_after=4)
     with pytest.raises(StreamInterruptedError, match="broke in the middle"):
-        await collect(backend, ask("q"))
+        await collect_stream(backend, ask("q"))
     fake.reply("Hello", omit_terminal=True)
     with pytest.raises(StreamInterruptedError, match=r"before response\.completed"):
-        await collect(backend, ask("q"))
+        await collect_stream(backend, ask("q"))
 
 
 @pytest.mark.parametrize("transport_type", [AiohttpTransport, HttpxTransport])
@@ -675,10 +659,10 @@ async def test_stream_on_each_transport(fake: ResponsesFake, transport_type: typ
     )
     try:
         fake.reply("Hello there world")
-        assert final(await collect(backend, ask("q"))).text == "Hello there world"
+        assert final_response(await collect_stream(backend, ask("q"))).text == "Hello there world"
         fake.reply("Hello there world", drop_after=4)
         with pytest.raises(StreamInterruptedError):
-            await collect(backend, ask("q"))
+            await collect_stream(backend, ask("q"))
     finally:
         await backend.aclose()
 

@@ -39,7 +39,6 @@ from agentadapter.agents.result import (
     to_jsonable,
 )
 from agentadapter.agents.tools.decorator import FunctionTool
-from agentadapter.llm.client import LLMStream
 from agentadapter.llm.errors import (
     AgentAdapterError,
     BudgetExceededError,
@@ -288,7 +287,7 @@ class AgentRun:
 
     async def _stream(self, request: Any) -> Response:
         act = self.act
-        stream = LLMStream(act.llm, act.model, request)
+        stream = act.llm.stream_request(act.model, request)
         name = act.agent.name
         emit = self.context.emit
         async for event in stream:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agentadapter.llm import catalog
+from agentadapter.llm.estimate import CallEstimate
 from agentadapter.llm.media_tokens import (
     DEFAULT_IMAGE_TOKENS,
     DOCUMENT_TEXT_TOKENS_PER_PAGE,
@@ -90,16 +91,32 @@ def output_bound(request: Request, capabilities: catalog.Capabilities, default: 
     return max(0, bound), enforced
 
 
-def call_bound(request: Request, model_id: str, *, default_max_output_tokens: int | None = None) -> CallBound:
+def call_bound(
+    request: Request,
+    model_id: str,
+    *,
+    default_max_output_tokens: int | None = None,
+    capabilities: catalog.Capabilities | None = None,
+    estimate: CallEstimate | None = None,
+) -> CallBound:
     """The worst case ``request`` can cost on ``model_id`` (``provider/model``), before it is sent.
 
     ``default_max_output_tokens`` is the output bound to assume when the request sets no
     ``max_tokens``; the caller must then send it as ``max_tokens`` for the bound to hold.
+    ``capabilities`` default to the process-wide catalog's (a facade passes its own view's);
+    ``estimate`` is the call's token count, made once for all of its targets (else counted here).
     """
-    capabilities = catalog.lookup(model_id)
-    media = split_media(request, model_id, ceiling=True)
-    input_tokens = count_tokens_local(media.text_only, model_id).tokens + media.tokens
-    if media.unmeasured:  # a document of unknown size may fill what the window leaves
+    if capabilities is None:
+        capabilities = catalog.lookup(model_id)
+    if estimate is None:
+        media = split_media(request, model_id, ceiling=True)
+        text_tokens = count_tokens_local(media.text_only, model_id).tokens
+        media_tokens, unmeasured = media.tokens, media.unmeasured
+    else:
+        text_tokens = estimate.text_tokens
+        media_tokens, unmeasured = estimate.media(model_id, ceiling=True)
+    input_tokens = text_tokens + media_tokens
+    if unmeasured:  # a document of unknown size may fill what the window leaves
         input_tokens = max(input_tokens, capabilities.context_window)
     if capabilities.known and capabilities.context_window > 0:
         input_tokens = min(input_tokens, capabilities.context_window)

@@ -28,6 +28,11 @@ limits and prices there. Such a model is either in the catalog under its host (`
 detected from its server (:mod:`agentadapter.llm.detect`), overridden, or unknown. An unknown model
 gets conservative defaults (``known=False``) and one warning per model on the
 ``agentadapter.catalog`` logger.
+
+Overrides come at two scopes. :func:`override` changes the process-wide catalog (code and tests).
+A config file's ``catalog:`` section is scoped to the facade built from it: :class:`CatalogView` lays
+those entries over the process-wide catalog for that ``LLM`` (and the facades derived from it)
+only, so two facades with different files, say two tenants' gateways, never see each other's prices.
 """
 
 from __future__ import annotations
@@ -36,9 +41,9 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -253,23 +258,32 @@ def override(model_id: str, **values: Any) -> Capabilities:
     (``{"input": 3.0, "output": 15.0, "tiers": [...]}``). Fields not given keep the catalog's value
     (or the defaults, for a new model). Aliases given here resolve to the overridden entry too.
     """
+    entries = _override_entries(model_id, values, find)
+    global _generation
+    with _lock:
+        _overrides.update(entries)
+        _generation += 1
+        _resolved.clear()
+    return entries[model_id]
+
+
+def _override_entries(
+    model_id: str, values: Mapping[str, Any], find_base: Callable[[str], Capabilities | None]
+) -> dict[str, Capabilities]:
+    """The entries an override of ``model_id`` adds: under its id and each of its aliases."""
     if "/" not in model_id:
         raise ConfigurationError(
             f"catalog override {model_id!r}: use a provider/model id, e.g. 'openai/gpt-4o' or 'my-vllm/llama-3'"
         )
-    values = _validated(model_id, values)
-    base = find(model_id) or DEFAULTS
-    known, source = values.pop("known", True), values.pop("source", "override")
-    entry = replace(base, known=known, source=source, **values)
+    checked = _validated(model_id, values)
+    base = find_base(model_id) or DEFAULTS
+    known, source = checked.pop("known", True), checked.pop("source", "override")
+    entry = replace(base, known=known, source=source, **checked)
     provider = model_id.split("/", 1)[0]
-    global _generation
-    with _lock:
-        _overrides[model_id] = entry
-        for alias in entry.aliases:
-            _overrides[_qualified(alias, provider)] = entry
-        _generation += 1
-        _resolved.clear()
-    return entry
+    entries = {model_id: entry}
+    for alias in entry.aliases:
+        entries[_qualified(alias, provider)] = entry
+    return entries
 
 
 def clear_overrides() -> None:
@@ -347,16 +361,20 @@ def find(model_id: str) -> Capabilities | None:
     return found
 
 
-def _direct(model_id: str) -> Capabilities | None:
-    """Steps 1-3: exact id or alias, without a date suffix, in lower case (overrides first)."""
+_NO_OVERLAY: Mapping[str, Capabilities] = {}
+
+
+def _direct(model_id: str, overlay: Mapping[str, Capabilities] = _NO_OVERLAY) -> Capabilities | None:
+    """Steps 1-3: exact id or alias, without a date suffix, in lower case (a facade's overlay first,
+    then the process-wide overrides, then the data)."""
     data = _data()
     for candidate in _candidates(model_id):
-        entry = _overrides.get(candidate) or data.by_id.get(candidate)
+        entry = overlay.get(candidate) or _overrides.get(candidate) or data.by_id.get(candidate)
         if entry is not None:
             return entry
     lowered = model_id.lower()
     for candidate in _candidates(lowered):
-        entry = _overrides.get(candidate) or data.by_lower.get(candidate)
+        entry = overlay.get(candidate) or _overrides.get(candidate) or data.by_lower.get(candidate)
         if entry is not None:
             return entry
     return None
@@ -369,15 +387,15 @@ def _candidates(model_id: str) -> Iterable[str]:
         yield stripped
 
 
-def _resolve(model_id: str) -> Capabilities | None:
-    entry = _direct(model_id)
+def _resolve(model_id: str, overlay: Mapping[str, Capabilities] = _NO_OVERLAY) -> Capabilities | None:
+    entry = _direct(model_id, overlay)
     if entry is not None:
         return entry
     provider, _, model = model_id.partition("/")
     if provider == "openrouter":
-        return _via_openrouter(model)
+        return _via_openrouter(model, overlay)
     if provider == "azure" and model:
-        vendor_entry = _direct(f"openai/{model}")
+        vendor_entry = _direct(f"openai/{model}", overlay)
         if vendor_entry is not None:
             return replace(vendor_entry, source=f"mapped from openai/{model} (Azure deployment named after it)")
     return None
@@ -395,7 +413,7 @@ _OPENROUTER_VENDORS: dict[str, str] = {
 }
 
 
-def _via_openrouter(model: str) -> Capabilities | None:
+def _via_openrouter(model: str, overlay: Mapping[str, Capabilities]) -> Capabilities | None:
     vendor, _, name = model.partition("/")
     provider = _OPENROUTER_VENDORS.get(vendor)
     if provider is None or not name:
@@ -406,7 +424,7 @@ def _via_openrouter(model: str) -> Capabilities | None:
         # OpenRouter writes claude-sonnet-4.5; Anthropic writes claude-sonnet-4-5.
         spellings.append(name.replace(".", "-"))
     for spelling in spellings:
-        entry = _direct(f"{provider}/{spelling}")
+        entry = _direct(f"{provider}/{spelling}", overlay)
         if entry is None:
             continue
         target = f"{provider}/{spelling}"
@@ -425,11 +443,68 @@ def known_models() -> dict[str, Capabilities]:
     models = dict(_data().canonical)
     with _lock:
         overridden = dict(_overrides)
-    for model_id, entry in overridden.items():
+    _add_canonical(models, overridden)
+    return models
+
+
+def _add_canonical(models: dict[str, Capabilities], entries: Mapping[str, Capabilities]) -> None:
+    for model_id, entry in entries.items():
         provider = model_id.split("/", 1)[0]
         if not any(_qualified(alias, provider) == model_id for alias in entry.aliases):
             models[model_id] = entry
-    return models
+
+
+# ------------------------------------------------------------------------------- a facade's view
+
+
+class CatalogView:
+    """The catalog as one facade sees it: its config's ``catalog:`` entries over the process-wide catalog.
+
+    ``CatalogView()`` (no entries) is the process-wide catalog itself. :meth:`with_overrides` lays more
+    entries over a view (a derived facade's config); the view it came from is unchanged. Answers are
+    memoized in a bounded LRU (model ids come from callers), dropped whenever :func:`override` changes
+    the process-wide catalog underneath.
+    """
+
+    __slots__ = ("_find", "_generation", "entries")
+
+    def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                 *, base: CatalogView | None = None) -> None:
+        entries: dict[str, Capabilities] = dict(base.entries) if base is not None else {}
+        lookup_base = base.find if base is not None else find
+        for model_id, values in (overrides or {}).items():
+            # An entry's unset fields come from what this view saw before it (the catalog's, or the defaults).
+            entries.update(_override_entries(model_id, values, lambda m: entries.get(m) or lookup_base(m)))
+        self.entries: Mapping[str, Capabilities] = entries
+        """This view's own entries by id and provider-qualified alias (empty: the process-wide catalog)."""
+        self._generation = _generation
+        self._find = lru_cache(maxsize=_MEMO_LIMIT)(self._resolve)
+
+    def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> CatalogView:
+        """This view with ``overrides`` (a config's ``catalog:`` section) laid over it."""
+        return CatalogView(overrides, base=self) if overrides else self
+
+    def find(self, model_id: str) -> Capabilities | None:
+        """:func:`find`, with this view's entries first."""
+        if not self.entries:
+            return find(model_id)
+        if self._generation != _generation:  # the process-wide catalog changed: forget what it said
+            self._generation = _generation
+            self._find.cache_clear()
+        return self._find(model_id)
+
+    def lookup(self, model_id: str) -> Capabilities:
+        """:func:`lookup`, with this view's entries first."""
+        return self.find(model_id) or lookup(model_id)
+
+    def known_models(self) -> dict[str, Capabilities]:
+        """:func:`known_models`, with this view's entries added."""
+        models = known_models()
+        _add_canonical(models, self.entries)
+        return models
+
+    def _resolve(self, model_id: str) -> Capabilities | None:
+        return _resolve(model_id, self.entries)
 
 
 # -------------------------------------------------------------------------------------------- cost

@@ -7,6 +7,14 @@ resolves the model id to a route (:mod:`agentadapter.llm.resolve`) and runs it t
 failover per target. It then fills in what is the same for every provider: latency and the
 validated structured output (cost and attempts come from the router). Streams go through the same
 steps; a stream is retried or failed over only until its first event reaches the caller.
+
+One pipeline serves both: a call is prepared once (:class:`PreparedCall`: the facade's tags, the
+cache key, the call's one token estimate, the spend holds), run by the router, and finished once
+(holds settled, the usage ledger, the log line, the cache). ``generate_request`` and
+``stream_request`` take a ready-made :class:`Request`. The facade owns its resolver and hands it
+what routers share (:class:`~agentadapter.llm.router.RouterContext`); nothing below calls back up.
+A config file's ``catalog:`` entries are this facade's own (:class:`~agentadapter.llm.catalog.CatalogView`),
+shared with the facades derived from it and invisible to any other.
 ``generate_sync`` runs calls on one background event loop per ``LLM`` so its pooled connections
 survive between calls.
 """
@@ -24,9 +32,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agentadapter.config import FileConfig, find_config_file, get_settings, load_config_file, parse_config
-from agentadapter.llm import bounds, catalog
+from agentadapter.llm import bounds
 from agentadapter.llm.backends.base import Backend
+from agentadapter.llm.catalog import Capabilities, CatalogView
 from agentadapter.llm.errors import CapabilityError, InvalidRequestError
+from agentadapter.llm.estimate import CallEstimate
 from agentadapter.llm.health import InProcessReliabilityStore, ReliabilityStore, TargetHealth
 from agentadapter.llm.ledger import UsageLedger, UsageTotals
 from agentadapter.llm.messages import (
@@ -55,7 +65,7 @@ from agentadapter.llm.policy.cache import (
 )
 from agentadapter.llm.policy.ratelimit import RateLimitConfig
 from agentadapter.llm.policy.retry import RetryPolicy
-from agentadapter.llm.resolve import Resolver, Route
+from agentadapter.llm.resolve import Resolver
 from agentadapter.llm.router import Router, RouterContext
 from agentadapter.llm.shared import SharedState
 from agentadapter.llm.tokens import TokenCount, count_tokens_local, estimate_cost
@@ -105,8 +115,14 @@ class LLM:
         tags: Mapping[str, str] | None = None,
         shared: SharedState | None = None,
         default_max_tokens: int | None = None,
+        catalog_view: CatalogView | None = None,
     ) -> None:
         self.file_config = _load_file_config(config)
+        self.catalog: CatalogView = (
+            catalog_view if catalog_view is not None else CatalogView(self.file_config.catalog)
+        )
+        """The catalog as this facade sees it: its config's ``catalog:`` entries over the process-wide
+        catalog (``catalog_view``, when given, is used as is: :meth:`derive` passes its own)."""
         self.guards: tuple[SpendGuard, ...] = tuple(guards)
         """Asked after the budgets before every call (the service's credit balance is one)."""
         if default_max_tokens is not None and default_max_tokens < 1:
@@ -124,7 +140,7 @@ class LLM:
         else:
             self.transport = create_transport(transport or settings.transport)
         self.retry = retry or RetryPolicy()
-        self.telemetry = telemetry or Telemetry(known=lambda target: catalog.find(target) is not None)
+        self.telemetry = telemetry or Telemetry(known=lambda target: self.catalog.find(target) is not None)
         # With ``shared`` (several instances on one Redis) breakers and learned limits are shared.
         self.reliability: ReliabilityStore = reliability or (
             shared.reliability_store if shared is not None else InProcessReliabilityStore
@@ -148,21 +164,16 @@ class LLM:
             (Budget(**spec.model_dump()) for spec in self.file_config.budgets),
             store=shared.budgets if shared is not None else None,
         )
-        self._router_context = RouterContext(
-            retry=self.retry, store=self.reliability, variant=self._api_variant, telemetry=self.telemetry
-        )
-        self._routers: dict[str | tuple[str, ...], Router] = {}
         self.resolver = Resolver(
             self.file_config,
             transport=self.transport,
             environ=environ,
             backends=backends,
             online_endpoints=settings.agent_online_endpoints,
-            nested_route=self._new_router,
-            on_new_backend=self._watch_backend,
+            context=RouterContext(
+                retry=self.retry, store=self.reliability, telemetry=self.telemetry, catalog=self.catalog
+            ),
         )
-        for model_id, values in self.file_config.catalog.items():
-            catalog.override(model_id, **values)
         self._loop_thread: _LoopThread | None = None
         self._lock = threading.Lock()
 
@@ -224,27 +235,22 @@ class LLM:
 
     async def generate_request(self, model: ModelId, request: Request) -> Response:
         """``generate`` for a ready-made :class:`Request` (its ``model`` is replaced per target)."""
-        started = time.perf_counter()
-        self._tag(request)
-        key = self._cache_key(model, request)
-        if key is not None and self.cache is not None:
-            stored = await self.cache.get(key)
-            self.telemetry.cache_lookup(stored is not None)
-            if stored is not None:
-                return self._finish(load_response(stored, started=started), request, started)
-        reservation = await self._reserve(model, request)
+        call = self._prepare(model, request)
+        cached = await self._cached(call)
+        if cached is not None:
+            return cached
+        router = self.router(model)
+        await self._hold(call)
         try:
-            response = await self.router(model).generate(request)
+            response = await router.generate(request, call.estimate)
         except BaseException:
-            if reservation is not None:
-                await reservation.settle(0.0)
+            await call.release()
             raise
-        if reservation is not None:
-            await reservation.settle(response.cost_usd)
-        self._finish(response, request, started)
-        if key is not None and self.cache is not None:
-            await self.cache.set(key, dump_response(response), self.cache_ttl_s)
-        return response
+        return await self._complete(call, response)
+
+    def stream_request(self, model: ModelId, request: Request) -> LLMStream:
+        """``stream`` for a ready-made :class:`Request` (what the gateway and the agents' loop stream)."""
+        return LLMStream(self, model, request)
 
     def stream(
         self,
@@ -257,7 +263,7 @@ class LLM:
     ) -> LLMStream:
         """The answer as :class:`StreamEvent`s; ``.response`` holds the whole answer afterwards."""
         request = self.request(messages, tools=tools, output=output, **settings)
-        return LLMStream(self, model, request)
+        return self.stream_request(model, request)
 
     async def tool_use(
         self,
@@ -306,7 +312,7 @@ class LLM:
         """The backend instance for a provider or named backend."""
         return self.resolver.backend(name)
 
-    def capabilities(self, model: str) -> catalog.Capabilities:
+    def capabilities(self, model: str) -> Capabilities:
         """What ``provider/model`` (or an alias's first target) can do, from the catalog."""
         return self.resolver.route(model).targets[0].capabilities()
 
@@ -332,12 +338,12 @@ class LLM:
 
     def router(self, model: ModelId) -> Router:
         """The router that runs ``model`` (an id, an alias, or a list tried in order)."""
-        key = model if isinstance(model, str) else tuple(model)
-        router = self._routers.get(key)
-        if router is None:
-            name = key if isinstance(key, str) else " | ".join(key)
-            router = self._routers[key] = self._new_router(name, self.resolver.route(model))
-        return router
+        return self.resolver.router(model)
+
+    @property
+    def _router_context(self) -> RouterContext:
+        """What this facade's routers share (tests seed its ``rng`` and replace its ``sleep``)."""
+        return self.resolver.context
 
     def health(self) -> dict[str, TargetHealth]:
         """Success rate, latency percentiles, breaker state and calls in flight, per target used so far."""
@@ -363,7 +369,8 @@ class LLM:
         request = messages if isinstance(messages, Request) else self.request(messages, **settings)
         first = model if isinstance(model, str) else model[0]
         model_id = self.resolver.model_ids(first)[0]
-        return estimate_cost(request, model_id, catalog.lookup(model_id).pricing)
+        capabilities = self.catalog.lookup(model_id)
+        return estimate_cost(request, model_id, capabilities.pricing, capabilities=capabilities)
 
     async def count_tokens(
         self, model: ModelId, messages: MessagesInput | Request, *, exact: bool = False, **settings: Any
@@ -409,34 +416,71 @@ class LLM:
         """The worst case ``request`` may cost on ``model``: of a route, its dearest target (an unpriced
         target wins, since nothing bounds it). With :attr:`default_max_tokens` set and no ``max_tokens``
         on the request, sets ``request.max_tokens`` to the bound that is then sent."""
-        first = model if isinstance(model, str) else model[0]
-        model_ids = self.resolver.model_ids(first)
+        model_ids = self._model_ids(model)
+        return self._bound(model_ids, request, CallEstimate(request, model_ids))
+
+    def _model_ids(self, model: ModelId) -> list[str]:
+        """The ``provider/model`` ids a call to ``model`` may reach (of an inline list, its first's)."""
+        return self.resolver.model_ids(model if isinstance(model, str) else model[0])
+
+    def _bound(self, model_ids: Sequence[str], request: Request, estimate: CallEstimate) -> bounds.CallBound:
         if request.max_tokens is None and self.default_max_tokens is not None:
             # Sent to every target, so it must not exceed what any target the catalog knows accepts.
-            known = [caps.max_output_tokens for caps in map(catalog.lookup, model_ids) if caps.known]
+            known = [caps.max_output_tokens for caps in map(self.catalog.lookup, model_ids) if caps.known]
             request.max_tokens = min([self.default_max_tokens, *known])
-        per_target = [bounds.call_bound(request, model_id) for model_id in model_ids]
+        per_target = [
+            bounds.call_bound(request, model_id, capabilities=self.catalog.lookup(model_id), estimate=estimate)
+            for model_id in model_ids
+        ]
         return max(per_target, key=lambda bound: (not bound.priced, bound.usd))
 
-    async def _reserve(self, model: ModelId, request: Request) -> Hold | None:
+    # ------------------------------------------------------------------------- the call pipeline
+
+    def _prepare(self, model: ModelId, request: Request) -> PreparedCall:
+        """The steps before the cache and the holds: the facade's tags, the cache key, the one estimate."""
+        started = time.perf_counter()
+        self._tag(request)
+        key = self._cache_key(model, request)
+        model_ids = self._model_ids(model)
+        return PreparedCall(model, request, started, model_ids, CallEstimate(request, model_ids), key)
+
+    async def _cached(self, call: PreparedCall) -> Response | None:
+        """The cached answer, finished as a call's answer is; None on a miss (or without a cache)."""
+        if call.cache_key is None or self.cache is None:
+            return None
+        stored = await self.cache.get(call.cache_key)
+        self.telemetry.cache_lookup(stored is not None)
+        if stored is None:
+            return None
+        return self._finish(load_response(stored, started=call.started), call.request, call.started)
+
+    async def _hold(self, call: PreparedCall) -> None:
         """Hold the call's worst case against the budgets and guards (see :meth:`call_bound`)."""
         if not self.budgets.active and not self.guards:
-            return None
-        bound = self.call_bound(model, request)
+            return
+        bound = self._bound(call.model_ids, call.request, call.estimate)
         guards: list[SpendGuard] = [self.budgets] if self.budgets.active else []
         guards.extend(self.guards)
         holds: list[Hold] = []
         try:
             for guard in guards:
                 if isinstance(guard, BoundedSpendGuard):
-                    holds.append(await guard.reserve_bound(bound, request.tags))
+                    holds.append(await guard.reserve_bound(bound, call.request.tags))
                 else:
-                    holds.append(await guard.reserve(bound.usd, request.tags))
+                    holds.append(await guard.reserve(bound.usd, call.request.tags))
         except BaseException:
             for hold in holds:  # a later guard refused: release what the earlier ones hold
                 await hold.settle(0.0)
             raise
-        return holds[0] if len(holds) == 1 else _Holds(holds)
+        call.hold = holds[0] if len(holds) == 1 else _Holds(holds)
+
+    async def _complete(self, call: PreparedCall, response: Response) -> Response:
+        """The steps after an answer: settle the holds, finish it, store it in the cache."""
+        await call.settle(response.cost_usd)
+        self._finish(response, call.request, call.started)
+        if call.cache_key is not None and self.cache is not None:
+            await self.cache.set(call.cache_key, dump_response(response), self.cache_ttl_s)
+        return response
 
     def _finish(self, response: Response, request: Request, started: float) -> Response:
         """What is the same for every provider: latency, structured output, the usage ledger, the log."""
@@ -489,20 +533,11 @@ class LLM:
             guards=(*self.guards, *(guards or ())),
             tags={**self.tags, **(tags or {})},
             default_max_tokens=default_max_tokens if default_max_tokens is not None else self.default_max_tokens,
+            # This facade's catalog entries carry over; another config's are laid over them, for the
+            # derived facade only.
+            catalog_view=(self.catalog.with_overrides(config.catalog)
+                          if config is not None and config is not self.file_config else self.catalog),
         )
-
-    def _api_variant(self, backend: Backend, api: str) -> Backend:
-        return self.resolver.variant(backend, api)
-
-    def _new_router(self, name: str, route: Route) -> Router:
-        return Router(name, route, self._router_context)
-
-    def _watch_backend(self, backend: Backend) -> None:
-        # Providers' rate-limit headers teach the backend's client-side limiter. A backend shared by
-        # derived facades (one per tenant, rebuilt as their keys change) is watched once per limiter.
-        observe = self.reliability.limiter(backend.name).observe
-        if observe not in backend.header_listeners:
-            backend.header_listeners.append(observe)
 
 
 def _load_file_config(config: str | Path | Mapping[str, Any] | FileConfig | None) -> FileConfig:
@@ -556,36 +591,50 @@ class LLMStream:
         return self.response
 
     async def _run(self) -> AsyncIterator[StreamEvent]:
-        llm, request = self._llm, self.request
-        started = time.perf_counter()
-        llm._tag(request)
-        key = llm._cache_key(self._model, request)
-        if key is not None and llm.cache is not None:
-            stored = await llm.cache.get(key)
-            llm.telemetry.cache_lookup(stored is not None)
-            if stored is not None:  # a cached answer replays as a stream
-                response = load_response(stored, started=started)
-                accumulator = StreamAccumulator(response.provider, response.model, response.id)
-                for event in response_events(response):
-                    yield accumulator.add(event)
-                self.response = llm._finish(response, request, started)
-                yield StreamEvent("finish", finish_reason=response.finish_reason, response=self.response)
-                return
-        reservation = await llm._reserve(self._model, request)
-        settled = False
+        llm = self._llm
+        call = llm._prepare(self._model, self.request)
+        cached = await llm._cached(call)
+        if cached is not None:  # a cached answer replays as a stream
+            accumulator = StreamAccumulator(cached.provider, cached.model, cached.id)
+            for event in response_events(cached):
+                yield accumulator.add(event)
+            self.response = cached
+            yield StreamEvent("finish", finish_reason=cached.finish_reason, response=cached)
+            return
+        router = llm.router(self._model)
+        await llm._hold(call)
         try:
-            async for event in llm.router(self._model).stream(request):
+            async for event in router.stream(self.request, call.estimate):
                 if event.kind == "finish" and event.response is not None:
-                    if reservation is not None:
-                        await reservation.settle(event.response.cost_usd)
-                        settled = True
-                    self.response = llm._finish(event.response, request, started)
-                    if key is not None and llm.cache is not None:
-                        await llm.cache.set(key, dump_response(self.response), llm.cache_ttl_s)
+                    self.response = await llm._complete(call, event.response)
                 yield event
         finally:
-            if reservation is not None and not settled:
-                await reservation.settle(0.0)
+            await call.release()  # nothing to do once the answer settled the holds
+
+
+@dataclasses.dataclass(slots=True)
+class PreparedCall:
+    """One call as the facade prepared it, carried from its preparation to its finish."""
+
+    model: ModelId
+    request: Request
+    started: float
+    model_ids: list[str]
+    """The ``provider/model`` ids behind ``model`` (what the holds bound)."""
+    estimate: CallEstimate
+    """The call's one token estimate, read by the holds, the router's strategy, checks and limiter."""
+    cache_key: str | None = None
+    hold: Hold | None = None
+
+    async def settle(self, actual_usd: float | None) -> None:
+        """Settle the holds to what the call cost (once: later calls do nothing)."""
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            await hold.settle(actual_usd)
+
+    async def release(self) -> None:
+        """The call sent nothing billable (it failed or was abandoned): release what it holds."""
+        await self.settle(0.0)
 
 
 class _Holds:

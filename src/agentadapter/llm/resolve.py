@@ -5,26 +5,44 @@
 :class:`Target` (one backend instance and the bare model name each). Keys and base URLs come from
 the config file first, then the vendor's own environment variables, then the preset's default. A
 missing key or base URL fails here, before any network call, with a message naming the variable
-to set. Backend instances are created once per resolver and shared.
+to set. Backend instances are created once per resolver and shared (:class:`BackendPool`).
+
+The wiring runs one way: the facade owns a resolver and hands it a
+:class:`~agentadapter.llm.router.RouterContext` (retry policy, breakers and limits, telemetry, the
+facade's view of the catalog); the resolver builds routes and :class:`~agentadapter.llm.router.Router`
+instances from it, and routers reach backends through the pool, never the resolver or the facade.
+Routes and routers are cached per model id in bounded LRUs (:data:`ROUTE_CACHE_SIZE`): model ids come
+from callers, a gateway tenant can send any.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from agentadapter.config import BackendSpec, FileConfig, RouteSpec
 from agentadapter.llm import catalog
 from agentadapter.llm.backends.base import Backend, BackendConfig, backend_class
 from agentadapter.llm.backends.presets import PRESETS, Preset, canonical_type, get_preset
+from agentadapter.llm.catalog import Capabilities, CatalogView
 from agentadapter.llm.errors import ConfigurationError, InvalidRequestError
+from agentadapter.llm.health import InProcessReliabilityStore, ReliabilityStore
+from agentadapter.llm.policy.retry import RetryPolicy
+from agentadapter.llm.router import Router, RouterContext
 from agentadapter.llm.transport import DEFAULT_TIMEOUT, Timeout, Transport
 from agentadapter.observability.logging import register_secret
 
 # Which backend type speaks each API an OpenAI-style provider offers.
 _API_BACKENDS = {"chat": "openai_chat", "responses": "openai_responses"}
+
+ROUTE_CACHE_SIZE = 1024
+"""How many model ids' routes (and routers) one resolver keeps; the least recently used are dropped
+past it and rebuilt on their next call (cheap: the backends stay in the pool)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -36,13 +54,16 @@ class Target:
     provider: str
     """The provider or backend name as the model id wrote it (the key into the catalog)."""
 
+    catalog: CatalogView | None = field(default=None, compare=False)
+    """The facade's view of the catalog (its config's ``catalog:`` entries first); None: the process-wide one."""
+
     @property
     def label(self) -> str:
         return f"{self.provider}/{self.model}" if self.model else self.provider
 
-    def capabilities(self) -> catalog.Capabilities:
+    def capabilities(self) -> Capabilities:
         """The catalog entry under this id, else what the backend itself says."""
-        entry = catalog.find(self.label)
+        entry = catalog.find(self.label) if self.catalog is None else self.catalog.find(self.label)
         return entry if entry is not None else self.backend.capabilities(self.model)
 
 
@@ -56,8 +77,81 @@ class Route:
     weights: tuple[float, ...] | None = None
 
 
+class BackendPool:
+    """The backend instances of one resolver, by provider or backend name (and ``name#api`` variants).
+
+    Instances passed in are kept for good; those built from presets and the config are kept in a
+    bounded LRU (:data:`ROUTE_CACHE_SIZE`), since a caller can spell a provider many ways (``OpenAI``,
+    ``openai``, `` openai``) and each spelling is its own instance. An evicted instance is rebuilt on
+    its next use; the connections belong to the shared transport, so nothing is lost. Each instance's
+    rate-limit headers teach the reliability store's limiter for it.
+    """
+
+    def __init__(self, transport: Transport[Any], store: ReliabilityStore | None,
+                 given: Mapping[str, Backend] | None = None, *, size: int = ROUTE_CACHE_SIZE) -> None:
+        self.transport = transport
+        self._store = store
+        self._size = size
+        self._built: OrderedDict[str, Backend] = OrderedDict()
+        self.given: dict[str, Backend] = dict(given or {})
+        """The instances passed in (not built from keys and presets)."""
+        for backend in self.given.values():
+            self._watch(backend)
+
+    def get(self, name: str) -> Backend | None:
+        found = self.given.get(name)
+        if found is None:
+            found = self._built.get(name)
+            if found is not None:
+                self._built.move_to_end(name)
+        return found
+
+    def add(self, name: str, backend: Backend) -> Backend:
+        self._built[name] = backend
+        while len(self._built) > self._size:
+            self._built.popitem(last=False)
+        self._watch(backend)
+        return backend
+
+    def all(self) -> dict[str, Backend]:
+        return {**self._built, **self.given}
+
+    def __len__(self) -> int:
+        return len(self._built) + len(self.given)
+
+    def variant(self, backend: Backend, api: str) -> Backend:
+        """The same OpenAI-style backend speaking ``api`` (``chat`` or ``responses``)."""
+        wanted = _API_BACKENDS.get(api)
+        if wanted is None:
+            raise InvalidRequestError(f"api={api!r} is not known; use 'chat' or 'responses'")
+        if backend.type_name == wanted:
+            return backend
+        if backend.type_name not in _API_BACKENDS.values():
+            raise InvalidRequestError(
+                f"api={api!r} applies to OpenAI-style providers only; {backend.name} speaks its own API"
+            )
+        key = f"{backend.name}#{api}"
+        found = self.get(key)
+        if found is None:
+            found = backend_class(wanted)(backend.config, transport=self.transport)
+            found.header_listeners = backend.header_listeners  # one limiter learns from both APIs
+            self._built[key] = found
+            while len(self._built) > self._size:
+                self._built.popitem(last=False)
+        return found
+
+    def _watch(self, backend: Backend) -> None:
+        # Providers' rate-limit headers teach the backend's client-side limiter. A backend shared by
+        # derived facades (one per tenant, rebuilt as their keys change) is watched once per limiter.
+        if self._store is None:
+            return
+        observe = self._store.limiter(backend.name).observe
+        if observe not in backend.header_listeners:
+            backend.header_listeners.append(observe)
+
+
 class Resolver:
-    """Resolves model ids against a config file, the environment and the presets."""
+    """Resolves model ids against a config file, the environment and the presets, and builds their routers."""
 
     def __init__(
         self,
@@ -67,21 +161,18 @@ class Resolver:
         environ: Mapping[str, str] | None = None,
         backends: Mapping[str, Backend] | None = None,
         online_endpoints: Mapping[str, str] | None = None,
-        nested_route: Callable[[str, Route], Backend] | None = None,
-        on_new_backend: Callable[[Backend], None] | None = None,
+        context: RouterContext | None = None,
+        cache_size: int = ROUTE_CACHE_SIZE,
     ) -> None:
         self.file_config = file_config
         self.transport = transport
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
-        self._backends: dict[str, Backend] = dict(backends or {})
-        self._given: dict[str, Backend] = dict(self._backends)
-        # A route inside a route becomes one target whose backend is a router (routes nest).
-        self._nested_route = nested_route
-        self._on_new_backend = on_new_backend
-        for backend in self._backends.values():
-            if on_new_backend is not None:
-                on_new_backend(backend)
-        self._routes: dict[str, Route] = {}
+        given = context or RouterContext(retry=RetryPolicy(), store=InProcessReliabilityStore())
+        self.pool = BackendPool(transport, given.store, backends, size=cache_size)
+        # What every router of this resolver shares; routers reach another API of a backend through the
+        # pool (below the resolver), never through the resolver or the facade.
+        self.context: RouterContext = dataclasses.replace(given, variant=self.pool.variant)
+        self.catalog: CatalogView = self.context.catalog
         self._specs: dict[str, BackendSpec] = dict(file_config.backends)
         self._aliases: dict[str, RouteSpec | str] = dict(file_config.models)
         for name, url in (online_endpoints or {}).items():
@@ -92,6 +183,10 @@ class Resolver:
             self._specs.setdefault(agent.id, agent.backend)
             if agent.backend.model:
                 self._aliases.setdefault(agent.id, f"{agent.id}/{agent.backend.model}")
+        # Bounded LRUs: a model id is whatever a caller sends. Failures are not cached (lru_cache keeps
+        # no exceptions), so a misconfigured id fails the same way every time.
+        self._route = lru_cache(maxsize=cache_size)(self._route_uncached)
+        self._router = lru_cache(maxsize=cache_size)(self._router_uncached)
 
     # ------------------------------------------------------------------------------------- routes
 
@@ -101,10 +196,24 @@ class Resolver:
             if not model_id:
                 raise InvalidRequestError("an inline route needs at least one model id")
             return Route(tuple(self._target(m, ()) for m in model_id))
-        route = self._routes.get(model_id)
-        if route is None:
-            route = self._routes[model_id] = self._resolve(model_id, seen=())
-        return route
+        return self._route(model_id)
+
+    def router(self, model_id: str | Sequence[str]) -> Router:
+        """The router that runs ``model_id`` (an id, an alias, or a list tried in order)."""
+        return self._router(model_id if isinstance(model_id, str) else tuple(model_id))
+
+    def cache_sizes(self) -> dict[str, int]:
+        """How many routes, routers and backends are held now (each at most ``cache_size``, beside the
+        backends passed in)."""
+        return {"routes": self._route.cache_info().currsize, "routers": self._router.cache_info().currsize,
+                "backends": len(self.pool)}
+
+    def _route_uncached(self, model_id: str) -> Route:
+        return self._resolve(model_id, seen=())
+
+    def _router_uncached(self, key: str | tuple[str, ...]) -> Router:
+        name = key if isinstance(key, str) else " | ".join(key)
+        return Router(name, self.route(key), self.context)
 
     def _resolve(self, model_id: str, seen: tuple[str, ...]) -> Route:
         if model_id in seen:
@@ -127,10 +236,10 @@ class Resolver:
                 "'openai/gpt-4o-mini', or define it under `models:` in agentadapter.yaml"
             )
         backend = self.backend(provider, model=model)
-        entry = catalog.find(model_id)
+        entry = self.catalog.find(model_id)
         if entry is not None and entry.api in _API_BACKENDS and backend.type_name in _API_BACKENDS.values():
             backend = self.variant(backend, entry.api)  # the catalog says which API this model prefers
-        return Route((Target(backend, model, provider),))
+        return Route((Target(backend, model, provider, self.catalog),))
 
     def model_ids(self, model_id: str, seen: tuple[str, ...] = ()) -> list[str]:
         """The ``provider/model`` ids behind an id or alias, in route order; builds no backend."""
@@ -146,23 +255,19 @@ class Resolver:
         route = self._resolve(model_id, seen)
         if len(route.targets) == 1 and route.strategy == "failover" and not route.failover_on:
             return route.targets[0]
-        if self._nested_route is None:
-            raise ConfigurationError(f"route {model_id!r} is used inside another route, which needs a router")
-        return Target(self._nested_route(model_id, route), "", model_id)
+        # A route inside a route becomes one target whose backend is a router (routes nest).
+        return Target(Router(model_id, route, self.context), "", model_id, self.catalog)
 
     # ----------------------------------------------------------------------------------- backends
 
     def backend(self, name: str, *, model: str | None = None) -> Backend:
         """The backend instance for a provider or named backend (created on first use)."""
-        backend = self._backends.get(name)
+        backend = self.pool.get(name)
         if backend is None:
             config = self.backend_config(name, model=model)
             preset_backend = PRESETS[config.type].backend if config.type in PRESETS else config.type
             backend_type = backend_class(preset_backend)
-            backend = backend_type(config, transport=self.transport)
-            self._backends[name] = backend
-            if self._on_new_backend is not None:
-                self._on_new_backend(backend)
+            backend = self.pool.add(name, backend_type(config, transport=self.transport))
         return backend
 
     def backend_config(self, name: str, *, model: str | None = None) -> BackendConfig:
@@ -235,27 +340,12 @@ class Resolver:
 
     def variant(self, backend: Backend, api: str) -> Backend:
         """The same OpenAI-style backend speaking ``api`` (``chat`` or ``responses``)."""
-        wanted = _API_BACKENDS.get(api)
-        if wanted is None:
-            raise InvalidRequestError(f"api={api!r} is not known; use 'chat' or 'responses'")
-        if backend.type_name == wanted:
-            return backend
-        if backend.type_name not in _API_BACKENDS.values():
-            raise InvalidRequestError(
-                f"api={api!r} applies to OpenAI-style providers only; {backend.name} speaks its own API"
-            )
-        key = f"{backend.name}#{api}"
-        found = self._backends.get(key)
-        if found is None:
-            found = backend_class(wanted)(backend.config, transport=self.transport)
-            found.header_listeners = backend.header_listeners  # one limiter learns from both APIs
-            self._backends[key] = found
-        return found
+        return self.pool.variant(backend, api)
 
     def backends(self) -> dict[str, Backend]:
         """The backend instances created so far."""
-        return dict(self._backends)
+        return self.pool.all()
 
     def given_backends(self) -> dict[str, Backend]:
         """The backend instances passed in (not built from keys and presets)."""
-        return dict(self._given)
+        return dict(self.pool.given)

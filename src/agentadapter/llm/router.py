@@ -16,6 +16,12 @@ call's deadline has passed no target and no retry is started (the route ends wit
 of it, and a back-off that would cross it is not slept.
 ``Response.attempts`` tells the story; when every target fails, ``AllTargetsFailedError`` carries
 each error. Because a router is itself a :class:`Backend`, routes nest.
+
+A router is built by the resolver (:mod:`agentadapter.llm.resolve`) from a :class:`RouterContext` and
+never calls back into the resolver or the facade. The call's token estimate
+(:class:`~agentadapter.llm.estimate.CallEstimate`, made once by the facade) travels with the request
+through the strategy, the capability checks, the rate limiter and nested routers; a router called
+directly makes its own.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from agentadapter.llm import catalog
-from agentadapter.llm.backends.base import Backend, BackendConfig, estimate_tokens
+from agentadapter.llm.backends.base import Backend, BackendConfig
+from agentadapter.llm.catalog import CatalogView
 from agentadapter.llm.errors import (
     AgentAdapterError,
     AllTargetsFailedError,
@@ -42,6 +49,7 @@ from agentadapter.llm.errors import (
     PermissionDeniedError,
     RateLimitError,
 )
+from agentadapter.llm.estimate import CallEstimate
 from agentadapter.llm.health import ReliabilityStore
 from agentadapter.llm.messages import Attempt, ImagePart, Request, Response, StreamEvent
 from agentadapter.llm.policy.retry import MIN_TIME_LEFT, RetryPolicy, deadline_error, deadline_passed
@@ -80,8 +88,11 @@ class RouterContext:
     rng: random.Random = field(default_factory=random.Random)
     sleep: Any = asyncio.sleep
     variant: Callable[[Backend, str], Backend] | None = None
-    """The same backend speaking another API (``chat`` / ``responses``), for ``Request.api``."""
+    """The same backend speaking another API (``chat`` / ``responses``), for ``Request.api``: the
+    resolver's backend pool fills it in."""
     telemetry: Telemetry = field(default_factory=Telemetry)
+    catalog: CatalogView = field(default_factory=CatalogView)
+    """The facade's view of the catalog (its config's ``catalog:`` entries over the process-wide one)."""
 
 
 class Router(Backend):
@@ -107,15 +118,20 @@ class Router(Backend):
 
     # ------------------------------------------------------------------------------------ ordering
 
-    def ordered_targets(self, request: Request) -> list[Target]:
+    def estimate(self, request: Request) -> CallEstimate:
+        """A token estimate for a call made on this router directly (the facade hands its own)."""
+        return CallEstimate(request, [target.label for target in self.route.targets])
+
+    def ordered_targets(self, request: Request, estimate: CallEstimate | None = None) -> list[Target]:
         """The targets in the order this request tries them."""
         targets = list(self.route.targets)
         strategy = self.route.strategy
         store = self.context.store
         if strategy == "cost":
-            fitting = [t for t in targets if fits(t, request)]
+            counted = estimate if estimate is not None else self.estimate(request)
+            fitting = [t for t in targets if fits(t, request, counted)]
             rest = [t for t in targets if t not in fitting]
-            fitting.sort(key=lambda t: estimated_cost(t, request))
+            fitting.sort(key=lambda t: estimated_cost(t, request, counted))
             return fitting + rest
         if strategy == "latency":
             # An unmeasured target sorts first, so every target gets measured.
@@ -141,15 +157,18 @@ class Router(Backend):
 
     # ---------------------------------------------------------------------------------- generate
 
-    async def generate(self, request: Request) -> Response:
+    async def generate(self, request: Request, estimate: CallEstimate | None = None) -> Response:
+        """The answer of the first target that gives one (``estimate``: the call's, else one is made)."""
+        if estimate is None:
+            estimate = self.estimate(request)
         attempts: list[Attempt] = []
         errors: list[BaseException] = []
-        for target in self.ordered_targets(request):
+        for target in self.ordered_targets(request, estimate):
             if deadline_passed(request):
                 errors.append(out_of_time(target, request, attempts))
                 break
             try:
-                response = await self._generate_on(target, request, attempts)
+                response = await self._generate_on(target, request, attempts, estimate)
             except AgentAdapterError as error:
                 errors.append(error)
                 if not self.may_fail_over(error):
@@ -159,10 +178,13 @@ class Router(Backend):
             return response
         raise route_error(errors, attempts, len(self.route.targets), request)
 
-    async def _generate_on(self, target: Target, request: Request, attempts: list[Attempt]) -> Response:
+    async def _generate_on(
+        self, target: Target, request: Request, attempts: list[Attempt], estimate: CallEstimate
+    ) -> Response:
         if isinstance(target.backend, Router):
-            return await self._generate_nested(target, checked_request(target, request, attempts), attempts)
-        call = _TargetCall(self, target, request, attempts)
+            checked = checked_request(target, request, attempts, estimate)
+            return await self._generate_nested(target, checked, attempts, estimate)
+        call = _TargetCall(self, target, request, attempts, estimate)
         while True:
             await call.admit()
             try:
@@ -177,9 +199,12 @@ class Router(Backend):
             call.succeeded(response, ttft_ms=None)
             return response
 
-    async def _generate_nested(self, target: Target, request: Request, attempts: list[Attempt]) -> Response:
+    async def _generate_nested(
+        self, target: Target, request: Request, attempts: list[Attempt], estimate: CallEstimate
+    ) -> Response:
+        assert isinstance(target.backend, Router)
         try:
-            response = await target.backend.generate(request)
+            response = await target.backend.generate(request, estimate)
         except AllTargetsFailedError as error:
             attempts.extend(error.attempts)
             raise
@@ -211,16 +236,19 @@ class Router(Backend):
 
     # ------------------------------------------------------------------------------------ stream
 
-    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: Request, estimate: CallEstimate | None = None) -> AsyncIterator[StreamEvent]:
+        """The answer as events from the first target that starts one (``estimate`` as for :meth:`generate`)."""
+        if estimate is None:
+            estimate = self.estimate(request)
         attempts: list[Attempt] = []
         errors: list[BaseException] = []
-        for target in self.ordered_targets(request):
+        for target in self.ordered_targets(request, estimate):
             if deadline_passed(request):
                 errors.append(out_of_time(target, request, attempts))
                 break
             emitted = False
             try:
-                async for event in self._stream_on(target, request, attempts):
+                async for event in self._stream_on(target, request, attempts, estimate):
                     emitted = True
                     if event.kind == "finish" and event.response is not None:
                         event.response.attempts = attempts
@@ -234,10 +262,13 @@ class Router(Backend):
                     break
         raise route_error(errors, attempts, len(self.route.targets), request)
 
-    async def _stream_on(self, target: Target, request: Request, attempts: list[Attempt]) -> AsyncIterator[StreamEvent]:
+    async def _stream_on(
+        self, target: Target, request: Request, attempts: list[Attempt], estimate: CallEstimate
+    ) -> AsyncIterator[StreamEvent]:
         if isinstance(target.backend, Router):
+            checked = checked_request(target, request, attempts, estimate)
             try:
-                async for event in target.backend.stream(checked_request(target, request, attempts)):
+                async for event in target.backend.stream(checked, estimate):
                     if event.kind == "finish" and event.response is not None:
                         attempts.extend(event.response.attempts)
                     yield event
@@ -245,7 +276,7 @@ class Router(Backend):
                 attempts.extend(error.attempts)
                 raise
             return
-        call = _TargetCall(self, target, request, attempts)
+        call = _TargetCall(self, target, request, attempts, estimate)
         while True:
             await call.admit()
             first_event_ms: float | None = None
@@ -273,21 +304,23 @@ class _TargetCall:
         "policy", "record", "request", "retries", "router", "started", "stats", "target",
     )
 
-    def __init__(self, router: Router, target: Target, request: Request, attempts: list[Attempt]) -> None:
+    def __init__(
+        self, router: Router, target: Target, request: Request, attempts: list[Attempt], estimate: CallEstimate
+    ) -> None:
         self.router, self.target, self.attempts = router, target, attempts
         self.label = target.label
         self.started = self.call_started = time.perf_counter()
         self.retries = 0
         # Whether the current try's outcome is booked: a consumer closing a finished stream is not a cancel.
         self.outcome_recorded = False
-        self.request = checked_request(target, request, attempts)
+        self.request = checked_request(target, request, attempts, estimate)
         self.policy = router._policy(target)
         self.backend = router._backend_for(target, request)
         store = router.context.store
         self.breaker, self.stats = store.breaker(self.label), store.stats(self.label)
         self.limiter = store.limiter(self.backend.name)
         self.estimate = (
-            estimate_tokens(self.request) + (self.request.max_tokens or 0) if self.limiter.active else 0
+            estimate.input_tokens(self.label) + (self.request.max_tokens or 0) if self.limiter.active else 0
         )
 
     def elapsed_ms(self) -> float:
@@ -347,7 +380,7 @@ class _TargetCall:
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def fits(target: Target, request: Request) -> bool:
+def fits(target: Target, request: Request, estimate: CallEstimate) -> bool:
     """Whether a target's known capabilities fit what the request needs."""
     caps = target.capabilities()
     if not caps.known:
@@ -358,46 +391,47 @@ def fits(target: Target, request: Request) -> bool:
         return False
     if not caps.vision and any(isinstance(p, ImagePart) for m in request.messages for p in m.parts):
         return False
-    return estimate_tokens(request) + (request.max_tokens or 0) <= caps.context_window
+    return estimate.input_tokens(target.label) + (request.max_tokens or 0) <= caps.context_window
 
 
-def estimated_cost(target: Target, request: Request) -> float:
+def estimated_cost(target: Target, request: Request, estimate: CallEstimate) -> float:
     """The request's estimated cost on a target; unknown prices sort last."""
     pricing = target.capabilities().pricing
     if pricing is None:
         return float("inf")
-    price_in, price_out, _, _ = pricing.for_input(estimate_tokens(request))
+    input_tokens = estimate.input_tokens(target.label)
+    price_in, price_out, _, _ = pricing.for_input(input_tokens)
     output_tokens = request.max_tokens or 1000  # a typical answer when the request sets no bound
-    return (estimate_tokens(request) * price_in + output_tokens * price_out) / 1_000_000
+    return (input_tokens * price_in + output_tokens * price_out) / 1_000_000
 
 
-def check_capabilities(target: Target, request: Request) -> None:
-    """Refuse, before any network call, what a known model cannot do."""
+def check_capabilities(target: Target, request: Request, estimate: CallEstimate | None = None) -> None:
+    """Refuse, before any network call, what a known model cannot do (``estimate``: the call's count)."""
     caps = target.capabilities()
     if not caps.known:
         return
-    # The quick estimate gates the (slower, possibly tokenizer-based) count to prompts that are
-    # anywhere near the window.
-    if estimate_tokens(request) * 2 > caps.context_window:
-        check_context_window(request, caps, model_id=target.label)
+    counted = (estimate if estimate is not None else CallEstimate(request, [target.label])).for_model(target.label)
+    check_context_window(request, caps, model_id=target.label, counted=counted)
     if request.tools and not caps.tools and request.tool_choice != "none":
         raise CapabilityError(f"{target.label} does not support tools; pick a model with tool calling or drop tools=")
     if not caps.vision and any(isinstance(p, ImagePart) for m in request.messages for p in m.parts):
         raise CapabilityError(f"{target.label} does not accept images; pick a vision model (see `agentadapter models`)")
 
 
-def for_target(target: Target, request: Request) -> Request:
-    check_capabilities(target, request)
+def for_target(target: Target, request: Request, estimate: CallEstimate | None = None) -> Request:
+    check_capabilities(target, request, estimate)
     if request.model == target.model:
         return request
     return replace(request, model=target.model)
 
 
-def checked_request(target: Target, request: Request, attempts: list[Attempt]) -> Request:
+def checked_request(
+    target: Target, request: Request, attempts: list[Attempt], estimate: CallEstimate | None = None
+) -> Request:
     """The request for this target, or a recorded attempt and the capability error."""
     started = time.perf_counter()
     try:
-        return for_target(target, request)
+        return for_target(target, request, estimate)
     except CapabilityError as error:
         attempts.append(failed_attempt(target.label, error, started, 0))
         raise

@@ -355,15 +355,20 @@ def _tiktoken_cache_dir() -> str:
 # ----------------------------------------------------------------------------------- cost, window
 
 
-def estimate_cost(request: Request, model_id: str, pricing: catalog.Pricing | None = None) -> float | None:
+def estimate_cost(
+    request: Request, model_id: str, pricing: catalog.Pricing | None = None,
+    *, capabilities: catalog.Capabilities | None = None,
+) -> float | None:
     """USD a request may cost, before it is sent: counted input plus an output bound, at catalog prices.
 
     The output bound is ``request.max_tokens`` when set, else the model's maximum output capped at
     :data:`UNSET_MAX_TOKENS_CAP`, and never more than what the context window leaves after the
     prompt. No cache hits are assumed, so this over- rather than under-states. ``pricing`` defaults
-    to the catalog's price for ``model_id``; None when no price is known (unknown, not free).
+    to the catalog's price for ``model_id`` (``capabilities``, when given, are the entry to use: a
+    facade's own view of the catalog); None when no price is known (unknown, not free).
     """
-    capabilities = catalog.lookup(model_id) if pricing is None else catalog.find(model_id) or catalog.DEFAULTS
+    if capabilities is None:
+        capabilities = catalog.lookup(model_id) if pricing is None else catalog.find(model_id) or catalog.DEFAULTS
     pricing = pricing or capabilities.pricing
     if pricing is None:
         return None
@@ -379,7 +384,8 @@ def estimate_cost(request: Request, model_id: str, pricing: catalog.Pricing | No
 
 
 def check_context_window(
-    request: Request, capabilities: catalog.Capabilities, *, model_id: str | None = None
+    request: Request, capabilities: catalog.Capabilities, *, model_id: str | None = None,
+    counted: TokenCount | None = None,
 ) -> TokenCount:
     """Raise :class:`ContextWindowExceededError` when the prompt clearly exceeds the context window.
 
@@ -387,10 +393,12 @@ def check_context_window(
     ``request.model``) and refuses only when the count exceeds the window by more than
     :data:`ESTIMATE_MARGIN` (10 %) for an estimate, or :data:`EXACT_MARGIN` for a tokenizer count,
     so a prompt that might fit is always sent and left to the provider. Models the catalog does
-    not know are never refused (their window is a guess). Returns the count.
+    not know are never refused (their window is a guess). Returns the count; ``counted`` is one
+    already made (the call's :class:`~agentadapter.llm.estimate.CallEstimate`), else it is counted here.
     """
     model = model_id or request.model
-    counted = count_tokens_local(request, model)
+    if counted is None:
+        counted = count_tokens_local(request, model)
     window = capabilities.context_window
     if not capabilities.known or window <= 0:
         return counted

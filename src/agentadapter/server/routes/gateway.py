@@ -21,7 +21,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from agentadapter.llm.client import LLMStream
 from agentadapter.llm.errors import AgentAdapterError, InsufficientCreditsError
 from agentadapter.llm.messages import StreamEvent
 from agentadapter.server.deps import CompletionsWrite, ModelsRead, StateDep
@@ -65,7 +64,7 @@ async def chat_completions(request: Request, principal: CompletionsWrite, state:
         except AgentAdapterError as exc:
             raise gateway_error(exc, call.model) from exc
         return _json(completion_body(response))
-    events = LLMStream(llm, call.model, call.request).__aiter__()
+    events = llm.stream_request(call.model, call.request).__aiter__()
     try:
         first = await anext(events, None)
     except InsufficientCreditsError:
