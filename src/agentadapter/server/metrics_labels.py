@@ -49,7 +49,7 @@ class KnownLabels:
         providers = {*PRESETS, *TYPE_ALIASES, *builtin_backend_types(), *file_config.backends, *online_endpoints,
                      *(agent.id for agent in seed_agents)}
         models: set[str] = set()
-        for model_id, entry in catalog.known_models().items():
+        for model_id, entry in catalog.CatalogView(file_config.catalog).known_models().items():
             provider = model_id.split("/", 1)[0]
             models.add(model_id)
             models.update(alias if alias.startswith(f"{provider}/") else f"{provider}/{alias}"

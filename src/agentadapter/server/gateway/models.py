@@ -54,7 +54,7 @@ def _catalog_item(llm: LLM, model_id: str, caps: catalog.Capabilities) -> dict[s
 def _alias_item(llm: LLM, name: str) -> dict[str, Any]:
     spec = llm.file_config.models[name]
     targets = llm.resolver.model_ids(name)
-    first = catalog.lookup(targets[0])
+    first = llm.catalog.lookup(targets[0])
     item = _catalog_item(llm, targets[0], first)
     item.update({
         "id": name, "owned_by": "agentadapter", "targets": targets,
@@ -67,7 +67,7 @@ def _alias_item(llm: LLM, name: str) -> dict[str, Any]:
 
 
 def list_models(llm: LLM) -> dict[str, Any]:
-    data = [_catalog_item(llm, model_id, caps) for model_id, caps in sorted(catalog.known_models().items())]
+    data = [_catalog_item(llm, model_id, caps) for model_id, caps in sorted(llm.catalog.known_models().items())]
     data.extend(_alias_item(llm, name) for name in sorted(llm.file_config.models))
     return {"object": "list", "data": data}
 
@@ -93,4 +93,4 @@ def model_entry(llm: LLM, model: str) -> dict[str, Any]:
     if model in llm.file_config.models:
         return _alias_item(llm, model)
     check_model(llm, model)
-    return _catalog_item(llm, model, catalog.lookup(model))
+    return _catalog_item(llm, model, llm.catalog.lookup(model))

@@ -66,7 +66,7 @@ def capabilities(llm: LLM, model: str) -> dict[str, Any]:
         model_id = llm.resolver.model_ids(model)[0]
     except AgentAdapterError as exc:
         raise APIError(422, str(exc), code="invalid_model", param="model") from exc
-    return _caps(model_id, catalog.lookup(model_id))
+    return _caps(model_id, llm.catalog.lookup(model_id))
 
 
 def health(llm: LLM) -> dict[str, Any]:
