@@ -32,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,8 +45,9 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "agentadapter.cli_service"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _serve import ROOT, clean_env, serve, tenant_key
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 TARGET_RPS = 1000.0
@@ -93,19 +93,6 @@ class Server:
         return max(sizes) if sizes else float("nan")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"`agentadapter {' '.join(args)}` failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 async def pg_database(admin_url: str, name: str, *, create: bool) -> None:
     import asyncpg
 
@@ -120,32 +107,13 @@ async def pg_database(admin_url: str, name: str, *, create: bool) -> None:
 
 
 def start_server(database: str, workdir: Path, database_url: str | None, workers: int) -> Server:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTADAPTER_")}
-    env.update(AGENTADAPTER_DATA_DIR=str(workdir), AGENTADAPTER_ENV="development", PYTHONUNBUFFERED="1")
-    if database_url:
-        env["AGENTADAPTER_DATABASE_URL"] = database_url
+    extra = {"AGENTADAPTER_DATABASE_URL": database_url} if database_url else {}
     if workers > 1:
-        env["AGENTADAPTER_REDIS_URL"] = os.environ.get("AGENTADAPTER_BENCH_REDIS_URL", DEFAULT_REDIS)
-    cli(env, "tenants", "create", "bench")
-    key = cli(env, "keys", "create", "--tenant", "bench", "--role", "admin")
-    port = free_port()
-    log = workdir / "server.log"
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
-        env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
-    server = Server(process, f"http://127.0.0.1:{port}", key, env, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server ({database}) exited at start: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(server.base_url + "/healthz", timeout=1.0).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the server ({database}) did not answer /healthz within 60 s")
+        extra["AGENTADAPTER_REDIS_URL"] = os.environ.get("AGENTADAPTER_BENCH_REDIS_URL", DEFAULT_REDIS)
+    env = clean_env(workdir, **extra)
+    key = tenant_key(env)
+    process, base_url = serve(env, workdir, workers=workers, name=f"the server ({database})", cwd=ROOT)
+    return Server(process, base_url, key, env, workdir / "server.log")
 
 
 def stop_server(server: Server) -> None:

@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,13 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _loopback import loopback_server
+from _serve import clean_env, serve, tenant_key
 
-ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "agentadapter.cli_service"]
 MODEL = "openai/gpt-4o-mini"
 BODY = {"messages": [{"role": "system", "content": "You are brief."},
                      {"role": "user", "content": "Say hello in one short sentence."}],
@@ -61,12 +57,6 @@ class Load:
     errors: int
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -74,37 +64,11 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"`agentadapter {' '.join(args)}` failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 def start_gateway(workdir: Path, provider_url: str) -> tuple[subprocess.Popen[bytes], str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTADAPTER_", "OPENAI_"))}
-    env.update(AGENTADAPTER_DATA_DIR=str(workdir), AGENTADAPTER_ENV="development", PYTHONUNBUFFERED="1",
-               OPENAI_BASE_URL=provider_url, OPENAI_API_KEY="sk-bench")
-    cli(env, "tenants", "create", "bench")
-    key = cli(env, "keys", "create", "--tenant", "bench", "--role", "member")
-    port = free_port()
-    log = workdir / "server.log"
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"],
-        env=env, cwd=workdir, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the gateway exited at start: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(base_url + "/healthz", timeout=1.0).status_code == 200:
-                return process, base_url + "/v1", key
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the gateway did not answer /healthz within 60 s")
+    env = clean_env(workdir, drop=("AGENTADAPTER_", "OPENAI_"), OPENAI_BASE_URL=provider_url, OPENAI_API_KEY="sk-bench")
+    key = tenant_key(env, "member")
+    process, base_url = serve(env, workdir, name="the gateway")
+    return process, base_url + "/v1", key
 
 
 # ------------------------------------------------------------------------------------- the load

@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,8 +29,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "agentadapter.cli_service"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _serve import clean_env, serve, tenant_key
+
 TARGET_P99_MS = 100.0
 BOMB = "a: &a [" + ", ".join(["lol"] * 9) + "]\n" + "".join(
     f"{chr(98 + level)}: &{chr(98 + level)} [" + ", ".join([f"*{chr(97 + level)}"] * 9) + "]\n" for level in range(8))
@@ -44,41 +44,11 @@ HOSTILE: list[tuple[str, bytes]] = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"`agentadapter {' '.join(args)}` failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 def start_server(workdir: Path, extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTADAPTER_")}
-    env.update(AGENTADAPTER_DATA_DIR=str(workdir), AGENTADAPTER_ENV="development", PYTHONUNBUFFERED="1", **extra)
-    cli(env, "tenants", "create", "bench")
-    key = cli(env, "keys", "create", "--tenant", "bench", "--role", "admin")
-    port = free_port()
-    log = workdir / "server.log"
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"],
-        env=env, cwd=workdir, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited at start: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(base_url + "/healthz", timeout=1.0).status_code == 200:
-                return process, base_url, key
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not answer /healthz within 60 s")
+    env = clean_env(workdir, **extra)
+    key = tenant_key(env)
+    process, base_url = serve(env, workdir)
+    return process, base_url, key
 
 
 def probe(base_url: str, duration: float) -> list[float]:

@@ -12,7 +12,7 @@ import importlib
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +36,6 @@ def _require_tokens_extra() -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} - under CI a missing package is a failure", pytrace=False)
     pytest.skip(message)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_encodings() -> Iterator[None]:
-    tokens._encodings.clear()
-    tokens._sources.clear()
-    yield
-    tokens._encodings.clear()
-    tokens._sources.clear()
 
 
 @pytest.fixture

@@ -35,15 +35,6 @@ def _request(text: str, **settings: object) -> Request:
     return Request(model="gpt-4o", messages=[Message.user(text)], **settings)  # type: ignore[arg-type]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> Iterator[None]:
-    tokens._encodings.clear()
-    tokens._sources.clear()
-    yield
-    tokens._encodings.clear()
-    tokens._sources.clear()
-
-
 @pytest.fixture
 def no_tiktoken(monkeypatch: pytest.MonkeyPatch) -> None:
     """As if tiktoken were not installed (whatever this machine has)."""

@@ -9,6 +9,8 @@ the store, as ``agentadapter tenants create`` / ``keys create`` do.
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from agentadapter.config import Settings, get_settings
+from agentadapter.observability.logging import configure_logging
 from agentadapter.server.app import create_app
 from agentadapter.server.settings import ServerSettings
 from agentadapter.server.state import AppState
@@ -164,3 +167,18 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRu
     register(app)
     yield CliRunner(), app
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[io.StringIO, pytest.LogCaptureFixture]]:
+    """The JSON log output at DEBUG (every request and answer is logged), and caplog on the same records."""
+    stream = io.StringIO()
+    configure_logging("DEBUG", stream=stream)
+    root = logging.getLogger("agentadapter")
+    root.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.DEBUG)
+    yield stream, caplog
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.NOTSET)
+    root.propagate = True

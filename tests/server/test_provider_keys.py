@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from typer.testing import CliRunner
 
 from agentadapter.config import get_settings
 from agentadapter.llm.client import LLM
-from agentadapter.observability.logging import configure_logging, get_logger
+from agentadapter.observability.logging import get_logger
 from agentadapter.store import provider_keys
 from agentadapter.store.database import Database
 from agentadapter.store.secrets import SecretBox, generate_key
@@ -41,21 +40,6 @@ async def wired(make_api: AppFactory, openai_fake: OpenAIFake) -> AsyncIterator[
     llm = LLM(config={}, environ={"OPENAI_API_KEY": SERVER_KEY, "OPENAI_BASE_URL": f"{openai_fake.url}/v1"})
     async with make_api(llm=llm) as api:
         yield api
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[io.StringIO, pytest.LogCaptureFixture]]:
-    """The JSON log output at DEBUG, and caplog on the same records."""
-    stream = io.StringIO()
-    configure_logging("DEBUG", stream=stream)
-    root = logging.getLogger("agentadapter")
-    root.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.DEBUG)
-    yield stream, caplog
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.setLevel(logging.NOTSET)
-    root.propagate = True
 
 
 def _bearer(fake: OpenAIFake) -> str:

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from agentadapter.llm.client import LLM
 from agentadapter.llm.policy.retry import RetryPolicy
-from agentadapter.observability.logging import configure_logging
 from fakes.leaky_server import LeakyOpenAIFake
 from server.conftest import Api, AppFactory
 
@@ -56,21 +54,6 @@ async def wired(make_api: AppFactory, leaky: LeakyOpenAIFake) -> AsyncIterator[A
               retry=RetryPolicy(max_retries=0))
     async with make_api(llm=llm) as api:
         yield api
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[io.StringIO, pytest.LogCaptureFixture]]:
-    """The JSON log output at DEBUG (every request and answer is logged), and caplog on the same records."""
-    stream = io.StringIO()
-    configure_logging("DEBUG", stream=stream)
-    root = logging.getLogger("agentadapter")
-    root.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.DEBUG)
-    yield stream, caplog
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.setLevel(logging.NOTSET)
-    root.propagate = True
 
 
 def _chat(model: str = "openai/gpt-4o-mini") -> dict[str, object]:

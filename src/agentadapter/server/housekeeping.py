@@ -11,9 +11,9 @@ idempotent, so they only repeat each other's (cheap, empty) queries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from agentadapter.server.background import BackgroundLoop
 from agentadapter.store.database import Database
 from agentadapter.store.retention import PurgeReport, cutoff_for, purge
 
@@ -22,7 +22,7 @@ __all__ = ["RetentionTask"]
 logger = logging.getLogger("agentadapter.server.retention")
 
 
-class RetentionTask:
+class RetentionTask(BackgroundLoop):
     """Purges old data every ``interval_s`` seconds until stopped."""
 
     def __init__(self, db: Database, *, retention_days: float, interval_s: float) -> None:
@@ -35,17 +35,10 @@ class RetentionTask:
         self.runs = 0
         """Purges that finished (successfully or not): what tests and operators watch."""
         self.last_report: PurgeReport | None = None
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="agentadapter-retention")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._spawn(self._loop(), "agentadapter-retention")
 
     async def run_once(self) -> PurgeReport | None:
         """One purge; its report, or None when it failed (the error is logged)."""

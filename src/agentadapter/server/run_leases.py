@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 
+from agentadapter.server.background import BackgroundLoop
 from agentadapter.store import runs
 from agentadapter.store.models import TERMINAL_RUN_STATUSES
 from agentadapter.store.recorder import StoreRunRecorder
@@ -59,7 +60,7 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class RunLeases:
+class RunLeases(BackgroundLoop):
     """This process's leases on the runs it executes, and the reaper of everyone's expired leases."""
 
     def __init__(self, db: Database, *, lease_s: float, reaper_interval_s: float, owner: str | None = None) -> None:
@@ -74,7 +75,7 @@ class RunLeases:
         """Runs this process's reaper failed (tests and operators watch it)."""
         self.passes = 0
         """Reaper passes made, failed ones included."""
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
 
     def values(self) -> dict[str, Any]:
         """The lease columns of a run this process is about to execute."""
@@ -82,14 +83,7 @@ class RunLeases:
 
     def start(self, running: Callable[[], Collection[uuid.UUID]], lost: Callable[[uuid.UUID], None]) -> None:
         """Renew the leases of ``running()`` runs; call ``lost(run_id)`` for one that was ended elsewhere."""
-        self._task = asyncio.get_running_loop().create_task(self._loop(running, lost), name="agentadapter-run-leases")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._spawn(self._loop(running, lost), "agentadapter-run-leases")
 
     async def renew(self, run_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         """Renew the leases on ``run_ids``; returns those still held."""
