@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from agentadapter._redis import next_pubsub_message, stop_task
 from agentadapter.orchestrator import Orchestrator, RunEvent, RunHandle, RunOptions
 from agentadapter.server.run_leases import LeasedRunRecorder, RunLeases
 
@@ -251,7 +252,7 @@ class CancelRelay:
                 await pubsub.subscribe(self.CHANNEL)
                 delay = 0.5
                 while True:
-                    message = await pubsub.get_message(timeout=5.0)
+                    message = await next_pubsub_message(pubsub, 5.0)  # raises when cancelled (redis-py may not)
                     if message is not None:
                         self._handle(message, cancel)
             except asyncio.CancelledError:
@@ -276,8 +277,5 @@ class CancelRelay:
         await self._redis.publish(self.CHANNEL, json.dumps({"run_id": str(run_id), "reason": reason}))
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+        await stop_task(self._listener)  # bounded: a shutdown never waits on Redis
         await self._redis.aclose()
