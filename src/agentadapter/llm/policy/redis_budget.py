@@ -11,11 +11,20 @@ When Redis does not answer, a reservation is refused with
 :class:`~agentadapter.protocol.errors.ProtocolConnectionError`: sending a call whose spend cannot be
 checked could overspend. A settlement that cannot be written (the provider has already answered) is
 kept and written before the next operation instead of failing a call that was paid for.
+
+Settlements are idempotent: each carries an id, and the settle script applies it only if it can
+create the marker key ``<prefix>settled|<id>`` (``SET NX``, kept ``settlement_marker_ttl_s``) in the
+same atomic step. A settlement Redis applied but whose reply was lost (the connection dropped) is
+therefore skipped when retried, and the kept settlements are written by one flusher at a time, each
+removed only once written - concurrent callers after an outage neither apply one twice nor drop one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,7 +36,7 @@ from agentadapter.protocol.errors import ProtocolConnectionError
 
 logger = logging.getLogger("agentadapter.budget")
 
-__all__ = ["DEFAULT_PREFIX", "RedisBudgetStore", "window_ttl_s"]
+__all__ = ["DEFAULT_PREFIX", "SETTLEMENT_MARKER_TTL_S", "RedisBudgetStore", "window_ttl_s"]
 
 DEFAULT_PREFIX = "agentadapter:budget:"
 
@@ -52,9 +61,13 @@ end
 return {1, string.format('%.17g', used)}
 """
 
-# KEYS[1]: the window's hash. ARGV: minus the reserved amount to release, actual spend, ttl (0: none).
-# Returns the committed total. The reservation never goes below zero (float rounding).
+# KEYS[1]: the window's hash, KEYS[2]: the settlement's marker. ARGV: minus the reserved amount to
+# release, actual spend, ttl (0: none), the marker's ttl. Returns {1 if applied now else 0 (applied
+# before), the committed total}. The reservation never goes below zero (float rounding).
 _SETTLE = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) then
+  return {0, redis.call('HGET', KEYS[1], 'committed') or '0'}
+end
 local reserved = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], 'reserved', ARGV[1]))
 if reserved < 0 then
   redis.call('HSET', KEYS[1], 'reserved', '0')
@@ -63,8 +76,22 @@ local committed = redis.call('HINCRBYFLOAT', KEYS[1], 'committed', ARGV[2])
 if tonumber(ARGV[3]) > 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
-return committed
+return {1, committed}
 """
+
+#: How long a settlement's marker is kept (seconds): a kept settlement retried within this time is
+#: never applied twice. One small key per settled call.
+SETTLEMENT_MARKER_TTL_S = 2 * _DAY_S
+
+
+@dataclass(frozen=True)
+class _Settlement:
+    """One call's spend to write: its id makes writing it again a no-op."""
+
+    id: str
+    key: str
+    reserved: float
+    actual: float
 
 
 def window_ttl_s(key: str) -> int:
@@ -80,7 +107,8 @@ class RedisBudgetStore:
     client (the caller keeps owning it).
     """
 
-    def __init__(self, client_or_url: aioredis.Redis | str, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client_or_url: aioredis.Redis | str, *, prefix: str = DEFAULT_PREFIX,
+                 settlement_marker_ttl_s: int = SETTLEMENT_MARKER_TTL_S) -> None:
         if isinstance(client_or_url, str):
             self.url = _mask(client_or_url)
             self._client: Any = aioredis.Redis.from_url(
@@ -94,8 +122,11 @@ class RedisBudgetStore:
         self.prefix = prefix
         self._reserve = self._client.register_script(_RESERVE)
         self._settle = self._client.register_script(_SETTLE)
-        self._unwritten: list[tuple[str, float, float]] = []
-        """Settlements Redis did not take (key, reserved, actual), written before the next operation."""
+        self.settlement_marker_ttl_s = max(1, int(settlement_marker_ttl_s))
+        self._unwritten: list[_Settlement] = []
+        """Settlements Redis did not take, in order, written before the next operation."""
+        self._flushing = asyncio.Lock()
+        """One flusher at a time: concurrent ones would each write the head of the queue."""
         self._last_committed: dict[str, float] = {}
 
     async def try_reserve(self, key: str, amount: float, limit: float) -> tuple[bool, float]:
@@ -108,21 +139,21 @@ class RedisBudgetStore:
         return bool(int(answer[0])), float(answer[1])
 
     async def settle(self, key: str, reserved: float, actual: float) -> float:
+        settlement = _Settlement(uuid.uuid4().hex, key, reserved, actual)
         try:
             await self._write_unwritten()
-            total = float(await self._settle(keys=[self.prefix + key], args=[repr(-reserved), repr(actual),
-                                                                             window_ttl_s(key)]))
+            total = await self._write(settlement)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             # The provider has answered: failing now would lose a paid response. Keep the
-            # settlement (the reservation stays held meanwhile, so nothing can overspend).
-            self._unwritten.append((key, reserved, actual))
+            # settlement (the reservation stays held meanwhile, so nothing can overspend); its id
+            # makes the retry a no-op if Redis did apply it before the connection dropped.
+            self._unwritten.append(settlement)
             estimate = self._last_committed.get(key, 0.0) + actual
             logger.warning(
                 "budget spend of $%.6f on %s is not written yet: Redis at %s did not answer (%s: %s); it is "
                 "written before the next budget operation", actual, key, self.url, type(exc).__name__, exc,
             )
             return estimate
-        self._last_committed[key] = total
         return total
 
     async def spent(self, key: str) -> float:
@@ -145,13 +176,30 @@ class RedisBudgetStore:
         if self._owns_client:
             await self._client.aclose()
 
+    async def _write(self, settlement: _Settlement) -> float:
+        """Apply one settlement (or find it applied already); the window's committed total."""
+        _, total = await self._settle(
+            keys=[self.prefix + settlement.key, f"{self.prefix}settled|{settlement.id}"],
+            args=[repr(-settlement.reserved), repr(settlement.actual), window_ttl_s(settlement.key),
+                  self.settlement_marker_ttl_s])
+        self._last_committed[settlement.key] = float(total)
+        return float(total)
+
     async def _write_unwritten(self) -> None:
-        while self._unwritten:
-            key, reserved, actual = self._unwritten[0]
-            total = await self._settle(keys=[self.prefix + key], args=[repr(-reserved), repr(actual),
-                                                                       window_ttl_s(key)])
-            self._last_committed[key] = float(total)
-            self._unwritten.pop(0)
+        if not self._unwritten:
+            return
+        async with self._flushing:
+            # Settlements kept while this caller waited for the lock stay queued behind these; a
+            # failure leaves the unwritten ones (and only those) for the next operation.
+            while self._unwritten:
+                settlement = self._unwritten[0]
+                await self._write(settlement)
+                self._unwritten.remove(settlement)
+
+    @property
+    def unwritten(self) -> int:
+        """How many settlements wait for Redis to come back."""
+        return len(self._unwritten)
 
     def _unavailable(self, exc: BaseException, consequence: str) -> ProtocolConnectionError:
         return ProtocolConnectionError(self.url, f"{type(exc).__name__}: {exc}; {consequence}")
