@@ -18,7 +18,7 @@ import os
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_TEST_REDIS_URL",
     "postgres_url_or_skip",
     "redis_url_or_skip",
+    "unavailable",
 ]
 
 #: The Redis the tests use unless AGENTADAPTER_TEST_REDIS_URL says otherwise (db 15: scratch space).
@@ -38,6 +39,13 @@ DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip the test because a service it needs is missing (fail it under CI=true, where it must run)."""
+    if _in_ci():
+        pytest.fail(f"{message} - under CI a missing service is a failure", pytrace=False)
+    pytest.skip(message)
 
 
 @functools.lru_cache(maxsize=8)
@@ -66,9 +74,7 @@ def redis_url_or_skip() -> str:
             f"Redis at {url} is not reachable ({problem}); start it (e.g. `redis-server` or .ci/run) "
             "or point AGENTADAPTER_TEST_REDIS_URL at one"
         )
-        if _in_ci():
-            pytest.fail(f"{message} - under CI a missing service is a failure", pytrace=False)
-        pytest.skip(message)
+        unavailable(message)
     return url
 
 
@@ -136,7 +142,5 @@ def postgres_url_or_skip() -> str:
             f"PostgreSQL at {admin_url} is not usable ({problem}); start it (e.g. `pg_ctlcluster 15 main start` "
             "or .ci/run) or point AGENTADAPTER_TEST_POSTGRES_URL at one where the user may create databases"
         )
-        if _in_ci():
-            pytest.fail(f"{message} - under CI a missing service is a failure", pytrace=False)
-        pytest.skip(message)
+        unavailable(message)
     return url

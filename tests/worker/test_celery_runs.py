@@ -4,6 +4,10 @@ Runs go in through two API apps (``AGENTADAPTER_EXECUTOR=celery``, as two instan
 balancer: same database, same Redis), their steps spread over both workers, and the database shows
 each step executed and recorded once; one instance serves the live events of a run submitted to the
 other; a worker killed with ``kill -9`` loses no run; a cancelled parallel run stops on both workers.
+
+The Redis (and, for the restart test, the RabbitMQ node) are private to this module (see conftest.py):
+nothing here flushes, restarts or registers a Celery node name on the machine's shared servers, and
+every worker has a node name of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
@@ -33,7 +36,8 @@ from agentadapter.server.app import create_app
 from agentadapter.store import api_keys, tenants
 from agentadapter.store.models import AgentRun, Run, RunEventRow, RunStep, UsageRecord
 from server.conftest import make_settings, server_settings
-from services import postgres_url_or_skip, redis_url_or_skip
+from services import postgres_url_or_skip
+from worker.conftest import PrivateRabbitMQ, PrivateRedis, stop_group, unique_node_name
 
 BACKENDS = {"instant": {"type": "test", "latency_ms": 0}, "quick": {"type": "test", "latency_ms": 40}, "slow": {"type": "test", "latency_ms": 300},
             "glacial": {"type": "test", "latency_ms": 8000}}
@@ -52,7 +56,8 @@ class Cluster:
     def start_worker(self, index: int, **env: str) -> subprocess.Popen[bytes]:
         log = open(self.data_dir / f"worker{index}.log", "ab")  # noqa: SIM115 - kept open for the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "agentadapter.cli", "worker", "--concurrency", "2", "--loglevel", "WARNING"],
+            [sys.executable, "-m", "agentadapter.cli", "worker", "--concurrency", "2", "--loglevel", "WARNING",
+             "--hostname", unique_node_name()],
             env={**self.env, **env}, cwd=self.data_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.workers.append(process)
@@ -65,10 +70,9 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis) -> Iterator[Cluster]:
     database_url = postgres_url_or_skip()
-    redis_url = redis_url_or_skip().rsplit("/", 1)[0] + "/12"
-    redis.Redis.from_url(redis_url).flushdb()
+    redis_url = private_redis.url()  # empty: no other test or process uses this server
     data_dir = tmp_path_factory.mktemp("workers")
     (data_dir / "agentadapter.yaml").write_text(CONFIG)
     env = {
@@ -88,8 +92,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield cluster
     finally:
         for process in cluster.workers:
-            if process.poll() is None:
-                cluster.kill(process, signal.SIGTERM)
+            stop_group(process)
 
 
 @dataclass
@@ -341,28 +344,13 @@ async def test_the_reaper_fails_a_run_nobody_executes(cluster: Cluster, monkeypa
         assert "event: run_finished" in response.text and "RUN_MAX_AGE_S" in response.text
 
 
-RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
-
-
-def rabbitmq_or_skip() -> None:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
-        subprocess.run(["rabbitmqctl", "status"], check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        message = f"RabbitMQ at 127.0.0.1:5672 (with rabbitmqctl) is not usable: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} - under CI a missing service is a failure", pytrace=False)
-        pytest.skip(message)
-
-
-async def test_runs_survive_a_rabbitmq_restart(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    rabbitmq_or_skip()
+async def test_runs_survive_a_rabbitmq_restart(cluster: Cluster, monkeypatch: pytest.MonkeyPatch,
+                                              private_rabbitmq: PrivateRabbitMQ) -> None:
     queue = f"aa-test-amqp-{uuid.uuid4().hex[:8]}"
-    worker = cluster.start_worker(9, AGENTADAPTER_BROKER_URL=RABBITMQ_URL, AGENTADAPTER_WORKER_QUEUE=queue)
+    broker = private_rabbitmq.url
+    worker = cluster.start_worker(9, AGENTADAPTER_BROKER_URL=broker, AGENTADAPTER_WORKER_QUEUE=queue)
     try:
-        async with api(cluster, monkeypatch, queue=queue, broker_url=RABBITMQ_URL) as client:
+        async with api(cluster, monkeypatch, queue=queue, broker_url=broker) as client:
             agents = [{"name": n, "model": "slow/m", "instructions": "answer"} for n in ("u", "v")]
             workflow = await client.workflow("amqp-seq", {"strategy": "sequential"}, agents)
             runs = [(await client.post(f"/v1/workflows/{workflow}/run", {"input": f"job {i}"}))["id"]
@@ -370,14 +358,11 @@ async def test_runs_survive_a_rabbitmq_restart(cluster: Cluster, monkeypatch: py
             async with asyncio.timeout(30):  # the worker is in the middle of the runs
                 while not [r for r in await step_rows(client.db, runs) if r.status == "done"]:
                     await asyncio.sleep(0.05)
-            restart = await asyncio.create_subprocess_exec(
-                "sh", "-c", "rabbitmqctl stop_app && sleep 1 && rabbitmqctl start_app",
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-            assert await restart.wait() == 0
+            # This test's own node: every connection (the worker's, the API's) drops and comes back.
+            await asyncio.to_thread(private_rabbitmq.restart_app)
             statuses = await client.wait_all(runs, timeout=60)
             assert set(statuses.values()) == {"completed"}
             await assert_recorded_once(client.db, runs, 2)
     finally:
-        cluster.kill(worker, signal.SIGTERM)
+        stop_group(worker)
         cluster.workers.remove(worker)
-        subprocess.run(["rabbitmqctl", "delete_queue", queue], capture_output=True, timeout=30)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
-from services import postgres_url_or_skip, redis_url_or_skip
+from services import postgres_url_or_skip
+from worker.conftest import PrivateRedis, free_port
 
 CLI = [sys.executable, "-m", "agentadapter.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def descendants(pid: int) -> set[int]:
@@ -76,9 +69,9 @@ def database_url() -> Iterator[str]:
     asyncio.run(drop())
 
 
-def test_cluster_up_runs_a_run_and_stops_every_process_on_ctrl_c(database_url: str, tmp_path: Path) -> None:
-    redis_url = redis_url_or_skip().rsplit("/", 1)[0] + "/11"
-    redis.Redis.from_url(redis_url).flushdb()
+def test_cluster_up_runs_a_run_and_stops_every_process_on_ctrl_c(database_url: str, tmp_path: Path,
+                                                                 private_redis: PrivateRedis) -> None:
+    redis_url = private_redis.url()  # its own server: the workers' node names meet no other worker there
     (tmp_path / "agentadapter.yaml").write_text("backends:\n  instant:\n    type: test\n    latency_ms: 0\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTADAPTER_")}
     env.update(AGENTADAPTER_DATA_DIR=str(tmp_path), AGENTADAPTER_CONFIG=str(tmp_path / "agentadapter.yaml"),
@@ -118,10 +111,12 @@ def test_cluster_up_runs_a_run_and_stops_every_process_on_ctrl_c(database_url: s
             created = client.post("/v1/runs", json={"agent_id": agent.json()["id"], "input": "ping"})
             assert created.status_code in (201, 202), created.text
             run_url = f"/v1/runs/{created.json()['id']}"
-            deadline = time.monotonic() + 60
-            while (run := client.get(run_url).json())["status"] not in ("completed", "failed", "cancelled"):
-                assert time.monotonic() < deadline, f"the run never ended: {run}\n{log_path.read_text()[-3000:]}"
-                time.sleep(0.1)
+            # The run's event stream ends with run_finished: wait on it rather than polling the run.
+            with client.stream("GET", f"{run_url}/events", timeout=httpx.Timeout(10, read=60)) as events:
+                assert events.status_code == 200
+                kinds = [line.removeprefix("event: ") for line in events.iter_lines() if line.startswith("event: ")]
+            assert kinds and kinds[-1] == "run_finished", f"{kinds}\n{log_path.read_text()[-3000:]}"
+            run = client.get(run_url).json()
             assert run["status"] == "completed", run
             assert "ping" in run["text"]
 
