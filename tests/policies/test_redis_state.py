@@ -1,14 +1,16 @@
 """State several instances share on Redis: budget spend, breakers and learned rate limits.
 
-Every test uses its own key prefix, so tests never see each other's keys. The "instances" are
-separate facades with separate stores (and Redis connections) on one Redis, calling loopback fakes
-that count the requests they receive.
+Every test uses its own key prefix, so tests never see each other's keys, and deletes the keys under
+it when it ends (never a FLUSHDB: the Redis is shared). The "instances" are separate facades with
+separate stores (and Redis connections) on one Redis, calling loopback fakes that count the requests
+they receive. Breaker cooldowns pass on an injected clock the instances share, not by sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -27,7 +29,7 @@ from agentadapter.llm.redis_health import RedisReliabilityStore
 from agentadapter.llm.shared import SharedState
 from agentadapter.protocol.errors import ProtocolConnectionError
 from fakes.openai_server import OpenAIFake
-from services import redis_url_or_skip
+from services import DEFAULT_TEST_REDIS_URL, redis_url_or_skip
 
 NO_RETRY = RetryPolicy(max_retries=0)
 CLOSED_PORT = "redis://127.0.0.1:1/0"
@@ -35,6 +37,19 @@ CLOSED_PORT = "redis://127.0.0.1:1/0"
 
 def prefix() -> str:
     return f"aa-test-{uuid.uuid4().hex[:10]}"
+
+
+class Clock:
+    """A monotonic clock the test moves: a cooldown passes when the test says so, at once."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 async def eventually(condition: Callable[[], bool], what: str, within_s: float = 5.0) -> None:
@@ -187,16 +202,19 @@ async def instance(fakes: tuple[OpenAIFake, OpenAIFake]) -> AsyncIterator[Instan
     """A factory of facades ("instances") on the two fakes, each with its own Redis reliability store."""
     primary, backup = fakes
     made: list[tuple[LLM, RedisReliabilityStore]] = []
+    used: set[tuple[str, str]] = set()
 
-    async def make(url: str, keys: str, *, breaker: dict | None = None) -> LLM:
+    async def make(url: str, keys: str, *, breaker: dict | None = None, clock: Clock | None = None) -> LLM:
         config = {
             "backends": {"a": {"type": "custom", "base_url": f"{primary.url}/v1", "api_key": "k"},
                          "b": {"type": "custom", "base_url": f"{backup.url}/v1", "api_key": "k"}},
             "models": {"smart": {"targets": ["a/m", "b/m"]}},
         }
-        store = RedisReliabilityStore(url, prefix=keys, breaker_config=BreakerConfig(**(breaker or {})))
+        store = RedisReliabilityStore(url, prefix=keys, breaker_config=BreakerConfig(**(breaker or {})),
+                                      **({"clock": clock} if clock is not None else {}))
         llm = LLM(config=config, environ={}, retry=NO_RETRY, reliability=store)
         made.append((llm, store))
+        used.add((url, keys))
         await store.start()
         return llm
 
@@ -204,6 +222,10 @@ async def instance(fakes: tuple[OpenAIFake, OpenAIFake]) -> AsyncIterator[Instan
     for llm, store in made:
         await store.aclose()
         await llm.aclose()
+    test_redis = os.environ.get("AGENTADAPTER_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+    for url, keys in used:
+        if url == test_redis:  # not the unreachable port or a proxy that is shut by now
+            await purge(url, keys + ":")
 
 
 def breaker_state(llm: LLM, target: str) -> str:
@@ -213,10 +235,11 @@ def breaker_state(llm: LLM, target: str) -> str:
 async def test_a_breaker_opened_by_one_instance_is_open_in_the_other_and_both_close_after_the_cooldown(
     fakes: tuple[OpenAIFake, OpenAIFake], instance: Instance,
 ):
-    url, keys = redis_url_or_skip(), prefix()
+    url, keys, clock = redis_url_or_skip(), prefix(), Clock()
     primary, _ = fakes
-    breaker = {"failure_threshold": 2, "cooldown_s": 0.5}
-    first, second = await instance(url, keys, breaker=breaker), await instance(url, keys, breaker=breaker)
+    breaker = {"failure_threshold": 2, "cooldown_s": 30}
+    first = await instance(url, keys, breaker=breaker, clock=clock)
+    second = await instance(url, keys, breaker=breaker, clock=clock)
     primary.fail(500, {"error": {"message": "down"}}, times=2)
     for _ in range(2):
         with pytest.raises(ServerError):
@@ -231,7 +254,7 @@ async def test_a_breaker_opened_by_one_instance_is_open_in_the_other_and_both_cl
     routed = await second.generate("smart", "hi")  # a route moves on to the backup at once
     assert [a.target for a in routed.attempts] == ["a/m", "b/m"] and len(primary.requests) == sent
 
-    await asyncio.sleep(0.6)  # the cooldown passes; the first instance's probe succeeds and closes it
+    clock.advance(31)  # the cooldown passes; the first instance's probe succeeds and closes it
     assert (await first.generate("a/m", "hi")).text
     assert breaker_state(first, "a/m") == "closed"
     await eventually(lambda: breaker_state(second, "a/m") == "closed", "the second instance closing its breaker")
@@ -280,11 +303,12 @@ async def test_a_rate_limit_learned_by_one_instance_sends_the_others_to_the_back
 async def test_when_redis_goes_away_each_instance_keeps_working_on_its_own_state(
     fakes: tuple[OpenAIFake, OpenAIFake], instance: Instance, caplog: pytest.LogCaptureFixture,
 ):
-    url, keys = redis_url_or_skip(), prefix()
+    url, keys, clock = redis_url_or_skip(), prefix(), Clock()
     primary, _ = fakes
     proxy = await RedisProxy.to(url)
-    breaker = {"failure_threshold": 1, "cooldown_s": 0.3}
-    through_proxy, direct = await instance(proxy.url, keys, breaker=breaker), await instance(url, keys, breaker=breaker)
+    breaker = {"failure_threshold": 1, "cooldown_s": 30}
+    through_proxy = await instance(proxy.url, keys, breaker=breaker, clock=clock)
+    direct = await instance(url, keys, breaker=breaker, clock=clock)
     shared_store = through_proxy.reliability
     assert isinstance(shared_store, RedisReliabilityStore) and shared_store.sharing
 
@@ -297,7 +321,7 @@ async def test_when_redis_goes_away_each_instance_keeps_working_on_its_own_state
     routed = await through_proxy.generate("smart", "hi")  # calls go on: the route skips the open target
     assert [a.target for a in routed.attempts] == ["a/m", "b/m"]
     await eventually(lambda: "per instance for now" in caplog.text, "a warning that sharing stopped")
-    await asyncio.sleep(0.35)
+    clock.advance(31)
     assert (await through_proxy.generate("a/m", "hi")).text  # the probe after the cooldown closes it locally
     assert breaker_state(direct, "a/m") == "closed"  # the other instance never heard of it
 
@@ -318,8 +342,8 @@ async def test_a_store_on_an_unreachable_redis_never_fails_a_call(
 
 
 async def test_shared_state_gives_a_facade_both_redis_stores():
-    url = redis_url_or_skip()
-    shared = SharedState(url, prefix=prefix())
+    url, keys = redis_url_or_skip(), prefix()
+    shared = SharedState(url, prefix=keys)
     try:
         llm = LLM(config={}, environ={}, shared=shared)
         reliability: ReliabilityStore = llm.reliability
@@ -330,6 +354,7 @@ async def test_shared_state_gives_a_facade_both_redis_stores():
         assert reliability.sharing
     finally:
         await shared.aclose()
+        await purge(url, keys + ":")
 
 
 class RedisProxy:
