@@ -7,17 +7,30 @@ a missing server is a failure, because CI is where we promise those tests ran.
 PostgreSQL tests never touch an existing database: :func:`postgres_url_or_skip` creates a throw-away
 database (``aa_test_<pid>_<random>``) on first use in a test session, and drops it when the session
 ends (``WITH (FORCE)``, so connections a test left open do not keep it alive).
+
+The machine's Redis and RabbitMQ are shared too: tests use their own key prefixes on them, or - when
+they need a whole server (an empty broker, pub/sub channels nobody else hears, a server to stop) -
+start a private one with :func:`start_redis` (and tests/worker/conftest.py's RabbitMQ node), on a free
+loopback port, stopped with :func:`stop_group` in the fixture's finalizer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import functools
 import os
+import shutil
+import signal
+import socket
+import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -25,8 +38,13 @@ import pytest
 __all__ = [
     "DEFAULT_TEST_POSTGRES_URL",
     "DEFAULT_TEST_REDIS_URL",
+    "PrivateRedis",
+    "free_port",
+    "log_tail",
     "postgres_url_or_skip",
     "redis_url_or_skip",
+    "start_redis",
+    "stop_group",
     "unavailable",
 ]
 
@@ -144,3 +162,79 @@ def postgres_url_or_skip() -> str:
         )
         unavailable(message)
     return url
+
+
+# ------------------------------------------------------------------------ private servers
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it; a race with another process is unlikely)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_group(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+    """SIGTERM a process started with ``start_new_session=True`` and everything in its group; SIGKILL
+    what is left after ``grace_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=grace_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):  # children that outlived the group leader
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def log_tail(path: Path, chars: int = 3000) -> str:
+    """The end of a server's log, for the message of a test it failed."""
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class PrivateRedis:
+    """A ``redis-server`` of a test's own on a free loopback port, without persistence: nothing else sees
+    its keys or its pub/sub channels (which, unlike keys, no database number separates)."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+
+def start_redis(directory: Path) -> PrivateRedis:
+    """Start one (stop it with ``stop_group(server.process)``); skip the test (fail under CI) without the binary."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not installed (this test starts a private one): install redis-server")
+    import redis
+
+    port = free_port()
+    log = directory / "redis.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(directory), "--daemonize", "no", "--logfile", ""],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    server = PrivateRedis(port, process)
+    client = redis.Redis.from_url(server.url(), socket_connect_timeout=1.0)
+    deadline = time.monotonic() + 20
+    try:
+        while True:
+            try:
+                client.ping()
+                return server
+            except redis.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    stop_group(process)
+                    unavailable(f"a private redis-server on port {port} did not start:\n{log_tail(log)}")
+                time.sleep(0.05)  # polling a server that is starting: nothing to wait on but its port
+    finally:
+        client.close()

@@ -2,25 +2,40 @@
 the events of a run executing in another process are followed through the database.
 
 Two apps on one database and one Redis stand in for two ``agentadapter serve --workers 2`` processes.
+The Redis is a private server: cancel requests travel on a pub/sub channel, which Redis does not
+separate by database number, so on the shared server other sessions' processes would hear them (and
+count as subscribers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
+import redis.asyncio as aioredis
 
 from agentadapter.llm.messages import Request
 from agentadapter.server.app import create_app
+from agentadapter.server.executor import CancelRelay
 from agentadapter.store import api_keys, tenants
 from agentadapter.testing import FunctionBackend, offline_llm
 from server.conftest import make_settings, server_settings
 from server.test_runs import frames
-from services import redis_url_or_skip
+from services import start_redis, stop_group
 from store.databases import migrated_sqlite, unique
+
+
+@pytest.fixture
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server.url()
+    finally:
+        stop_group(server.process)
 
 
 @contextlib.asynccontextmanager
@@ -39,8 +54,8 @@ async def process(url: str, data_dir: Path, redis_url: str, gate: asyncio.Event)
     await llm.aclose()
 
 
-async def test_a_cancel_reaches_the_process_running_the_run(tmp_path: Path, template_dir: Path) -> None:
-    redis_url = redis_url_or_skip()
+async def test_a_cancel_reaches_the_process_running_the_run(tmp_path: Path, template_dir: Path,
+                                                            redis_url: str) -> None:
     url = migrated_sqlite(tmp_path, template_dir)
     gate = asyncio.Event()
     async with process(url, tmp_path, redis_url, gate) as first, process(url, tmp_path, redis_url, gate) as second:
@@ -50,7 +65,10 @@ async def test_a_cancel_reaches_the_process_running_the_run(tmp_path: Path, temp
         headers = {"Authorization": f"Bearer {key}"}
         agent = (await first.post("/v1/agents", headers=headers, json={"name": "slow", "model": "gate/x"})).json()
         run = (await first.post("/v1/runs", headers=headers, json={"agent_id": agent["id"], "input": "x"})).json()
-        await asyncio.sleep(0.2)  # both relays subscribed, the run started in the first process
+        async with asyncio.timeout(10):  # both relays subscribed, the run started in the first process
+            while not await relays_listening(redis_url, 2) or (await first.get(
+                    f"/v1/runs/{run['id']}", headers=headers)).json()["status"] != "running":
+                await asyncio.sleep(0.02)
 
         followed = asyncio.create_task(second.get(f"/v1/runs/{run['id']}/events", headers=headers))
         cancel = await second.post(f"/v1/runs/{run['id']}/cancel", headers=headers)
@@ -62,3 +80,13 @@ async def test_a_cancel_reaches_the_process_running_the_run(tmp_path: Path, temp
         assert got[0]["event"] == "run_started" and got[-1]["event"] == "run_finished"
         assert got[-1]["data"]["data"]["status"] == "cancelled"
         gate.set()
+
+
+async def relays_listening(redis_url: str, count: int) -> bool:
+    """Whether ``count`` cancel relays are subscribed (the test's own Redis: only its processes are there)."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        subscribers = dict(await client.pubsub_numsub(CancelRelay.CHANNEL))
+    finally:
+        await client.aclose()
+    return int(subscribers.get(CancelRelay.CHANNEL.encode(), 0)) >= count

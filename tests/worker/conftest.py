@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from services import unavailable
+from services import PrivateRedis, free_port, log_tail, start_redis, stop_group, unavailable
 
 #: Where the RabbitMQ scripts are; run directly, not through the /usr/sbin wrappers, which switch to the
 #: ``rabbitmq`` user (and so lose this node's environment) when called as root.
@@ -34,82 +32,12 @@ RABBITMQ_START_S = 90.0
 """How long a private RabbitMQ node may take to accept AMQP connections (a few seconds usually)."""
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the OS picks it; a race with another process is unlikely)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def unique_node_name(kind: str = "aa-test") -> str:
     """A Celery node name no other worker on any broker uses (``%h`` is expanded by Celery to the host)."""
     return f"{kind}-{uuid.uuid4().hex[:10]}@%h"
 
 
-def stop_group(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
-    """SIGTERM a process started with ``start_new_session=True`` and everything in its group; SIGKILL
-    what is left after ``grace_s``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=grace_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with contextlib.suppress(ProcessLookupError):  # children that outlived the group leader
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def _tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return "(no log)"
-
-
 # ---------------------------------------------------------------------------------------------- Redis
-
-
-@dataclass
-class PrivateRedis:
-    """A ``redis-server`` on a free loopback port, without persistence; its data dies with it."""
-
-    port: int
-    process: subprocess.Popen[bytes]
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-
-def start_redis(directory: Path) -> PrivateRedis:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server is not installed (the worker tests start a private one): install redis-server")
-    import redis
-
-    port = free_port()
-    log = directory / "redis.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(directory), "--daemonize", "no", "--logfile", ""],
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    server = PrivateRedis(port, process)
-    client = redis.Redis.from_url(server.url(), socket_connect_timeout=1.0)
-    deadline = time.monotonic() + 20
-    try:
-        while True:
-            try:
-                client.ping()
-                return server
-            except redis.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    stop_group(process)
-                    unavailable(f"a private redis-server on port {port} did not start:\n{_tail(log)}")
-                time.sleep(0.05)  # polling a server that is starting: nothing to wait on but its port
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +90,10 @@ class PrivateRabbitMQ:
 
     def accepts_amqp(self) -> bool:
         """True once a client can open an AMQP connection (the node booted and its listener is up)."""
-        from kombu import Connection
+        from kombu.connection import Connection
 
         try:
-            with Connection(self.url, connect_timeout=1.0) as connection:
+            with Connection(self.url, connect_timeout=1.0) as connection:  # type: ignore[no-untyped-call]
                 connection.connect()
             return True
         except OSError:
@@ -192,7 +120,7 @@ class PrivateRabbitMQ:
         self.ctl("stop_app")
         self.ctl("start_app")
         problem = self.wait_until_up(RABBITMQ_START_S)
-        assert problem is None, f"the private RabbitMQ node did not come back: {problem}\n{_tail(self.log)}"
+        assert problem is None, f"the private RabbitMQ node did not come back: {problem}\n{log_tail(self.log)}"
 
     def stop(self) -> None:
         """Stop the node, then its process group, then its private epmd (a daemon outside the group)."""
@@ -244,7 +172,7 @@ def private_rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Priva
         node.start()
         problem = node.wait_until_up(RABBITMQ_START_S)
         if problem is not None:
-            unavailable(f"a private RabbitMQ node ({node.node}) could not be started: {problem}\n{_tail(node.log)}")
+            unavailable(f"a private RabbitMQ node ({node.node}) could not be started: {problem}\n{log_tail(node.log)}")
         yield node
     finally:
         node.stop()

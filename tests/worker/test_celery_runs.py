@@ -36,8 +36,8 @@ from agentadapter.server.app import create_app
 from agentadapter.store import api_keys, tenants
 from agentadapter.store.models import AgentRun, Run, RunEventRow, RunStep, UsageRecord
 from server.conftest import make_settings, server_settings
-from services import postgres_url_or_skip
-from worker.conftest import PrivateRabbitMQ, PrivateRedis, stop_group, unique_node_name
+from services import PrivateRedis, postgres_url_or_skip, stop_group
+from worker.conftest import PrivateRabbitMQ, unique_node_name
 
 BACKENDS = {"instant": {"type": "test", "latency_ms": 0}, "quick": {"type": "test", "latency_ms": 40}, "slow": {"type": "test", "latency_ms": 300},
             "glacial": {"type": "test", "latency_ms": 8000}}

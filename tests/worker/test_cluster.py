@@ -20,8 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services import postgres_url_or_skip
-from worker.conftest import PrivateRedis, free_port
+from services import PrivateRedis, free_port, postgres_url_or_skip
 
 CLI = [sys.executable, "-m", "agentadapter.cli"]
 
