@@ -8,6 +8,12 @@ Starlette's HTTP errors (404 route, 405, 413 from the body limit), the store's `
 ``InvalidCursor`` (422), the library's configuration and request errors (422), a tenant's exhausted
 credits (402, ``insufficient_credits``), and anything unexpected (500, logged with the request id,
 which the message repeats). Messages and details are cleaned of secrets (:func:`error_body`).
+
+Shared state going away is not a bug of the request: the database unreachable (or SQLite locked past
+its busy timeout) answers 503 ``database_unavailable``, Redis unreachable 503
+``shared_state_unavailable``, both with ``Retry-After``. The message is for the API client (what
+happened, when to retry); which server and what the driver said go to the log, for the operator.
+Nothing needs a restart when the server is back: the next request reconnects.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,9 +31,12 @@ from agentadapter.llm.errors import ConfigurationError, InsufficientCreditsError
 from agentadapter.llm.schema_safety import UnsafeSchemaError
 from agentadapter.observability.logging import get_logger
 from agentadapter.observability.redact import redact, redact_text
-from agentadapter.store.errors import InvalidCursor, RecordConflict, RecordNotFound
+from agentadapter.protocol.errors import ProtocolConnectionError
+from agentadapter.store.database import database_outage
+from agentadapter.store.errors import DatabaseUnavailable, InvalidCursor, RecordConflict, RecordNotFound
 
-__all__ = ["APIError", "error_body", "error_response", "install_error_handlers", "param_of"]
+__all__ = ["OUTAGE_RETRY_AFTER_S", "APIError", "error_body", "error_response", "install_error_handlers",
+           "outage_code", "outage_error", "param_of"]
 
 # get_logger puts the redacting filter on the "agentadapter.server" logger, which the middleware,
 # the executor and the gateway log through as well: nothing they log can quote a key.
@@ -149,6 +159,69 @@ async def _insufficient_credits(request: Request, exc: Exception) -> JSONRespons
         "balance_usd": exc.balance_usd, "needed_usd": exc.needed_usd}))
 
 
+#: Seconds a client is told to wait before retrying when the database or Redis is away.
+OUTAGE_RETRY_AFTER_S = 5
+_OUTAGES = {
+    "database_unavailable": "the service cannot reach its database right now; retry in a few seconds",
+    "shared_state_unavailable": "the service cannot reach its shared state (Redis) right now; retry in a few seconds",
+}
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # Redis is an optional extra
+        return ()
+    return RedisConnectionError, RedisTimeoutError
+
+
+def outage_code(exc: BaseException) -> str | None:
+    """``database_unavailable`` or ``shared_state_unavailable`` if ``exc`` (or its cause) is the
+    database or Redis not answering; None for anything else."""
+    if database_outage(exc):
+        return "database_unavailable"
+    redis_errors: tuple[type[BaseException], ...] = (ProtocolConnectionError, *_redis_errors())
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, redis_errors):
+            return "shared_state_unavailable"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def outage_error(exc: BaseException, where: str) -> APIError | None:
+    """The 503 for ``exc`` if it is the database or Redis not answering (the details logged for the
+    operator, under ``where``), else None."""
+    code = outage_code(exc)
+    if code is None:
+        return None
+    logger.warning("%s on %s: %s: %s", code.replace("_", " "), where, type(exc).__name__, exc)
+    return APIError(503, _OUTAGES[code], type="api_error", code=code,
+                    headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
+
+
+def _outage_response(request: Request, exc: BaseException, code: str) -> JSONResponse:
+    where = f"{request.method} {request.url.path} (request {_request_id(request)})"
+    error = outage_error(exc, where) or APIError(503, _OUTAGES[code], type="api_error", code=code,
+                                                  headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
+    return error_response(error)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return _outage_response(request, exc, "database_unavailable")
+
+
+async def _maybe_outage(request: Request, exc: Exception) -> JSONResponse:
+    """Driver and Redis errors that reached the API untranslated: a 503 if they are an outage."""
+    code = outage_code(exc)
+    if code is not None:
+        return _outage_response(request, exc, code)
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = _request_id(request)
     logger.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
@@ -168,4 +241,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidRequestError, _invalid_request)
     app.add_exception_handler(UnsafeSchemaError, _unsafe_schema)  # a tenant's JSON schema: param says where
     app.add_exception_handler(InsufficientCreditsError, _insufficient_credits)  # 402; other budget refusals unchanged
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)  # 503, Retry-After
+    # Outages that reached a route untranslated (a driver's, Redis's errors): 503s too, else a 500.
+    for kind in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, ProtocolConnectionError, OSError,
+                 TimeoutError, *_redis_errors()):
+        app.add_exception_handler(kind, _maybe_outage)
     app.add_exception_handler(Exception, _unexpected)

@@ -14,6 +14,13 @@ and the pool is sized by :class:`PoolSettings` (``AGENTADAPTER_DB_POOL_SIZE``, `
 the server's user: the data dir is created (or tightened to) mode 0700, the database file and its
 ``-wal``/``-shm`` 0600 (:mod:`agentadapter._private_files`). Repositories take the sessions this
 hands out; nothing here knows about tenants.
+
+A database that cannot be reached is reported once, at this edge: a session whose work failed
+because the connection could not be opened or was lost (or SQLite stayed locked past its busy
+timeout) raises :class:`~agentadapter.store.errors.DatabaseUnavailable` from the driver's error
+(:func:`database_outage` says which errors are outages), which the API answers with a 503. The
+pool recovers by itself: a disconnect invalidates every connection opened before it, so the next
+checkout connects afresh once the database is back.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -33,11 +41,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentadapter._private_files import private_directory, private_sqlite_file
 from agentadapter.llm.errors import ConfigurationError
+from agentadapter.store.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from agentadapter.config import Settings
 
-__all__ = ["Database", "PoolSettings", "database_url"]
+__all__ = ["Database", "PoolSettings", "database_outage", "database_url"]
 
 
 def _json_dumps(value: Any) -> str:
@@ -123,6 +132,76 @@ def _sqlite_file(url: sa.URL) -> bool:
     return url.query.get("uri") not in ("true", "1")
 
 
+# The drivers' modules: an OSError raised from their frames is a connection that failed.
+_DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlalchemy", "sqlite3")
+# SQLite's answers when another writer holds the database past the busy timeout, or it cannot be opened.
+_SQLITE_BUSY = ("database is locked", "database is busy", "unable to open database")
+
+
+def _raised_by_driver(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_DRIVER_MODULES):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+_ASYNCPG_CONNECTION_ERRORS = ("ConnectionDoesNotExistError", "ConnectionFailureError", "CannotConnectNowError",
+                              "TooManyConnectionsError", "InterfaceError", "InternalClientError")
+
+
+def _connection_error(exc: BaseException) -> bool:
+    """A socket error from the driver (the connection refused, reset or timed out), or asyncpg's own."""
+    if isinstance(exc, OSError | TimeoutError):
+        return _raised_by_driver(exc)
+    return type(exc).__module__.startswith("asyncpg") and type(exc).__name__ in _ASYNCPG_CONNECTION_ERRORS
+
+
+def database_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) means the database cannot answer now, rather than a bug
+    or a refused statement: a connection refused, dropped or timed out, the pool exhausted, an
+    invalidated connection, SQLite locked past its busy timeout."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DatabaseUnavailable | sa.exc.TimeoutError | sa.exc.InterfaceError):
+            return True
+        if isinstance(current, sa.exc.DBAPIError):
+            if current.connection_invalidated:
+                return True
+            if isinstance(current, sa.exc.OperationalError):
+                text = str(current.orig or current).lower()
+                # On PostgreSQL an OperationalError is the connection or the server (shutting down,
+                # too many connections); on SQLite most are statement errors, except these.
+                if "sqlite" not in type(current.orig).__module__ or any(word in text for word in _SQLITE_BUSY):
+                    return True
+        elif _connection_error(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class _Session(AsyncSession):
+    """A session that reports a database outage as :class:`DatabaseUnavailable` when it ends."""
+
+    database = "?"
+
+    async def __aexit__(self, type_: type[BaseException] | None, value: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        try:
+            await super().__aexit__(type_, value, traceback)
+        except Exception as closing:
+            if value is not None:
+                raise value from closing  # the body's failure says more than the close's
+            if database_outage(closing):
+                raise DatabaseUnavailable(self.database, closing) from closing
+            raise
+        if isinstance(value, Exception) and not isinstance(value, DatabaseUnavailable) and database_outage(value):
+            raise DatabaseUnavailable(self.database, value) from value
+
+
 class Database:
     """An async engine with read sessions (:meth:`session`) and write sessions (:meth:`writer`)."""
 
@@ -152,12 +231,20 @@ class Database:
         # begin hook, on PostgreSQL in autocommit.
         reader = self.engine if self.dialect == "sqlite" else self.engine.execution_options(
             isolation_level="AUTOCOMMIT")
-        self._reader = async_sessionmaker(reader, expire_on_commit=False, autoflush=False)
-        self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False, autoflush=False)
+        session_class = type("Session", (_Session,), {"database": self.name})
+        self._reader: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            reader, class_=session_class, expire_on_commit=False, autoflush=False)
+        self._writer: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self._write_engine, class_=session_class, expire_on_commit=False, autoflush=False)
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
     def __repr__(self) -> str:
-        return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
+        return f"Database({self.name!r})"
+
+    @property
+    def name(self) -> str:
+        """The URL without its password (for logs and errors)."""
+        return make_url(self.url).render_as_string(hide_password=True)
 
     @property
     def is_sqlite(self) -> bool:
@@ -220,9 +307,14 @@ class Database:
                 lock.release()
 
     async def ping(self) -> None:
-        """One round trip to the database (raises when it is unreachable)."""
-        async with self.engine.connect() as connection:
-            await connection.execute(sa.text("SELECT 1"))
+        """One round trip to the database (raises DatabaseUnavailable when it is unreachable)."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(sa.text("SELECT 1"))
+        except Exception as exc:
+            if database_outage(exc):
+                raise DatabaseUnavailable(self.name, exc) from exc
+            raise
 
     async def dispose(self) -> None:
         await self.engine.dispose()

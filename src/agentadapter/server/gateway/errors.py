@@ -34,7 +34,7 @@ from agentadapter.llm.errors import (
     StreamInterruptedError,
 )
 from agentadapter.llm.errors import APIError as ProviderError
-from agentadapter.server.errors import APIError
+from agentadapter.server.errors import APIError, outage_error
 
 __all__ = ["gateway_error"]
 
@@ -45,6 +45,9 @@ def _retry_after(seconds: float | None) -> dict[str, str] | None:
 
 def gateway_error(exc: AgentAdapterError, model: str) -> APIError:
     """The answer for a call to ``model`` that failed with ``exc``."""
+    outage = outage_error(exc, f"a gateway call to {model}")  # Redis away (budgets): a 503, details logged
+    if outage is not None:
+        return outage
     message = str(exc)
     if isinstance(exc, AllTargetsFailedError):
         attempts = [a.to_dict() for a in exc.attempts]
