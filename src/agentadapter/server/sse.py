@@ -4,7 +4,8 @@
 ``EventSource`` do it by themselves) resumes right after the last event it got. A comment line is
 sent every ``AGENTADAPTER_SSE_HEARTBEAT_S`` seconds while nothing happens, so proxies and load
 balancers keep an idle stream open; the events are read by a separate task so that a heartbeat
-never interrupts the reader.
+never interrupts the reader. A stream whose events fail ends with an ``error`` frame (the client
+reconnects with ``Last-Event-ID``), and the failure is logged for the operator.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +23,8 @@ __all__ = ["SSE_HEADERS", "format_event", "sse_stream"]
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _DONE = object()
+
+logger = logging.getLogger("agentadapter.server")
 
 
 def format_event(event: RunEvent) -> bytes:
@@ -37,6 +41,8 @@ async def sse_stream(events: AsyncIterator[RunEvent], *, heartbeat_s: float) -> 
             async for event in events:
                 await queue.put(event)
         except Exception as exc:  # a failure reading events ends the stream with an error frame
+            logger.warning("an SSE event stream failed (%s: %s); the client got an error frame", type(exc).__name__,
+                           exc)
             await queue.put(exc)
         finally:
             await queue.put(_DONE)
@@ -53,7 +59,9 @@ async def sse_stream(events: AsyncIterator[RunEvent], *, heartbeat_s: float) -> 
             if item is _DONE:
                 return
             if isinstance(item, Exception):
-                message = json.dumps({"error": {"type": "api_error", "message": f"the event stream failed: {item}",
+                # What failed (which server, what it said) is in the operator's log, not in the frame.
+                text = "the event stream was interrupted; reconnect with Last-Event-ID to resume"
+                message = json.dumps({"error": {"type": "api_error", "message": text,
                                                 "code": "stream_failed", "param": None, "details": None}})
                 yield f"event: error\ndata: {message}\n\n".encode()
                 return

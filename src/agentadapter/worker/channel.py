@@ -2,22 +2,28 @@
 
 Workers append each :class:`RunEvent` (tokens included) to the run's stream
 ``agentadapter:run:<id>:events`` (capped at ``event_stream_maxlen``, expiring
-``event_stream_ttl_s`` after ``run_finished``); any API instance reads it with ``XREAD BLOCK`` to
-serve live SSE. A cancel is a key ``agentadapter:run:<id>:cancel`` (holding the reason, with a TTL)
-that every drive and step checks.
+``event_stream_ttl_s`` after ``run_finished``); any API instance reads it to serve live SSE - all
+its followers through one shared ``XREAD BLOCK`` (:class:`~agentadapter.worker.fanout.StreamFanout`),
+so a follower holds no Redis connection. A cancel is a key ``agentadapter:run:<id>:cancel``
+(holding the reason, with a TTL) that every drive and step checks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from agentadapter.orchestrator.events import RunEvent
+from agentadapter.worker.fanout import StreamFanout
 from agentadapter.worker.settings import WorkerSettings
 
 __all__ = ["RunChannel"]
+
+logger = logging.getLogger("agentadapter.server")
 
 
 def _key(run_id: uuid.UUID | str, what: str) -> str:
@@ -31,7 +37,10 @@ class RunChannel:
         import redis.asyncio as redis_asyncio
 
         self.settings = settings
+        self._url = url
         self._redis: Any = redis_asyncio.Redis.from_url(url)
+        self._fanout: StreamFanout | None = None
+        self._fanout_client: Any = None
 
     async def publish(self, event: RunEvent) -> None:
         key = _key(event.run_id, "events")
@@ -49,34 +58,57 @@ class RunChannel:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
+    def _shared_reader(self) -> StreamFanout:
+        if self._fanout is None:
+            import redis.asyncio as redis_asyncio
+
+            block_ms = 5_000
+            # One connection, blocked in XREAD up to block_ms: its socket timeout must be longer.
+            self._fanout_client = redis_asyncio.Redis.from_url(
+                self._url, single_connection_client=True, socket_timeout=block_ms / 1000 + 10)
+            self._fanout = StreamFanout(self._fanout_client, self._redis, block_ms=block_ms)
+        return self._fanout
+
     async def read(self, run_id: uuid.UUID, after: int, ended: Callable[[], Awaitable[bool]],
                    block_ms: int = 1000) -> AsyncIterator[RunEvent]:
         """The stream's events with ``seq > after``, then live ones until ``run_finished``.
 
         ``ended()`` is asked whenever nothing arrived for ``block_ms``: a run that ended without its
         ``run_finished`` reaching the stream (the reaper closed it) must not keep a reader forever.
+        The entries come from the process's shared reader; a failure there (Redis away, this
+        follower too slow) ends this one with the error, logged.
         """
-        key = _key(run_id, "events")
-        last_id = "0-0"
-        while True:
-            answer = await self._redis.xread({key: last_id}, block=block_ms, count=500)
-            if not answer:
-                if await ended():
-                    return
-                continue
-            for entry_id, fields in answer[0][1]:
-                last_id = entry_id
-                data = json.loads(fields[b"e"] if b"e" in fields else fields["e"])
-                event = RunEvent(int(data["seq"]), data["type"], data["run_id"], data["agent"], float(data["ts"]),
-                                 dict(data["data"] or {}))
-                if event.seq <= after:
+        fanout = self._shared_reader()
+        follower = fanout.follow(_key(run_id, "events"))
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(block_ms / 1000):
+                        batch = await follower.queue.get()
+                except TimeoutError:
+                    if await ended():
+                        return
                     continue
-                yield event
-                if event.type == "run_finished":
-                    return
+                if isinstance(batch, BaseException):
+                    logger.warning("a live follower of run %s failed (%s: %s)", run_id, type(batch).__name__, batch)
+                    raise batch
+                for _entry_id, fields in batch:
+                    data = json.loads(fields[b"e"])
+                    event = RunEvent(int(data["seq"]), data["type"], data["run_id"], data["agent"],
+                                     float(data["ts"]), dict(data["data"] or {}))
+                    if event.seq <= after:
+                        continue
+                    yield event
+                    if event.type == "run_finished":
+                        return
+        finally:
+            fanout.unfollow(follower)
 
     async def ping(self) -> None:
         await self._redis.ping()
 
     async def aclose(self) -> None:
+        if self._fanout is not None:
+            await self._fanout.aclose()
+            await self._fanout_client.aclose()
         await self._redis.aclose()
