@@ -48,6 +48,9 @@ def cluster_up(
         help=f"Redis URL (default: AGENTADAPTER_REDIS_URL, else {DEFAULT_REDIS_URL})")] = None,
     broker_url: Annotated[str | None, typer.Option(
         help="Celery broker URL, Redis or amqp:// (default: AGENTADAPTER_BROKER_URL, else the Redis URL)")] = None,
+    worker_name: Annotated[str, typer.Option(
+        help="Celery node name prefix: workers are <prefix>1@<host>, <prefix>2@<host>, ... Node names must be "
+             "unique on a broker, so give each cluster sharing one its own")] = "worker",
 ) -> None:
     """Start the API (Celery executor) and N workers against PostgreSQL and Redis; Ctrl-C stops them all."""
     database = database_url or os.environ.get("AGENTADAPTER_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -72,7 +75,7 @@ def cluster_up(
     commands = {"api": [*me, "serve", "--host", host, "--port", str(port), "--no-migrate", "--no-access-log"]}
     for index in range(1, workers + 1):
         commands[f"worker-{index}"] = [*me, "worker", "--concurrency", str(concurrency),
-                                       "--hostname", f"worker{index}@%h"]
+                                       "--hostname", f"{worker_name}{index}@%h"]
     err.print(f"cluster: API on http://{host}:{port}, {workers} worker(s) x {concurrency}; database "
               f"{mask_url(database)}, broker {mask_url(broker)}. Ctrl-C stops everything.")
     raise typer.Exit(asyncio.run(_supervise(commands, env)))

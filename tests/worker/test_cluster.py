@@ -78,9 +78,11 @@ def test_cluster_up_runs_a_run_and_stops_every_process_on_ctrl_c(database_url: s
                AGENTADAPTER_REDIS_URL=redis_url, AGENTADAPTER_WORKER_QUEUE=f"aa-test-cluster-{uuid.uuid4().hex[:8]}",
                PYTHONPATH=str(Path(__file__).parents[2] / "src"), PYTHONUNBUFFERED="1")
     port = free_port()
+    node_prefix = f"aa-test-{uuid.uuid4().hex[:8]}-"  # a Celery node name no other worker on any broker has
     log_path = tmp_path / "cluster.log"
     with log_path.open("wb") as log:
-        cluster = subprocess.Popen([*CLI, "cluster", "up", "--workers", "1", "--concurrency", "2", "--port", str(port)],
+        cluster = subprocess.Popen([*CLI, "cluster", "up", "--workers", "1", "--concurrency", "2", "--port", str(port),
+                                    "--worker-name", node_prefix],
                                    env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     children: set[int] = set()
@@ -121,6 +123,8 @@ def test_cluster_up_runs_a_run_and_stops_every_process_on_ctrl_c(database_url: s
 
         children = descendants(cluster.pid)
         assert len(children) >= 3, children  # the API, the worker and its pool at least
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children if alive(pid)]
+        assert [c for c in commands if f"{node_prefix}1@%h".encode() in c]  # the worker has the node name asked for
         cluster.send_signal(signal.SIGINT)
         assert cluster.wait(timeout=60) == 0, log_path.read_text()[-3000:]
         deadline = time.monotonic() + 10  # the pool's processes may be reaped a moment after their parent
