@@ -7,7 +7,11 @@ retries inside the run's deadline, graceful degradation of parallel groups and r
 (:class:`RunLimits`, :class:`StepPolicy`, :class:`RunOptions`), and returns a :class:`RunResult`.
 Every run emits numbered :class:`RunEvent` s (through its :class:`RunHandle`) and hands its records
 to a :class:`RunRecorder`. Workflows are YAML files (:func:`load_workflow` -> :class:`Workflow`);
-route conditions are a small safe expression language (:class:`Condition`). This layer builds on
+route conditions are a small safe expression language (:class:`Condition`). Steps can run apart
+from their run: a :class:`StepExecutor` (``Orchestrator(step_executor=...)``) gets each step's
+:class:`StepRequest` and answers its :class:`StepOutcome`; :func:`replay` runs a strategy against
+recorded outcomes and says whether the run ended or which steps it waits on; :class:`StepRun`
+executes one requested step. This layer builds on
 :mod:`agentadapter.agents` and :mod:`agentadapter.protocol`; the CLI and the service use it.
 """
 
@@ -26,10 +30,12 @@ from agentadapter.orchestrator.errors import (
     WorkflowError,
 )
 from agentadapter.orchestrator.events import EVENT_TYPES, EventLog, EventType, RunEvent
+from agentadapter.orchestrator.execution import RecordedSteps, ReplayOutcome, StepRun, replay
 from agentadapter.orchestrator.options import RunLimits, RunOptions, StepPolicy
 from agentadapter.orchestrator.orchestrator import Orchestrator, RunHandle
 from agentadapter.orchestrator.recorder import InMemoryRunRecorder, RunRecorder
-from agentadapter.orchestrator.result import AgentRunResult, RunResult, RunStatus
+from agentadapter.orchestrator.result import AgentRunResult, RunResult, RunStatus, jsonable
+from agentadapter.orchestrator.steps import StepExecutor, StepOutcome, StepRequest, StepsPending
 from agentadapter.orchestrator.strategies import (
     END,
     Adaptive,
@@ -59,6 +65,8 @@ __all__ = [
     "OrchestratorError",
     "Parallel",
     "QuorumLostError",
+    "RecordedSteps",
+    "ReplayOutcome",
     "Route",
     "RunEvent",
     "RunHandle",
@@ -69,14 +77,21 @@ __all__ = [
     "RunResult",
     "RunStatus",
     "Sequential",
+    "StepExecutor",
     "StepFailedError",
+    "StepOutcome",
     "StepPolicy",
+    "StepRequest",
+    "StepRun",
+    "StepsPending",
     "Strategy",
     "StrategyError",
     "Workflow",
     "WorkflowError",
     "WorkflowSpec",
     "coerce_strategy",
+    "jsonable",
     "load_workflow",
     "parse_workflow",
+    "replay",
 ]

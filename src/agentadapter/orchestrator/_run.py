@@ -5,10 +5,13 @@ totals and the result being built. :meth:`RunEngine.step` runs one agent once - 
 strategy composes - and does everything around it: checks the run limits, opens the step span,
 streams the agent (its tokens, tool calls, handoffs become run events), times each attempt out,
 retries retryable failures with back-off inside the run's deadline, charges usage and cost (a failed
-attempt's too), records the step, and collects the messages agents sent on the run's bus.
+attempt's too), records the step, and collects the messages agents sent on the run's bus. Given a
+:class:`~agentadapter.orchestrator.steps.StepExecutor`, the engine hands each step's request to it
+instead and settles the outcome it returns (:meth:`RunEngine.settle`) as if it had run the step.
 :meth:`RunEngine.execute` runs a strategy under the run's deadline and turns however it ends -
 completed, failed, cancelled - into the final ``RunResult``. Private: the public surface is
-:class:`~agentadapter.orchestrator.orchestrator.Orchestrator`.
+:class:`~agentadapter.orchestrator.orchestrator.Orchestrator` and
+:mod:`agentadapter.orchestrator.execution`.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from agentadapter.orchestrator.errors import (
 )
 from agentadapter.orchestrator.events import EventLog, EventType
 from agentadapter.orchestrator.options import RunOptions, StepPolicy
-from agentadapter.orchestrator.result import AgentRunResult, RunResult, error_info
+from agentadapter.orchestrator.result import AgentRunResult, RunResult, error_info, jsonable
+from agentadapter.orchestrator.steps import StepExecutor, StepOutcome, StepRequest
 from agentadapter.orchestrator.strategies import DEFAULT_ROUTED_STEPS, Strategy
 
 if TYPE_CHECKING:
@@ -76,7 +80,7 @@ class RunEngine:
         *,
         run_id: str,
         task: AgentInput,
-        agents: Mapping[str, BaseAgent],
+        agents: Mapping[str, BaseAgent] | Sequence[str],
         strategy: Strategy,
         options: RunOptions,
         llm: LLM | None,
@@ -86,10 +90,13 @@ class RunEngine:
         log: EventLog,
         project_id: str | None = None,
         workflow: str | None = None,
+        executor: StepExecutor | None = None,
     ) -> None:
         self.run_id = run_id
-        self.agents = dict(agents)
-        self.order = list(self.agents)
+        # Names alone are enough when an executor runs every step (a replay builds no agent).
+        self.agents: dict[str, BaseAgent] = dict(agents) if isinstance(agents, Mapping) else {}
+        self.order = list(agents)
+        self.executor = executor
         self.strategy = strategy
         self.options = options
         self.llm = llm
@@ -113,6 +120,8 @@ class RunEngine:
         """The last output of each agent, by name (what conditions read as ``outputs``)."""
         self.cancel_requested = False
         self.cancel_reason = ""
+        self.cancelled_step = ""
+        """Why the last step an executor reported cancelled was (what a replay that ends cancelled says)."""
         self.task_reasons: dict[asyncio.Task[Any], str] = {}
         """Why a step's task was cancelled, set by whoever cancels it (a parallel group's decision)."""
         self.result = RunResult(
@@ -175,7 +184,7 @@ class RunEngine:
             result.status = "failed"
             result.error = error_info(error)
             if result.output is None:
-                result.output, result.text = self._partial_output()
+                result.output, result.text = self.partial_output()
             if not isinstance(error, AgentAdapterError):
                 logger.exception("run %s failed with an unexpected error", self.run_id)
         finally:
@@ -203,13 +212,13 @@ class RunEngine:
         span.end()
         telemetry.record_run(self.strategy.name, result.status, result.duration_ms / 1000.0)
         await self.emit("run_finished", None, {
-            "status": result.status, "output": _jsonable(result.output), "usage": self.usage.to_dict(),
+            "status": result.status, "output": jsonable(result.output), "usage": self.usage.to_dict(),
             "cost_usd": self.cost_usd, "duration_ms": round(result.duration_ms, 3), "error": result.error,
         })
         await self._save_run()
         self.log.close()
 
-    def _partial_output(self) -> tuple[Any, str]:
+    def partial_output(self) -> tuple[Any, str]:
         """A failed run's best answer so far: the last completed step's output."""
         for record in reversed(self.result.agents):
             if record.status == "completed":
@@ -264,8 +273,11 @@ class RunEngine:
         another step, and CancelledError (after recording the step as cancelled) when cancelled.
         """
         self.check_limits()
-        agent = self.agents[name]
         self.steps += 1
+        if self.executor is not None:
+            request = StepRequest(name, self.steps, phase, input, tuple(history), via, self.cost_usd)
+            return self.settle(request, await self.executor.run_step(request))
+        agent = self.agents[name]
         record = AgentRunResult(name, self.steps, phase, input=_input_text(input), started_at=time.time())
         self.result.agents.append(record)
         policy = self.options.policy_for(name)
@@ -297,6 +309,41 @@ class RunEngine:
             telemetry.record_step(phase, record.status, record.duration_ms / 1000.0)
             await self.collect_messages()
 
+    def settle(self, request: StepRequest, outcome: StepOutcome) -> AgentRunResult:
+        """Take the outcome of a step an executor ran into the run: record it, charge it, and return
+        its record or raise what running it inline would have raised (StepFailedError,
+        RunLimitExceeded, CancelledError)."""
+        # A copy: the outcome stays as recorded (replaying it again gives the same run).
+        record = dataclasses.replace(outcome.record) if outcome.record is not None else None
+        if record is None:  # the step never started (its agent could not be built)
+            record = AgentRunResult(request.name, request.step, request.phase, status=outcome.status,
+                                    error=outcome.error)
+            if outcome.status == "completed":
+                record.status = "failed"
+        record.name, record.step, record.phase = request.name, request.step, request.phase
+        record.text = outcome.text or record.text
+        self.result.agents.append(record)
+        self.usage = self.usage + record.usage
+        self.cost_usd += record.cost_usd
+        if outcome.status == "completed" and outcome.record is not None:
+            self.outputs[request.name] = record.output
+            if record.answered_by:
+                self.outputs[record.answered_by] = record.output
+            return record
+        error = outcome.error or {}
+        message = str(error.get("message") or "the step failed")
+        if outcome.status == "cancelled":
+            self.cancelled_step = message
+            raise asyncio.CancelledError(message)
+        if outcome.limit:
+            limit = outcome.limit
+            raise RunLimitExceeded(message, limit=limit["limit"], value=limit["value"], used=limit["used"])
+        raise StepFailedError(
+            f"agent {request.name!r} failed (step {request.step}, {record.attempts} attempt(s)): "
+            f"{error.get('type') or 'Error'}: {message}",
+            agent=request.name, error=RuntimeError(message),
+        )
+
     async def _attempts(
         self, agent: BaseAgent, record: AgentRunResult, input: AgentInput, history: list[Message],
         policy: StepPolicy, via: str | None, started_at: float,
@@ -325,7 +372,7 @@ class RunEngine:
             self._complete(record, result)
             self._close_record(record, started_at)
             await self.emit("agent_finished", name, {
-                "step": record.step, "status": "completed", "output": _jsonable(record.output),
+                "step": record.step, "status": "completed", "output": jsonable(record.output),
                 "usage": record.usage.to_dict(), "cost_usd": record.cost_usd,
                 "duration_ms": round(record.duration_ms, 3),
             })
@@ -356,7 +403,7 @@ class RunEngine:
                 emit("token", event.agent, {"text": event.text})
             elif isinstance(event, ToolCallEvent):
                 await self.emit("tool_call", event.agent, {
-                    "call_id": event.call_id, "name": event.name, "arguments": _jsonable(event.arguments),
+                    "call_id": event.call_id, "name": event.name, "arguments": jsonable(event.arguments),
                 })
             elif isinstance(event, ToolResultEvent):
                 await self.emit("tool_result", event.agent, {
@@ -480,7 +527,7 @@ class RunEngine:
                 await self.emit("message", envelope.sender, {
                     "id": envelope.id, "type": str(envelope.type), "sender": envelope.sender,
                     "recipient": envelope.recipient, "topic": envelope.topic,
-                    "payload": _jsonable(envelope.payload), "correlation_id": envelope.correlation_id,
+                    "payload": jsonable(envelope.payload), "correlation_id": envelope.correlation_id,
                 })
                 if self.recorder is not None:
                     await self._recorded(self.recorder.save_message(self.run_id, envelope))
@@ -493,11 +540,3 @@ def _input_text(value: AgentInput) -> str:
         return value.text
     return input_text(coerce_messages(value))
 
-
-def _jsonable(value: Any) -> Any:
-    from agentadapter.agents.result import to_jsonable
-
-    try:
-        return to_jsonable(value)
-    except (TypeError, ValueError):
-        return to_text(value)

@@ -8,6 +8,10 @@
 - adaptive: routes (conditions) and the router's answer choose each next agent;
 - loop: generator and evaluator alternate until the evaluator accepts.
 
+A step that an executor cannot give an outcome yet raises StepsPending (see
+:mod:`agentadapter.orchestrator.steps`): it goes through every strategy unchanged, and a parallel
+group raises it, with all its blocked steps, once nothing else in the group can move.
+
 Agent outputs travel as messages named after their agent (see :func:`agent_message`). Private: a
 strategy is chosen with the data classes in :mod:`agentadapter.orchestrator.strategies`.
 """
@@ -25,6 +29,7 @@ from agentadapter.llm.messages import Message
 from agentadapter.orchestrator._run import RunEngine, StrategyRunner, agent_message
 from agentadapter.orchestrator.errors import QuorumLostError, StepFailedError
 from agentadapter.orchestrator.result import AgentRunResult
+from agentadapter.orchestrator.steps import StepsPending
 from agentadapter.orchestrator.strategies import END, Adaptive, Loop, Parallel, Sequential, Strategy
 
 __all__ = ["fan_out", "pick_agent", "run_adaptive", "run_loop", "run_parallel", "run_sequential", "runner_for"]
@@ -61,6 +66,40 @@ async def run_sequential(engine: RunEngine, strategy: Sequential) -> Any:
 # -------------------------------------------------------------------------------------- parallel
 
 
+class _Slots:
+    """A parallel group's ``max_concurrency`` slots.
+
+    A semaphore, except that a branch blocked on a step without an outcome (StepsPending: the step
+    is queued elsewhere) keeps its slot, as a running step would; once every slot is kept that way,
+    the branches still waiting for one are blocked too and raise StepsPending themselves instead of
+    waiting for ever. Waiters are served in the order they came (as ``asyncio.Semaphore`` does).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.busy = 0
+        self.parked = 0
+        self._changed = asyncio.Event()
+
+    async def acquire(self) -> None:
+        while self.busy + self.parked >= self.size:
+            if self.parked >= self.size:
+                raise StepsPending(())
+            self._changed.clear()
+            await self._changed.wait()
+        self.busy += 1
+
+    def release(self) -> None:
+        self.busy -= 1
+        self._changed.set()
+
+    def park(self) -> None:
+        self.busy -= 1
+        self.parked += 1
+        self._changed.set()
+
+
+
 async def fan_out(
     engine: RunEngine,
     names: Sequence[str],
@@ -79,14 +118,23 @@ async def fan_out(
     running are cancelled - their model calls are abandoned mid-flight - and recorded as cancelled.
     """
     done: asyncio.Queue[asyncio.Task[AgentRunResult]] = asyncio.Queue()
-    semaphore = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    slots = _Slots(max_concurrency) if max_concurrency else None
 
     async def one(name: str) -> AgentRunResult:
         input, history = make_input(name)
-        if semaphore is None:
+        if slots is None:
             return await engine.step(name, input, history, phase=phase, via=via)
-        async with semaphore:
-            return await engine.step(name, input, history, phase=phase, via=via)
+        await slots.acquire()
+        try:
+            record = await engine.step(name, input, history, phase=phase, via=via)
+        except StepsPending:
+            slots.park()
+            raise
+        except BaseException:
+            slots.release()
+            raise
+        slots.release()
+        return record
 
     tasks: dict[asyncio.Task[AgentRunResult], str] = {}
     for name in names:
@@ -95,13 +143,20 @@ async def fan_out(
         tasks[task] = name
     successes: list[AgentRunResult] = []
     failed: list[str] = []
+    blocked: list[StepsPending] = []
     reason = ""
     try:
-        for finished_count in range(1, len(tasks) + 1):
+        finished_count = 0  # a branch blocked on a step without an outcome has not finished: it may succeed
+        for _ in range(len(tasks)):
             task = await done.get()
             if task.cancelled():
+                finished_count += 1
                 continue
             error = task.exception()
+            if isinstance(error, StepsPending):
+                blocked.append(error)
+                continue
+            finished_count += 1
             if error is None:
                 successes.append(task.result())
                 if engine.over_budget():
@@ -125,6 +180,8 @@ async def fan_out(
             else:
                 reason = f"another agent's step ended the run ({type(error).__name__})"
                 raise error
+        if blocked:  # nothing decided the group, and some of it waits: so does the run
+            raise StepsPending(request for pending in blocked for request in pending.requests)
     finally:
         counted = {id(r) for r in successes}
         for task in tasks:

@@ -6,8 +6,9 @@ returns a :class:`RunHandle` at once: iterate it for the run's :class:`RunEvent`
 ``await handle.wait()`` for the result. Each run gets its own communication protocol (in-process
 unless ``AGENTADAPTER_REDIS_URL`` is set), bound to the run id, so its agents can message each other
 and share state; the run's :class:`RunRecorder`, if any, receives its records. Workflows from YAML
-run through :meth:`Orchestrator.run_workflow`. The steps themselves are in ``_run.py`` and
-``_strategies.py``.
+run through :meth:`Orchestrator.run_workflow`. Each agent step runs inline, or - given a
+``step_executor`` (:class:`~agentadapter.orchestrator.steps.StepExecutor`) - is handed to it and
+its outcome taken into the run. The steps themselves are in ``_run.py`` and ``_strategies.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from agentadapter.orchestrator.strategies import Strategy, coerce_strategy
 if TYPE_CHECKING:
     from agentadapter.llm.client import LLM
     from agentadapter.orchestrator.recorder import RunRecorder
+    from agentadapter.orchestrator.steps import StepExecutor
     from agentadapter.orchestrator.workflow import Workflow
     from agentadapter.protocol.protocol import CommunicationProtocol
 
@@ -112,7 +114,8 @@ class Orchestrator:
 
     ``llm`` is the facade every model call goes through (default: the shared ``LLM()``);
     ``recorder`` persists runs; ``protocol_factory`` makes each run's protocol; ``options`` are the
-    defaults for runs that pass none.
+    defaults for runs that pass none; ``step_executor`` runs every agent step instead of this
+    process (a queue), returning each step's outcome once it exists.
     """
 
     def __init__(
@@ -122,8 +125,10 @@ class Orchestrator:
         recorder: RunRecorder | None = None,
         protocol_factory: ProtocolFactory | None = None,
         options: RunOptions | None = None,
+        step_executor: StepExecutor | None = None,
     ) -> None:
         self.llm = llm
+        self.step_executor = step_executor
         self.recorder = recorder
         self.protocol_factory = protocol_factory
         self.options = options if options is not None else RunOptions()
@@ -178,7 +183,7 @@ class Orchestrator:
         engine = RunEngine(
             run_id=run_id, task=task, agents=named, strategy=chosen, options=options, llm=self.llm,
             protocol=protocol, owns_protocol=owns, recorder=self.recorder, log=log, project_id=project_id,
-            workflow=workflow,
+            workflow=workflow, executor=self.step_executor,
         )
         task_ = asyncio.get_running_loop().create_task(engine.execute(runner_for(chosen)), name=f"run:{run_id}")
         handle = RunHandle(engine, task_)

@@ -16,8 +16,9 @@ from typing import Any, Literal, TypeAlias
 from agentadapter.agents.result import to_jsonable
 from agentadapter.llm.messages import Usage
 from agentadapter.observability.redact import redact_text
+from agentadapter.orchestrator.conditions import to_text
 
-__all__ = ["AgentRunResult", "AgentRunStatus", "RunResult", "RunStatus", "error_info"]
+__all__ = ["AgentRunResult", "AgentRunStatus", "RunResult", "RunStatus", "error_info", "jsonable"]
 
 RunStatus: TypeAlias = Literal["queued", "running", "completed", "failed", "cancelled"]
 AgentRunStatus: TypeAlias = Literal["running", "completed", "failed", "cancelled"]
@@ -36,6 +37,14 @@ def error_info(error: BaseException) -> dict[str, Any]:
     if isinstance(limit, str):
         info["limit"] = limit
     return info
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON data for an event or a record; what has no JSON form becomes its text."""
+    try:
+        return to_jsonable(value)
+    except (TypeError, ValueError):
+        return to_text(value)
 
 
 @dataclass(slots=True, eq=False)

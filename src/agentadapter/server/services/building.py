@@ -326,6 +326,22 @@ class DefinitionBuilder:
         self, session: AsyncSession, tenant_id: uuid.UUID, row: WorkflowRow, defaults: Mapping[str, Any],
     ) -> tuple[Workflow, dict[str, BaseAgent]]:
         """The parsed workflow and its agents, stored refs expanded and their guardrails attached."""
+        workflow, used = await self.plan_workflow(session, tenant_id, row, defaults)
+        try:
+            agents = workflow.build_agents(tools=self.tools, defaults=defaults)
+        except (WorkflowError, AgentAdapterError) as exc:
+            raise invalid("workflow_id", f"workflow {row.name!r} cannot be built: {exc}",
+                          code="invalid_workflow") from exc
+        for name, definition in used.items():
+            _attach_guardrails(agents.get(name), definition)
+        return workflow, agents
+
+    async def plan_workflow(
+        self, session: AsyncSession, tenant_id: uuid.UUID, row: WorkflowRow, defaults: Mapping[str, Any],
+    ) -> tuple[Workflow, dict[str, AgentDefinition]]:
+        """The parsed workflow, stored refs expanded and everything checked as :meth:`build_workflow` checks it,
+        without building its agents (its strategy, agent names and options are all a run's replay needs);
+        with the stored definitions used, by entry name."""
         self.check_defaults(defaults)
         where = f"workflow {row.name!r}"
         fix = f"PATCH /v1/workflows/{row.id}"
@@ -343,14 +359,7 @@ class DefinitionBuilder:
             self._recheck(definition, "workflow_id")
         workflow = _at_build("workflow_id", where, fix, lambda: _parse(self.caps.cap_spec(spec), "spec"))
         _at_build("workflow_id", where, fix, lambda: self._check_entries(workflow, "spec"))
-        try:
-            agents = workflow.build_agents(tools=self.tools, defaults=defaults)
-        except (WorkflowError, AgentAdapterError) as exc:
-            raise invalid("workflow_id", f"workflow {row.name!r} cannot be built: {exc}",
-                          code="invalid_workflow") from exc
-        for name, definition in used.items():
-            _attach_guardrails(agents.get(name), definition)
-        return workflow, agents
+        return workflow, used
 
     async def _expand(
         self, session: AsyncSession, tenant_id: uuid.UUID, spec: dict[str, Any], param: str,
