@@ -258,3 +258,23 @@ async def test_a_step_run_cancelled_mid_way_reports_a_cancelled_outcome(llm: LLM
     late.cancel("too late")
     assert (await late.execute()).error == {"type": "Cancelled", "message": "too late"}
     assert models.calls["a"] == 1
+
+
+def test_nothing_outside_the_orchestrator_imports_its_private_parts() -> None:
+    import ast
+    from pathlib import Path
+
+    import agentadapter
+    import agentadapter.orchestrator
+
+    package = Path(agentadapter.orchestrator.__file__).parent
+    offenders = []
+    for path in Path(agentadapter.__file__).parent.rglob("*.py"):
+        if package in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("agentadapter.orchestrator"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                if "._" in (node.module or "") or private:
+                    offenders.append(f"{path.name}: from {node.module} import {', '.join(a.name for a in node.names)}")
+    assert not offenders
