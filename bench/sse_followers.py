@@ -34,8 +34,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import clean_env, free_port, serve, tenant_key
 from agentadapter.orchestrator import RunEvent
-from agentadapter.worker.channel import RunChannel
-from agentadapter.worker.settings import WorkerSettings
+from agentadapter.service.channel import RunChannel
+from agentadapter.service.worker_settings import WorkerSettings
 
 FOLLOWERS_PER_RUN = 10
 FIRST_SEQ = 1_000  # past anything the API persisted for the run

@@ -19,8 +19,6 @@ from rich.table import Table
 from agentadapter.cli_service import EXIT_USAGE, _fail, _run, _tenant_id, err, out
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
     from agentadapter.store.database import Database
 
 __all__ = ["credits_app", "register"]
@@ -33,14 +31,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(credits_app)
 
 
-async def _audit(session: AsyncSession, tenant_id: Any, action: str, resource_id: Any,
-                 details: dict[str, Any]) -> None:
-    from agentadapter.store.audit import record_audit
-
-    await record_audit(session, tenant_id, action=action, resource_type="credit_transaction" if resource_id else
-                       "credits", resource_id=resource_id, actor_type="system", actor_id="cli", details=details)
-
-
 @credits_app.command("add")
 def credits_add(
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="the tenant's name")],
@@ -50,7 +40,8 @@ def credits_add(
     as_json: Annotated[bool, typer.Option("--json", help="print the grant as JSON")] = False,
 ) -> None:
     """Grant a tenant credits (USD); its LLM calls then draw on the balance."""
-    from agentadapter.store import credits
+    from agentadapter.service.common import Caller
+    from agentadapter.service.credits import grant_credits
 
     if (amount is None) == (usd is None):
         raise _fail("give the amount once: `agentadapter credits add --tenant NAME 25` (or --usd 25)", EXIT_USAGE)
@@ -59,9 +50,8 @@ def credits_add(
     async def work(db: Database) -> dict[str, Any]:
         async with db.writer() as session:
             tenant_id = await _tenant_id(session, tenant)
-            entry = await credits.grant(session, tenant_id, value, actor="cli", description=note)
-            await _audit(session, tenant_id, "credits.grant", entry.id,
-                         {"amount_usd": value, "description": note, "balance_after_usd": entry.balance_after_usd})
+            granted = await grant_credits(session, Caller.system(tenant_id), value, note)
+            entry = granted.transaction
             return {"tenant": tenant, "tenant_id": str(tenant_id), "transaction_id": str(entry.id),
                     "amount_usd": value, "balance_usd": entry.balance_after_usd}
 
@@ -80,6 +70,7 @@ def credits_show(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Show a tenant's balance, what calls in progress hold, and its recent grants and charges."""
+    from agentadapter.service.common import Caller, record
     from agentadapter.store import credits
 
     async def work(db: Database) -> dict[str, Any]:
@@ -87,7 +78,8 @@ def credits_show(
             tenant_id = await _tenant_id(session, tenant)
             account = await credits.account(session, tenant_id)
             page = await credits.transactions(session, tenant_id, limit=limit) if account and limit else None
-            await _audit(session, tenant_id, "credits.read", None, {"metered": account is not None})
+            await record(session, Caller.system(tenant_id), "credits.read", "credits", None,
+                         {"metered": account is not None})
             balance = account.balance_usd if account else 0.0
             reserved = account.reserved_usd if account else 0.0
             return {

@@ -66,14 +66,15 @@ def tenants_export(
     = None,
 ) -> None:
     """Export a tenant's data as JSON (provider keys as metadata only: never their ciphertext)."""
-    from agentadapter.cli_service import _audit_cli, _run, _tenant_id, err
+    from agentadapter.cli_service import _run, _tenant_id, err
+    from agentadapter.service.common import Caller
+    from agentadapter.service.tenants import record_export
     from agentadapter.store.export import export_tenant
 
     async def work(db: Database) -> int:
         async with db.writer() as session:
             tenant_id = await _tenant_id(session, name)
-            await _audit_cli(session, tenant_id, "tenant.export", "tenant", tenant_id,
-                             {"output": str(output) if output else "stdout"})
+            await record_export(session, Caller.system(tenant_id), {"output": str(output) if output else "stdout"})
         written = 0
         sink = output.open("w", encoding="utf-8") if output else sys.stdout
         try:

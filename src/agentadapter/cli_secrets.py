@@ -23,8 +23,6 @@ from agentadapter.cli_service import EXIT_USAGE, _fail, _run, _tenant_id, err, o
 from agentadapter.llm.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
     from agentadapter.store.database import Database
     from agentadapter.store.models import ProviderKey
 
@@ -56,14 +54,6 @@ def _box() -> Any:
         raise _fail(str(error), EXIT_USAGE) from None
 
 
-async def _audit(session: AsyncSession, row: ProviderKey, action: str) -> None:
-    from agentadapter.store.audit import record_audit
-
-    await record_audit(session, row.tenant_id, action=action, resource_type="provider_key", resource_id=row.id,
-                       actor_type="system", actor_id="cli",
-                       details={"provider": row.provider, "name": row.name, "hint": "..." + row.hint})
-
-
 def _read_key(provider: str) -> str:
     if sys.stdin is not None and not sys.stdin.isatty():
         key = sys.stdin.readline()
@@ -86,6 +76,8 @@ def _public(row: ProviderKey) -> dict[str, Any]:
 @provider_keys_app.command("set")
 def provider_keys_set(tenant: TenantOption, provider: ProviderOption, name: NameOption = "default") -> None:
     """Store a tenant's key for a provider (read from stdin or a hidden prompt); replaces one of that name."""
+    from agentadapter.service import provider_keys as service
+    from agentadapter.service.common import Caller
     from agentadapter.store import provider_keys
 
     box = _box()  # an unusable secret key or provider is reported before the key is asked for
@@ -98,15 +90,8 @@ def provider_keys_set(tenant: TenantOption, provider: ProviderOption, name: Name
     async def work(db: Database) -> tuple[str, dict[str, Any]]:
         async with db.writer() as session:
             tenant_id = await _tenant_id(session, tenant)
-            existing = await provider_keys.find_provider_key(session, tenant_id, provider, name)
-            if existing is None:
-                row = await provider_keys.create_provider_key(session, tenant_id, box, provider=provider, key=key,
-                                                              name=name)
-                action = "create"
-            else:
-                row = await provider_keys.rotate_provider_key(session, tenant_id, existing.id, box, key)
-                action = "rotate"
-            await _audit(session, row, f"provider_key.{action}")
+            action, row = await service.set_key(session, box, Caller.system(tenant_id), provider=provider, key=key,
+                                                name=name)
             return action, _public(row)
 
     action, row = _run(work)
@@ -150,19 +135,17 @@ def provider_keys_list(
 @provider_keys_app.command("delete")
 def provider_keys_delete(tenant: TenantOption, provider: ProviderOption, name: NameOption = "default") -> None:
     """Delete a tenant's key; its calls fall back to the server's own key for that provider."""
-    from agentadapter.store import provider_keys
+    from agentadapter.service import provider_keys as service
+    from agentadapter.service.common import Caller
 
     async def work(db: Database) -> dict[str, Any]:
         async with db.writer() as session:
             tenant_id = await _tenant_id(session, tenant)
-            row = await provider_keys.find_provider_key(session, tenant_id, provider, name)
+            row = await service.delete_named_key(session, Caller.system(tenant_id), provider, name)
             if row is None:
                 raise ValueError(f"tenant {tenant} has no {provider} key named {name!r}; "
                                  f"`agentadapter provider-keys list -t {tenant}` shows its keys")
-            public = _public(row)
-            await provider_keys.delete_provider_key(session, tenant_id, row.id)
-            await _audit(session, row, "provider_key.delete")
-            return public
+            return _public(row)
 
     row = _run(work)
     out.print(f"deleted {row['provider']} key {row['name']!r} ({row['hint']}) of tenant {tenant}")

@@ -69,6 +69,7 @@ def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
 def _run(work: Callable[[Database], Awaitable[T]], *, migrate_first: bool = True) -> T:
     """Open the configured database (migrated unless told otherwise), run ``work``, close it."""
     from agentadapter.config import get_settings
+    from agentadapter.service.errors import Conflict, InvalidInput, NotAllowed, NotFound
     from agentadapter.store import migrate
     from agentadapter.store.database import Database, PoolSettings, database_url
     from agentadapter.store.errors import StoreError
@@ -86,7 +87,7 @@ def _run(work: Callable[[Database], Awaitable[T]], *, migrate_first: bool = True
         return asyncio.run(main())
     except ConfigurationError as error:
         raise _fail(str(error), EXIT_USAGE) from None
-    except (StoreError, ValueError) as error:
+    except (StoreError, ValueError, InvalidInput, NotAllowed, NotFound, Conflict) as error:
         raise _fail(str(error), EXIT_USAGE) from None
     except (AgentAdapterError, OSError) as error:
         raise _fail(str(error)) from None
@@ -190,12 +191,11 @@ def tenants_create(
     as_json: Annotated[bool, typer.Option("--json", help="print the tenant as JSON")] = False,
 ) -> None:
     """Create a tenant with its default project, user and settings."""
-    from agentadapter.store import tenants
+    from agentadapter.service import tenants
 
     async def work(db: Database) -> dict[str, str]:
         async with db.writer() as session:
             tenant = await tenants.create_tenant(session, name)
-            await _audit_cli(session, tenant.id, "tenant.create", "tenant", tenant.id, {"name": tenant.name})
             return {"id": str(tenant.id), "name": tenant.name}
 
     created = _run(work)
@@ -231,15 +231,6 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="print JSO
 # -------------------------------------------------------------------------------------------- keys
 
 
-async def _audit_cli(session: Any, tenant_id: Any, action: str, resource_type: str, resource_id: Any,
-                     details: dict[str, Any]) -> None:
-    """The audit entry of a change made from the command line (in the change's transaction)."""
-    from agentadapter.store.audit import record_audit
-
-    await record_audit(session, tenant_id, action=action, resource_type=resource_type, resource_id=resource_id,
-                       actor_type="system", actor_id="cli", details=details)
-
-
 async def _tenant_id(session: Any, name: str) -> Any:
     from agentadapter.store import tenants
 
@@ -272,12 +263,14 @@ def keys_create(
         except ValueError as exc:
             raise _fail(f"--expires-days: {exc}", EXIT_USAGE) from exc
 
+    from agentadapter.service import tenants
+    from agentadapter.service.common import Caller
+
     async def work(db: Database) -> dict[str, Any]:
         async with db.writer() as session:
-            row, key = await api_keys.create_api_key(session, await _tenant_id(session, tenant), name=name,
-                                                     role=role, scopes=scope or (), expires_at=expires)
-            await _audit_cli(session, row.tenant_id, "api_key.create", "api_key", row.id,
-                             {"name": name, "prefix": row.prefix, "role": row.role, "scopes": list(row.scopes)})
+            caller = Caller.system(await _tenant_id(session, tenant))
+            row, key = await tenants.create_api_key(session, caller, name=name, role=role, scopes=scope or (),
+                                                    expires_at=expires)
             return {"key": key, "id": str(row.id), "prefix": row.prefix, "tenant": tenant, "role": row.role,
                     "scopes": row.scopes, "expires_at": expires.isoformat() if expires else None}
 
@@ -327,6 +320,8 @@ def keys_revoke(
     """Revoke a key (servers stop accepting it within AGENTADAPTER_AUTH_CACHE_S seconds)."""
     import uuid
 
+    from agentadapter.service import tenants
+    from agentadapter.service.common import Caller
     from agentadapter.store import api_keys
 
     async def work(db: Database) -> str:
@@ -336,8 +331,7 @@ def keys_revoke(
             matches = [r for r in rows if str(r.id) == key_id or r.prefix == key_id.rstrip(".")]
             if len(matches) != 1:
                 raise ValueError(f"{key_id!r} matches {len(matches)} keys of {tenant}; give the key's id")
-            row = await api_keys.revoke_api_key(session, tenant_id, uuid.UUID(str(matches[0].id)))
-            await _audit_cli(session, tenant_id, "api_key.revoke", "api_key", row.id, {"prefix": row.prefix})
+            row = await tenants.revoke_api_key(session, Caller.system(tenant_id), uuid.UUID(str(matches[0].id)))
             return row.prefix
 
     prefix = _run(work)

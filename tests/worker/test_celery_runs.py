@@ -320,8 +320,8 @@ async def test_a_worker_killed_mid_way_loses_no_run(cluster: Cluster, monkeypatc
 
 
 async def test_the_reaper_fails_a_run_nobody_executes(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentadapter.worker.reaper import reap
-    from agentadapter.worker.settings import WorkerSettings
+    from agentadapter.service.reaper import reap
+    from agentadapter.service.worker_settings import WorkerSettings
 
     nobody = f"aa-test-nobody-{uuid.uuid4().hex[:8]}"  # no worker consumes it
     async with api(cluster, monkeypatch, queue=nobody) as client:

@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agentadapter.orchestrator import RunEvent
-from agentadapter.worker.channel import RunChannel
-from agentadapter.worker.settings import WorkerSettings
+from agentadapter.service.channel import RunChannel
+from agentadapter.service.worker_settings import WorkerSettings
 from fakes.private_redis import PrivateRedis as RestartableRedis
 from services import PrivateRedis
 

@@ -21,8 +21,10 @@ import sqlalchemy as sa
 from agentadapter.agents.tools.registry import ToolRegistry, default_registry
 from agentadapter.llm.client import LLM
 from agentadapter.orchestrator.workflow import Workflow
-from agentadapter.server.services.building import DefinitionBuilder
-from agentadapter.server.settings import ServerSettings
+from agentadapter.service.building import DefinitionBuilder
+from agentadapter.service.channel import RunChannel
+from agentadapter.service.config import ServiceSettings
+from agentadapter.service.worker_settings import WorkerSettings
 from agentadapter.store import agents as agent_store
 from agentadapter.store import runs as run_store
 from agentadapter.store import tenants
@@ -31,9 +33,7 @@ from agentadapter.store.database import Database
 from agentadapter.store.models import AgentDefinition, Run, RunStep
 from agentadapter.testing import offline_llm
 from agentadapter.worker import app as worker_app
-from agentadapter.worker.channel import RunChannel
 from agentadapter.worker.engine import drive_run, execute_step
-from agentadapter.worker.settings import WorkerSettings
 from services import PrivateRedis
 from store.databases import new_database_url
 
@@ -62,7 +62,7 @@ class Runtime:
     channel: RunChannel
     tenant_llms: TenantLLMs
     tools: ToolRegistry = field(default_factory=default_registry)
-    server: ServerSettings = field(default_factory=ServerSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     sent: list[tuple[str, list[str]]] = field(default_factory=list)
 

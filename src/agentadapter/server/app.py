@@ -39,7 +39,7 @@ from agentadapter.server.routes.gateway import OPENAI_JSON_PATHS
 from agentadapter.server.routes.health import router as health_router
 from agentadapter.server.settings import ServerSettings, check_secrets
 from agentadapter.server.state import AppState
-from agentadapter.server.tenancy import service_facades
+from agentadapter.service.tenancy import service_facades
 from agentadapter.store import migrate, runs, tenants
 from agentadapter.store.database import Database, PoolSettings, database_url
 from agentadapter.store.usage import flush_ledger
@@ -191,10 +191,10 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
         from agentadapter.server.executor import CancelRelay
 
         relay = CancelRelay(settings.redis_url)
-    tenant_llms = await service_facades(llm, db, settings=settings, server=server, shared=shared)
+    tenant_llms = await service_facades(llm, db, settings=settings, service=server, shared=shared)
     executor: RunExecutor
     if settings.executor == "celery":
-        from agentadapter.server.celery_executor import CeleryExecutor
+        from agentadapter.service.celery_executor import CeleryExecutor
 
         executor = CeleryExecutor(db, settings)
     else:

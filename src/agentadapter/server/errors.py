@@ -1,7 +1,10 @@
 """One error shape for every response: ``{"error": {"type", "message", "code", "param", "details"}}``.
 
-It is a superset of OpenAI's, so OpenAI clients read our errors. :class:`APIError` is what services
-and dependencies raise; :func:`install_error_handlers` maps everything else onto the same shape:
+It is a superset of OpenAI's, so OpenAI clients read our errors. :class:`APIError` is what routes and
+dependencies raise; the application layer's errors (:mod:`agentadapter.service.errors`) map to one
+status each (:data:`SERVICE_STATUS`: ``InvalidInput`` 422, ``NotAllowed`` 403, ``NotFound`` 404,
+``Conflict`` 409, ``PaymentRequired`` 402, ``Unavailable`` 503 with ``Retry-After``), keeping their
+code, param, message and details; :func:`install_error_handlers` maps everything else onto the same shape:
 request validation (422, ``param`` names the field: ``tools[1]``, ``output_schema.type``),
 Starlette's HTTP errors (404 route, 405, 413 from the body limit), the store's ``RecordNotFound``
 (404 - also what another tenant's resource looks like), ``RecordConflict`` (409) and
@@ -32,11 +35,20 @@ from agentadapter.llm.schema_safety import UnsafeSchemaError
 from agentadapter.observability.logging import get_logger
 from agentadapter.observability.redact import redact, redact_text
 from agentadapter.protocol.errors import ProtocolConnectionError
+from agentadapter.service.errors import (
+    Conflict,
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+    PaymentRequired,
+    ServiceError,
+    Unavailable,
+)
 from agentadapter.store.database import database_outage
 from agentadapter.store.errors import DatabaseUnavailable, InvalidCursor, RecordConflict, RecordNotFound
 
-__all__ = ["OUTAGE_RETRY_AFTER_S", "APIError", "error_body", "error_response", "install_error_handlers",
-           "outage_code", "outage_error", "param_of"]
+__all__ = ["OUTAGE_RETRY_AFTER_S", "SERVICE_STATUS", "APIError", "error_body", "error_response", "from_service",
+           "install_error_handlers", "outage_code", "outage_error", "param_of"]
 
 # get_logger puts the redacting filter on the "agentadapter.server" logger, which the middleware,
 # the executor and the gateway log through as well: nothing they log can quote a key.
@@ -65,6 +77,21 @@ class APIError(Exception):
         self.param = param
         self.details = dict(details) if details else None
         self.headers = dict(headers) if headers else None
+
+
+SERVICE_STATUS: dict[type[ServiceError], int] = {
+    InvalidInput: 422, NotAllowed: 403, NotFound: 404, Conflict: 409, PaymentRequired: 402, Unavailable: 503,
+}
+"""The HTTP status of each of the application layer's errors (a subclass takes its nearest listed base's)."""
+_SERVICE_TYPES = {402: "billing_error", 503: "api_error"}
+
+
+def from_service(error: ServiceError) -> APIError:
+    """The answer to an application-layer error: its status, and its message, code, param and details as they are."""
+    status = next((code for kind, code in SERVICE_STATUS.items() if isinstance(error, kind)), 400)
+    headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, Unavailable) else None
+    return APIError(status, error.message, type=_SERVICE_TYPES.get(status), code=error.code, param=error.param,
+                    details=error.details, headers=headers)
 
 
 def error_body(type: str, message: str, *, code: str | None = None, param: str | None = None,
@@ -101,6 +128,11 @@ def _request_id(request: Request) -> str | None:
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
     return error_response(exc)
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(from_service(exc))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -232,6 +264,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RecordNotFound, _not_found)

@@ -5,7 +5,7 @@ The in-process executor (:class:`~agentadapter.server.executor.InlineExecutor`) 
 with a lease (``runs.lease_owner``, ``runs.lease_until``: this process, ``AGENTADAPTER_RUN_LEASE_S``
 from now) and :class:`RunLeases` renews the leases of the runs it executes every third of that.
 Every ``AGENTADAPTER_RUN_REAPER_INTERVAL_S`` each server process - and the Celery reaper
-(:mod:`agentadapter.worker.reaper`), the same store function - fails the unfinished runs whose
+(:mod:`agentadapter.service.reaper`), the same store function - fails the unfinished runs whose
 lease expired (their process was killed, or cut off from the database longer than the lease) with
 a ``ServerLost`` error, closes their open agent runs, recomputes their usage from their usage
 records and stores their ``run_finished`` event (:func:`agentadapter.store.runs.close_run`). The

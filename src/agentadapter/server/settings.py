@@ -10,13 +10,14 @@ too short to be safe for HS256.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from agentadapter.config import Settings
 from agentadapter.llm.errors import ConfigurationError
+from agentadapter.service.config import ServiceSettings
 
 __all__ = ["ServerSettings", "check_secrets"]
 
@@ -26,8 +27,9 @@ MIN_JWT_SECRET_BYTES = 32
 """RFC 7518 section 3.2: an HS256 key must be at least as long as the hash (256 bits)."""
 
 
-class ServerSettings(BaseSettings):
-    """What only the HTTP service reads (``AGENTADAPTER_*``)."""
+class ServerSettings(ServiceSettings):
+    """What only the HTTP service reads (``AGENTADAPTER_*``), over what the application layer reads
+    (:class:`~agentadapter.service.config.ServiceSettings`: run caps, credits, denied tools)."""
 
     model_config = SettingsConfigDict(env_prefix="AGENTADAPTER_", extra="ignore")
 
@@ -39,12 +41,8 @@ class ServerSettings(BaseSettings):
     """The role of a JWT that carries no ``role`` / ``roles`` claim."""
     jwks_cache_s: float = Field(default=300.0, gt=0)
     """How long fetched JWKS keys are trusted before they are fetched again."""
-    auth_cache_s: float = Field(default=30.0, ge=0)
-    """How long a verified API key (or a JWT's user) is remembered; a revoked key stops working within this."""
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
     """Seconds between SSE comments that keep idle connections (and proxies) open."""
-    sse_poll_s: float = Field(default=0.5, gt=0)
-    """How often the events of a run executing in another process are read from the database."""
     migrate_on_start: bool = True
     """Migrate the database to the newest revision when the server starts."""
     gc_freeze: bool = True
@@ -62,25 +60,6 @@ class ServerSettings(BaseSettings):
     """The tenant's burst; 0: as many as its rpm."""
     retention_interval_s: float = Field(default=3600.0, ge=0)
     """Seconds between purges of data older than AGENTADAPTER_RETENTION_DAYS; 0: never purge in the server."""
-    credits_required: bool = False
-    """Refuse the LLM calls (and runs) of tenants that have no prepaid credit account; off: such tenants
-    are not metered, and only tenants that were granted credits draw on a balance."""
-    api_denied_tools: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["shell"])
-    """Registered tools that agents defined through the API may not use (comma-separated; the shell
-    tool by default: an API caller should not get a command line on the server)."""
-
-    # Run caps (the trust boundary): what a tenant's spec or request asks for is brought within these.
-    run_max_steps: int = Field(default=1000, ge=1)
-    """Most agent steps one run of a tenant may take, whatever its workflow's limits say."""
-    run_max_loop_iterations: int = Field(default=100, ge=1)
-    """Most iterations of a loop workflow's generator and evaluator."""
-    run_max_seconds: float = Field(default=3600.0, gt=0)
-    """Longest wall-clock time of one run; a run still going then is failed."""
-    run_max_step_retries: int = Field(default=5, ge=0)
-    """Most retries of one failed agent step."""
-    run_max_agents: int = Field(default=64, ge=1)
-    """Most agents in one workflow."""
-
     # Untrusted request bodies and API YAML (server/payloads.py): refused with 422 past these limits.
     max_body_depth: int = Field(default=64, ge=1, le=64)
     """Deepest nesting of arrays and objects in a request body or API YAML document (at most 64: what is
@@ -100,13 +79,6 @@ class ServerSettings(BaseSettings):
     """When set, ``/metrics`` answers only ``Authorization: Bearer <this token>`` (401 otherwise); its
     label values are bounded either way (tenants' model and agent names show as ``other``)."""
 
-    @field_validator("api_denied_tools", mode="before")
-    @classmethod
-    def _split_tools(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
-
     # auth edges: failed-authentication throttling, the negative API-key cache, credit grants by JWT
     auth_failures_per_minute: int = Field(default=20, ge=0)
     """Failed authentications (invalid API keys or JWTs) one client address may make per minute; past them its
@@ -122,14 +94,6 @@ class ServerSettings(BaseSettings):
     """Let admin JWTs that carry the credits:admin scope grant credits. Off: only API keys (which only the
     operator makes, with `agentadapter keys create`) can, since any token the identity provider issues
     could carry that scope."""
-
-    # credit bounds: what a metered tenant's call holds against its balance
-    credit_default_max_output_tokens: int = Field(default=4096, ge=1)
-    """The output bound of a metered tenant's call that sets no max_tokens: held at the model's output price
-    and sent to the provider as max_tokens (capped at the model's maximum output), so it cannot write more."""
-    credit_unpriced_hold_usd: float = Field(default=0.0, ge=0)
-    """What a metered tenant's call to a model without a known price holds and is charged, flat. 0: such
-    calls are refused (their cost cannot be bounded); price the model in the config's catalog: instead."""
 
     # runs left behind: the leases of inline runs, and the reaper that ends those whose process died
     run_lease_s: float = Field(default=30.0, gt=0)

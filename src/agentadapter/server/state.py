@@ -1,4 +1,7 @@
-"""``AppState``: what the server builds once at start-up (in the lifespan) and every request uses."""
+"""``AppState``: what the server builds once at start-up (in the lifespan) and every request uses.
+
+It is the application layer's :class:`~agentadapter.service.common.ServiceParts` for this process:
+services take it as such (``service`` is the part of the server's settings they read)."""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ if TYPE_CHECKING:
     from agentadapter.llm.client import LLM
     from agentadapter.llm.shared import SharedState
     from agentadapter.server.auth import Authenticator
-    from agentadapter.server.executor import RunExecutor
     from agentadapter.server.housekeeping import RetentionTask
     from agentadapter.server.ratelimit import RateLimiter
     from agentadapter.server.settings import ServerSettings
-    from agentadapter.server.tenancy import TenantLLMs
+    from agentadapter.service.config import ServiceSettings
+    from agentadapter.service.executor import RunExecutor
+    from agentadapter.service.tenancy import TenantLLMs
     from agentadapter.store.database import Database
 
 __all__ = ["AppState"]
@@ -42,3 +46,8 @@ class AppState:
     """Breakers, learned rate limits and budget spend on Redis; None without AGENTADAPTER_REDIS_URL."""
     started_at: float = 0.0
     ready: bool = field(default=False)
+
+    @property
+    def service(self) -> ServiceSettings:
+        """What the application layer reads of the server's settings (run caps, credits, denied tools)."""
+        return self.server

@@ -1,11 +1,9 @@
 """The Celery application, and the runtime each worker process keeps for its whole life.
 
-The API only sends tasks by name (``agentadapter.drive``, ``agentadapter.step``); workers import
-:mod:`agentadapter.worker.tasks`. Delivery is at least once - ``task_acks_late`` with
-``task_reject_on_worker_lost``, so a task whose worker died is delivered again, and
-``worker_prefetch_multiplier=1``, so a busy worker does not hoard tasks - and the tasks make
-repeats harmless (see :mod:`agentadapter.worker.engine`). No result backend: results live in the
-database.
+The API only sends tasks by name (``agentadapter.drive``, ``agentadapter.step``: the names and the
+broker's configuration are the application layer's, :mod:`agentadapter.service.queue`); workers import
+:mod:`agentadapter.worker.tasks`. Delivery is at least once, and the tasks make repeats harmless (see
+:mod:`agentadapter.worker.engine`). No result backend: results live in the database.
 
 Each worker process builds one :class:`WorkerRuntime` when it starts (Celery's
 ``worker_process_init``): one event loop that runs every task's coroutine, so the database pool,
@@ -26,24 +24,23 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from agentadapter.config import Settings, get_settings
-from agentadapter.llm.errors import ConfigurationError
-from agentadapter.worker.settings import WorkerSettings
+from agentadapter.service import queue
+from agentadapter.service.queue import DRIVE_TASK, STEP_TASK, broker_url, client_app
+from agentadapter.service.worker_settings import WorkerSettings
 
 if TYPE_CHECKING:
     from agentadapter.agents.tools.registry import ToolRegistry
     from agentadapter.llm.client import LLM
     from agentadapter.llm.shared import SharedState
-    from agentadapter.server.settings import ServerSettings
-    from agentadapter.server.tenancy import TenantLLMs
+    from agentadapter.service.channel import RunChannel
+    from agentadapter.service.config import ServiceSettings
+    from agentadapter.service.tenancy import TenantLLMs
     from agentadapter.store.database import Database
-    from agentadapter.worker.channel import RunChannel
 
-__all__ = ["DRIVE_TASK", "STEP_TASK", "WorkerRuntime", "celery_app", "client_app", "configure", "runtime"]
+__all__ = ["DRIVE_TASK", "STEP_TASK", "WorkerRuntime", "broker_url", "celery_app", "client_app", "configure",
+           "runtime"]
 
 logger = logging.getLogger("agentadapter.worker")
-
-DRIVE_TASK = "agentadapter.drive"
-STEP_TASK = "agentadapter.step"
 
 T = TypeVar("T")
 
@@ -51,46 +48,10 @@ celery_app = Celery("agentadapter")
 """Configured from the settings by :func:`configure` (the API's executor, ``agentadapter worker``)."""
 
 
-def broker_url(settings: Settings) -> str:
-    url = settings.broker_url or settings.redis_url
-    if not url:
-        raise ConfigurationError(
-            "AGENTADAPTER_EXECUTOR=celery needs a broker: set AGENTADAPTER_BROKER_URL (redis://... or amqp://...) "
-            "or AGENTADAPTER_REDIS_URL"
-        )
-    return url
-
-
 def configure(settings: Settings | None = None, worker: WorkerSettings | None = None,
               app: Celery | None = None) -> Celery:
     """Point a Celery app (default: the workers' :data:`celery_app`) at the configured broker; returns it."""
-    settings = settings or get_settings()
-    worker = worker or WorkerSettings()
-    app = app if app is not None else celery_app
-    if not settings.redis_url:
-        raise ConfigurationError(
-            "AGENTADAPTER_EXECUTOR=celery needs Redis for run events and cancels: set AGENTADAPTER_REDIS_URL"
-        )
-    app.conf.update(
-        broker_url=broker_url(settings),
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_serializer="json",
-        accept_content=["json"],
-        result_serializer="json",
-        task_ignore_result=True,
-        task_default_queue=worker.queue,
-        broker_transport_options={"visibility_timeout": worker.broker_visibility_timeout_s},
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-    )
-    return app
-
-
-def client_app(settings: Settings, worker: WorkerSettings) -> Celery:
-    """A Celery app of its own for a server's executor: it only sends tasks (by name) and revokes them."""
-    return configure(settings, worker, Celery("agentadapter-client"))
+    return queue.configure(app if app is not None else celery_app, settings or get_settings(), worker)
 
 
 class WorkerRuntime:
@@ -107,26 +68,26 @@ class WorkerRuntime:
         self.tools: ToolRegistry
         self.channel: RunChannel
         self.shared: SharedState | None
-        self.server: ServerSettings
+        self.service: ServiceSettings
         self.loop.run_until_complete(self._open())
 
     async def _open(self) -> None:
         from agentadapter.agents.tools.registry import default_registry
         from agentadapter.llm.client import LLM
         from agentadapter.llm.shared import shared_state_from_settings
-        from agentadapter.server.settings import ServerSettings
-        from agentadapter.server.tenancy import service_facades
+        from agentadapter.service.channel import RunChannel
+        from agentadapter.service.config import ServiceSettings
+        from agentadapter.service.tenancy import service_facades
         from agentadapter.store.database import Database, PoolSettings, database_url
-        from agentadapter.worker.channel import RunChannel
 
         assert self.settings.redis_url is not None  # configure() checked it
-        server = ServerSettings()
-        self.server = server
+        service = ServiceSettings()
+        self.service = service
         self.db = Database(database_url(self.settings), pool=PoolSettings())
         self.shared = shared_state_from_settings(self.settings)
         self.llm = LLM(shared=self.shared)
         # As the API server does: a run's model calls are metered and guarded alike wherever it executes.
-        self.tenant_llms = await service_facades(self.llm, self.db, settings=self.settings, server=server,
+        self.tenant_llms = await service_facades(self.llm, self.db, settings=self.settings, service=service,
                                                  shared=self.shared)
         self.tools = default_registry()
         self.channel = RunChannel(self.settings.redis_url, self.worker)

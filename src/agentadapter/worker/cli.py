@@ -19,8 +19,8 @@ def worker(
 ) -> None:
     """Execute runs sent by servers started with AGENTADAPTER_EXECUTOR=celery (same database, Redis and broker)."""
     from agentadapter.llm.errors import ConfigurationError
+    from agentadapter.service.worker_settings import WorkerSettings
     from agentadapter.worker.app import configure
-    from agentadapter.worker.settings import WorkerSettings
 
     settings = WorkerSettings()
     try:

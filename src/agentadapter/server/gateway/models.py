@@ -16,7 +16,7 @@ from agentadapter.llm import catalog
 from agentadapter.llm.backends.presets import PRESETS, canonical_type
 from agentadapter.llm.client import LLM
 from agentadapter.server.errors import APIError
-from agentadapter.server.services.trust import model_refusal
+from agentadapter.service.trust import model_refusal
 
 __all__ = ["check_model", "list_models", "model_entry"]
 

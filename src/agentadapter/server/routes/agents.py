@@ -27,8 +27,8 @@ from agentadapter.server.schemas import (
     AgentVersionPublic,
     ListPublic,
 )
-from agentadapter.server.services import agents as service
-from agentadapter.server.services.common import Caller
+from agentadapter.service import agents as service
+from agentadapter.service.common import Caller
 from agentadapter.store import agents as store
 
 router = APIRouter(prefix=API_PREFIX + "/agents", tags=["agents"])
@@ -38,7 +38,7 @@ router = APIRouter(prefix=API_PREFIX + "/agents", tags=["agents"])
 async def create_agent(data: AgentCreate, principal: AgentsWrite, session: WriteSessionDep, state: StateDep,
                        request_id: RequestId, response: Response) -> AgentPublic:
     """Create an agent; its model, tools, handoffs, guardrails and output schema are checked first."""
-    agent = await service.create_agent(session, state, Caller(principal, request_id), data)
+    agent = await service.create_agent(session, state, Caller(principal, request_id), data.model_dump())
     response.headers["Location"] = f"/v1/agents/{agent.id}"
     return AgentPublic.model_validate(agent)
 
@@ -66,7 +66,8 @@ async def get_agent(agent_id: uuid.UUID, principal: AgentsRead, session: Session
 async def update_agent(agent_id: uuid.UUID, data: AgentUpdate, principal: AgentsWrite, session: WriteSessionDep,
                        state: StateDep, request_id: RequestId) -> AgentPublic:
     """Change some fields; a change to the spec makes a new version."""
-    agent = await service.update_agent(session, state, Caller(principal, request_id), agent_id, data)
+    agent = await service.update_agent(session, state, Caller(principal, request_id), agent_id,
+                                       data.model_dump(exclude_unset=True))
     return AgentPublic.model_validate(agent)
 
 
@@ -83,7 +84,7 @@ async def delete_agent(agent_id: uuid.UUID, principal: AgentsWrite, session: Wri
 async def clone_agent(agent_id: uuid.UUID, principal: AgentsWrite, session: WriteSessionDep, request_id: RequestId,
                       response: Response, data: AgentClone | None = None) -> AgentPublic:
     """A copy of the agent under a new name (default ``<name>-copy``), with its own history."""
-    clone = await service.clone_agent(session, Caller(principal, request_id), agent_id, data or AgentClone())
+    clone = await service.clone_agent(session, Caller(principal, request_id), agent_id, data.name if data else None)
     response.headers["Location"] = f"/v1/agents/{clone.id}"
     return AgentPublic.model_validate(clone)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from agentadapter.server.deps import AdminOnly, PageDep, SessionDep
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.schemas import AuditLogPublic, ListPublic
-from agentadapter.server.services.common import invalid
+from agentadapter.service.common import invalid
 from agentadapter.store import audit
 
 router = APIRouter(prefix=API_PREFIX + "/audit-logs", tags=["audit"])

@@ -27,7 +27,8 @@ from agentadapter.server.schemas_billing import (
     CreditsPublic,
     CreditTransactionPublic,
 )
-from agentadapter.server.services.common import Caller, record
+from agentadapter.service import credits as credit_service
+from agentadapter.service.common import Caller
 from agentadapter.store import credits
 
 __all__ = ["CREDITS_ADMIN_SCOPE", "router"]
@@ -100,16 +101,9 @@ async def list_credit_transactions(
 @router.post("/grants", response_model=CreditGrantPublic, status_code=201)
 async def grant_credits(data: CreditGrantIn, principal: CreditsGrant, session: WriteSessionDep, state: StateDep,
                         request_id: RequestId) -> CreditGrantPublic:
-    entry = await credits.grant(session, principal.tenant_id, data.amount_usd, actor=principal.subject,
-                                description=data.description)
-    await record(session, Caller(principal, request_id), "credits.grant", "credit_transaction", entry.id,
-                 {"amount_usd": data.amount_usd, "description": data.description,
-                  "balance_after_usd": entry.balance_after_usd})
-    account = await credits.account(session, principal.tenant_id)
-    await session.commit()
-    state.tenant_llms.invalidate(principal.tenant_id)  # metered from its next call on
-    assert account is not None  # the grant has just opened it
+    granted = await credit_service.grant_credits(session, Caller(principal, request_id), data.amount_usd,
+                                                 data.description, facades=state.tenant_llms)
     return CreditGrantPublic(
-        transaction=CreditTransactionPublic.model_validate(entry), balance_usd=account.balance_usd,
-        reserved_usd=account.reserved_usd, available_usd=account.balance_usd - account.reserved_usd,
+        transaction=CreditTransactionPublic.model_validate(granted.transaction), balance_usd=granted.balance_usd,
+        reserved_usd=granted.reserved_usd, available_usd=granted.available_usd,
     )

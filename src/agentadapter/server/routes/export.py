@@ -7,7 +7,8 @@ from fastapi.responses import StreamingResponse
 
 from agentadapter.server.deps import AdminOnly, RequestId, StateDep, WriteSessionDep
 from agentadapter.server.routes._prefix import API_PREFIX
-from agentadapter.server.services.common import Caller, record
+from agentadapter.service.common import Caller
+from agentadapter.service.tenants import record_export
 from agentadapter.store.export import EXPORT_FORMAT, SECTIONS, export_tenant
 
 router = APIRouter(prefix=API_PREFIX + "/export", tags=["export"])
@@ -19,9 +20,7 @@ router = APIRouter(prefix=API_PREFIX + "/export", tags=["export"])
 async def export(principal: AdminOnly, session: WriteSessionDep, state: StateDep,
                  request_id: RequestId) -> StreamingResponse:
     """Everything the tenant has, streamed (provider keys as metadata: never their ciphertext)."""
-    # Recorded before the first byte is sent: an export that starts is one that happened.
-    await record(session, Caller(principal, request_id), "tenant.export", "tenant", principal.tenant_id)
-    await session.commit()
+    await record_export(session, Caller(principal, request_id))  # before the first byte is sent
     filename = f"tenant-{principal.tenant_id}.json"
     return StreamingResponse(export_tenant(state.db, principal.tenant_id), media_type="application/json",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -23,8 +23,8 @@ from agentadapter.server.provider_key_schemas import ProviderKeyCreate, Provider
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.routes._responses import errors
 from agentadapter.server.schemas import ListPublic
-from agentadapter.server.services import provider_keys as service
-from agentadapter.server.services.common import Caller
+from agentadapter.service import provider_keys as service
+from agentadapter.service.common import Caller
 from agentadapter.store import provider_keys as store
 
 router = APIRouter(prefix=API_PREFIX + "/provider-keys", tags=["provider keys"])
@@ -34,7 +34,9 @@ router = APIRouter(prefix=API_PREFIX + "/provider-keys", tags=["provider keys"])
 async def create_provider_key(data: ProviderKeyCreate, principal: ProviderKeysAdmin, session: WriteSessionDep,
                               state: StateDep, request_id: RequestId, response: Response) -> ProviderKeyPublic:
     """Store a provider key for this tenant's calls (encrypted; it is never shown again)."""
-    row = await service.create_key(session, state, Caller(principal, request_id), data)
+    box = service.secret_box(state.settings.secret_key)
+    row = await service.create_key(session, box, Caller(principal, request_id), provider=data.provider, key=data.key,
+                                   name=data.name, facades=state.tenant_llms)
     response.headers["Location"] = f"/v1/provider-keys/{row.id}"
     return ProviderKeyPublic.of(row)
 
@@ -60,7 +62,9 @@ async def get_provider_key(key_id: uuid.UUID, principal: ProviderKeysRead, sessi
 async def rotate_provider_key(key_id: uuid.UUID, data: ProviderKeyRotate, principal: ProviderKeysAdmin,
                               session: WriteSessionDep, state: StateDep, request_id: RequestId) -> ProviderKeyPublic:
     """Replace the stored key with the provider's new one."""
-    row = await service.rotate_key(session, state, Caller(principal, request_id), key_id, data)
+    box = service.secret_box(state.settings.secret_key)
+    row = await service.rotate_key(session, box, Caller(principal, request_id), key_id, data.key,
+                                   facades=state.tenant_llms)
     return ProviderKeyPublic.of(row)
 
 
@@ -68,5 +72,5 @@ async def rotate_provider_key(key_id: uuid.UUID, data: ProviderKeyRotate, princi
 async def delete_provider_key(key_id: uuid.UUID, principal: ProviderKeysAdmin, session: WriteSessionDep,
                               state: StateDep, request_id: RequestId) -> Response:
     """Delete the key; the tenant's calls fall back to the server's own key for that provider."""
-    await service.delete_key(session, state, Caller(principal, request_id), key_id)
+    await service.delete_key(session, Caller(principal, request_id), key_id, facades=state.tenant_llms)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

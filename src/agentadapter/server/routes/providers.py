@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter
@@ -9,10 +10,14 @@ from fastapi import APIRouter
 from agentadapter.server.deps import ProvidersRead, SessionDep, StateDep
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.schemas import ListPublic, ProviderPublic
-from agentadapter.server.services import providers as service
+from agentadapter.service import providers as service
 from agentadapter.store.provider_keys import providers_with_keys
 
 router = APIRouter(prefix=API_PREFIX + "/providers", tags=["providers"])
+
+
+def _public(info: service.ProviderInfo) -> ProviderPublic:
+    return ProviderPublic(**dataclasses.asdict(info))
 
 
 @router.get("", response_model=ListPublic[ProviderPublic])
@@ -20,7 +25,8 @@ async def list_providers(principal: ProvidersRead, session: SessionDep) -> ListP
     """Every provider preset: wire format, base URL, key variable and whether a key is set (the tenant's or
     the server's)."""
     stored = await providers_with_keys(session, principal.tenant_id)
-    return ListPublic[ProviderPublic](data=service.list_providers(stored), has_more=False, next_cursor=None)
+    return ListPublic[ProviderPublic](data=[_public(p) for p in service.list_providers(stored)], has_more=False,
+                                      next_cursor=None)
 
 
 @router.get("/health")
@@ -37,7 +43,7 @@ async def model_capabilities(model: str, principal: ProvidersRead, state: StateD
 
 @router.get("/{name}", response_model=ProviderPublic)
 async def get_provider(name: str, principal: ProvidersRead, session: SessionDep) -> ProviderPublic:
-    return service.get_provider(name, await providers_with_keys(session, principal.tenant_id))
+    return _public(service.get_provider(name, await providers_with_keys(session, principal.tenant_id)))
 
 
 @router.get("/{name}/models")

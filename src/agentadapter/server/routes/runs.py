@@ -21,9 +21,10 @@ from agentadapter.server.deps import (
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.routes._responses import errors
 from agentadapter.server.schemas import AgentRunPublic, ListPublic, MessagePublic, RunCreate, RunPublic
-from agentadapter.server.services import runs as service
-from agentadapter.server.services.common import Caller, invalid
 from agentadapter.server.sse import SSE_HEADERS, sse_stream
+from agentadapter.service import runs as service
+from agentadapter.service.common import Caller, invalid
+from agentadapter.service.runs import RunRequest
 from agentadapter.store import runs as store
 
 router = APIRouter(prefix=API_PREFIX + "/runs", tags=["runs"])
@@ -41,12 +42,13 @@ async def create_run(data: RunCreate, principal: RunsWrite, session: WriteSessio
     caller = Caller(principal, request_id)
     if (data.agent_id is None) == (data.workflow_id is None):
         raise invalid("agent_id", "give exactly one of agent_id and workflow_id", code="missing_target")
-    if data.agent_id is not None and not data.input:
-        raise invalid("input", "is required to run an agent (a prompt, or a list of messages)", code="missing_input")
+    request = RunRequest(input=data.input, project_id=data.project_id,
+                         limits=data.limits.model_dump() if data.limits else None)
     if data.workflow_id is not None:
-        run = await service.start_workflow_run(session, state, caller, data.workflow_id, data)
+        run = await service.start_workflow_run(session, state, caller, data.workflow_id, request)
     else:
-        run = await service.start_agent_run(session, state, caller, data)
+        assert data.agent_id is not None
+        run = await service.start_agent_run(session, state, caller, data.agent_id, request)
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return RunPublic.model_validate(run)
 

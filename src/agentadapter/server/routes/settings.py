@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from agentadapter.server.deps import RequestId, SessionDep, SettingsRead, SettingsWrite, StateDep, WriteSessionDep
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.schemas import SettingsPatch, SettingsPublic, SettingsPut
-from agentadapter.server.services.common import Caller
-from agentadapter.server.services.settings import change_settings
+from agentadapter.service.common import Caller
+from agentadapter.service.settings import change_settings
 from agentadapter.store import users
 
 router = APIRouter(prefix=API_PREFIX + "/settings", tags=["settings"])
@@ -25,11 +25,14 @@ async def get_settings(principal: SettingsRead, session: SessionDep) -> Settings
 async def replace_settings(data: SettingsPut, principal: SettingsWrite, session: WriteSessionDep, state: StateDep,
                            request_id: RequestId) -> SettingsPublic:
     """Replace every setting; those left out go back to their defaults."""
-    return SettingsPublic.model_validate(await change_settings(session, state, Caller(principal, request_id), data))
+    settings = await change_settings(session, state, Caller(principal, request_id), data.model_dump(), replace=True)
+    return SettingsPublic.model_validate(settings)
 
 
 @router.patch("", response_model=SettingsPublic)
 async def update_settings(data: SettingsPatch, principal: SettingsWrite, session: WriteSessionDep, state: StateDep,
                           request_id: RequestId) -> SettingsPublic:
     """Change the settings given; the others stay."""
-    return SettingsPublic.model_validate(await change_settings(session, state, Caller(principal, request_id), data))
+    settings = await change_settings(session, state, Caller(principal, request_id), data.model_dump(exclude_unset=True),
+                                     replace=False)
+    return SettingsPublic.model_validate(settings)

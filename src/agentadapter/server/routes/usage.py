@@ -17,7 +17,7 @@ from agentadapter.server.auth import Principal
 from agentadapter.server.deps import SessionDep, StateDep, require
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.schemas_billing import UsageListPublic, UsageTotalsPublic
-from agentadapter.server.services.common import invalid
+from agentadapter.service.common import invalid
 from agentadapter.store.usage import usage_totals
 
 __all__ = ["GROUPS", "router"]

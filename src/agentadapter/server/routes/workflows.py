@@ -16,6 +16,7 @@ from agentadapter.server.deps import (
     WorkflowsWrite,
     WriteSessionDep,
 )
+from agentadapter.server.payloads import load_untrusted_yaml
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.routes._responses import errors
 from agentadapter.server.schemas import (
@@ -26,19 +27,26 @@ from agentadapter.server.schemas import (
     WorkflowRun,
     WorkflowUpdate,
 )
-from agentadapter.server.services import runs as run_service
-from agentadapter.server.services import workflows as service
-from agentadapter.server.services.common import Caller, invalid
+from agentadapter.service import runs as run_service
+from agentadapter.service import workflows as service
+from agentadapter.service.common import Caller, invalid
+from agentadapter.service.runs import RunRequest
+from agentadapter.service.workflows import WorkflowDraft
 from agentadapter.store import workflows as store
 
 router = APIRouter(prefix=API_PREFIX + "/workflows", tags=["workflows"])
+
+
+def _draft(data: WorkflowCreate | WorkflowUpdate) -> WorkflowDraft:
+    return WorkflowDraft(name=data.name, description=data.description, spec=data.spec, yaml=data.yaml)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkflowPublic, responses=errors(409))
 async def create_workflow(data: WorkflowCreate, principal: WorkflowsWrite, session: WriteSessionDep,
                           state: StateDep, request_id: RequestId, response: Response) -> WorkflowPublic:
     """Store a workflow (docs/workflows.md's format), checked as the orchestrator would load it."""
-    row = await service.create_workflow(session, state, Caller(principal, request_id), data)
+    row = await service.create_workflow(session, state, Caller(principal, request_id), _draft(data),
+                                        load_yaml=load_untrusted_yaml)
     response.headers["Location"] = f"/v1/workflows/{row.id}"
     return WorkflowPublic.model_validate(row)
 
@@ -58,7 +66,8 @@ async def get_workflow(workflow_id: uuid.UUID, principal: WorkflowsRead, session
 @router.patch("/{workflow_id}", response_model=WorkflowPublic, responses=errors(409))
 async def update_workflow(workflow_id: uuid.UUID, data: WorkflowUpdate, principal: WorkflowsWrite,
                           session: WriteSessionDep, state: StateDep, request_id: RequestId) -> WorkflowPublic:
-    row = await service.update_workflow(session, state, Caller(principal, request_id), workflow_id, data)
+    row = await service.update_workflow(session, state, Caller(principal, request_id), workflow_id, _draft(data),
+                                        load_yaml=load_untrusted_yaml)
     return WorkflowPublic.model_validate(row)
 
 
@@ -68,8 +77,8 @@ async def replace_workflow(workflow_id: uuid.UUID, data: WorkflowCreate, princip
     """Replace name, description and spec."""
     if data.spec is None and data.yaml is None:
         raise invalid("spec", "give the workflow as spec (JSON) or as yaml (text)", code="missing_spec")
-    update = WorkflowUpdate(name=data.name, description=data.description, spec=data.spec, yaml=data.yaml)
-    row = await service.update_workflow(session, state, Caller(principal, request_id), workflow_id, update)
+    row = await service.update_workflow(session, state, Caller(principal, request_id), workflow_id, _draft(data),
+                                        load_yaml=load_untrusted_yaml)
     return WorkflowPublic.model_validate(row)
 
 
@@ -85,7 +94,10 @@ async def delete_workflow(workflow_id: uuid.UUID, principal: WorkflowsWrite, ses
 async def run_workflow(workflow_id: uuid.UUID, principal: RunsWrite, session: WriteSessionDep, state: StateDep,
                        request_id: RequestId, response: Response, data: WorkflowRun | None = None) -> RunPublic:
     """Start a run of the workflow (202; follow it at /v1/runs/{id})."""
-    run = await run_service.start_workflow_run(session, state, Caller(principal, request_id), workflow_id,
-                                               data or WorkflowRun())
+    data = data or WorkflowRun()
+    run = await run_service.start_workflow_run(
+        session, state, Caller(principal, request_id), workflow_id,
+        RunRequest(input=data.input, project_id=data.project_id,
+                   limits=data.limits.model_dump() if data.limits else None))
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return RunPublic.model_validate(run)

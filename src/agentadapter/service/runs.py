@@ -1,9 +1,10 @@
 """Runs: start one (an agent or a workflow), cancel one, read its events.
 
-Starting a run builds its agents first - so a broken definition is a 422 now, not a failed run
-later - then stores the run as ``queued`` (with the executor's lease on it), commits, and hands it
-to the executor, which answers at once; the API replies 202 with the run. An executor that cannot
-take it (shutting down, its broker or Redis down) gets a 503 with a code that says which, and the
+Starting a run builds its agents first - so a broken definition is refused now (a 422 through the
+API), not a failed run later - then stores the run as ``queued`` (with the executor's lease on it),
+commits, and hands it to the executor, which answers at once; the API replies 202 with the run. An executor that cannot
+take it (shutting down, its broker or Redis down) raises :class:`~.errors.Unavailable` (a 503) with a
+code that says which, and the
 run is deleted again: no ``queued`` run is left that nobody will run. Cancelling a run that
 executes here cancels its task (its agents stop, and it records ``cancelled``); a run no process
 executes any more (a server stopped under it: no Redis to ask the others, or its lease expired) is
@@ -17,17 +18,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentadapter.agents.context import AgentInput
 from agentadapter.orchestrator import RunEvent, RunOptions
-from agentadapter.server.errors import APIError
-from agentadapter.server.executor import ExecutorUnavailable, RunJob
-from agentadapter.server.schemas import RunCreate, WorkflowRun
-from agentadapter.server.services.building import agent_defaults, builder
-from agentadapter.server.services.common import Caller, invalid, record
-from agentadapter.server.state import AppState
+from agentadapter.service.building import agent_defaults, builder
+from agentadapter.service.common import Caller, ServiceParts, invalid, record
+from agentadapter.service.errors import Conflict, Unavailable
+from agentadapter.service.executor import ExecutorUnavailable, RunJob
 from agentadapter.store import agents as agent_store
 from agentadapter.store import credits as credit_store
 from agentadapter.store import runs as run_store
@@ -35,18 +36,32 @@ from agentadapter.store import tenants, users
 from agentadapter.store import workflows as workflow_store
 from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run, utcnow
 
-__all__ = ["cancel_run", "run_events", "start_agent_run", "start_workflow_run"]
+__all__ = ["RunRequest", "cancel_run", "run_events", "start_agent_run", "start_workflow_run"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """What a caller asks of a run: its input, its project, its limits (``max_cost_usd``, ``max_steps``,
+    ``timeout_s``: brought within the operator's caps); None: the defaults."""
+
+    input: AgentInput | None = None
+    project_id: uuid.UUID | None = None
+    limits: Mapping[str, Any] | None = None
+
+    def stored_limits(self) -> dict[str, Any]:
+        """The limits as the run row keeps them (those given)."""
+        return {k: v for k, v in (self.limits or {}).items() if v is not None}
 
 
 async def _defaults(session: AsyncSession, caller: Caller) -> dict[str, Any]:
-    settings = await users.get_settings(session, caller.tenant_id, caller.user_id)
+    settings = await users.get_settings(session, caller.tenant_id, caller.user)
     return agent_defaults(settings)
 
 
-async def _submit(session: AsyncSession, state: AppState, caller: Caller, run: Run, job: RunJob,
+async def _submit(session: AsyncSession, state: ServiceParts, caller: Caller, run: Run, job: RunJob,
                   details: Mapping[str, Any]) -> Run:
     # A tenant with no credit left gets a 402 now (the run is not stored), not a run that fails later.
-    await credit_store.check_can_start(session, caller.tenant_id, required=state.server.credits_required)
+    await credit_store.check_can_start(session, caller.tenant_id, required=state.service.credits_required)
     for column, value in state.executor.new_run_lease().items():
         setattr(run, column, value)
     await record(session, caller, "run.create", "run", run.id, details)
@@ -55,8 +70,8 @@ async def _submit(session: AsyncSession, state: AppState, caller: Caller, run: R
         await state.executor.submit(job)
     except ExecutorUnavailable as exc:
         await _discard(session, caller, run, exc.code)
-        raise APIError(503, f"{exc}; the run was not started, retry in a moment", type="api_error", code=exc.code,
-                       headers={"Retry-After": str(exc.retry_after_s)}) from exc
+        raise Unavailable(f"{exc}; the run was not started, retry in a moment", code=exc.code,
+                          retry_after_s=exc.retry_after_s) from exc
     except Exception:
         await _discard(session, caller, run, "submit_failed")
         raise
@@ -70,9 +85,11 @@ async def _discard(session: AsyncSession, caller: Caller, run: Run, why: str) ->
     await session.commit()
 
 
-async def start_agent_run(session: AsyncSession, state: AppState, caller: Caller, data: RunCreate) -> Run:
-    assert data.agent_id is not None and data.input is not None
-    definition = await agent_store.get_agent(session, caller.tenant_id, data.agent_id)
+async def start_agent_run(session: AsyncSession, state: ServiceParts, caller: Caller, agent_id: uuid.UUID,
+                          data: RunRequest) -> Run:
+    if not data.input:
+        raise invalid("input", "is required to run an agent (a prompt, or a list of messages)", code="missing_input")
+    definition = await agent_store.get_agent(session, caller.tenant_id, agent_id)
     defaults = await _defaults(session, caller)
     if not definition.model and not defaults.get("default_model"):
         raise invalid("agent_id", f"agent {definition.name!r} has no model and your settings have no default_model; "
@@ -80,11 +97,11 @@ async def start_agent_run(session: AsyncSession, state: AppState, caller: Caller
     build = builder(state)
     agent = await build.build_agent(session, caller.tenant_id, definition, defaults)
     project = await tenants.resolve_project(session, caller.tenant_id, data.project_id)
-    options = build.run_options(RunOptions(), data.limits.model_dump() if data.limits else None)
+    options = build.run_options(RunOptions(), data.limits)
     run = await run_store.create_run(
         session, caller.tenant_id, input=data.input, project_id=project.id, agent_id=definition.id,
-        agent_version=definition.version, created_by=caller.user_id, strategy="sequential",
-        options=data.limits.model_dump(exclude_none=True) if data.limits else {},
+        agent_version=definition.version, created_by=caller.user, strategy="sequential",
+        options=data.stored_limits(),
     )
     job = RunJob(run.id, caller.tenant_id, project.id, data.input, {agent.name: agent}, "sequential", options)
     return await _submit(session, state, caller, run, job,
@@ -92,7 +109,7 @@ async def start_agent_run(session: AsyncSession, state: AppState, caller: Caller
 
 
 async def start_workflow_run(
-    session: AsyncSession, state: AppState, caller: Caller, workflow_id: uuid.UUID, data: WorkflowRun | RunCreate
+    session: AsyncSession, state: ServiceParts, caller: Caller, workflow_id: uuid.UUID, data: RunRequest
 ) -> Run:
     row = await workflow_store.get_workflow(session, caller.tenant_id, workflow_id)
     defaults = await _defaults(session, caller)
@@ -104,19 +121,19 @@ async def start_workflow_run(
     project = await tenants.resolve_project(session, caller.tenant_id, data.project_id)
     run = await run_store.create_run(
         session, caller.tenant_id, input=task, project_id=project.id, workflow_id=row.id, workflow_name=row.name,
-        created_by=caller.user_id, strategy=workflow.spec.strategy,
-        options=data.limits.model_dump(exclude_none=True) if data.limits else {},
+        created_by=caller.user, strategy=workflow.spec.strategy,
+        options=data.stored_limits(),
     )
     job = RunJob(run.id, caller.tenant_id, project.id, task, agents, workflow.strategy,
-                 build.run_options(workflow.options, data.limits.model_dump() if data.limits else None),
+                 build.run_options(workflow.options, data.limits),
                  workflow=row.name)
     return await _submit(session, state, caller, run, job, {"workflow_id": str(row.id), "version": row.version})
 
 
-async def cancel_run(session: AsyncSession, state: AppState, caller: Caller, run_id: uuid.UUID) -> Run:
+async def cancel_run(session: AsyncSession, state: ServiceParts, caller: Caller, run_id: uuid.UUID) -> Run:
     run = await run_store.get_run(session, caller.tenant_id, run_id)
     if run.status in TERMINAL_RUN_STATUSES:
-        raise APIError(409, f"run {run_id} has already ended ({run.status}); there is nothing to cancel",
+        raise Conflict(f"run {run_id} has already ended ({run.status}); there is nothing to cancel",
                        code="run_finished", param="run_id")
     reason = f"cancelled through the API by {caller.principal.subject}"
     error = {"type": "Cancelled", "message": reason}
@@ -135,7 +152,8 @@ async def cancel_run(session: AsyncSession, state: AppState, caller: Caller, run
     return run
 
 
-async def run_events(state: AppState, tenant_id: uuid.UUID, run_id: uuid.UUID, after: int) -> AsyncIterator[RunEvent]:
+async def run_events(state: ServiceParts, tenant_id: uuid.UUID, run_id: uuid.UUID,
+                     after: int) -> AsyncIterator[RunEvent]:
     """The run's events with ``seq > after``, live until the run ends (the caller checked the tenant)."""
     live = state.executor.events(run_id, after)
     if live is not None:
@@ -160,4 +178,4 @@ async def run_events(state: AppState, tenant_id: uuid.UUID, run_id: uuid.UUID, a
                 async for event in live:
                     yield event
                 return
-            await asyncio.sleep(state.server.sse_poll_s)
+            await asyncio.sleep(state.service.sse_poll_s)

@@ -1,7 +1,7 @@
 """One ``LLM`` facade per tenant: the tenant's stored provider keys, its credit guard and its tag.
 
 Every call the service makes on behalf of a tenant (agent runs and the gateway) goes through
-``await state.tenant_llms.get(tenant_id)``. The facade is derived from the server's own ``LLM``
+``await tenant_llms.get(tenant_id)``. The facade is derived from the server's own ``LLM``
 (``LLM.derive``), so it shares connections, breakers, the usage ledger, the cache and the budgets;
 what differs per tenant is laid over it:
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from agentadapter.llm.client import LLM
     from agentadapter.llm.policy.budget import SpendGuard
     from agentadapter.llm.shared import SharedState
-    from agentadapter.server.settings import ServerSettings
+    from agentadapter.service.config import ServiceSettings
     from agentadapter.store.database import Database
 
 __all__ = ["GuardFactory", "KeysLoader", "TenantLLMs", "service_facades"]
@@ -99,7 +99,7 @@ class TenantLLMs:
 
 
 async def service_facades(
-    llm: LLM, db: Database, *, settings: Settings, server: ServerSettings, shared: SharedState | None,
+    llm: LLM, db: Database, *, settings: Settings, service: ServiceSettings, shared: SharedState | None,
 ) -> TenantLLMs:
     """Meter and guard ``llm`` as the service does, and hand out its tenant facades.
 
@@ -109,7 +109,7 @@ async def service_facades(
     """
     # Imported here: these modules import this one.
     from agentadapter.llm.ledger import UsageLedger
-    from agentadapter.server.services.provider_keys import keys_loader
+    from agentadapter.service.provider_keys import keys_loader
     from agentadapter.store.budgets import DatabaseBudgetStore
     from agentadapter.store.credits import guard_factory
     from agentadapter.store.usage import DatabaseUsageStore
@@ -120,9 +120,9 @@ async def service_facades(
         await shared.start()
     else:
         llm.budgets.store = DatabaseBudgetStore(db)
-    facades = TenantLLMs(llm, ttl_s=server.auth_cache_s,
-                         default_max_tokens=server.credit_default_max_output_tokens)
+    facades = TenantLLMs(llm, ttl_s=service.auth_cache_s,
+                         default_max_tokens=service.credit_default_max_output_tokens)
     facades.keys = keys_loader(db, settings.secret_key)
-    facades.guards = guard_factory(db, required=server.credits_required,
-                                   unpriced_hold_usd=server.credit_unpriced_hold_usd or None)
+    facades.guards = guard_factory(db, required=service.credits_required,
+                                   unpriced_hold_usd=service.credit_unpriced_hold_usd or None)
     return facades

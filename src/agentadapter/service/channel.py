@@ -3,7 +3,7 @@
 Workers append each :class:`RunEvent` (tokens included) to the run's stream
 ``agentadapter:run:<id>:events`` (capped at ``event_stream_maxlen``, expiring
 ``event_stream_ttl_s`` after ``run_finished``); any API instance reads it to serve live SSE - all
-its followers through one shared ``XREAD BLOCK`` (:class:`~agentadapter.worker.fanout.StreamFanout`),
+its followers through one shared ``XREAD BLOCK`` (:class:`~agentadapter.service.fanout.StreamFanout`),
 so a follower holds no Redis connection. A cancel is a key ``agentadapter:run:<id>:cancel``
 (holding the reason, with a TTL) that every drive and step checks.
 """
@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from agentadapter.orchestrator.events import RunEvent
-from agentadapter.worker.fanout import StreamFanout
-from agentadapter.worker.settings import WorkerSettings
+from agentadapter.service.fanout import StreamFanout
+from agentadapter.service.worker_settings import WorkerSettings
 
 __all__ = ["RunChannel"]
 

@@ -3,7 +3,7 @@
 Operators write the environment and config files; those are interpolated (``${VAR}``) and may name
 local paths, Python classes, base URLs, keys and local models. Tenants write data through the API;
 it is never interpolated and may name none of those. The checks here are what the one builder
-(:mod:`agentadapter.server.services.building`) applies to a tenant's agent definitions and workflows
+(:mod:`agentadapter.service.building`) applies to a tenant's agent definitions and workflows
 when they are written (a 422 naming the field) and again when they are built to run (rows stored
 before a rule existed, or an operator who tightened a setting since, are refused the same way):
 
@@ -28,7 +28,7 @@ from agentadapter.llm.backends.presets import PRESETS, canonical_type
 from agentadapter.llm.client import LLM
 from agentadapter.llm.errors import AgentAdapterError
 from agentadapter.orchestrator import RunLimits, RunOptions, StepPolicy
-from agentadapter.server.services.common import invalid
+from agentadapter.service.common import invalid
 
 __all__ = [
     "MAX_TURNS",

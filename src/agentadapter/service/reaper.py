@@ -26,12 +26,13 @@ from datetime import timedelta
 from prometheus_client import Counter
 
 from agentadapter.orchestrator.events import RunEvent
+from agentadapter.service.channel import RunChannel
+from agentadapter.service.queue import DRIVE_TASK, STEP_TASK
+from agentadapter.service.worker_settings import WorkerSettings
 from agentadapter.store import runs as run_store
 from agentadapter.store import steps as step_store
 from agentadapter.store.database import Database
 from agentadapter.store.models import Run, utcnow
-from agentadapter.worker.channel import RunChannel
-from agentadapter.worker.settings import WorkerSettings
 
 __all__ = ["REAPER_ACTIONS", "ReapReport", "reap", "reap_forever"]
 
@@ -56,8 +57,6 @@ class ReapReport:
 
 async def reap(db: Database, channel: RunChannel, settings: WorkerSettings, send: Sender) -> ReapReport:
     """One pass; returns what it did."""
-    from agentadapter.worker.app import DRIVE_TASK, STEP_TASK
-
     report = ReapReport()
     now = utcnow()
     again = now - timedelta(seconds=settings.step_requeue_s)

@@ -7,7 +7,7 @@ in Redis, which every drive and step checks (a running step is cancelled within 
 second), revokes the run's queued steps, and sends a drive to close the run as ``cancelled``.
 Events come from the run's Redis stream, which workers append to, so any API instance serves live
 SSE: first the persisted events, then the stream. The API instance also runs the reaper
-(:mod:`agentadapter.worker.reaper`).
+(:mod:`agentadapter.service.reaper`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from agentadapter.orchestrator import RunEvent
-from agentadapter.server.executor import CancelOutcome, ExecutorUnavailable, RunExecutor, RunJob
+from agentadapter.service.channel import RunChannel
+from agentadapter.service.executor import CancelOutcome, ExecutorUnavailable, RunExecutor, RunJob
+from agentadapter.service.queue import DRIVE_TASK, client_app, step_task_id
+from agentadapter.service.reaper import reap_forever
+from agentadapter.service.worker_settings import WorkerSettings
 from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run, RunEventRow, RunStep
-from agentadapter.worker.app import DRIVE_TASK, client_app
-from agentadapter.worker.channel import RunChannel
-from agentadapter.worker.engine import step_task_id
-from agentadapter.worker.reaper import reap_forever
-from agentadapter.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from agentadapter.config import Settings

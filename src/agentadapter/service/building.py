@@ -2,12 +2,13 @@
 
 Everything the service runs from data a tenant wrote (through the API, or stored earlier) is built by
 :class:`DefinitionBuilder`, which applies the trust boundary of :mod:`.trust` twice: when the data is
-written (a 422 naming the field) and when it is built to run (the same 422 on ``POST /v1/runs``, so a
-row stored before a rule existed - or after an operator tightened a setting - is refused, not run).
+written (an ``InvalidInput`` naming the field: a 422 through the API) and when it is built to run (the
+same refusal on ``POST /v1/runs`` and in a worker, so a row stored before a rule existed - or after an
+operator tightened a setting - is refused, not run).
 It never interpolates ``${VAR}``, builds every agent as an ``LLMAgent`` on the tenant's facade (never a
 local runner, a Python class or an endpoint of the tenant's choosing), parses workflows with
 interpolation off, and caps steps, loop iterations, retries and run time by the operator's settings
-(:class:`~agentadapter.server.services.trust.RunCaps`).
+(:class:`~agentadapter.service.trust.RunCaps`).
 
 An agent definition becomes an ``AgentSpec`` for the agent layer's factory (``create_agents``), with
 its handoff targets - other definitions of the same tenant, followed transitively - built alongside
@@ -27,7 +28,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,9 +45,10 @@ from agentadapter.orchestrator.conditions import Condition, to_text
 from agentadapter.orchestrator.errors import ConditionError, WorkflowError
 from agentadapter.orchestrator.options import RunOptions
 from agentadapter.orchestrator.workflow import Workflow, parse_workflow
-from agentadapter.server.errors import APIError
-from agentadapter.server.services.common import invalid
-from agentadapter.server.services.trust import (
+from agentadapter.service.common import BuildParts, invalid
+from agentadapter.service.config import ServiceSettings
+from agentadapter.service.errors import InvalidInput
+from agentadapter.service.trust import (
     MAX_TURNS,
     RunCaps,
     check_model,
@@ -57,9 +59,6 @@ from agentadapter.server.services.trust import (
 from agentadapter.store import agents as agent_store
 from agentadapter.store.models import AgentDefinition
 from agentadapter.store.models import Workflow as WorkflowRow
-
-if TYPE_CHECKING:
-    from agentadapter.server.state import AppState
 
 __all__ = [
     "DefinitionBuilder",
@@ -217,9 +216,9 @@ def agent_defaults(settings: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ the builder
 
 
-def builder(state: AppState) -> DefinitionBuilder:
-    """The builder of the server's parts and settings."""
-    return DefinitionBuilder.of(llm=state.llm, tools=state.tools, server=state.server)
+def builder(parts: BuildParts) -> DefinitionBuilder:
+    """The builder of a process's parts and settings (the API server's state, a worker's runtime)."""
+    return DefinitionBuilder.of(llm=parts.llm, tools=parts.tools, service=parts.service)
 
 
 
@@ -235,9 +234,9 @@ class DefinitionBuilder:
     caps: RunCaps
 
     @classmethod
-    def of(cls, *, llm: LLM, tools: ToolRegistry, server: Any) -> DefinitionBuilder:
-        """From the service's parts and its settings (``ServerSettings``)."""
-        return cls(llm=llm, tools=tools, denied_tools=frozenset(server.api_denied_tools), caps=RunCaps.of(server))
+    def of(cls, *, llm: LLM, tools: ToolRegistry, service: ServiceSettings) -> DefinitionBuilder:
+        """From the service's parts and its settings."""
+        return cls(llm=llm, tools=tools, denied_tools=frozenset(service.api_denied_tools), caps=RunCaps.of(service))
 
     # ---------------------------------------------------------------------------------------- agents
 
@@ -353,7 +352,7 @@ class DefinitionBuilder:
 
         try:
             await expand()
-        except APIError as exc:
+        except InvalidInput as exc:
             raise _build_error(exc, "workflow_id", where, fix) from exc
         for definition in used.values():
             self._recheck(definition, "workflow_id")
@@ -413,16 +412,16 @@ def _attach_guardrails(agent: BaseAgent | None, definition: AgentDefinition) -> 
         agent.output_guardrails = [*agent.output_guardrails, *outputs]
 
 
-def _build_error(error: APIError, param: str, what: str, fix: str) -> APIError:
-    """A check that failed at build time: the same 422, naming the stored resource and how to fix it."""
+def _build_error(error: InvalidInput, param: str, what: str, fix: str) -> InvalidInput:
+    """A check that failed at build time: the same refusal, naming the stored resource and how to fix it."""
     where = f" ({error.param})" if error.param else ""
     message = error.message.removeprefix(f"{error.param}: ") if error.param else error.message
-    return APIError(422, f"{what} cannot run{where}: {message}; fix it with {fix}", code=error.code or "invalid_value",
-                    param=param, details={**(error.details or {}), "field": error.param})
+    return InvalidInput(f"{what} cannot run{where}: {message}; fix it with {fix}", code=error.code, param=param,
+                        details={**(error.details or {}), "field": error.param})
 
 
 def _at_build(param: str, what: str, fix: str, check: Any) -> Any:
     try:
         return check()
-    except APIError as exc:
+    except InvalidInput as exc:
         raise _build_error(exc, param, what, fix) from exc

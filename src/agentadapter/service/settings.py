@@ -7,12 +7,13 @@ default user"); for a JWT it is the token's subject. The settings feed every run
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentadapter.server.schemas import SettingsPatch, SettingsPut
-from agentadapter.server.services.common import Caller, record
-from agentadapter.server.services.trust import check_model
-from agentadapter.server.state import AppState
+from agentadapter.service.common import BuildParts, Caller, record
+from agentadapter.service.trust import check_model
 from agentadapter.store import users
 from agentadapter.store.models import UserSettings
 
@@ -20,19 +21,20 @@ __all__ = ["change_settings"]
 
 
 async def change_settings(
-    session: AsyncSession, state: AppState, caller: Caller, data: SettingsPut | SettingsPatch
+    session: AsyncSession, parts: BuildParts, caller: Caller, fields: Mapping[str, Any], *, replace: bool
 ) -> UserSettings:
-    replace = isinstance(data, SettingsPut)
-    values = data.model_dump() if replace else data.model_dump(exclude_unset=True)
+    """``replace``: ``fields`` are the whole settings (PUT: those left out go back to their defaults);
+    else only the fields given change (PATCH)."""
+    values = dict(fields)
     if not replace:
         # null means "back to the default" only where null is a value (default_model); elsewhere ignore it.
         values = {k: v for k, v in values.items() if v is not None or k == "default_model"}
     if values.get("default_model"):
-        check_model(state.llm, values["default_model"], param="default_model")
+        check_model(parts.llm, values["default_model"], param="default_model")
     for purpose, model in (values.get("default_models") or {}).items():
-        check_model(state.llm, model, param=f"default_models.{purpose}")
-    settings = await users.update_settings(session, caller.tenant_id, caller.user_id, values, replace=replace)
-    await record(session, caller, "settings.replace" if replace else "settings.update", "settings", caller.user_id,
+        check_model(parts.llm, model, param=f"default_models.{purpose}")
+    settings = await users.update_settings(session, caller.tenant_id, caller.user, values, replace=replace)
+    await record(session, caller, "settings.replace" if replace else "settings.update", "settings", caller.user,
                  {"fields": sorted(values)})
     await session.commit()
     return settings

@@ -7,14 +7,13 @@ agents that hand off to it. Reads go straight to the store from the routes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentadapter.server.schemas import AgentClone, AgentCreate, AgentUpdate
-from agentadapter.server.services.building import builder, resolve_handoffs
-from agentadapter.server.services.common import Caller, record
-from agentadapter.server.state import AppState
+from agentadapter.service.building import builder, resolve_handoffs
+from agentadapter.service.common import BuildParts, Caller, record
 from agentadapter.store import agents as agent_store
 from agentadapter.store.models import AgentDefinition
 
@@ -29,14 +28,16 @@ def _stored_fields(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _check(state: AppState, values: dict[str, Any]) -> None:
-    builder(state).check_agent(values)
+def _check(parts: BuildParts, values: dict[str, Any]) -> None:
+    builder(parts).check_agent(values)
 
 
-async def create_agent(session: AsyncSession, state: AppState, caller: Caller, data: AgentCreate) -> AgentDefinition:
-    values = data.model_dump()
-    _check(state, values)
-    values["handoffs"] = await resolve_handoffs(session, caller.tenant_id, data.handoffs)
+async def create_agent(session: AsyncSession, parts: BuildParts, caller: Caller,
+                       fields: Mapping[str, Any]) -> AgentDefinition:
+    """``fields``: the agent's validated fields (``AgentCreate``'s), handoffs as names or ids."""
+    values = dict(fields)
+    _check(parts, values)
+    values["handoffs"] = await resolve_handoffs(session, caller.tenant_id, list(values.get("handoffs") or []))
     name = values.pop("name")
     agent = await agent_store.create_agent(session, caller.tenant_id, name=name, created_by=caller.user_id,
                                            **_stored_fields(values))
@@ -46,15 +47,16 @@ async def create_agent(session: AsyncSession, state: AppState, caller: Caller, d
 
 
 async def update_agent(
-    session: AsyncSession, state: AppState, caller: Caller, agent_id: uuid.UUID, data: AgentUpdate
+    session: AsyncSession, parts: BuildParts, caller: Caller, agent_id: uuid.UUID, fields: Mapping[str, Any]
 ) -> AgentDefinition:
-    changes = data.model_dump(exclude_unset=True)
+    """``fields``: the fields the request sets (``AgentUpdate``'s, unset ones left out)."""
+    changes = dict(fields)
     for required in ("name", "description", "instructions", "tools", "handoffs", "guardrails", "model_settings",
                      "metadata"):
         if required in changes and changes[required] is None:
             changes.pop(required)  # null for a field that cannot be null: leave it as it is
     await agent_store.get_agent(session, caller.tenant_id, agent_id)  # 404 before any 422
-    _check(state, changes)
+    _check(parts, changes)
     if "handoffs" in changes:
         changes["handoffs"] = await resolve_handoffs(session, caller.tenant_id, changes["handoffs"], own_id=agent_id)
     agent = await agent_store.update_agent(session, caller.tenant_id, agent_id, _stored_fields(changes),
@@ -74,9 +76,10 @@ async def delete_agent(session: AsyncSession, caller: Caller, agent_id: uuid.UUI
 
 
 async def clone_agent(
-    session: AsyncSession, caller: Caller, agent_id: uuid.UUID, data: AgentClone
+    session: AsyncSession, caller: Caller, agent_id: uuid.UUID, name: str | None = None
 ) -> AgentDefinition:
-    clone = await agent_store.clone_agent(session, caller.tenant_id, agent_id, name=data.name,
+    """A copy under ``name`` (default ``<name>-copy``)."""
+    clone = await agent_store.clone_agent(session, caller.tenant_id, agent_id, name=name,
                                           created_by=caller.user_id)
     await record(session, caller, "agent.clone", "agent", clone.id, {"source": str(agent_id), "name": clone.name})
     await session.commit()

@@ -1,0 +1,51 @@
+"""Credit grants: the one audited write that funds a tenant, for ``POST /v1/credits/grants`` and
+``agentadapter credits add`` alike.
+
+A grant adds USD to the tenant's balance (opening its account on the first one, after which its LLM
+calls draw on it), records who granted it (the transaction's ``actor`` and the audit entry) in one
+transaction, and drops the tenant's cached facade where there is one, so this process meters the
+tenant from its next call (other processes within ``AGENTADAPTER_AUTH_CACHE_S``). Who may grant is
+the face's to check: an operator's key or the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentadapter.service.common import Caller, record
+from agentadapter.service.tenancy import TenantLLMs
+from agentadapter.store import credits as credit_store
+from agentadapter.store.models import CreditTransaction
+
+__all__ = ["CreditGrant", "grant_credits"]
+
+
+@dataclass(frozen=True, slots=True)
+class CreditGrant:
+    """The grant's transaction and the balance it leaves."""
+
+    transaction: CreditTransaction
+    balance_usd: float
+    reserved_usd: float
+
+    @property
+    def available_usd(self) -> float:
+        return self.balance_usd - self.reserved_usd
+
+
+async def grant_credits(session: AsyncSession, caller: Caller, amount_usd: float, description: str = "", *,
+                        facades: TenantLLMs | None = None) -> CreditGrant:
+    """Grant ``amount_usd`` to the caller's tenant, audited, and commit."""
+    entry = await credit_store.grant(session, caller.tenant_id, amount_usd, actor=caller.principal.subject,
+                                     description=description)
+    await record(session, caller, "credits.grant", "credit_transaction", entry.id,
+                 {"amount_usd": amount_usd, "description": description,
+                  "balance_after_usd": entry.balance_after_usd})
+    account = await credit_store.account(session, caller.tenant_id)
+    await session.commit()
+    if facades is not None:
+        facades.invalidate(caller.tenant_id)  # metered from its next call on
+    assert account is not None  # the grant has just opened it
+    return CreditGrant(entry, account.balance_usd, account.reserved_usd)
