@@ -60,9 +60,9 @@ from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run
 from agentadapter.store.recorder import StoreRunRecorder
 
 if TYPE_CHECKING:
+    from agentadapter.service.channel import RunChannel
     from agentadapter.store.database import Database
     from agentadapter.worker.app import WorkerRuntime
-    from agentadapter.worker.channel import RunChannel
 
 __all__ = ["SEQ_BLOCK", "RunPlan", "drive_run", "execute_step", "load_job", "load_plan", "step_key", "step_task_id"]
 
@@ -91,12 +91,12 @@ def step_key(step: int, phase: str, name: str) -> str:
 
 async def load_job(db: Database, runtime: WorkerRuntime, run: Run) -> tuple[dict[str, BaseAgent], Strategy, RunOptions]:
     """The run's agents, strategy and options, built from its stored agent or workflow (as the API did)."""
-    from agentadapter.server.services.building import DefinitionBuilder, agent_defaults
+    from agentadapter.service.building import agent_defaults, builder
     from agentadapter.store import agents as agent_store
     from agentadapter.store import users
     from agentadapter.store import workflows as workflow_store
 
-    build = DefinitionBuilder.of(llm=runtime.llm, tools=runtime.tools, server=runtime.server)
+    build = builder(runtime)
     limits = dict(run.options) if run.options else None
     async with db.writer() as session:
         settings = await users.get_settings(session, run.tenant_id, run.created_by) if run.created_by else None
@@ -123,12 +123,12 @@ class RunPlan:
 
 async def load_plan(db: Database, runtime: WorkerRuntime, run: Run) -> RunPlan:
     """The run's plan from its stored agent or workflow, checked as the API checks it, building no agent."""
-    from agentadapter.server.services.building import DefinitionBuilder, agent_defaults
+    from agentadapter.service.building import agent_defaults, builder
     from agentadapter.store import agents as agent_store
     from agentadapter.store import users
     from agentadapter.store import workflows as workflow_store
 
-    build = DefinitionBuilder.of(llm=runtime.llm, tools=runtime.tools, server=runtime.server)
+    build = builder(runtime)
     limits = dict(run.options) if run.options else None
     async with db.writer() as session:  # a user's settings row is created on first read
         if run.workflow_id is not None:
@@ -220,7 +220,8 @@ async def drive_run(runtime: WorkerRuntime, run_id: uuid.UUID) -> None:
 
 
 async def _enqueue(runtime: WorkerRuntime, run: Run, wanted: Sequence[StepRequest]) -> None:
-    from agentadapter.worker.app import STEP_TASK, celery_app
+    from agentadapter.service.queue import STEP_TASK
+    from agentadapter.worker.app import celery_app
 
     fresh: list[str] = []
     async with runtime.db.writer() as session:
@@ -317,7 +318,8 @@ class _StepRecorder(StoreRunRecorder):
 
 async def execute_step(runtime: WorkerRuntime, run_id: uuid.UUID, key: str) -> None:
     """Claim the step, build the run's agents, run the step's agent once, store the outcome, send the drive again."""
-    from agentadapter.worker.app import DRIVE_TASK, celery_app
+    from agentadapter.service.queue import DRIVE_TASK
+    from agentadapter.worker.app import celery_app
 
     db, settings = runtime.db, runtime.worker
     async with db.writer() as session:
