@@ -203,7 +203,7 @@ async def test_interrupted_runs_are_failed_at_start_up(db: Database, tenant: Ten
         assert await runs.fail_interrupted_runs(session, "the server stopped") >= 1
     async with db.session() as session:
         closed = await runs.get_run(session, tenant.id, run.id)
-    assert (closed.status, closed.error["type"]) == ("failed", "Interrupted")
+    assert (closed.status, closed.error["type"]) == ("failed", "ServerLost")
 
 
 async def test_users_are_created_once_and_follow_their_token(db: Database, tenant: Tenant,
