@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "agentadapter.cli_service"]
+CLI = [sys.executable, "-m", "agentadapter.cli"]
 
 
 def free_port() -> int:

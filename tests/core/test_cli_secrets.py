@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from agentadapter import cli_cluster
 from agentadapter.cli import app
+from agentadapter.cli import cluster as cli_cluster
 from agentadapter.config import get_settings
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agentadapter.cli_run import register
+from agentadapter.cli.run import register
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import agentadapter.cli_run as cli_run
+import agentadapter.cli.run as cli_run
 import agentadapter.orchestrator as orchestrator
 
 SOURCE = Path(orchestrator.__file__).parent

@@ -155,7 +155,7 @@ async def any_api(request: pytest.FixtureRequest, make_api: AppFactory) -> Async
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRunner, typer.Typer]]:
     """The service's commands on a fresh SQLite data dir (none of the caller's service settings)."""
-    from agentadapter.cli_service import register
+    from agentadapter.cli.service import register
 
     for name in ("AGENTADAPTER_DATABASE_URL", "AGENTADAPTER_REDIS_URL", "AGENTADAPTER_ENV",
                  "AGENTADAPTER_RETENTION_DAYS"):

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "agentadapter.cli_service"]
+CLI = [sys.executable, "-m", "agentadapter.cli"]
 
 
 @dataclass
@@ -77,7 +77,7 @@ def test_the_docs_walkthrough_runs_end_to_end(live: Live) -> None:
     # The server is already up (on a free port); `agentadapter` runs the service commands.
     script = script.replace("agentadapter serve --port 8000 &", "").replace("sleep 3", "")
     script = script.replace("127.0.0.1:8000", f"127.0.0.1:{live.port}")
-    prelude = f'set -euo pipefail\nagentadapter() {{ "{sys.executable}" -m agentadapter.cli_service "$@"; }}\n'
+    prelude = f'set -euo pipefail\nagentadapter() {{ "{sys.executable}" -m agentadapter.cli "$@"; }}\n'
     done = subprocess.run(["bash", "-c", prelude + script], env=live.env, cwd=ROOT, capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr + done.stdout

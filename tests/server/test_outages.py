@@ -135,7 +135,7 @@ def test_serve_exits_non_zero_promptly_when_its_port_is_taken(tmp_path: Path) ->
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process = subprocess.Popen([sys.executable, "-m", "agentadapter.cli_service", "serve", "--port", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "agentadapter.cli", "serve", "--port", str(port)],
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             output, _ = process.communicate(timeout=60)  # a guard against a hang, not a timing assertion

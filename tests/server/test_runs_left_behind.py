@@ -42,7 +42,7 @@ from services import redis_url_or_skip
 from store.databases import migrated_sqlite, unique
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "agentadapter.cli_service"]
+CLI = [sys.executable, "-m", "agentadapter.cli"]
 FAST_LEASES = {"run_lease_s": 1.5, "run_reaper_interval_s": 0.1}
 
 

@@ -3,8 +3,12 @@
 ``chat`` streams a model's answer to the terminal (or prints ``Response.to_dict()`` with
 ``--json``); ``backends`` shows the presets table. Exit codes: 0 ok, 2 a usage error (bad
 arguments, unknown provider, missing key or config), 1 a provider error, printed as its translated
-message without a traceback. Commands for agents, workflows and the server join this module as
-those layers land; each stays a thin shell over the library.
+message without a traceback. The other commands live in this package's modules and are added to
+``app`` here: ``run`` (:mod:`.run`), ``serve``, ``db``, ``tenants``, ``keys``, ``provider-keys``,
+``secrets`` and ``credits`` (:mod:`.service` and the modules it registers), ``cluster``
+(:mod:`.cluster`) and ``worker`` (:mod:`agentadapter.worker.cli`). Each stays a thin shell over the
+library and imports what it needs inside the command, so that ``agentadapter --help`` starts fast.
+``python -m agentadapter.cli`` runs the same app as the ``agentadapter`` script.
 """
 
 from __future__ import annotations
@@ -323,9 +327,9 @@ async def _run_costs(llm: Any, rows: list[dict[str, Any]], prompt: str, max_toke
 
 
 def _register_subcommands() -> None:
-    from agentadapter.cli_cluster import cluster_app
-    from agentadapter.cli_run import register as register_run
-    from agentadapter.cli_service import register as register_service
+    from agentadapter.cli.cluster import cluster_app
+    from agentadapter.cli.run import register as register_run
+    from agentadapter.cli.service import register as register_service
 
     register_run(app)
     register_service(app)
@@ -354,7 +358,3 @@ def main() -> None:
     # they never mix with an answer streamed to the terminal.
     configure_logging(os.environ.get("AGENTADAPTER_LOG_LEVEL", "WARNING"))
     app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

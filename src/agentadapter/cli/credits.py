@@ -4,7 +4,7 @@
 after which its LLM calls draw on the balance); ``credits show --tenant NAME`` prints the balance,
 what calls in progress hold, and the recent grants and charges. Both are written to the tenant's
 audit log with the actor ``cli``. Running servers meter a newly funded tenant within
-``AGENTADAPTER_AUTH_CACHE_S`` seconds. Registered by ``cli_service.register``.
+``AGENTADAPTER_AUTH_CACHE_S`` seconds. Registered by :func:`agentadapter.cli.service.register`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from agentadapter.cli_service import EXIT_USAGE, _fail, _run, _tenant_id, err, out
+from agentadapter.cli.common import EXIT_USAGE, err, fail, find_tenant_id, out, with_database
 
 if TYPE_CHECKING:
     from agentadapter.store.database import Database
@@ -44,18 +44,18 @@ def credits_add(
     from agentadapter.service.credits import grant_credits
 
     if (amount is None) == (usd is None):
-        raise _fail("give the amount once: `agentadapter credits add --tenant NAME 25` (or --usd 25)", EXIT_USAGE)
+        raise fail("give the amount once: `agentadapter credits add --tenant NAME 25` (or --usd 25)", EXIT_USAGE)
     value: float = amount if amount is not None else (usd or 0.0)
 
     async def work(db: Database) -> dict[str, Any]:
         async with db.writer() as session:
-            tenant_id = await _tenant_id(session, tenant)
+            tenant_id = await find_tenant_id(session, tenant)
             granted = await grant_credits(session, Caller.system(tenant_id), value, note)
             entry = granted.transaction
             return {"tenant": tenant, "tenant_id": str(tenant_id), "transaction_id": str(entry.id),
                     "amount_usd": value, "balance_usd": entry.balance_after_usd}
 
-    granted = _run(work)
+    granted = with_database(work)
     if as_json:
         sys.stdout.write(json.dumps(granted) + "\n")
         return
@@ -75,7 +75,7 @@ def credits_show(
 
     async def work(db: Database) -> dict[str, Any]:
         async with db.writer() as session:  # a writer: reading credits is audited
-            tenant_id = await _tenant_id(session, tenant)
+            tenant_id = await find_tenant_id(session, tenant)
             account = await credits.account(session, tenant_id)
             page = await credits.transactions(session, tenant_id, limit=limit) if account and limit else None
             await record(session, Caller.system(tenant_id), "credits.read", "credits", None,
@@ -94,7 +94,7 @@ def credits_show(
                 ],
             }
 
-    shown = _run(work)
+    shown = with_database(work)
     if as_json:
         sys.stdout.write(json.dumps(shown) + "\n")
         return

@@ -19,19 +19,16 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from agentadapter.cli.common import EXIT_FAILED, EXIT_USAGE, err
 from agentadapter.observability.redact import mask_url, redact_text
 
 __all__ = ["cluster_app"]
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/agentadapter"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 cluster_app = typer.Typer(name="cluster", help="Run the API and Celery workers together on this machine.",
                           no_args_is_help=True)
 

@@ -7,36 +7,27 @@ cancellation and limits only through Redis). ``agentadapter db ...`` runs the Al
 access: the key is printed once, on stdout alone (``KEY=$(agentadapter keys create --tenant acme)``),
 and only its SHA-256 is stored. Every command but ``db downgrade`` migrates the database first, so
 they work on a fresh data dir. Exit codes: 0 ok, 2 a usage or configuration error, 1 a failure.
-``register(app)`` adds the commands to a typer app; ``python -m agentadapter.cli_service`` runs them alone.
+``register(app)`` adds the commands to a typer app; the helpers they share are in
+:mod:`agentadapter.cli.common`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from agentadapter.llm.errors import AgentAdapterError, ConfigurationError
-from agentadapter.observability.redact import redact_text
+from agentadapter.cli.common import EXIT_USAGE, err, fail, find_tenant_id, out, with_database
+from agentadapter.llm.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from agentadapter.store.database import Database
 
 __all__ = ["register"]
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-T = TypeVar("T")
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
 
 db_app = typer.Typer(name="db", help="Database migrations (Alembic).", no_args_is_help=True)
 tenants_app = typer.Typer(name="tenants", help="Tenants: create and list.", no_args_is_help=True)
@@ -45,54 +36,15 @@ keys_app = typer.Typer(name="keys", help="Tenant API keys: create, list, revoke.
 
 def register(app: typer.Typer) -> None:
     """Add ``serve``, ``db``, ``tenants`` and ``keys`` to ``app``."""
-    from agentadapter import cli_data
+    from agentadapter.cli import credits, data, secrets
 
-    cli_data.register(db_app, tenants_app)
+    data.register(db_app, tenants_app)
     app.command("serve")(serve)
     app.add_typer(db_app)
     app.add_typer(tenants_app)
     app.add_typer(keys_app)
-    from agentadapter import cli_secrets
-
-    cli_secrets.register(app)  # provider-keys, secrets
-    from agentadapter import cli_credits
-
-    cli_credits.register(app)  # credits add, credits show
-
-
-def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    # A driver's error can quote the URL it failed with, password included.
-    err.print(f"[bold red]error:[/] {redact_text(message)}", markup=True, highlight=False)
-    return typer.Exit(code)
-
-
-def _run(work: Callable[[Database], Awaitable[T]], *, migrate_first: bool = True) -> T:
-    """Open the configured database (migrated unless told otherwise), run ``work``, close it."""
-    from agentadapter.config import get_settings
-    from agentadapter.service.errors import Conflict, InvalidInput, NotAllowed, NotFound
-    from agentadapter.store import migrate
-    from agentadapter.store.database import Database, PoolSettings, database_url
-    from agentadapter.store.errors import StoreError
-
-    async def main() -> T:
-        db = Database(database_url(get_settings()), pool=PoolSettings())
-        try:
-            if migrate_first:
-                await migrate.upgrade(db)
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(main())
-    except ConfigurationError as error:
-        raise _fail(str(error), EXIT_USAGE) from None
-    except (StoreError, ValueError, InvalidInput, NotAllowed, NotFound, Conflict) as error:
-        raise _fail(str(error), EXIT_USAGE) from None
-    except (AgentAdapterError, OSError) as error:
-        raise _fail(str(error)) from None
-    except Exception as error:  # the database refused (unreachable, wrong password, ...)
-        raise _fail(f"{type(error).__name__}: {error}") from None
+    secrets.register(app)  # provider-keys, secrets
+    credits.register(app)  # credits add, credits show
 
 
 # ------------------------------------------------------------------------------------------- serve
@@ -114,9 +66,9 @@ def serve(
         settings = get_settings()
         check_secrets(settings)
     except ConfigurationError as error:
-        raise _fail(str(error), EXIT_USAGE) from None
+        raise fail(str(error), EXIT_USAGE) from None
     if workers > 1 and not settings.redis_url:
-        raise _fail(
+        raise fail(
             f"--workers {workers} needs Redis: several server processes share run events, cancellation and limits "
             "through it. Set AGENTADAPTER_REDIS_URL (e.g. redis://127.0.0.1:6379/0), or serve with one worker",
             EXIT_USAGE)
@@ -125,7 +77,7 @@ def serve(
         # check that the database is at the newest revision.
         import subprocess
 
-        done = subprocess.run([sys.executable, "-m", "agentadapter.cli_service", "db", "upgrade"], check=False)
+        done = subprocess.run([sys.executable, "-m", "agentadapter.cli", "db", "upgrade"], check=False)
         if done.returncode != 0:
             raise typer.Exit(done.returncode)
         os.environ["AGENTADAPTER_MIGRATE_ON_START"] = "false"
@@ -144,7 +96,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
     """Migrate the database up (to the newest revision by default)."""
     from agentadapter.store import migrate
 
-    reached = _run(lambda db: migrate.upgrade(db, revision), migrate_first=False)
+    reached = with_database(lambda db: migrate.upgrade(db, revision), migrate_first=False)
     out.print(f"database at revision {reached}")
 
 
@@ -155,7 +107,7 @@ def db_downgrade(
     """Migrate the database down (one revision by default). Data in dropped tables is lost."""
     from agentadapter.store import migrate
 
-    reached = _run(lambda db: migrate.downgrade(db, revision), migrate_first=False)
+    reached = with_database(lambda db: migrate.downgrade(db, revision), migrate_first=False)
     out.print(f"database at revision {reached or 'base (empty)'}")
 
 
@@ -167,7 +119,7 @@ def db_current() -> None:
     async def work(db: Database) -> tuple[str, str | None]:
         return repr(db), await migrate.current(db)
 
-    where, revision = _run(work, migrate_first=False)
+    where, revision = with_database(work, migrate_first=False)
     newest = migrate.head()
     state = "up to date" if revision == newest else f"behind: run `agentadapter db upgrade` (newest is {newest})"
     out.print(f"{where}: revision {revision or 'none'} ({state})")
@@ -178,7 +130,7 @@ def db_revision(message: Annotated[str, typer.Option("--message", "-m", help="wh
     """Write a new migration autogenerated from the models (for developers; read it before committing)."""
     from agentadapter.store import migrate
 
-    path = _run(lambda db: migrate.revision(db, message))
+    path = with_database(lambda db: migrate.revision(db, message))
     out.print(f"wrote {path}")
 
 
@@ -198,7 +150,7 @@ def tenants_create(
             tenant = await tenants.create_tenant(session, name)
             return {"id": str(tenant.id), "name": tenant.name}
 
-    created = _run(work)
+    created = with_database(work)
     if as_json:
         sys.stdout.write(json.dumps(created) + "\n")
     else:
@@ -216,7 +168,7 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="print JSO
             return [{"id": str(t.id), "name": t.name, "created_at": t.created_at.isoformat()}
                     for t in await tenants.list_tenants(session)]
 
-    rows = _run(work)
+    rows = with_database(work)
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
@@ -229,15 +181,6 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="print JSO
 
 
 # -------------------------------------------------------------------------------------------- keys
-
-
-async def _tenant_id(session: Any, name: str) -> Any:
-    from agentadapter.store import tenants
-
-    tenant = await tenants.get_tenant_by_name(session, name)
-    if tenant is None:
-        raise ValueError(f"no tenant named {name!r}; create it with `agentadapter tenants create {name}`")
-    return tenant.id
 
 
 @keys_app.command("create")
@@ -255,26 +198,26 @@ def keys_create(
     from agentadapter.store.models import ROLES
 
     if role not in ROLES:
-        raise _fail(f"--role must be one of {', '.join(ROLES)}, not {role!r}", EXIT_USAGE)
+        raise fail(f"--role must be one of {', '.join(ROLES)}, not {role!r}", EXIT_USAGE)
     expires = None
     if expires_days is not None:  # 0 must not quietly mean "never expires"
         try:
             expires = api_keys.expiry_in(expires_days)
         except ValueError as exc:
-            raise _fail(f"--expires-days: {exc}", EXIT_USAGE) from exc
+            raise fail(f"--expires-days: {exc}", EXIT_USAGE) from exc
 
     from agentadapter.service import tenants
     from agentadapter.service.common import Caller
 
     async def work(db: Database) -> dict[str, Any]:
         async with db.writer() as session:
-            caller = Caller.system(await _tenant_id(session, tenant))
+            caller = Caller.system(await find_tenant_id(session, tenant))
             row, key = await tenants.create_api_key(session, caller, name=name, role=role, scopes=scope or (),
                                                     expires_at=expires)
             return {"key": key, "id": str(row.id), "prefix": row.prefix, "tenant": tenant, "role": row.role,
                     "scopes": row.scopes, "expires_at": expires.isoformat() if expires else None}
 
-    created = _run(work)
+    created = with_database(work)
     if as_json:
         sys.stdout.write(json.dumps(created) + "\n")
         return
@@ -293,13 +236,13 @@ def keys_list(
 
     async def work(db: Database) -> list[dict[str, Any]]:
         async with db.session() as session:
-            rows = await api_keys.list_api_keys(session, await _tenant_id(session, tenant))
+            rows = await api_keys.list_api_keys(session, await find_tenant_id(session, tenant))
             return [{"id": str(r.id), "prefix": r.prefix, "name": r.name, "role": r.role, "scopes": r.scopes,
                      "created_at": r.created_at.isoformat(),
                      "last_used_at": r.last_used_at.isoformat() if r.last_used_at else None,
                      "revoked": r.revoked_at is not None} for r in rows]
 
-    rows = _run(work)
+    rows = with_database(work)
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
@@ -326,7 +269,7 @@ def keys_revoke(
 
     async def work(db: Database) -> str:
         async with db.writer() as session:
-            tenant_id = await _tenant_id(session, tenant)
+            tenant_id = await find_tenant_id(session, tenant)
             rows = await api_keys.list_api_keys(session, tenant_id)
             matches = [r for r in rows if str(r.id) == key_id or r.prefix == key_id.rstrip(".")]
             if len(matches) != 1:
@@ -334,19 +277,5 @@ def keys_revoke(
             row = await tenants.revoke_api_key(session, Caller.system(tenant_id), uuid.UUID(str(matches[0].id)))
             return row.prefix
 
-    prefix = _run(work)
+    prefix = with_database(work)
     out.print(f"revoked {prefix}...")
-
-
-def _standalone() -> typer.Typer:
-    app = typer.Typer(name="agentadapter", no_args_is_help=True, add_completion=False,
-                      pretty_exceptions_enable=False)
-    register(app)
-    return app
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m agentadapter.cli_service ...`
-    from agentadapter.observability.logging import configure_logging
-
-    configure_logging(os.environ.get("AGENTADAPTER_LOG_LEVEL", "WARNING"))
-    _standalone()()

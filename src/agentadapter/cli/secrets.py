@@ -7,7 +7,7 @@ never from the command line, where it would stay in the shell's history and the 
 ``agentadapter secrets generate`` prints a new Fernet key for ``AGENTADAPTER_SECRET_KEY``;
 ``agentadapter secrets reencrypt`` encrypts every stored key anew with the newest one (after a new
 key was put in front of the old). A server that is running picks up a change made here within
-``AGENTADAPTER_AUTH_CACHE_S`` seconds. Exit codes are those of :mod:`agentadapter.cli_service`.
+``AGENTADAPTER_AUTH_CACHE_S`` seconds. Exit codes are those of :mod:`agentadapter.cli.common`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from agentadapter.cli_service import EXIT_USAGE, _fail, _run, _tenant_id, err, out
+from agentadapter.cli.common import EXIT_USAGE, err, fail, find_tenant_id, out, with_database
 from agentadapter.llm.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def _box() -> Any:
     try:
         return SecretBox.from_setting(get_settings().secret_key)
     except (ConfigurationError, ValueError) as error:  # ValueError: the settings themselves do not validate
-        raise _fail(str(error), EXIT_USAGE) from None
+        raise fail(str(error), EXIT_USAGE) from None
 
 
 def _read_key(provider: str) -> str:
@@ -60,7 +60,7 @@ def _read_key(provider: str) -> str:
     else:
         key = typer.prompt(f"{provider} API key", hide_input=True, err=True)
     if not key.strip():
-        raise _fail("no key given: pipe it on stdin or type it at the prompt", EXIT_USAGE)
+        raise fail("no key given: pipe it on stdin or type it at the prompt", EXIT_USAGE)
     return key
 
 
@@ -84,17 +84,17 @@ def provider_keys_set(tenant: TenantOption, provider: ProviderOption, name: Name
     try:
         provider_keys.provider_name(provider)
     except ValueError as error:
-        raise _fail(str(error), EXIT_USAGE) from None
+        raise fail(str(error), EXIT_USAGE) from None
     key = _read_key(provider)
 
     async def work(db: Database) -> tuple[str, dict[str, Any]]:
         async with db.writer() as session:
-            tenant_id = await _tenant_id(session, tenant)
+            tenant_id = await find_tenant_id(session, tenant)
             action, row = await service.set_key(session, box, Caller.system(tenant_id), provider=provider, key=key,
                                                 name=name)
             return action, _public(row)
 
-    action, row = _run(work)
+    action, row = with_database(work)
     verb = "stored" if action == "create" else "replaced"
     out.print(f"{verb} {row['provider']} key {row['name']!r} ({row['hint']}) for tenant {tenant}; "
               f"its calls use it as {row['env_var']}")
@@ -111,7 +111,7 @@ def provider_keys_list(
     async def work(db: Database) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         async with db.session() as session:
-            tenant_id = await _tenant_id(session, tenant)
+            tenant_id = await find_tenant_id(session, tenant)
             cursor: str | None = None
             while True:
                 page = await provider_keys.list_provider_keys(session, tenant_id, limit=100, cursor=cursor)
@@ -120,7 +120,7 @@ def provider_keys_list(
                     return rows
                 cursor = page.next_cursor
 
-    rows = _run(work)
+    rows = with_database(work)
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
@@ -140,14 +140,14 @@ def provider_keys_delete(tenant: TenantOption, provider: ProviderOption, name: N
 
     async def work(db: Database) -> dict[str, Any]:
         async with db.writer() as session:
-            tenant_id = await _tenant_id(session, tenant)
+            tenant_id = await find_tenant_id(session, tenant)
             row = await service.delete_named_key(session, Caller.system(tenant_id), provider, name)
             if row is None:
                 raise ValueError(f"tenant {tenant} has no {provider} key named {name!r}; "
                                  f"`agentadapter provider-keys list -t {tenant}` shows its keys")
             return _public(row)
 
-    row = _run(work)
+    row = with_database(work)
     out.print(f"deleted {row['provider']} key {row['name']!r} ({row['hint']}) of tenant {tenant}")
 
 
@@ -172,7 +172,7 @@ def secrets_reencrypt() -> None:
         async with db.writer() as session:
             return await provider_keys.reencrypt_all(session, box)
 
-    count = _run(work)
+    count = with_database(work)
     sys.stdout.write(f"{count}\n")
     err.print(f"re-encrypted {count} provider key(s) with the newest secret key; the older keys can now be "
               "removed from AGENTADAPTER_SECRET_KEY")

@@ -4,7 +4,7 @@
 audit entries older than ``--days`` (``AGENTADAPTER_RETENTION_DAYS`` by default) and prints what it
 deleted per table; ``--dry-run`` only counts. ``tenants export NAME`` writes the tenant's data as
 one JSON document to stdout or ``-o FILE``, streamed, and records the export in the tenant's audit
-log. ``cli_service.register`` adds both to its ``db`` and ``tenants`` groups.
+log. ``agentadapter.cli.service.register`` adds both to its ``db`` and ``tenants`` groups.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+
+from agentadapter.cli.common import EXIT_USAGE, err, fail, find_tenant_id, out, with_database
 
 if TYPE_CHECKING:
     from agentadapter.store.database import Database
@@ -35,7 +37,6 @@ def db_purge(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would be deleted; delete nothing")] = False,
 ) -> None:
     """Delete finished runs, usage records and audit entries older than the retention period."""
-    from agentadapter.cli_service import EXIT_USAGE, _fail, _run, out
     from agentadapter.config import get_settings
     from agentadapter.store.retention import cutoff_for, purge
 
@@ -43,12 +44,12 @@ def db_purge(
     try:
         cutoff = cutoff_for(period)
     except ValueError as error:
-        raise _fail(str(error), EXIT_USAGE) from None
+        raise fail(str(error), EXIT_USAGE) from None
 
     async def work(db: Database) -> PurgeReport:
         return await purge(db, older_than=cutoff, dry_run=dry_run)
 
-    report = _run(work)
+    report = with_database(work)
     verb = "would delete" if dry_run else "deleted"
     table = Table(title=f"{verb} (older than {report.cutoff.isoformat(timespec='seconds')})")
     table.add_column("table")
@@ -66,14 +67,13 @@ def tenants_export(
     = None,
 ) -> None:
     """Export a tenant's data as JSON (provider keys as metadata only: never their ciphertext)."""
-    from agentadapter.cli_service import _run, _tenant_id, err
     from agentadapter.service.common import Caller
     from agentadapter.service.tenants import record_export
     from agentadapter.store.export import export_tenant
 
     async def work(db: Database) -> int:
         async with db.writer() as session:
-            tenant_id = await _tenant_id(session, name)
+            tenant_id = await find_tenant_id(session, name)
             await record_export(session, Caller.system(tenant_id), {"output": str(output) if output else "stdout"})
         written = 0
         sink = output.open("w", encoding="utf-8") if output else sys.stdout
@@ -88,6 +88,6 @@ def tenants_export(
                 sink.flush()
         return written
 
-    written = _run(work)
+    written = with_database(work)
     if output:
         err.print(f"exported tenant {name} to {output} ({written:,} characters)")

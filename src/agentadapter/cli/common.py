@@ -1,0 +1,84 @@
+"""What the operator commands share: the consoles, the exit codes, and running work on the database.
+
+The service, data, credits and provider-key commands all open the configured database the same
+way (:func:`with_database`), look a tenant up by name the same way (:func:`find_tenant_id`) and
+report a failure the same way (:func:`fail`): one red line on stderr, with any password a driver
+quoted masked, and exit code 1 for a failure or 2 for a usage or configuration error. Standard
+output carries only the answer (a key, JSON), so that it can be captured by a script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from agentadapter.llm.errors import AgentAdapterError, ConfigurationError
+from agentadapter.observability.redact import redact_text
+
+if TYPE_CHECKING:
+    import uuid
+
+    from agentadapter.store.database import Database
+
+__all__ = ["EXIT_FAILED", "EXIT_USAGE", "err", "fail", "find_tenant_id", "out", "with_database"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+T = TypeVar("T")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    """Print ``message`` as an error on stderr and return the ``typer.Exit`` to raise with ``code``."""
+    # A driver's error can quote the URL it failed with, password included.
+    err.print(f"[bold red]error:[/] {redact_text(message)}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+def with_database(work: Callable[[Database], Awaitable[T]], *, migrate_first: bool = True) -> T:
+    """Open the configured database (migrated unless told otherwise), run ``work``, close it.
+
+    Every error ends the command through :func:`fail`: bad input and refused writes with
+    :data:`EXIT_USAGE`, anything else (an unreachable database, a wrong password) with :data:`EXIT_FAILED`.
+    """
+    from agentadapter.config import get_settings
+    from agentadapter.service.errors import Conflict, InvalidInput, NotAllowed, NotFound
+    from agentadapter.store import migrate
+    from agentadapter.store.database import Database, PoolSettings, database_url
+    from agentadapter.store.errors import StoreError
+
+    async def main() -> T:
+        db = Database(database_url(get_settings()), pool=PoolSettings())
+        try:
+            if migrate_first:
+                await migrate.upgrade(db)
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except ConfigurationError as error:
+        raise fail(str(error), EXIT_USAGE) from None
+    except (StoreError, ValueError, InvalidInput, NotAllowed, NotFound, Conflict) as error:
+        raise fail(str(error), EXIT_USAGE) from None
+    except (AgentAdapterError, OSError) as error:
+        raise fail(str(error)) from None
+    except Exception as error:  # the database refused (unreachable, wrong password, ...)
+        raise fail(f"{type(error).__name__}: {error}") from None
+
+
+async def find_tenant_id(session: Any, name: str) -> uuid.UUID:
+    """The id of the tenant called ``name``; a ``ValueError`` that says how to create it when there is none."""
+    from agentadapter.store import tenants
+
+    tenant = await tenants.get_tenant_by_name(session, name)
+    if tenant is None:
+        raise ValueError(f"no tenant named {name!r}; create it with `agentadapter tenants create {name}`")
+    return tenant.id
