@@ -3,8 +3,8 @@
 ``create_app()`` (``app.py``) builds the application; its state is made in the lifespan. One router
 per resource in ``routes/`` (agents, runs with SSE events, workflows, settings, providers, audit
 logs), ``/healthz``, ``/readyz`` and ``/metrics`` outside ``/v1``. Routes validate with the schemas
-(``schemas.py``), take their dependencies from ``deps.py``, call a function of ``services/`` and
-shape the reply; ``auth.py`` turns API keys and JWTs into a tenant, user and role; ``executor.py``
+(``schemas/``, one module per resource), take their dependencies from ``deps.py``, call a function
+of ``services/`` and shape the reply; ``auth.py`` turns API keys and JWTs into a tenant, user and role; ``executor.py``
 runs agents in the background; every error has one shape (``errors.py``). This layer sits on top:
 it imports the orchestrator, agents, adapter and store, and nothing imports it.
 """

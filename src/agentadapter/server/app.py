@@ -34,9 +34,9 @@ from agentadapter.server.middleware import BodySizeLimit, JSONBodyGuard, Request
 from agentadapter.server.payloads import PayloadChecker, PayloadLimits
 from agentadapter.server.ratelimit import build_rate_limiter
 from agentadapter.server.routes import API_PREFIX, resource_routers
-from agentadapter.server.routes._responses import document_errors
 from agentadapter.server.routes.gateway import OPENAI_JSON_PATHS
 from agentadapter.server.routes.health import router as health_router
+from agentadapter.server.schemas.errors import document_errors
 from agentadapter.server.settings import ServerSettings, check_secrets
 from agentadapter.server.state import AppState
 from agentadapter.service.tenancy import service_facades
@@ -122,7 +122,7 @@ def create_app(
 
 def _declare_bearer_auth(app: FastAPI) -> None:
     """Show the bearer scheme in the OpenAPI document (and /docs' Authorize button) for /v1 routes, and the
-    error responses each route can give (:mod:`agentadapter.server.routes._responses`)."""
+    error responses each route can give (:mod:`agentadapter.server.schemas.errors`)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -18,7 +18,6 @@ from agentadapter.server.deps import (
     WriteSessionDep,
 )
 from agentadapter.server.routes._prefix import API_PREFIX
-from agentadapter.server.routes._responses import errors
 from agentadapter.server.schemas import (
     AgentClone,
     AgentCreate,
@@ -26,6 +25,7 @@ from agentadapter.server.schemas import (
     AgentUpdate,
     AgentVersionPublic,
     ListPublic,
+    error_responses,
 )
 from agentadapter.service import agents as service
 from agentadapter.service.common import Caller
@@ -34,7 +34,7 @@ from agentadapter.store import agents as store
 router = APIRouter(prefix=API_PREFIX + "/agents", tags=["agents"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentPublic, responses=errors(409))
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentPublic, responses=error_responses(409))
 async def create_agent(data: AgentCreate, principal: AgentsWrite, session: WriteSessionDep, state: StateDep,
                        request_id: RequestId, response: Response) -> AgentPublic:
     """Create an agent; its model, tools, handoffs, guardrails and output schema are checked first."""
@@ -62,7 +62,7 @@ async def get_agent(agent_id: uuid.UUID, principal: AgentsRead, session: Session
     return AgentPublic.model_validate(await store.get_agent(session, principal.tenant_id, agent_id))
 
 
-@router.patch("/{agent_id}", response_model=AgentPublic, responses=errors(409))
+@router.patch("/{agent_id}", response_model=AgentPublic, responses=error_responses(409))
 async def update_agent(agent_id: uuid.UUID, data: AgentUpdate, principal: AgentsWrite, session: WriteSessionDep,
                        state: StateDep, request_id: RequestId) -> AgentPublic:
     """Change some fields; a change to the spec makes a new version."""
@@ -80,7 +80,7 @@ async def delete_agent(agent_id: uuid.UUID, principal: AgentsWrite, session: Wri
 
 
 @router.post("/{agent_id}/clone", status_code=status.HTTP_201_CREATED, response_model=AgentPublic,
-             responses=errors(409))
+             responses=error_responses(409))
 async def clone_agent(agent_id: uuid.UUID, principal: AgentsWrite, session: WriteSessionDep, request_id: RequestId,
                       response: Response, data: AgentClone | None = None) -> AgentPublic:
     """A copy of the agent under a new name (default ``<name>-copy``), with its own history."""

@@ -18,14 +18,14 @@ from fastapi import APIRouter, Depends, Query
 
 from agentadapter.server.auth import Principal
 from agentadapter.server.deps import CurrentPrincipal, PageDep, RequestId, SessionDep, StateDep, WriteSessionDep
-from agentadapter.server.errors import APIError
+from agentadapter.server.errors import HTTPProblem
 from agentadapter.server.routes._prefix import API_PREFIX
-from agentadapter.server.schemas import ListPublic
-from agentadapter.server.schemas_billing import (
+from agentadapter.server.schemas import (
     CreditGrantIn,
     CreditGrantPublic,
     CreditsPublic,
     CreditTransactionPublic,
+    ListPublic,
 )
 from agentadapter.service import credits as credit_service
 from agentadapter.service.common import Caller
@@ -41,7 +41,7 @@ CREDITS_ADMIN_SCOPE = "credits:admin"
 async def _reader(principal: CurrentPrincipal) -> Principal:
     if principal.can("credits", "read") or CREDITS_ADMIN_SCOPE in principal.scopes:
         return principal
-    raise APIError(403, f"reading credits needs the read role and, on a scoped key, a credits or read scope (this "
+    raise HTTPProblem(403, f"reading credits needs the read role and, on a scoped key, a credits or read scope (this "
                         f"{principal.kind.replace('_', ' ')} has role {principal.role})",
                    code="insufficient_permissions",
                    details={"resource": "credits", "action": "read", "scopes": sorted(principal.scopes)})
@@ -55,12 +55,12 @@ async def _granter(principal: CurrentPrincipal, state: StateDep) -> Principal:
     details = {"resource": "credits", "action": "grant", "role": principal.role, "kind": principal.kind,
                "scopes": sorted(principal.scopes)}
     if scoped:  # a JWT with the scope, on a server that does not let JWTs grant
-        raise APIError(
+        raise HTTPProblem(
             403, "granting credits is an operator's action: JWTs may not grant, whatever their scopes, unless the "
                  "operator sets AGENTADAPTER_JWT_CREDITS_ADMIN=true; use an API key made with `agentadapter keys "
                  f"create --tenant NAME --role admin --scope {CREDITS_ADMIN_SCOPE}`, or `agentadapter credits add`",
             code="insufficient_permissions", details=details)
-    raise APIError(
+    raise HTTPProblem(
         403, f"granting credits needs an admin API key with the explicit {CREDITS_ADMIN_SCOPE} scope, which "
              "tenant admins do not have; an operator makes one with `agentadapter keys create --tenant NAME --role "
              f"admin --scope {CREDITS_ADMIN_SCOPE}`, or grants with `agentadapter credits add --tenant NAME AMOUNT`",

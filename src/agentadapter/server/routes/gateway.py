@@ -30,7 +30,7 @@ from agentadapter.server.gateway.models import check_model, list_models, model_e
 from agentadapter.server.gateway.requests import read_chat_request
 from agentadapter.server.gateway.responses import ChunkWriter, completion_body, sse_data
 from agentadapter.server.routes._prefix import API_PREFIX
-from agentadapter.server.routes._responses import errors
+from agentadapter.server.schemas import error_responses
 
 router = APIRouter(prefix=API_PREFIX, tags=["gateway"])
 logger = logging.getLogger("agentadapter.server")
@@ -45,7 +45,7 @@ def _json(payload: dict[str, Any], status: int = 200) -> Response:
                     media_type="application/json")
 
 
-@router.post("/chat/completions", responses=errors(402, 404, 502, 503), openapi_extra={"requestBody": {
+@router.post("/chat/completions", responses=error_responses(402, 404, 502, 503), openapi_extra={"requestBody": {
     "required": True, "content": {"application/json": {"schema": {
         "type": "object", "description": "An OpenAI Chat Completions request."}}}}})
 async def chat_completions(request: Request, principal: CompletionsWrite, state: StateDep) -> Response:
@@ -113,7 +113,7 @@ async def models(principal: ModelsRead, state: StateDep) -> Response:
     return _json(list_models(await state.tenant_llms.get(principal.tenant_id)))
 
 
-@router.get("/models/{model:path}", responses=errors(400))
+@router.get("/models/{model:path}", responses=error_responses(400))
 async def get_model(model: str, principal: ModelsRead, state: StateDep) -> Response:
     """One model (``provider/model`` or an alias); 404 ``model_not_found`` for an unknown one."""
     return _json(model_entry(await state.tenant_llms.get(principal.tenant_id), model))

@@ -19,10 +19,14 @@ from agentadapter.server.deps import (
     StateDep,
     WriteSessionDep,
 )
-from agentadapter.server.provider_key_schemas import ProviderKeyCreate, ProviderKeyPublic, ProviderKeyRotate
 from agentadapter.server.routes._prefix import API_PREFIX
-from agentadapter.server.routes._responses import errors
-from agentadapter.server.schemas import ListPublic
+from agentadapter.server.schemas import (
+    ListPublic,
+    ProviderKeyCreate,
+    ProviderKeyPublic,
+    ProviderKeyRotate,
+    error_responses,
+)
 from agentadapter.service import provider_keys as service
 from agentadapter.service.common import Caller
 from agentadapter.store import provider_keys as store
@@ -30,7 +34,7 @@ from agentadapter.store import provider_keys as store
 router = APIRouter(prefix=API_PREFIX + "/provider-keys", tags=["provider keys"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProviderKeyPublic, responses=errors(409))
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProviderKeyPublic, responses=error_responses(409))
 async def create_provider_key(data: ProviderKeyCreate, principal: ProviderKeysAdmin, session: WriteSessionDep,
                               state: StateDep, request_id: RequestId, response: Response) -> ProviderKeyPublic:
     """Store a provider key for this tenant's calls (encrypted; it is never shown again)."""

@@ -19,8 +19,14 @@ from agentadapter.server.deps import (
     WriteSessionDep,
 )
 from agentadapter.server.routes._prefix import API_PREFIX
-from agentadapter.server.routes._responses import errors
-from agentadapter.server.schemas import AgentRunPublic, ListPublic, MessagePublic, RunCreate, RunPublic
+from agentadapter.server.schemas import (
+    AgentRunPublic,
+    ListPublic,
+    MessagePublic,
+    RunCreate,
+    RunPublic,
+    error_responses,
+)
 from agentadapter.server.sse import SSE_HEADERS, sse_stream
 from agentadapter.service import runs as service
 from agentadapter.service.common import Caller, invalid
@@ -32,7 +38,7 @@ router = APIRouter(prefix=API_PREFIX + "/runs", tags=["runs"])
 RunStatus = Annotated[str | None, Query(pattern="^(queued|running|completed|failed|cancelled)$")]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic, responses=errors(402, 404))
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic, responses=error_responses(402, 404))
 async def create_run(data: RunCreate, principal: RunsWrite, session: WriteSessionDep, state: StateDep,
                      request_id: RequestId, response: Response) -> RunPublic:
     """Start a run of an agent or a workflow; it executes in the background (status ``queued``).
@@ -75,7 +81,7 @@ async def get_run(run_id: uuid.UUID, principal: RunsRead, session: SessionDep) -
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED,
-             responses=errors(409))
+             responses=error_responses(409))
 async def cancel_run(run_id: uuid.UUID, principal: RunsWrite, session: WriteSessionDep, state: StateDep,
                      request_id: RequestId) -> RunPublic:
     """Cancel a queued or running run (409 when it has already ended)."""

@@ -16,7 +16,7 @@ from agentadapter.llm.ledger import UsageTotals
 from agentadapter.server.auth import Principal
 from agentadapter.server.deps import SessionDep, StateDep, require
 from agentadapter.server.routes._prefix import API_PREFIX
-from agentadapter.server.schemas_billing import UsageListPublic, UsageTotalsPublic
+from agentadapter.server.schemas import UsageListPublic, UsageTotalsPublic
 from agentadapter.service.common import invalid
 from agentadapter.store.usage import usage_totals
 

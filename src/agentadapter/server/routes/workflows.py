@@ -18,7 +18,6 @@ from agentadapter.server.deps import (
 )
 from agentadapter.server.payloads import load_untrusted_yaml
 from agentadapter.server.routes._prefix import API_PREFIX
-from agentadapter.server.routes._responses import errors
 from agentadapter.server.schemas import (
     ListPublic,
     RunPublic,
@@ -26,6 +25,7 @@ from agentadapter.server.schemas import (
     WorkflowPublic,
     WorkflowRun,
     WorkflowUpdate,
+    error_responses,
 )
 from agentadapter.service import runs as run_service
 from agentadapter.service import workflows as service
@@ -41,7 +41,7 @@ def _draft(data: WorkflowCreate | WorkflowUpdate) -> WorkflowDraft:
     return WorkflowDraft(name=data.name, description=data.description, spec=data.spec, yaml=data.yaml)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkflowPublic, responses=errors(409))
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkflowPublic, responses=error_responses(409))
 async def create_workflow(data: WorkflowCreate, principal: WorkflowsWrite, session: WriteSessionDep,
                           state: StateDep, request_id: RequestId, response: Response) -> WorkflowPublic:
     """Store a workflow (docs/workflows.md's format), checked as the orchestrator would load it."""
@@ -63,7 +63,7 @@ async def get_workflow(workflow_id: uuid.UUID, principal: WorkflowsRead, session
     return WorkflowPublic.model_validate(await store.get_workflow(session, principal.tenant_id, workflow_id))
 
 
-@router.patch("/{workflow_id}", response_model=WorkflowPublic, responses=errors(409))
+@router.patch("/{workflow_id}", response_model=WorkflowPublic, responses=error_responses(409))
 async def update_workflow(workflow_id: uuid.UUID, data: WorkflowUpdate, principal: WorkflowsWrite,
                           session: WriteSessionDep, state: StateDep, request_id: RequestId) -> WorkflowPublic:
     row = await service.update_workflow(session, state, Caller(principal, request_id), workflow_id, _draft(data),
@@ -71,7 +71,7 @@ async def update_workflow(workflow_id: uuid.UUID, data: WorkflowUpdate, principa
     return WorkflowPublic.model_validate(row)
 
 
-@router.put("/{workflow_id}", response_model=WorkflowPublic, responses=errors(409))
+@router.put("/{workflow_id}", response_model=WorkflowPublic, responses=error_responses(409))
 async def replace_workflow(workflow_id: uuid.UUID, data: WorkflowCreate, principal: WorkflowsWrite,
                            session: WriteSessionDep, state: StateDep, request_id: RequestId) -> WorkflowPublic:
     """Replace name, description and spec."""
@@ -90,7 +90,7 @@ async def delete_workflow(workflow_id: uuid.UUID, principal: WorkflowsWrite, ses
 
 
 @router.post("/{workflow_id}/run", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic,
-             responses=errors(402))
+             responses=error_responses(402))
 async def run_workflow(workflow_id: uuid.UUID, principal: RunsWrite, session: WriteSessionDep, state: StateDep,
                        request_id: RequestId, response: Response, data: WorkflowRun | None = None) -> RunPublic:
     """Start a run of the workflow (202; follow it at /v1/runs/{id})."""

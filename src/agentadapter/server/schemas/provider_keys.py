@@ -9,8 +9,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from agentadapter.server.schemas.common import RequestModel
 from agentadapter.store.models import ProviderKey
 from agentadapter.store.provider_keys import env_var
 
@@ -20,18 +21,14 @@ __all__ = ["ProviderKeyCreate", "ProviderKeyPublic", "ProviderKeyRotate"]
 KeyText = Annotated[str, Field(max_length=4096, description="The provider's API key; write-only.")]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ProviderKeyCreate(_In):
+class ProviderKeyCreate(RequestModel):
     provider: str = Field(min_length=1, max_length=64, description="A provider preset: openai, anthropic, ...")
     name: str = Field("default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
                       description="Tells several keys of one provider apart; the `default` one is used for calls.")
     key: KeyText
 
 
-class ProviderKeyRotate(_In):
+class ProviderKeyRotate(RequestModel):
     key: KeyText
 
 

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentadapter.server.schemas.common import RequestModel, ResponseModel
+
 __all__ = [
     "CreditGrantIn",
     "CreditGrantPublic",
@@ -43,9 +45,7 @@ class UsageListPublic(BaseModel):
     total: UsageTotalsPublic
 
 
-class CreditTransactionPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
+class CreditTransactionPublic(ResponseModel):
     object: Literal["credit_transaction"] = "credit_transaction"
     id: uuid.UUID
     kind: str = Field(description="grant, charge or adjustment.")
@@ -72,9 +72,7 @@ class CreditsPublic(BaseModel):
     next_cursor: str | None = Field(description="Pass to GET /v1/credits/transactions?cursor= for older ones.")
 
 
-class CreditGrantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CreditGrantIn(RequestModel):
     amount_usd: float = Field(gt=0, le=1_000_000_000, allow_inf_nan=False, description="USD to add.")
     description: str = Field(default="", max_length=1000, description="Why (an invoice number, a note).")
 

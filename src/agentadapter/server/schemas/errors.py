@@ -6,7 +6,7 @@ and 429 (a rate limit, or too many failed authentications); one with parameters 
 with a path parameter also 404 (no such resource in the caller's tenant). :func:`document_errors`
 adds these to the generated document by that rule, so a new route cannot forget them; a route names
 the statuses only it can answer (409 on a name taken, 402 when credits run out, ...) with
-``responses=errors(409)``. All of them in the one error shape, :class:`ErrorResponse`.
+``responses=error_responses(409)``. All of them in the one error shape, :class:`ErrorResponse`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-__all__ = ["ErrorDetail", "ErrorResponse", "document_errors", "errors"]
+__all__ = ["ErrorDetail", "ErrorResponse", "document_errors", "error_responses"]
 
 
 class ErrorDetail(BaseModel):
@@ -50,7 +50,7 @@ _DESCRIPTIONS = {
 _REF = "#/components/schemas/ErrorResponse"
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route (or router) that can also answer ``statuses``, in the error shape."""
     return {status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status]} for status in statuses}
 
