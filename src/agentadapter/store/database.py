@@ -12,7 +12,7 @@ PostgreSQL read sessions run in autocommit too (one round trip per query), write
 and the pool is sized by :class:`PoolSettings` (``AGENTADAPTER_DB_POOL_SIZE``, ``..._MAX_OVERFLOW``,
 ``..._POOL_TIMEOUT``, ``..._POOL_RECYCLE``, ``..._POOL_PRE_PING``). A SQLite file is private to
 the server's user: the data dir is created (or tightened to) mode 0700, the database file and its
-``-wal``/``-shm`` 0600 (:mod:`agentadapter._private_files`). Repositories take the sessions this
+``-wal``/``-shm`` 0600 (:mod:`agentadapter.private_files`). Repositories take the sessions this
 hands out; nothing here knows about tenants.
 
 A database that cannot be reached is reported once, at this edge: a session whose work failed
@@ -39,8 +39,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from agentadapter._private_files import private_directory, private_sqlite_file
 from agentadapter.llm.errors import ConfigurationError
+from agentadapter.private_files import private_directory, private_sqlite_file
 from agentadapter.store.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:

@@ -22,9 +22,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentadapter._private_files import private_directory, private_sqlite_file
 from agentadapter.llm.errors import ConfigurationError
 from agentadapter.llm.messages import Attempt, Request, Response, Usage, part_from_dict, part_to_dict
+from agentadapter.private_files import private_directory, private_sqlite_file
 
 KEY_VERSION = "v1"
 """Part of every key: bump it when the key or the stored shape changes."""

@@ -64,6 +64,7 @@ __all__ = [
     "RunnerFinish",
     "TokenSink",
     "engine_module",
+    "frozen_settings",
     "held_back",
 ]
 
@@ -362,7 +363,7 @@ class Runner(ABC):
                 if self.thread_outlives_model:
                     # Once loaded, so that the engine (imported by load_model) registered its atexit hooks first.
                     self._loaded.add_done_callback(lambda _: _unload_at_exit(self))
-            elif (model_id, _frozen(config)) != (self.model_path, _frozen(self.device_config)):
+            elif (model_id, frozen_settings(config)) != (self.model_path, frozen_settings(self.device_config)):
                 raise ConfigurationError(
                     f"this {self.label} runner already holds {self.model_path!r} (device_config "
                     f"{self.device_config}); a runner holds one model: create another for {model_id!r}"
@@ -639,6 +640,6 @@ def engine_module(name: str) -> Any:
     return importlib.import_module(name)
 
 
-def _frozen(value: Mapping[str, Any]) -> str:
-    """A stable text form of a settings dict, for comparing and caching."""
+def frozen_settings(value: Mapping[str, Any]) -> str:
+    """A stable text form of a settings dict, for comparing and caching (the registry keys runners by it)."""
     return json.dumps(value, sort_keys=True, default=repr)

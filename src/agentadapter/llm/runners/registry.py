@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from agentadapter.llm.errors import ConfigurationError
-from agentadapter.llm.runners.base import Runner, _frozen
+from agentadapter.llm.runners.base import Runner, frozen_settings
 
 __all__ = [
     "DEFAULT_RUNNER",
@@ -123,7 +123,7 @@ def _instance(
 ) -> tuple[Runner, tuple[type[Runner], str, str, str] | None]:
     if not cls.shared:
         return cls(**options), None
-    key = (cls, model_path, _frozen(device_config), _frozen(options))
+    key = (cls, model_path, frozen_settings(device_config), frozen_settings(options))
     with _loaded_lock:
         runner = _LOADED.get(key)
         if runner is None or runner.closed:
