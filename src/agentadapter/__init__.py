@@ -41,9 +41,9 @@ _LAZY: dict[str, str] = {
     "Timeout": "agentadapter.llm.transport",
     "Settings": "agentadapter.config",
     "get_settings": "agentadapter.config",
-    "AgentAdapterError": "agentadapter.llm.errors",
-    "ConfigurationError": "agentadapter.llm.errors",
-    "InvalidRequestError": "agentadapter.llm.errors",
+    "AgentAdapterError": "agentadapter.errors",
+    "ConfigurationError": "agentadapter.errors",
+    "InvalidRequestError": "agentadapter.errors",
     "APIError": "agentadapter.llm.errors",
     "APIConnectionError": "agentadapter.llm.errors",
     "APITimeoutError": "agentadapter.llm.errors",
@@ -65,8 +65,8 @@ _LAZY: dict[str, str] = {
     "InsufficientCreditsError": "agentadapter.llm.errors",
     "CapabilityError": "agentadapter.llm.errors",
     "OutputValidationError": "agentadapter.llm.errors",
-    "GuardrailTripped": "agentadapter.llm.errors",
-    "MaxTurnsExceeded": "agentadapter.llm.errors",
+    "GuardrailTripped": "agentadapter.agents.errors",
+    "MaxTurnsExceeded": "agentadapter.agents.errors",
     "AllTargetsFailedError": "agentadapter.llm.errors",
     "BaseAgent": "agentadapter.agents.base",
     "AgentContext": "agentadapter.agents.context",
@@ -268,6 +268,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from agentadapter.agents.base import BaseAgent
     from agentadapter.agents.context import AgentContext
+    from agentadapter.agents.errors import GuardrailTripped, MaxTurnsExceeded
     from agentadapter.agents.factory import create_agent
     from agentadapter.agents.guardrails import GuardrailResult, input_guardrail, output_guardrail
     from agentadapter.agents.handoffs import Handoff, handoff
@@ -288,13 +289,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         tool,
     )
     from agentadapter.config import Settings, get_settings
+    from agentadapter.errors import AgentAdapterError, ConfigurationError, InvalidRequestError
     from agentadapter.llm.backends.base import Backend, BackendConfig, register_backend
     from agentadapter.llm.backends.local import LocalBackend
     from agentadapter.llm.backends.testing import FunctionBackend, TestBackend
     from agentadapter.llm.catalog import Capabilities
     from agentadapter.llm.client import LLM, LLMStream
     from agentadapter.llm.errors import (
-        AgentAdapterError,
         AllTargetsFailedError,
         APIConnectionError,
         APIError,
@@ -305,15 +306,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         BudgetExceededError,
         CapabilityError,
         CircuitOpenError,
-        ConfigurationError,
         ConflictError,
         ContentFilterError,
         ContextWindowExceededError,
-        GuardrailTripped,
         InsufficientCreditsError,
-        InvalidRequestError,
         InvalidResponseError,
-        MaxTurnsExceeded,
         NotFoundError,
         OutputValidationError,
         OverloadedError,

@@ -22,7 +22,7 @@ import pydantic
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from agentadapter.llm.errors import ConfigurationError
+from agentadapter.errors import ConfigurationError
 
 CONFIG_FILE_NAME = "agentadapter.yaml"
 _DEV_SECRET = "development-only-secret"
@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     """Unset: a SQLite file in ``data_dir``."""
     redis_url: str | None = None
     """Unset: the in-process bus, state, cache and limits."""
+    redis_max_connections: int = Field(100, ge=1)
+    """Connections per pool of the process's one Redis owner (``agentadapter.redis_connections.RedisConnections``)."""
+    redis_connect_timeout_s: float = Field(2.0, gt=0)
+    """How long connecting to Redis may take before a check fails."""
+    redis_socket_timeout_s: float = Field(5.0, gt=0)
+    """How long a Redis command may wait for its reply before it fails."""
     secret_key: str = _DEV_SECRET
     """Fernet keys, comma-separated, newest first (encrypts stored provider keys)."""
     jwt_secret: str | None = None

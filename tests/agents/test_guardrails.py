@@ -15,7 +15,8 @@ from agentadapter.agents import (
     input_guardrail,
     output_guardrail,
 )
-from agentadapter.llm.errors import ConfigurationError, GuardrailTripped, InvalidRequestError
+from agentadapter.agents.errors import GuardrailTripped
+from agentadapter.llm.errors import ConfigurationError, InvalidRequestError
 
 from .conftest import scripted
 

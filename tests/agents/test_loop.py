@@ -16,7 +16,8 @@ from agentadapter.agents import (
     RunConfig,
     tool,
 )
-from agentadapter.llm.errors import BudgetExceededError, InvalidRequestError, MaxTurnsExceeded
+from agentadapter.agents.errors import MaxTurnsExceeded
+from agentadapter.llm.errors import BudgetExceededError, InvalidRequestError
 from agentadapter.llm.messages import Message, ToolResultPart, Usage
 
 from .conftest import call, reply, scripted, texts

@@ -16,9 +16,9 @@ import agentadapter
 
 SOURCE = Path(agentadapter.__file__).parent.parent
 
-PENDING = frozenset({"agentadapter._errors", "agentadapter._redis", "agentadapter.protocol._redis"})
-"""Private modules still imported across packages while the error tree and the Redis connections are
-consolidated; each leaves this set when it gets a public home."""
+PENDING: frozenset[str] = frozenset()
+"""Private modules still imported across packages (none: the error root is ``agentadapter.errors``, the
+Redis owner ``agentadapter.redis_connections``)."""
 
 
 def _private(part: str) -> bool:

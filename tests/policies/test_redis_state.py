@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from agentadapter import LLM
+from agentadapter.errors import RedisUnavailableError
 from agentadapter.llm.errors import BudgetExceededError, CircuitOpenError, ServerError
 from agentadapter.llm.health import ReliabilityStore
 from agentadapter.llm.policy.breaker import BreakerConfig
@@ -27,7 +28,6 @@ from agentadapter.llm.policy.redis_budget import RedisBudgetStore, window_ttl_s
 from agentadapter.llm.policy.retry import RetryPolicy
 from agentadapter.llm.redis_health import RedisReliabilityStore
 from agentadapter.llm.shared import SharedState
-from agentadapter.protocol.errors import ProtocolConnectionError
 from fakes.openai_server import OpenAIFake
 from services import DEFAULT_TEST_REDIS_URL, redis_url_or_skip
 
@@ -157,7 +157,7 @@ async def test_two_guards_on_one_redis_cannot_overspend_in_a_concurrent_burst():
 async def test_a_budget_that_cannot_be_checked_refuses_the_call_and_says_why():
     store = RedisBudgetStore(CLOSED_PORT)
     try:
-        with pytest.raises(ProtocolConnectionError, match="budget cannot be checked"):
+        with pytest.raises(RedisUnavailableError, match="budget cannot be checked"):
             await store.try_reserve("global|day|2026-11-21", 0.1, 1.0)
     finally:
         await store.aclose()
@@ -174,7 +174,7 @@ async def test_a_settlement_redis_did_not_take_is_written_when_it_is_back(caplog
         caplog.set_level(logging.WARNING, logger="agentadapter.budget")
         assert await store.settle(key, 0.5, 0.2) == pytest.approx(0.2)  # the paid call does not fail
         assert "not written yet" in caplog.text
-        with pytest.raises(ProtocolConnectionError):
+        with pytest.raises(RedisUnavailableError):
             await store.spent(key)
         await proxy.reopen()
         assert await store.spent(key) == pytest.approx(0.2)  # written first, then read

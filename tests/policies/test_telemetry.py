@@ -119,7 +119,7 @@ async def test_genai_spans_only_with_a_configured_exporter(fakes):
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from agentadapter.observability.telemetry import Telemetry
+    from agentadapter.llm.telemetry import Telemetry
 
     openai, _ = fakes
     environ = {"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": f"{openai.url}/v1"}
@@ -149,7 +149,7 @@ async def test_genai_spans_are_client_spans_naming_the_provider_and_the_server(f
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind, StatusCode
 
-    from agentadapter.observability.telemetry import Telemetry
+    from agentadapter.llm.telemetry import Telemetry
 
     openai, anthropic = fakes
     config = {"backends": {
@@ -205,7 +205,7 @@ async def test_genai_spans_are_client_spans_naming_the_provider_and_the_server(f
 def test_provider_names_follow_the_genai_conventions(backend_type, base_url, expected):
     from agentadapter.llm.backends.base import BackendConfig
     from agentadapter.llm.backends.testing import FunctionBackend
-    from agentadapter.observability.telemetry import target_attributes
+    from agentadapter.llm.telemetry import target_attributes
 
     backend = FunctionBackend(lambda request: "x", name="mine")
     backend.config = BackendConfig(name="mine", type=backend_type, base_url=base_url)

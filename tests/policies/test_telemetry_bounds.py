@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 
 from agentadapter import LLM
 from agentadapter.llm.messages import Message, Request, TextPart
-from agentadapter.observability.telemetry import OTHER_MODEL, Telemetry
+from agentadapter.llm.telemetry import OTHER_MODEL, Telemetry
 
 
 def _models_seen(provider: str) -> set[str]:

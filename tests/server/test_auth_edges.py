@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from agentadapter.server.auth import is_reserved_subject
 from agentadapter.server.auth_throttle import AuthThrottle, ExpiringSet
-from agentadapter.server.errors import APIError
+from agentadapter.server.errors import HTTPProblem
 from agentadapter.server.ratelimit import InProcessRateLimiter, Limit
 from agentadapter.store import api_keys
 from agentadapter.store.models import User, utcnow
@@ -301,10 +301,10 @@ async def test_a_throttled_address_is_let_in_again_once_its_bucket_refills() -> 
     fail: Callable[[], Awaitable[None]] = lambda: throttle.failed("192.0.2.1")  # noqa: E731
     await fail()
     await fail()
-    with pytest.raises(APIError) as denied:
+    with pytest.raises(HTTPProblem) as denied:
         await fail()
     assert denied.value.status == 429 and denied.value.headers == {"Retry-After": "1"}
-    with pytest.raises(APIError):
+    with pytest.raises(HTTPProblem):
         throttle.refuse_if_throttled("192.0.2.1")
     throttle.refuse_if_throttled("192.0.2.2")
     now[0] = 1.0  # one failure per second comes back

@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from agentadapter.server.auth import Principal
-from agentadapter.server.errors import APIError
+from agentadapter.server.errors import HTTPProblem
 from agentadapter.server.ratelimit import InProcessRateLimiter, Limit, RedisRateLimiter, build_rate_limiter
 from agentadapter.server.settings import ServerSettings
 from server.conftest import JWT_SECRET, Api, AppFactory
@@ -95,12 +95,12 @@ async def test_a_denied_request_takes_no_token_from_the_other_bucket() -> None:
     first = Principal(tenant, uuid.uuid4(), "admin", "api_key", "k1", key_id=uuid.uuid4())
     second = Principal(tenant, uuid.uuid4(), "admin", "api_key", "k2", key_id=uuid.uuid4())
     await limiter.check(first)
-    with pytest.raises(APIError) as denied:
+    with pytest.raises(HTTPProblem) as denied:
         await limiter.check(first)  # its key bucket is empty: the tenant keeps its token
     assert denied.value.details is not None and denied.value.details["limit"] == "key"
     assert denied.value.headers is not None and denied.value.headers["Retry-After"] == "1"
     await limiter.check(second)
-    with pytest.raises(APIError):
+    with pytest.raises(HTTPProblem):
         await limiter.check(second)
     now[0] = 1.0  # a second later: one token per second is back
     await limiter.check(first)

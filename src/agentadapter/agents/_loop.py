@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from agentadapter.agents import metrics, tracing
+from agentadapter.agents.errors import GuardrailTripped, MaxTurnsExceeded
 from agentadapter.agents.events import (
     ApprovalRequiredEvent,
     GuardrailEvent,
@@ -42,9 +43,7 @@ from agentadapter.agents.tools.decorator import FunctionTool
 from agentadapter.llm.errors import (
     AgentAdapterError,
     BudgetExceededError,
-    GuardrailTripped,
     InvalidRequestError,
-    MaxTurnsExceeded,
     OutputValidationError,
 )
 from agentadapter.llm.messages import Message, Part, Response, ToolCallPart, ToolResultPart

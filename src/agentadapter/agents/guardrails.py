@@ -4,7 +4,7 @@ A guardrail is a function ``(context, value) -> GuardrailResult | bool`` (sync o
 agent used as a classifier (:meth:`InputGuardrail.from_agent`). Input guardrails see the user text
 of the run's input once, before the first model call; output guardrails see the final output (text
 or typed object) of the agent that gives it. Every verdict is recorded in the result; a tripped one
-stops the run with :class:`~agentadapter.llm.errors.GuardrailTripped` (its ``result`` attribute
+stops the run with :class:`~agentadapter.agents.errors.GuardrailTripped` (its ``result`` attribute
 holds the run so far). A classifier agent's usage and cost count toward the run's totals.
 """
 

@@ -68,11 +68,11 @@ from agentadapter.llm.policy.retry import RetryPolicy
 from agentadapter.llm.resolve import Resolver
 from agentadapter.llm.router import Router, RouterContext
 from agentadapter.llm.shared import SharedState
+from agentadapter.llm.telemetry import Telemetry
 from agentadapter.llm.tokens import TokenCount, count_tokens_local, estimate_cost
 from agentadapter.llm.tools import Tool, coerce_tool
 from agentadapter.llm.transport import Transport, create_transport
 from agentadapter.observability.logging import get_logger
-from agentadapter.observability.telemetry import Telemetry
 
 _log = get_logger("agentadapter.llm")
 
@@ -155,8 +155,12 @@ class LLM:
         )
         self.ledger = ledger if ledger is not None else UsageLedger()
         cache_spec = self.file_config.cache
+        # A redis cache uses the shared state's connections (the process's one Redis owner); without
+        # them it builds its own, which this facade then closes (derived facades share, never close).
+        self._owns_cache = cache is None
         self.cache: ResponseCache | None = cache if cache is not None else (
-            create_cache(cache_spec.backend, data_dir=settings.data_dir, redis_url=settings.redis_url)
+            create_cache(cache_spec.backend, data_dir=settings.data_dir, redis_url=settings.redis_url,
+                         redis=shared.connections if shared is not None else None)
             if cache_spec is not None else None
         )
         self.cache_ttl_s = cache_spec.ttl_s if cache_spec is not None else 3600.0
@@ -317,8 +321,11 @@ class LLM:
         return self.resolver.route(model).targets[0].capabilities()
 
     async def aclose(self) -> None:
-        """Close the pooled connections of the running loop."""
+        """Close the pooled connections of the running loop (and the cache's, if this facade built it)."""
         await self.transport.aclose()
+        close_cache = getattr(self.cache, "aclose", None)
+        if self._owns_cache and close_cache is not None:
+            await close_cache()
 
     def close(self) -> None:
         """Stop the background loop of ``generate_sync`` (if started) and its connections."""

@@ -1,36 +1,14 @@
-"""The exception tree, and the translation of provider errors into it.
+"""The adapter's errors, and the translation of provider errors into them.
 
-Every error AgentAdapter raises derives from :class:`AgentAdapterError`::
-
-    AgentAdapterError
-    ├── ConfigurationError          bad set-up: unknown provider, missing key, bad config file
-    ├── InvalidRequestError         bad input caught before any network call (also a ValueError)
-    ├── APIError                    a backend failed; carries provider, model, status, body, headers
-    │   ├── APIConnectionError          could not reach it (retryable)
-    │   │   └── APITimeoutError         no answer in time (retryable)
-    │   ├── StreamInterruptedError      the stream broke or sent an error after HTTP 200
-    │   ├── InvalidResponseError        a success status with a body that is not JSON or not the API's shape
-    │   └── APIStatusError              the backend answered with an error status
-    │       ├── BadRequestError             400, 422
-    │       │   ├── ContextWindowExceededError
-    │       │   └── ContentFilterError
-    │       ├── AuthenticationError         401
-    │       ├── PermissionDeniedError       403
-    │       ├── NotFoundError               404
-    │       ├── ConflictError               409 (retryable)
-    │       ├── RateLimitError              429 (retryable; ``retry_after``)
-    │       └── ServerError                 >= 500 (retryable)
-    │           └── OverloadedError         529, 503, "overloaded" (retryable)
-    ├── CircuitOpenError            a breaker refused the call without sending it (retryable elsewhere)
-    ├── BudgetExceededError         a budget refused the call before it was sent
-    │   ├── InsufficientCreditsError  the tenant's credit balance cannot cover the call
-    │   └── UnpricedModelError        a budget cannot bound a call to a model without a known price
-    ├── CapabilityError             the model cannot do what the request needs
-    ├── OutputValidationError       the structured output did not match its schema
-    ├── GuardrailTripped            an agent guardrail stopped the run
-    ├── MaxTurnsExceeded            an agent ran out of turns
-    ├── AllTargetsFailedError       every target of a route failed; ``errors`` holds each
-    └── ProtocolError               the message bus, registry or shared context (agentadapter.protocol)
+The whole tree, every layer's errors included, is drawn once in :mod:`agentadapter.errors`, whose
+root and cross-cutting bases (:class:`AgentAdapterError`, :class:`ConfigurationError`,
+:class:`InvalidRequestError`) this module re-exports, so ``from agentadapter.llm.errors import
+ConfigurationError`` keeps working. Defined here are the errors the adapter raises: a backend's
+failures (:class:`APIError` and its subclasses, one per status), refusals before sending
+(:class:`CircuitOpenError`, :class:`BudgetExceededError` - with :class:`InsufficientCreditsError`,
+which a spend guard raises through the facade's guard seam - and :class:`CapabilityError`),
+:class:`OutputValidationError` and :class:`AllTargetsFailedError`. The agent loop's errors
+(``GuardrailTripped``, ``MaxTurnsExceeded``) live in :mod:`agentadapter.agents.errors`.
 
 An :class:`APIError`'s message, body and headers are cleaned of secrets when it is made (the
 provider's echo of a key, a bearer token, a URL password: :mod:`agentadapter.observability.redact`).
@@ -47,16 +25,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agentadapter._errors import AgentAdapterError as AgentAdapterError  # re-exported: the root of this tree
+# Re-exported: the root and the cross-cutting bases live below every layer.
+from agentadapter.errors import AgentAdapterError as AgentAdapterError
+from agentadapter.errors import ConfigurationError as ConfigurationError
+from agentadapter.errors import InvalidRequestError as InvalidRequestError
 from agentadapter.observability.redact import redact, redact_text
-
-
-class ConfigurationError(AgentAdapterError):
-    """The set-up is wrong: an unknown provider, a missing API key, an invalid config file."""
-
-
-class InvalidRequestError(AgentAdapterError, ValueError):
-    """The request is malformed; caught before anything is sent."""
 
 
 class APIError(AgentAdapterError):
@@ -233,19 +206,6 @@ class OutputValidationError(AgentAdapterError):
         super().__init__(message)
         self.raw = raw
         self.errors = list(errors or [])
-
-
-class GuardrailTripped(AgentAdapterError):
-    """A guardrail's tripwire stopped an agent run."""
-
-    def __init__(self, message: str, *, guardrail: str | None = None, info: Any = None) -> None:
-        super().__init__(message)
-        self.guardrail = guardrail
-        self.info = info
-
-
-class MaxTurnsExceeded(AgentAdapterError):
-    """An agent used all its turns without a final answer."""
 
 
 class AllTargetsFailedError(AgentAdapterError):

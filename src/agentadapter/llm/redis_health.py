@@ -50,10 +50,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from agentadapter._redis import describe_client
 from agentadapter.llm.health import InProcessReliabilityStore
 from agentadapter.llm.policy.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from agentadapter.llm.policy.ratelimit import RateLimitConfig, RateLimiter, TokenBucket
+from agentadapter.redis_connections import describe_client
 
 logger = logging.getLogger("agentadapter.reliability")
 
@@ -236,8 +236,11 @@ class RedisReliabilityStore(InProcessReliabilityStore):
     """Breakers and limiters in this process, kept in step with other instances through Redis.
 
     Pass a URL (the store owns the client and closes it in :meth:`aclose`) or a ``redis.asyncio``
-    client (the caller keeps owning it). The store starts its background work on first use in a
-    running event loop, or when :meth:`start` is awaited; it belongs to that event loop.
+    client (the caller keeps owning it: the process's :class:`~agentadapter.redis_connections.RedisConnections`
+    hands its ``commands`` client, and its ``blocking`` one as ``subscriber`` for the pub/sub
+    listener, which holds its connection for as long as the store runs). The store starts its
+    background work on first use in a running event loop, or when :meth:`start` is awaited; it
+    belongs to that event loop.
     """
 
     def __init__(
@@ -252,6 +255,7 @@ class RedisReliabilityStore(InProcessReliabilityStore):
         rate_limits: Mapping[str, RateLimitConfig] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_breaker_change: Callable[[str, BreakerState, BreakerState], None] | None = None,
+        subscriber: aioredis.Redis | None = None,
     ) -> None:
         super().__init__(breaker_config=breaker_config, rate_limits=rate_limits, clock=clock,
                          on_breaker_change=on_breaker_change)
@@ -266,6 +270,7 @@ class RedisReliabilityStore(InProcessReliabilityStore):
             self.url = describe_client(client_or_url)
             self._client = client_or_url
             self._owns_client = False
+        self._subscriber: Any = subscriber if subscriber is not None else self._client
         self.instance_id = uuid.uuid4().hex[:12]
         self.refresh_s = refresh_s
         self.probe_lease_s = probe_lease_s
@@ -423,7 +428,7 @@ class RedisReliabilityStore(InProcessReliabilityStore):
         backoff = 0.5
         missed = False
         while not self._closed:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
                 self._subscribed.set()

@@ -53,8 +53,8 @@ from agentadapter.llm.estimate import CallEstimate
 from agentadapter.llm.health import ReliabilityStore
 from agentadapter.llm.messages import Attempt, ImagePart, Request, Response, StreamEvent
 from agentadapter.llm.policy.retry import MIN_TIME_LEFT, RetryPolicy, deadline_error, deadline_passed
+from agentadapter.llm.telemetry import CallRecord, Telemetry
 from agentadapter.llm.tokens import check_context_window
-from agentadapter.observability.telemetry import CallRecord, Telemetry
 
 if TYPE_CHECKING:
     from agentadapter.llm.resolve import Route, Target

@@ -1,6 +1,6 @@
 """The orchestrator's errors, all under :class:`~agentadapter.AgentAdapterError`.
 
-::
+The whole tree is drawn once, in :mod:`agentadapter.errors`; this module's part of it::
 
     AgentAdapterError
     ├── ConfigurationError
@@ -25,12 +25,8 @@ from __future__ import annotations
 
 from typing import Literal, TypeAlias
 
-from agentadapter.llm.errors import (
-    AgentAdapterError,
-    APITimeoutError,
-    ConfigurationError,
-    InvalidRequestError,
-)
+from agentadapter.errors import AgentAdapterError, ConfigurationError, InvalidRequestError
+from agentadapter.llm.errors import APITimeoutError
 
 __all__ = [
     "AgentPausedError",

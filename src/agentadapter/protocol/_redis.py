@@ -13,38 +13,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agentadapter._redis import describe_client
 from agentadapter.protocol.errors import ProtocolConnectionError
+from agentadapter.redis_connections import describe_client, mask_url, parse_stream_id
 
 __all__ = ["RedisLink", "mask_url", "parse_stream_id", "translate_errors"]
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for error messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable Redis URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))
-
-
-def parse_stream_id(stream_id: bytes | str) -> tuple[int, int]:
-    """A Redis stream id (``"1700000000000-3"``) as a comparable ``(milliseconds, sequence)`` tuple."""
-    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
-    millis, _, sequence = text.partition("-")
-    return int(millis), int(sequence or 0)
 
 
 class RedisLink:

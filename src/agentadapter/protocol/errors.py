@@ -1,6 +1,7 @@
 """Errors raised by the communication protocol (message bus, agent registry, shared context).
 
-Every error says what happened and what to do about it. The tree::
+Every error says what happened and what to do about it. They are drawn, with every other layer's,
+in the one tree of :mod:`agentadapter.errors`; this part of it::
 
     ProtocolError
     ├── InvalidValueError           (also ValueError)  a value that is not JSON or a malformed key
@@ -13,15 +14,17 @@ Every error says what happened and what to do about it. The tree::
     ├── NoAgentAvailableError                          no healthy agent has the capability
     ├── WatchOverflowError                             a watcher fell too far behind
     ├── ProtocolClosedError                            the component was closed
-    └── ProtocolConnectionError     (also ConnectionError) the Redis server could not be reached
+    └── ProtocolConnectionError     (also RedisUnavailableError) the Redis server could not be reached
 
-``ProtocolError`` derives from ``Exception`` here; the package's root error class adopts it as a
-subclass so that ``except AgentAdapterError`` also catches protocol failures.
+``ProtocolError`` derives from :class:`~agentadapter.AgentAdapterError`, so ``except
+AgentAdapterError`` also catches protocol failures; ``ProtocolConnectionError`` is also the
+bottom layer's :class:`~agentadapter.errors.RedisUnavailableError` (which the adapter's Redis budget
+store raises), so ``except RedisUnavailableError`` catches every Redis outage, whichever part met it.
 """
 
 from __future__ import annotations
 
-from agentadapter._errors import AgentAdapterError
+from agentadapter.errors import AgentAdapterError, RedisUnavailableError
 
 __all__ = [
     "AgentNotFoundError",
@@ -156,13 +159,9 @@ class ProtocolClosedError(ProtocolError):
         super().__init__(f"the {component} is closed; create a new one (or do not close it while in use)")
 
 
-class ProtocolConnectionError(ProtocolError, ConnectionError):
+class ProtocolConnectionError(ProtocolError, RedisUnavailableError):
     """The Redis server behind the protocol could not be reached or failed mid-operation."""
 
     def __init__(self, url: str, detail: str) -> None:
-        self.url = url
-        self.detail = detail
-        super().__init__(
-            f"cannot use Redis at {url} ({detail}); start the Redis server or fix the URL, or unset "
-            "AGENTADAPTER_REDIS_URL to use the in-process protocol"
-        )
+        super().__init__(url, detail, advice="start the Redis server or fix the URL, or unset "
+                                             "AGENTADAPTER_REDIS_URL to use the in-process protocol")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from agentadapter.protocol.bus import (
     BusConfig,
@@ -28,6 +28,9 @@ from agentadapter.protocol.context import InProcessSharedContext, SharedContext
 from agentadapter.protocol.envelope import Envelope, MessageType, Priority, validate_name
 from agentadapter.protocol.inprocess_bus import InProcessMessageBus
 from agentadapter.protocol.registry import AgentInfo, AgentRegistry, InProcessAgentRegistry
+
+if TYPE_CHECKING:
+    from agentadapter.redis_connections import RedisConnections
 
 __all__ = ["REDIS_URL_ENV", "AgentChannel", "CommunicationProtocol", "create_protocol"]
 
@@ -283,12 +286,16 @@ def create_protocol(
     heartbeat_timeout_s: float = 30.0,
     context_history_max: int = 10_000,
     key_prefix: str = "agentadapter",
+    connections: RedisConnections | None = None,
 ) -> CommunicationProtocol:
     """Create the protocol for a run (a new run id if None).
 
     Redis is used when ``redis_url`` is given or, if it is None, when ``AGENTADAPTER_REDIS_URL`` is
-    set; otherwise everything stays in this process. Connections open lazily: ``async with`` the
-    result (or await its start()) to check Redis is reachable up front.
+    set; otherwise everything stays in this process. ``connections`` is the process's Redis owner
+    (:class:`~agentadapter.redis_connections.RedisConnections`): when given, a Redis protocol uses its
+    ``blocking`` pool (the bus blocks in its reads) instead of a pool of its own per run.
+    Connections open lazily: ``async with`` the result (or await its start()) to check Redis is
+    reachable up front.
     """
     run_id = run_id or uuid.uuid4().hex
     if redis_url is None:
@@ -306,7 +313,8 @@ def create_protocol(
     from agentadapter.protocol.redis_context import RedisSharedContext
     from agentadapter.protocol.redis_registry import RedisAgentRegistry
 
-    link = RedisLink(redis_url, namespace=f"run:{run_id}", key_prefix=key_prefix)
+    client = connections.blocking if connections is not None else redis_url
+    link = RedisLink(client, namespace=f"run:{run_id}", key_prefix=key_prefix)
     return CommunicationProtocol(
         RedisMessageBus(link, config=bus_config),
         RedisAgentRegistry(link, heartbeat_timeout_s=heartbeat_timeout_s),

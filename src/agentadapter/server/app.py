@@ -4,9 +4,11 @@ Nothing is built at import. The lifespan, in order: refuses unsafe secrets outsi
 opens the database (a SQLite file in the data dir unless ``AGENTADAPTER_DATABASE_URL`` says
 otherwise), migrates it to the newest revision, creates the ``default`` tenant with its default
 user and settings on first start, closes runs a previous process left unfinished (only without
-Redis, where this is the only process), and builds the ``LLM``, the tool registry, the executor and
-the authenticator. On shutdown it cancels running runs (they record ``cancelled``) and closes
-everything. ``uvicorn --factory agentadapter.server.app:create_app`` and ``agentadapter serve``
+Redis, where this is the only process), and builds the process's one owner of Redis connections
+(:class:`~agentadapter.redis_connections.RedisConnections`, when ``AGENTADAPTER_REDIS_URL`` is set), the
+``LLM``, the tool registry, the executor and the authenticator - every part that uses Redis is
+handed that owner. On shutdown it cancels running runs (they record ``cancelled``) and closes
+everything, the Redis owner last. ``uvicorn --factory agentadapter.server.app:create_app`` and ``agentadapter serve``
 both start it.
 """
 
@@ -26,6 +28,7 @@ from starlette.middleware.cors import CORSMiddleware
 from agentadapter.config import Settings, get_settings
 from agentadapter.llm.errors import ConfigurationError
 from agentadapter.llm.shared import shared_state_from_settings
+from agentadapter.redis_connections import RedisConnections
 from agentadapter.server.auth import Authenticator
 from agentadapter.server.errors import install_error_handlers
 from agentadapter.server.executor import InlineExecutor, RunExecutor
@@ -177,7 +180,10 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
     except BaseException:
         await db.dispose()
         raise
-    shared = shared_state_from_settings(settings)  # None without Redis
+    # The one owner of Redis connections (None without Redis): every part below that uses Redis is
+    # handed it, none makes a client of its own.
+    redis = RedisConnections.from_settings(settings)
+    shared = shared_state_from_settings(settings, redis)
     if llm is None:
         from agentadapter.llm.client import LLM as LLMClass
 
@@ -187,25 +193,31 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
 
         tools = default_registry()
     relay = None
-    if settings.redis_url:
+    protocol_factory = None
+    if redis is not None:
+        from functools import partial
+
+        from agentadapter.protocol.protocol import create_protocol
         from agentadapter.server.executor import CancelRelay
 
-        relay = CancelRelay(settings.redis_url)
+        relay = CancelRelay(redis)
+        # A run's protocol as the orchestrator would make it, but on this owner when it is on Redis.
+        protocol_factory = partial(create_protocol, connections=redis)
     tenant_llms = await service_facades(llm, db, settings=settings, service=server, shared=shared)
     executor: RunExecutor
     if settings.executor == "celery":
         from agentadapter.service.celery_executor import CeleryExecutor
 
-        executor = CeleryExecutor(db, settings)
+        executor = CeleryExecutor(db, settings, redis=redis)
     else:
         from agentadapter.server.run_leases import RunLeases
 
         leases = RunLeases(db, lease_s=server.run_lease_s, reaper_interval_s=server.run_reaper_interval_s)
         executor = InlineExecutor(db, llm, keep_finished=server.recent_runs, relay=relay, tenant_llms=tenant_llms,
-                                  leases=leases)
+                                  leases=leases, protocol_factory=protocol_factory)
     await executor.start()
-    auth = Authenticator(db, settings, server, jwks_transport=jwks_transport)
-    limiter = build_rate_limiter(server, settings.redis_url)
+    auth = Authenticator(db, settings, server, jwks_transport=jwks_transport, redis=redis)
+    limiter = build_rate_limiter(server, redis)
     retention = None
     if server.retention_interval_s > 0 and settings.retention_days > 0:  # 0 days: keep everything
         retention = RetentionTask(db, retention_days=settings.retention_days, interval_s=server.retention_interval_s)
@@ -214,7 +226,7 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
         gc.collect()
         gc.freeze()
     return AppState(settings=settings, server=server, db=db, auth=auth, executor=executor, llm=llm, tools=tools,
-                    tenant_llms=tenant_llms, limiter=limiter, retention=retention, shared=shared,
+                    tenant_llms=tenant_llms, limiter=limiter, retention=retention, shared=shared, redis=redis,
                     started_at=time.time(), ready=True)
 
 
@@ -232,5 +244,7 @@ async def _stop(state: AppState, *, owns_llm: bool) -> None:
             await state.llm.aclose()
         if state.shared is not None:
             await state.shared.aclose()
+        if state.redis is not None:
+            await state.redis.aclose()  # last: every part above was using it
         await flush_ledger(state.llm.ledger)
         await state.db.dispose()

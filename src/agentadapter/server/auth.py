@@ -37,8 +37,9 @@ from typing import Any, Literal
 import httpx
 
 from agentadapter.config import Settings
+from agentadapter.redis_connections import RedisConnections
 from agentadapter.server.auth_throttle import AuthThrottle, ExpiringSet, build_auth_throttle
-from agentadapter.server.errors import APIError
+from agentadapter.server.errors import HTTPProblem
 from agentadapter.server.settings import ServerSettings
 from agentadapter.store import api_keys, tenants, users
 from agentadapter.store.database import Database
@@ -117,11 +118,11 @@ class Principal:
         return bool(self.scopes & wanted)
 
 
-def _unauthorized(message: str, code: str) -> APIError:
-    return APIError(401, message, code=code, headers={"WWW-Authenticate": _BEARER})
+def _unauthorized(message: str, code: str) -> HTTPProblem:
+    return HTTPProblem(401, message, code=code, headers={"WWW-Authenticate": _BEARER})
 
 
-def _invalid_api_key() -> APIError:
+def _invalid_api_key() -> HTTPProblem:
     return _unauthorized("the API key is not valid (unknown, revoked or expired); make a new one with "
                          "`agentadapter keys create --tenant NAME`", "invalid_api_key")
 
@@ -204,7 +205,7 @@ class JWKSCache:
             if self._keys:  # keep serving with the keys we have
                 self._fetched_at = time.monotonic()
                 return
-            raise APIError(503, f"cannot fetch the JWT signing keys from {self.url} ({type(exc).__name__}: {exc}); "
+            raise HTTPProblem(503, f"cannot fetch the JWT signing keys from {self.url} ({type(exc).__name__}: {exc}); "
                                 "check AGENTADAPTER_JWKS_URL and that the identity provider is up",
                            type="api_error", code="jwks_unavailable") from exc
         self._keys = {k.key_id: k.key for k in key_set.keys if k.key_type in ("RSA", "EC")}
@@ -267,7 +268,7 @@ class JWTVerifier:
         except jwt.MissingRequiredClaimError as exc:
             raise _unauthorized(f"the JWT lacks the {exc.claim!r} claim", "missing_claim") from exc
         except InvalidTimeClaim as exc:
-            raise APIError(401, str(exc), code="invalid_claim", param=exc.claim,
+            raise HTTPProblem(401, str(exc), code="invalid_claim", param=exc.claim,
                            headers={"WWW-Authenticate": _BEARER}) from exc
         except jwt.PyJWTError as exc:
             raise _unauthorized(f"the JWT is not valid: {exc}", "invalid_token") from exc
@@ -278,7 +279,7 @@ class Authenticator:
     """Turns an ``Authorization`` header into a :class:`Principal` (or a 401)."""
 
     def __init__(self, db: Database, settings: Settings, server: ServerSettings, *,
-                 jwks_transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 jwks_transport: httpx.AsyncBaseTransport | None = None, redis: RedisConnections | None = None) -> None:
         self.db = db
         self.cache_s = server.auth_cache_s
         self.default_role = server.jwt_default_role
@@ -291,7 +292,9 @@ class Authenticator:
         self.negative_cache_s = server.auth_negative_cache_s
         self._bad_keys = ExpiringSet(server.auth_negative_cache_size)
         """Hashes of API keys just found invalid: refused again without a database lookup."""
-        self.throttle: AuthThrottle | None = build_auth_throttle(server, settings.redis_url)
+        # The process's Redis owner when given (the lifespan's); else connections of the throttle's own.
+        self.throttle: AuthThrottle | None = build_auth_throttle(server, redis if redis is not None
+                                                                 else settings.redis_url)
         self._users: dict[tuple[Any, ...], tuple[float, uuid.UUID]] = {}
         self._tenants: dict[str, tuple[float, uuid.UUID]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -308,7 +311,7 @@ class Authenticator:
         throttle.refuse_if_throttled(client)  # before any lookup: a throttled address costs no query
         try:
             return await self._verify(authorization)
-        except APIError as exc:
+        except HTTPProblem as exc:
             if exc.status == 401:
                 await throttle.failed(client)  # the 429 instead, once the address has used up its failures
             raise

@@ -22,7 +22,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from agentadapter.server.errors import APIError
+from agentadapter.redis_connections import RedisConnections
+from agentadapter.server.errors import HTTPProblem
 from agentadapter.server.ratelimit import InProcessRateLimiter, Limit, RateLimiter, RedisRateLimiter
 from agentadapter.server.settings import ServerSettings
 
@@ -92,10 +93,10 @@ class AuthThrottle:
             self._blocked.add(client, retry_after)
             raise self._too_many(retry_after)
 
-    def _too_many(self, retry_after_s: float) -> APIError:
+    def _too_many(self, retry_after_s: float) -> HTTPProblem:
         retry_after = max(1, math.ceil(retry_after_s))
         limit = self.limit
-        return APIError(
+        return HTTPProblem(
             429, f"too many failed authentications from this address (at most {limit.rpm} per minute, bursts of "
                  f"{limit.burst}); retry in {retry_after} s with a valid API key or JWT",
             code="too_many_auth_failures",
@@ -107,12 +108,12 @@ class AuthThrottle:
         await self.limiter.aclose()
 
 
-def build_auth_throttle(server: ServerSettings, redis_url: str | None) -> AuthThrottle | None:
+def build_auth_throttle(server: ServerSettings, redis: RedisConnections | str | None) -> AuthThrottle | None:
     """The throttle the settings ask for, or None when it is off (0 failures per minute)."""
     if server.auth_failures_per_minute <= 0:
         return None
     limit = Limit("client", server.auth_failures_per_minute,
                   server.auth_failures_burst or server.auth_failures_per_minute)
     # The same buckets as the request limits (and the same Redis script), under their own scope.
-    limiter: RateLimiter = RedisRateLimiter([limit], redis_url) if redis_url else InProcessRateLimiter([limit])
+    limiter: RateLimiter = RedisRateLimiter([limit], redis) if redis else InProcessRateLimiter([limit])
     return AuthThrottle(limiter)

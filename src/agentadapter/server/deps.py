@@ -19,7 +19,7 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.server.auth import Principal
-from agentadapter.server.errors import APIError
+from agentadapter.server.errors import HTTPProblem
 from agentadapter.server.state import AppState
 
 __all__ = [
@@ -73,11 +73,11 @@ def check_request_text(request: Request) -> None:
     """Refuse (422) a path or query string with a NUL byte or a lone surrogate, before anything reads it:
     no string reaches a query or a log that the database or the encoder would fail on."""
     if _unsafe(request.scope["path"]):
-        raise APIError(422, "the path holds a NUL byte or a lone surrogate; remove it", code="invalid_characters",
+        raise HTTPProblem(422, "the path holds a NUL byte or a lone surrogate; remove it", code="invalid_characters",
                        param="path")
     for name, value in request.query_params.multi_items():
         if _unsafe(name) or _unsafe(value):
-            raise APIError(422, f"the query parameter {name!r} holds a NUL byte or a lone surrogate; remove it",
+            raise HTTPProblem(422, f"the query parameter {name!r} holds a NUL byte or a lone surrogate; remove it",
                            code="invalid_characters", param=name if not _unsafe(name) else None)
 
 async def get_state(request: Request) -> AppState:
@@ -110,7 +110,7 @@ def require(resource: str, action: str) -> Callable[[Principal], Awaitable[Princ
 
     async def check(principal: CurrentPrincipal) -> Principal:
         if not principal.can(resource, action):
-            raise APIError(
+            raise HTTPProblem(
                 403, f"{action} access to {resource} needs a role or scope this {principal.kind.replace('_', ' ')} "
                      f"does not have (its role is {principal.role})", code="insufficient_permissions",
                 details={"resource": resource, "action": action, "role": principal.role,

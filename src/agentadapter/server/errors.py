@@ -1,6 +1,7 @@
 """One error shape for every response: ``{"error": {"type", "message", "code", "param", "details"}}``.
 
-It is a superset of OpenAI's, so OpenAI clients read our errors. :class:`APIError` is what routes and
+It is a superset of OpenAI's, so OpenAI clients read our errors. :class:`HTTPProblem` (an HTTP answer,
+not a failure of the library: it is outside the :mod:`agentadapter.errors` tree) is what routes and
 dependencies raise; the application layer's errors (:mod:`agentadapter.service.errors`) map to one
 status each (:data:`SERVICE_STATUS`: ``InvalidInput`` 422, ``NotAllowed`` 403, ``NotFound`` 404,
 ``Conflict`` 409, ``PaymentRequired`` 402, ``Unavailable`` 503 with ``Retry-After``), keeping their
@@ -30,11 +31,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agentadapter.llm.errors import ConfigurationError, InsufficientCreditsError, InvalidRequestError
+from agentadapter.errors import ConfigurationError, InvalidRequestError, RedisUnavailableError
+from agentadapter.llm.errors import InsufficientCreditsError
 from agentadapter.llm.schema_safety import UnsafeSchemaError
 from agentadapter.observability.logging import get_logger
 from agentadapter.observability.redact import redact, redact_text
-from agentadapter.protocol.errors import ProtocolConnectionError
 from agentadapter.service.errors import (
     Conflict,
     InvalidInput,
@@ -47,7 +48,7 @@ from agentadapter.service.errors import (
 from agentadapter.store.database import database_outage
 from agentadapter.store.errors import DatabaseUnavailable, InvalidCursor, RecordConflict, RecordNotFound
 
-__all__ = ["OUTAGE_RETRY_AFTER_S", "SERVICE_STATUS", "APIError", "error_body", "error_response", "from_service",
+__all__ = ["OUTAGE_RETRY_AFTER_S", "SERVICE_STATUS", "HTTPProblem", "error_body", "error_response", "from_service",
            "install_error_handlers", "outage_code", "outage_error", "param_of"]
 
 # get_logger puts the redacting filter on the "agentadapter.server" logger, which the middleware,
@@ -62,8 +63,11 @@ _TYPES = {
 _CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type"}
 
 
-class APIError(Exception):
-    """An error answer: status, OpenAI-style type, a message that says what to do, and where."""
+class HTTPProblem(Exception):
+    """An error answer: status, OpenAI-style type, a message that says what to do, and where.
+
+    Not the library's :class:`~agentadapter.llm.errors.APIError` (a backend that failed): this is
+    what the API answers its own client, so it stays outside the ``AgentAdapterError`` tree."""
 
     def __init__(
         self, status: int, message: str, *, type: str | None = None, code: str | None = None,
@@ -86,11 +90,11 @@ SERVICE_STATUS: dict[type[ServiceError], int] = {
 _SERVICE_TYPES = {402: "billing_error", 503: "api_error"}
 
 
-def from_service(error: ServiceError) -> APIError:
+def from_service(error: ServiceError) -> HTTPProblem:
     """The answer to an application-layer error: its status, and its message, code, param and details as they are."""
     status = next((code for kind, code in SERVICE_STATUS.items() if isinstance(error, kind)), 400)
     headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, Unavailable) else None
-    return APIError(status, error.message, type=_SERVICE_TYPES.get(status), code=error.code, param=error.param,
+    return HTTPProblem(status, error.message, type=_SERVICE_TYPES.get(status), code=error.code, param=error.param,
                     details=error.details, headers=headers)
 
 
@@ -102,7 +106,7 @@ def error_body(type: str, message: str, *, code: str | None = None, param: str |
                       "details": redact(dict(details)) if details else None}}
 
 
-def error_response(error: APIError) -> JSONResponse:
+def error_response(error: HTTPProblem) -> JSONResponse:
     return JSONResponse(error_body(error.type, error.message, code=error.code, param=error.param,
                                    details=error.details), status_code=error.status, headers=error.headers)
 
@@ -126,7 +130,7 @@ def _request_id(request: Request) -> str | None:
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, APIError)
+    assert isinstance(exc, HTTPProblem)
     return error_response(exc)
 
 
@@ -146,7 +150,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     first = problems[0] if problems else {"param": None, "message": "the request is not valid"}
     where = f"{first['param']}: " if first["param"] else ""
     more = f" (and {len(problems) - 1} more problem(s), listed in details.errors)" if len(problems) > 1 else ""
-    return error_response(APIError(422, f"{where}{first['message']}{more}", code="validation_error",
+    return error_response(HTTPProblem(422, f"{where}{first['message']}{more}", code="validation_error",
                                    param=first["param"], details={"errors": problems}))
 
 
@@ -159,35 +163,35 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     elif status == 405:
         message = f"{request.method} is not allowed on {request.url.path}; see /docs for the methods it takes"
     headers = dict(exc.headers) if exc.headers else None
-    return error_response(APIError(status, message, code=_CODES.get(status), headers=headers))
+    return error_response(HTTPProblem(status, message, code=_CODES.get(status), headers=headers))
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RecordNotFound)
-    return error_response(APIError(404, str(exc), code=f"{exc.resource.replace(' ', '_')}_not_found"))
+    return error_response(HTTPProblem(404, str(exc), code=f"{exc.resource.replace(' ', '_')}_not_found"))
 
 
 async def _conflict(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RecordConflict)
-    return error_response(APIError(409, str(exc), code="conflict", param=exc.param))
+    return error_response(HTTPProblem(409, str(exc), code="conflict", param=exc.param))
 
 
 async def _invalid_cursor(request: Request, exc: Exception) -> JSONResponse:
-    return error_response(APIError(422, str(exc), code="invalid_cursor", param="cursor"))
+    return error_response(HTTPProblem(422, str(exc), code="invalid_cursor", param="cursor"))
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
-    return error_response(APIError(422, str(exc), code="invalid_request"))
+    return error_response(HTTPProblem(422, str(exc), code="invalid_request"))
 
 
 async def _unsafe_schema(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, UnsafeSchemaError)
-    return error_response(APIError(422, str(exc), code="invalid_schema", param=exc.param))
+    return error_response(HTTPProblem(422, str(exc), code="invalid_schema", param=exc.param))
 
 
 async def _insufficient_credits(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InsufficientCreditsError)
-    return error_response(APIError(402, str(exc), type="billing_error", code="insufficient_credits", details={
+    return error_response(HTTPProblem(402, str(exc), type="billing_error", code="insufficient_credits", details={
         "balance_usd": exc.balance_usd, "needed_usd": exc.needed_usd}))
 
 
@@ -213,7 +217,7 @@ def outage_code(exc: BaseException) -> str | None:
     database or Redis not answering; None for anything else."""
     if database_outage(exc):
         return "database_unavailable"
-    redis_errors: tuple[type[BaseException], ...] = (ProtocolConnectionError, *_redis_errors())
+    redis_errors: tuple[type[BaseException], ...] = (RedisUnavailableError, *_redis_errors())
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -224,21 +228,21 @@ def outage_code(exc: BaseException) -> str | None:
     return None
 
 
-def outage_error(exc: BaseException, where: str) -> APIError | None:
+def outage_error(exc: BaseException, where: str) -> HTTPProblem | None:
     """The 503 for ``exc`` if it is the database or Redis not answering (the details logged for the
     operator, under ``where``), else None."""
     code = outage_code(exc)
     if code is None:
         return None
     logger.warning("%s on %s: %s: %s", code.replace("_", " "), where, type(exc).__name__, exc)
-    return APIError(503, _OUTAGES[code], type="api_error", code=code,
+    return HTTPProblem(503, _OUTAGES[code], type="api_error", code=code,
                     headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
 
 
 def _outage_response(request: Request, exc: BaseException, code: str) -> JSONResponse:
     where = f"{request.method} {request.url.path} (request {_request_id(request)})"
-    error = outage_error(exc, where) or APIError(503, _OUTAGES[code], type="api_error", code=code,
-                                                  headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
+    error = outage_error(exc, where) or HTTPProblem(503, _OUTAGES[code], type="api_error", code=code,
+                                                    headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
     return error_response(error)
 
 
@@ -257,13 +261,13 @@ async def _maybe_outage(request: Request, exc: Exception) -> JSONResponse:
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = _request_id(request)
     logger.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
-    return error_response(APIError(
+    return error_response(HTTPProblem(
         500, f"the server failed on this request (request id {request_id}); it was logged - retry, and report the "
              "request id if it persists", code="internal_error"))
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(HTTPProblem, _api_error)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -276,7 +280,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InsufficientCreditsError, _insufficient_credits)  # 402; other budget refusals unchanged
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)  # 503, Retry-After
     # Outages that reached a route untranslated (a driver's, Redis's errors): 503s too, else a 500.
-    for kind in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, ProtocolConnectionError, OSError,
+    for kind in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, RedisUnavailableError, OSError,
                  TimeoutError, *_redis_errors()):
         app.add_exception_handler(kind, _maybe_outage)
     app.add_exception_handler(Exception, _unexpected)

@@ -9,7 +9,9 @@ the last ``AGENTADAPTER_RECENT_RUNS`` finished runs, so SSE subscribers get live
 included, and replays from ``Last-Event-ID`` without a database read; older runs replay from the
 database. With ``AGENTADAPTER_REDIS_URL`` set (several server processes), a cancel asked of a
 process that does not run the run is published on a Redis channel, and the process that runs it
-cancels it (:class:`CancelRelay`); a run's own execution never needs Redis. Each run is created
+cancels it (:class:`CancelRelay`, on the process's Redis owner: its ``commands`` pool publishes, its
+``blocking`` pool holds the subscription); a run's own execution needs Redis only for its protocol
+when that is on Redis (``protocol_factory``, which the server points at the same owner). Each run is created
 with a lease held by this process and renewed while it runs, and each process reaps the runs whose
 lease expired (:mod:`agentadapter.server.run_leases`), so a run whose process was killed ends
 ``failed`` (``ServerLost``) in every configuration. The Celery executor
@@ -25,17 +27,18 @@ import json
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from agentadapter._redis import next_pubsub_message, stop_task
 from agentadapter.orchestrator import Orchestrator, RunEvent, RunHandle, RunOptions
+from agentadapter.redis_connections import RedisConnections, connections_of, next_pubsub_message, stop_task
 from agentadapter.server.run_leases import LeasedRunRecorder, RunLeases
 from agentadapter.service.executor import CancelOutcome, ExecutorUnavailable, RunExecutor, RunJob
 
 if TYPE_CHECKING:
     from agentadapter.llm.client import LLM
+    from agentadapter.protocol import CommunicationProtocol
     from agentadapter.service.tenancy import TenantLLMs
     from agentadapter.store.database import Database
 
@@ -53,9 +56,12 @@ class InlineExecutor(RunExecutor):
     def __init__(
         self, db: Database, llm: LLM, *, keep_finished: int = 256, relay: CancelRelay | None = None,
         tenant_llms: TenantLLMs | None = None, leases: RunLeases | None = None,
+        protocol_factory: Callable[[str], CommunicationProtocol] | None = None,
     ) -> None:
         self.db = db
         self.llm = llm
+        self.protocol_factory = protocol_factory
+        """Makes each run's protocol (None: the orchestrator's default, ``create_protocol``)."""
         self.tenant_llms = tenant_llms
         self.keep_finished = keep_finished
         self.relay = relay
@@ -78,7 +84,7 @@ class InlineExecutor(RunExecutor):
         # Its usage records name the run and project (the agent loop adds the agent that made each call).
         llm = llm.derive(tags={"run": str(job.run_id), "project": str(job.project_id), "source": "run"})
         recorder = LeasedRunRecorder(self.db, job.tenant_id, stopping=self._stopping)
-        orchestrator = Orchestrator(llm=llm, recorder=recorder)
+        orchestrator = Orchestrator(llm=llm, recorder=recorder, protocol_factory=self.protocol_factory)
         options = replace(job.options or RunOptions(), run_id=str(job.run_id))
         handle = orchestrator.start(job.task, job.agents, job.strategy, str(job.project_id), options=options,
                                     workflow=job.workflow)
@@ -158,14 +164,17 @@ class InlineExecutor(RunExecutor):
 
 
 class CancelRelay:
-    """Cancel requests between server processes, over a Redis pub/sub channel."""
+    """Cancel requests between server processes, over a Redis pub/sub channel.
+
+    ``redis`` is the process's Redis owner (the caller keeps it) or a URL (connections of its own,
+    closed by :meth:`close`).
+    """
 
     CHANNEL = "agentadapter:runs:cancel"
 
-    def __init__(self, url: str) -> None:
-        import redis.asyncio as redis_asyncio
-
-        self._redis = redis_asyncio.Redis.from_url(url)
+    def __init__(self, redis: RedisConnections | str) -> None:
+        self._connections, self._owns_connections = connections_of(redis)
+        self._redis: Any = self._connections.commands
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self, cancel: Any) -> None:
@@ -175,7 +184,8 @@ class CancelRelay:
         """Subscribe and cancel what is asked; reconnect (with back-off) while Redis is away."""
         delay = 0.5
         while True:
-            pubsub: Any = self._redis.pubsub(ignore_subscribe_messages=True)
+            # The subscription holds its connection for as long as it listens: one of the blocking pool.
+            pubsub: Any = self._connections.blocking.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.CHANNEL)
                 delay = 0.5
@@ -206,4 +216,5 @@ class CancelRelay:
 
     async def close(self) -> None:
         await stop_task(self._listener)  # bounded: a shutdown never waits on Redis
-        await self._redis.aclose()
+        if self._owns_connections:
+            await self._connections.aclose()

@@ -10,12 +10,15 @@ them in Redis, so every server process shares one limit: a single Lua script ref
 atomically (with Redis' own clock, so the processes' clocks do not matter) and gives each bucket a
 TTL, so idle callers leave nothing behind. A limiter must never take the API down: when Redis does
 not answer, requests pass, a warning is logged, and Redis is left alone for a few seconds before it
-is tried again. :func:`build_rate_limiter` returns None when no limit is set, and ``deps.py`` then
-does no work at all.
+is tried again. The Redis limiter uses the process's Redis owner
+(:class:`~agentadapter.redis_connections.RedisConnections`, built in the server's lifespan), each check bounded
+by :data:`REDIS_TIMEOUT_S` whatever the pool's own timeouts. :func:`build_rate_limiter` returns None
+when no limit is set, and ``deps.py`` then does no work at all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -23,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentadapter.server.errors import APIError
+from agentadapter.redis_connections import RedisConnections
+from agentadapter.server.errors import HTTPProblem
 
 if TYPE_CHECKING:
     from agentadapter.server.auth import Principal
@@ -105,11 +109,11 @@ def _bucket_name(scope: str, principal: Principal) -> str:
     return who
 
 
-def _too_many(denial: _Denial) -> APIError:
+def _too_many(denial: _Denial) -> HTTPProblem:
     retry_after = max(1, math.ceil(denial.retry_after_s))
     limit = denial.limit
     whose = "this API key's (or user's)" if limit.scope == "key" else "this tenant's"
-    return APIError(
+    return HTTPProblem(
         429, f"{whose} rate limit of {limit.rpm} requests per minute (bursts of {limit.burst}) is used up; "
              f"retry in {retry_after} s", code="rate_limit_exceeded",
         details={"limit": limit.scope, "requests_per_minute": limit.rpm, "burst": limit.burst,
@@ -185,16 +189,23 @@ return {0}
 
 
 class RedisRateLimiter(RateLimiter):
-    """Buckets in Redis, shared by every server process that uses the same Redis."""
+    """Buckets in Redis, shared by every server process that uses the same Redis.
 
-    def __init__(self, limits: Sequence[Limit], url: str, *, prefix: str = REDIS_PREFIX) -> None:
+    ``redis`` is the process's Redis owner (the caller keeps it) or a URL (connections of its own,
+    closed by :meth:`aclose`).
+    """
+
+    def __init__(self, limits: Sequence[Limit], redis: RedisConnections | str, *, prefix: str = REDIS_PREFIX) -> None:
         super().__init__(limits)
-        import redis.asyncio as redis_asyncio
-
-        self.url = url
+        if isinstance(redis, str):
+            redis = RedisConnections(redis, connect_timeout_s=REDIS_TIMEOUT_S, socket_timeout_s=REDIS_TIMEOUT_S)
+            self._owns_connections = True
+        else:
+            self._owns_connections = False
+        self.connections = redis
+        self.url = redis.url
         self.prefix = prefix
-        self._redis = redis_asyncio.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT_S,
-                                                   socket_timeout=REDIS_TIMEOUT_S)
+        self._redis: Any = redis.commands
         self._script = self._redis.register_script(_TAKE_SCRIPT)
         self._args = [value for limit in self.limits for value in (repr(limit.per_second), str(limit.burst))]
         self._skip_until = 0.0
@@ -205,7 +216,9 @@ class RedisRateLimiter(RateLimiter):
         if self._skip_until and time.monotonic() < self._skip_until:
             return None
         try:
-            answer = await self._script(keys=[self.prefix + name for name in buckets], args=self._args)
+            # The shared pool's timeouts are for every part; a request waits no longer than this.
+            async with asyncio.timeout(REDIS_TIMEOUT_S):
+                answer = await self._script(keys=[self.prefix + name for name in buckets], args=self._args)
         except (TimeoutError, redis.RedisError, OSError) as exc:
             # Rate limits protect the API; they must not be what takes it down.
             self._skip_until = time.monotonic() + REDIS_BACKOFF_S
@@ -220,7 +233,8 @@ class RedisRateLimiter(RateLimiter):
         return _Denial(self.limits[index - 1], float(answer[1]), int(answer[2]))
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        if self._owns_connections:
+            await self.connections.aclose()
 
 
 def _safe_url(url: str) -> str:
@@ -228,7 +242,7 @@ def _safe_url(url: str) -> str:
     return url.rsplit("@", 1)[-1]
 
 
-def build_rate_limiter(server: ServerSettings, redis_url: str | None) -> RateLimiter | None:
+def build_rate_limiter(server: ServerSettings, redis: RedisConnections | str | None) -> RateLimiter | None:
     """The limiter the settings ask for, or None when every limit is off (0 requests per minute)."""
     limits = []
     if server.rate_limit_key_rpm > 0:
@@ -239,6 +253,6 @@ def build_rate_limiter(server: ServerSettings, redis_url: str | None) -> RateLim
                             server.rate_limit_tenant_burst or server.rate_limit_tenant_rpm))
     if not limits:
         return None
-    if redis_url:
-        return RedisRateLimiter(limits, redis_url)
+    if redis:
+        return RedisRateLimiter(limits, redis)
     return InProcessRateLimiter(limits)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from agentadapter.config import Settings
     from agentadapter.llm.client import LLM
     from agentadapter.llm.shared import SharedState
+    from agentadapter.redis_connections import RedisConnections
     from agentadapter.server.auth import Authenticator
     from agentadapter.server.housekeeping import RetentionTask
     from agentadapter.server.ratelimit import RateLimiter
@@ -44,6 +45,9 @@ class AppState:
     """The periodic purge of old data; None when AGENTADAPTER_RETENTION_INTERVAL_S is 0."""
     shared: SharedState | None = None
     """Breakers, learned rate limits and budget spend on Redis; None without AGENTADAPTER_REDIS_URL."""
+    redis: RedisConnections | None = None
+    """The process's one owner of Redis connections, handed to every part that uses Redis and closed
+    last at shutdown; None without AGENTADAPTER_REDIS_URL."""
     started_at: float = 0.0
     ready: bool = field(default=False)
 

@@ -31,6 +31,7 @@ from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run, RunEventRow, R
 
 if TYPE_CHECKING:
     from agentadapter.config import Settings
+    from agentadapter.redis_connections import RedisConnections
     from agentadapter.store.database import Database
 
 __all__ = ["CeleryExecutor"]
@@ -46,12 +47,13 @@ class CeleryExecutor(RunExecutor):
     """How long a submission waits for Redis to answer before the run is refused (503)."""
 
     def __init__(self, db: Database, settings: Settings, worker: WorkerSettings | None = None, *,
-                 reaper: bool = True) -> None:
+                 reaper: bool = True, redis: RedisConnections | None = None) -> None:
         self.db = db
         self.worker = worker or WorkerSettings()
         self.app = client_app(settings, self.worker)
         assert settings.redis_url is not None  # client_app() checked it
-        self.channel = RunChannel(settings.redis_url, self.worker)
+        # The process's Redis owner when given (the server's lifespan hands it); else the channel's own.
+        self.channel = RunChannel(redis if redis is not None else settings.redis_url, self.worker)
         self.reaper = reaper
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False

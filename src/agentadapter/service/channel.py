@@ -5,7 +5,9 @@ Workers append each :class:`RunEvent` (tokens included) to the run's stream
 ``event_stream_ttl_s`` after ``run_finished``); any API instance reads it to serve live SSE - all
 its followers through one shared ``XREAD BLOCK`` (:class:`~agentadapter.service.fanout.StreamFanout`),
 so a follower holds no Redis connection. A cancel is a key ``agentadapter:run:<id>:cancel``
-(holding the reason, with a TTL) that every drive and step checks.
+(holding the reason, with a TTL) that every drive and step checks. Commands go through the
+process's Redis owner's ``commands`` pool; the shared reader keeps one connection of its
+``blocking`` pool (:class:`~agentadapter.redis_connections.RedisConnections`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from agentadapter.orchestrator.events import RunEvent
+from agentadapter.redis_connections import RedisConnections, connections_of
 from agentadapter.service.fanout import StreamFanout
 from agentadapter.service.worker_settings import WorkerSettings
 
@@ -31,14 +34,16 @@ def _key(run_id: uuid.UUID | str, what: str) -> str:
 
 
 class RunChannel:
-    """The Redis side of runs executed by workers."""
+    """The Redis side of runs executed by workers.
 
-    def __init__(self, url: str, settings: WorkerSettings) -> None:
-        import redis.asyncio as redis_asyncio
+    ``redis`` is the process's Redis owner (the caller keeps it) or a URL (connections of the
+    channel's own, closed by :meth:`aclose`).
+    """
 
+    def __init__(self, redis: RedisConnections | str, settings: WorkerSettings) -> None:
         self.settings = settings
-        self._url = url
-        self._redis: Any = redis_asyncio.Redis.from_url(url)
+        self._connections, self._owns_connections = connections_of(redis)
+        self._redis: Any = self._connections.commands
         self._fanout: StreamFanout | None = None
         self._fanout_client: Any = None
 
@@ -60,13 +65,10 @@ class RunChannel:
 
     def _shared_reader(self) -> StreamFanout:
         if self._fanout is None:
-            import redis.asyncio as redis_asyncio
-
-            block_ms = 5_000
-            # One connection, blocked in XREAD up to block_ms: its socket timeout must be longer.
-            self._fanout_client = redis_asyncio.Redis.from_url(
-                self._url, single_connection_client=True, socket_timeout=block_ms / 1000 + 10)
-            self._fanout = StreamFanout(self._fanout_client, self._redis, block_ms=block_ms)
+            # One connection of the blocking pool, blocked in XREAD up to 5 s (the pool's socket
+            # timeout is longer); kept by this client so the fan-out knows its id for CLIENT UNBLOCK.
+            self._fanout_client = self._connections.dedicated()
+            self._fanout = StreamFanout(self._fanout_client, self._redis, block_ms=5_000)
         return self._fanout
 
     async def read(self, run_id: uuid.UUID, after: int, ended: Callable[[], Awaitable[bool]],
@@ -110,5 +112,6 @@ class RunChannel:
     async def aclose(self) -> None:
         if self._fanout is not None:
             await self._fanout.aclose()
-            await self._fanout_client.aclose()
-        await self._redis.aclose()
+            await self._fanout_client.aclose()  # gives its connection back to the pool
+        if self._owns_connections:
+            await self._connections.aclose()

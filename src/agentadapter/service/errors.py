@@ -3,7 +3,8 @@
 Every face reads them its own way - the API maps each class to one HTTP status
 (:mod:`agentadapter.server.errors`), the CLI prints the message and exits, a worker fails the run
 with it - so they carry what any face needs: a message that says what happened and what to do, a
-stable ``code``, the ``param`` at fault and ``details``. They derive from the project's root error::
+stable ``code``, the ``param`` at fault and ``details``. They derive from the project's root error
+(the whole tree is drawn in :mod:`agentadapter.errors`)::
 
     AgentAdapterError
      └── ServiceError             code, param, details
@@ -23,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agentadapter._errors import AgentAdapterError
+from agentadapter.errors import AgentAdapterError
 
 __all__ = ["Conflict", "InvalidInput", "NotAllowed", "NotFound", "PaymentRequired", "ServiceError", "Unavailable"]
 

@@ -20,8 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentadapter._redis import stop_task
-from agentadapter.protocol._redis import parse_stream_id
+from agentadapter.redis_connections import parse_stream_id, stop_task
 
 __all__ = ["Entry", "Follower", "FollowerFellBehind", "StreamFanout"]
 
@@ -52,9 +51,10 @@ class Follower:
 class StreamFanout:
     """Reads every followed stream with one blocking ``XREAD`` and fans the entries out.
 
-    ``client`` reads (the fan-out uses one connection of it at a time, blocked in ``XREAD``);
-    ``waker`` (another client) sends ``CLIENT UNBLOCK`` when a follower joins. Both stay owned by the
-    caller, who closes them after :meth:`aclose`.
+    ``client`` reads (a client that keeps one connection, blocked in ``XREAD``: the Redis owner's
+    ``dedicated()`` one); ``waker`` (another client, the owner's ``commands``) sends ``CLIENT
+    UNBLOCK`` when a follower joins. Both stay owned by the caller, who closes them after
+    :meth:`aclose`.
     """
 
     def __init__(self, client: Any, waker: Any, *, block_ms: int = 5_000, count: int = 500,

@@ -1,4 +1,4 @@
-"""The store's errors, on the project's one exception tree.
+"""The store's errors, on the project's one exception tree (drawn whole in :mod:`agentadapter.errors`).
 
 ::
 
@@ -16,7 +16,7 @@ looks like: repositories never say that a row exists elsewhere.
 
 from __future__ import annotations
 
-from agentadapter._errors import AgentAdapterError
+from agentadapter.errors import AgentAdapterError
 
 __all__ = ["DatabaseUnavailable", "InvalidCursor", "RecordConflict", "RecordNotFound", "StoreError"]
 

@@ -7,7 +7,9 @@ broker's configuration are the application layer's, :mod:`agentadapter.service.q
 
 Each worker process builds one :class:`WorkerRuntime` when it starts (Celery's
 ``worker_process_init``): one event loop that runs every task's coroutine, so the database pool,
-the LLM's HTTP connections and the Redis client survive from task to task, and the process's own
+the LLM's HTTP connections and the Redis connections survive from task to task - one owner of them
+(:class:`~agentadapter.redis_connections.RedisConnections`), handed to the shared state and the run channel and
+closed last - and the process's own
 ``Database``, ``LLM`` and ``TenantLLMs``, wired as the API server wires its own: usage records and
 budgets in the database (budgets, breakers and rate limits on Redis), each tenant's stored provider
 keys (decrypted with ``AGENTADAPTER_SECRET_KEY``) and its credit guard.
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from agentadapter.agents.tools.registry import ToolRegistry
     from agentadapter.llm.client import LLM
     from agentadapter.llm.shared import SharedState
+    from agentadapter.redis_connections import RedisConnections
     from agentadapter.service.channel import RunChannel
     from agentadapter.service.config import ServiceSettings
     from agentadapter.service.tenancy import TenantLLMs
@@ -68,6 +71,7 @@ class WorkerRuntime:
         self.tools: ToolRegistry
         self.channel: RunChannel
         self.shared: SharedState | None
+        self.redis: RedisConnections
         self.service: ServiceSettings
         self.loop.run_until_complete(self._open())
 
@@ -75,22 +79,25 @@ class WorkerRuntime:
         from agentadapter.agents.tools.registry import default_registry
         from agentadapter.llm.client import LLM
         from agentadapter.llm.shared import shared_state_from_settings
+        from agentadapter.redis_connections import RedisConnections
         from agentadapter.service.channel import RunChannel
         from agentadapter.service.config import ServiceSettings
         from agentadapter.service.tenancy import service_facades
         from agentadapter.store.database import Database, PoolSettings, database_url
 
-        assert self.settings.redis_url is not None  # configure() checked it
+        redis = RedisConnections.from_settings(self.settings)
+        assert redis is not None  # configure() checked that Redis is set
+        self.redis = redis
         service = ServiceSettings()
         self.service = service
         self.db = Database(database_url(self.settings), pool=PoolSettings())
-        self.shared = shared_state_from_settings(self.settings)
+        self.shared = shared_state_from_settings(self.settings, redis)
         self.llm = LLM(shared=self.shared)
         # As the API server does: a run's model calls are metered and guarded alike wherever it executes.
         self.tenant_llms = await service_facades(self.llm, self.db, settings=self.settings, service=service,
                                                  shared=self.shared)
         self.tools = default_registry()
-        self.channel = RunChannel(self.settings.redis_url, self.worker)
+        self.channel = RunChannel(redis, self.worker)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a task's coroutine on the process's loop, then write the usage its calls recorded."""
@@ -116,6 +123,7 @@ class WorkerRuntime:
             await self.llm.aclose()
             if self.shared is not None:
                 await self.shared.aclose()
+            await self.redis.aclose()  # last: the channel and the shared state used it
             await flush_ledger(self.llm.ledger)
             await self.db.dispose()
 

@@ -3,7 +3,8 @@
 An agent's loop turns any exception a tool raises into an error result for the model (``Error:
 tool 'shell' failed: CommandRefused: ...``), so these errors are written for two readers: the
 model, which should learn what to do instead, and the operator reading the run. Each carries a
-short machine-readable ``reason`` that the audit records and tests use::
+short machine-readable ``reason`` that the audit records and tests use. Their part of the one tree
+(drawn whole in :mod:`agentadapter.errors`)::
 
     AgentAdapterError
     └── ToolError                   a built-in tool could not do what was asked
@@ -17,7 +18,7 @@ short machine-readable ``reason`` that the audit records and tests use::
 
 from __future__ import annotations
 
-from agentadapter._errors import AgentAdapterError
+from agentadapter.errors import AgentAdapterError
 
 __all__ = [
     "CommandKilled",

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from agentadapter.llm.errors import ConfigurationError
 from agentadapter.llm.messages import Attempt, Request, Response, Usage, part_from_dict, part_to_dict
 from agentadapter.private_files import private_directory, private_sqlite_file
+from agentadapter.redis_connections import RedisConnections, connections_of
 
 KEY_VERSION = "v1"
 """Part of every key: bump it when the key or the stored shape changes."""
@@ -114,17 +115,26 @@ class SQLiteCache:
 
 
 class RedisCache:
-    """A cache shared by every process that reaches the Redis server."""
+    """A cache shared by every process that reaches the Redis server.
 
-    def __init__(self, url: str, *, prefix: str = "agentadapter:cache:") -> None:
+    ``redis`` is the process's Redis owner (:class:`~agentadapter.redis_connections.RedisConnections`), whose
+    command pool it uses, or a URL (an owner is built for the cache and closed by :meth:`aclose`).
+    """
+
+    def __init__(self, redis: RedisConnections | str, *, prefix: str = "agentadapter:cache:") -> None:
         try:
-            import redis.asyncio as redis
+            self.connections, self._owns_connections = connections_of(redis)
         except ImportError as exc:  # pragma: no cover - the redis extra is part of the dev set-up
             raise ConfigurationError(
                 "the Redis cache needs the redis extra: pip install 'agentadapter[redis]'"
             ) from exc
-        self.client = redis.from_url(url)
+        self.client: Any = self.connections.commands
         self.prefix = prefix
+
+    async def aclose(self) -> None:
+        """Close the connections if the cache built them (from a URL)."""
+        if self._owns_connections:
+            await self.connections.aclose()
 
     async def get(self, key: str) -> bytes | None:
         value = await self.client.get(self.prefix + key)
@@ -198,8 +208,10 @@ def load_response(value: bytes, *, started: float) -> Response:
     )
 
 
-def create_cache(backend: str, *, data_dir: Path, redis_url: str | None) -> ResponseCache | None:
-    """The store named by the config's ``cache.backend``."""
+def create_cache(backend: str, *, data_dir: Path, redis_url: str | None,
+                 redis: RedisConnections | None = None) -> ResponseCache | None:
+    """The store named by the config's ``cache.backend``; a ``redis`` cache uses the process's Redis
+    owner when given one, else connections of its own to ``redis_url``."""
     if backend == "off":
         return None
     if backend == "memory":
@@ -207,6 +219,8 @@ def create_cache(backend: str, *, data_dir: Path, redis_url: str | None) -> Resp
     if backend == "sqlite":
         return SQLiteCache(private_directory(data_dir) / "response-cache.db")
     if backend == "redis":
+        if redis is not None:
+            return RedisCache(redis)
         if not redis_url:
             raise ConfigurationError("cache backend 'redis' needs AGENTADAPTER_REDIS_URL (e.g. redis://localhost:6379/0)")
         return RedisCache(redis_url)

@@ -8,7 +8,7 @@ Alert marks are ``SET NX`` keys. Day and month windows expire a little after the
 key names the window, so an expired key is never needed again); ``total`` never expires.
 
 When Redis does not answer, a reservation is refused with
-:class:`~agentadapter.protocol.errors.ProtocolConnectionError`: sending a call whose spend cannot be
+:class:`~agentadapter.errors.RedisUnavailableError`: sending a call whose spend cannot be
 checked could overspend. A settlement that cannot be written (the provider has already answered) is
 kept and written before the next operation instead of failing a call that was paid for.
 
@@ -31,8 +31,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agentadapter._redis import describe_client
-from agentadapter.protocol.errors import ProtocolConnectionError
+from agentadapter.errors import RedisUnavailableError
+from agentadapter.redis_connections import describe_client, mask_url
 
 logger = logging.getLogger("agentadapter.budget")
 
@@ -104,13 +104,14 @@ class RedisBudgetStore:
     """Spend and reservations on Redis, shared by every process that uses the same server and prefix.
 
     Pass a URL (the store owns the client and closes it in :meth:`aclose`) or a ``redis.asyncio``
-    client (the caller keeps owning it).
+    client (the caller keeps owning it: the shared state hands the command client of the process's
+    :class:`~agentadapter.redis_connections.RedisConnections`).
     """
 
     def __init__(self, client_or_url: aioredis.Redis | str, *, prefix: str = DEFAULT_PREFIX,
                  settlement_marker_ttl_s: int = SETTLEMENT_MARKER_TTL_S) -> None:
         if isinstance(client_or_url, str):
-            self.url = _mask(client_or_url)
+            self.url = mask_url(client_or_url)
             self._client: Any = aioredis.Redis.from_url(
                 client_or_url, socket_connect_timeout=2.0, socket_timeout=5.0
             )
@@ -201,15 +202,5 @@ class RedisBudgetStore:
         """How many settlements wait for Redis to come back."""
         return len(self._unwritten)
 
-    def _unavailable(self, exc: BaseException, consequence: str) -> ProtocolConnectionError:
-        return ProtocolConnectionError(self.url, f"{type(exc).__name__}: {exc}; {consequence}")
-
-
-def _mask(url: str) -> str:
-    """The URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else f"{scheme}{sep}{user}@{host}"
+    def _unavailable(self, exc: BaseException, consequence: str) -> RedisUnavailableError:
+        return RedisUnavailableError(self.url, f"{type(exc).__name__}: {exc}; {consequence}")

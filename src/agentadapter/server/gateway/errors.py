@@ -34,7 +34,7 @@ from agentadapter.llm.errors import (
     StreamInterruptedError,
 )
 from agentadapter.llm.errors import APIError as ProviderError
-from agentadapter.server.errors import APIError, outage_error
+from agentadapter.server.errors import HTTPProblem, outage_error
 
 __all__ = ["gateway_error"]
 
@@ -43,7 +43,7 @@ def _retry_after(seconds: float | None) -> dict[str, str] | None:
     return {"Retry-After": str(max(1, math.ceil(seconds)))} if seconds is not None else None
 
 
-def gateway_error(exc: AgentAdapterError, model: str) -> APIError:
+def gateway_error(exc: AgentAdapterError, model: str) -> HTTPProblem:
     """The answer for a call to ``model`` that failed with ``exc``."""
     outage = outage_error(exc, f"a gateway call to {model}")  # Redis away (budgets): a 503, details logged
     if outage is not None:
@@ -53,51 +53,51 @@ def gateway_error(exc: AgentAdapterError, model: str) -> APIError:
         attempts = [a.to_dict() for a in exc.attempts]
         retry = [e.retry_after for e in exc.errors if isinstance(e, RateLimitError) and e.retry_after is not None]
         if exc.errors and all(isinstance(e, RateLimitError) for e in exc.errors):
-            return APIError(429, message, type="rate_limit_error", code="rate_limit_exceeded",
+            return HTTPProblem(429, message, type="rate_limit_error", code="rate_limit_exceeded",
                             details={"attempts": attempts}, headers=_retry_after(min(retry) if retry else None))
-        return APIError(502, message, type="api_error", code="all_targets_failed", details={"attempts": attempts})
+        return HTTPProblem(502, message, type="api_error", code="all_targets_failed", details={"attempts": attempts})
     if isinstance(exc, InsufficientCreditsError):
         # The same answer as the API's generic handler (server/errors.py), which the route leaves
         # this error to; a stream that already started reports it here.
-        return APIError(402, message, type="billing_error", code="insufficient_credits",
+        return HTTPProblem(402, message, type="billing_error", code="insufficient_credits",
                         details={"balance_usd": exc.balance_usd, "needed_usd": exc.needed_usd})
     if isinstance(exc, BudgetExceededError):
         details: dict[str, Any] = {"scope": exc.scope, "limit_usd": exc.limit_usd, "spent_usd": exc.spent_usd}
-        return APIError(429, message, type="insufficient_quota", code="budget_exceeded", details=details)
+        return HTTPProblem(429, message, type="insufficient_quota", code="budget_exceeded", details=details)
     if isinstance(exc, CircuitOpenError):
-        return APIError(503, message, type="api_error", code="circuit_open", details={"target": exc.target},
+        return HTTPProblem(503, message, type="api_error", code="circuit_open", details={"target": exc.target},
                         headers=_retry_after(exc.retry_in))
     if isinstance(exc, InvalidRequestError | CapabilityError):
         code = "unsupported_capability" if isinstance(exc, CapabilityError) else "invalid_request"
-        return APIError(400, message, code=code)
+        return HTTPProblem(400, message, code=code)
     if isinstance(exc, ConfigurationError):
-        return APIError(400, message, code="model_not_available", param="model")
+        return HTTPProblem(400, message, code="model_not_available", param="model")
     if isinstance(exc, ProviderError):
         return _provider_error(exc, model)
-    return APIError(502, message, type="api_error", code="upstream_error")
+    return HTTPProblem(502, message, type="api_error", code="upstream_error")
 
 
-def _provider_error(exc: ProviderError, model: str) -> APIError:
+def _provider_error(exc: ProviderError, model: str) -> HTTPProblem:
     message = str(exc)
     details = {"provider": exc.provider, "model": exc.model, "upstream_status": exc.status}
     if isinstance(exc, RateLimitError):
-        return APIError(429, message, type="rate_limit_error", code="rate_limit_exceeded", details=details,
+        return HTTPProblem(429, message, type="rate_limit_error", code="rate_limit_exceeded", details=details,
                         headers=_retry_after(exc.retry_after))
     if isinstance(exc, APITimeoutError):
-        return APIError(504, message, type="api_error", code="upstream_timeout", details=details)
+        return HTTPProblem(504, message, type="api_error", code="upstream_timeout", details=details)
     if isinstance(exc, ContextWindowExceededError):
-        return APIError(400, message, code="context_length_exceeded", param="messages", details=details)
+        return HTTPProblem(400, message, code="context_length_exceeded", param="messages", details=details)
     if isinstance(exc, ContentFilterError):
-        return APIError(400, message, code="content_filter", details=details)
+        return HTTPProblem(400, message, code="content_filter", details=details)
     if isinstance(exc, BadRequestError):
-        return APIError(400, message, code="upstream_bad_request", details=details)
+        return HTTPProblem(400, message, code="upstream_bad_request", details=details)
     if isinstance(exc, NotFoundError):
-        return APIError(404, f"model {model!r} was not found by its provider: {message}", code="model_not_found",
+        return HTTPProblem(404, f"model {model!r} was not found by its provider: {message}", code="model_not_found",
                         param="model", details=details)
     if isinstance(exc, AuthenticationError | PermissionDeniedError):
-        return APIError(502, message, type="api_error", code="upstream_authentication_failed", details=details)
+        return HTTPProblem(502, message, type="api_error", code="upstream_authentication_failed", details=details)
     if isinstance(exc, OverloadedError):
-        return APIError(503, message, type="api_error", code="upstream_overloaded", details=details)
+        return HTTPProblem(503, message, type="api_error", code="upstream_overloaded", details=details)
     if isinstance(exc, APIConnectionError | StreamInterruptedError):
-        return APIError(502, message, type="api_error", code="upstream_unreachable", details=details)
-    return APIError(502, message, type="api_error", code="upstream_error", details=details)
+        return HTTPProblem(502, message, type="api_error", code="upstream_unreachable", details=details)
+    return HTTPProblem(502, message, type="api_error", code="upstream_error", details=details)

@@ -15,7 +15,7 @@ from typing import Any
 from agentadapter.llm import catalog
 from agentadapter.llm.backends.presets import PRESETS, canonical_type
 from agentadapter.llm.client import LLM
-from agentadapter.server.errors import APIError
+from agentadapter.server.errors import HTTPProblem
 from agentadapter.service.trust import model_refusal
 
 __all__ = ["check_model", "list_models", "model_entry"]
@@ -80,12 +80,12 @@ def check_model(llm: LLM, model: str) -> None:
     if refusal is None:
         return
     if refusal.reason == "operator_only":
-        raise APIError(403, refusal.message, code="model_not_allowed", param="model")
+        raise HTTPProblem(403, refusal.message, code="model_not_allowed", param="model")
     if refusal.reason == "invalid":
-        raise APIError(400, refusal.message, code="invalid_model", param="model")
-    raise APIError(404, f"the model {model!r} does not exist here: use provider/model (like openai/gpt-4o-mini) of a "
-                        "known provider, or an alias of the server's agentadapter.yaml; GET /v1/models lists them",
-                   type="invalid_request_error", code="model_not_found", param="model")
+        raise HTTPProblem(400, refusal.message, code="invalid_model", param="model")
+    raise HTTPProblem(404, f"the model {model!r} does not exist here: use provider/model (like openai/gpt-4o-mini) "
+                           "of a known provider, or an alias of the server's agentadapter.yaml; GET /v1/models lists "
+                           "them", type="invalid_request_error", code="model_not_found", param="model")
 
 
 def model_entry(llm: LLM, model: str) -> dict[str, Any]:

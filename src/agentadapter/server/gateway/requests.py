@@ -23,7 +23,7 @@ from agentadapter.llm.messages import Request, coerce_messages
 from agentadapter.llm.output import OutputSchema
 from agentadapter.llm.schema_safety import UnsafeSchemaError, check_schema
 from agentadapter.llm.tools import Tool, coerce_tool
-from agentadapter.server.errors import APIError
+from agentadapter.server.errors import HTTPProblem
 from agentadapter.server.middleware import CHECKED_BODY
 from agentadapter.server.payloads import CheckedBody, InvalidJSON, PayloadLimits, PayloadRefused, check_json
 
@@ -59,8 +59,8 @@ class ChatCall:
     include_usage: bool
 
 
-def bad_request(param: str | None, message: str, code: str = "invalid_value") -> APIError:
-    return APIError(400, message, code=code, param=param)
+def bad_request(param: str | None, message: str, code: str = "invalid_value") -> HTTPProblem:
+    return HTTPProblem(400, message, code=code, param=param)
 
 
 def parse_body(raw: bytes, checked: CheckedBody | None = None) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def parse_body(raw: bytes, checked: CheckedBody | None = None) -> dict[str, Any]
         except (ValueError, InvalidJSON) as exc:
             raise bad_request(None, f"the request body is not valid JSON ({exc})", "invalid_json") from exc
         except PayloadRefused as exc:
-            raise APIError(exc.status, exc.message, code=exc.code, param=exc.param, details=exc.details) from exc
+            raise HTTPProblem(exc.status, exc.message, code=exc.code, param=exc.param, details=exc.details) from exc
     if not isinstance(body, dict):
         raise bad_request(None, "the request body must be a JSON object", "invalid_json")
     return body
@@ -90,7 +90,7 @@ async def read_chat_request(request: HTTPRequest, tags: Mapping[str, str], *, of
 
 
 def parse_chat_request(body: Mapping[str, Any], tags: Mapping[str, str]) -> ChatCall:
-    """Check a Chat Completions body and build the neutral request; raises a 400 :class:`APIError`."""
+    """Check a Chat Completions body and build the neutral request; raises a 400 :class:`HTTPProblem`."""
     unknown = [key for key in body if key not in _ACCEPTED]
     if unknown:
         raise bad_request(unknown[0], f"{unknown[0]!r} is not supported by this gateway; supported fields: "
@@ -230,7 +230,7 @@ def _output(raw: Any) -> OutputSchema | None:
         try:
             check_schema(schema, "response_format.json_schema.schema")
         except UnsafeSchemaError as exc:  # 422: the request is well-formed, the schema is one we refuse
-            raise APIError(422, str(exc), code="invalid_schema", param=exc.param) from exc
+            raise HTTPProblem(422, str(exc), code="invalid_schema", param=exc.param) from exc
         strict = spec.get("strict")
         return ClientValidatedOutput(spec["name"], dict(schema), strict=bool(strict))
     raise bad_request("response_format.type", "response_format.type must be text, json_object or json_schema")

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from agentadapter.observability.metrics import RelabeledView
 from agentadapter.observability.redact import redact_text
 from agentadapter.server.deps import StateDep
-from agentadapter.server.errors import APIError
+from agentadapter.server.errors import HTTPProblem
 from agentadapter.server.metrics_labels import KnownLabels, label_policy
 
 router = APIRouter(tags=["operations"])
@@ -29,19 +29,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check_redis(url: str) -> None:
-    import redis.asyncio as redis_asyncio
-
-    client = redis_asyncio.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=2.0)
-    try:
-        await client.ping()
-    finally:
-        await client.aclose()
-
-
 @router.get("/readyz")
 async def readyz(state: StateDep) -> Response:
-    """Readiness: the database answers, and Redis too when AGENTADAPTER_REDIS_URL is set (503 otherwise)."""
+    """Readiness: the database answers, and Redis too when AGENTADAPTER_REDIS_URL is set (503 otherwise).
+
+    Redis is asked through the process's Redis owner (built at start-up): a probe opens no client
+    and no pool of its own, so frequent probes cost one pooled PING each."""
     checks: dict[str, Any] = {}
     ok = state.ready
     started = time.perf_counter()
@@ -53,11 +46,11 @@ async def readyz(state: StateDep) -> Response:
     except Exception as exc:
         ok = False
         checks["database"] = {"status": "error", "error": f"{type(exc).__name__}: {redact_text(str(exc))}"}
-    if state.settings.redis_url:
+    if state.redis is not None:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(5):
-                await _check_redis(state.settings.redis_url)
+                await state.redis.ping()
             checks["redis"] = {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
         except Exception as exc:
             ok = False
@@ -74,9 +67,9 @@ def _check_metrics_token(request: Request, state: StateDep) -> None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     expected = token.get_secret_value().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        raise APIError(401, "/metrics needs Authorization: Bearer <the AGENTADAPTER_METRICS_TOKEN the operator set>; "
-                            "configure the scraper with it (Prometheus: authorization.credentials)",
-                       code="invalid_metrics_token", headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        raise HTTPProblem(401, "/metrics needs Authorization: Bearer <the AGENTADAPTER_METRICS_TOKEN the operator "
+                               "set>; configure the scraper with it (Prometheus: authorization.credentials)",
+                          code="invalid_metrics_token", headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
 
 
 @router.get("/metrics", response_class=Response)
