@@ -2,7 +2,7 @@
 
 Here the local backend is stood in for (a scripted backend registered as the ``local`` provider, or
 a scripted runner) to check what the agent sends and how it binds; the end-to-end runs with real
-runners on a tiny model are in tests/runners/test_local_agent.py.
+runners on a tiny model are in tests/llm/runners/test_local_agent.py.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ from agentadapter.llm.tokens import (
 )
 from agentadapter.llm.tools import Tool
 
+pytestmark = pytest.mark.usefixtures("fresh_encodings")
+
 _FAKE_MODULES = ("tiktoken", "tiktoken.load", "tiktoken_ext", "tiktoken_ext.openai_public")
 _URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
 

@@ -1,4 +1,5 @@
-"""Every catalog test starts with no tokenizer loaded, so a test that needs one shows how it gets it."""
+"""Shared fixtures of the adapter's tests: ``fresh_encodings`` starts a token-counting test with no
+tokenizer loaded, so a test that needs one shows how it gets it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from agentadapter.llm import tokens
 
 
-@pytest.fixture(autouse=True)
-def _fresh_encodings() -> Iterator[None]:
+@pytest.fixture
+def fresh_encodings() -> Iterator[None]:
     tokens._encodings.clear()
     tokens._sources.clear()
     yield

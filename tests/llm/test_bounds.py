@@ -23,6 +23,8 @@ from agentadapter.llm.policy.budget import Hold
 from agentadapter.llm.tokens import UNSET_MAX_TOKENS_CAP
 from agentadapter.testing import offline_llm
 
+pytestmark = pytest.mark.usefixtures("fresh_encodings")
+
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 

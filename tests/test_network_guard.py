@@ -54,7 +54,7 @@ def test_a_connection_beyond_loopback_is_refused_and_says_why() -> None:
     with pytest.raises(NetworkAccessBlocked, match="loopback fake"):
         socket.create_connection((PUBLIC, 80), timeout=1)
     assert GUARD.refused[-1] == (
-        "tests/core/test_network_guard.py::test_a_connection_beyond_loopback_is_refused_and_says_why",
+        "tests/test_network_guard.py::test_a_connection_beyond_loopback_is_refused_and_says_why",
         f"a connection to {PUBLIC}:80")
 
 

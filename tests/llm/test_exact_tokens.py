@@ -27,6 +27,8 @@ from agentadapter.llm.tokens import count_tokens_local
 from fakes.anthropic_server import AnthropicFake
 from fakes.gemini_server import GeminiFake
 
+pytestmark = pytest.mark.usefixtures("fresh_encodings")
+
 
 def _require_tokens_extra() -> None:
     missing = [name for name in ("tiktoken", "bpe_openai") if importlib.util.find_spec(name) is None]

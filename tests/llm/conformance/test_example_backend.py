@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom_backend.py"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "custom_backend.py"
 
 
 async def test_the_worked_example_passes_the_kit():

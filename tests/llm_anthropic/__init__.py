@@ -1,1 +1,0 @@
-"""Tests of the Anthropic Messages backend against a loopback fake of the API."""

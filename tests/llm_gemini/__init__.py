@@ -1,1 +1,0 @@
-"""Tests of the Gemini backend against a loopback fake of the Gemini API."""
