@@ -5,7 +5,7 @@ layer can derive its errors from it without importing another layer. It defines 
 :class:`AgentAdapterError`, and the cross-cutting bases every layer raises: :class:`ConfigurationError`,
 :class:`InvalidRequestError` and :class:`RedisUnavailableError`. Every other error is defined in the
 layer that raises it (bracketed on the right below) and only drawn here; the other error modules'
-docstrings point to this drawing, and ``tests/core/test_error_tree.py`` checks that it names every
+docstrings point to this drawing, and ``tests/test_error_tree.py`` checks that it names every
 subclass of :class:`AgentAdapterError` in the package, under its own base, in its own module, with its
 ``retryable`` flag::
 
