@@ -202,7 +202,8 @@ def make_guardrails(specs: Sequence[Mapping[str, Any]]) -> tuple[list[InputGuard
 
 
 def agent_defaults(settings: Any) -> dict[str, Any]:
-    """The user settings the agent factory reads (``default_model``, ``prefer_local``)."""
+    """The user settings the agent factory reads (``default_model``; ``prefer_local`` is passed on but
+    has no effect: every agent the builder makes is an ``llm`` agent on the tenant's facade)."""
     if settings is None:
         return {}
     defaults: dict[str, Any] = {"prefer_local": bool(settings.prefer_local)}

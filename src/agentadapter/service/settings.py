@@ -2,7 +2,9 @@
 
 For an API key the current user is the tenant's default user (the seeds' "settings tied to the
 default user"); for a JWT it is the token's subject. The settings feed every run the user starts:
-``default_model`` for agents without a model, ``prefer_local`` for agents whose transport is open.
+``default_model`` for agents without a model. ``prefer_local`` is stored for the user's clients;
+agents built from tenant data always run on the tenant's facade (the trust boundary), so local
+models are reached through the aliases the operator defines, whatever it says.
 """
 
 from __future__ import annotations

@@ -22,7 +22,9 @@ class SettingsPut(RequestModel):
                                                description="By purpose: chat, embedding, vision, ...")
     rag_archives: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
         default_factory=list, max_length=100, description="File archives searched for RAG by default.")
-    prefer_local: bool = Field(default=False, description="Prefer local models to online ones.")
+    prefer_local: bool = Field(default=False, description=(
+        "Stored for your clients. Agents run through the API reach local models only through the "
+        "operator's aliases."))
     preferences: dict[str, Any] = Field(default_factory=dict)
 
 
