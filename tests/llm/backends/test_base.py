@@ -15,6 +15,7 @@ from agentadapter.llm.backends.base import (
     register_builtin,
 )
 from agentadapter.llm.backends.testing import FunctionBackend, TestBackend, example_value
+from agentadapter.llm.embeddings import EmbeddingRequest
 from agentadapter.llm.errors import CapabilityError, ConfigurationError
 from agentadapter.llm.messages import ImagePart, Message, ReasoningPart, Request, TextPart, ToolCallPart, ToolResultPart
 from agentadapter.llm.output import OutputSchema
@@ -28,7 +29,7 @@ async def test_optional_methods_have_clear_defaults():
     with pytest.raises(CapabilityError, match="cannot list its models"):
         await backend.list_models()
     with pytest.raises(CapabilityError, match="does not offer embeddings"):
-        await backend.embed(["x"], "m")
+        await backend.embed(EmbeddingRequest(model="m", inputs=["x"]))
     assert (await backend.detect_capabilities("echo")).known
     assert "TestBackend" in repr(backend)
 

@@ -28,6 +28,7 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from agentadapter.llm import catalog
+from agentadapter.llm.embeddings import EmbeddingBatch, EmbeddingLimits, EmbeddingRequest
 from agentadapter.llm.errors import (
     APIConnectionError,
     APIError,
@@ -168,8 +169,14 @@ class Backend(ABC):
     async def detect_capabilities(self, model: str) -> catalog.Capabilities:
         return self.capabilities(model)
 
-    async def embed(self, texts: list[str], model: str) -> list[list[float]]:
-        raise CapabilityError(f"backend {self.name!r} does not offer embeddings")
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingBatch:
+        """Embed one batch within :meth:`embedding_limits` (the facade splits calls into batches)."""
+        raise CapabilityError(f"backend {self.name!r} does not offer embeddings; use a provider that does "
+                              "(openai, azure, gemini, cohere, mistral, ollama, vllm, ...) or local/embed/<model>")
+
+    def embedding_limits(self, model: str) -> EmbeddingLimits:
+        """How many texts and tokens one embedding request to this backend may carry."""
+        return EmbeddingLimits()
 
     async def aclose(self) -> None:
         await self.transport.aclose()
