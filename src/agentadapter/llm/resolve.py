@@ -27,7 +27,7 @@ from typing import Any
 
 from agentadapter.config import BackendSpec, FileConfig, RouteSpec
 from agentadapter.llm import catalog
-from agentadapter.llm.backends.base import Backend, BackendConfig, backend_class
+from agentadapter.llm.backends.base import Backend, BackendConfig, backend_class, register_builtin
 from agentadapter.llm.backends.presets import PRESETS, Preset, canonical_type, get_preset
 from agentadapter.llm.catalog import Capabilities, CatalogView
 from agentadapter.llm.errors import ConfigurationError, InvalidRequestError
@@ -39,6 +39,11 @@ from agentadapter.observability.logging import register_secret
 
 # Which backend type speaks each API an OpenAI-style provider offers.
 _API_BACKENDS = {"chat": "openai_chat", "responses": "openai_responses"}
+
+# `local/embed/<model>`: a `local` backend's embedding models run on this in-process backend (declared by
+# import path, so nothing of it is imported until an embedding model is used).
+_EMBED_PREFIX = "embed/"
+register_builtin("local_embed", "agentadapter.llm.backends.local_embed:LocalEmbedBackend")
 
 ROUTE_CACHE_SIZE = 1024
 """How many model ids' routes (and routers) one resolver keeps; the least recently used are dropped
@@ -140,6 +145,17 @@ class BackendPool:
                 self._built.popitem(last=False)
         return found
 
+    def embedder(self, backend: Backend) -> Backend:
+        """The in-process embedding backend beside a ``local`` backend (for its ``embed/<model>`` ids):
+        same name, so its limits and telemetry are the local backend's; its device when it has one."""
+        key = f"{backend.name}#embed"
+        found = self.get(key)
+        if found is None:
+            device = getattr(backend, "device_config", {}).get("device")
+            config = BackendConfig(name=backend.name, type="local_embed", options={"device": device} if device else {})
+            found = self.add(key, backend_class("local_embed")(config, transport=self.transport))
+        return found
+
     def _watch(self, backend: Backend) -> None:
         # Providers' rate-limit headers teach the backend's client-side limiter. A backend shared by
         # derived facades (one per tenant, rebuilt as their keys change) is watched once per limiter.
@@ -236,6 +252,8 @@ class Resolver:
                 "'openai/gpt-4o-mini', or define it under `models:` in agentadapter.yaml"
             )
         backend = self.backend(provider, model=model)
+        if model.startswith(_EMBED_PREFIX) and backend.type_name == "local":
+            backend = self.pool.embedder(backend)
         entry = self.catalog.find(model_id)
         if entry is not None and entry.api in _API_BACKENDS and backend.type_name in _API_BACKENDS.values():
             backend = self.variant(backend, entry.api)  # the catalog says which API this model prefers

