@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .embedding import fake_tokens, fake_vector
 from .server import FakeServer, Recorded, send_sse
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
@@ -66,7 +67,9 @@ class CohereFake(FakeServer):
             {"name": "command-a-03-2025", "endpoints": ["chat"]},
             {"name": "command-r7b-12-2024", "endpoints": ["chat"]},
         ]
+        self.embedding_dimensions = 8
         self.route("POST", "/v2/chat", self._chat)
+        self.route("POST", "/v2/embed", self._embed)
         self.route("GET", "/v1/models", self._models)
 
     async def __aenter__(self) -> CohereFake:
@@ -94,6 +97,33 @@ class CohereFake(FakeServer):
 
     async def _models(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
         return web.json_response({"models": self.models})
+
+    _INPUT_TYPES = frozenset({"search_document", "search_query", "classification", "clustering", "image"})
+
+    async def _embed(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
+        """``/v2/embed`` as Cohere answers it: embeddings by type, billed input tokens under ``meta``."""
+        if self.api_key is not None and recorded.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "invalid api token")
+        body = recorded.json or {}
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return _error(400, "invalid request: texts must be a non-empty list of strings")
+        if len(texts) > 96:
+            return _error(400, f"invalid request: total number of texts must be at most 96 - received {len(texts)}")
+        if body.get("input_type") not in self._INPUT_TYPES:
+            return _error(400, "invalid request: valid input_type must be provided with the provided model")
+        types = body.get("embedding_types")
+        if types != ["float"]:
+            return _error(400, f"this fake serves embedding_types ['float'] only, not {types!r}")
+        model = str(body.get("model"))
+        dimensions = body.get("output_dimension") or self.embedding_dimensions
+        vectors = [fake_vector(f"{model}:{body['input_type']}", text, dimensions) for text in texts]
+        tokens = sum(fake_tokens(t) for t in texts)
+        return web.json_response({
+            "id": "embed-fake-1", "texts": texts, "embeddings": {"float": vectors},
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}},
+            "response_type": "embeddings_by_type",
+        })
 
     async def _chat(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
         if self.api_key is not None and recorded.headers.get("authorization") != f"Bearer {self.api_key}":

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .embedding import fake_vector
 from .server import FakeServer, Recorded, send_sse
 
 API_PREFIX = "/v1beta/"
@@ -105,6 +106,7 @@ class GeminiFake(FakeServer):
         self.models = models if models is not None else [
             "gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash", "text-embedding-004",
         ]
+        self.embedding_dimensions = 8
         self.page_size = page_size
         self.chunk_chars = chunk_chars
         self.script: list[Reply] = []
@@ -171,6 +173,8 @@ class GeminiFake(FakeServer):
                 raise GeminiInvalid(f"Invalid JSON payload received. {exc}") from exc
             if method == "countTokens":
                 return web.json_response(self._count_tokens(body))
+            if method == "batchEmbedContents":
+                return web.json_response(self._batch_embed(model, body))
             if method not in ("generateContent", "streamGenerateContent"):
                 raise GeminiInvalid(f"no method {method}", 404)
             validate_request(body)
@@ -185,6 +189,31 @@ class GeminiFake(FakeServer):
         if reply.stream_error is not None:
             frames = [*frames[: reply.error_after], f"data: {json.dumps(reply.stream_error)}\r\n\r\n"]
         return await send_sse(request, frames, drop_after=reply.drop_after)
+
+    _TASK_TYPES = frozenset({"RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY", "CLASSIFICATION",
+                             "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY"})
+
+    def _batch_embed(self, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``batchEmbedContents`` as Gemini answers it: ``{"embeddings": [{"values": [...]}]}``, no usage."""
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not requests:
+            raise GeminiInvalid("* BatchEmbedContentsRequest.requests: contents is not specified")
+        if len(requests) > 100:
+            raise GeminiInvalid("* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch")
+        embeddings = []
+        for index, item in enumerate(requests):
+            if item.get("model") != f"models/{model}":
+                raise GeminiInvalid(f"requests[{index}].model: must be the batch's model (models/{model})")
+            task = item.get("taskType")
+            if task is not None and task not in self._TASK_TYPES:
+                raise GeminiInvalid(f"Invalid value at 'requests[{index}].task_type' ({task})")
+            parts = (item.get("content") or {}).get("parts") or []
+            text = "".join(part.get("text", "") for part in parts)
+            if not text:
+                raise GeminiInvalid(f"* BatchEmbedContentsRequest.requests[{index}].content: contents is not specified")
+            dimensions = item.get("outputDimensionality") or self.embedding_dimensions
+            embeddings.append({"values": fake_vector(f"{model}:{task}", text, dimensions)})
+        return {"embeddings": embeddings}
 
     async def _list_models(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
         try:

@@ -9,7 +9,10 @@ the shapes the real APIs send (see DESIGN.md's provider facts): argument fragmen
 under ``x_groq``, ``[DONE]``. Stream faults (a dropped connection, an invalid JSON frame, an error
 event after HTTP 200) are part of a reply; status faults come from :meth:`FakeServer.fail`; a
 ``strict`` response-format schema that strict mode refuses gets the API's 400 (:mod:`.openai_strict`). With
-nothing scripted it echoes the last user message.
+nothing scripted it echoes the last user message. ``POST .../embeddings`` answers as OpenAI's
+embeddings API does (``encoding_format`` float or base64, ``dimensions``, usage in ``prompt_tokens``),
+with :func:`.embedding.fake_vector` vectors of :attr:`OpenAIFake.embedding_dimensions` (or the
+request's ``dimensions``); it refuses token arrays and empty strings as the API does.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from .embedding import base64_vector, fake_tokens, fake_vector
 from .openai_strict import strict_schema_problem
 from .server import FakeServer, Recorded, send_sse
 
@@ -73,6 +77,7 @@ class OpenAIFake(FakeServer):
         self.models: list[dict[str, Any]] = [
             {"id": "gpt-4o-mini", "object": "model", "created": 1, "owned_by": "openai"},
         ]
+        self.embedding_dimensions = 8
         self.route("POST", "/", self._chat, prefix=True)
         self.route("GET", "/", self._models, prefix=True)
 
@@ -130,7 +135,39 @@ class OpenAIFake(FakeServer):
             return _not_found(request)
         return web.json_response({"object": "list", "data": self.models})
 
+    async def _embeddings(self, body: dict[str, Any]) -> web.StreamResponse:
+        def invalid(message: str, param: str) -> web.Response:
+            return web.json_response({"error": {"message": message, "type": "invalid_request_error",
+                                                "param": param, "code": None}}, status=400)
+
+        raw = body.get("input")
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return invalid("'input' must be a string or a non-empty array of strings in this fake", "input")
+        if any(not t for t in texts):
+            return invalid("'$.input' is invalid. Please check the API reference", "input")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return invalid("you must provide a model parameter", "model")
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            return invalid(f"invalid encoding_format {encoding!r}", "encoding_format")
+        dimensions = body.get("dimensions", self.embedding_dimensions)
+        if not isinstance(dimensions, int) or dimensions < 1:
+            return invalid("dimensions must be a positive integer", "dimensions")
+        data = []
+        for index, text in enumerate(texts):
+            vector = fake_vector(model, text, dimensions)
+            data.append({"object": "embedding", "index": index,
+                         "embedding": base64_vector(vector) if encoding == "base64" else vector})
+        data.reverse()  # the API sends them in order; a client must still read ``index``
+        tokens = sum(fake_tokens(t) for t in texts)
+        return web.json_response({"object": "list", "data": data, "model": model,
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
     async def _chat(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
+        if request.path.endswith("/embeddings"):
+            return await self._embeddings(recorded.json or {})
         if not request.path.endswith("/chat/completions"):
             return _not_found(request)
         body = recorded.json or {}

@@ -29,6 +29,11 @@ detected from its server (:mod:`agentadapter.llm.detect`), overridden, or unknow
 gets conservative defaults (``known=False``) and one warning per model on the
 ``agentadapter.catalog`` logger.
 
+Embedding models have a section of their own (``embedding_models``): :class:`EmbeddingModel` (output
+dimensions, the most tokens one input may have, the price per million input tokens, sourced and dated
+as the chat prices are), found by :func:`embedding_model` (exact id or alias, any case;
+``azure/<deployment>`` and ``openrouter/openai/<model>`` map to OpenAI's entry as for chat).
+
 Overrides come at two scopes. :func:`override` changes the process-wide catalog (code and tests).
 A config file's ``catalog:`` section is scoped to the facade built from it: :class:`CatalogView` lays
 those entries over the process-wide catalog for that ``LLM`` (and the facades derived from it)
@@ -508,6 +513,69 @@ class CatalogView:
 
 
 # -------------------------------------------------------------------------------------------- cost
+
+
+# ------------------------------------------------------------------------------ embedding models
+
+
+@dataclass(slots=True, frozen=True)
+class EmbeddingModel:
+    """What an embedding model produces and costs (``catalog.json``'s ``embedding_models``)."""
+
+    dimensions: int
+    """The length of the model's own vectors."""
+    max_input_tokens: int
+    """The most tokens one input may have."""
+    price: float | None
+    """USD per million input tokens (embeddings bill no output); None when unknown."""
+    shortenable: bool = False
+    """Whether it takes ``dimensions=`` (fewer dimensions than its own)."""
+    aliases: tuple[str, ...] = ()
+    source: str | None = None
+    as_of: str | None = None
+    note: str | None = None
+
+    def cost_usd(self, input_tokens: int) -> float | None:
+        return None if self.price is None else input_tokens * self.price / 1_000_000
+
+
+@cache
+def _embedding_data() -> dict[str, EmbeddingModel]:
+    raw = json.loads(resources.files("agentadapter.llm").joinpath("catalog.json").read_text("utf-8"))
+    found: dict[str, EmbeddingModel] = {}
+    for model_id, data in raw.get("embedding_models", {}).items():
+        pricing = data.get("pricing") or {}
+        entry = EmbeddingModel(
+            dimensions=int(data["dimensions"]), max_input_tokens=int(data["max_input_tokens"]),
+            price=pricing.get("input"), shortenable=bool(data.get("shortenable")),
+            aliases=tuple(data.get("aliases", ())), source=pricing.get("source"), as_of=pricing.get("as_of"),
+            note=data.get("note") or pricing.get("note"),
+        )
+        found[model_id.lower()] = entry
+        provider = model_id.split("/", 1)[0]
+        for alias in entry.aliases:
+            found.setdefault(_qualified(alias, provider).lower(), entry)
+    return found
+
+
+def embedding_models() -> dict[str, EmbeddingModel]:
+    """Every embedding model the catalog knows, by id (aliases included)."""
+    return dict(_embedding_data())
+
+
+def embedding_model(model_id: str) -> EmbeddingModel | None:
+    """The catalog's entry for an embedding model (``provider/model``), or None."""
+    data = _embedding_data()
+    key = model_id.lower()
+    found = data.get(key)
+    if found is not None:
+        return found
+    provider, _, model = key.partition("/")
+    if provider == "azure":  # a deployment named after the model bills OpenAI's list price
+        return data.get(f"openai/{model}")
+    if provider == "openrouter" and model.startswith("openai/"):
+        return data.get(model)
+    return None
 
 
 def cost_usd(usage: Usage, pricing: Pricing | None) -> float | None:

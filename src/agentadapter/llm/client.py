@@ -16,7 +16,8 @@ what routers share (:class:`~agentadapter.llm.router.RouterContext`); nothing be
 A config file's ``catalog:`` entries are this facade's own (:class:`~agentadapter.llm.catalog.CatalogView`),
 shared with the facades derived from it and invisible to any other.
 ``generate_sync`` runs calls on one background event loop per ``LLM`` so its pooled connections
-survive between calls.
+survive between calls. ``embed`` takes the same steps for texts to embed
+(:mod:`agentadapter.llm.embedding_calls`): the same cache, holds, router policies and ledger.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agentadapter.config import FileConfig, find_config_file, get_settings, load_config_file, parse_config
-from agentadapter.llm import bounds
+from agentadapter.llm import bounds, embedding_calls
 from agentadapter.llm.backends.base import Backend
 from agentadapter.llm.catalog import Capabilities, CatalogView
+from agentadapter.llm.embeddings import EmbeddingResponse, InputType
 from agentadapter.llm.errors import CapabilityError, InvalidRequestError
 from agentadapter.llm.estimate import CallEstimate
 from agentadapter.llm.health import InProcessReliabilityStore, ReliabilityStore, TargetHealth
@@ -297,7 +299,34 @@ class LLM:
         parts.extend(to_image_part(image) for image in images)
         return await self.generate(model, [Message("user", parts)], **settings)
 
+    async def embed(
+        self,
+        model: ModelId,
+        inputs: str | Sequence[str],
+        *,
+        dimensions: int | None = None,
+        input_type: InputType | None = None,
+        timeout: float | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> EmbeddingResponse:
+        """A vector per input text, in input order, from ``model`` (an id, an alias, or a list tried in order).
+
+        ``dimensions`` shortens the vectors where the model can; ``input_type`` (``query``, ``document``,
+        ``classification``, ``clustering``) tells providers that embed each kind differently (Cohere,
+        Gemini) what the texts are for; ``timeout`` bounds the whole call, batches, retries and failover
+        included. Empty inputs and texts longer than every target reads are refused with
+        :class:`InvalidRequestError` before any request. Calls go through the same policies as
+        :meth:`generate`; usage and cost appear in :meth:`usage`.
+        """
+        request = embedding_calls.embedding_request(inputs, dimensions=dimensions, input_type=input_type,
+                                                    timeout=timeout)
+        return await embedding_calls.embed(self, model, request, tags=tags)
+
     # ----------------------------------------------------------------------------- sync callers
+
+    def embed_sync(self, model: ModelId, inputs: str | Sequence[str], **kwargs: Any) -> EmbeddingResponse:
+        """``embed`` for code that is not async (runs on this LLM's background loop)."""
+        return self.run_sync(self.embed(model, inputs, **kwargs))
 
     def generate_sync(self, model: ModelId, messages: MessagesInput, **kwargs: Any) -> Response:
         """``generate`` for code that is not async (runs on this LLM's background loop)."""
@@ -463,23 +492,29 @@ class LLM:
 
     async def _hold(self, call: PreparedCall) -> None:
         """Hold the call's worst case against the budgets and guards (see :meth:`call_bound`)."""
+        call.hold = await self.hold_bound(lambda: self._bound(call.model_ids, call.request, call.estimate),
+                                          call.request.tags)
+
+    async def hold_bound(self, bound_of: Callable[[], bounds.CallBound], tags: Mapping[str, str]) -> Hold | None:
+        """Hold a call's worst case (``bound_of()``, worked out only when something guards) against the
+        budgets and guards; None when nothing guards this facade."""
         if not self.budgets.active and not self.guards:
-            return
-        bound = self._bound(call.model_ids, call.request, call.estimate)
+            return None
+        bound = bound_of()
         guards: list[SpendGuard] = [self.budgets] if self.budgets.active else []
         guards.extend(self.guards)
         holds: list[Hold] = []
         try:
             for guard in guards:
                 if isinstance(guard, BoundedSpendGuard):
-                    holds.append(await guard.reserve_bound(bound, call.request.tags))
+                    holds.append(await guard.reserve_bound(bound, tags))
                 else:
-                    holds.append(await guard.reserve(bound.usd, call.request.tags))
+                    holds.append(await guard.reserve(bound.usd, tags))
         except BaseException:
             for hold in holds:  # a later guard refused: release what the earlier ones hold
                 await hold.settle(0.0)
             raise
-        call.hold = holds[0] if len(holds) == 1 else _Holds(holds)
+        return holds[0] if len(holds) == 1 else _Holds(holds)
 
     async def _complete(self, call: PreparedCall, response: Response) -> Response:
         """The steps after an answer: settle the holds, finish it, store it in the cache."""

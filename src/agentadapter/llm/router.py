@@ -17,6 +17,13 @@ of it, and a back-off that would cross it is not slept.
 ``Response.attempts`` tells the story; when every target fails, ``AllTargetsFailedError`` carries
 each error. Because a router is itself a :class:`Backend`, routes nest.
 
+Embeddings (:meth:`Router.embed_all`) take the same path per target: the deadline, the breaker, the
+rate limiter (its token budget counts the batch's input tokens), retries, statistics and telemetry
+per batch. A target embeds the whole call, split into batches within its limits and in input order
+(:func:`~agentadapter.llm.embeddings.plan_batches`); an input longer than it reads, or a ``dimensions``
+it cannot give, is refused for that target before a request (a ``CapabilityError``, so the route
+moves on). Failover restarts the call on the next target: vectors of two models do not share a space.
+
 A router is built by the resolver (:mod:`agentadapter.llm.resolve`) from a :class:`RouterContext` and
 never calls back into the resolver or the facade. The call's token estimate
 (:class:`~agentadapter.llm.estimate.CallEstimate`, made once by the facade) travels with the request
@@ -36,6 +43,13 @@ from typing import TYPE_CHECKING, Any
 from agentadapter.llm import catalog
 from agentadapter.llm.backends.base import Backend, BackendConfig
 from agentadapter.llm.catalog import CatalogView
+from agentadapter.llm.embeddings import (
+    EmbeddingBatch,
+    EmbeddingLimits,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    plan_batches,
+)
 from agentadapter.llm.errors import (
     AgentAdapterError,
     AllTargetsFailedError,
@@ -51,10 +65,10 @@ from agentadapter.llm.errors import (
 )
 from agentadapter.llm.estimate import CallEstimate
 from agentadapter.llm.health import ReliabilityStore
-from agentadapter.llm.messages import Attempt, ImagePart, Request, Response, StreamEvent
-from agentadapter.llm.policy.retry import MIN_TIME_LEFT, RetryPolicy, deadline_error, deadline_passed
+from agentadapter.llm.messages import Attempt, ImagePart, Request, Response, StreamEvent, Usage
+from agentadapter.llm.policy.retry import MIN_TIME_LEFT, Deadlined, RetryPolicy, deadline_error, deadline_passed
 from agentadapter.llm.telemetry import CallRecord, Telemetry
-from agentadapter.llm.tokens import check_context_window
+from agentadapter.llm.tokens import check_context_window, count_texts_local
 
 if TYPE_CHECKING:
     from agentadapter.llm.resolve import Route, Target
@@ -113,6 +127,10 @@ class Router(Backend):
     def capabilities(self, model: str) -> catalog.Capabilities:
         return self.route.targets[0].capabilities()
 
+    def embedding_limits(self, model: str) -> EmbeddingLimits:
+        first = self.route.targets[0]
+        return first.backend.embedding_limits(first.model)
+
     async def aclose(self) -> None:
         return None  # the targets' backends own the connections
 
@@ -125,14 +143,18 @@ class Router(Backend):
     def ordered_targets(self, request: Request, estimate: CallEstimate | None = None) -> list[Target]:
         """The targets in the order this request tries them."""
         targets = list(self.route.targets)
-        strategy = self.route.strategy
-        store = self.context.store
-        if strategy == "cost":
+        if self.route.strategy == "cost":
             counted = estimate if estimate is not None else self.estimate(request)
             fitting = [t for t in targets if fits(t, request, counted)]
             rest = [t for t in targets if t not in fitting]
             fitting.sort(key=lambda t: estimated_cost(t, request, counted))
             return fitting + rest
+        return self._by_state(targets)
+
+    def _by_state(self, targets: list[Target]) -> list[Target]:
+        """The order of the strategies that look at the targets, not at the request."""
+        strategy = self.route.strategy
+        store = self.context.store
         if strategy == "latency":
             # An unmeasured target sorts first, so every target gets measured.
             return sorted(targets, key=lambda t: store.stats(t.label).ewma_latency_ms or 0.0)
@@ -184,10 +206,11 @@ class Router(Backend):
         if isinstance(target.backend, Router):
             checked = checked_request(target, request, attempts, estimate)
             return await self._generate_nested(target, checked, attempts, estimate)
-        call = _TargetCall(self, target, request, attempts, estimate)
+        call = _TargetCall.chat(self, target, request, attempts, estimate)
         while True:
             await call.admit()
             try:
+                assert isinstance(call.request, Request)
                 response = await call.backend.generate(call.request)
             except AgentAdapterError as error:
                 if not await call.failed(error, emitted=False):
@@ -224,7 +247,7 @@ class Router(Backend):
         return replace(policy, max_retries=max_retries)
 
     @staticmethod
-    def _retry_delay(policy: RetryPolicy, error: BaseException, retries: int, request: Request) -> float | None:
+    def _retry_delay(policy: RetryPolicy, error: BaseException, retries: int, request: Deadlined) -> float | None:
         """Seconds to wait before trying again, or None when no retry is due (or it would end past
         the deadline: the wait is computed once, so the one checked is the one slept)."""
         if not policy.should_retry(error, retries):
@@ -233,6 +256,91 @@ class Router(Backend):
         if request.deadline is not None and time.monotonic() + delay >= request.deadline - MIN_TIME_LEFT:
             return None
         return delay
+
+    # -------------------------------------------------------------------------------- embeddings
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingBatch:
+        """The :class:`Backend` contract, for a router nested as another's backend: the whole call."""
+        response = await self.embed_all(request)
+        return EmbeddingBatch(response.vectors, response.usage.input_tokens, response.model)
+
+    async def embed_all(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Every input's vector from the first target that embeds them all (see the module docstring)."""
+        attempts: list[Attempt] = []
+        errors: list[BaseException] = []
+        for target in self._embedding_order():
+            if deadline_passed(request):
+                errors.append(out_of_time(target, request, attempts))
+                break
+            try:
+                response = await self._embed_on(target, request, attempts)
+            except AgentAdapterError as error:
+                errors.append(error)
+                if not self.may_fail_over(error):
+                    break
+                continue
+            response.attempts = attempts
+            return response
+        raise route_error(errors, attempts, len(self.route.targets), request)
+
+    def _embedding_order(self) -> list[Target]:
+        targets = list(self.route.targets)
+        if self.route.strategy == "cost":  # unknown prices last
+            return sorted(targets, key=lambda t: _embedding_price(t.label))
+        return self._by_state(targets)
+
+    async def _embed_on(self, target: Target, request: EmbeddingRequest, attempts: list[Attempt]) -> EmbeddingResponse:
+        backend = target.backend
+        if isinstance(backend, Router):
+            try:
+                nested = await backend.embed_all(request)
+            except AllTargetsFailedError as error:
+                attempts.extend(error.attempts)
+                raise
+            attempts.extend(nested.attempts)
+            return nested
+        started = time.perf_counter()
+        counts, _ = count_texts_local(request.inputs, target.label)
+        limits = embedding_limits(target)
+        problem = embedding_problem(target, counts, request.dimensions, limits)
+        if problem is not None:
+            refused = CapabilityError(problem)
+            attempts.append(failed_attempt(target.label, refused, started, 0))
+            raise refused
+        entry = catalog.embedding_model(target.label)
+        call = _TargetCall(self, target, request, attempts, backend, lambda: 0)
+        vectors: list[list[float]] = []
+        tokens = 0
+        cost: float | None = 0.0 if entry is not None and entry.price is not None else None
+        model = target.model
+        for start, end in plan_batches(counts, limits):
+            call.request = replace(request, model=target.model, inputs=request.inputs[start:end])
+            call.estimate = sum(counts[start:end]) if call.limiter.active else 0
+            batch = await self._embed_batch(call, entry)
+            vectors.extend(batch.vectors)
+            tokens += batch.input_tokens
+            model = batch.model
+            if cost is not None and entry is not None:
+                cost += entry.cost_usd(batch.input_tokens) or 0.0
+        call.done()
+        return EmbeddingResponse(model=model, provider=target.provider, vectors=vectors,
+                                 usage=Usage(input_tokens=tokens), cost_usd=cost)
+
+    async def _embed_batch(self, call: _TargetCall, entry: catalog.EmbeddingModel | None) -> EmbeddingBatch:
+        assert isinstance(call.request, EmbeddingRequest)
+        while True:
+            await call.admit()
+            try:
+                batch = await call.backend.embed(call.request)
+            except AgentAdapterError as error:
+                if not await call.failed(error, emitted=False):
+                    raise
+                continue
+            except BaseException:
+                call.cancelled()
+                raise
+            call.embedded(batch, entry.cost_usd(batch.input_tokens) if entry is not None else None)
+            return batch
 
     # ------------------------------------------------------------------------------------ stream
 
@@ -276,7 +384,8 @@ class Router(Backend):
                 attempts.extend(error.attempts)
                 raise
             return
-        call = _TargetCall(self, target, request, attempts, estimate)
+        call = _TargetCall.chat(self, target, request, attempts, estimate)
+        assert isinstance(call.request, Request)
         while True:
             await call.admit()
             first_event_ms: float | None = None
@@ -305,7 +414,8 @@ class _TargetCall:
     )
 
     def __init__(
-        self, router: Router, target: Target, request: Request, attempts: list[Attempt], estimate: CallEstimate
+        self, router: Router, target: Target, request: Request | EmbeddingRequest, attempts: list[Attempt],
+        backend: Backend, tokens: Callable[[], int],
     ) -> None:
         self.router, self.target, self.attempts = router, target, attempts
         self.label = target.label
@@ -313,15 +423,24 @@ class _TargetCall:
         self.retries = 0
         # Whether the current try's outcome is booked: a consumer closing a finished stream is not a cancel.
         self.outcome_recorded = False
-        self.request = checked_request(target, request, attempts, estimate)
+        self.request = request
         self.policy = router._policy(target)
-        self.backend = router._backend_for(target, request)
+        self.backend = backend
         store = router.context.store
         self.breaker, self.stats = store.breaker(self.label), store.stats(self.label)
         self.limiter = store.limiter(self.backend.name)
-        self.estimate = (
-            estimate.input_tokens(self.label) + (self.request.max_tokens or 0) if self.limiter.active else 0
-        )
+        self.estimate = tokens() if self.limiter.active else 0
+        """The tokens this try takes from the rate limiter (input and the output bound; an embedding
+        batch's input)."""
+
+    @classmethod
+    def chat(
+        cls, router: Router, target: Target, request: Request, attempts: list[Attempt], estimate: CallEstimate
+    ) -> _TargetCall:
+        """A chat call's share: the request checked against the target's capabilities first."""
+        checked = checked_request(target, request, attempts, estimate)
+        return cls(router, target, checked, attempts, router._backend_for(target, request),
+                   lambda: estimate.input_tokens(target.label) + (checked.max_tokens or 0))
 
     def elapsed_ms(self) -> float:
         return _ms(self.call_started)
@@ -374,6 +493,19 @@ class _TargetCall:
             self.limiter.settle(self.estimate, response.usage.total_tokens)
         settle_cost(response, self.target)
         self.router.context.telemetry.finished(self.record, response=response, ttft_ms=ttft_ms)
+        self.done()
+
+    def embedded(self, batch: EmbeddingBatch, cost_usd: float | None) -> None:
+        """One embedding batch answered (the target's attempt is booked by :meth:`done` after the last)."""
+        self.outcome_recorded = True
+        self.stats.finished(ok=True, latency_ms=self.elapsed_ms())
+        self.breaker.record_success()
+        if self.limiter.active:
+            self.limiter.settle(self.estimate, batch.input_tokens)
+        self.router.context.telemetry.embedded(self.record, batch, cost_usd)
+
+    def done(self) -> None:
+        """The target answered: its attempt, with the retries it took."""
         self.attempts.append(Attempt(self.label, latency_ms=_ms(self.started), retries=self.retries))
 
 
@@ -437,11 +569,44 @@ def checked_request(
         raise
 
 
-def out_of_time(target: Target, request: Request, attempts: list[Attempt]) -> BaseException:
+def out_of_time(target: Target, request: Deadlined, attempts: list[Attempt]) -> BaseException:
     """The call's deadline passed before ``target`` could be tried: recorded, and the route ends."""
     error = deadline_error(request, before=f"{target.label} could be tried", provider=target.backend.name)
     attempts.append(failed_attempt(target.label, error, time.perf_counter(), 0))
     return error
+
+
+def embedding_limits(target: Target) -> EmbeddingLimits:
+    """What one request to ``target`` may carry: the backend's limits, the catalog's for the model within them."""
+    limits = target.backend.embedding_limits(target.model)
+    entry = catalog.embedding_model(target.label)
+    if entry is not None and entry.max_input_tokens < limits.max_input_tokens:
+        limits = replace(limits, max_input_tokens=entry.max_input_tokens)
+    return limits
+
+
+def embedding_problem(
+    target: Target, counts: Sequence[int], dimensions: int | None, limits: EmbeddingLimits | None = None
+) -> str | None:
+    """Why ``target`` cannot embed texts of these token counts (at ``dimensions``), or None when it can."""
+    limits = limits if limits is not None else embedding_limits(target)
+    longest = max(range(len(counts)), key=counts.__getitem__)
+    if counts[longest] > limits.max_input_tokens:
+        return (f"input {longest} is about {counts[longest]:,} tokens, more than the {limits.max_input_tokens:,} "
+                f"{target.label} embeds in one text; split it into shorter passages")
+    entry = catalog.embedding_model(target.label)
+    if dimensions is not None and entry is not None:
+        if not entry.shortenable:
+            return (f"{target.label} gives {entry.dimensions}-dimension vectors and cannot shorten them; "
+                    "drop dimensions= or pick a model that can (e.g. openai/text-embedding-3-small)")
+        if dimensions > entry.dimensions:
+            return f"{target.label} gives at most {entry.dimensions} dimensions, not {dimensions}"
+    return None
+
+
+def _embedding_price(label: str) -> float:
+    entry = catalog.embedding_model(label)
+    return entry.price if entry is not None and entry.price is not None else float("inf")
 
 
 def settle_cost(response: Response, target: Target) -> None:
@@ -461,7 +626,7 @@ def failed_attempt(label: str, error: BaseException, started: float, retries: in
 
 
 def route_error(
-    errors: Sequence[BaseException], attempts: list[Attempt], target_count: int, request: Request | None = None
+    errors: Sequence[BaseException], attempts: list[Attempt], target_count: int, request: Deadlined | None = None
 ) -> BaseException:
     """The single error of a one-target route, else an ``AllTargetsFailedError`` with every error."""
     if len(errors) == 1 and target_count == 1:

@@ -10,7 +10,10 @@ conventions: kind ``CLIENT``, named ``chat {model}``, with ``gen_ai.operation.na
 ``anthropic``, ``gcp.gemini``, ``azure.ai.openai``, ``x_ai``, ``mistral_ai``, ...; the type itself for
 a provider they do not list), ``gen_ai.request.*``, ``gen_ai.response.*``, ``gen_ai.usage.*``,
 ``server.address`` / ``server.port`` (from the backend's base URL) and ``error.type``; the configured
-backend name is ``agentadapter.backend``. They are made only when the application has installed a
+backend name is ``agentadapter.backend``. An embedding batch is a try like any other: its span is named
+``embeddings {model}`` (``gen_ai.operation.name`` ``embeddings``, ``gen_ai.embeddings.dimension.count``
+when shortened), its input tokens and cost go to the same series, and the texts it embedded to
+``agentadapter_llm_embedded_texts``. They are made only when the application has installed a
 real tracer provider (an exporter is configured); otherwise tracing costs one check per call. No
 vendor key is involved.
 """
@@ -25,8 +28,11 @@ from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from agentadapter.llm.embeddings import EmbeddingRequest
+
 if TYPE_CHECKING:
     from agentadapter.llm.backends.base import Backend
+    from agentadapter.llm.embeddings import EmbeddingBatch
     from agentadapter.llm.messages import Request, Response
 
 GENAI_PROVIDER_NAMES: dict[str, str] = {
@@ -60,6 +66,7 @@ TOKENS = Counter("agentadapter_llm_tokens", "Tokens by kind", ["provider", "mode
 OTHER_MODEL = "other"
 """The model label shared by calls past :attr:`Telemetry.max_series` distinct models."""
 COST = Counter("agentadapter_llm_cost_usd", "Spend in USD at catalog prices", ["provider", "model"])
+EMBEDDED = Counter("agentadapter_llm_embedded_texts", "Texts embedded", ["provider", "model"])
 CACHE = Counter("agentadapter_llm_cache", "Response cache look-ups", ["result"])
 BREAKER = Gauge("agentadapter_llm_breaker_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
                 ["target"])
@@ -128,7 +135,9 @@ class Telemetry:
             series = self._series[target] = _Series(provider, model, target)
         return series
 
-    def started(self, target: str, request: Request, *, backend: Backend | None = None) -> CallRecord:
+    def started(
+        self, target: str, request: Request | EmbeddingRequest, *, backend: Backend | None = None
+    ) -> CallRecord:
         """A try of ``target`` (``provider/model``) begins; ``backend`` (the one called) names the
         provider and server on the span."""
         series = self._series_for(target)
@@ -168,6 +177,22 @@ class Telemetry:
         if record.span is not None:
             self._end_span(record.span, response, error)
 
+    def embedded(self, record: CallRecord, batch: EmbeddingBatch, cost_usd: float | None) -> None:
+        """An embedding batch succeeded: its input tokens, cost and texts, and the span's usage."""
+        series = record.series
+        if self.metrics:
+            series.in_flight.dec()
+            series.ok.inc()
+            series.latency.observe(time.perf_counter() - record.started)
+            series.input.inc(batch.input_tokens)
+            if cost_usd:
+                series.cost.inc(cost_usd)
+            EMBEDDED.labels(series.provider, series.model).inc(len(batch.vectors))
+        if record.span is not None:
+            record.span.set_attribute("gen_ai.response.model", batch.model)
+            record.span.set_attribute("gen_ai.usage.input_tokens", batch.input_tokens)
+            record.span.end()
+
     @staticmethod
     def cache_lookup(hit: bool) -> None:
         CACHE.labels("hit" if hit else "miss").inc()
@@ -192,12 +217,21 @@ class Telemetry:
             self._tracer = provider.get_tracer("agentadapter")
         return self._tracer
 
-    def _start_span(self, series: _Series, request: Request, backend: Backend | None) -> Any:
+    def _start_span(self, series: _Series, request: Request | EmbeddingRequest, backend: Backend | None) -> Any:
         tracer = self._tracer_if_configured()
         if tracer is None:
             return None
         if series.span_attributes is None:
             series.span_attributes = target_attributes(series.provider, backend)
+        from opentelemetry.trace import SpanKind
+
+        if isinstance(request, EmbeddingRequest):
+            model = request.model or series.model
+            embedding: dict[str, Any] = {**series.span_attributes, "gen_ai.operation.name": "embeddings",
+                                         "gen_ai.request.model": model}
+            if request.dimensions is not None:
+                embedding["gen_ai.embeddings.dimension.count"] = request.dimensions
+            return tracer.start_span(f"embeddings {model}", kind=SpanKind.CLIENT, attributes=embedding)
         attributes: dict[str, Any] = {
             **series.span_attributes,
             "gen_ai.operation.name": "chat",
@@ -208,8 +242,6 @@ class Telemetry:
                             ("top_p", request.top_p), ("seed", request.seed)):
             if value is not None:
                 attributes[f"gen_ai.request.{name}"] = value
-        from opentelemetry.trace import SpanKind
-
         return tracer.start_span(
             f"chat {attributes['gen_ai.request.model']}", kind=SpanKind.CLIENT, attributes=attributes
         )

@@ -57,6 +57,7 @@ __all__ = [
     "UNSET_MAX_TOKENS_CAP",
     "TokenCount",
     "check_context_window",
+    "count_texts_local",
     "count_tokens_local",
     "estimate_cost",
     "openai_encoding_name",
@@ -125,6 +126,17 @@ def count_tokens_local(request: Request, model_id: str | None = None) -> TokenCo
     tokens, exact = _count_with(encoding, media.text_only)
     return TokenCount(tokens + media_tokens, exact=exact and not has_media, method=f"tiktoken:{encoding_name}",
                       media_tokens=media_tokens)
+
+
+def count_texts_local(texts: list[str], model_id: str) -> tuple[list[int], bool]:
+    """Tokens of each text on its own (what an embedding request bills per input), offline; the flag says
+    whether they were counted with the model's tokenizer (OpenAI models, as for
+    :func:`count_tokens_local`) or estimated (about four characters a token, rounded up)."""
+    encoding_name = openai_encoding_name(model_id)
+    encoding = _cached_encoding(encoding_name) if encoding_name else None
+    if encoding is None:
+        return [max(1, -(-len(text) // 4)) for text in texts], False
+    return [len(encoding.encode_ordinary(text)) for text in texts], True
 
 
 def _count_with(encoding: Any, request: Request) -> tuple[int, bool]:

@@ -190,7 +190,7 @@ class Backend(ABC):
             raise ConfigurationError(f"{self.setup_problem} ({where})")
 
     def http_request(
-        self, method: str, url: str, request: Request | None, *, body: Any = None,
+        self, method: str, url: str, request: Request | EmbeddingRequest | None, *, body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> HTTPRequest:
         """An HTTP request with this backend's timeout, bounded by the request's deadline.

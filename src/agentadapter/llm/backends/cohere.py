@@ -40,7 +40,9 @@ from typing import Any, assert_never
 
 from agentadapter.llm import catalog
 from agentadapter.llm.backends.base import Backend, BackendConfig, StreamDecoder, elapsed_ms
+from agentadapter.llm.backends.embedding_wire import cohere_batch, cohere_body
 from agentadapter.llm.backends.openai_chat_mapping import arguments_json
+from agentadapter.llm.embeddings import EmbeddingBatch, EmbeddingLimits, EmbeddingRequest
 from agentadapter.llm.errors import (
     InvalidRequestError,
     StreamInterruptedError,
@@ -71,6 +73,7 @@ __all__ = ["DEFAULT_BASE_URL", "CohereBackend", "CohereStreamDecoder"]
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 CHAT_PATH = "/v2/chat"
+EMBED_PATH = "/v2/embed"
 MODELS_PATH = "/v1/models?endpoint=chat"
 
 WIRE_ROLES: dict[Role, str] = {"system": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
@@ -631,6 +634,19 @@ class CohereBackend(Backend):
                 if event.kind == "finish" and event.response is not None:
                     event.response.cost_usd = billed_cost(decoder.raw_usage, self.capabilities(request.model).pricing)
                 yield event
+
+    def embedding_limits(self, model: str) -> EmbeddingLimits:
+        # 96 texts a request; embed-v4.0 reads 128K tokens a text, the v3 models 512.
+        per_text = 128_000 if model.startswith("embed-v4") else 512
+        return EmbeddingLimits(max_inputs=96, max_input_tokens=per_text, max_batch_tokens=96 * per_text)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingBatch:
+        """``POST /v2/embed`` with float embeddings; the tokens are the billed units Cohere reports."""
+        self.check_setup(request.model)
+        http_request = self.http_request("POST", self._base_url + EMBED_PATH, request, body=cohere_body(request),
+                                         headers=self._headers)
+        body, _ = await self.send_json(http_request)
+        return cohere_batch(body, request, self.name)
 
     async def list_models(self) -> list[str]:
         """The chat models this key may use (``GET /v1/models?endpoint=chat``)."""

@@ -41,7 +41,9 @@ from urllib.parse import quote, urlencode
 
 from agentadapter.llm import catalog
 from agentadapter.llm.backends.base import Backend, BackendConfig, StreamDecoder, elapsed_ms
+from agentadapter.llm.backends.embedding_wire import gemini_batch, gemini_body
 from agentadapter.llm.backends.gemini_schema import to_gemini_schema
+from agentadapter.llm.embeddings import EmbeddingBatch, EmbeddingLimits, EmbeddingRequest
 from agentadapter.llm.errors import (
     APIError,
     InvalidRequestError,
@@ -632,6 +634,21 @@ class GeminiBackend(Backend):
                 provider=self.name, model=request.model, body=body,
             )
         return total
+
+    # ------------------------------------------------------------------------------- embeddings
+
+    def embedding_limits(self, model: str) -> EmbeddingLimits:
+        # batchEmbedContents takes at most 100 requests; Gemini's embedding models read 2,048 tokens.
+        return EmbeddingLimits(max_inputs=100, max_input_tokens=2048, max_batch_tokens=100 * 2048)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingBatch:
+        """``:batchEmbedContents``, one request per text; the task type follows ``input_type``."""
+        resource = _resource_name(request.model)
+        url = self._url(request.model, "batchEmbedContents")
+        http_request = self.http_request("POST", url, request, body=gemini_body(request, resource),
+                                         headers=self._headers)
+        body, _ = await self.send_json(http_request)
+        return gemini_batch(body, request, self.name)
 
     # ------------------------------------------------------------------------------- discovery
 

@@ -2,10 +2,11 @@
 
 One :class:`OpenAIChatBackend` talks to OpenAI, Azure OpenAI, Groq, xAI, DeepSeek, Mistral,
 Together, Perplexity, OpenRouter, Fireworks, Cerebras, Hugging Face, Inference.net and local servers
-(Ollama, LM Studio, vLLM, SGLang, any compatible URL). What differs between them is data in
-:mod:`~agentadapter.llm.backends.presets` (auth style, whether streams may ask for usage, reasoning
-model settings, Mistral's tool-call ids); this module reads the preset once and owns the URL and
-the HTTP exchange (auth headers, the set-up check and the reasoning-model rule are shared with the
+(Ollama, LM Studio, vLLM, SGLang, any compatible URL), and their ``POST /embeddings`` where the preset
+serves embeddings (:mod:`~agentadapter.llm.backends.embedding_wire` maps those bodies). What differs
+between them is data in :mod:`~agentadapter.llm.backends.presets` (auth style, whether streams may
+ask for usage, reasoning model settings, Mistral's tool-call ids); this module reads the preset once
+and owns the URL and the HTTP exchange (auth headers, the set-up check and the reasoning-model rule are shared with the
 Responses API backend in :mod:`~agentadapter.llm.backends.openai_common`), while
 :mod:`~agentadapter.llm.backends.openai_chat_mapping` maps bodies both ways and
 :class:`ChatStreamDecoder` reads a stream's chunks. Every part kind is
@@ -26,6 +27,7 @@ from urllib.parse import quote
 
 from agentadapter.llm import catalog
 from agentadapter.llm.backends.base import Backend, BackendConfig, StreamDecoder, elapsed_ms
+from agentadapter.llm.backends.embedding_wire import openai_batch, openai_body
 from agentadapter.llm.backends.openai_chat_mapping import (
     ChunkMapper,
     WireSettings,
@@ -33,7 +35,14 @@ from agentadapter.llm.backends.openai_chat_mapping import (
     response_from_body,
 )
 from agentadapter.llm.backends.openai_common import auth_headers, chat_preset, is_reasoning_model, setup_problem
-from agentadapter.llm.errors import APIError, InvalidResponseError, StreamInterruptedError, error_from_event
+from agentadapter.llm.embeddings import EmbeddingBatch, EmbeddingLimits, EmbeddingRequest
+from agentadapter.llm.errors import (
+    APIError,
+    CapabilityError,
+    InvalidResponseError,
+    StreamInterruptedError,
+    error_from_event,
+)
 from agentadapter.llm.messages import Request, Response, StreamAccumulator, StreamEvent
 from agentadapter.llm.transport import HTTPRequest, Transport
 
@@ -87,15 +96,15 @@ class OpenAIChatBackend(Backend):
                 self._settings[model] = settings
         return settings
 
-    def _endpoint(self, model: str) -> str:
+    def _endpoint(self, model: str, path: str = "chat/completions") -> str:
         self.check_setup(model)
         if not self._azure or self._azure_v1:
-            return self._url
+            return self._url if path == "chat/completions" else f"{self._base_url}/{path}"
         base = self._base_url
         if "/openai/deployments/" not in base:
             deployment = self.config.options.get("deployment") or model
             base = f"{base}/openai/deployments/{quote(str(deployment), safe='')}"
-        return f"{base}/chat/completions?api-version={self._api_version}"
+        return f"{base}/{path}?api-version={self._api_version}"
 
     def _http(self, request: Request, *, stream: bool) -> HTTPRequest:
         url = self._endpoint(request.model)  # first: a set-up problem outranks a request problem
@@ -138,6 +147,26 @@ class OpenAIChatBackend(Backend):
         async with contextlib.aclosing(self.stream_with(decoder, http_request, started=started)) as events:
             async for event in events:
                 yield event
+
+    # ------------------------------------------------------------------------------ embeddings
+
+    def embedding_limits(self, model: str) -> EmbeddingLimits:
+        return self.preset.embeddings or EmbeddingLimits()
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingBatch:
+        """``POST {base_url}/embeddings`` (Azure: the deployment's), vectors as base64 where the preset asks."""
+        if self.preset.embeddings is None:
+            raise CapabilityError(
+                f"{self.preset.label or self.preset.name} ({self.name}) serves no embeddings endpoint; embed with "
+                "a provider that does (openai, azure, mistral, together, fireworks, openrouter, ollama, vllm, ...)"
+            )
+        url = self._endpoint(request.model, "embeddings")
+        body = openai_body(request, base64=self.preset.embedding_base64)
+        http_request = self.http_request("POST", url, request, body=body, headers=self._headers)
+        answer, _ = await self.send_json(http_request)
+        if isinstance(answer, Mapping) and "error" in answer and "data" not in answer:
+            raise self._error_in_body(answer, request.model)
+        return openai_batch(answer, request, self.name)
 
     # ------------------------------------------------------------------------------ discovery
 

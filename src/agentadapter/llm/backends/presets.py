@@ -3,7 +3,10 @@
 A preset is data: the backend type that speaks its wire format, the default base URL, the
 environment variables for its key and base URL (the vendor SDK's own names first), how the key is
 sent, and the provider's quirks. One OpenAI-chat backend serves the whole OpenAI-compatible family
-through these entries. :data:`TYPE_ALIASES` accepts the seeds' backend ``type`` names.
+through these entries. :data:`TYPE_ALIASES` accepts the seeds' backend ``type`` names. A preset
+whose ``embeddings`` holds limits serves OpenAI's ``POST /embeddings``; the others have no embeddings
+endpoint (Groq, xAI, DeepSeek, Perplexity, Cerebras, Inference.net, and the Hugging Face router,
+whose OpenAI-compatible ``/v1`` is chat only), and a call there is refused before any request.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from agentadapter.llm.embeddings import EmbeddingLimits
 from agentadapter.llm.errors import ConfigurationError
 
 AuthStyle = Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"]
@@ -37,6 +41,10 @@ class Preset:
     label: str = ""
     needs_base_url: bool = True
     """False for backends that call no URL (the offline test backend, in-process local models)."""
+    embeddings: EmbeddingLimits | None = None
+    """What one ``POST /embeddings`` may carry, for providers that serve embeddings (None: they do not)."""
+    embedding_base64: bool = False
+    """Ask for vectors as base64 (a quarter of the JSON): OpenAI and Azure; other servers may not offer it."""
 
     @property
     def local(self) -> bool:
@@ -69,10 +77,18 @@ def _compat(
     )
 
 
+_OPENAI_EMBEDDINGS = EmbeddingLimits(max_inputs=2048, max_input_tokens=8191, max_batch_tokens=300_000)
+"""OpenAI's published limits: 2,048 inputs, 8,191 tokens each, 300,000 tokens in all per request."""
+_COMPAT_EMBEDDINGS = EmbeddingLimits(max_inputs=256, max_input_tokens=8191, max_batch_tokens=65_536)
+"""Compatible servers publish no common limit: modest batches, which any of them accepts."""
+_MISTRAL_EMBEDDINGS = EmbeddingLimits(max_inputs=128, max_input_tokens=8192, max_batch_tokens=16_384)
+"""Mistral refuses a request of more than 16,384 tokens in all."""
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        _compat("openai", "https://api.openai.com/v1", "OpenAI", reasoning_model_settings=True),
+        _compat("openai", "https://api.openai.com/v1", "OpenAI", reasoning_model_settings=True,
+                embeddings=_OPENAI_EMBEDDINGS, embedding_base64=True),
         _compat(
             "azure",
             None,
@@ -81,18 +97,20 @@ PRESETS: dict[str, Preset] = {
             base_url_env=("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_BASE_URL"),
             auth="api-key",
             reasoning_model_settings=True,
+            embeddings=_OPENAI_EMBEDDINGS,
+            embedding_base64=True,
         ),
         _compat("groq", "https://api.groq.com/openai/v1", "Groq"),
         _compat("xai", "https://api.x.ai/v1", "xAI (Grok)"),
         _compat("deepseek", "https://api.deepseek.com/v1", "DeepSeek"),
         _compat(
             "mistral", "https://api.mistral.ai/v1", "Mistral", stream_usage_option=False,
-            tool_call_id_style="mistral",
+            tool_call_id_style="mistral", embeddings=_MISTRAL_EMBEDDINGS,
         ),
-        _compat("together", "https://api.together.xyz/v1", "Together AI"),
+        _compat("together", "https://api.together.xyz/v1", "Together AI", embeddings=_COMPAT_EMBEDDINGS),
         _compat("perplexity", "https://api.perplexity.ai", "Perplexity", stream_usage_option=False),
-        _compat("openrouter", "https://openrouter.ai/api/v1", "OpenRouter"),
-        _compat("fireworks", "https://api.fireworks.ai/inference/v1", "Fireworks AI"),
+        _compat("openrouter", "https://openrouter.ai/api/v1", "OpenRouter", embeddings=_COMPAT_EMBEDDINGS),
+        _compat("fireworks", "https://api.fireworks.ai/inference/v1", "Fireworks AI", embeddings=_COMPAT_EMBEDDINGS),
         _compat("cerebras", "https://api.cerebras.ai/v1", "Cerebras"),
         _compat(
             "huggingface", "https://router.huggingface.co/v1", "Hugging Face (router)",
@@ -103,11 +121,12 @@ PRESETS: dict[str, Preset] = {
             api_key_env=("INFERENCE_NET_API_KEY", "INFERENCE_API_KEY"),
             base_url_env=("INFERENCE_NET_BASE_URL", "INFERENCE_BASE_URL"),
         ),
-        _compat("ollama", "http://localhost:11434/v1", "Ollama", key_required=False),
-        _compat("lmstudio", "http://localhost:1234/v1", "LM Studio", key_required=False),
-        _compat("vllm", "http://localhost:8000/v1", "vLLM server", key_required=False),
-        _compat("sglang", "http://localhost:30000/v1", "SGLang server", key_required=False),
-        _compat("custom", None, "Any OpenAI-compatible URL", key_required=False),
+        _compat("ollama", "http://localhost:11434/v1", "Ollama", key_required=False, embeddings=_COMPAT_EMBEDDINGS),
+        _compat("lmstudio", "http://localhost:1234/v1", "LM Studio", key_required=False, embeddings=_COMPAT_EMBEDDINGS),
+        _compat("vllm", "http://localhost:8000/v1", "vLLM server", key_required=False, embeddings=_COMPAT_EMBEDDINGS),
+        _compat("sglang", "http://localhost:30000/v1", "SGLang server", key_required=False,
+                embeddings=_COMPAT_EMBEDDINGS),
+        _compat("custom", None, "Any OpenAI-compatible URL", key_required=False, embeddings=_COMPAT_EMBEDDINGS),
         Preset(
             "anthropic", "anthropic", "https://api.anthropic.com", ("ANTHROPIC_API_KEY",),
             ("ANTHROPIC_BASE_URL",), auth="x-api-key", label="Anthropic",

@@ -7,6 +7,10 @@ Only deterministic requests are cached (temperature 0 or a seed) unless the call
 ``cached``, costs nothing, and a cached stream replays as a stream. Three stores share one
 interface: :class:`MemoryCache` (an LRU with TTL), :class:`SQLiteCache` (a file) and
 :class:`RedisCache`.
+
+Embeddings are deterministic, so every ``LLM.embed`` call is cached when the facade has a cache: the
+key covers the model id as called, the texts in order, ``dimensions`` and ``input_type``
+(:func:`embedding_cache_key`); a hit is marked ``cached`` and costs nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
+from agentadapter.llm.embeddings import EmbeddingRequest, EmbeddingResponse
 from agentadapter.llm.errors import ConfigurationError
 from agentadapter.llm.messages import Attempt, Request, Response, Usage, part_from_dict, part_to_dict
 from agentadapter.private_files import private_directory, private_sqlite_file
@@ -205,6 +210,30 @@ def load_response(value: bytes, *, started: float) -> Response:
         cached=True,
         attempts=[Attempt("cache", latency_ms=(time.perf_counter() - started) * 1000.0)],
         provider_details=data.get("provider_details"),
+    )
+
+
+def embedding_cache_key(model: str, request: EmbeddingRequest) -> str:
+    """A stable hash of what determines an embedding call's vectors."""
+    payload = {"v": KEY_VERSION, "kind": "embeddings", "model": model, "inputs": request.inputs,
+               "dimensions": request.dimensions, "input_type": request.input_type, "extra_body": request.extra_body}
+    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default).encode()
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def dump_embedding(response: EmbeddingResponse) -> bytes:
+    """The stored form of an embedding response (vectors, model, provider, the tokens it took)."""
+    return json.dumps({"model": response.model, "provider": response.provider, "vectors": response.vectors,
+                       "input_tokens": response.usage.input_tokens}, separators=(",", ":")).encode()
+
+
+def load_embedding(value: bytes, *, started: float) -> EmbeddingResponse:
+    """A cached embedding response, marked as such: no cost, and one attempt named ``cache``."""
+    data = json.loads(value)
+    return EmbeddingResponse(
+        model=data["model"], provider=data["provider"], vectors=data["vectors"],
+        usage=Usage(input_tokens=data["input_tokens"]), cost_usd=0.0, cached=True,
+        attempts=[Attempt("cache", latency_ms=(time.perf_counter() - started) * 1000.0)],
     )
 
 

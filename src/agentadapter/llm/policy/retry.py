@@ -16,14 +16,19 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 from agentadapter.llm.errors import AgentAdapterError, APITimeoutError, RateLimitError, parse_retry_after
 
-if TYPE_CHECKING:
-    from agentadapter.llm.messages import Request
-
 T = TypeVar("T")
+
+
+class Deadlined(Protocol):
+    """A call with one deadline (a chat :class:`~agentadapter.llm.messages.Request`, an embedding request)."""
+
+    model: str
+    timeout: float | None
+    deadline: float | None
 
 
 @dataclass(slots=True, frozen=True)
@@ -66,12 +71,12 @@ MIN_TIME_LEFT = 0.005
 round trip; it would only add a request the server has to handle (and timers fire a hair early)."""
 
 
-def deadline_passed(request: Request) -> bool:
+def deadline_passed(request: Deadlined) -> bool:
     """Whether the request has a deadline and (all but :data:`MIN_TIME_LEFT` of) it has passed."""
     return request.deadline is not None and time.monotonic() >= request.deadline - MIN_TIME_LEFT
 
 
-def deadline_error(request: Request, *, before: str, provider: str | None = None) -> APITimeoutError:
+def deadline_error(request: Deadlined, *, before: str, provider: str | None = None) -> APITimeoutError:
     """The error for a call whose deadline passed ``before`` something could start.
 
     Not retryable: nothing retried under the same deadline could run.
