@@ -36,7 +36,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["gateway"])
 logger = logging.getLogger("agentadapter.server")
 
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-OPENAI_JSON_PATHS = frozenset({f"{API_PREFIX}/chat/completions"})
+OPENAI_JSON_PATHS = frozenset({f"{API_PREFIX}/chat/completions", f"{API_PREFIX}/embeddings"})
 """Paths that answer a body that is not JSON as OpenAI does (400), where the rest of the API answers 422."""
 
 
