@@ -1,14 +1,16 @@
 """The ``agentadapter`` command line (typer + rich).
 
 ``chat`` streams a model's answer to the terminal (or prints ``Response.to_dict()`` with
-``--json``); ``backends`` shows the presets table. Exit codes: 0 ok, 2 a usage error (bad
-arguments, unknown provider, missing key or config), 1 a provider error, printed as its translated
-message without a traceback. The other commands live in this package's modules and are added to
-``app`` here: ``run`` (:mod:`.run`), ``serve``, ``db``, ``tenants``, ``keys``, ``provider-keys``,
-``secrets`` and ``credits`` (:mod:`.service` and the modules it registers), ``cluster``
-(:mod:`.cluster`) and ``worker`` (:mod:`agentadapter.worker.cli`). Each stays a thin shell over the
-library and imports what it needs inside the command, so that ``agentadapter --help`` starts fast.
-``python -m agentadapter.cli`` runs the same app as the ``agentadapter`` script.
+``--json``); ``embed`` prints the vectors of one or more texts (a summary, or
+``EmbeddingResponse.to_dict()`` with ``--json``); ``backends`` shows the presets table. Exit
+codes: 0 ok, 2 a usage error (bad arguments, unknown provider, missing key or config), 1 a
+provider error, printed as its translated message without a traceback. The other commands live in
+this package's modules and are added to ``app`` here: ``run`` (:mod:`.run`), ``serve``, ``db``,
+``tenants``, ``keys``, ``provider-keys``, ``secrets`` and ``credits`` (:mod:`.service` and the
+modules it registers), ``cluster`` (:mod:`.cluster`) and ``worker`` (:mod:`agentadapter.worker.cli`).
+Each stays a thin shell over the library and imports what it needs inside the command, so that
+``agentadapter --help`` starts fast. ``python -m agentadapter.cli`` runs the same app as the
+``agentadapter`` script.
 """
 
 from __future__ import annotations
@@ -113,6 +115,42 @@ async def _stream_to_terminal(llm: Any, model: str, messages: list[Any], setting
             )
     finally:
         await llm.aclose()
+
+
+@app.command()
+def embed(
+    model: Annotated[str, typer.Argument(help="an embedding model: provider/model, a backend's model, or an alias")],
+    texts: Annotated[list[str], typer.Argument(help="the texts to embed ('-' reads standard input as one text)")],
+    dimensions: Annotated[int | None, typer.Option("--dimensions", "-d", min=1,
+                                                   help="fewer dimensions, where the model can shorten")] = None,
+    input_type: Annotated[str | None, typer.Option(
+        "--input-type", help="query, document, classification or clustering (Cohere, Gemini)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print EmbeddingResponse.to_dict() as JSON")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Embed texts with a model; prints each vector's start (or every number with --json)."""
+    from agentadapter.llm.client import LLM
+
+    inputs = [sys.stdin.read() if text == "-" else text for text in texts]
+    try:
+        llm = LLM(config=config)
+        try:
+            response = llm.embed_sync(model, inputs, dimensions=dimensions, input_type=input_type)
+        finally:
+            llm.close()
+    except AgentAdapterError as error:
+        raise _fail(error) from None
+    if as_json:
+        stdout.print_json(json.dumps(response.to_dict()))
+        return
+    for text, vector in zip(inputs, response.vectors, strict=True):
+        start = ", ".join(f"{value:.4f}" for value in vector[:4])
+        label = text if len(text) <= 40 else text[:37] + "..."
+        stdout.print(f"{label!r}: [{start}{', ...' if len(vector) > 4 else ''}]")
+    cost = f"${response.cost_usd:.8f}" if response.cost_usd is not None else "cost unknown"
+    stderr.print(f"[dim]{response.provider}/{response.model} · {len(response.vectors)} vectors of "
+                 f"{response.dimensions} dimensions · {response.usage.input_tokens} tokens · {cost} · "
+                 f"{response.latency_ms:.0f} ms[/]", markup=True)
 
 
 @app.command()
