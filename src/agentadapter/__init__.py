@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
     "Tool": "agentadapter.llm.tools",
     "OutputSchema": "agentadapter.llm.output",
     "Capabilities": "agentadapter.llm.catalog",
+    "EmbeddingResponse": "agentadapter.llm.embeddings",
     "Backend": "agentadapter.llm.backends.base",
     "BackendConfig": "agentadapter.llm.backends.base",
     "register_backend": "agentadapter.llm.backends.base",
@@ -163,6 +164,7 @@ __all__ = [
     "ConflictError",
     "ContentFilterError",
     "ContextWindowExceededError",
+    "EmbeddingResponse",
     "Envelope",
     "FilePart",
     "FunctionBackend",
@@ -295,6 +297,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from agentadapter.llm.backends.testing import FunctionBackend, TestBackend
     from agentadapter.llm.catalog import Capabilities
     from agentadapter.llm.client import LLM, LLMStream
+    from agentadapter.llm.embeddings import EmbeddingResponse
     from agentadapter.llm.errors import (
         AllTargetsFailedError,
         APIConnectionError,
