@@ -94,8 +94,10 @@ async def test_an_unknown_model_is_a_404(gateway: Gateway) -> None:
 
 async def test_usage_and_cost_reach_v1_usage(gateway: Gateway) -> None:
     texts = ["count me", "and me too"]
-    await gateway.client().embeddings.create(model=SMALL, input=texts)
+    await gateway.client().embeddings.create(model=SMALL, input=texts, user="end-user-7")
     await gateway.llm.ledger.flush()
+    (tagged,) = await gateway.llm.ledger.totals(("end_user", "api_key"))
+    assert tagged.key["end_user"] == "end-user-7" and tagged.key["api_key"]
     response = await gateway.api.request("GET", "/v1/usage", as_="viewer",
                                          params={"group_by": "source,provider,model"})
     assert response.status_code == 200, response.text

@@ -1,14 +1,15 @@
 """``POST /v1/embeddings``: OpenAI's Embeddings API for every embedding model the server can reach.
 
-Point an OpenAI client at ``<server>/v1`` and ``client.embeddings.create(model=..., input=...)`` answers in
-OpenAI's shape, vectors as float lists or as base64 of float32 (``encoding_format``; the official
+Point an OpenAI client at ``<server>/v1`` and ``client.embeddings.create(model=..., input=...)`` answers
+in OpenAI's shape, vectors as float lists or as base64 of float32 (``encoding_format``; the official
 ``openai`` package asks for base64 unless told otherwise). The call goes through the tenant's facade
 (:class:`~agentadapter.service.tenancy.TenantLLMs`: its provider keys, its credits, its ``tenant``
-tag), tagged ``source=gateway`` and with the calling key, so its cost shows in ``/v1/usage`` like a
-chat call's. It needs the same scope as ``/v1/chat/completions`` (``completions:write``): a key that
-may spend on completions may spend on embeddings. Refused with a 400 naming the field: token arrays
-(OpenAI accepts them, but they are another tokenizer's ids, meaningless to other providers), empty
-texts, unknown fields, and texts longer than every target of the model reads.
+tag), tagged ``source=gateway``, with the calling key (and ``user`` as ``end_user``), so its cost
+shows in ``/v1/usage`` like a chat call's. It needs the same scope as ``/v1/chat/completions``
+(``completions:write``): a key that may spend on completions may spend on embeddings. Refused with a
+400 naming the field: token arrays (OpenAI accepts them, but they are another tokenizer's ids,
+meaningless to other providers), empty texts, unknown fields, and texts longer than every target of
+the model reads.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ async def embeddings(request: Request, principal: CompletionsWrite, state: State
         tags["api_key"] = str(principal.key_id)
     body = parse_body(await request.body(), request.scope.get(CHECKED_BODY))
     model, call, base64 = parse_embedding_body(body)
+    if body.get("user"):
+        tags["end_user"] = body["user"]
     llm = await state.tenant_llms.get(principal.tenant_id)
     check_model(llm, model)
     try:
