@@ -237,3 +237,36 @@ async def _in_thread(fn):
     import asyncio
 
     return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+async def test_the_tokens_per_minute_limit_counts_embedding_tokens():
+    from agentadapter.llm.errors import RateLimitError
+
+    async with OpenAIFake() as fake:
+        config = {"backends": {"openai": {"type": "openai", "base_url": f"{fake.url}/v1", "api_key": "k",
+                                          "rate_limit": {"tokens_per_minute": 100, "mode": "fail"}}}}
+        llm = LLM(config=config, environ={}, retry=FAST)
+        text = "x" * 320  # 80 tokens by the fakes' rule and the local estimate alike
+        await llm.embed(f"openai/{SMALL}", text)
+        with pytest.raises(RateLimitError, match="client-side limit"):
+            await llm.embed(f"openai/{SMALL}", text + "y")  # 80 more do not fit in what is left of 100
+        assert len(embed_requests(fake)) == 1
+        await llm.aclose()
+
+
+async def test_telemetry_counts_the_texts_and_the_tokens():
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    async with OpenAIFake() as fake:
+        llm = openai_llm(fake)
+        texts_before = sample("agentadapter_llm_embedded_texts_total", provider="openai", model=SMALL)
+        tokens_before = sample("agentadapter_llm_tokens_total", provider="openai", model=SMALL, kind="input")
+        await llm.embed(f"openai/{SMALL}", ["abcd", "efgh", "ijkl"])
+        assert sample("agentadapter_llm_embedded_texts_total", provider="openai", model=SMALL) == texts_before + 3
+        assert sample("agentadapter_llm_tokens_total", provider="openai", model=SMALL, kind="input") == tokens_before + 3
+        health = llm.health()[f"openai/{SMALL}"]
+        assert (health.successes, health.in_flight, health.breaker) == (1, 0, "closed")
+        await llm.aclose()
