@@ -94,10 +94,12 @@ async def test_the_model_runs_on_its_own_thread_not_the_event_loop(model_dir: Pa
     await embedder.embed(EmbeddingRequest(model="embed/default", inputs=SENTENCES[:1]))
     loaded = next(m for m in loaded_embedding_models() if m.path == str(model_dir.resolve()))
     threads: list[str] = []
+    passes: list[int] = []
     encode = loaded.model.encode
 
     def watched_encode(*args: Any, **kwargs: Any) -> Any:
         threads.append(threading.current_thread().name)
+        passes.append(kwargs["batch_size"])
         return encode(*args, **kwargs)
 
     loaded.model.encode = watched_encode
@@ -107,6 +109,7 @@ async def test_the_model_runs_on_its_own_thread_not_the_event_loop(model_dir: Pa
         del loaded.model.encode
     assert threads and threads[0] != threading.current_thread().name
     assert threads[0].startswith("embed-")
+    assert passes == [64]  # one encode per request, 64 texts per forward pass
     # Loaded once and kept: a second backend shares the same model.
     await backend().embed(EmbeddingRequest(model=str(model_dir), inputs=SENTENCES[:1]))
     assert sum(m.path == str(model_dir.resolve()) for m in loaded_embedding_models()) == 1
@@ -116,14 +119,14 @@ async def test_local_embed_ids_resolve_to_the_embedding_backend(model_dir: Path,
     from agentadapter.llm.backends.local_embed import LocalEmbedBackend
 
     transport = create_transport()
-    config = FileConfig.model_validate({"backends": {"emb": {"type": "local_embed", "batch_size": 8}}})
+    config = FileConfig.model_validate({"backends": {"emb": {"type": "local_embed", "max_inputs": 8}}})
     resolver = Resolver(config, transport=transport, environ={})
     try:
         target = resolver.route("local/embed/default").targets[0]
         assert isinstance(target.backend, LocalEmbedBackend)
         assert (target.provider, target.model, target.label) == ("local", "embed/default", "local/embed/default")
         limits = target.backend.embedding_limits(target.model)
-        assert (limits.max_inputs, limits.max_input_tokens) == (64, 256)  # the model's max_seq_length
+        assert (limits.max_inputs, limits.max_input_tokens) == (1024, 256)  # the model's max_seq_length
         batch = await target.backend.embed(EmbeddingRequest(model=target.model, inputs=SENTENCES[:2]))
         assert_close(batch.vectors, direct.encode(SENTENCES[:2]))
         # The chat ids of the same provider still reach the chat backend.
@@ -211,4 +214,6 @@ async def test_the_backend_does_not_chat_and_rejects_unknown_options() -> None:
         LocalEmbedBackend(BackendConfig(name="emb", type="local_embed", options={"runner": "mlx"}))
     with pytest.raises(ConfigurationError, match="batch_size must be"):
         LocalEmbedBackend(batch_size=0)
-    assert LocalEmbedBackend(batch_size=16).embedding_limits("embed/default").max_inputs == 16
+    with pytest.raises(ConfigurationError, match="max_inputs must be"):
+        LocalEmbedBackend(max_inputs=True)
+    assert LocalEmbedBackend(max_inputs=16).embedding_limits("embed/default").max_inputs == 16
