@@ -1,5 +1,6 @@
 """A minimal OpenAI-chat server on loopback, run in its own process so it does not share the
-benchmark's CPU time: it answers every POST .../chat/completions with the same small completion."""
+benchmark's CPU time: it answers every POST .../chat/completions with the same small completion, and
+every POST .../embeddings with one fixed vector per input (OpenAI's shape, floats or base64)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,30 @@ COMPLETION = json.dumps({
                  "message": {"role": "assistant", "content": "Hello! How can I help you today?"}}],
     "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21},
 }).encode()
+
+
+EMBEDDING_DIMENSIONS = 256
+"""The fake embedding model's dimensions (a vector's JSON is about 2.5 kB)."""
+
+
+def _embeddings_answer(body: bytes) -> bytes:
+    """OpenAI's ``/embeddings`` answer for a request body: a fixed unit-scale vector per input, in order."""
+    import base64
+    from array import array
+
+    request = json.loads(body)
+    inputs = request.get("input")
+    texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    vector = [round(((i * 37) % 101) / 101 - 0.5, 6) for i in range(EMBEDDING_DIMENSIONS)]
+    encoded: object = vector
+    if request.get("encoding_format") == "base64":
+        encoded = base64.b64encode(array("f", vector).tobytes()).decode("ascii")  # little-endian on x86 and arm
+    tokens = sum(max(1, len(text) // 4) for text in texts)
+    return json.dumps({
+        "object": "list", "model": request.get("model", "bench-embed"),
+        "data": [{"object": "embedding", "index": i, "embedding": encoded} for i in range(len(texts))],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }).encode()
 
 
 def _serve(port: int, faults: dict[str, float]) -> None:
@@ -54,8 +79,15 @@ def _serve(port: int, faults: dict[str, float]) -> None:
             await asyncio.sleep(hang_s)  # longer than the client's timeout: a timeout
         return web.Response(body=COMPLETION, content_type="application/json")
 
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await request.read()
+        if outage[0]:
+            return web.json_response({"error": {"message": "outage"}}, status=503)
+        return web.Response(body=_embeddings_answer(body), content_type="application/json")
+
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/control", control)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, handle_signals=True)
 

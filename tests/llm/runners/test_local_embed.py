@@ -173,6 +173,10 @@ async def test_empty_and_over_long_inputs_are_refused(model_dir: Path, direct: A
                                                   extra_body={"truncate": True}))
     assert_close(batch.vectors, direct.encode([long_text]))
     assert batch.input_tokens == 256
+    truncating = backend(truncate=True)
+    assert truncating.embedding_limits("embed/default").max_input_tokens > 10**9  # the facade lets any length by
+    batch = await truncating.embed(EmbeddingRequest(model="embed/default", inputs=[long_text, "short"]))
+    assert_close(batch.vectors, direct.encode([long_text, "short"]))
 
 
 async def test_dimensions_need_a_matryoshka_model(model_dir: Path, direct: Any, tmp_path: Path) -> None:
@@ -217,3 +221,22 @@ async def test_the_backend_does_not_chat_and_rejects_unknown_options() -> None:
     with pytest.raises(ConfigurationError, match="max_inputs must be"):
         LocalEmbedBackend(max_inputs=True)
     assert LocalEmbedBackend(max_inputs=16).embedding_limits("embed/default").max_inputs == 16
+
+
+async def test_llm_embed_runs_the_local_model_in_batches_and_keeps_order(direct: Any) -> None:
+    from agentadapter import LLM
+
+    llm = LLM(config={"backends": {"emb": {"type": "local_embed", "device": "cpu", "max_inputs": 2}}}, environ={})
+    try:
+        response = await llm.embed("local/embed/default", SENTENCES)
+        assert (response.provider, response.model, response.dimensions) == ("local", "embed/default", 384)
+        assert_close(response.vectors, direct.encode(SENTENCES))
+        assert response.usage.input_tokens == sum(len(direct.tokenizer(text)["input_ids"]) for text in SENTENCES)
+        # Two texts a request: three requests, whose vectors come back in input order.
+        texts = list(reversed(SENTENCES))
+        split = await llm.embed("emb/default", texts)
+        assert_close(split.vectors, direct.encode(texts))
+        with pytest.raises(ConfigurationError, match="LOCAL_MODEL_PATHS"):
+            await llm.embed("local/embed/no-such-model", "hello")
+    finally:
+        await llm.aclose()
