@@ -64,6 +64,7 @@ __all__ = [
     "DEFAULT_MAX_INPUTS",
     "EMBED_PREFIX",
     "PACKAGED_MODELS",
+    "LoadedEmbeddingModel",
     "LocalEmbedBackend",
     "loaded_embedding_models",
     "resolve_embedding_model",
