@@ -240,3 +240,18 @@ async def test_llm_embed_runs_the_local_model_in_batches_and_keeps_order(direct:
             await llm.embed("local/embed/no-such-model", "hello")
     finally:
         await llm.aclose()
+
+
+def test_tenants_cannot_name_local_embedding_models() -> None:
+    """``local/embed/<path>`` loads a directory of the server: the service's trust rule keeps it to operators
+    (an alias or a backend the operator named), and ``local_embed`` is no provider a tenant can name."""
+    from agentadapter import LLM
+    from agentadapter.service.trust import model_refusal
+
+    llm = LLM(config={"backends": {"emb": {"type": "local_embed"}}, "models": {"search": "local/embed/default"}},
+              environ={})
+    for model in ("local/embed/default", "local/embed//etc", "local_embed/default"):
+        refusal = model_refusal(llm, model)
+        assert refusal is not None and refusal.reason in ("operator_only", "unknown"), model
+    assert model_refusal(llm, "search") is None  # the operator's alias
+    assert model_refusal(llm, "emb/default") is None  # the operator's named backend
