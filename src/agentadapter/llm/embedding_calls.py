@@ -24,13 +24,12 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from agentadapter.llm import catalog
 from agentadapter.llm.bounds import CallBound
 from agentadapter.llm.embeddings import INPUT_TYPES, EmbeddingRequest, EmbeddingResponse, checked_inputs
 from agentadapter.llm.errors import InvalidRequestError
 from agentadapter.llm.ledger import UsageEntry
 from agentadapter.llm.policy.cache import dump_embedding, embedding_cache_key, load_embedding
-from agentadapter.llm.router import Router, embedding_problem
+from agentadapter.llm.router import Router, embedding_entry, embedding_problem
 from agentadapter.llm.tokens import count_texts_local
 from agentadapter.observability.logging import get_logger
 
@@ -75,8 +74,7 @@ async def embed(
         llm.telemetry.cache_lookup(stored is not None)
         if stored is not None:
             return _finish(llm, load_embedding(stored, started=started), call_tags, started)
-    first = model if isinstance(model, str) else model[0]
-    hold = await llm.hold_bound(lambda: embedding_bound(llm.resolver.model_ids(first), request.inputs), call_tags)
+    hold = await llm.hold_bound(lambda: embedding_bound(_leaf_targets(router), request.inputs), call_tags)
     try:
         response = await router.embed_all(request)
     except BaseException:
@@ -114,15 +112,15 @@ def _leaf_targets(router: Router) -> list[Target]:
     return targets
 
 
-def embedding_bound(model_ids: Sequence[str], texts: list[str]) -> CallBound:
+def embedding_bound(targets: Sequence[Target], texts: list[str]) -> CallBound:
     """The most an embedding call may cost: every input token at the dearest target's price (an
-    unpriced target wins, since nothing bounds it)."""
+    unpriced target wins, since nothing bounds it; an in-process model costs nothing)."""
     bounds: list[CallBound] = []
-    for model_id in model_ids:
-        tokens = sum(count_texts_local(texts, model_id)[0])
-        entry = catalog.embedding_model(model_id)
+    for target in targets:
+        tokens = sum(count_texts_local(texts, target.label)[0])
+        entry = embedding_entry(target)
         usd = entry.cost_usd(tokens) if entry is not None else None
-        bounds.append(CallBound(usd or 0.0, model_id, tokens, 0, priced=usd is not None, output_enforced=True))
+        bounds.append(CallBound(usd or 0.0, target.label, tokens, 0, priced=usd is not None, output_enforced=True))
     return max(bounds, key=lambda bound: (not bound.priced, bound.usd))
 
 

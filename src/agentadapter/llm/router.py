@@ -286,7 +286,7 @@ class Router(Backend):
     def _embedding_order(self) -> list[Target]:
         targets = list(self.route.targets)
         if self.route.strategy == "cost":  # unknown prices last
-            return sorted(targets, key=lambda t: _embedding_price(t.label))
+            return sorted(targets, key=_embedding_price)
         return self._by_state(targets)
 
     async def _embed_on(self, target: Target, request: EmbeddingRequest, attempts: list[Attempt]) -> EmbeddingResponse:
@@ -307,7 +307,7 @@ class Router(Backend):
             refused = CapabilityError(problem)
             attempts.append(failed_attempt(target.label, refused, started, 0))
             raise refused
-        entry = catalog.embedding_model(target.label)
+        entry = embedding_entry(target)
         call = _TargetCall(self, target, request, attempts, backend, lambda: 0)
         vectors: list[list[float]] = []
         tokens = 0
@@ -579,7 +579,7 @@ def out_of_time(target: Target, request: Deadlined, attempts: list[Attempt]) -> 
 def embedding_limits(target: Target) -> EmbeddingLimits:
     """What one request to ``target`` may carry: the backend's limits, the catalog's for the model within them."""
     limits = target.backend.embedding_limits(target.model)
-    entry = catalog.embedding_model(target.label)
+    entry = embedding_entry(target)
     if entry is not None and entry.max_input_tokens < limits.max_input_tokens:
         limits = replace(limits, max_input_tokens=entry.max_input_tokens)
     return limits
@@ -594,7 +594,7 @@ def embedding_problem(
     if counts[longest] > limits.max_input_tokens:
         return (f"input {longest} is about {counts[longest]:,} tokens, more than the {limits.max_input_tokens:,} "
                 f"{target.label} embeds in one text; split it into shorter passages")
-    entry = catalog.embedding_model(target.label)
+    entry = embedding_entry(target)
     if dimensions is not None and entry is not None:
         if not entry.shortenable:
             return (f"{target.label} gives {entry.dimensions}-dimension vectors and cannot shorten them; "
@@ -604,8 +604,20 @@ def embedding_problem(
     return None
 
 
-def _embedding_price(label: str) -> float:
-    entry = catalog.embedding_model(label)
+IN_PROCESS_EMBEDDING = catalog.EmbeddingModel(
+    dimensions=1 << 16, max_input_tokens=1 << 30, price=0.0, shortenable=True,
+    note="an in-process model: it costs nothing; its limits and dimensions are the backend's own")
+
+
+def embedding_entry(target: Target) -> catalog.EmbeddingModel | None:
+    """The catalog's entry for ``target``'s embedding model; in-process models are free."""
+    if target.backend.in_process:
+        return IN_PROCESS_EMBEDDING
+    return catalog.embedding_model(target.label)
+
+
+def _embedding_price(target: Target) -> float:
+    entry = embedding_entry(target)
     return entry.price if entry is not None and entry.price is not None else float("inf")
 
 

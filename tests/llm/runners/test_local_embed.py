@@ -242,6 +242,20 @@ async def test_llm_embed_runs_the_local_model_in_batches_and_keeps_order(direct:
         await llm.aclose()
 
 
+async def test_local_embeddings_cost_nothing_and_pass_a_budget(direct: Any) -> None:
+    """An in-process model bills nothing: its calls cost 0 (not unknown) and a budget lets them through."""
+    from agentadapter import LLM
+
+    llm = LLM(config={"backends": {"emb": {"type": "local_embed"}},
+                      "budgets": [{"scope": "global", "limit_usd": 1.0, "window": "day"}]}, environ={})
+    try:
+        for model in ("local/embed/default", "emb/default"):
+            response = await llm.embed(model, SENTENCES[:2])
+            assert response.cost_usd == 0.0, model
+    finally:
+        await llm.aclose()
+
+
 def test_tenants_cannot_name_local_embedding_models() -> None:
     """``local/embed/<path>`` loads a directory of the server: the service's trust rule keeps it to operators
     (an alias or a backend the operator named), and ``local_embed`` is no provider a tenant can name."""

@@ -178,6 +178,9 @@ class Backend(ABC):
         """How many texts and tokens one embedding request to this backend may carry."""
         return EmbeddingLimits()
 
+    in_process: ClassVar[bool] = False
+    """Runs models in this process: its calls cost nothing, and its limits and dimensions are its own."""
+
     async def aclose(self) -> None:
         await self.transport.aclose()
 

@@ -315,6 +315,7 @@ class LocalEmbedBackend(Backend):
     """Embeddings from an in-process sentence-transformers model (see the module docstring)."""
 
     type_name = "local_embed"
+    in_process = True
 
     def __init__(
         self,
