@@ -36,9 +36,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentadapter.llm import catalog
 from agentadapter.llm.backends.base import Backend, BackendConfig
@@ -92,6 +92,9 @@ _FAILOVER_OPT_IN: dict[str, type[AgentAdapterError]] = {
 """Per route (``failover_on:``): 400s that another target may well accept (a larger context window,
 another provider's content policy)."""
 
+
+_Answer = TypeVar("_Answer", "Response", "EmbeddingResponse")
+"""What a target answers: a chat response or a whole embedding call."""
 
 @dataclass(slots=True)
 class RouterContext:
@@ -177,20 +180,19 @@ class Router(Backend):
             isinstance(error, _FAILOVER_OPT_IN[kind]) for kind in self.route.failover_on if kind in _FAILOVER_OPT_IN
         )
 
-    # ---------------------------------------------------------------------------------- generate
-
-    async def generate(self, request: Request, estimate: CallEstimate | None = None) -> Response:
-        """The answer of the first target that gives one (``estimate``: the call's, else one is made)."""
-        if estimate is None:
-            estimate = self.estimate(request)
-        attempts: list[Attempt] = []
+    async def _first_answer(
+        self, targets: Sequence[Target], request: Deadlined, attempts: list[Attempt],
+        answer: Callable[[Target], Awaitable[_Answer]],
+    ) -> _Answer:
+        """The failover loop of every call kind: the first target's answer, moving on while the
+        errors allow it and the deadline has not passed; else the route's error, every failure in it."""
         errors: list[BaseException] = []
-        for target in self.ordered_targets(request, estimate):
+        for target in targets:
             if deadline_passed(request):
                 errors.append(out_of_time(target, request, attempts))
                 break
             try:
-                response = await self._generate_on(target, request, attempts, estimate)
+                response = await answer(target)
             except AgentAdapterError as error:
                 errors.append(error)
                 if not self.may_fail_over(error):
@@ -199,6 +201,17 @@ class Router(Backend):
             response.attempts = attempts
             return response
         raise route_error(errors, attempts, len(self.route.targets), request)
+
+    # ---------------------------------------------------------------------------------- generate
+
+    async def generate(self, request: Request, estimate: CallEstimate | None = None) -> Response:
+        """The answer of the first target that gives one (``estimate``: the call's, else one is made)."""
+        if estimate is None:
+            estimate = self.estimate(request)
+        attempts: list[Attempt] = []
+        return await self._first_answer(
+            self.ordered_targets(request, estimate), request, attempts,
+            lambda target: self._generate_on(target, request, attempts, estimate))
 
     async def _generate_on(
         self, target: Target, request: Request, attempts: list[Attempt], estimate: CallEstimate
@@ -267,21 +280,8 @@ class Router(Backend):
     async def embed_all(self, request: EmbeddingRequest) -> EmbeddingResponse:
         """Every input's vector from the first target that embeds them all (see the module docstring)."""
         attempts: list[Attempt] = []
-        errors: list[BaseException] = []
-        for target in self._embedding_order():
-            if deadline_passed(request):
-                errors.append(out_of_time(target, request, attempts))
-                break
-            try:
-                response = await self._embed_on(target, request, attempts)
-            except AgentAdapterError as error:
-                errors.append(error)
-                if not self.may_fail_over(error):
-                    break
-                continue
-            response.attempts = attempts
-            return response
-        raise route_error(errors, attempts, len(self.route.targets), request)
+        return await self._first_answer(self._embedding_order(), request, attempts,
+                                        lambda target: self._embed_on(target, request, attempts))
 
     def _embedding_order(self) -> list[Target]:
         targets = list(self.route.targets)

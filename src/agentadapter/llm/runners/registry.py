@@ -29,6 +29,7 @@ __all__ = [
     "acquire_runner",
     "find_model_path",
     "get_runner",
+    "hf_cache_snapshot",
     "is_runner_name",
     "loaded_runners",
     "register_runner",
@@ -206,7 +207,7 @@ def resolve_model_path(name: str, search_paths: Sequence[Path | str] | None = No
     found = find_model_path(name, search_paths)
     if found is not None:
         return str(Path(found).resolve())
-    cached = _hf_cache_snapshot(name)
+    cached = hf_cache_snapshot(name)
     if cached is not None:
         return cached
     paths = [str(p) for p in _search_paths(search_paths)]
@@ -218,7 +219,7 @@ def resolve_model_path(name: str, search_paths: Sequence[Path | str] | None = No
     )
 
 
-def _hf_cache_snapshot(name: str) -> str | None:
+def hf_cache_snapshot(name: str) -> str | None:
     """The cached snapshot of Hugging Face repository ``name`` (``org/model``), never downloading."""
     if name.count("/") != 1 or name.startswith((".", "/", "~")):
         return None
