@@ -214,7 +214,7 @@ class LoadedEmbeddingModel:
 
 
 _LOADED: dict[tuple[str, str], concurrent.futures.Future[LoadedEmbeddingModel]] = {}
-_loaded_lock = threading.Lock()
+_loaded_lock = threading.RLock()  # re-entered when a load fails before its done-callback is added
 
 
 def _load(path: str, device: str | None, executor: concurrent.futures.ThreadPoolExecutor) -> LoadedEmbeddingModel:
