@@ -73,6 +73,14 @@ def agents_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_one_directory_may_be_given_as_a_string_or_a_path(agents_dir):
+    for given in (str(agents_dir), agents_dir):
+        loader = AgentLoader(given, entry_points=False, development=False).load()
+        assert loader.paths == [agents_dir]
+        assert loader.names() == ["researcher", "reviewer", "translator"]
+        assert not any(e.error == "not a directory" for e in loader.errors)
+
+
 async def test_the_loader_survives_a_broken_module(agents_dir):
     loader = AgentLoader([agents_dir], entry_points=False, development=False).load()
     assert loader.names() == ["researcher", "reviewer", "translator"]

@@ -28,3 +28,18 @@ def test_a_usage_error_of_a_subcommand_exits_2() -> None:
 @pytest.mark.parametrize("old", ["cli_service", "cli_run", "cli_cluster", "cli_credits", "cli_data", "cli_secrets"])
 def test_the_old_modules_are_gone(old: str) -> None:
     assert importlib.util.find_spec(f"agentadapter.{old}") is None
+
+
+def test_version_and_short_help() -> None:
+    from importlib.metadata import version
+
+    from typer.testing import CliRunner
+
+    from agentadapter.cli import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["--version"])
+    assert shown.exit_code == 0 and shown.stdout.strip() == f"agentadapter {version('agentadapter')}"
+    assert runner.invoke(app, ["-V"]).stdout == shown.stdout
+    short = runner.invoke(app, ["-h"])
+    assert short.exit_code == 0 and "Commands" in short.stdout

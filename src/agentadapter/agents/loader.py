@@ -123,9 +123,11 @@ class AgentLoader:
     """Discovers agents in directories and entry points; instantiates them on demand."""
 
     def __init__(
-        self, paths: Iterable[str | Path] = (), *, entry_points: bool = True, development: bool | None = None
+        self, paths: str | Path | Iterable[str | Path] = (), *, entry_points: bool = True,
+        development: bool | None = None
     ) -> None:
-        self.paths = [Path(p) for p in paths]
+        # One directory may be given as it is: a str is iterable too, and would read as one-letter paths.
+        self.paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
         self.use_entry_points = entry_points
         self.development = get_settings().env == "development" if development is None else development
         self.errors: list[LoadError] = []

@@ -33,9 +33,29 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"agentadapter {version('agentadapter')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("agentadapter (not installed: no version recorded)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                      help="Print the version and exit."),
+) -> None:
+    """Run AI agents on any LLM backend."""
+
 
 EXIT_PROVIDER_ERROR = 1
 EXIT_USAGE_ERROR = 2
