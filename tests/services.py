@@ -199,42 +199,65 @@ def log_tail(path: Path, chars: int = 3000) -> str:
 
 @dataclass
 class PrivateRedis:
-    """A ``redis-server`` of a test's own on a free loopback port, without persistence: nothing else sees
-    its keys or its pub/sub channels (which, unlike keys, no database number separates)."""
+    """A ``redis-server`` of a test's own on a free loopback port: nothing else sees its keys or its
+    pub/sub channels (which, unlike keys, no database number separates). With ``persist``, every write
+    is on disk before it is answered (``appendfsync always``), so a test may :meth:`kill` it - an abrupt
+    crash - and :meth:`restart` it on the same port with its data, as a production Redis with AOF."""
 
     port: int
     process: subprocess.Popen[bytes]
+    directory: Path
+    persist: bool = False
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
+    def kill(self) -> None:
+        """Stop it at once (SIGKILL), as a crash."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
-def start_redis(directory: Path) -> PrivateRedis:
+    def restart(self) -> None:
+        """Start it again on the same port (and, with ``persist``, the same data)."""
+        self.process = _redis_process(self.port, self.directory, self.persist)
+        _wait_for_redis(self)
+
+
+def start_redis(directory: Path, *, persist: bool = False) -> PrivateRedis:
     """Start one (stop it with ``stop_group(server.process)``); skip the test (fail under CI) without the binary."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         unavailable("redis-server is not installed (this test starts a private one): install redis-server")
+    port = free_port()
+    server = PrivateRedis(port, _redis_process(port, directory, persist), directory, persist)
+    _wait_for_redis(server)
+    return server
+
+
+def _redis_process(port: int, directory: Path, persist: bool) -> subprocess.Popen[bytes]:
+    durability = ["--appendonly", "yes", "--appendfsync", "always"] if persist else ["--appendonly", "no"]
+    with (directory / "redis.log").open("ab") as output:
+        return subprocess.Popen(
+            [str(shutil.which("redis-server")), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             *durability, "--dir", str(directory), "--daemonize", "no", "--logfile", ""],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for_redis(server: PrivateRedis) -> None:
     import redis
 
-    port = free_port()
-    log = directory / "redis.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(directory), "--daemonize", "no", "--logfile", ""],
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    server = PrivateRedis(port, process)
     client = redis.Redis.from_url(server.url(), socket_connect_timeout=1.0)
     deadline = time.monotonic() + 20
     try:
         while True:
             try:
                 client.ping()
-                return server
+                return
             except redis.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    stop_group(process)
-                    unavailable(f"a private redis-server on port {port} did not start:\n{log_tail(log)}")
+                if server.process.poll() is not None or time.monotonic() > deadline:
+                    stop_group(server.process)
+                    unavailable(f"a private redis-server on port {server.port} did not start:\n"
+                                f"{log_tail(server.directory / 'redis.log')}")
                 time.sleep(0.05)  # polling a server that is starting: nothing to wait on but its port
     finally:
         client.close()

@@ -28,9 +28,8 @@ from sqlalchemy.engine import make_url
 from agentadapter.llm.client import LLM
 from agentadapter.server.app import create_app
 from agentadapter.testing import offline_llm
-from fakes.private_redis import PrivateRedis
 from server.conftest import Api, AppFactory, make_settings, server_settings
-from services import postgres_url_or_skip, redis_url_or_skip
+from services import PrivateRedis, postgres_url_or_skip, redis_url_or_skip, start_redis, stop_group
 from store.databases import new_database_url, unique
 
 
@@ -45,11 +44,11 @@ def _port() -> int:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
+    server = start_redis(tmp_path, persist=True)
     try:
         yield server
     finally:
-        server.stop()
+        stop_group(server.process)
 
 
 class CuttableProxy:
@@ -231,15 +230,15 @@ async def test_redis_away_is_a_503_shared_state_unavailable_and_back_without_a_r
     # Budgets are shared through Redis: a gateway call whose spend cannot be checked is not sent.
     llm = LLM(config={"budgets": [{"scope": "global", "limit_usd": 100.0, "allow_unpriced": True}]}, environ={})
     url = new_database_url("sqlite", tmp_path, template_dir)
-    async with _api_on(url, tmp_path, llm=llm, settings={"redis_url": private_redis.url}) as api:
+    async with _api_on(url, tmp_path, llm=llm, settings={"redis_url": private_redis.url()}) as api:
         body = {"model": "test/echo", "messages": [{"role": "user", "content": "hello"}]}
         key = await api.key(role="member")
         headers = {"Authorization": f"Bearer {key}"}
         answered = await api.client.post("/v1/chat/completions", json=body, headers=headers)
         assert answered.status_code == 200, answered.text
-        private_redis.stop()
+        private_redis.kill()
         refused = await api.client.post("/v1/chat/completions", json=body, headers=headers)
         _assert_outage(refused, "shared_state_unavailable", str(private_redis.port), "AGENTADAPTER_REDIS_URL")
-        private_redis.start()
+        private_redis.restart()
         again = await api.client.post("/v1/chat/completions", json=body, headers=headers)
         assert again.status_code == 200, again.text

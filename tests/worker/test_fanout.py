@@ -22,8 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from agentadapter.orchestrator import RunEvent
 from agentadapter.service.channel import RunChannel
 from agentadapter.service.worker_settings import WorkerSettings
-from fakes.private_redis import PrivateRedis as RestartableRedis
-from services import PrivateRedis
+from services import PrivateRedis, start_redis, stop_group
 
 RUNS = 30
 FOLLOWERS_PER_RUN = 10
@@ -77,18 +76,18 @@ async def test_300_followers_of_30_runs_each_get_every_event_through_one_connect
 
 
 @pytest.fixture
-def restartable_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
-    server = RestartableRedis(tmp_path)
+def restartable_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = start_redis(tmp_path, persist=True)
     try:
         yield server
     finally:
-        server.stop()
+        stop_group(server.process)
 
 
 async def test_when_redis_goes_away_every_follower_ends_with_the_error_logged(
-    restartable_redis: RestartableRedis, caplog: pytest.LogCaptureFixture
+    restartable_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    channel = RunChannel(restartable_redis.url, WorkerSettings())
+    channel = RunChannel(restartable_redis.url(), WorkerSettings())
     run = uuid.uuid4()
     try:
         started = [asyncio.Event() for _ in range(5)]
@@ -98,13 +97,13 @@ async def test_when_redis_goes_away_every_follower_ends_with_the_error_logged(
             for event in started:
                 await event.wait()
         with caplog.at_level(logging.WARNING, logger="agentadapter.server"):
-            restartable_redis.stop()
+            restartable_redis.kill()
             async with asyncio.timeout(30):
                 results = await asyncio.gather(*followers, return_exceptions=True)
         assert all(isinstance(result, Exception) for result in results), results
         assert caplog.text.count(f"a live follower of run {run} failed") == len(followers)
         # Redis back: a new follower (a client reconnecting) reads the run again.
-        restartable_redis.start()
+        restartable_redis.restart()
         with contextlib.suppress(RedisConnectionError):  # the publisher's pooled connection died with it
             await channel.ping()
         again = asyncio.create_task(_follow(channel, run))

@@ -16,7 +16,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agentadapter.llm.policy.redis_budget import RedisBudgetStore
-from fakes.private_redis import PrivateRedis
+from services import PrivateRedis, start_redis, stop_group
 
 KEY = "tenant:t1|total|all"
 LIMIT = 1_000_000.0
@@ -24,16 +24,16 @@ LIMIT = 1_000_000.0
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
+    server = start_redis(tmp_path, persist=True)
     try:
         yield server
     finally:
-        server.stop()
+        stop_group(server.process)
 
 
 @pytest.fixture
 async def store(private_redis: PrivateRedis) -> AsyncIterator[RedisBudgetStore]:
-    budget = RedisBudgetStore(private_redis.url, prefix="test:budget:")
+    budget = RedisBudgetStore(private_redis.url(), prefix="test:budget:")
     try:
         yield budget
     finally:
@@ -56,11 +56,11 @@ async def test_concurrent_flushers_after_an_outage_write_each_settlement_once(
 ) -> None:
     spends = [0.25 * (1 + i % 6) for i in range(40)]  # $0.25 .. $1.50
     await _reserve_all(store, [2.0] * len(spends))
-    private_redis.stop()
+    private_redis.kill()
     # Calls the providers answered while Redis was away: every settlement is kept.
     await asyncio.gather(*(store.settle(KEY, 2.0, spend) for spend in spends))
     assert store.unwritten == len(spends)
-    private_redis.start()
+    private_redis.restart()
     # Many callers at once, each of which writes the kept settlements first.
     results = await asyncio.gather(*(store.spent(KEY) for _ in range(20)), return_exceptions=True)
     assert all(isinstance(result, float) for result in results), results
@@ -73,9 +73,9 @@ async def test_a_restart_in_the_middle_of_a_flush_neither_loses_nor_repeats_a_se
 ) -> None:
     spends = [0.5 * (1 + i % 4) for i in range(30)]
     await _reserve_all(store, [3.0] * len(spends))
-    private_redis.stop()
+    private_redis.kill()
     await asyncio.gather(*(store.settle(KEY, 3.0, spend) for spend in spends))
-    private_redis.start()
+    private_redis.restart()
 
     # Redis dies during the 10th write of the flush, after applying it, before its reply arrives
     # (the settlement's fate is unknown to the store), and dies again on the 20th, before applying.
@@ -86,10 +86,10 @@ async def test_a_restart_in_the_middle_of_a_flush_neither_loses_nor_repeats_a_se
         nonlocal calls
         calls += 1
         if calls == 20:
-            private_redis.stop()
+            private_redis.kill()
         answer = await real(**kwargs)
         if calls == 10:
-            private_redis.stop()
+            private_redis.kill()
             raise RedisConnectionError("Connection closed by server.")
         return answer
 
@@ -99,7 +99,7 @@ async def test_a_restart_in_the_middle_of_a_flush_neither_loses_nor_repeats_a_se
     assert any(isinstance(result, Exception) for result in results)  # the outage was seen
     assert 0 < store.unwritten < len(spends) + 4
 
-    private_redis.start()
+    private_redis.restart()
     results = await asyncio.gather(*(store.spent(KEY) for _ in range(8)), return_exceptions=True)
     assert store.unwritten == 0, results
     committed, reserved = await _state(store)

@@ -1,7 +1,8 @@
 """State several instances share on Redis: budget spend, breakers and learned rate limits.
 
-Every test uses its own key prefix, so tests never see each other's keys, and deletes the keys under
-it when it ends (never a FLUSHDB: the Redis is shared). The "instances" are separate facades with
+Every test uses its own key prefix, so tests never see each other's keys, and deletes only the keys
+under it when it ends: the Redis is shared. The one test that starts the whole service, whose key
+prefix is fixed, runs it on a redis-server of its own. The "instances" are separate facades with
 separate stores (and Redis connections) on one Redis, calling loopback fakes that count the requests
 they receive. Breaker cooldowns pass on an injected clock the instances share, not by sleeping.
 """
@@ -29,7 +30,7 @@ from agentadapter.llm.policy.retry import RetryPolicy
 from agentadapter.llm.redis_health import RedisReliabilityStore
 from agentadapter.llm.shared import SharedState
 from fakes.openai_server import OpenAIFake
-from services import DEFAULT_TEST_REDIS_URL, redis_url_or_skip
+from services import DEFAULT_TEST_REDIS_URL, redis_url_or_skip, start_redis, stop_group
 
 NO_RETRY = RetryPolicy(max_retries=0)
 CLOSED_PORT = "redis://127.0.0.1:1/0"
@@ -414,11 +415,19 @@ def test_window_ttl_names_the_window():
 
 
 async def test_the_service_shares_its_llm_state_on_redis_when_configured(tmp_path: Path):
+    (tmp_path / "redis").mkdir()
+    server = start_redis(tmp_path / "redis")  # the service's prefix is fixed: keep its keys off the shared Redis
+    try:
+        await _service_shares_its_state(tmp_path, server.url())
+    finally:
+        stop_group(server.process)
+
+
+async def _service_shares_its_state(tmp_path: Path, url: str) -> None:
     from agentadapter.server.app import create_app
     from server.conftest import make_settings, server_settings
     from store.databases import migrated_sqlite
 
-    url = redis_url_or_skip()
     (tmp_path / "templates").mkdir()
     database = migrated_sqlite(tmp_path, tmp_path / "templates")
     app = create_app(make_settings(database, tmp_path, redis_url=url), server_settings=server_settings())
