@@ -27,7 +27,10 @@ from agentadapter.server.errors import HTTPProblem
 from agentadapter.server.middleware import CHECKED_BODY
 from agentadapter.server.payloads import CheckedBody, InvalidJSON, PayloadLimits, PayloadRefused, check_json
 
-__all__ = ["ChatCall", "ClientValidatedOutput", "parse_body", "parse_chat_request", "read_chat_request"]
+__all__ = [
+    "ChatCall", "ClientValidatedOutput", "bad_request", "call_tags", "check_fields", "parse_body", "parse_chat_request",
+    "read_chat_request", "required_model",
+]
 
 _ACCEPTED = frozenset({
     "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "response_format", "temperature", "top_p",
@@ -63,6 +66,31 @@ def bad_request(param: str | None, message: str, code: str = "invalid_value") ->
     return HTTPProblem(400, message, code=code, param=param)
 
 
+def call_tags(key_id: object | None) -> dict[str, str]:
+    """The usage tags of a gateway call: its source, and the API key that made it (when one did)."""
+    tags = {"source": "gateway"}
+    if key_id is not None:
+        tags["api_key"] = str(key_id)
+    return tags
+
+
+def check_fields(body: Mapping[str, Any], accepted: frozenset[str], what: str) -> None:
+    """A 400 naming the first field of ``body`` that ``what`` (this gateway's endpoint) does not take."""
+    unknown = [key for key in body if key not in accepted]
+    if unknown:
+        raise bad_request(unknown[0], f"{unknown[0]!r} is not supported by {what}; supported fields: "
+                                      f"{', '.join(sorted(accepted))}", "unsupported_parameter")
+
+
+def required_model(body: Mapping[str, Any], example: str) -> str:
+    """The body's ``model``, or a 400 saying what one looks like."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("model", f"model is required: a provider/model id ({example}) or an alias of the "
+                                   "server's agentadapter.yaml; GET /v1/models lists them", "missing_required")
+    return model
+
+
 def parse_body(raw: bytes, checked: CheckedBody | None = None) -> dict[str, Any]:
     """The body as a JSON object. ``checked``: what the body guard learnt of it (its limits hold); without
     it (a body the guard leaves alone, as a form's) it is checked here."""
@@ -91,14 +119,8 @@ async def read_chat_request(request: HTTPRequest, tags: Mapping[str, str], *, of
 
 def parse_chat_request(body: Mapping[str, Any], tags: Mapping[str, str]) -> ChatCall:
     """Check a Chat Completions body and build the neutral request; raises a 400 :class:`HTTPProblem`."""
-    unknown = [key for key in body if key not in _ACCEPTED]
-    if unknown:
-        raise bad_request(unknown[0], f"{unknown[0]!r} is not supported by this gateway; supported fields: "
-                                      f"{', '.join(sorted(_ACCEPTED))}", "unsupported_parameter")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise bad_request("model", "model is required: a provider/model id (openai/gpt-4o-mini) or an alias of "
-                                   "the server's agentadapter.yaml; GET /v1/models lists them", "missing_required")
+    check_fields(body, _ACCEPTED, "this gateway")
+    model = required_model(body, "openai/gpt-4o-mini")
     n = body.get("n")
     if n is not None and n != 1:
         raise bad_request("n", "n must be 1: the gateway returns one choice per request; send several requests "

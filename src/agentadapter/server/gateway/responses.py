@@ -1,4 +1,5 @@
-"""Our neutral answer -> OpenAI's ``chat.completion`` JSON, and our stream events -> ``chat.completion.chunk`` SSE.
+"""Our neutral answer -> OpenAI's ``chat.completion`` JSON, our stream events -> ``chat.completion.chunk`` SSE,
+and the compact JSON answer every gateway endpoint sends.
 
 Finish reasons, usage and tool-call arguments use the tables and helpers of
 :mod:`agentadapter.llm.backends.openai_chat_mapping` (the same ones that read OpenAI's answers), so
@@ -15,12 +16,20 @@ import time
 import uuid
 from typing import Any
 
+from fastapi.responses import Response as HTTPResponse
+
 from agentadapter.llm.backends.openai_chat_mapping import WIRE_FINISH_REASONS, arguments_json, usage_to_wire
 from agentadapter.llm.messages import Response, StreamEvent
 
-__all__ = ["DONE", "ChunkWriter", "completion_body", "sse_data"]
+__all__ = ["DONE", "ChunkWriter", "completion_body", "json_response", "sse_data"]
 
 DONE = b"data: [DONE]\n\n"
+
+
+def json_response(payload: dict[str, Any], status: int = 200) -> HTTPResponse:
+    """A compact JSON answer, as OpenAI's API sends them."""
+    return HTTPResponse(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(), status_code=status,
+                        media_type="application/json")
 
 
 def completion_id(response_id: str) -> str:

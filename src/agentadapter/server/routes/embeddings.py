@@ -14,7 +14,6 @@ the model reads.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +26,8 @@ from agentadapter.llm.errors import AgentAdapterError, InsufficientCreditsError,
 from agentadapter.server.deps import CompletionsWrite, StateDep
 from agentadapter.server.gateway.errors import gateway_error
 from agentadapter.server.gateway.models import check_model
-from agentadapter.server.gateway.requests import bad_request, parse_body
+from agentadapter.server.gateway.requests import bad_request, call_tags, check_fields, parse_body, required_model
+from agentadapter.server.gateway.responses import json_response
 from agentadapter.server.middleware import CHECKED_BODY
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.schemas import error_responses
@@ -45,9 +45,7 @@ _ACCEPTED = frozenset({"model", "input", "dimensions", "encoding_format", "user"
         "type": "object", "description": "An OpenAI Embeddings request."}}}}})
 async def embeddings(request: Request, principal: CompletionsWrite, state: StateDep) -> Response:
     """OpenAI's Embeddings, for every embedding model the server can reach (float or base64 vectors)."""
-    tags = {"source": "gateway"}
-    if principal.key_id is not None:
-        tags["api_key"] = str(principal.key_id)
+    tags = call_tags(principal.key_id)
     body = parse_body(await request.body(), request.scope.get(CHECKED_BODY))
     model, call, base64 = parse_embedding_body(body)
     if body.get("user"):
@@ -62,20 +60,13 @@ async def embeddings(request: Request, principal: CompletionsWrite, state: State
         raise bad_request("input", str(exc)) from exc
     except AgentAdapterError as exc:
         raise gateway_error(exc, model) from exc
-    return Response(json.dumps(embedding_body(response, model, base64=base64), separators=(",", ":")).encode(),
-                    media_type="application/json")
+    return json_response(embedding_body(response, model, base64=base64))
 
 
 def parse_embedding_body(body: Mapping[str, Any]) -> tuple[str, EmbeddingRequest, bool]:
     """(model, the checked request, whether to answer base64); a 400 :class:`HTTPProblem` naming the field."""
-    unknown = [key for key in body if key not in _ACCEPTED]
-    if unknown:
-        raise bad_request(unknown[0], f"{unknown[0]!r} is not supported by this gateway's embeddings; supported "
-                                      f"fields: {', '.join(sorted(_ACCEPTED))}", "unsupported_parameter")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise bad_request("model", "model is required: a provider/model id (openai/text-embedding-3-small) or an "
-                                   "alias of the server's agentadapter.yaml", "missing_required")
+    check_fields(body, _ACCEPTED, "this gateway's embeddings")
+    model = required_model(body, "openai/text-embedding-3-small")
     raw = body.get("input")
     if raw is None:
         raise bad_request("input", "input is required: a string or a list of strings", "missing_required")

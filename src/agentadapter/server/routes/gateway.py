@@ -13,10 +13,8 @@ later in the stream is sent as a ``data: {"error": ...}`` event, and the stream 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -27,8 +25,8 @@ from agentadapter.server.deps import CompletionsWrite, ModelsRead, StateDep
 from agentadapter.server.errors import error_body
 from agentadapter.server.gateway.errors import gateway_error
 from agentadapter.server.gateway.models import check_model, list_models, model_entry
-from agentadapter.server.gateway.requests import read_chat_request
-from agentadapter.server.gateway.responses import ChunkWriter, completion_body, sse_data
+from agentadapter.server.gateway.requests import call_tags, read_chat_request
+from agentadapter.server.gateway.responses import ChunkWriter, completion_body, json_response, sse_data
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.schemas import error_responses
 
@@ -40,19 +38,12 @@ OPENAI_JSON_PATHS = frozenset({f"{API_PREFIX}/chat/completions", f"{API_PREFIX}/
 """Paths that answer a body that is not JSON as OpenAI does (400), where the rest of the API answers 422."""
 
 
-def _json(payload: dict[str, Any], status: int = 200) -> Response:
-    return Response(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(), status_code=status,
-                    media_type="application/json")
-
-
 @router.post("/chat/completions", responses=error_responses(402, 404, 502, 503), openapi_extra={"requestBody": {
     "required": True, "content": {"application/json": {"schema": {
         "type": "object", "description": "An OpenAI Chat Completions request."}}}}})
 async def chat_completions(request: Request, principal: CompletionsWrite, state: StateDep) -> Response:
     """OpenAI's Chat Completions, for every model the server can reach (``stream: true`` answers as SSE)."""
-    tags = {"source": "gateway"}
-    if principal.key_id is not None:
-        tags["api_key"] = str(principal.key_id)
+    tags = call_tags(principal.key_id)
     call = await read_chat_request(request, tags, offload_bytes=state.server.body_offload_bytes)
     llm = await state.tenant_llms.get(principal.tenant_id)
     check_model(llm, call.model)
@@ -63,7 +54,7 @@ async def chat_completions(request: Request, principal: CompletionsWrite, state:
             raise  # the API's own 402 handler answers it
         except AgentAdapterError as exc:
             raise gateway_error(exc, call.model) from exc
-        return _json(completion_body(response))
+        return json_response(completion_body(response))
     events = llm.stream_request(call.model, call.request).__aiter__()
     try:
         first = await anext(events, None)
@@ -110,10 +101,10 @@ async def _frames(first: StreamEvent | None, events: AsyncIterator[StreamEvent],
 @router.get("/models")
 async def models(principal: ModelsRead, state: StateDep) -> Response:
     """OpenAI's model list: the catalog and the config's aliases, with capabilities, prices and availability."""
-    return _json(list_models(await state.tenant_llms.get(principal.tenant_id)))
+    return json_response(list_models(await state.tenant_llms.get(principal.tenant_id)))
 
 
 @router.get("/models/{model:path}", responses=error_responses(400))
 async def get_model(model: str, principal: ModelsRead, state: StateDep) -> Response:
     """One model (``provider/model`` or an alias); 404 ``model_not_found`` for an unknown one."""
-    return _json(model_entry(await state.tenant_llms.get(principal.tenant_id), model))
+    return json_response(model_entry(await state.tenant_llms.get(principal.tenant_id), model))
