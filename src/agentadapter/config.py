@@ -202,6 +202,19 @@ class RouteSpec(BaseModel):
     weights: list[float] | None = None
     failover_on: list[str] = Field(default_factory=list)
     """Extra error kinds that move to the next target: ``context_window``, ``content_filter``."""
+    drop_params: bool | None = None
+    """The gateway: drop request parameters a target cannot honour (and say so in a header) instead of
+    refusing the request; None follows ``gateway.drop_params``."""
+
+
+class GatewaySpec(BaseModel):
+    """How the client-format gateway treats what a request asks for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drop_params: bool = False
+    """Drop parameters a target cannot honour (listed in ``x-agentadapter-dropped-params``) instead of
+    answering 400 naming the parameter and the target; a route's own ``drop_params`` wins."""
 
 
 class BudgetSpec(BaseModel):
@@ -243,6 +256,7 @@ class FileConfig(BaseModel):
     """Overrides of catalog entries by model id."""
     agents: list[dict[str, Any]] = Field(default_factory=list)
     default_model: str | None = None
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
 
     def seed_agents(self) -> list[SeedAgentSpec]:
         return [SeedAgentSpec.model_validate(a) for a in self.agents if "backend" in a]
