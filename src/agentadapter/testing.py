@@ -1,7 +1,7 @@
 """Test doubles and the backend conformance kit, public so users test their own code offline.
 
-``TestBackend`` and ``FunctionBackend`` answer without a network (model ids ``test/echo`` and
-``test/tools`` resolve to ``TestBackend``). ``offline_llm()`` builds an ``LLM`` that refuses every
+``TestBackend`` and ``FunctionBackend`` answer without a network (model ids ``test/echo``, which
+only echoes, and ``test/tools``, which calls every tool it is offered, resolve to ``TestBackend``). ``offline_llm()`` builds an ``LLM`` that refuses every
 provider except the test backends, for test suites that must never reach the internet.
 ``backend_conformance`` is the contract suite every backend passes (see docs/backends.md).
 ``collect_stream``, ``final_response`` and ``comparable_response`` are what a backend's stream tests

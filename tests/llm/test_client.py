@@ -56,6 +56,20 @@ async def test_echo_with_no_key_and_no_network():
     assert [a.target for a in response.attempts] == ["test/echo"]
 
 
+async def test_echo_only_echoes_even_when_offered_tools():
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        return "sunny"
+
+    llm = offline_llm()
+    response = await llm.generate("test/echo", "weather?", tools=[get_weather], tool_choice="required")
+    assert response.finish_reason == "stop" and response.tool_calls == []
+    assert response.text == "weather?"
+    streamed = llm.stream("test/echo", "weather?", tools=[get_weather])
+    kinds = [event.kind async for event in streamed]
+    assert "tool_call" not in kinds and streamed.response is not None and streamed.response.text == "weather?"
+
+
 async def test_test_backend_calls_tools_then_answers_from_results():
     def get_weather(city: str) -> str:
         """Weather for a city."""

@@ -1,13 +1,14 @@
 """Offline test backends: deterministic answers with no key and no network.
 
-:class:`TestBackend` (model ids ``test/echo`` and ``test/tools``; the model name is only a label)
-echoes the last user message; given tools, it first calls every tool with arguments that satisfy
-its schema, then answers from the results; given an output schema, it answers with an object that
-validates against it. A test backend named in ``agentadapter.yaml`` with ``latency_ms: 200`` waits
-that long before each answer, like a provider would (latency-bound benchmarks and tests of what
-runs concurrently use it). :class:`FunctionBackend` lets a test write each response itself. Both stream
-by replaying the response as events, so streaming and non-streaming agree exactly. They are public
-API: the README's demo, the agent and orchestrator tests and users' own tests run on them.
+:class:`TestBackend` answers by its model name. ``test/echo`` only echoes: it answers with the last
+user message, whatever tools it is offered. ``test/tools`` (and any other name) calls tools: given
+tools, it first calls every tool with arguments that satisfy its schema, then answers from the
+results. Both, given an output schema, answer with an object that validates against it. A test
+backend named in ``agentadapter.yaml`` with ``latency_ms: 200`` waits that long before each answer,
+like a provider would (latency-bound benchmarks and tests of what runs concurrently use it).
+:class:`FunctionBackend` lets a test write each response itself. Both stream by replaying the
+response as events, so streaming and non-streaming agree exactly. They are public API: the README's
+demo, the agent and orchestrator tests and users' own tests run on them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from agentadapter.llm.messages import (
     response_events,
 )
 from agentadapter.llm.transport import Transport
+
+ECHO_MODEL = "echo"
+"""The test model that never calls a tool (``test/echo``)."""
 
 
 def _config(name: str) -> BackendConfig:
@@ -99,7 +103,8 @@ class TestBackend(_ReplayingBackend):
     def _answer(self, request: Request) -> list[Part]:
         last = request.messages[-1] if request.messages else None
         results = [p for p in last.parts if isinstance(p, ToolResultPart)] if last else []
-        if request.tools and not results and request.tool_choice != "none":
+        calls_tools = request.model != ECHO_MODEL
+        if calls_tools and request.tools and not results and request.tool_choice != "none":
             tools = request.tools
             if request.tool_choice not in (None, "auto", "required"):
                 tools = [t for t in tools if t.name == request.tool_choice]
