@@ -1,12 +1,12 @@
 """Test doubles and the backend conformance kit, public so users test their own code offline.
-
 ``TestBackend`` and ``FunctionBackend`` answer without a network (model ids ``test/echo``, which
-only echoes, and ``test/tools``, which calls every tool it is offered, resolve to ``TestBackend``). ``offline_llm()`` builds an ``LLM`` that refuses every
-provider except the test backends, for test suites that must never reach the internet.
-``backend_conformance`` is the contract suite every backend passes (see docs/backends.md).
-``collect_stream``, ``final_response`` and ``comparable_response`` are what a backend's stream tests
-need: every event of a stream, the answer its last event carries, and an answer without its latency
-(to compare a streamed answer with the same one generated).
+only echoes, and ``test/tools``, which calls every tool it is offered, resolve to ``TestBackend``).
+``offline_llm()`` builds an ``LLM`` that refuses every provider except the test backends, for test
+suites that must never reach the internet. ``backend_conformance`` is the contract suite every
+backend passes (see docs/backends.md). ``collect_stream``, ``final_response`` and
+``comparable_response`` are what a backend's stream tests need: every event of a stream, the answer
+its last event carries, and an answer without its latency (to compare a streamed answer with the
+same one generated).
 """
 
 from __future__ import annotations
