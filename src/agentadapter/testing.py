@@ -1,4 +1,5 @@
 """Test doubles and the backend conformance kit, public so users test their own code offline.
+
 ``TestBackend`` and ``FunctionBackend`` answer without a network (model ids ``test/echo``, which
 only echoes, and ``test/tools``, which calls every tool it is offered, resolve to ``TestBackend``).
 ``offline_llm()`` builds an ``LLM`` that refuses every provider except the test backends, for test
