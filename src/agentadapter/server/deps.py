@@ -96,7 +96,12 @@ async def get_principal(request: Request) -> Principal:
     # The peer's address (behind a proxy, the one uvicorn takes from X-Forwarded-For for trusted proxies):
     # what repeated failed authentications are throttled by.
     client = request.client.host if request.client is not None else None
-    principal = await state.auth.authenticate(request.headers.get("authorization"), client=client)
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        # Anthropic-format clients (the anthropic SDK, Claude Code) send their key as x-api-key.
+        api_key = request.headers.get("x-api-key")
+        authorization = f"Bearer {api_key}" if api_key else None
+    principal = await state.auth.authenticate(authorization, client=client)
     if state.limiter is not None:  # None when every limit is off: no work at all then
         await state.limiter.check(principal)
     return principal
