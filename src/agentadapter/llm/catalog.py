@@ -21,6 +21,10 @@ every step):
    OpenRouter speaks chat completions. ``azure/<deployment>`` maps to ``openai/<deployment>`` when
    the deployment is named after the model (Azure's Global deployments bill OpenAI's list price;
    Data Zone and Regional deployments cost more, so treat those prices as a floor).
+   ``bedrock/[us.|eu.|apac.|global.]anthropic.<claude>-v1:0`` and ``vertex/<claude>@<date>`` map to
+   Anthropic's entry, ``vertex/gemini-...`` to the Gemini API's: the clouds bill the vendor's list
+   price on their global endpoints (regional ones of Claude 4.5 and later cost 10% more: a floor).
+   A ``bedrock/<model>`` entry of its own wins, with the geography and ``-v1:0`` stripped.
 
 Hosts that run open weights under their own names and prices (Groq, Together, Fireworks, vLLM,
 Ollama, LM Studio, a named ``backends:`` entry) are *not* mapped: the same weights have other
@@ -403,7 +407,49 @@ def _resolve(model_id: str, overlay: Mapping[str, Capabilities] = _NO_OVERLAY) -
         vendor_entry = _direct(f"openai/{model}", overlay)
         if vendor_entry is not None:
             return replace(vendor_entry, source=f"mapped from openai/{model} (Azure deployment named after it)")
+    if provider == "bedrock" and model:
+        return _via_bedrock(model, overlay)
+    if provider == "vertex" and model:
+        return _via_vertex(model, overlay)
     return None
+
+
+# A Bedrock cross-region inference profile's geography, and a model id's version (``-v1:0``).
+_BEDROCK_GEO = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.")
+_BEDROCK_VERSION = re.compile(r"-v\d+(?::\d+)?$")
+_CLOUD_NOTE = ("the cloud bills the vendor's list price on its global endpoint; for Claude 4.5 and later, regional "
+               "and geography-bound endpoints cost 10% more, so treat this price as a floor there")
+
+
+def _via_bedrock(model: str, overlay: Mapping[str, Capabilities]) -> Capabilities | None:
+    """``bedrock/[geo.]<vendor>.<model>-v1:0``: a Bedrock entry, else Anthropic's own for Claude."""
+    if model.startswith("arn:"):
+        model = model.rsplit("/", 1)[-1]
+    bare = _BEDROCK_VERSION.sub("", _BEDROCK_GEO.sub("", model))
+    entry = _direct(f"bedrock/{bare}", overlay) or _direct(f"bedrock/{_BEDROCK_GEO.sub('', model)}", overlay)
+    if entry is not None:
+        return entry
+    vendor, _, name = bare.partition(".")
+    if vendor == "anthropic" and name:
+        found = _direct(f"anthropic/{name}", overlay)
+        if found is not None:
+            return replace(found, api="chat", source=f"mapped from anthropic/{name} (Claude on Bedrock)",
+                           note=_CLOUD_NOTE)
+    return None
+
+
+def _via_vertex(model: str, overlay: Mapping[str, Capabilities]) -> Capabilities | None:
+    """``vertex/<model>``: Claude maps to Anthropic's entry, Gemini to the Gemini API's."""
+    name = model.rsplit("/", 1)[-1]  # publishers/google/models/<model> is accepted too
+    vendor = "anthropic" if name.startswith("claude") else "gemini" if name.startswith("gemini") else None
+    if vendor is None:
+        return None
+    found = _direct(f"{vendor}/{name}", overlay)
+    if found is None:
+        return None
+    note = _CLOUD_NOTE if vendor == "anthropic" else (
+        "Vertex AI bills Gemini at the Gemini API's paid-tier list price (standard, on-demand)")
+    return replace(found, source=f"mapped from {vendor}/{name} (on Vertex AI)", note=note)
 
 
 # OpenRouter's vendor prefixes -> our provider names.

@@ -408,6 +408,8 @@ _BUILTIN: dict[str, str] = {
     "anthropic": "agentadapter.llm.backends.anthropic:AnthropicBackend",
     "gemini": "agentadapter.llm.backends.gemini:GeminiBackend",
     "cohere": "agentadapter.llm.backends.cohere:CohereBackend",
+    "bedrock": "agentadapter.llm.backends.bedrock:BedrockBackend",
+    "vertex": "agentadapter.llm.backends.vertex:VertexBackend",
     "openai_responses": "agentadapter.llm.backends.openai_responses:OpenAIResponsesBackend",
     "test": "agentadapter.llm.backends.testing:TestBackend",
     "local": "agentadapter.llm.backends.local:LocalBackend",

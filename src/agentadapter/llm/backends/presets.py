@@ -45,10 +45,12 @@ class Preset:
     """What one ``POST /embeddings`` may carry, for providers that serve embeddings (None: they do not)."""
     embedding_base64: bool = False
     """Ask for vectors as base64 (a quarter of the JSON): OpenAI and Azure; other servers may not offer it."""
+    cloud_credentials: bool = False
+    """Authenticates with its cloud's own credentials (AWS's chain, Google's application-default), not a key."""
 
     @property
     def local(self) -> bool:
-        return not self.key_required
+        return not self.key_required and not self.cloud_credentials
 
 
 def _env(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -140,6 +142,16 @@ PRESETS: dict[str, Preset] = {
             "cohere", "cohere", "https://api.cohere.com", ("COHERE_API_KEY", "CO_API_KEY"),
             ("COHERE_BASE_URL",), label="Cohere",
         ),
+        Preset(
+            "bedrock", "bedrock", None, ("AWS_BEARER_TOKEN_BEDROCK",),
+            ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "BEDROCK_BASE_URL"), key_required=False, needs_base_url=False,
+            cloud_credentials=True, label="Amazon Bedrock (Converse; AWS credentials, SigV4)",
+        ),
+        Preset(
+            "vertex", "vertex", None, (), ("VERTEX_BASE_URL",), auth="none", key_required=False,
+            needs_base_url=False, cloud_credentials=True,
+            label="Google Vertex AI (Gemini and Claude; application-default credentials)",
+        ),
         Preset("test", "test", None, auth="none", key_required=False, label="Offline test backend",
                needs_base_url=False),
         Preset("local", "local", None, auth="none", key_required=False,
@@ -159,6 +171,9 @@ TYPE_ALIASES: dict[str, str] = {
     "google": "gemini",
     "lm_studio": "lmstudio",
     "hf": "huggingface",
+    "aws_bedrock": "bedrock",
+    "vertex_ai": "vertex",
+    "google_vertex": "vertex",
 }
 
 
