@@ -23,8 +23,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from agentadapter.cli.tables import Cell, Column, show_table, usd
 from agentadapter.llm.errors import AgentAdapterError, ConfigurationError, InvalidRequestError
 
 app = typer.Typer(
@@ -201,16 +202,15 @@ def backends(
     if as_json:
         stdout.print_json(json.dumps(rows))
         return
-    table = Table(title="Backends", show_lines=False)
-    for column in ("provider", "name", "wire format", "base URL", "key variable", "key"):
-        table.add_column(column)
-    for row in rows:
-        key = _key_status(bool(row["key_set"]), bool(row["key_required"]))
-        table.add_row(
-            str(row["provider"]), str(row["label"]), str(row["wire_format"]),
-            str(row["base_url"] or "[dim](set a base URL)[/]"), str(row["key_env"]), key,
-        )
-    stdout.print(table)
+    show_table(
+        stdout,
+        [Column("provider"), Column("name"), Column("wire format"), Column("base URL"), Column("key variable"),
+         Column("key")],
+        [[str(row["provider"]), str(row["label"]), str(row["wire_format"]),
+          str(row["base_url"]) if row["base_url"] else Text("(set a base URL)", style="dim"), str(row["key_env"]),
+          _key_status(bool(row["key_set"]), bool(row["key_required"]))] for row in rows],
+        title="Backends",
+    )
 
 
 @app.command()
@@ -238,16 +238,15 @@ def health(
     if as_json:
         stdout.print_json(json.dumps({k: v.to_dict() for k, v in report.items()}))
         return
-    table = Table(title="Health")
-    for column in ("target", "calls", "success", "p50 ms", "p95 ms", "breaker", "last error"):
-        table.add_column(column)
-    for item in report.values():
-        rate = f"{item.success_rate:.0%}" if item.success_rate is not None else "-"
-        table.add_row(
-            item.target, str(item.calls), rate, _ms_text(item.p50_ms), _ms_text(item.p95_ms),
-            item.breaker, item.last_error or "",
-        )
-    stdout.print(table)
+    show_table(
+        stdout,
+        [Column("target"), Column("calls", numeric=True), Column("success", numeric=True),
+         Column("p50 ms", numeric=True), Column("p95 ms", numeric=True), Column("breaker"), Column("last error")],
+        [[item.target, str(item.calls), f"{item.success_rate:.0%}" if item.success_rate is not None else "-",
+          _ms_text(item.p50_ms), _ms_text(item.p95_ms), item.breaker, item.last_error or ""]
+         for item in report.values()],
+        title="Health",
+    )
 
 
 def _leaf_targets(llm: Any, name: str) -> list[Any]:
@@ -295,19 +294,18 @@ def models(
     if as_json:
         stdout.print_json(json.dumps({model_id: _caps_dict(caps) for model_id, caps in entries.items()}))
         return
-    table = Table(title="Models" + (f" ({provider})" if provider else ""))
-    for column in ("model", "context", "max out", "tools", "vision", "json", "reasoning", "api", "$ in", "$ out",
-                   "$ cached"):
-        table.add_column(column, justify="right" if column.startswith(("$", "context", "max")) else "left")
-    for model_id, caps in entries.items():
-        price = caps.pricing
-        table.add_row(
-            model_id, f"{caps.context_window:,}", f"{caps.max_output_tokens:,}", _yes(caps.tools), _yes(caps.vision),
-            _yes(caps.json_schema), _yes(caps.reasoning), caps.api,
-            _price(price.input if price else None), _price(price.output if price else None),
-            _price(price.cached_input if price else None),
-        )
-    stdout.print(table)
+    show_table(
+        stdout,
+        [Column("model"), Column("context", numeric=True), Column("max out", numeric=True), Column("tools"),
+         Column("vision"), Column("json"), Column("reasoning"), Column("api"), Column("$ in", numeric=True),
+         Column("$ out", numeric=True), Column("$ cached", numeric=True)],
+        [[model_id, f"{caps.context_window:,}", f"{caps.max_output_tokens:,}", _yes(caps.tools), _yes(caps.vision),
+          _yes(caps.json_schema), _yes(caps.reasoning), caps.api,
+          _price(caps.pricing.input if caps.pricing else None), _price(caps.pricing.output if caps.pricing else None),
+          _price(caps.pricing.cached_input if caps.pricing else None, cached=True)]
+         for model_id, caps in entries.items()],
+        title="Models, prices in USD per million tokens" + (f" ({provider})" if provider else ""),
+    )
 
 
 def _caps_dict(caps: Any) -> dict[str, Any]:
@@ -320,8 +318,11 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "-"
 
 
-def _price(value: float | None) -> str:
-    return f"{value:.3f}" if value is not None else "-"
+def _price(value: float | None, *, cached: bool = False) -> str:
+    if value is not None:
+        return f"{value:.3f}"
+    # A model with no cached-input price may still be priced (no prompt cache); one with no price is unknown.
+    return "-" if cached else "unknown"
 
 
 @app.command()
@@ -341,8 +342,9 @@ def cost(
         raise typer.BadParameter("give at least one model in --models")
     try:
         llm = LLM(config=config)
-        rows = [{"model": name, "estimated_usd": llm.estimate_cost(name, prompt, max_tokens=max_tokens)}
-                for name in names]
+        rows: list[dict[str, Any]] = [
+            {"model": name, "estimated_usd": llm.estimate_cost(name, prompt, max_tokens=max_tokens)} for name in names
+        ]
         if run:
             asyncio.run(_run_costs(llm, rows, prompt, max_tokens))
     except AgentAdapterError as error:
@@ -350,24 +352,28 @@ def cost(
     if as_json:
         stdout.print_json(json.dumps(rows))
         return
-    table = Table(title=f"Cost of one call (output bound {max_tokens} tokens)")
-    columns = ["model", "estimated $"] + (["actual $", "in", "out", "ms", "error"] if run else [])
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("model", "error") else "right")
+    columns = [Column("model"), Column("estimated $", numeric=True)]
+    if run:
+        columns += [Column("actual $", numeric=True), Column("in", numeric=True), Column("out", numeric=True),
+                    Column("ms", numeric=True), Column("error")]
+    table_rows: list[list[Cell]] = []
     for row in rows:
-        estimated = row["estimated_usd"]
-        cells = [str(row["model"]), f"{estimated:.6f}" if estimated is not None else "unknown"]
+        cells: list[Cell] = [str(row["model"]), usd(row["estimated_usd"])]
         if run:
-            actual = row.get("actual_usd")
             answered = "input_tokens" in row
             cells += [
-                f"{actual:.6f}" if actual is not None else ("unknown" if answered else "-"),
-                str(row.get("input_tokens", "-")),
-                str(row.get("output_tokens", "-")), f"{row['latency_ms']:.0f}" if "latency_ms" in row else "-",
-                str(row.get("error", "")),
+                usd(row.get("actual_usd")) if answered else "-",
+                str(row.get("input_tokens", "-")), str(row.get("output_tokens", "-")),
+                f"{row['latency_ms']:.0f}" if "latency_ms" in row else "-",
+                Text(str(row.get("error", "")), style="red"),
             ]
-        table.add_row(*cells)
-    stdout.print(table)
+        table_rows.append(cells)
+    show_table(stdout, columns, table_rows, title=f"Cost of one call (output bound {max_tokens} tokens)")
+    failed = [row for row in rows if "error" in row]
+    if failed:
+        for row in failed:
+            stderr.print(f"[bold red]error:[/] {row['model']}: {row['error_message']}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_PROVIDER_ERROR)
 
 
 async def _run_costs(llm: Any, rows: list[dict[str, Any]], prompt: str, max_tokens: int) -> None:
@@ -376,7 +382,7 @@ async def _run_costs(llm: Any, rows: list[dict[str, Any]], prompt: str, max_toke
             try:
                 response = await llm.generate(row["model"], prompt, max_tokens=max_tokens)
             except AgentAdapterError as error:
-                row["error"] = type(error).__name__
+                row["error"], row["error_message"] = type(error).__name__, str(error)
                 continue
             row.update(actual_usd=response.cost_usd, input_tokens=response.usage.input_tokens,
                        output_tokens=response.usage.output_tokens, latency_ms=response.latency_ms)
@@ -400,10 +406,10 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
-def _key_status(key_set: bool, key_required: bool) -> str:
+def _key_status(key_set: bool, key_required: bool) -> Text:
     if key_set:
-        return "[green]set[/]"
-    return "[red]missing[/]" if key_required else "[dim]not needed[/]"
+        return Text("set", style="green")
+    return Text("missing", style="red") if key_required else Text("not needed", style="dim")
 
 
 def main() -> None:

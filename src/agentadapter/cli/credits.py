@@ -14,9 +14,9 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from agentadapter.cli.common import EXIT_USAGE, err, fail, find_tenant_id, out, with_database
+from agentadapter.cli.tables import Column, show_table
 
 if TYPE_CHECKING:
     from agentadapter.store.database import Database
@@ -106,10 +106,11 @@ def credits_show(
     out.print(f"{tenant}: balance ${shown['balance_usd']:,.6f}, reserved ${shown['reserved_usd']:,.6f}, "
               f"available ${shown['available_usd']:,.6f}")
     if shown["transactions"]:
-        table = Table(title="Recent transactions")
-        for column in ("when", "kind", "amount", "balance after", "by", "note"):
-            table.add_column(column)
-        for row in shown["transactions"]:
-            table.add_row(row["created_at"][:19], row["kind"], f"{row['amount_usd']:+,.6f}",
-                          f"{row['balance_after_usd']:,.6f}", row["actor"] or "-", row["description"] or "-")
-        out.print(table)
+        show_table(
+            out,
+            [Column("when"), Column("kind"), Column("amount", numeric=True), Column("balance after", numeric=True),
+             Column("by"), Column("note")],
+            [[row["created_at"][:19], row["kind"], f"{row['amount_usd']:+,.6f}", f"{row['balance_after_usd']:,.6f}",
+              row["actor"] or "-", row["description"] or "-"] for row in shown["transactions"]],
+            title="Recent transactions",
+        )

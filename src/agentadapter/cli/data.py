@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from agentadapter.cli.common import EXIT_USAGE, err, fail, find_tenant_id, out, with_database
+from agentadapter.cli.tables import Column, show_table
 
 if TYPE_CHECKING:
     from agentadapter.store.database import Database
@@ -51,12 +51,10 @@ def db_purge(
 
     report = with_database(work)
     verb = "would delete" if dry_run else "deleted"
-    table = Table(title=f"{verb} (older than {report.cutoff.isoformat(timespec='seconds')})")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    for name, count in report.counts.items():
-        table.add_row(name, str(count))
-    out.print(table)
+    # The sentence is printed apart from the table, so that it reaches a pipe too.
+    out.print(f"{verb} (older than {report.cutoff.isoformat(timespec='seconds')}):", markup=False)
+    show_table(out, [Column("table"), Column("rows", numeric=True)],
+               [[name, str(count)] for name, count in report.counts.items()])
     if dry_run:
         out.print("dry run: nothing was deleted")
 

@@ -28,6 +28,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from agentadapter.cli.tables import Cell, Column, show_table, usd
 from agentadapter.llm.errors import AgentAdapterError, ConfigurationError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -250,38 +251,35 @@ class _Progress:
                 _STATUS_ICON.get(row.status, "·"), style=style)
             seconds = row.seconds if row.seconds is not None else time.monotonic() - row.started
             tokens = f"{row.tokens} tok" if row.tokens is not None else f"~{row.chars // 4} tok"
+            # Two columns: the icon, then the step as one text that wraps at word boundaries under
+            # itself on a narrow terminal, rather than a cell each cut short at the edge.
             grid = Table.grid(padding=(0, 1))
-            for _ in range(7):
-                grid.add_column(no_wrap=True)
-            grid.add_column(no_wrap=True, overflow="ellipsis")
-            grid.add_row(icon, Text(f"#{row.step} {row.agent}", style="bold"), Text(row.phase, style="dim"),
-                         Text(row.status, style=style), Text(tokens), Text(f"${row.cost_usd:.6f}"),
-                         Text(f"{seconds:.1f}s"), Text(row.note, style="dim"))
+            grid.add_column(no_wrap=True)
+            grid.add_column()
+            cost = f" ${usd(row.cost_usd)}" if row.status == "completed" else ""
+            line = Text.assemble((f"#{row.step} {row.agent}", "bold"), " ", (row.phase, "dim"), " ",
+                                 (row.status, style), f" {tokens}{cost} {seconds:.1f}s")
+            if row.note:
+                line.append(f" {row.note}", style="dim")
+            grid.add_row(icon, line)
             lines.append(grid)
         return Group(*lines)
 
 
 def _print_summary(err: Console, out: Console, result: RunResult) -> None:
-    table = Table(title=f"run {result.run_id} · {result.strategy}", title_style="bold", title_justify="left")
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("agent", no_wrap=True, overflow="ellipsis", max_width=28)
-    table.add_column("phase", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("tokens in/out", justify="right", no_wrap=True)
-    table.add_column("cost $", justify="right", no_wrap=True)
-    table.add_column("time s", justify="right", no_wrap=True)
-    for agent in result.agents:
-        name = agent.name + (f" → {agent.answered_by}" if agent.answered_by else "")
-        table.add_row(
-            str(agent.step), name, agent.phase, Text(agent.status, style=_STATUS_STYLE.get(agent.status, "")),
-            f"{agent.usage.input_tokens}/{agent.usage.output_tokens}", f"{agent.cost_usd:.6f}",
-            f"{agent.duration_ms / 1000:.2f}",
-        )
-    table.add_section()
-    table.add_row("", "total", "", Text(result.status, style=_STATUS_STYLE.get(result.status, "bold")),
-                  f"{result.usage.input_tokens}/{result.usage.output_tokens}", f"{result.cost_usd:.6f}",
-                  f"{result.duration_ms / 1000:.2f}")
-    err.print(table)
+    columns = [Column("#", numeric=True), Column("agent"), Column("phase"), Column("status"),
+               Column("tokens in/out", numeric=True), Column("cost $", numeric=True), Column("time s", numeric=True)]
+    rows: list[list[Cell]] = [
+        [str(agent.step), agent.name + (f" → {agent.answered_by}" if agent.answered_by else ""), agent.phase,
+         Text(agent.status, style=_STATUS_STYLE.get(agent.status, "")),
+         f"{agent.usage.input_tokens}/{agent.usage.output_tokens}", usd(agent.cost_usd),
+         f"{agent.duration_ms / 1000:.2f}"]
+        for agent in result.agents
+    ]
+    total: list[Cell] = ["", "total", "", Text(result.status, style=_STATUS_STYLE.get(result.status, "bold")),
+                         f"{result.usage.input_tokens}/{result.usage.output_tokens}", usd(result.cost_usd),
+                         f"{result.duration_ms / 1000:.2f}"]
+    show_table(err, columns, rows, title=f"run {result.run_id} · {result.strategy}", total=total, heading=1)
     for agent in result.agents:
         if agent.error is not None and agent.status == "failed":
             err.print(f"  [red]#{agent.step} {agent.name}:[/] {agent.error['message']}", markup=True, highlight=False)

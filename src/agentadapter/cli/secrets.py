@@ -17,9 +17,9 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from agentadapter.cli.common import EXIT_USAGE, err, fail, find_tenant_id, out, with_database
+from agentadapter.cli.tables import Column, show_table
 from agentadapter.llm.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -124,12 +124,13 @@ def provider_keys_list(
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
-    table = Table(title=f"Provider keys of {tenant}")
-    for column in ("provider", "name", "key", "variable", "updated", "id"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["provider"], row["name"], row["hint"], row["env_var"], row["updated_at"][:19], row["id"])
-    out.print(table)
+    show_table(
+        out,
+        [Column("provider"), Column("name"), Column("key"), Column("variable"), Column("updated"), Column("id")],
+        [[row["provider"], row["name"], row["hint"], row["env_var"], row["updated_at"][:19], row["id"]]
+         for row in rows],
+        title=f"Provider keys of {tenant}",
+    )
 
 
 @provider_keys_app.command("delete")

@@ -19,9 +19,9 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from agentadapter.cli.common import EXIT_USAGE, err, fail, find_tenant_id, out, with_database
+from agentadapter.cli.tables import Column, show_table
 from agentadapter.llm.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -172,12 +172,8 @@ def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="print JSO
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
-    table = Table(title="Tenants")
-    for column in ("name", "id", "created"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["name"], row["id"], row["created_at"][:19])
-    out.print(table)
+    show_table(out, [Column("name"), Column("id"), Column("created")],
+               [[row["name"], row["id"], row["created_at"][:19]] for row in rows], title="Tenants")
 
 
 # -------------------------------------------------------------------------------------------- keys
@@ -246,13 +242,14 @@ def keys_list(
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
-    table = Table(title=f"API keys of {tenant}")
-    for column in ("prefix", "name", "role", "scopes", "last used", "state", "id"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["prefix"] + "...", row["name"], row["role"], ",".join(row["scopes"]) or "-",
-                      (row["last_used_at"] or "-")[:19], "revoked" if row["revoked"] else "active", row["id"])
-    out.print(table)
+    show_table(
+        out,
+        [Column("prefix"), Column("name"), Column("role"), Column("scopes"), Column("last used"), Column("state"),
+         Column("id")],
+        [[row["prefix"] + "...", row["name"], row["role"], ",".join(row["scopes"]) or "-",
+          (row["last_used_at"] or "-")[:19], "revoked" if row["revoked"] else "active", row["id"]] for row in rows],
+        title=f"API keys of {tenant}",
+    )
 
 
 @keys_app.command("revoke")
