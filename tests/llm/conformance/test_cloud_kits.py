@@ -13,9 +13,14 @@ import pytest
 
 from agentadapter.llm.backends.base import Backend, BackendConfig
 from agentadapter.llm.backends.bedrock import BedrockBackend
+from agentadapter.llm.backends.vertex import VertexBackend
 from agentadapter.testing import backend_conformance
 from fakes.bedrock_server import BedrockFake
 from fakes.server import FakeServer
+from fakes.vertex_server import VertexFake
+
+from ..backends.test_vertex import service_account
+from .adapters import AnthropicKitServer, GeminiKitServer
 
 _BEDROCK_ERRORS = {401: (403, "UnrecognizedClientException"), 429: (429, "ThrottlingException"),
                    500: (500, "InternalServerException"), 400: (400, "ValidationException")}
@@ -56,8 +61,9 @@ class CloudKit:
 @pytest.fixture(autouse=True)
 def no_ambient_cloud_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                 "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"):
+                 "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
@@ -75,7 +81,26 @@ def _bedrock() -> CloudKit:
     return CloudKit(fake, BedrockKitServer(fake), make, "anthropic.claude-3-5-haiku-20241022-v1:0", [])
 
 
-KITS: dict[str, Callable[[Path], CloudKit]] = {"bedrock": lambda tmp: _bedrock()}
+def _vertex(publisher: str, tmp: Path) -> CloudKit:
+    fake = VertexFake()
+    credentials = tmp / "service-account.json"
+
+    def make() -> Backend:
+        if not credentials.exists():  # written once the fake listens: its token_uri names the port
+            service_account(fake, tmp)
+        return VertexBackend(BackendConfig(name="vertex", type="vertex", base_url=fake.url, options={
+            "location": fake.location, "credentials_file": str(credentials)}))
+
+    if publisher == "google":
+        return CloudKit(fake, GeminiKitServer(fake.gemini), make, "gemini-2.5-flash", [])
+    return CloudKit(fake, AnthropicKitServer(fake.anthropic), make, "claude-sonnet-4-5@20250929", [])
+
+
+KITS: dict[str, Callable[[Path], CloudKit]] = {
+    "bedrock": lambda tmp: _bedrock(),
+    "vertex-gemini": lambda tmp: _vertex("google", tmp),
+    "vertex-claude": lambda tmp: _vertex("anthropic", tmp),
+}
 
 
 @pytest.fixture(params=sorted(KITS))
