@@ -8,10 +8,13 @@ store that is down.
 
 Where entries go is a :class:`UsageStore`, the interface the database layer implements later
 (``store/`` imports these types, never the other way round). :class:`InMemoryUsageStore` is the
-in-process one: the last ``max_entries`` entries, totals computed on demand. For a store whose
-writes are I/O, the ledger buffers entries and writes them in the background on the running event
-loop (or at the next :meth:`UsageLedger.flush` / :meth:`UsageLedger.totals`), so a slow database
-never delays an answer.
+in-process one: the last ``max_entries`` entries, totals computed on demand. A store with a
+synchronous ``add(entry)`` is handed each entry at once (the in-process store; the service's
+database store, which appends it to a local journal and writes it from a thread of its own, losing
+none). For any other store whose writes are I/O, the ledger buffers up to ``max_pending`` entries
+and writes them in the background on the running event loop (or at the next :meth:`UsageLedger.flush`
+/ :meth:`UsageLedger.totals`), so a slow store never delays an answer; past that it drops the oldest,
+counted in :attr:`UsageLedger.lost` and logged.
 
 Totals count tokens and cost of provider calls only: an answer served from our own response cache
 (``Response.cached``) costs nothing and is counted under ``cached_responses``. An answer with no
@@ -335,9 +338,16 @@ class UsageLedger:
             self._direct(entry)
             return
         with self._lock:
-            if len(self._pending) == self._pending.maxlen:
+            full = len(self._pending) == self._pending.maxlen
+            if full:
                 self.lost += 1  # deque(maxlen) drops the oldest on append
             self._pending.append(entry)
+        if full and (self.lost == 1 or self.lost % 10_000 == 0):
+            logger.error(
+                "usage entries are being dropped: %s has fallen %d entries behind (%d dropped so far); give the "
+                "ledger a store that writes synchronously (add()) or raise max_pending",
+                type(self.store).__name__, self._pending.maxlen, self.lost, extra={"event": "ledger.lost"},
+            )
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -369,7 +379,8 @@ class UsageLedger:
         """Write the buffered entries to the store; entries a failing store refused stay buffered.
 
         A store with ``record_many(entries)`` (the database's) gets them in batches of up to
-        :attr:`batch_size`, one round trip each; any other gets them one by one.
+        :attr:`batch_size`, one round trip each; any other gets them one by one. A store with its own
+        ``async flush()`` (one that writes in the background) is then waited for too.
         """
         # A background flush may be writing a batch it already took from the buffer: wait for it, so
         # that after flush() returns every entry recorded before the call is in the store.
@@ -383,7 +394,7 @@ class UsageLedger:
         while True:
             with self._lock:
                 if not self._pending:
-                    return
+                    break
                 if record_many is None:
                     batch = [self._pending.popleft()]
                 else:
@@ -397,6 +408,9 @@ class UsageLedger:
                 with self._lock:
                     self._pending.extendleft(reversed(batch))  # keep them for the next attempt, in order
                 raise
+        store_flush = getattr(self.store, "flush", None)
+        if callable(store_flush):  # a store that writes in the background (the service's journaled one)
+            await store_flush()
 
     @property
     def pending(self) -> int:

@@ -1,4 +1,4 @@
-"""What the application layer reads of the environment (``AGENTADAPTER_*``): run caps, credits, tools.
+"""What the application layer reads of the environment (``AGENTADAPTER_*``): run caps, credits, the ledger, tools.
 
 These are the settings every face needs alike - an API server and a Celery worker build and meter a
 tenant's run the same way - so they live below the faces: ``ServerSettings``
@@ -8,7 +8,8 @@ service reads, and a worker reads :class:`ServiceSettings` alone.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -52,6 +53,22 @@ class ServiceSettings(BaseSettings):
     credit_unpriced_hold_usd: float = Field(default=0.0, ge=0)
     """What a metered tenant's call to a model without a known price holds and is charged, flat. 0: such
     calls are refused (their cost cannot be bounded); price the model in the config's catalog: instead."""
+
+    credit_reconcile_s: float = Field(default=5.0, gt=0)
+    """How often the running credit balances are reconciled with the database: a grant made in another
+    process (``agentadapter credits add``) reaches this one's balances within this delay."""
+
+    # the ledger: usage records and credit charges on their way to the database
+    ledger_dir: Path | None = None
+    """Where the journal of records not yet in the database is kept (a local directory; unset: ``ledger``
+    in the data dir). Records left by a process that died are replayed from it at the next start."""
+    ledger_fsync: Literal["always", "interval", "never"] = "interval"
+    """When the journal is forced to disk: ``always`` (every record), ``interval`` (every
+    ``ledger_fsync_interval_s``) or ``never`` (the OS decides). A killed process loses nothing either way;
+    this bounds what a power cut or kernel crash can lose."""
+    ledger_fsync_interval_s: float = Field(default=1.0, gt=0)
+    ledger_queue: int = Field(default=100_000, ge=1)
+    """Records the writer keeps in memory; beyond, records wait in the journal only (read back, not lost)."""
 
     @field_validator("api_denied_tools", mode="before")
     @classmethod

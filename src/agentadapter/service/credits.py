@@ -4,7 +4,9 @@
 A grant adds USD to the tenant's balance (opening its account on the first one, after which its LLM
 calls draw on it), records who granted it (the transaction's ``actor`` and the audit entry) in one
 transaction, and drops the tenant's cached facade where there is one, so this process meters the
-tenant from its next call (other processes within ``AGENTADAPTER_AUTH_CACHE_S``). Who may grant is
+tenant from its next call (other processes within ``AGENTADAPTER_AUTH_CACHE_S``). Where the service
+keeps running balances, the grant reaches this process's at once (others' within
+``AGENTADAPTER_CREDIT_RECONCILE_S``), and the balance answered is the running one. Who may grant is
 the face's to check: an operator's key or the command line.
 """
 
@@ -45,7 +47,14 @@ async def grant_credits(session: AsyncSession, caller: Caller, amount_usd: float
                   "balance_after_usd": entry.balance_after_usd})
     account = await credit_store.account(session, caller.tenant_id)
     await session.commit()
+    assert account is not None  # the grant has just opened it
+    balance, reserved = account.balance_usd, account.reserved_usd
     if facades is not None:
         facades.invalidate(caller.tenant_id)  # metered from its next call on
-    assert account is not None  # the grant has just opened it
-    return CreditGrant(entry, account.balance_usd, account.reserved_usd)
+        if facades.balances is not None:
+            # The running balance takes the grant at once (charges not yet written are still counted).
+            await facades.balances.refresh([caller.tenant_id])
+            running = await facades.balances.available(caller.tenant_id)
+            if running is not None:
+                balance, reserved = running
+    return CreditGrant(entry, balance, reserved)

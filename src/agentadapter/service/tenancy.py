@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from agentadapter.llm.policy.budget import SpendGuard
     from agentadapter.llm.shared import SharedState
     from agentadapter.service.config import ServiceSettings
+    from agentadapter.store.balances import RunningBalances as CreditBalances
     from agentadapter.store.database import Database
 
 __all__ = ["GuardFactory", "KeysLoader", "TenantLLMs", "service_facades"]
@@ -64,6 +65,8 @@ class TenantLLMs:
         """The output bound of a guarded tenant's calls that set no ``max_tokens`` (sent as theirs)."""
         self.ttl_s = ttl_s
         self.max_tenants = max_tenants
+        self.balances: CreditBalances | None = None
+        """The running credit balances the guards draw on (a grant refreshes them); None: the database's."""
         self._cache: dict[uuid.UUID, tuple[float, LLM]] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
 
@@ -110,11 +113,22 @@ async def service_facades(
     # Imported here: these modules import this one.
     from agentadapter.llm.ledger import UsageLedger
     from agentadapter.service.provider_keys import keys_loader
+    from agentadapter.store.balances import RunningBalances
     from agentadapter.store.budgets import DatabaseBudgetStore
     from agentadapter.store.credits import guard_factory
-    from agentadapter.store.usage import DatabaseUsageStore
+    from agentadapter.store.usage import JournaledUsageStore
+    from agentadapter.store.writer import RecordWriter
 
-    llm.ledger = UsageLedger(DatabaseUsageStore(db))  # before any tenant facade shares it
+    # Usage records and credit charges are journaled and written by a thread of their own (flush_ledger
+    # stops it at shutdown); journals a dead process left are replayed before this returns.
+    writer = RecordWriter(db.url, service.ledger_dir or settings.data_dir / "ledger", fsync=service.ledger_fsync,
+                          fsync_interval_s=service.ledger_fsync_interval_s, queue_max=service.ledger_queue)
+    balances = None
+    if settings.redis_url is None and settings.executor == "inline":
+        # This is the only process metering tenants: their balances can be kept here.
+        balances = RunningBalances(writer, reconcile_s=service.credit_reconcile_s)
+    await writer.start()
+    llm.ledger = UsageLedger(JournaledUsageStore(db, writer))  # before any tenant facade shares it
     if shared is not None:
         llm.budgets.store = shared.budgets
         await shared.start()
@@ -124,5 +138,6 @@ async def service_facades(
                          default_max_tokens=service.credit_default_max_output_tokens)
     facades.keys = keys_loader(db, settings.secret_key)
     facades.guards = guard_factory(db, required=service.credits_required,
-                                   unpriced_hold_usd=service.credit_unpriced_hold_usd or None)
+                                   unpriced_hold_usd=service.credit_unpriced_hold_usd or None, balances=balances)
+    facades.balances = balances
     return facades

@@ -48,6 +48,7 @@ from agentadapter.store.pagination import Page, paginate
 if TYPE_CHECKING:
     from agentadapter.llm.bounds import CallBound
     from agentadapter.llm.policy.budget import SpendGuard
+    from agentadapter.store.balances import RunningBalances
 
 __all__ = [
     "ADD_CREDITS_HINT",
@@ -145,6 +146,16 @@ async def check_can_start(session: AsyncSession, tenant_id: uuid.UUID, *, requir
         )
 
 
+def _insufficient(balance: float, reserved: float, estimate: float) -> InsufficientCreditsError:
+    return InsufficientCreditsError(
+        f"the tenant's credit balance is ${balance:.6f}, ${reserved:.6f} of it held by "
+        f"calls in progress (${max(0.0, balance - reserved):.6f} available), and this call may cost up to "
+        f"${estimate:.6f}; nothing was sent. Lower max_tokens or use a cheaper model, or add credits: "
+        f"{ADD_CREDITS_HINT}",
+        balance_usd=balance, needed_usd=estimate,
+    )
+
+
 def _no_account(tenant_id: uuid.UUID, estimate_usd: float) -> InsufficientCreditsError:
     return InsufficientCreditsError(
         f"this server requires prepaid credits (AGENTADAPTER_CREDITS_REQUIRED=true) "
@@ -211,11 +222,14 @@ class CreditGuard:
     """
 
     def __init__(self, db: Database, tenant_id: uuid.UUID, required: bool, *,
-                 unpriced_hold_usd: float | None = None) -> None:
+                 unpriced_hold_usd: float | None = None, balances: RunningBalances | None = None) -> None:
         self.db = db
         self.tenant_id = tenant_id
         self.required = required
         self.unpriced_hold_usd = unpriced_hold_usd if unpriced_hold_usd else None
+        self.balances = balances
+        """The running balances the service keeps (holds in memory, charges journaled); None: every
+        hold and settlement is a database transaction on the account row."""
 
     async def reserve_bound(self, bound: CallBound, tags: Mapping[str, str]) -> CreditHold | _UnmeteredHold:
         """Hold the call's worst case (``bound.usd``), or refuse it with :class:`InsufficientCreditsError`.
@@ -226,10 +240,8 @@ class CreditGuard:
             return await self._hold(bound.usd, bound=bound, flat=False)
         if self.unpriced_hold_usd is not None:
             return await self._hold(self.unpriced_hold_usd, bound=bound, flat=True)
-        if not self.required:
-            async with self.db.session() as session:
-                if await session.get(CreditAccount, self.tenant_id) is None:
-                    return _UnmeteredHold()
+        if not self.required and not await self._has_account():
+            return _UnmeteredHold()
         raise InsufficientCreditsError(
             f"{bound.model} has no known price, so what this call may cost cannot be held against the tenant's "
             "prepaid credits; nothing was sent. Use a model with a price (GET /v1/models lists them), or ask the "
@@ -242,7 +254,15 @@ class CreditGuard:
         """Hold ``estimate_usd`` of the balance, or refuse the call with :class:`InsufficientCreditsError`."""
         return await self._hold(estimate_usd, bound=None, flat=False)
 
+    async def _has_account(self) -> bool:
+        if self.balances is not None:
+            return await self.balances.has_account(self.tenant_id)
+        async with self.db.session() as session:
+            return await session.get(CreditAccount, self.tenant_id) is not None
+
     async def _hold(self, amount_usd: float, *, bound: CallBound | None, flat: bool) -> CreditHold | _UnmeteredHold:
+        if self.balances is not None:
+            return await self._hold_running(max(0.0, float(amount_usd)), bound=bound, flat=flat)
         # One conditional UPDATE: the database checks what is available (balance - open holds) and takes
         # the hold in the same step, so concurrent calls - from any process - never pass a stale check.
         estimate = max(0.0, float(amount_usd))
@@ -265,14 +285,21 @@ class CreditGuard:
             if self.required:
                 raise _no_account(self.tenant_id, estimate)
             return _UnmeteredHold()
-        balance, reserved = float(found.balance_usd), float(found.reserved_usd)
-        raise InsufficientCreditsError(
-            f"the tenant's credit balance is ${balance:.6f}, ${reserved:.6f} of it held by "
-            f"calls in progress (${max(0.0, balance - reserved):.6f} available), and this call may cost up to "
-            f"${estimate:.6f}; nothing was sent. Lower max_tokens or use a cheaper model, or add credits: "
-            f"{ADD_CREDITS_HINT}",
-            balance_usd=balance, needed_usd=estimate,
-        )
+        raise _insufficient(float(found.balance_usd), float(found.reserved_usd), estimate)
+
+    async def _hold_running(self, estimate: float, *, bound: CallBound | None,
+                            flat: bool) -> CreditHold | _UnmeteredHold:
+        # The running balance: a check and an addition under a lock, no I/O once the account is loaded.
+        assert self.balances is not None
+        try:
+            refused = await self.balances.hold(self.tenant_id, estimate)
+        except LookupError:
+            if self.required:
+                raise _no_account(self.tenant_id, estimate) from None
+            return _UnmeteredHold()
+        if refused is not None:
+            raise _insufficient(refused[0], refused[1], estimate)
+        return CreditHold(self, uuid.uuid4(), estimate, bound=bound, flat=flat)
 
     async def settle(self, reservation_id: uuid.UUID, held_usd: float, actual_usd: float | None, *,
                      bound: CallBound | None = None) -> None:
@@ -291,6 +318,18 @@ class CreditGuard:
         actual = float(actual_usd) if actual_usd is not None and math.isfinite(actual_usd) else 0.0
         actual = max(0.0, actual)
         overrun = max(0.0, actual - held_usd)
+        if self.balances is not None:
+            details: dict[str, Any] = {"unpriced": True} if actual_usd is None else {}
+            if overrun > 0 and bound is not None:
+                details["bound"] = bound.describe()
+            settled = self.balances.settle(self.tenant_id, reservation_id, held_usd, actual, details,
+                                           "cost beyond the call's hold" if overrun > 0 else "")
+            if settled is None:
+                logger.warning("the credit account of tenant %s is gone; a call's $%.6f was not charged",
+                               self.tenant_id, actual)
+                return
+            self._report_overrun(reservation_id, held_usd, actual, overrun, settled.collected_usd, bound)
+            return
         table = CreditAccount
         try:
             async with self.db.writer() as session:
@@ -315,7 +354,7 @@ class CreditGuard:
                                                  else_=0.0))
                     .returning(table.balance_usd)
                 )).scalar_one()
-                details: dict[str, Any] = {}
+                details = {}
                 if actual_usd is None:
                     details["unpriced"] = True
                 if overrun > 0:
@@ -342,6 +381,10 @@ class CreditGuard:
                 ) from exc
             logger.debug("reservation %s was already settled; not charged again", reservation_id)
             return
+        self._report_overrun(reservation_id, held_usd, actual, overrun, collected, bound)
+
+    def _report_overrun(self, reservation_id: uuid.UUID, held_usd: float, actual: float, overrun: float,
+                        collected: float, bound: CallBound | None) -> None:
         if overrun > 0:
             OVERRUNS.inc()
             OVERRUN_USD.labels("charged").inc(collected)
@@ -358,17 +401,15 @@ class CreditGuard:
 
 
 def guard_factory(
-    db: Database, *, required: bool, unpriced_hold_usd: float | None = None,
+    db: Database, *, required: bool, unpriced_hold_usd: float | None = None, balances: RunningBalances | None = None,
 ) -> Callable[[uuid.UUID], Awaitable[Sequence[SpendGuard]]]:
     """The ``TenantLLMs.guards`` factory: a tenant's :class:`CreditGuard` when it has an account (or
-    when credits are required), no guard otherwise."""
+    when credits are required), no guard otherwise. With ``balances`` the guards draw on those."""
 
     async def guards(tenant_id: uuid.UUID) -> Sequence[SpendGuard]:
+        guard = CreditGuard(db, tenant_id, required, unpriced_hold_usd=unpriced_hold_usd, balances=balances)
         if required:
-            return [CreditGuard(db, tenant_id, True, unpriced_hold_usd=unpriced_hold_usd)]
-        async with db.session() as session:
-            exists = await session.scalar(
-                sa.select(CreditAccount.tenant_id).where(CreditAccount.tenant_id == tenant_id))
-        return [CreditGuard(db, tenant_id, False, unpriced_hold_usd=unpriced_hold_usd)] if exists is not None else []
+            return [guard]
+        return [guard] if await guard._has_account() else []
 
     return guards

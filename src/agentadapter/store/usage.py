@@ -1,9 +1,12 @@
 """The usage ledger in the database: one ``usage_records`` row per LLM call, totals computed in SQL.
 
-:class:`DatabaseUsageStore` is the ledger's :class:`~agentadapter.llm.ledger.UsageStore` for the
-service: the ledger buffers entries and hands them to :meth:`DatabaseUsageStore.record_many` in
-batches, each written as multi-row ``INSERT`` statements in one write transaction, so a busy server
-makes a few writes a second rather than one per call. :meth:`DatabaseUsageStore.totals` has the
+:class:`DatabaseUsageStore` is the ledger's :class:`~agentadapter.llm.ledger.UsageStore` on a
+database: :meth:`DatabaseUsageStore.record_many` writes a batch as multi-row ``INSERT`` statements in
+one write transaction. The service uses :class:`JournaledUsageStore`: the ledger hands it each entry
+synchronously, it appends the entry to the local journal with a unique id and the
+:class:`~agentadapter.store.writer.RecordWriter`'s thread writes it (``UsageSink``: ``INSERT ... ON
+CONFLICT (id) DO NOTHING``, so a record replayed after a crash is never written twice); no entry is
+buffered on the event loop, and none is dropped when the database falls behind. :meth:`DatabaseUsageStore.totals` has the
 semantics of :func:`~agentadapter.llm.ledger.aggregate` (the in-process reference) and computes them
 with ``GROUP BY``; :func:`usage_totals` is the same query for one tenant (what ``GET /v1/usage``
 answers).
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,15 +32,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.llm.errors import InvalidRequestError
 from agentadapter.llm.ledger import GROUP_FIELDS, TimeBound, UsageEntry, UsageLedger, UsageTotals
+from agentadapter.llm.messages import Usage
 from agentadapter.store.database import Database
 from agentadapter.store.models import Tenant, UsageRecord
+from agentadapter.store.writer import RecordWriter
 
-__all__ = ["TAG_COLUMNS", "DatabaseUsageStore", "flush_ledger", "usage_totals"]
+__all__ = ["TAG_COLUMNS", "DatabaseUsageStore", "JournaledUsageStore", "UsageSink", "flush_ledger", "usage_record",
+           "usage_totals"]
 
 logger = logging.getLogger("agentadapter.store.usage")
 
@@ -59,7 +67,7 @@ def _column_length(column: str) -> int:
 _LENGTHS = {column: _column_length(column) for column in (*_STRING_TAGS.values(), "provider", "model")}
 
 
-def _row(entry: UsageEntry) -> dict[str, Any]:
+def _row(entry: UsageEntry, record_id: uuid.UUID | None = None) -> dict[str, Any]:
     """The ``usage_records`` values of one entry: service tags in their columns, the rest in ``tags``."""
     tags = dict(entry.tags)
     values: dict[str, Any] = {column: None for column in TAG_COLUMNS.values()}
@@ -77,7 +85,7 @@ def _row(entry: UsageEntry) -> dict[str, Any]:
             values[column] = tags.pop(tag)
     usage = entry.usage
     values.update(
-        id=uuid.uuid4(),
+        id=record_id or uuid.uuid4(),
         ts=datetime.fromtimestamp(entry.ts, UTC),
         # A provider or model name longer than its column is cut rather than failing the whole batch.
         provider=entry.provider[:_LENGTHS["provider"]],
@@ -159,6 +167,87 @@ class DatabaseUsageStore:
             return await _query_totals(session, group_by, since, until, filters, tenant_id=None)
 
 
+# ------------------------------------------------------------------------------- the journaled store
+
+
+def usage_record(entry: UsageEntry) -> dict[str, Any]:
+    """An entry as the journal keeps it (compact keys), with the unique id its row will carry."""
+    usage = entry.usage
+    return {"id": os.urandom(16).hex(), "ts": entry.ts, "p": entry.provider, "m": entry.model,
+            "u": [usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.cache_write_tokens,
+                  usage.reasoning_tokens],
+            "c": entry.cost_usd, "t": dict(entry.tags), "x": entry.cached, "l": entry.latency_ms}
+
+
+def _entry(record: Mapping[str, Any]) -> tuple[uuid.UUID, UsageEntry]:
+    tokens = record["u"]
+    usage = Usage(input_tokens=tokens[0], output_tokens=tokens[1], cached_input_tokens=tokens[2],
+                  cache_write_tokens=tokens[3], reasoning_tokens=tokens[4])
+    return uuid.UUID(record["id"]), UsageEntry(
+        ts=float(record["ts"]), provider=str(record["p"]), model=str(record["m"]), usage=usage,
+        cost_usd=None if record["c"] is None else float(record["c"]), tags=dict(record.get("t") or {}),
+        cached=bool(record.get("x")), latency_ms=float(record.get("l") or 0.0))
+
+
+class UsageSink:
+    """Writes journaled usage records (the writer's ``usage`` kind): ``INSERT ... ON CONFLICT (id) DO
+    NOTHING``, so a record replayed from a journal is never written twice."""
+
+    async def write(self, session: AsyncSession, records: Sequence[Mapping[str, Any]]) -> None:
+        rows = [_row(entry, record_id) for record_id, entry in map(_entry, records)]
+        await _detach_missing_tenants(session, rows)
+        insert: Any = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        # The table, not the ORM class: Core's executemany, without the ORM's bulk bookkeeping per row.
+        statement = insert(UsageRecord.__table__).on_conflict_do_nothing(index_elements=["id"])
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            await session.execute(statement, rows[start:start + _ROWS_PER_INSERT])
+
+    def committed(self, records: Sequence[Mapping[str, Any]]) -> None:
+        return None
+
+
+async def _detach_missing_tenants(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Rows naming a tenant that does not exist (deleted while its call ran) keep the id in their tags."""
+    wanted = {row["tenant_id"] for row in rows if row["tenant_id"] is not None}
+    if not wanted:
+        return
+    known = set((await session.scalars(sa.select(Tenant.id).where(Tenant.id.in_(wanted)))).all())
+    if len(known) == len(wanted):
+        return
+    for row in rows:
+        if row["tenant_id"] is not None and row["tenant_id"] not in known:
+            row["tags"] = {**row["tags"], "tenant": str(row["tenant_id"])}
+            row["tenant_id"] = None
+    logger.warning("usage records name tenants that no longer exist (%s); they are kept without a tenant, the id "
+                   "in their tags", ", ".join(sorted(str(t) for t in wanted - known))[:300])
+
+
+class JournaledUsageStore(DatabaseUsageStore):
+    """The service's usage store: :meth:`add` journals the entry and queues it for the
+    :class:`~agentadapter.store.writer.RecordWriter`'s thread, which writes it in a batch (see the module
+    docstrings of :mod:`agentadapter.store.writer` and :mod:`agentadapter.store.journal`). The ledger
+    calls :meth:`add` synchronously, so nothing is buffered on the event loop and nothing is dropped."""
+
+    def __init__(self, db: Database, writer: RecordWriter) -> None:
+        super().__init__(db)
+        self.writer = writer
+        writer.register("usage", UsageSink())
+
+    def add(self, entry: UsageEntry) -> None:
+        self.writer.submit("usage", usage_record(entry))
+
+    async def record(self, entry: UsageEntry) -> None:
+        self.add(entry)
+
+    async def record_many(self, entries: Sequence[UsageEntry]) -> None:
+        for entry in entries:
+            self.add(entry)
+
+    async def flush(self) -> None:
+        """Wait until every entry added before this call is in the database."""
+        await self.writer.flush()
+
+
 async def usage_totals(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -172,7 +261,8 @@ async def usage_totals(
 
 
 async def flush_ledger(ledger: UsageLedger) -> None:
-    """Write what the ledger holds before the database closes (the server's shutdown).
+    """Write what the ledger holds before the database closes (the server's shutdown), and stop the
+    record writer of a journaled store.
 
     A failure is logged with the number of entries it leaves unwritten, and does not stop the
     shutdown: the process is ending and has nowhere else to keep them.
@@ -182,6 +272,9 @@ async def flush_ledger(ledger: UsageLedger) -> None:
     except Exception as exc:
         logger.error("could not write %d usage entries before shutting down (%s: %s); they are lost",
                      ledger.pending, type(exc).__name__, exc)
+    if isinstance(ledger.store, JournaledUsageStore):
+        # What the database cannot take now stays in the journal, replayed at the next start.
+        await ledger.store.writer.stop()
 
 
 # ------------------------------------------------------------------------------------------- queries
