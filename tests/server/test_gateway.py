@@ -230,7 +230,7 @@ async def test_structured_output(gateway: Gateway) -> None:
         model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "JSON"}],
         response_format={"type": "json_object"})
     assert json.loads(completion.choices[0].message.content or "") == {"ok": True}
-    assert gateway.openai_fake.last.json["response_format"]["type"] == "json_schema"
+    assert gateway.openai_fake.last.json["response_format"] == {"type": "json_object"}  # JSON mode stays JSON mode
 
 
 async def test_a_failover_route_from_the_config(gateway: Gateway) -> None:

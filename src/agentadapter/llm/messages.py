@@ -469,6 +469,10 @@ class Request:
     max_tokens: int | None = None
     stop: list[str] | None = None
     seed: int | None = None
+    frequency_penalty: float | None = None
+    """-2..2: lowers the odds of tokens by how often they appeared (OpenAI-style APIs, Gemini, Cohere)."""
+    presence_penalty: float | None = None
+    """-2..2: lowers the odds of tokens that appeared at all (OpenAI-style APIs, Gemini, Cohere)."""
     reasoning_effort: str | None = None
     """``minimal`` / ``low`` / ``medium`` / ``high`` for reasoning models; mapped per provider."""
     api: str | None = None
@@ -597,6 +601,9 @@ class StreamEvent:
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
     response: Response | None = None
+    source: str | None = None
+    """The ``provider/model`` whose stream produced the event (stamped by :class:`StreamAccumulator`), so
+    a consumer of a route's stream knows which target answers before the stream ends."""
 
 
 class StreamAccumulator:
@@ -607,7 +614,8 @@ class StreamAccumulator:
     text (or reasoning) events with the same ``index`` extend one part.
     """
 
-    __slots__ = ("_open_kind", "finish_reason", "id", "model", "parts", "provider", "provider_details", "usage")
+    __slots__ = ("_open_kind", "finish_reason", "id", "model", "parts", "provider", "provider_details", "source",
+                 "usage")
 
     def __init__(self, provider: str, model: str, response_id: str = "") -> None:
         self.provider = provider
@@ -618,8 +626,10 @@ class StreamAccumulator:
         self.finish_reason: FinishReason | None = None
         self.provider_details: dict[str, Any] | None = None
         self._open_kind: tuple[str, int] | None = None
+        self.source = f"{provider}/{model}" if provider else model
 
     def add(self, event: StreamEvent) -> StreamEvent:
+        event.source = self.source
         kind = event.kind
         if kind == "text":
             if self._open_kind == ("text", event.index):

@@ -32,6 +32,9 @@ class OutputSchema:
     json_schema: dict[str, Any]
     model: type[pydantic.BaseModel] | None = None
     strict: bool = True
+    json_mode: bool = False
+    """Any JSON object will do: providers with a JSON mode (OpenAI's ``json_object``, Gemini's JSON MIME
+    type) are asked for it instead of a schema; the others get ``json_schema`` (an object)."""
 
     @classmethod
     def of(cls, value: OutputSchema | type[pydantic.BaseModel] | Mapping[str, Any]) -> OutputSchema:

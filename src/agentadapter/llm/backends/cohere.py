@@ -120,7 +120,8 @@ def request_body(request: Request, *, stream: bool) -> dict[str, Any]:
         if any(tool.strict for tool in tools):
             body["strict_tools"] = True
     if request.output is not None:
-        body["response_format"] = {"type": "json_object", "json_schema": request.output.json_schema}
+        body["response_format"] = ({"type": "json_object"} if request.output.json_mode
+                                   else {"type": "json_object", "json_schema": request.output.json_schema})
     if request.temperature is not None:
         body["temperature"] = request.temperature
     if request.top_p is not None:
@@ -131,6 +132,10 @@ def request_body(request: Request, *, stream: bool) -> dict[str, Any]:
         body["stop_sequences"] = request.stop
     if request.seed is not None:
         body["seed"] = request.seed
+    if request.frequency_penalty is not None:
+        body["frequency_penalty"] = request.frequency_penalty
+    if request.presence_penalty is not None:
+        body["presence_penalty"] = request.presence_penalty
     if request.reasoning_effort is not None:
         body["thinking"] = thinking(request.reasoning_effort)
     documents = request.extra_body.get("documents")

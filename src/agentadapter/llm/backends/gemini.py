@@ -330,9 +330,14 @@ def _generation_config(request: Request) -> dict[str, Any]:
         config["stopSequences"] = list(request.stop)
     if request.seed is not None:
         config["seed"] = request.seed
+    if request.frequency_penalty is not None:
+        config["frequencyPenalty"] = request.frequency_penalty
+    if request.presence_penalty is not None:
+        config["presencePenalty"] = request.presence_penalty
     if request.output is not None:
         config["responseMimeType"] = "application/json"
-        config["responseSchema"] = to_gemini_schema(request.output.json_schema, property_ordering=True)
+        if not request.output.json_mode:  # JSON mode: any JSON, no schema
+            config["responseSchema"] = to_gemini_schema(request.output.json_schema, property_ordering=True)
     if request.reasoning_effort is not None:
         budget = THINKING_BUDGETS.get(request.reasoning_effort.lower())
         if budget is None:

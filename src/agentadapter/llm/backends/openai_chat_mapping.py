@@ -161,6 +161,10 @@ def request_body(request: Request, settings: WireSettings, *, stream: bool) -> d
         body["stop"] = request.stop
     if request.seed is not None:
         body["seed"] = request.seed
+    if request.frequency_penalty is not None:
+        body["frequency_penalty"] = request.frequency_penalty
+    if request.presence_penalty is not None:
+        body["presence_penalty"] = request.presence_penalty
     if request.reasoning_effort is not None:
         body["reasoning_effort"] = request.reasoning_effort
     if settings.openai_extras:
@@ -196,7 +200,10 @@ def _tool_choice(request: Request) -> str | dict[str, Any] | None:
 
 
 def response_format(output: OutputSchema) -> dict[str, Any]:
-    """OpenAI's ``response_format`` for a schema; strict whenever the schema is, or can be made, strict."""
+    """OpenAI's ``response_format`` for a schema; strict whenever the schema is, or can be made, strict.
+    JSON mode (any object) stays ``json_object``."""
+    if output.json_mode:
+        return {"type": "json_object"}
     schema, strict = wire_output_schema(output)
     return {
         "type": "json_schema",

@@ -129,7 +129,9 @@ def request_body(request: Request, settings: WireSettings, provider: str, *, str
         choice = _tool_choice(request)
         if choice is not None:
             body["tool_choice"] = choice
-    if request.output is not None:
+    if request.output is not None and request.output.json_mode:
+        body["text"] = {"format": {"type": "json_object"}}
+    elif request.output is not None:
         schema, strict = wire_output_schema(request.output)
         body["text"] = {"format": {
             "type": "json_schema", "name": request.output.name, "schema": schema, "strict": strict,

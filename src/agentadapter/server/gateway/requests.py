@@ -5,7 +5,8 @@ model of OpenAI's whole request (messages, parts, tools) costs more per call tha
 gateway. The messages are read by :func:`~agentadapter.llm.messages.coerce_messages` and the tools by
 :func:`~agentadapter.llm.tools.coerce_tool`, the same code that reads OpenAI-style dicts passed to
 ``LLM.generate``. Every refusal is a 400 whose ``param`` names the field; fields we do not carry
-(``n > 1``, ``logprobs``, penalties, ...) are refused rather than silently dropped.
+(``n > 1``, ``logprobs``, ...) and those a target of the route cannot honour are refused or dropped as
+the operator chose (:mod:`.params`), never silently lost.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request as HTTPRequest
 
 from agentadapter.llm.errors import InvalidRequestError
-from agentadapter.llm.messages import Request, coerce_messages
+from agentadapter.llm.messages import CacheHints, Request, coerce_messages
 from agentadapter.llm.output import OutputSchema
 from agentadapter.llm.schema_safety import UnsafeSchemaError, check_schema
 from agentadapter.llm.tools import Tool, coerce_tool
 from agentadapter.server.errors import HTTPProblem
+from agentadapter.server.gateway.params import PASS_THROUGH, ParamPlan, is_default
 from agentadapter.server.middleware import CHECKED_BODY
 from agentadapter.server.payloads import CheckedBody, InvalidJSON, PayloadLimits, PayloadRefused, check_json
 
@@ -35,9 +37,14 @@ __all__ = [
 _ACCEPTED = frozenset({
     "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "response_format", "temperature", "top_p",
     "max_tokens", "max_completion_tokens", "stop", "seed", "reasoning_effort", "user", "stream", "stream_options",
-    "n",
+    "n", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "metadata", "store",
+    "service_tier", "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options", "safety_identifier",
+    "functions", "function_call", "modalities", "audio", "prediction", "verbosity", "web_search_options",
+    "moderation",
 })
-_REASONING_EFFORTS = frozenset({"minimal", "low", "medium", "high"})
+_REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
+_SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority", "fast"})
+_VERBOSITIES = frozenset({"low", "medium", "high"})
 
 
 @dataclass(slots=True)
@@ -60,6 +67,23 @@ class ChatCall:
     request: Request
     stream: bool
     include_usage: bool
+    params: dict[str, Any] = field(default_factory=dict)
+    """The parameters some targets cannot honour (see :mod:`.params`), checked, not yet applied."""
+    legacy_functions: bool = False
+    """The client used ``functions`` / ``function_call``: the answer speaks of ``function_call`` too."""
+    dropped: list[str] = field(default_factory=list)
+
+    def apply(self, plan: ParamPlan) -> None:
+        """Put the parameters ``plan`` allows into the request (a 400 for one the route refuses)."""
+        request = self.request
+        for param, value in self.params.items():
+            if not plan.allows(param):
+                continue
+            if param in PASS_THROUGH:
+                request.extra_body[param] = value
+            elif param in ("seed", "frequency_penalty", "presence_penalty"):
+                setattr(request, param, value)
+        self.dropped = plan.dropped
 
 
 def bad_request(param: str | None, message: str, code: str = "invalid_value") -> HTTPProblem:
@@ -121,14 +145,12 @@ def parse_chat_request(body: Mapping[str, Any], tags: Mapping[str, str]) -> Chat
     """Check a Chat Completions body and build the neutral request; raises a 400 :class:`HTTPProblem`."""
     check_fields(body, _ACCEPTED, "this gateway")
     model = required_model(body, "openai/gpt-4o-mini")
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise bad_request("n", "n must be 1: the gateway returns one choice per request; send several requests "
-                               "for several answers", "unsupported_value")
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise bad_request("messages", "messages must be a non-empty list of {role, content} objects",
                           "missing_required")
+    if any(isinstance(m, Mapping) and (m.get("role") == "function" or "function_call" in m) for m in raw_messages):
+        raw_messages = _legacy_messages(raw_messages)
     try:
         messages = coerce_messages(raw_messages)
     except InvalidRequestError as exc:
@@ -151,11 +173,6 @@ def parse_chat_request(body: Mapping[str, Any], tags: Mapping[str, str]) -> Chat
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
             raise bad_request("stop", "stop must be a string or a list of up to 4 strings")
         settings["stop"] = stop or None
-    seed = body.get("seed")
-    if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise bad_request("seed", "seed must be an integer")
-        settings["seed"] = seed
     effort = body.get("reasoning_effort")
     if effort is not None:
         if effort not in _REASONING_EFFORTS:
@@ -165,8 +182,12 @@ def parse_chat_request(body: Mapping[str, Any], tags: Mapping[str, str]) -> Chat
     parallel = body.get("parallel_tool_calls")
     if parallel is not None:
         settings["parallel_tool_calls"] = _flag("parallel_tool_calls", parallel)
-    tools = _tools(body.get("tools"))
-    tool_choice = _tool_choice(body.get("tool_choice"), tools)
+    legacy = body.get("functions") is not None or body.get("function_call") is not None
+    if legacy:
+        tools, tool_choice = _legacy_functions(body)
+    else:
+        tools = _tools(body.get("tools"))
+        tool_choice = _tool_choice(body.get("tool_choice"), tools)
     request_tags = dict(tags)
     user = body.get("user")
     if user is not None:
@@ -179,12 +200,172 @@ def parse_chat_request(body: Mapping[str, Any], tags: Mapping[str, str]) -> Chat
     if options is not None:
         if not stream:
             raise bad_request("stream_options", "stream_options is only allowed with stream: true")
-        if not isinstance(options, Mapping) or set(options) - {"include_usage"}:
-            raise bad_request("stream_options", "stream_options takes only include_usage (a boolean)")
+        if not isinstance(options, Mapping) or set(options) - {"include_usage", "include_obfuscation"}:
+            raise bad_request("stream_options", "stream_options takes include_usage and include_obfuscation "
+                                                "(booleans)")
         include_usage = _flag("stream_options.include_usage", options.get("include_usage", False))
+        # This gateway's chunks carry no obfuscation padding, whatever is asked; the flag is only checked.
+        _flag("stream_options.include_obfuscation", options.get("include_obfuscation", True))
+    cache = CacheHints()
+    cache_key = body.get("prompt_cache_key")
+    if cache_key is not None:
+        cache.prompt_cache_key = _string("prompt_cache_key", cache_key, 1024)
     request = Request(model="", messages=messages, tools=tools, tool_choice=tool_choice,
-                      output=_output(body.get("response_format")), tags=request_tags, **settings)
-    return ChatCall(model, request, stream, include_usage)
+                      output=_output(body.get("response_format")), tags=request_tags,
+                      metadata=_metadata(body.get("metadata")), cache=cache, **settings)
+    return ChatCall(model, request, stream, include_usage, _optional_params(body), legacy)
+
+
+def _optional_params(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters only some targets honour, each checked; those that ask for nothing are left out."""
+    params: dict[str, Any] = {}
+    for param, check in _PARAM_CHECKS.items():
+        value = body.get(param)
+        if value is None:
+            continue
+        check(param, value)
+        if not is_default(param, value):
+            params[param] = value
+    if "top_logprobs" in params and not body.get("logprobs"):
+        raise bad_request("top_logprobs", "top_logprobs needs logprobs: true")
+    return params
+
+
+def _integer(param: str, value: Any, low: int | None = None, high: int | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low) or (
+            high is not None and value > high):
+        bounds = f" from {low} to {high}" if low is not None and high is not None else (
+            f" of at least {low}" if low is not None else "")
+        raise bad_request(param, f"{param} must be an integer{bounds}")
+
+
+def _penalty(param: str, value: Any) -> None:
+    if _number(param, value) < -2 or value > 2:
+        raise bad_request(param, f"{param} must be a number from -2.0 to 2.0")
+
+
+def _choice(allowed: frozenset[str]) -> Any:
+    def check(param: str, value: Any) -> None:
+        if value not in allowed:
+            raise bad_request(param, f"{param} must be one of {', '.join(sorted(allowed))}")
+    return check
+
+
+def _object(param: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise bad_request(param, f"{param} must be an object")
+
+
+def _logit_bias(param: str, value: Any) -> None:
+    if not isinstance(value, Mapping) or len(value) > 300 or not all(
+            isinstance(k, str) and k.isdigit() and isinstance(v, int | float) and not isinstance(v, bool)
+            and -100 <= v <= 100 for k, v in value.items()):
+        raise bad_request(param, "logit_bias maps token ids (as strings) to numbers from -100 to 100, at most 300")
+
+
+def _modalities(param: str, value: Any) -> None:
+    if not isinstance(value, list) or not value or not all(m in ("text", "audio") for m in value):
+        raise bad_request(param, "modalities must be a list of 'text' and/or 'audio'")
+
+
+def _prediction(param: str, value: Any) -> None:
+    if not isinstance(value, Mapping) or value.get("type") != "content" or not isinstance(
+            value.get("content"), str | list):
+        raise bad_request(param, "prediction must be {type: content, content: <string or text parts>}")
+
+
+def _bool_param(param: str, value: Any) -> None:
+    _flag(param, value)
+
+
+def _short_string(param: str, value: Any) -> None:
+    _string(param, value, 256)
+
+
+_PARAM_CHECKS: dict[str, Any] = {
+    "seed": lambda param, value: _integer(param, value),
+    "frequency_penalty": _penalty,
+    "presence_penalty": _penalty,
+    "n": lambda param, value: _integer(param, value, 1, 128),
+    "logprobs": _bool_param,
+    "top_logprobs": lambda param, value: _integer(param, value, 0, 20),
+    "logit_bias": _logit_bias,
+    "store": _bool_param,
+    "service_tier": _choice(_SERVICE_TIERS),
+    "safety_identifier": _short_string,
+    "prompt_cache_retention": _choice(frozenset({"in_memory", "24h"})),
+    "prompt_cache_options": _object,
+    "prediction": _prediction,
+    "verbosity": _choice(_VERBOSITIES),
+    "web_search_options": _object,
+    "modalities": _modalities,
+    "audio": _object,
+    "moderation": _object,
+}
+
+
+def _string(param: str, value: Any, limit: int) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise bad_request(param, f"{param} must be a string of at most {limit} characters")
+    return value
+
+
+def _metadata(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or len(raw) > 16 or not all(
+            isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512 for k, v in raw.items()):
+        raise bad_request("metadata", "metadata must be an object of at most 16 string values (keys up to 64 "
+                                      "characters, values up to 512)")
+    return dict(raw)
+
+
+def _legacy_messages(raw: list[Any]) -> list[Any]:
+    """The older API's history (an assistant's ``function_call``, ``role: function`` results) as tool calls
+    and tool results, paired by made-up ids: each result answers the latest call of its function."""
+    messages: list[Any] = []
+    open_calls: dict[str, str] = {}
+    for index, message in enumerate(raw):
+        if not isinstance(message, Mapping):
+            messages.append(message)
+            continue
+        call = message.get("function_call")
+        if message.get("role") == "assistant" and isinstance(call, Mapping):
+            name = str(call.get("name") or "")
+            call_id = open_calls[name] = f"call_{index}"
+            rewritten = {k: v for k, v in message.items() if k != "function_call"}
+            rewritten["tool_calls"] = [{"id": call_id, "type": "function",
+                                        "function": {"name": name, "arguments": call.get("arguments") or "{}"}}]
+            messages.append(rewritten)
+        elif message.get("role") == "function":
+            name = str(message.get("name") or "")
+            if name not in open_calls:
+                raise bad_request(f"messages[{index}]", f"this function result ({name!r}) follows no function_call "
+                                                        "of that name")
+            messages.append({"role": "tool", "tool_call_id": open_calls[name], "name": name,
+                             "content": message.get("content")})
+        else:
+            messages.append(message)
+    return messages
+
+
+def _legacy_functions(body: Mapping[str, Any]) -> tuple[list[Tool], str | None]:
+    """OpenAI's deprecated ``functions`` / ``function_call``, as tools and a tool choice."""
+    if body.get("tools") is not None or body.get("tool_choice") is not None:
+        raise bad_request("functions", "send either tools / tool_choice or the older functions / function_call, "
+                                       "not both")
+    raw = body.get("functions")
+    if raw is not None and not isinstance(raw, list):
+        raise bad_request("functions", "functions must be a list of {name, description, parameters} objects")
+    tools = _tools([{"type": "function", "function": item} for item in raw or []], "functions")
+    call = body.get("function_call")
+    if call is None:
+        return tools, None
+    if call in ("auto", "none"):
+        return tools, str(call)
+    if isinstance(call, Mapping) and isinstance(call.get("name"), str):
+        return tools, _tool_choice({"type": "function", "function": {"name": call["name"]}}, tools)
+    raise bad_request("function_call", "function_call must be auto, none or {name}")
 
 
 def _number(param: str, value: Any) -> float:
@@ -199,20 +380,20 @@ def _flag(param: str, value: Any) -> bool:
     return value
 
 
-def _tools(raw: Any) -> list[Tool]:
+def _tools(raw: Any, param: str = "tools") -> list[Tool]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise bad_request("tools", "tools must be a list of {type: function, function: {...}} objects")
+        raise bad_request(param, "tools must be a list of {type: function, function: {...}} objects")
     tools: list[Tool] = []
     for index, item in enumerate(raw):
         if not isinstance(item, Mapping) or item.get("type") != "function":
-            raise bad_request(f"tools[{index}].type", "only function tools are supported: "
-                                                      "{type: function, function: {name, description, parameters}}")
+            raise bad_request(f"{param}[{index}].type", "only function tools are supported: "
+                                                        "{type: function, function: {name, description, parameters}}")
         try:
             tools.append(coerce_tool(item))
         except InvalidRequestError as exc:
-            raise bad_request(f"tools[{index}].function", str(exc)) from exc
+            raise bad_request(f"{param}[{index}]", str(exc)) from exc
     return tools
 
 
@@ -240,8 +421,8 @@ def _output(raw: Any) -> OutputSchema | None:
     if kind == "text":
         return None
     if kind == "json_object":
-        # Any JSON object: a schema every provider's structured-output mode can take.
-        return ClientValidatedOutput("json_object", {"type": "object"}, strict=False)
+        # JSON mode where the target has one; elsewhere a schema every structured-output mode takes.
+        return ClientValidatedOutput("json_object", {"type": "object"}, strict=False, json_mode=True)
     if kind == "json_schema":
         spec = raw.get("json_schema")
         if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):

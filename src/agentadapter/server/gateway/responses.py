@@ -20,16 +20,18 @@ from fastapi.responses import Response as HTTPResponse
 
 from agentadapter.llm.backends.openai_chat_mapping import WIRE_FINISH_REASONS, arguments_json, usage_to_wire
 from agentadapter.llm.messages import Response, StreamEvent
+from agentadapter.server.errors import HTTPProblem, error_body
 
-__all__ = ["DONE", "ChunkWriter", "completion_body", "json_response", "sse_data"]
+__all__ = ["DONE", "ChunkWriter", "completion_body", "json_response", "response_model", "sse_data"]
 
 DONE = b"data: [DONE]\n\n"
 
 
-def json_response(payload: dict[str, Any], status: int = 200) -> HTTPResponse:
+def json_response(payload: dict[str, Any], status: int = 200,
+                  headers: dict[str, str] | None = None) -> HTTPResponse:
     """A compact JSON answer, as OpenAI's API sends them."""
     return HTTPResponse(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(), status_code=status,
-                        media_type="application/json")
+                        media_type="application/json", headers=headers)
 
 
 def completion_id(response_id: str) -> str:
@@ -41,8 +43,8 @@ def response_model(response: Response) -> str:
     return f"{response.provider}/{response.model}" if response.provider else response.model
 
 
-def completion_body(response: Response) -> dict[str, Any]:
-    """A complete answer as a ``chat.completion`` object."""
+def completion_body(response: Response, *, legacy_functions: bool = False) -> dict[str, Any]:
+    """A complete answer as a ``chat.completion`` object (``legacy_functions``: a call as ``function_call``)."""
     text = response.text
     refusal = (response.provider_details or {}).get("refusal")
     if isinstance(refusal, str) and refusal and text.endswith(refusal):
@@ -51,7 +53,12 @@ def completion_body(response: Response) -> dict[str, Any]:
         refusal = None
     message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": refusal}
     calls = response.tool_calls
-    if calls:
+    finish_reason = WIRE_FINISH_REASONS[response.finish_reason]
+    if calls and legacy_functions:
+        # The older API has one call per answer; a model that asked for several gets its first sent.
+        message["function_call"] = {"name": calls[0].name, "arguments": arguments_json(calls[0].arguments)}
+        finish_reason = "function_call" if finish_reason == "tool_calls" else finish_reason
+    elif calls:
         message["tool_calls"] = [
             {"id": call.id, "type": "function",
              "function": {"name": call.name, "arguments": arguments_json(call.arguments)}}
@@ -64,8 +71,7 @@ def completion_body(response: Response) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": response_model(response),
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": WIRE_FINISH_REASONS[response.finish_reason]}],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
         "usage": usage_to_wire(response.usage),
         "system_fingerprint": None,
     }
@@ -78,11 +84,13 @@ def sse_data(payload: dict[str, Any]) -> bytes:
 class ChunkWriter:
     """Turns one stream's events into ``chat.completion.chunk`` frames."""
 
-    def __init__(self, model: str, *, include_usage: bool) -> None:
+    def __init__(self, model: str, *, include_usage: bool, legacy_functions: bool = False) -> None:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model = model
+        """The ``provider/model`` that answers (for a route: the target whose stream this is)."""
         self.include_usage = include_usage
+        self.legacy_functions = legacy_functions
         self._started = False
         # Our tool-call events carry the part's index in the answer; OpenAI numbers calls from 0.
         self._call_index: dict[int, int] = {}
@@ -92,11 +100,20 @@ class ChunkWriter:
                          "model": self.model, "system_fingerprint": None,
                          "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]})
 
-    def start(self) -> bytes:
+    def start(self) -> list[bytes]:
         self._started = True
-        return self._chunk({"role": "assistant", "content": ""})
+        return [self._chunk({"role": "assistant", "content": ""})]
 
-    def event(self, event: StreamEvent) -> bytes | None:
+    def event(self, event: StreamEvent) -> list[bytes]:
+        frame = self._frame(event)
+        return [frame] if frame is not None else []
+
+    def error(self, problem: HTTPProblem) -> bytes:
+        """A failure once the stream started: one ``data: {"error": ...}`` event (the stream then ends)."""
+        return sse_data(error_body(problem.type, problem.message, code=problem.code, param=problem.param,
+                                   details=problem.details))
+
+    def _frame(self, event: StreamEvent) -> bytes | None:
         """The frame for one event, or None for events OpenAI's stream has no chunk for."""
         kind = event.kind
         if kind == "text":
@@ -110,19 +127,29 @@ class ChunkWriter:
                         "function": {"name": event.name or "", "arguments": event.arguments_delta}}
             elif event.arguments_delta:
                 call = {"index": index, "function": {"arguments": event.arguments_delta}}
-            return self._chunk({"tool_calls": [call]}) if call else None
+            return self._calls_chunk(call) if call else None
         if kind == "tool_call":
             assert event.tool_call is not None
             if event.index in self._call_index:
                 return None  # its deltas were sent already
             index = self._call_index[event.index] = len(self._call_index)
             whole = event.tool_call
-            return self._chunk({"tool_calls": [{"index": index, "id": whole.id, "type": "function", "function": {
-                "name": whole.name, "arguments": arguments_json(whole.arguments)}}]})
+            return self._calls_chunk({"index": index, "id": whole.id, "type": "function", "function": {
+                "name": whole.name, "arguments": arguments_json(whole.arguments)}})
         return None  # reasoning (no chat-completions field), usage and finish (see finish())
 
+    def _calls_chunk(self, call: dict[str, Any]) -> bytes | None:
+        if not self.legacy_functions:
+            return self._chunk({"tool_calls": [call]})
+        if call["index"] != 0:
+            return None  # the older API streams one call; the non-streamed answer keeps the first too
+        return self._chunk({"function_call": call["function"]})
+
     def finish(self, response: Response) -> list[bytes]:
-        frames = [self._chunk({}, WIRE_FINISH_REASONS[response.finish_reason])]
+        reason = WIRE_FINISH_REASONS[response.finish_reason]
+        if self.legacy_functions and reason == "tool_calls":
+            reason = "function_call"
+        frames = [self._chunk({}, reason)]
         if self.include_usage:
             frames.append(sse_data({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                                     "model": self.model, "system_fingerprint": None, "choices": [],

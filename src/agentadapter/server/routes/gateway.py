@@ -13,27 +13,18 @@ later in the stream is sent as a ``data: {"error": ...}`` event, and the stream 
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from agentadapter.llm.errors import AgentAdapterError, InsufficientCreditsError
-from agentadapter.llm.messages import StreamEvent
 from agentadapter.server.deps import CompletionsWrite, ModelsRead, StateDep
-from agentadapter.server.errors import error_body
-from agentadapter.server.gateway.errors import gateway_error
-from agentadapter.server.gateway.models import check_model, list_models, model_entry
+from agentadapter.server.gateway.calls import STREAM_HEADERS, open_call
+from agentadapter.server.gateway.models import list_models, model_entry
 from agentadapter.server.gateway.requests import call_tags, read_chat_request
-from agentadapter.server.gateway.responses import ChunkWriter, completion_body, json_response, sse_data
+from agentadapter.server.gateway.responses import ChunkWriter, completion_body, json_response, response_model
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.schemas import error_responses
 
 router = APIRouter(prefix=API_PREFIX, tags=["gateway"])
-logger = logging.getLogger("agentadapter.server")
-
-_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 OPENAI_JSON_PATHS = frozenset({f"{API_PREFIX}/chat/completions", f"{API_PREFIX}/embeddings"})
 """Paths that answer a body that is not JSON as OpenAI does (400), where the rest of the API answers 422."""
 
@@ -44,64 +35,24 @@ OPENAI_JSON_PATHS = frozenset({f"{API_PREFIX}/chat/completions", f"{API_PREFIX}/
 async def chat_completions(request: Request, principal: CompletionsWrite, state: StateDep) -> Response:
     """OpenAI's Chat Completions, for every model the server can reach (``stream: true`` answers as SSE)."""
     tags = call_tags(principal.key_id)
-    call = await read_chat_request(request, tags, offload_bytes=state.server.body_offload_bytes)
-    llm = await state.tenant_llms.get(principal.tenant_id)
-    check_model(llm, call.model)
-    if not call.stream:
-        try:
-            response = await llm.generate_request(call.model, call.request)
-        except InsufficientCreditsError:
-            raise  # the API's own 402 handler answers it
-        except AgentAdapterError as exc:
-            raise gateway_error(exc, call.model) from exc
-        return json_response(completion_body(response))
-    events = llm.stream_request(call.model, call.request).__aiter__()
-    try:
-        first = await anext(events, None)
-    except InsufficientCreditsError:
-        raise
-    except AgentAdapterError as exc:
-        raise gateway_error(exc, call.model) from exc
-    writer = ChunkWriter(call.model, include_usage=call.include_usage)
-    return StreamingResponse(_frames(first, events, writer, call.model), media_type="text/event-stream",
-                             headers=_STREAM_HEADERS)
-
-
-async def _frames(first: StreamEvent | None, events: AsyncIterator[StreamEvent], writer: ChunkWriter,
-                  model: str) -> AsyncIterator[bytes]:
-    yield writer.start()
-    event = first
-    try:
-        while event is not None:
-            if event.kind == "finish":
-                assert event.response is not None
-                for frame in writer.finish(event.response):
-                    yield frame
-                return
-            chunk = writer.event(event)
-            if chunk is not None:
-                yield chunk
-            event = await anext(events, None)
-    except AgentAdapterError as exc:
-        error = gateway_error(exc, model)
-        yield sse_data(error_body(error.type, error.message, code=error.code, param=error.param,
-                                  details=error.details))
-        return
-    except Exception as exc:  # the status line is sent: the client can only learn of it in the stream
-        logger.exception("the gateway stream for %s failed", model)
-        yield sse_data(error_body("api_error", f"the stream failed on the server: {type(exc).__name__}; "
-                                               "it was logged - retry the request", code="internal_error"))
-        return
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
-    yield sse_data(error_body("api_error", "the provider's stream ended without finishing the answer; retry the "
-                                           "request", code="stream_incomplete"))
+    chat = await read_chat_request(request, tags, offload_bytes=state.server.body_offload_bytes)
+    call = await open_call(state, principal, chat.model)
+    chat.apply(call.plan)
+    if not chat.stream:
+        response = await call.generate(chat.request)
+        return json_response(completion_body(response, legacy_functions=chat.legacy_functions),
+                             headers=call.headers(response_model(response)))
+    first, events = await call.open_stream(chat.request)
+    answered_by = call.answered_by(first)
+    writer = ChunkWriter(answered_by, include_usage=chat.include_usage, legacy_functions=chat.legacy_functions)
+    return StreamingResponse(call.frames(first, events, writer), media_type="text/event-stream",
+                             headers={**STREAM_HEADERS, **call.headers(answered_by)})
 
 
 @router.get("/models")
 async def models(principal: ModelsRead, state: StateDep) -> Response:
     """OpenAI's model list: the catalog and the config's aliases, with capabilities, prices and availability."""
-    return json_response(list_models(await state.tenant_llms.get(principal.tenant_id)))
+    return json_response(await list_models(await state.tenant_llms.get(principal.tenant_id)))
 
 
 @router.get("/models/{model:path}", responses=error_responses(400))
