@@ -73,7 +73,7 @@ async def test_upgrade_is_idempotent(empty_db: Database) -> None:
     assert await migrate.upgrade(empty_db) == first
 
 
-async def test_sqlite_connections_use_wal_a_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
+async def test_sqlite_connections_use_wal_and_foreign_keys_and_never_wait_on_the_loop(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'pragmas.db'}")
     try:
         async with db.engine.connect() as connection:
@@ -81,8 +81,10 @@ async def test_sqlite_connections_use_wal_a_busy_timeout_and_foreign_keys(tmp_pa
             timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
             foreign_keys = (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar()
             cache = (await connection.exec_driver_sql("PRAGMA cache_size")).scalar()
-        # cache_size < 0 is KiB: every pooled connection's page cache stays small (flat server memory)
-        assert (journal, timeout, foreign_keys, cache) == ("wal", 5000, 1, -256)
+        # cache_size < 0 is KiB: every pooled connection's page cache stays small (flat server memory).
+        # busy_timeout 0: statements run on the event loop's thread, so a writer waits for another
+        # process's lock asynchronously (tests/store/test_sqlite_driver.py), never in SQLite's busy handler.
+        assert (journal, timeout, foreign_keys, cache) == ("wal", 0, 1, -256)
     finally:
         await db.dispose()
 

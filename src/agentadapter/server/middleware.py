@@ -3,7 +3,8 @@
 - :class:`RequestContext` gives each request an id (the client's ``X-Request-ID`` when it is sane,
   else a new one), echoes it in the response, counts requests and their latency per route
   template for ``/metrics``, and answers an unexpected exception with a logged 500 in the one
-  error shape;
+  error shape; a client that disconnects before its answer is logged at INFO and counted as 499,
+  never as a 500;
 - :class:`SecurityHeaders` adds ``nosniff``, ``DENY`` framing, ``no-referrer``, a strict
   Content-Security-Policy (a looser one for the ``/docs`` pages, which load Swagger UI), HSTS in
   production, and ``Cache-Control: no-store`` on API answers;
@@ -29,6 +30,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentadapter.server.errors import error_body
@@ -60,10 +62,19 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class RequestContext:
-    """Request id in and out, and the request counters and latency histogram."""
+    """Request id in and out, the request counters and latency histogram, and clients that leave.
+
+    A client that disconnects before its answer (before or while its body is read, or while the
+    route works) is no server error: it is logged at INFO and counted under status 499 (nginx's
+    "client closed request"), whether the app then returned without answering or failed for want of
+    the client (Starlette's ``ClientDisconnect``).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Label lookups cost a lock and a hash each time; the children are kept per (method, route).
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._requests: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,44 +85,78 @@ class RequestContext:
         request_id = text if _SANE_ID.fullmatch(text) else f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        status = 500
+        status = 0  # no answer started yet
+        disconnected = False
         raw_id = request_id.encode()
+
+        async def watched_receive() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+            return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw_id)]
-                route = scope.get("route")
-                template = getattr(route, "path", None) or "unmatched"
-                HTTP_LATENCY.labels(scope["method"], template).observe(time.perf_counter() - started)
+                self._observe(scope, time.perf_counter() - started)
             await send(message)
 
-        started_response = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started_response
-            started_response = started_response or message["type"] == "http.response.start"
-            await send_with_id(message)
-
         try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
+            await self.app(scope, watched_receive, send_with_id)
+        except Exception as exc:
+            if (disconnected and not status) or _client_gone(exc):
+                status = 499
+                logger.info("client disconnected from %s %s before its answer was complete (request %s; %s)",
+                            scope["method"], scope.get("path"), request_id, type(exc).__name__)
+                return
             # Answered here rather than by Starlette's outermost handler, so that the 500 carries the
             # request id (in its header and its message) like every other answer.
             logger.exception("unhandled error on %s %s (request %s)", scope["method"], scope.get("path"), request_id)
-            if started_response:
+            if status:
                 raise
+            status = 500
             body = json.dumps(error_body(
                 "api_error", f"the server failed on this request (request id {request_id}); it was logged - retry, "
                              "and report the request id if it persists", code="internal_error")).encode()
-            await tracking_send({"type": "http.response.start", "status": 500,
-                                 "headers": [(b"content-type", b"application/json"),
-                                             (b"content-length", str(len(body)).encode())]})
-            await tracking_send({"type": "http.response.body", "body": body})
+            await send_with_id({"type": "http.response.start", "status": 500,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+            await send_with_id({"type": "http.response.body", "body": body})
+        else:
+            if not status and disconnected:
+                status = 499
+                logger.info("client disconnected from %s %s before its answer (request %s)", scope["method"],
+                            scope.get("path"), request_id)
         finally:
-            route = scope.get("route")
-            HTTP_REQUESTS.labels(scope["method"], getattr(route, "path", None) or "unmatched", str(status)).inc()
+            # No answer and no disconnect: the server (uvicorn) answers 500 for an app that returned without one.
+            self._count(scope, status or 500)
+
+    def _observe(self, scope: Scope, seconds: float) -> None:
+        key = (scope["method"], _route_template(scope))
+        child = self._latency.get(key)
+        if child is None:
+            child = self._latency[key] = HTTP_LATENCY.labels(*key)
+        child.observe(seconds)
+
+    def _count(self, scope: Scope, status: int) -> None:
+        key = (scope["method"], _route_template(scope), status)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = HTTP_REQUESTS.labels(key[0], key[1], str(status))
+        child.inc()
+
+
+def _route_template(scope: Scope) -> str:
+    return getattr(scope.get("route"), "path", None) or "unmatched"
+
+
+def _client_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` is Starlette's word that the client's connection was gone (a read or a send found it
+    closed). Other connection errors are not taken for it: they may be the route's own outgoing calls."""
+    return isinstance(exc, ClientDisconnect)
 
 
 _DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")

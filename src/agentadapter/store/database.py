@@ -2,12 +2,15 @@
 
 :func:`database_url` turns the platform setting ``AGENTADAPTER_DATABASE_URL`` into an async URL:
 unset means a SQLite file in the data dir (``sqlite+aiosqlite``), ``postgresql://`` becomes
-``postgresql+asyncpg://``. :class:`Database` owns the engine. On SQLite every connection gets WAL
-(readers never wait for the writer), a busy timeout, foreign keys on (so ``ON DELETE CASCADE``
-works) and ``synchronous=NORMAL``; write sessions start with ``BEGIN IMMEDIATE`` and go one at a
-time through an ``asyncio.Lock``, because SQLite has one writer and a deferred transaction that
+``postgresql+asyncpg://``. :class:`Database` owns the engine. On SQLite the statements run on the
+event loop's thread through :mod:`agentadapter.store.sqlite_driver` (no aiosqlite thread per
+connection, and so no round trip between threads per call), and every connection gets WAL (readers
+never wait for the writer), foreign keys on (so ``ON DELETE CASCADE`` works), ``synchronous=NORMAL``
+and no busy handler; write sessions start with ``BEGIN IMMEDIATE``, waiting for another process's
+lock with ``asyncio.sleep`` up to the busy timeout (``AGENTADAPTER_DB_BUSY_TIMEOUT_MS``), and go one
+at a time through an ``asyncio.Lock``, because SQLite has one writer and a deferred transaction that
 reads and then writes can fail with "database is locked" instead of waiting; read sessions run
-each statement in autocommit (no ``BEGIN``), which saves round trips to the driver's thread. On
+each statement in autocommit (no ``BEGIN``). On
 PostgreSQL read sessions run in autocommit too (one round trip per query), writes in transactions,
 and the pool is sized by :class:`PoolSettings` (``AGENTADAPTER_DB_POOL_SIZE``, ``..._MAX_OVERFLOW``,
 ``..._POOL_TIMEOUT``, ``..._POOL_RECYCLE``, ``..._POOL_PRE_PING``). A SQLite file is private to
@@ -42,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from agentadapter.llm.errors import ConfigurationError
 from agentadapter.private_files import private_directory, private_sqlite_file
 from agentadapter.store.errors import DatabaseUnavailable
+from agentadapter.store.sqlite_driver import InlineConnection, begin_immediate, connector
 
 if TYPE_CHECKING:
     from agentadapter.config import Settings
@@ -71,7 +75,7 @@ class PoolSettings(BaseSettings):
     """Test each connection with a round trip before use (PostgreSQL). Off: a connection the server
     dropped fails one request and is replaced; on: no such failure, one more round trip per request."""
     busy_timeout_ms: int = Field(default=5000, ge=0)
-    """SQLite: how long a writer waits for another process's write lock."""
+    """SQLite: how long a writer waits for another process's write lock (asynchronously: the loop runs on)."""
     sqlite_cache_kib: int = Field(default=256, ge=64)
     """SQLite: each connection's page cache. The pool keeps every connection open, so the server's
     memory holds up to (pool size + overflow) caches; SQLite's default (2 MiB each) let the server's
@@ -222,6 +226,9 @@ class Database:
         if self.dialect == "sqlite" and _sqlite_file(make_url(self.url)):
             # Before SQLite opens it: its -wal and -shm files take the database file's mode.
             private_sqlite_file(Path(make_url(self.url).database or "").expanduser())
+        if self.dialect == "sqlite":
+            # Statements on the loop's thread rather than one aiosqlite thread per connection (sqlite_driver.py).
+            kwargs["async_creator"] = connector(make_url(self.url), connect_timeout_s=self.pool.busy_timeout_ms / 1000)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             self._configure_sqlite()
@@ -256,25 +263,27 @@ class Database:
 
         @sa.event.listens_for(self.engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Take over transaction control from the driver, so BEGIN is ours (see _on_begin).
-            dbapi_connection.isolation_level = None
+            # The driver's connections are in autocommit mode (no isolation level), so BEGIN is ours (see
+            # _on_begin), and have no busy handler: a writer waits for another process's lock in
+            # begin_immediate, off the loop's thread.
             cursor = dbapi_connection.cursor()
             try:
                 cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")  # negative: KiB, not pages
+                cursor.execute("PRAGMA busy_timeout=0")  # last: the pragmas above may wait for a lock
             finally:
                 cursor.close()
 
         @sa.event.listens_for(self.engine.sync_engine, "begin")
         def _on_begin(connection: sa.Connection) -> None:
-            # Writers take the write lock up front (waiting up to the busy timeout for it). Readers
-            # open no transaction: each SELECT reads its own WAL snapshot, and a GET saves two
-            # round trips to the driver's thread.
+            # Writers take the write lock up front (waiting up to the busy timeout for it, off the
+            # loop's thread). Readers open no transaction: each SELECT reads its own WAL snapshot.
             if connection.get_execution_options().get("agentadapter_write", False):
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                raw = connection.connection.driver_connection
+                if not (isinstance(raw, InlineConnection) and begin_immediate(raw.raw, busy_timeout / 1000)):
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")  # raises the database's error, as SQLAlchemy's
 
     def session(self) -> AsyncSession:
         """A session for reading (``async with db.session() as s: ...``)."""
