@@ -19,22 +19,24 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.text import Text
 
 from agentadapter.cli.tables import Cell, Column, show_table, usd
 from agentadapter.llm.errors import AgentAdapterError, ConfigurationError, InvalidRequestError
 
+_HELP_NAMES = ["-h", "--help"]
 app = typer.Typer(
     name="agentadapter",
     help="Run AI agents on any LLM backend.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": _HELP_NAMES},
 )
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -81,8 +83,10 @@ def chat(
     image: Annotated[
         list[str] | None, typer.Option("--image", "-i", help="an image path or URL (repeatable)")
     ] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1)] = None,
-    temperature: Annotated[float | None, typer.Option("--temperature", min=0.0, max=2.0)] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        "--max-tokens", min=1, help="the most tokens the answer may have (default: the model's own limit)")] = None,
+    temperature: Annotated[float | None, typer.Option(
+        "--temperature", min=0.0, max=2.0, help="sampling temperature: 0 is the most predictable")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print Response.to_dict() as JSON")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -412,6 +416,53 @@ def _key_status(key_set: bool, key_required: bool) -> Text:
     return Text("missing", style="red") if key_required else Text("not needed", style="dim")
 
 
+def command() -> typer.core.TyperGroup:
+    """The command behind ``app``, with help that names values by what they are.
+
+    Typer labels values by their Python type (``<str>``, ``<bool>``, ``<list[str]>``); the help
+    instead shows ``TEXT``, ``N``, ``NUMBER``, ``PATH`` or the choices, nothing after a flag, and
+    arguments by their name (``MODEL``), as command-line tools conventionally do.
+    """
+    import typer.main
+
+    root = typer.main.get_command(app)
+    assert isinstance(root, typer.core.TyperGroup)
+    _name_values(root)
+    return root
+
+
+_VALUE_NAMES: dict[Any, str] = {int: "N", float: "NUMBER", Path: "PATH"}
+
+
+def _no_type(ctx: Any) -> None:
+    return None
+
+
+def _name_values(node: Any) -> None:
+    # The help option is made on first use; made now (with the app's names), its flag shows no type.
+    help_option = node.get_help_option(typer.Context(node, help_option_names=_HELP_NAMES))
+    if help_option is not None:
+        help_option.metavar = ""
+    for param in node.params:
+        if param.metavar is not None:
+            continue  # named on purpose where it is declared
+        if isinstance(param, typer.core.TyperArgument):
+            param.metavar = str(param.name or "value").upper() + ("..." if param.nargs != 1 else "")
+            # An argument's help is its name and its text; its Python type says nothing more.
+            setattr(param, "display_type_rich", _no_type)  # noqa: B010 - on this one object, not the class
+            continue
+        descriptor = param.type_descriptor
+        element = get_args(descriptor.annotation)[0] if descriptor.is_list else descriptor.annotation
+        if getattr(param, "is_flag", False) or element is bool:
+            param.metavar = ""
+        elif descriptor.is_choice:
+            param.metavar = "|".join(str(choice) for choice in descriptor.choices or ())
+        else:
+            param.metavar = _VALUE_NAMES.get(element, "TEXT")
+    for child in getattr(node, "commands", {}).values():
+        _name_values(child)
+
+
 def main() -> None:
     """Console-script entry point: typer's usage errors exit 2, ours as documented above."""
     import os
@@ -421,4 +472,4 @@ def main() -> None:
     # JSON logs on stderr; quiet (warnings only) unless AGENTADAPTER_LOG_LEVEL asks for more, so
     # they never mix with an answer streamed to the terminal.
     configure_logging(os.environ.get("AGENTADAPTER_LOG_LEVEL", "WARNING"))
-    app()
+    command()(prog_name="agentadapter")
