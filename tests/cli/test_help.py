@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+
 from agentadapter.cli import command
 
 TYPE_TAG = re.compile(r"<(str|bool|int|float|path|list\[[^\]]*\])[^>]*>")
