@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from agentadapter.llm.policy.budget import SpendGuard
     from agentadapter.llm.shared import SharedState
     from agentadapter.service.config import ServiceSettings
-    from agentadapter.store.balances import RunningBalances as CreditBalances
+    from agentadapter.store.balances import CreditBalances
     from agentadapter.store.database import Database
 
 __all__ = ["GuardFactory", "KeysLoader", "TenantLLMs", "service_facades"]
@@ -123,11 +123,19 @@ async def service_facades(
     # stops it at shutdown); journals a dead process left are replayed before this returns.
     writer = RecordWriter(db.url, service.ledger_dir or settings.data_dir / "ledger", fsync=service.ledger_fsync,
                           fsync_interval_s=service.ledger_fsync_interval_s, queue_max=service.ledger_queue)
-    balances = None
-    if settings.redis_url is None and settings.executor == "inline":
+    balances: CreditBalances | None = None
+    if shared is not None:
+        # Several processes meter the same tenants: their balances live on Redis.
+        from agentadapter.store.redis_balances import RedisBalances
+
+        balances = RedisBalances(db, writer, shared.client, prefix=shared.prefix,
+                                 reconcile_s=service.credit_reconcile_s)
+    elif settings.executor == "inline":
         # This is the only process metering tenants: their balances can be kept here.
         balances = RunningBalances(writer, reconcile_s=service.credit_reconcile_s)
     await writer.start()
+    if shared is not None:
+        balances.start()  # type: ignore[union-attr]  # the RedisBalances above
     llm.ledger = UsageLedger(JournaledUsageStore(db, writer))  # before any tenant facade shares it
     if shared is not None:
         llm.budgets.store = shared.budgets

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -46,7 +46,7 @@ from agentadapter.store.database import Database
 from agentadapter.store.models import CreditAccount, CreditTransaction, utcnow
 from agentadapter.store.writer import RecordWriter
 
-__all__ = ["ChargeSink", "RunningBalances", "Settlement", "charge_record"]
+__all__ = ["ChargeSink", "CreditBalances", "RunningBalances", "Settlement", "charge_record"]
 
 logger = logging.getLogger("agentadapter.store.balances")
 
@@ -78,6 +78,31 @@ def charge_record(tenant_id: uuid.UUID, reservation_id: uuid.UUID, settlement: S
     """A charge as the journal keeps it."""
     return {"id": os.urandom(16).hex(), "tn": tenant_id.hex, "r": reservation_id.hex, "a": -settlement.charge_usd,
             "b": settlement.balance_usd, "h": held_usd, "d": dict(details), "s": description, "ts": time.time()}
+
+
+class CreditBalances(Protocol):
+    """Running balances the credit guards draw on: :class:`RunningBalances` (one process) or
+    :class:`~agentadapter.store.redis_balances.RedisBalances` (several)."""
+
+    async def available(self, tenant_id: uuid.UUID) -> tuple[float, float] | None:
+        """``(balance, reserved)`` of the tenant, or None when it has no account."""
+        ...
+
+    async def has_account(self, tenant_id: uuid.UUID) -> bool: ...
+
+    async def hold(self, tenant_id: uuid.UUID, amount_usd: float) -> tuple[float, float] | None:
+        """Hold ``amount_usd``: None when held, else ``(balance, reserved)`` as they stood; raises
+        :class:`LookupError` when the tenant has no account."""
+        ...
+
+    async def settle(self, tenant_id: uuid.UUID, reservation_id: uuid.UUID, held_usd: float, actual_usd: float,
+                     details: Mapping[str, Any], description: str = "") -> Settlement | None:
+        """Charge ``actual_usd`` against the hold and journal the charge; None when the account is gone."""
+        ...
+
+    async def refresh(self, tenant_ids: Sequence[uuid.UUID]) -> None:
+        """Take what the database has (a grant) into these tenants' balances."""
+        ...
 
 
 class ChargeSink:
@@ -196,8 +221,8 @@ class RunningBalances:
                 return None
             return account.balance, account.reserved
 
-    def settle(self, tenant_id: uuid.UUID, reservation_id: uuid.UUID, held_usd: float, actual_usd: float,
-               details: Mapping[str, Any], description: str = "") -> Settlement | None:
+    async def settle(self, tenant_id: uuid.UUID, reservation_id: uuid.UUID, held_usd: float, actual_usd: float,
+                     details: Mapping[str, Any], description: str = "") -> Settlement | None:
         """Charge ``actual_usd`` against the hold, in memory, and journal the charge; None when the
         tenant's account is gone."""
         with self._lock:

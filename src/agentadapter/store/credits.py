@@ -48,7 +48,7 @@ from agentadapter.store.pagination import Page, paginate
 if TYPE_CHECKING:
     from agentadapter.llm.bounds import CallBound
     from agentadapter.llm.policy.budget import SpendGuard
-    from agentadapter.store.balances import RunningBalances
+    from agentadapter.store.balances import CreditBalances
 
 __all__ = [
     "ADD_CREDITS_HINT",
@@ -222,7 +222,7 @@ class CreditGuard:
     """
 
     def __init__(self, db: Database, tenant_id: uuid.UUID, required: bool, *,
-                 unpriced_hold_usd: float | None = None, balances: RunningBalances | None = None) -> None:
+                 unpriced_hold_usd: float | None = None, balances: CreditBalances | None = None) -> None:
         self.db = db
         self.tenant_id = tenant_id
         self.required = required
@@ -322,7 +322,7 @@ class CreditGuard:
             details: dict[str, Any] = {"unpriced": True} if actual_usd is None else {}
             if overrun > 0 and bound is not None:
                 details["bound"] = bound.describe()
-            settled = self.balances.settle(self.tenant_id, reservation_id, held_usd, actual, details,
+            settled = await self.balances.settle(self.tenant_id, reservation_id, held_usd, actual, details,
                                            "cost beyond the call's hold" if overrun > 0 else "")
             if settled is None:
                 logger.warning("the credit account of tenant %s is gone; a call's $%.6f was not charged",
@@ -401,7 +401,7 @@ class CreditGuard:
 
 
 def guard_factory(
-    db: Database, *, required: bool, unpriced_hold_usd: float | None = None, balances: RunningBalances | None = None,
+    db: Database, *, required: bool, unpriced_hold_usd: float | None = None, balances: CreditBalances | None = None,
 ) -> Callable[[uuid.UUID], Awaitable[Sequence[SpendGuard]]]:
     """The ``TenantLLMs.guards`` factory: a tenant's :class:`CreditGuard` when it has an account (or
     when credits are required), no guard otherwise. With ``balances`` the guards draw on those."""

@@ -6,10 +6,10 @@ one write transaction. The service uses :class:`JournaledUsageStore`: the ledger
 synchronously, it appends the entry to the local journal with a unique id and the
 :class:`~agentadapter.store.writer.RecordWriter`'s thread writes it (``UsageSink``: ``INSERT ... ON
 CONFLICT (id) DO NOTHING``, so a record replayed after a crash is never written twice); no entry is
-buffered on the event loop, and none is dropped when the database falls behind. :meth:`DatabaseUsageStore.totals` has the
-semantics of :func:`~agentadapter.llm.ledger.aggregate` (the in-process reference) and computes them
-with ``GROUP BY``; :func:`usage_totals` is the same query for one tenant (what ``GET /v1/usage``
-answers).
+buffered on the event loop, and none is dropped when the database falls behind.
+:meth:`DatabaseUsageStore.totals` has the semantics of :func:`~agentadapter.llm.ledger.aggregate` (the
+in-process reference) and computes them with ``GROUP BY``; :func:`usage_totals` is the same query for
+one tenant (what ``GET /v1/usage`` answers).
 
 The tags the service sets are columns, so they can be grouped and filtered without reading JSON:
 ``tenant`` -> ``tenant_id`` (a UUID; a value that is not one, or a tenant that no longer exists,

@@ -132,12 +132,17 @@ class RecordWriter:
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._last_failure_log = 0.0
         self._periodic: list[tuple[float, Callable[[Database], Awaitable[None]]]] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         _WRITERS.add(self)
 
     # ------------------------------------------------------------------------------- the request path
 
     def register(self, kind: str, sink: RecordSink) -> None:
         self.sinks[kind] = sink
+
+    def on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Await ``closer()`` when the writer stops, before it drains (a task that submits records)."""
+        self._closers.append(closer)
 
     def every(self, interval_s: float, job: Callable[[Database], Awaitable[None]]) -> None:
         """Run ``job`` on the writer's database every ``interval_s``, between batches (never during one)."""
@@ -233,6 +238,8 @@ class RecordWriter:
         thread = self._thread
         if thread is None:
             return
+        for closer in self._closers:
+            await closer()
         with self._lock:
             self._stopping = True
         self._wake_writer()
