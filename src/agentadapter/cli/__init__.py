@@ -132,7 +132,7 @@ async def _stream_to_terminal(llm: Any, model: str, messages: list[Any], setting
         response = stream.response
         if response is not None:
             # None is a model without a known price: its cost is unknown, never shown as $0.
-            cost = f", ${response.cost_usd:.6f}" if response.cost_usd is not None else ", cost unknown"
+            cost = f", ${usd(response.cost_usd)}" if response.cost_usd is not None else ", cost unknown"
             stderr.print(
                 f"[dim]{response.provider}/{response.model} · {response.usage.input_tokens} in / "
                 f"{response.usage.output_tokens} out{cost} · {response.latency_ms:.0f} ms[/]",
@@ -469,7 +469,14 @@ def main() -> None:
 
     from agentadapter.observability.logging import configure_logging
 
-    # JSON logs on stderr; quiet (warnings only) unless AGENTADAPTER_LOG_LEVEL asks for more, so
-    # they never mix with an answer streamed to the terminal.
-    configure_logging(os.environ.get("AGENTADAPTER_LOG_LEVEL", "WARNING"))
+    # Logs go to stderr, quiet (warnings only) unless AGENTADAPTER_LOG_LEVEL asks for more, so they
+    # never mix with an answer on stdout. A person at a terminal reads sentences; a pipe, a file or a
+    # log collector gets JSON lines; AGENTADAPTER_LOG_FORMAT=json or text chooses either way.
+    log_format = os.environ.get("AGENTADAPTER_LOG_FORMAT", "").strip().lower()
+    if log_format not in ("", "json", "text"):
+        stderr.print(f"[bold red]error:[/] AGENTADAPTER_LOG_FORMAT is {log_format!r}; use json or text",
+                     markup=True, highlight=False)
+        raise SystemExit(EXIT_USAGE_ERROR)
+    as_text = log_format == "text" or (not log_format and sys.stderr.isatty())
+    configure_logging(os.environ.get("AGENTADAPTER_LOG_LEVEL", "WARNING"), text=as_text)
     command()(prog_name="agentadapter")

@@ -79,11 +79,28 @@ def _extra_fields(_logger: Any, _method: str, event_dict: MutableMapping[str, An
     return event_dict
 
 
-def configure_logging(level: str | int | None = None, *, stream: IO[str] | None = None, json: bool = True) -> None:
-    """Render AgentAdapter's logs as JSON lines (or key=value with ``json=False``).
+def _sentence(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> str:
+    """``warning: <the message>`` and any extra fields in brackets: a log line for a person at a terminal."""
+    level = str(event_dict.pop("level", "info"))
+    text = str(event_dict.pop("event", ""))
+    for name in ("logger", "timestamp"):
+        event_dict.pop(name, None)
+    exception = event_dict.pop("exception", None)
+    if event_dict:
+        text += " (" + ", ".join(f"{name}={value}" for name, value in event_dict.items()) + ")"
+    if exception:
+        text += "\n" + str(exception)
+    return f"{level}: {text}"
 
-    ``level`` defaults to ``AGENTADAPTER_LOG_LEVEL`` (INFO). Only the ``agentadapter`` logger tree is
-    configured; the application's own logging is left alone.
+
+def configure_logging(level: str | int | None = None, *, stream: IO[str] | None = None, json: bool = True,
+                      text: bool = False) -> None:
+    """Render AgentAdapter's logs as JSON lines (key=value with ``json=False``; sentences with ``text=True``).
+
+    ``level`` defaults to ``AGENTADAPTER_LOG_LEVEL`` (INFO). ``text=True`` writes each record as a
+    sentence for a person (``warning: model 'x/y' is not in the catalog; ...``), as the CLI does on a
+    terminal. Only the ``agentadapter`` logger tree is configured; the application's own logging is
+    left alone.
     """
     import structlog
 
@@ -91,7 +108,10 @@ def configure_logging(level: str | int | None = None, *, stream: IO[str] | None 
     numeric = logging.getLevelName(resolved.upper()) if isinstance(resolved, str) else resolved
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {resolved!r}; use DEBUG, INFO, WARNING or ERROR")
-    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.processors.KeyValueRenderer()
+    renderer: Any = (
+        _sentence if text
+        else structlog.processors.JSONRenderer() if json else structlog.processors.KeyValueRenderer()
+    )
     formatter = structlog.stdlib.ProcessorFormatter(
         processors=[
             _extra_fields,

@@ -156,8 +156,10 @@ class Backend(ABC):
 
     def capabilities(self, model: str) -> catalog.Capabilities:
         """What ``model`` can do, from the catalog (sync, no network)."""
-        entry = catalog.find(f"{self.config.name}/{model}")
-        return entry if entry is not None else catalog.lookup(f"{self.config.type}/{model}")
+        entry = catalog.find(f"{self.config.name}/{model}") or catalog.find(f"{self.config.type}/{model}")
+        # Unknown to the catalog: the warning names the model as the user wrote it (my-vllm/llama-3,
+        # not the wire format's openai/llama-3), which is also the id an override must use.
+        return entry if entry is not None else catalog.lookup(f"{self.config.name}/{model}")
 
     async def count_tokens(self, request: Request) -> int:
         """Input tokens of a request. The default is an estimate (about 4 characters a token)."""
