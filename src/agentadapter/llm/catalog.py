@@ -106,6 +106,11 @@ class Pricing:
     as_of: str | None = None
     note: str | None = None
     """A caveat worth reading before trusting the number (promotional price, unpublished part...)."""
+    batch: float | None = None
+    """The fraction of these prices a call through the provider's batch API pays (0.5: half); None: the
+    provider publishes no batch price for this model."""
+    batch_source: str | None = None
+    """Where the batch price is published."""
 
     def __post_init__(self) -> None:
         # Sorted once here so the per-response arithmetic never sorts.
@@ -138,6 +143,10 @@ class Pricing:
         values = {k: v for k, v in data.items() if k != "tiers"}
         for name in ("input", "output", "cached_input", "cache_write"):
             _check_price(values.get(name), f"{where}: {name}")
+        batch = values.get("batch")
+        if batch is not None and (not isinstance(batch, int | float) or isinstance(batch, bool) or not 0 < batch <= 1):
+            raise ConfigurationError(f"{where}: batch is the fraction of the price a batch call pays (0 < batch <= 1), "
+                                     f"got {batch!r}")
         for tier in tiers:
             for name in ("input", "output", "cached_input", "cache_write"):
                 _check_price(getattr(tier, name), f"{where}: tier above {tier.above_input_tokens} tokens, {name}")
@@ -622,6 +631,15 @@ def embedding_model(model_id: str) -> EmbeddingModel | None:
     if provider == "openrouter" and model.startswith("openai/"):
         return data.get(model)
     return None
+
+
+def batch_cost_usd(usage: Usage, pricing: Pricing | None) -> float | None:
+    """:func:`cost_usd` at the batch price; the standard price when no batch price is published (over-
+    rather than under-states a cost)."""
+    cost = cost_usd(usage, pricing)
+    if cost is None or pricing is None or pricing.batch is None:
+        return cost
+    return round(cost * pricing.batch, 10)
 
 
 def cost_usd(usage: Usage, pricing: Pricing | None) -> float | None:
