@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentadapter.config import FileConfig, find_config_file, get_settings, load_config_file, parse_config
 from agentadapter.llm import bounds, embedding_calls
@@ -75,6 +75,9 @@ from agentadapter.llm.tokens import TokenCount, count_tokens_local, estimate_cos
 from agentadapter.llm.tools import Tool, coerce_tool
 from agentadapter.llm.transport import Transport, create_transport
 from agentadapter.observability.logging import get_logger
+
+if TYPE_CHECKING:
+    from agentadapter.llm.batch import BatchInput, BatchJob
 
 _log = get_logger("agentadapter.llm")
 
@@ -298,6 +301,14 @@ class LLM:
         parts: list[Part] = [TextPart(prompt)]
         parts.extend(to_image_part(image) for image in images)
         return await self.generate(model, [Message("user", parts)], **settings)
+
+    async def batch(self, model: str, requests: Sequence[BatchInput], **settings: Any) -> BatchJob:
+        """Submit ``requests`` to the batch API of ``model``'s provider (OpenAI, Anthropic: half price,
+        answers within 24 hours); returns a :class:`~agentadapter.llm.batch.BatchJob` to poll or wait on.
+        ``settings`` apply to every request (a dict request's own keys win)."""
+        from agentadapter.llm.batch import submit_batch
+
+        return await submit_batch(self, model, requests, **settings)
 
     async def embed(
         self,
