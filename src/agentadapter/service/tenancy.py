@@ -133,10 +133,11 @@ async def service_facades(
     elif settings.executor == "inline":
         # This is the only process metering tenants: their balances can be kept here.
         balances = RunningBalances(writer, reconcile_s=service.credit_reconcile_s)
+    usage = JournaledUsageStore(db, writer)  # every sink registered before the start replays journals
     await writer.start()
     if shared is not None:
         balances.start()  # type: ignore[union-attr]  # the RedisBalances above
-    llm.ledger = UsageLedger(JournaledUsageStore(db, writer))  # before any tenant facade shares it
+    llm.ledger = UsageLedger(usage)  # before any tenant facade shares it
     if shared is not None:
         llm.budgets.store = shared.budgets
         await shared.start()

@@ -224,7 +224,8 @@ class RecordWriter:
     # ---------------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Open the journal, start the thread, and wait until journals left by stopped processes are replayed."""
+        """Open the journal, start the thread, and wait until journals left by stopped processes are replayed
+        (register every sink first: a record of a kind without one is kept aside as refused)."""
         if self._thread is not None:
             return
         self.journal.open()
