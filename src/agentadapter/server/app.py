@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from agentadapter.config import Settings, get_settings
@@ -39,6 +40,8 @@ from agentadapter.server.ratelimit import build_rate_limiter
 from agentadapter.server.routes import API_PREFIX, resource_routers
 from agentadapter.server.routes.gateway import OPENAI_JSON_PATHS
 from agentadapter.server.routes.health import router as health_router
+from agentadapter.server.routes.home import DOCS_ASSETS_PATH, DOCS_PATH, REDOC_PATH
+from agentadapter.server.routes.home import router as home_router
 from agentadapter.server.schemas.errors import document_errors
 from agentadapter.server.settings import ServerSettings, check_secrets
 from agentadapter.server.state import AppState
@@ -96,11 +99,13 @@ def create_app(
             finally:
                 await body_checker.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from assets in the package (fastapi-offline), never a CDN.
+    app = FastAPIOffline(
         title="AgentAdapter", version=_version(), description=API_DESCRIPTION, lifespan=lifespan,
-        docs_url="/docs", redoc_url="/redoc", openapi_url="/openapi.json",
+        docs_url=DOCS_PATH, redoc_url=REDOC_PATH, openapi_url="/openapi.json", static_url=DOCS_ASSETS_PATH,
     )
     install_error_handlers(app)
+    app.include_router(home_router)
     app.include_router(health_router)
     for router in resource_routers:
         app.include_router(router)
