@@ -55,6 +55,13 @@ HONOURED: dict[str, frozenset[str]] = {
     "prediction": frozenset({"openai"}),
     "verbosity": frozenset({"openai"}),
     "web_search_options": frozenset({"openai"}),
+    # Anthropic's Messages API: passed on to Anthropic targets only
+    "top_k": frozenset({"anthropic"}),
+    "speed": frozenset({"anthropic"}),
+    "inference_geo": frozenset({"anthropic"}),
+    "container": frozenset({"anthropic"}),
+    "diagnostics": frozenset({"anthropic"}),
+    "user_profile_id": frozenset({"anthropic"}),
     # answers the gateway cannot carry back: one choice, text only, no token log-probabilities
     "n": frozenset(),
     "logprobs": frozenset(),
@@ -67,7 +74,8 @@ HONOURED: dict[str, frozenset[str]] = {
 ``temperature``, ``metadata``, ...) are not listed."""
 
 PASS_THROUGH = frozenset({"logit_bias", "store", "service_tier", "safety_identifier", "prompt_cache_retention",
-                          "prompt_cache_options", "prediction", "verbosity", "web_search_options"})
+                          "prompt_cache_options", "prediction", "verbosity", "web_search_options", "top_k", "speed",
+                          "inference_geo", "container", "diagnostics", "user_profile_id"})
 """The listed parameters sent in the provider's body as the client wrote them (``Request.extra_body``)."""
 
 
@@ -150,6 +158,6 @@ def is_default(param: str, value: Any) -> bool:
 _NO_DEFAULT = object()
 _DEFAULTS: dict[str, Any] = {
     "frequency_penalty": 0, "presence_penalty": 0, "n": 1, "store": False, "logprobs": False, "top_logprobs": 0,
-    "service_tier": "auto", "modalities": ["text"],
+    "service_tier": "auto", "modalities": ["text"], "speed": "standard",
 }
 _EMPTY_OK = frozenset({"logit_bias", "audio", "prediction", "prompt_cache_options"})

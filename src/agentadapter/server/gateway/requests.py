@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request as HTTPRequest
 
@@ -31,7 +31,7 @@ from agentadapter.server.payloads import CheckedBody, InvalidJSON, PayloadLimits
 
 __all__ = [
     "ChatCall", "ClientValidatedOutput", "bad_request", "call_tags", "check_fields", "parse_body", "parse_chat_request",
-    "read_chat_request", "required_model",
+    "read_call", "read_chat_request", "required_model",
 ]
 
 _ACCEPTED = frozenset({
@@ -42,6 +42,7 @@ _ACCEPTED = frozenset({
     "functions", "function_call", "modalities", "audio", "prediction", "verbosity", "web_search_options",
     "moderation",
 })
+T = TypeVar("T")
 _REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
 _SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority", "fast"})
 _VERBOSITIES = frozenset({"low", "medium", "high"})
@@ -132,13 +133,18 @@ def parse_body(raw: bytes, checked: CheckedBody | None = None) -> dict[str, Any]
     return body
 
 
-async def read_chat_request(request: HTTPRequest, tags: Mapping[str, str], *, offload_bytes: int) -> ChatCall:
-    """The request's Chat Completions call; a large body is read in a thread, off the event loop."""
+async def read_call(request: HTTPRequest, parse: Callable[[dict[str, Any]], T], *, offload_bytes: int) -> T:
+    """The request's body read by ``parse`` (a client format's reader); a large body in a thread, off the loop."""
     raw = await request.body()
     checked = request.scope.get(CHECKED_BODY)
     if len(raw) < offload_bytes:
-        return parse_chat_request(parse_body(raw, checked), tags)
-    return await asyncio.to_thread(lambda: parse_chat_request(parse_body(raw, checked), tags))
+        return parse(parse_body(raw, checked))
+    return await asyncio.to_thread(lambda: parse(parse_body(raw, checked)))
+
+
+async def read_chat_request(request: HTTPRequest, tags: Mapping[str, str], *, offload_bytes: int) -> ChatCall:
+    """The request's Chat Completions call."""
+    return await read_call(request, lambda body: parse_chat_request(body, tags), offload_bytes=offload_bytes)
 
 
 def parse_chat_request(body: Mapping[str, Any], tags: Mapping[str, str]) -> ChatCall:

@@ -9,6 +9,7 @@ from agentadapter.server.routes import agents, audit, gateway, provider_keys, pr
 from agentadapter.server.routes import credits as credit_routes
 from agentadapter.server.routes import embeddings as embedding_routes
 from agentadapter.server.routes import export as export_routes
+from agentadapter.server.routes import messages as message_routes
 from agentadapter.server.routes import usage as usage_routes
 from agentadapter.server.routes._prefix import API_PREFIX
 
@@ -17,6 +18,7 @@ __all__ = ["API_PREFIX", "resource_routers"]
 resource_routers: tuple[APIRouter, ...] = (
     gateway.router,  # first: the busiest path, matched before the other routes are tried
     embedding_routes.router,
+    message_routes.router,
     agents.router, runs.router, workflows.router, settings.router, providers.router, provider_keys.router, audit.router,
     export_routes.router,
     usage_routes.router, credit_routes.router,
