@@ -93,26 +93,14 @@ def _sentence(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) 
     return f"{level}: {text}"
 
 
-def configure_logging(level: str | int | None = None, *, stream: IO[str] | None = None, json: bool = True,
-                      text: bool = False) -> None:
-    """Render AgentAdapter's logs as JSON lines (key=value with ``json=False``; sentences with ``text=True``).
-
-    ``level`` defaults to ``AGENTADAPTER_LOG_LEVEL`` (INFO). ``text=True`` writes each record as a
-    sentence for a person (``warning: model 'x/y' is not in the catalog; ...``), as the CLI does on a
-    terminal. Only the ``agentadapter`` logger tree is configured; the application's own logging is
-    left alone.
-    """
+def _formatter(*, json: bool, text: bool) -> logging.Formatter:
     import structlog
 
-    resolved = level if level is not None else os.environ.get("AGENTADAPTER_LOG_LEVEL", "INFO")
-    numeric = logging.getLevelName(resolved.upper()) if isinstance(resolved, str) else resolved
-    if not isinstance(numeric, int):
-        raise ValueError(f"unknown log level {resolved!r}; use DEBUG, INFO, WARNING or ERROR")
     renderer: Any = (
         _sentence if text
         else structlog.processors.JSONRenderer() if json else structlog.processors.KeyValueRenderer()
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
+    return structlog.stdlib.ProcessorFormatter(
         processors=[
             _extra_fields,
             structlog.stdlib.add_log_level,
@@ -124,14 +112,44 @@ def configure_logging(level: str | int | None = None, *, stream: IO[str] | None 
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(formatter)
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that builds its structlog formatter on its first record.
+
+    A command that logs nothing (most CLI runs, at the default WARNING level) never imports structlog.
+    """
+
+    def __init__(self, stream: IO[str], *, json: bool, text: bool) -> None:
+        super().__init__(stream)
+        self._style = {"json": json, "text": text}
+        self._agentadapter = True
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.formatter is None:
+            self.setFormatter(_formatter(**self._style))
+        return super().format(record)
+
+
+def configure_logging(level: str | int | None = None, *, stream: IO[str] | None = None, json: bool = True,
+                      text: bool = False) -> None:
+    """Render AgentAdapter's logs as JSON lines (key=value with ``json=False``; sentences with ``text=True``).
+
+    ``level`` defaults to ``AGENTADAPTER_LOG_LEVEL`` (INFO). ``text=True`` writes each record as a
+    sentence for a person (``warning: model 'x/y' is not in the catalog; ...``), as the CLI does on a
+    terminal. Only the ``agentadapter`` logger tree is configured; the application's own logging is
+    left alone.
+    """
+    resolved = level if level is not None else os.environ.get("AGENTADAPTER_LOG_LEVEL", "INFO")
+    numeric = logging.getLevelName(resolved.upper()) if isinstance(resolved, str) else resolved
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {resolved!r}; use DEBUG, INFO, WARNING or ERROR")
+    handler = _Handler(stream or sys.stderr, json=json, text=text)
     handler.addFilter(_FILTER)
     root = logging.getLogger("agentadapter")
     for existing in list(root.handlers):
         if getattr(existing, "_agentadapter", False):
             root.removeHandler(existing)
-    handler._agentadapter = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(numeric)
     root.propagate = False
