@@ -286,11 +286,19 @@ def _ms_text(value: float | None) -> str:
 @app.command()
 def models(
     provider: Annotated[str | None, typer.Option("--provider", "-p", help="only this provider's models")] = None,
+    live: Annotated[bool, typer.Option("--live", help="ask the provider which models it serves, and say which "
+                                                    "of them are priced (needs --provider and its key)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the catalog as JSON")] = False,
+    config: ConfigOption = None,
 ) -> None:
-    """The model catalog: capabilities and prices (USD per million tokens)."""
+    """The model catalog: capabilities and prices (USD per million tokens); with --provider, which are unpriced."""
     from agentadapter.llm import catalog
 
+    if live:
+        if provider is None:
+            raise typer.BadParameter("--live needs --provider (the provider whose models to list)")
+        _models_live(provider, as_json=as_json, config=config)
+        return
     entries = {
         model_id: caps for model_id, caps in sorted(catalog.known_models().items())
         if provider is None or model_id.split("/", 1)[0] == provider
@@ -310,6 +318,43 @@ def models(
          for model_id, caps in entries.items()],
         title="Models, prices in USD per million tokens" + (f" ({provider})" if provider else ""),
     )
+    if provider is not None:
+        _say_unpriced([model_id for model_id, caps in entries.items() if caps.pricing is None])
+
+
+def _models_live(provider: str, *, as_json: bool, config: Path | None) -> None:
+    from agentadapter.llm.client import LLM
+    from agentadapter.llm.price_coverage import price_coverage
+
+    try:
+        llm = LLM(config=config)
+        rows = asyncio.run(price_coverage(llm, provider, live=True))
+    except AgentAdapterError as error:
+        raise _fail(error) from None
+    if as_json:
+        stdout.print_json(json.dumps([
+            {"model": row.model_id, "served": row.served, "price_from": row.origin,
+             "input": row.pricing.input if row.pricing else None, "output": row.pricing.output if row.pricing else None}
+            for row in rows]))
+        return
+    show_table(
+        stdout,
+        [Column("model"), Column("served"), Column("price from"), Column("$ in", numeric=True),
+         Column("$ out", numeric=True)],
+        [[row.model_id, "yes" if row.served else "not listed", row.origin or "-",
+          _price(row.pricing.input if row.pricing else None), _price(row.pricing.output if row.pricing else None)]
+         for row in rows],
+        title=f"{provider}: served models and their prices (USD per million tokens)",
+    )
+    _say_unpriced([row.model_id for row in rows if not row.priced])
+
+
+def _say_unpriced(model_ids: list[str]) -> None:
+    if not model_ids:
+        stdout.print("Every model listed is priced.")
+        return
+    stdout.print(f"Unpriced ({len(model_ids)}): {', '.join(model_ids)}. Their calls have no cost_usd until a "
+                 "`catalog:` entry in agentadapter.yaml prices them.")
 
 
 def _caps_dict(caps: Any) -> dict[str, Any]:
