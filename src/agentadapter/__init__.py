@@ -33,6 +33,11 @@ _LAZY: dict[str, str] = {
     "OutputSchema": "agentadapter.llm.output",
     "Capabilities": "agentadapter.llm.catalog",
     "EmbeddingResponse": "agentadapter.llm.embeddings",
+    "BatchItem": "agentadapter.llm.batch",
+    "BatchJob": "agentadapter.llm.batch",
+    "BatchResult": "agentadapter.llm.batch",
+    "BedrockBackend": "agentadapter.llm.backends.bedrock",
+    "VertexBackend": "agentadapter.llm.backends.vertex",
     "Backend": "agentadapter.llm.backends.base",
     "BackendConfig": "agentadapter.llm.backends.base",
     "register_backend": "agentadapter.llm.backends.base",
@@ -151,6 +156,10 @@ __all__ = [
     "BackendConfig",
     "BadRequestError",
     "BaseAgent",
+    "BatchItem",
+    "BatchJob",
+    "BatchResult",
+    "BedrockBackend",
     "BreakerConfig",
     "Budget",
     "BudgetExceededError",
@@ -235,6 +244,7 @@ __all__ = [
     "Usage",
     "UsageLedger",
     "UsageTotals",
+    "VertexBackend",
     "WebSearch",
     "Workflow",
     "WorkflowError",
@@ -293,8 +303,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from agentadapter.config import Settings, get_settings
     from agentadapter.errors import AgentAdapterError, ConfigurationError, InvalidRequestError
     from agentadapter.llm.backends.base import Backend, BackendConfig, register_backend
+    from agentadapter.llm.backends.bedrock import BedrockBackend
     from agentadapter.llm.backends.local import LocalBackend
     from agentadapter.llm.backends.testing import FunctionBackend, TestBackend
+    from agentadapter.llm.backends.vertex import VertexBackend
+    from agentadapter.llm.batch import BatchItem, BatchJob, BatchResult
     from agentadapter.llm.catalog import Capabilities
     from agentadapter.llm.client import LLM, LLMStream
     from agentadapter.llm.embeddings import EmbeddingResponse
