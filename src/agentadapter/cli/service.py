@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -57,6 +60,10 @@ def serve(
     migrate: Annotated[bool, typer.Option("--migrate/--no-migrate", help="migrate the database first")] = True,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="log every request")] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level")] = "info",
+    ready_file: Annotated[Path | None, typer.Option(
+        "--ready-file",
+        help="write the server's URL to this file once /readyz answers 200 (a script waits for the file); "
+             "removed when the server stops")] = None,
 ) -> None:
     """Serve the REST API (docs at /docs): migrate the database, then run uvicorn."""
     from agentadapter.config import get_settings
@@ -84,8 +91,47 @@ def serve(
     import uvicorn
 
     err.print(f"serving on http://{host}:{port} (API docs at http://{host}:{port}/docs)")
-    uvicorn.run("agentadapter.server.app:create_app", factory=True, host=host, port=port, workers=workers,
-                access_log=access_log, log_level=log_level, server_header=False, proxy_headers=True)
+    stopped = threading.Event()
+    if ready_file is not None:
+        ready_file.unlink(missing_ok=True)  # a file left by an earlier server must not read as ready
+        # uvicorn stops gracefully on SIGTERM, then raises the signal again with the handler it found:
+        # ours turns it into an exit (status 143) that lets the file be removed on the way out.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        threading.Thread(target=_announce_ready, args=(host, port, ready_file, stopped), daemon=True,
+                         name="ready-file").start()
+    try:
+        uvicorn.run("agentadapter.server.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    access_log=access_log, log_level=log_level, server_header=False, proxy_headers=True)
+    finally:
+        stopped.set()
+        if ready_file is not None:
+            ready_file.unlink(missing_ok=True)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _announce_ready(host: str, port: int, ready_file: Path, stopped: threading.Event) -> None:
+    """Ask ``/readyz`` until it answers 200, then write the base URL to ``ready_file`` (atomically)."""
+    import urllib.error
+    import urllib.request
+
+    # An address that listens everywhere is reached on loopback; an IPv6 one needs its brackets.
+    probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    base = f"http://[{probe_host}]:{port}" if ":" in probe_host else f"http://{probe_host}:{port}"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+    while not stopped.wait(0.1):
+        try:
+            with direct.open(f"{base}/readyz", timeout=2) as answer:
+                if answer.status != 200:
+                    continue
+        except (urllib.error.URLError, OSError):
+            continue  # not listening yet, or not ready (503)
+        partial = ready_file.with_name(ready_file.name + ".partial")
+        partial.write_text(base + "\n", encoding="utf-8")
+        partial.replace(ready_file)
+        return
 
 
 # ---------------------------------------------------------------------------------------------- db
