@@ -536,3 +536,7 @@ class RunStep(Base):
     lease_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+
+# The knowledge tables are defined beside these; importing them here puts them in Base.metadata wherever
+# the models are loaded (migrations, the store, the service).
+from agentadapter.store import files_models as _knowledge_tables  # noqa: E402, F401

@@ -17,6 +17,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from agentadapter.store.files_models import include_object
 from agentadapter.store.models import Base, UTCDateTime
 
 config = context.config
@@ -36,6 +37,7 @@ def configure(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         render_item=render_item,
+        include_object=include_object,  # the per-database search indexes of the knowledge tables
     )
 
 
