@@ -215,6 +215,11 @@ class GatewaySpec(BaseModel):
     drop_params: bool = False
     """Drop parameters a target cannot honour (listed in ``x-agentadapter-dropped-params``) instead of
     answering 400 naming the parameter and the target; a route's own ``drop_params`` wins."""
+    responses_store: Literal["auto", "database", "redis", "off"] = "auto"
+    """Where ``/v1/responses`` keeps recent answers for ``previous_response_id`` (per tenant): ``auto`` is
+    Redis when the server has it, else the database; ``off`` refuses ``previous_response_id``."""
+    responses_ttl_s: float = Field(default=86400.0, gt=0)
+    """How long a stored response can be continued from."""
 
 
 class BudgetSpec(BaseModel):
