@@ -104,7 +104,10 @@ def chat(
         settings: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature}
         settings = {k: v for k, v in settings.items() if v is not None}
         if as_json:
-            response = llm.generate_sync(model, messages, **settings)
+            try:
+                response = llm.generate_sync(model, messages, **settings)
+            finally:
+                llm.close()  # its pooled connections close before the process exits
             stdout.print_json(json.dumps(response.to_dict()))
             return
         asyncio.run(_stream_to_terminal(llm, model, messages, settings))
