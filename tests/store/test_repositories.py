@@ -105,18 +105,32 @@ async def test_agents_are_found_by_name_or_id_and_listed_a_page_at_a_time(db: Da
         pages, cursor = [], None
         while True:
             page = await agents.list_agents(session, tenant.id, limit=2, cursor=cursor)
-            pages.append([a.name for a in page.items])
+            pages.append([a["name"] for a in page.items])
             cursor = page.next_cursor
             if cursor is None:
                 break
         assert pages == [["agent-4", "agent-3"], ["agent-2", "agent-1"], ["agent-0"]]
-        assert [a.name for a in (await agents.list_agents(session, tenant.id, model="test/echo")).items] == \
+        assert [a["name"] for a in (await agents.list_agents(session, tenant.id, model="test/echo")).items] == \
             ["agent-3", "agent-1"]
-        assert [a.name for a in (await agents.list_agents(session, tenant.id, name="T-4")).items] == ["agent-4"]
-        assert [a.name for a in (await agents.list_agents(session, tenant.id, tool="web_search")).items] == ["agent-3"]
+        assert [a["name"] for a in (await agents.list_agents(session, tenant.id, name="T-4")).items] == ["agent-4"]
+        assert [a["name"] for a in (await agents.list_agents(session, tenant.id, tool="web_search")).items] == ["agent-3"]
         assert (await agents.list_agents(session, tenant.id, name="%")).items == []
         with pytest.raises(InvalidCursor):
             await agents.list_agents(session, tenant.id, cursor="not-a-cursor")
+
+
+async def test_an_agent_read_as_a_row_is_the_agent(db: Database, tenant: Tenant, other_tenant: Tenant) -> None:
+    async with db.writer() as session:
+        made = await agents.create_agent(session, tenant.id, name="as-a-row", model="test/echo", tools=["web_search"],
+                                         meta={"team": "blue"})
+    async with db.session() as session:
+        row = await agents.read_agent(session, tenant.id, made.id)
+        orm = await agents.get_agent(session, tenant.id, made.id)
+        with pytest.raises(RecordNotFound):
+            await agents.read_agent(session, other_tenant.id, made.id)
+    attributes = {c.key for c in sa.inspect(type(orm)).column_attrs}
+    assert row == {key: getattr(orm, key) for key in attributes}
+    assert row["meta"] == {"team": "blue"} and row["tools"] == ["web_search"]
 
 
 async def test_another_tenants_agent_is_not_found(db: Database, tenant: Tenant, other_tenant: Tenant) -> None:
@@ -193,6 +207,13 @@ async def test_runs_are_listed_by_filters_and_closed_once(db: Database, tenant: 
         with pytest.raises(RecordNotFound):
             await runs.get_run(session, other_tenant.id, first.id)
         assert (await runs.get_run(session, tenant.id, second.id)).input == [{"role": "user", "content": "two"}]
+        # The read path's rows are the runs, column for column, and as tenant-bound.
+        with pytest.raises(RecordNotFound):
+            await runs.read_run(session, other_tenant.id, first.id)
+        orm = await runs.get_run(session, tenant.id, second.id)
+        assert await runs.read_run(session, tenant.id, second.id) == {
+            c.key: getattr(orm, c.key) for c in sa.inspect(type(orm)).column_attrs}
+        assert await runs.read_agent_runs(session, other_tenant.id, second.id) == []
 
 
 async def test_interrupted_runs_are_failed_at_start_up(db: Database, tenant: Tenant) -> None:

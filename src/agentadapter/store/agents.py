@@ -33,6 +33,7 @@ __all__ = [
     "get_agent_version",
     "list_agent_versions",
     "list_agents",
+    "read_agent",
     "update_agent",
 ]
 
@@ -90,6 +91,25 @@ def _with_defaults(fields: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+_TABLE = AgentDefinition.__table__
+# The columns under their attribute names (``meta``, not ``metadata``): what read_agent and list_agents
+# give as dicts, which the API's response models read as they would read the ORM object.
+_COLUMNS = tuple(_TABLE.c[attribute.columns[0].name].label(attribute.key)
+                 for attribute in sa.inspect(AgentDefinition).column_attrs)
+# Built once: a statement made per call costs more to construct and to key for the compiled cache
+# than SQLite takes to answer it.
+_READ_AGENT = sa.select(*_COLUMNS).where(_TABLE.c.tenant_id == sa.bindparam("tenant_id"),
+                                         _TABLE.c.id == sa.bindparam("agent_id"))
+
+
+async def read_agent(session: AsyncSession, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> dict[str, Any]:
+    """The agent's columns (by attribute name), for reading only: no ORM object is built."""
+    row = (await session.execute(_READ_AGENT, {"tenant_id": tenant_id, "agent_id": agent_id})).mappings().first()
+    if row is None:
+        raise RecordNotFound("agent", agent_id)
+    return dict(row)
+
+
 async def get_agent(session: AsyncSession, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> AgentDefinition:
     agent: AgentDefinition | None = await session.scalar(
         sa.select(AgentDefinition).where(AgentDefinition.tenant_id == tenant_id, AgentDefinition.id == agent_id)
@@ -131,20 +151,23 @@ def _as_uuid(value: str) -> uuid.UUID | None:
 async def list_agents(
     session: AsyncSession, tenant_id: uuid.UUID, *, limit: int = 20, cursor: str | None = None,
     name: str | None = None, model: str | None = None, tool: str | None = None,
-) -> Page[AgentDefinition]:
-    """The tenant's agents, newest first; ``name`` matches a part of the name, ``model`` exactly."""
-    statement = sa.select(AgentDefinition).where(AgentDefinition.tenant_id == tenant_id)
+) -> Page[dict[str, Any]]:
+    """The tenant's agents, newest first; ``name`` matches a part of the name, ``model`` exactly.
+
+    Items are dicts of the agent's columns by attribute name (no ORM objects: lists are the hot path).
+    """
+    statement = sa.select(*_COLUMNS).where(_TABLE.c.tenant_id == tenant_id)
     if name:
         pattern = "%" + _like_escape(name) + "%"
-        statement = statement.where(AgentDefinition.name.ilike(pattern, escape="\\"))
+        statement = statement.where(_TABLE.c.name.ilike(pattern, escape="\\"))
     if model:
-        statement = statement.where(AgentDefinition.model == model)
+        statement = statement.where(_TABLE.c.model == model)
     if tool:
         # JSON containment differs between databases (and PostgreSQL's json has none); the stored
         # JSON text of a list of names holds '"name"' exactly when the list does.
         quoted = '%"' + _like_escape(tool) + '"%'
-        statement = statement.where(sa.cast(AgentDefinition.tools, sa.Text).like(quoted, escape="\\"))
-    page: Page[AgentDefinition] = await paginate(session, statement, AgentDefinition, limit=limit, cursor=cursor)
+        statement = statement.where(sa.cast(_TABLE.c.tools, sa.Text).like(quoted, escape="\\"))
+    page: Page[dict[str, Any]] = await paginate(session, statement, _TABLE.c, limit=limit, cursor=cursor, rows=True)
     return page
 
 

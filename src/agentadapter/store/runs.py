@@ -64,6 +64,8 @@ __all__ = [
     "list_messages",
     "list_runs",
     "lost_run_error",
+    "read_agent_runs",
+    "read_run",
     "record_agent_run",
     "record_event",
     "record_message",
@@ -101,6 +103,39 @@ async def get_run(session: AsyncSession, tenant_id: uuid.UUID, run_id: uuid.UUID
     if run is None:
         raise RecordNotFound("run", run_id)
     return run
+
+
+def _by_attribute(model: Any) -> tuple[sa.Label[Any], ...]:
+    """A model's columns labelled with their attribute names: rows read as dicts the API reads like objects."""
+    table = model.__table__
+    return tuple(table.c[attribute.columns[0].name].label(attribute.key)
+                 for attribute in sa.inspect(model).column_attrs)
+
+
+# Built once: a statement made per call costs more to construct and to key for the compiled cache than
+# SQLite takes to answer it.
+_RUNS = Run.__table__
+_READ_RUN = sa.select(*_by_attribute(Run)).where(_RUNS.c.tenant_id == sa.bindparam("tenant_id"),
+                                                 _RUNS.c.id == sa.bindparam("run_id"))
+_AGENT_RUNS = AgentRun.__table__
+_READ_AGENT_RUNS = (sa.select(*_by_attribute(AgentRun))
+                    .where(_AGENT_RUNS.c.tenant_id == sa.bindparam("tenant_id"),
+                           _AGENT_RUNS.c.run_id == sa.bindparam("run_id"))
+                    .order_by(_AGENT_RUNS.c.step, _AGENT_RUNS.c.started_at))
+
+
+async def read_run(session: AsyncSession, tenant_id: uuid.UUID, run_id: uuid.UUID) -> dict[str, Any]:
+    """The run's columns (by attribute name), for reading only: no ORM object is built."""
+    row = (await session.execute(_READ_RUN, {"tenant_id": tenant_id, "run_id": run_id})).mappings().first()
+    if row is None:
+        raise RecordNotFound("run", run_id)
+    return dict(row)
+
+
+async def read_agent_runs(session: AsyncSession, tenant_id: uuid.UUID, run_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The run's agent steps in order, as dicts of their columns (by attribute name)."""
+    result = await session.execute(_READ_AGENT_RUNS, {"tenant_id": tenant_id, "run_id": run_id})
+    return [dict(row) for row in result.mappings()]
 
 
 # What a list of runs shows: everything but the strategy's details and the options (GET one run for them).

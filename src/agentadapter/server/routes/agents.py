@@ -59,7 +59,7 @@ async def list_agents(
 
 @router.get("/{agent_id}", response_model=AgentPublic)
 async def get_agent(agent_id: uuid.UUID, principal: AgentsRead, session: SessionDep) -> AgentPublic:
-    return AgentPublic.model_validate(await store.get_agent(session, principal.tenant_id, agent_id))
+    return AgentPublic.model_validate(await store.read_agent(session, principal.tenant_id, agent_id))
 
 
 @router.patch("/{agent_id}", response_model=AgentPublic, responses=error_responses(409))

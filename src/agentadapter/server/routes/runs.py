@@ -73,8 +73,8 @@ async def list_runs(principal: RunsRead, session: SessionDep, page: PageDep, sta
 @router.get("/{run_id}", response_model=RunPublic)
 async def get_run(run_id: uuid.UUID, principal: RunsRead, session: SessionDep) -> RunPublic:
     """The run, with its agent steps."""
-    run = await store.get_run(session, principal.tenant_id, run_id)
-    steps = await store.list_agent_runs(session, principal.tenant_id, run_id)
+    run = await store.read_run(session, principal.tenant_id, run_id)
+    steps = await store.read_agent_runs(session, principal.tenant_id, run_id)
     public = RunPublic.model_validate(run)
     public.agents = [AgentRunPublic.model_validate(s) for s in steps]
     return public
