@@ -315,3 +315,56 @@ async def test_accumulating_events_by_hand_gives_the_same_response(fake: Bedrock
             accumulator.add(event)
     await backend.aclose()
     assert final is not None and accumulator.response().text == final.text == "Hello"
+
+
+_ASSUME_ROLE_XML = """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/bedrock-caller/agentadapter</Arn>
+      <AssumedRoleId>AROAFAKEROLEID:agentadapter</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>ASIAFAKEROLEKEY</AccessKeyId>
+      <SecretAccessKey>role-secret</SecretAccessKey>
+      <SessionToken>role-session-token</SessionToken>
+      <Expiration>2099-01-01T00:00:00Z</Expiration>
+    </Credentials>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>4f0c6b1e-0000-4000-8000-000000000000</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"""
+
+
+async def test_a_profile_that_assumes_a_role_signs_with_the_roles_session(
+        fake: BedrockFake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """botocore's assume-role provider calls STS (here the fake's /, via AWS_ENDPOINT_URL_STS) with the
+    source profile's keys; Bedrock calls are then signed with the temporary keys and session token."""
+    from aiohttp import web
+
+    sts_calls: list[dict[str, str]] = []
+
+    async def assume_role(request: web.Request, recorded: Any) -> web.StreamResponse:
+        from urllib.parse import parse_qsl
+
+        form = dict(parse_qsl(recorded.body.decode()))
+        sts_calls.append({**form, "authorization": recorded.headers.get("authorization", "")})
+        return web.Response(text=_ASSUME_ROLE_XML, content_type="text/xml")
+
+    fake.route("POST", "/", assume_role)
+    fake.access_key, fake.secret_key, fake.session_token = "ASIAFAKEROLEKEY", "role-secret", "role-session-token"
+    (tmp_path / "credentials").write_text("[base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = base-secret\n")
+    (tmp_path / "config").write_text(
+        "[profile caller]\nrole_arn = arn:aws:iam::123456789012:role/bedrock-caller\nsource_profile = base\n"
+        "role_session_name = agentadapter\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", fake.url)
+    backend = BedrockBackend(BackendConfig(name="bedrock", type="bedrock", base_url=fake.url,
+                                           options={"profile": "caller"}))
+    assert (await backend.generate(request())).text == "Hello"
+    assert (await backend.generate(request())).text == "Hello"
+    await backend.aclose()
+    [call] = sts_calls  # the role's session is reused while valid
+    assert call["Action"] == "AssumeRole" and call["RoleArn"] == "arn:aws:iam::123456789012:role/bedrock-caller"
+    assert "Credential=AKIDBASE/" in call["authorization"]  # STS was asked with the source profile's keys
+    assert fake.requests[-1].headers["x-amz-security-token"] == "role-session-token"
+    assert fake.signatures[-1].access_key == "ASIAFAKEROLEKEY"
