@@ -14,6 +14,7 @@ from agentadapter.llm.batch import BatchJob, resume_batch
 from agentadapter.llm.batch_wire import BatchState
 from agentadapter.llm.errors import (
     APITimeoutError,
+    AuthenticationError,
     BadRequestError,
     CapabilityError,
     ConfigurationError,
@@ -162,3 +163,15 @@ def test_batch_prices_are_in_the_catalog() -> None:
     assert catalog.batch_cost_usd(usage, groq) == catalog.cost_usd(usage, groq)  # no batch price: the standard one
     with pytest.raises(ConfigurationError, match="batch"):
         catalog.Pricing.from_dict({"input": 1, "output": 2, "batch": 2})
+
+
+async def test_waiting_rides_out_a_passing_failure_of_a_poll(openai_fake: OpenAIBatchFake) -> None:
+    llm = llm_for(openai_fake)
+    job = await llm.batch("openai/gpt-4o-mini", prompts(4))
+    openai_fake.fail(503, {"error": {"message": "overloaded", "type": "server_error"}}, times=2)
+    result = await job.wait(poll_interval=0)
+    assert len(result.items) == 4 and not result.failed
+    openai_fake.fail(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
+    with pytest.raises(AuthenticationError):
+        await job.poll()
+    await llm.aclose()

@@ -36,6 +36,9 @@ __all__ = ["BatchItem", "BatchJob", "BatchResult", "BatchState", "resume_batch",
 MAX_BATCH_REQUESTS = 50_000
 """The most requests one job takes (OpenAI's limit; Anthropic's is 100,000)."""
 
+MAX_POLL_FAILURES = 3
+"""Retryable errors in a row that :meth:`BatchJob.wait` rides out before it raises the last one."""
+
 BatchInput = str | Request | Sequence[Message | Mapping[str, Any]] | Mapping[str, Any]
 """One request of a batch: a prompt, messages, a :class:`Request`, or ``generate``'s arguments as a dict."""
 
@@ -114,13 +117,25 @@ class BatchJob:
                    progress: Callable[[BatchState], None] | None = None) -> BatchResult:
         """Poll every ``poll_interval`` seconds until the job ends, then return its results.
 
-        ``progress`` is called with each state polled (a rich progress bar, a log line); ``timeout``
-        (seconds) raises :class:`APITimeoutError` while the job goes on at the provider: wait again
-        or resume it later (:meth:`state`).
+        A retryable failure of a poll (a rate limit, a 5xx, a dropped connection) is tried again at
+        the next interval, up to :data:`MAX_POLL_FAILURES` in a row. ``progress`` is called with each
+        state polled (a rich progress bar, a log line); ``timeout`` (seconds) raises
+        :class:`APITimeoutError` while the job goes on at the provider: wait again or resume it later
+        (:meth:`state`).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        failures = 0
         while True:
-            state = await self.poll()
+            try:
+                state = await self.poll()
+            except APIError as error:
+                # A job runs for hours: a passing 429 or 5xx on one poll is no reason to give up on it.
+                failures += 1
+                if not error.retryable or failures > MAX_POLL_FAILURES:
+                    raise
+                await asyncio.sleep(poll_interval)
+                continue
+            failures = 0
             if progress is not None:
                 progress(state)
             if state.ended:
