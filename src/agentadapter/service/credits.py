@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentadapter.service.common import Caller, record
 from agentadapter.service.tenancy import TenantLLMs
 from agentadapter.store import credits as credit_store
-from agentadapter.store.models import CreditTransaction
+from agentadapter.store.models import CreditAccount, CreditTransaction
 
-__all__ = ["CreditGrant", "grant_credits"]
+__all__ = ["CreditGrant", "charges_written", "credit_balance", "grant_credits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +58,21 @@ async def grant_credits(session: AsyncSession, caller: Caller, amount_usd: float
             if running is not None:
                 balance, reserved = running
     return CreditGrant(entry, balance, reserved)
+
+
+async def credit_balance(account: CreditAccount | None, facades: TenantLLMs | None) -> tuple[float, float]:
+    """``(balance, reserved)`` of a tenant's account as calls see it: the running balance where the
+    service keeps one (the database's lags it by the charges not yet written, and holds no holds)."""
+    if account is None:
+        return 0.0, 0.0
+    if facades is not None and facades.balances is not None:
+        running = await facades.balances.available(account.tenant_id)
+        if running is not None:
+            return running
+    return account.balance_usd, account.reserved_usd
+
+
+async def charges_written(facades: TenantLLMs | None) -> None:
+    """Wait until the charges (and usage records) of calls finished so far are in the database."""
+    if facades is not None:
+        await facades.base.ledger.flush()

@@ -105,7 +105,8 @@ class RecordWriter:
 
     def __init__(self, database_url: str, journal_root: Path, *, fsync: FsyncPolicy = "interval",
                  fsync_interval_s: float = 1.0, queue_max: int = 100_000, batch_max: int = 2000,
-                 segment_bytes: int = 16 << 20, segment_s: float = 5.0, pool: PoolSettings | None = None) -> None:
+                 segment_bytes: int = 16 << 20, segment_s: float = 5.0, batch_interval_s: float = 0.1,
+                 pool: PoolSettings | None = None) -> None:
         if queue_max < 1 or batch_max < 1:
             raise ConfigurationError("the ledger's queue and batch sizes must be positive")
         self.database_url = database_url
@@ -115,11 +116,14 @@ class RecordWriter:
         self.batch_max = batch_max
         self.segment_bytes = segment_bytes
         self.segment_s = segment_s
+        self.batch_interval_s = batch_interval_s
+        """How long records gather before a batch that is not full is written."""
         self.stats = WriterStats()
         self.sinks: dict[str, RecordSink] = {}
         self._pool = pool or PoolSettings(pool_size=1, max_overflow=0)
         self._queue: deque[tuple[str, Record] | _Marker] = deque()
         self._queued = 0  # records (not markers) in _queue
+        self._markers = 0  # markers in _queue
         self._spilled_in: dict[int, int] = {}  # segment -> records only in the journal
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -178,8 +182,9 @@ class RecordWriter:
                 stats.backlog += 1
                 if stats.backlog > stats.high_water:
                     stats.high_water = stats.backlog
-            wake = self._idle
-            self._idle = False
+            wake = self._idle and self._queued >= self.batch_max
+            if wake:
+                self._idle = False
         if error is not None:
             logger.error("could not journal a %s record in %s (%s); %s", kind, self.journal.directory, error,
                          "it is LOST: the queue is full too" if full else "it is kept in memory only",
@@ -205,6 +210,7 @@ class RecordWriter:
         with self._lock:
             segment = self.journal.rotate() if self._spilled_in.get(self.journal.segment) else None
             self._queue.append(_Marker(segment, future))
+            self._markers += 1
             self._idle = False
         self._wake_writer()
         await asyncio.wrap_future(future)
@@ -306,6 +312,7 @@ class RecordWriter:
                 if (self.journal.segment_bytes >= self.segment_bytes
                         or (self.journal.segment_bytes and now - self.journal.segment_opened >= self.segment_s)):
                     self._queue.append(_Marker(self.journal.rotate(), None))
+                    self._markers += 1
             for index, (interval, job) in enumerate(self._periodic):
                 if now - last_periodic[index] >= interval:
                     last_periodic[index] = now
@@ -313,15 +320,19 @@ class RecordWriter:
             if now - last_orphans >= 60.0:  # a sibling process that died leaves its journal to us
                 last_orphans = now
                 await self._replay_orphans(db)
-            if item is not None:
-                continue
             with self._lock:
                 if self._stopping and (self._abandon or (not self._queue and not self._calls)):
                     return
+                if item is not None and (self._queued >= self.batch_max or self._markers or self._calls
+                                         or self._stopping):
+                    continue
+                # Let records gather for a batch: a transaction per handful of records would cost this
+                # thread CPU time (and the GIL) that the request path needs. A full batch, a flush, a
+                # call or the shutdown wakes it sooner.
                 self._idle = True
                 self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(0.5, self.fsync_interval_s))
+                await asyncio.wait_for(self._wake.wait(), self.batch_interval_s)
 
     def _release_waiters(self) -> None:
         """At the end: flushes waiting on markers return (what they wait for stays in the journal)."""
@@ -350,6 +361,7 @@ class RecordWriter:
             head = self._queue[0]
             if isinstance(head, _Marker):
                 self._queue.popleft()
+                self._markers -= 1
                 return head
             batch: list[tuple[str, Record]] = []
             while self._queue and len(batch) < self.batch_max:

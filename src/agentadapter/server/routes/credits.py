@@ -73,13 +73,13 @@ CreditsGrant = Annotated[Principal, Depends(_granter)]
 
 @router.get("", response_model=CreditsPublic)
 async def get_credits(
-    principal: CreditsRead, session: SessionDep,
+    principal: CreditsRead, session: SessionDep, state: StateDep,
     limit: Annotated[int, Query(ge=0, le=100, description="How many recent transactions to include.")] = 20,
 ) -> CreditsPublic:
+    await credit_service.charges_written(state.tenant_llms)  # the calls that have just finished show
     account = await credits.account(session, principal.tenant_id)
     page = await credits.transactions(session, principal.tenant_id, limit=limit) if account and limit else None
-    balance = account.balance_usd if account else 0.0
-    reserved = account.reserved_usd if account else 0.0
+    balance, reserved = await credit_service.credit_balance(account, state.tenant_llms)
     return CreditsPublic(
         tenant_id=principal.tenant_id, metered=account is not None, balance_usd=balance, reserved_usd=reserved,
         available_usd=balance - reserved,
@@ -90,9 +90,10 @@ async def get_credits(
 
 @router.get("/transactions", response_model=ListPublic[CreditTransactionPublic])
 async def list_credit_transactions(
-    principal: CreditsRead, session: SessionDep, page: PageDep,
+    principal: CreditsRead, session: SessionDep, page: PageDep, state: StateDep,
     kind: Annotated[str | None, Query(pattern="^(grant|charge|adjustment)$")] = None,
 ) -> ListPublic[CreditTransactionPublic]:
+    await credit_service.charges_written(state.tenant_llms)
     found = await credits.transactions(session, principal.tenant_id, limit=page.limit, cursor=page.cursor, kind=kind)
     return ListPublic[CreditTransactionPublic](data=[CreditTransactionPublic.model_validate(t) for t in found.items],
                                                has_more=found.has_more, next_cursor=found.next_cursor)
