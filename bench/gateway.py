@@ -11,10 +11,14 @@ server's CPU time inside one interpreter):
   gateway median - direct median (target <= 2 ms);
 - throughput at concurrency 64: requests/s direct and through the gateway (target: the gateway
   keeps >= 35 % of the direct rate);
+- the same throughput for a tenant with prepaid credits (every call holds and settles against its
+  balance), in the same run (target: >= 80 % of the tenant without credits);
 - the gateway process's resident memory after start-up (and a 1,000-request warm-up), after 50k and
   after 100k requests (target: flat within +-10 %).
 
-    .venv/bin/python bench/gateway.py [--quick] [--duration 8] [--requests 100000]
+    .venv/bin/python bench/gateway.py [--quick] [--duration 8] [--requests 100000] [--workers 2]
+
+``--workers 2`` runs two gateway processes sharing a private ``redis-server`` (credits on Redis).
 
 ``--quick`` is a short run (fewer latency samples, 2 s rates, 10k requests for the memory check).
 The markdown table printed at the end is the one in docs/gateway.md.
@@ -27,17 +31,20 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _loopback import loopback_server
-from _serve import clean_env, serve, tenant_key
+from _serve import clean_env, cli, free_port, serve, tenant_key
 
 MODEL = "openai/gpt-4o-mini"
 BODY = {"messages": [{"role": "system", "content": "You are brief."},
@@ -46,6 +53,7 @@ BODY = {"messages": [{"role": "system", "content": "You are brief."},
 TARGET_ADDED_MS = 2.0
 TARGET_RATIO = 0.35
 TARGET_RSS_DRIFT = 0.10
+TARGET_CREDIT_RATIO = 0.80
 
 
 @dataclass
@@ -64,11 +72,38 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_gateway(workdir: Path, provider_url: str) -> tuple[subprocess.Popen[bytes], str, str]:
-    env = clean_env(workdir, drop=("AGENTADAPTER_", "OPENAI_"), OPENAI_BASE_URL=provider_url, OPENAI_API_KEY="sk-bench")
+def start_gateway(workdir: Path, provider_url: str, *, workers: int = 1,
+                  redis_url: str | None = None) -> tuple[subprocess.Popen[bytes], str, str, str]:
+    """The gateway, a key of a tenant without credits and a key of a tenant with a (large) credit balance."""
+    extra = {"AGENTADAPTER_REDIS_URL": redis_url} if redis_url else {}
+    env = clean_env(workdir, drop=("AGENTADAPTER_", "OPENAI_"), OPENAI_BASE_URL=provider_url, OPENAI_API_KEY="sk-bench",
+                    **extra)
     key = tenant_key(env, "member")
-    process, base_url = serve(env, workdir, name="the gateway")
-    return process, base_url + "/v1", key
+    cli(env, "tenants", "create", "funded")
+    credits_key = cli(env, "keys", "create", "--tenant", "funded", "--role", "member")
+    cli(env, "credits", "add", "--tenant", "funded", "--usd", "1000000")
+    process, base_url = serve(env, workdir, name="the gateway", workers=workers)
+    return process, base_url + "/v1", key, credits_key
+
+
+@contextmanager
+def private_redis(workdir: Path) -> Iterator[str]:
+    """A redis-server of the benchmark's own (several gateway processes share state through it)."""
+    port = free_port()
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(workdir)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 # ------------------------------------------------------------------------------------- the load
@@ -153,12 +188,14 @@ def report(results: dict[str, Any]) -> str:
     direct64, gateway64 = results["direct_c64"], results["gateway_c64"]
     added = gateway1.p50_ms - direct1.p50_ms
     ratio = gateway64.rps / direct64.rps if direct64.rps else 0.0
+    credited = results["gateway_credits_c64"]
+    credit_ratio = credited.rps / gateway64.rps if gateway64.rps else 0.0
     rss = results["rss"]
     base = rss[0][1]
     drift = max(abs(mb - base) / base for _, mb in rss)
     ok = lambda passed: "yes" if passed else "**no**"  # noqa: E731
     lines = [
-        f"Loopback, {os.cpu_count()} CPUs, one gateway process (SQLite, API key auth, usage recording), "
+        f"Loopback, {os.cpu_count()} CPUs, {results['processes']} (SQLite, API key auth, usage recording), "
         "load from 2 client processes at c=64 (1 at c=1).",
         "",
         "| measure | direct | through the gateway | result | target | met |",
@@ -169,12 +206,15 @@ def report(results: dict[str, Any]) -> str:
         f"+{gateway1.p99_ms - direct1.p99_ms:.2f} ms | - | - |",
         f"| throughput c=64 | {direct64.rps:,.0f} req/s | {gateway64.rps:,.0f} req/s | {ratio:.0%} of direct "
         f"| >= {TARGET_RATIO:.0%} | {ok(ratio >= TARGET_RATIO)} |",
+        f"| throughput c=64, a tenant with credits | - | {credited.rps:,.0f} req/s | {credit_ratio:.0%} of the "
+        f"tenant without | >= {TARGET_CREDIT_RATIO:.0%} | {ok(credit_ratio >= TARGET_CREDIT_RATIO)} |",
         f"| same server's GET /healthz, c=64 (ceiling of the HTTP stack) | - | {results['healthz_c64'].rps:,.0f} req/s "
         f"| gateway = {gateway64.rps / results['healthz_c64'].rps:.0%} of it | - | - |",
         "| gateway RSS | - | " + " / ".join(f"{mb:.0f} MB ({label})" for label, mb in rss)
         + f" | {drift:+.1%} max drift | within +-{TARGET_RSS_DRIFT:.0%} | {ok(drift <= TARGET_RSS_DRIFT)} |",
         "",
-        f"Errors: direct {direct1.errors + direct64.errors}, gateway {gateway1.errors + gateway64.errors + results['memory_errors']}.",
+        f"Errors: direct {direct1.errors + direct64.errors}, gateway {gateway1.errors + gateway64.errors + results['memory_errors']}"
+        f", with credits {credited.errors}.",
     ]
     return "\n".join(lines)
 
@@ -184,6 +224,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short run")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per throughput measurement")
     parser.add_argument("--requests", type=int, default=100_000, help="gateway requests for the memory check")
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes (more than 1: a private Redis)")
     parser.add_argument("--client-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_worker:
@@ -195,8 +236,12 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="aa-bench-gateway-"))
     results: dict[str, Any] = {}
     try:
-        with loopback_server() as provider_url:
-            process, gateway_url, key = start_gateway(workdir, provider_url)
+        redis = private_redis(workdir) if args.workers > 1 else nullcontext(None)
+        with loopback_server() as provider_url, redis as redis_url:
+            process, gateway_url, key, credits_key = start_gateway(workdir, provider_url, workers=args.workers,
+                                                                   redis_url=redis_url)
+            results["processes"] = ("one gateway process" if args.workers == 1
+                                    else f"{args.workers} gateway processes on a private Redis")
             try:
                 for name, url in (("direct", provider_url), ("gateway", gateway_url)):
                     run_load(url, key, MODEL, 8, requests=1000)  # warm-up: connections, caches, imports
@@ -204,6 +249,10 @@ def main() -> None:
                     results[f"{name}_c64"] = run_load(url, key, MODEL, 64, duration=duration)
                     print(f"{name:8} c=1 p50 {results[f'{name}_c1'].p50_ms:.2f} ms p99 {results[f'{name}_c1'].p99_ms:.2f}"
                           f" ms; c=64 {results[f'{name}_c64'].rps:,.0f} req/s", file=sys.stderr)
+                # The same calls for a tenant with a credit balance (holds and charges on every call), same run.
+                run_load(gateway_url, credits_key, MODEL, 8, requests=1000)
+                results["gateway_credits_c64"] = run_load(gateway_url, credits_key, MODEL, 64, duration=duration)
+                print(f"credits  c=64 {results['gateway_credits_c64'].rps:,.0f} req/s", file=sys.stderr)
                 # The ceiling of the HTTP stack itself: the same server's /healthz (no auth, no provider call).
                 results["healthz_c64"] = run_load(gateway_url.removesuffix("/v1"), key, MODEL, 64, duration=duration,
                                                   path="/healthz")
