@@ -153,16 +153,18 @@ async def list_runs(
     Items are dicts of the run's columns (no ORM objects: lists are the hot path), without
     ``tenant_id``, ``details``, ``options`` and ``updated_at``.
     """
-    statement = sa.select(*_LISTED).where(Run.tenant_id == tenant_id)
+    # Table columns, not the model's attributes: a statement of plain columns skips the ORM's row loading.
+    columns = _RUNS.c
+    statement = sa.select(*_LISTED).where(columns.tenant_id == tenant_id)
     if status:
-        statement = statement.where(Run.status == status)
+        statement = statement.where(columns.status == status)
     if agent_id:
-        statement = statement.where(Run.agent_id == agent_id)
+        statement = statement.where(columns.agent_id == agent_id)
     if workflow_id:
-        statement = statement.where(Run.workflow_id == workflow_id)
+        statement = statement.where(columns.workflow_id == workflow_id)
     if project_id:
-        statement = statement.where(Run.project_id == project_id)
-    page: Page[dict[str, Any]] = await paginate(session, statement, Run, limit=limit, cursor=cursor, rows=True)
+        statement = statement.where(columns.project_id == project_id)
+    page: Page[dict[str, Any]] = await paginate(session, statement, columns, limit=limit, cursor=cursor, rows=True)
     return page
 
 
