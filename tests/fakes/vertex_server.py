@@ -7,7 +7,7 @@ scope, the expiry) and mints an access token. ``POST /v1/projects/{p}/locations/
 models/{model}:{method}`` is Vertex: it requires ``Authorization: Bearer`` with a token it minted, the
 project and location it was set up with, and then serves Google's publisher (``generateContent``,
 ``streamGenerateContent?alt=sse``) by forwarding to a :class:`~fakes.gemini_server.GeminiFake`, and
-Anthropic's (``rawPredict``, ``streamRawPredict``) by checking Vertex's own rules (no ``model`` in the
+Anthropic's (``rawPredict``, ``streamRawPredict``, and the ``count-tokens`` model) by checking Vertex's own rules (no ``model`` in the
 body, ``anthropic_version: vertex-2023-10-16``) and forwarding to an
 :class:`~fakes.anthropic_server.AnthropicFake` with the model put back. So the inner fakes' checks of
 each wire format apply unchanged, and their scripts (``reply``, errors) drive the answers.
@@ -119,6 +119,14 @@ class VertexFake(FakeServer):
         if method not in ("rawPredict", "streamRawPredict"):
             return self._error(400, f"Anthropic models take rawPredict or streamRawPredict, not {method}")
         body = json.loads(recorded.body)
+        if model == "count-tokens":
+            # Vertex's token counter: the model is named in the body, as Anthropic's count_tokens takes it.
+            if "model" not in body or method != "rawPredict":
+                return self._anthropic_error("count-tokens takes rawPredict with the model in the body")
+            body["model"] = str(body["model"]).split("@", 1)[0]
+            return await self._forward(request, f"{self.anthropic.url}/v1/messages/count_tokens",
+                                       json.dumps(body).encode(),
+                                       {"content-type": "application/json", "anthropic-version": "2023-06-01"})
         if "model" in body:
             return self._anthropic_error("model: Extra inputs are not permitted")
         if body.pop("anthropic_version", None) != "vertex-2023-10-16":

@@ -162,3 +162,18 @@ def test_the_endpoint_follows_the_location() -> None:
         == "https://europe-west4-aiplatform.googleapis.com"
     assert VertexBackend(BackendConfig(name="v", type="vertex", options={"location": "global"})).endpoint \
         == "https://aiplatform.googleapis.com"
+
+
+async def test_tokens_are_counted_by_vertex_for_both_publishers(fake: VertexFake) -> None:
+    fake.anthropic.token_count = 42
+    backend = backend_for(fake)
+    request = Request(model="claude-sonnet-4-5@20250929", messages=[Message.system("Be brief."), Message.user("Hi")])
+    assert await backend.count_tokens(request) == 42
+    sent = fake.vertex_requests[-1]
+    assert sent.path.endswith("/publishers/anthropic/models/count-tokens:rawPredict")
+    assert sent.json["model"] == "claude-sonnet-4-5@20250929" and "max_tokens" not in sent.json
+    gemini = await backend.count_tokens(Request(model="gemini-2.5-flash", messages=[Message.user("one two three")]))
+    await backend.aclose()
+    assert gemini == 4  # the fake's tokenizer: a token per word, plus one per part
+    assert fake.vertex_requests[-1].path.endswith("/publishers/google/models/gemini-2.5-flash:countTokens")
+    assert set(fake.vertex_requests[-1].json) == {"contents"}

@@ -27,17 +27,17 @@ import dataclasses
 import json
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from agentadapter.llm import catalog
 from agentadapter.llm.backends.anthropic import AnthropicBackend
-from agentadapter.llm.backends.anthropic_mapping import MESSAGES_PATH
-from agentadapter.llm.backends.base import Backend, BackendConfig, estimate_tokens
+from agentadapter.llm.backends.anthropic_mapping import COUNT_TOKENS_PATH, MESSAGES_PATH
+from agentadapter.llm.backends.base import Backend, BackendConfig
 from agentadapter.llm.backends.gemini import GeminiBackend
-from agentadapter.llm.errors import ConfigurationError
+from agentadapter.llm.errors import ConfigurationError, InvalidResponseError
 from agentadapter.llm.messages import Request, Response, StreamEvent
 from agentadapter.llm.transport import HTTPRequest, Transport
 
@@ -139,6 +139,19 @@ class _VertexGemini(GeminiBackend):
     def set_token(self, token: str) -> None:
         self._headers["authorization"] = f"Bearer {token}"
 
+    async def count_tokens(self, request: Request) -> int:
+        """Vertex's ``:countTokens`` takes the contents, system instruction and tools at the top level."""
+        full = self.request_body(request)
+        body = {key: full[key] for key in ("contents", "systemInstruction", "tools") if key in full}
+        answer, _ = await self.send_json(self._http(request, "countTokens", body))
+        total = answer.get("totalTokens") if isinstance(answer, Mapping) else None
+        if not isinstance(total, int):
+            raise InvalidResponseError(
+                f"{self.name} answered countTokens without totalTokens (model {request.model}): {str(answer)[:200]}",
+                provider=self.name, model=request.model, body=answer,
+            )
+        return total
+
 
 class _VertexClaude(AnthropicBackend):
     """The Anthropic backend through Vertex's rawPredict / streamRawPredict."""
@@ -152,20 +165,22 @@ class _VertexClaude(AnthropicBackend):
         self._token = token
 
     def _post(self, path: str, request: Request, body: dict[str, Any]) -> HTTPRequest:
-        if path != MESSAGES_PATH:
-            raise ConfigurationError(f"{self.name} does not serve {path} on Vertex AI")
-        method = "streamRawPredict" if body.get("stream") else "rawPredict"
-        wire = {key: value for key, value in body.items() if key != "model"}  # the model is in the URL
-        wire["anthropic_version"] = ANTHROPIC_VERTEX_VERSION
         headers = {"content-type": "application/json", "authorization": f"Bearer {self._token}"}
         beta = self.config.options.get("beta")
         if beta:
             headers["anthropic-beta"] = beta if isinstance(beta, str) else ",".join(beta)
-        url = self.vertex.model_url("anthropic", request.model, method)
+        if path == COUNT_TOKENS_PATH:
+            # Vertex counts on a model of its own, "count-tokens", with the model named in the body.
+            wire = {**body, "model": _model_name(request.model)}
+            url = self.vertex.model_url("anthropic", "count-tokens", "rawPredict")
+        elif path == MESSAGES_PATH:
+            method = "streamRawPredict" if body.get("stream") else "rawPredict"
+            wire = {key: value for key, value in body.items() if key != "model"}  # the model is in the URL
+            wire["anthropic_version"] = ANTHROPIC_VERTEX_VERSION
+            url = self.vertex.model_url("anthropic", request.model, method)
+        else:
+            raise ConfigurationError(f"{self.name} does not serve {path} on Vertex AI")
         return self.http_request("POST", url, request, body=wire, headers=headers)
-
-    async def count_tokens(self, request: Request) -> int:
-        return estimate_tokens(request)
 
 
 class VertexBackend(Backend):
@@ -205,7 +220,7 @@ class VertexBackend(Backend):
                 f"no Google Cloud project for {self.name}; set GOOGLE_CLOUD_PROJECT (or project: under the "
                 "backend in agentadapter.yaml), or use credentials that name one"
             )
-        name = model.rsplit("/", 1)[-1]  # publishers/google/models/<model> is accepted too
+        name = _model_name(model)
         return (f"{self.endpoint}/v1/projects/{quote(self.project, safe='')}/locations/{quote(self.location, safe='')}"
                 f"/publishers/{publisher}/models/{quote(name, safe='@')}:{method}")
 
@@ -237,6 +252,11 @@ class VertexBackend(Backend):
 
     def capabilities(self, model: str) -> catalog.Capabilities:
         return catalog.lookup(f"vertex/{model}")
+
+
+def _model_name(model: str) -> str:
+    """The bare model name; ``publishers/google/models/<model>`` is accepted too."""
+    return model.rsplit("/", 1)[-1]
 
 
 def _first_env(names: tuple[str, ...]) -> str | None:
