@@ -24,6 +24,7 @@ from typing import Annotated, Any, get_args
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from agentadapter.cli.tables import Cell, Column, show_table, usd
@@ -66,7 +67,7 @@ EXIT_USAGE_ERROR = 2
 
 def _fail(error: AgentAdapterError) -> typer.Exit:
     usage = isinstance(error, ConfigurationError | InvalidRequestError)
-    stderr.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+    stderr.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False)
     return typer.Exit(EXIT_USAGE_ERROR if usage else EXIT_PROVIDER_ERROR)
 
 
@@ -137,7 +138,7 @@ async def _stream_to_terminal(llm: Any, model: str, messages: list[Any], setting
             # None is a model without a known price: its cost is unknown, never shown as $0.
             cost = f", ${usd(response.cost_usd)}" if response.cost_usd is not None else ", cost unknown"
             stderr.print(
-                f"[dim]{response.provider}/{response.model} · {response.usage.input_tokens} in / "
+                f"[dim]{escape(response.provider)}/{escape(response.model)} · {response.usage.input_tokens} in / "
                 f"{response.usage.output_tokens} out{cost} · {response.latency_ms:.0f} ms[/]",
                 markup=True,
             )
@@ -174,9 +175,9 @@ def embed(
     for text, vector in zip(inputs, response.vectors, strict=True):
         start = ", ".join(f"{value:.4f}" for value in vector[:4])
         label = text if len(text) <= 40 else text[:37] + "..."
-        stdout.print(f"{label!r}: [{start}{', ...' if len(vector) > 4 else ''}]")
+        stdout.print(f"{label!r}: [{start}{', ...' if len(vector) > 4 else ''}]", markup=False)
     cost = f"${response.cost_usd:.8f}" if response.cost_usd is not None else "cost unknown"
-    stderr.print(f"[dim]{response.provider}/{response.model} · {len(response.vectors)} vectors of "
+    stderr.print(f"[dim]{escape(response.provider)}/{escape(response.model)} · {len(response.vectors)} vectors of "
                  f"{response.dimensions} dimensions · {response.usage.input_tokens} tokens · {cost} · "
                  f"{response.latency_ms:.0f} ms[/]", markup=True)
 
@@ -424,7 +425,8 @@ def cost(
     failed = [row for row in rows if "error" in row]
     if failed:
         for row in failed:
-            stderr.print(f"[bold red]error:[/] {row['model']}: {row['error_message']}", markup=True, highlight=False)
+            stderr.print(f"[bold red]error:[/] {escape(row['model'])}: {escape(row['error_message'])}",
+                         markup=True, highlight=False)
         raise typer.Exit(EXIT_PROVIDER_ERROR)
 
 

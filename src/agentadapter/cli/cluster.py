@@ -19,6 +19,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from agentadapter.cli.common import EXIT_FAILED, EXIT_USAGE, err
 from agentadapter.observability.redact import mask_url, redact_text
@@ -55,15 +56,16 @@ def cluster_up(
     broker = broker_url or os.environ.get("AGENTADAPTER_BROKER_URL") or redis
     if not database.startswith(("postgresql", "postgres:")):
         err.print(f"[bold red]error:[/] the cluster needs PostgreSQL (several processes write at once); "
-                  f"{mask_url(database)!r} is not a postgresql:// URL", markup=True)
+                  f"{escape(repr(mask_url(database)))} is not a postgresql:// URL", markup=True)
         raise typer.Exit(EXIT_USAGE)
     env = {**os.environ, "AGENTADAPTER_DATABASE_URL": database, "AGENTADAPTER_REDIS_URL": redis,
            "AGENTADAPTER_BROKER_URL": broker, "AGENTADAPTER_EXECUTOR": "celery"}
     try:
         asyncio.run(_create_database(database))
     except Exception as error:  # unreachable server, refused login, ...
-        err.print(f"[bold red]error:[/] cannot prepare the database {mask_url(database)}: {type(error).__name__}: "
-                  f"{redact_text(str(error))}. Is PostgreSQL running and the URL right?", markup=True)
+        err.print(f"[bold red]error:[/] cannot prepare the database {escape(mask_url(database))}: "
+                  f"{type(error).__name__}: {escape(redact_text(str(error)))}. Is PostgreSQL running and the URL "
+                  "right?", markup=True)
         raise typer.Exit(EXIT_FAILED) from None
     me = [sys.executable, "-m", "agentadapter.cli"]
     migrated = _run_once([*me, "db", "upgrade"], env)
@@ -137,7 +139,8 @@ async def _supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int
 
 async def _relay(name: str, colour: str, stream: asyncio.StreamReader) -> None:
     while line := await stream.readline():
-        err.print(f"[{colour}]{name:>9}[/] | {line.decode(errors='replace').rstrip()}", markup=True, highlight=False)
+        text = escape(line.decode(errors="replace").rstrip())
+        err.print(f"[{colour}]{name:>9}[/] | {text}", markup=True, highlight=False)
 
 
 async def _stop_all(children: dict[str, asyncio.subprocess.Process], grace_s: float = 10.0) -> None:

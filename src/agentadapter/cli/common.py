@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agentadapter.llm.errors import AgentAdapterError, ConfigurationError
 from agentadapter.observability.redact import redact_text
@@ -37,7 +38,7 @@ out = Console(highlight=False, soft_wrap=True)
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     """Print ``message`` as an error on stderr and return the ``typer.Exit`` to raise with ``code``."""
     # A driver's error can quote the URL it failed with, password included.
-    err.print(f"[bold red]error:[/] {redact_text(message)}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(redact_text(message))}", markup=True, highlight=False)
     return typer.Exit(code)
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
@@ -95,7 +96,7 @@ def run_workflow_command(
         for agent in spec.agents.values():
             _check_model(llm, agent)
     except AgentAdapterError as error:
-        err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False)
         raise typer.Exit(EXIT_USAGE_ERROR if isinstance(error, ConfigurationError | InvalidRequestError)
                          else EXIT_RUN_FAILED) from None
     mode = "events" if events else "json" if as_json else "live"
@@ -282,9 +283,10 @@ def _print_summary(err: Console, out: Console, result: RunResult) -> None:
     show_table(err, columns, rows, title=f"run {result.run_id} · {result.strategy}", total=total, heading=1)
     for agent in result.agents:
         if agent.error is not None and agent.status == "failed":
-            err.print(f"  [red]#{agent.step} {agent.name}:[/] {agent.error['message']}", markup=True, highlight=False)
+            err.print(f"  [red]#{agent.step} {escape(agent.name)}:[/] {escape(str(agent.error['message']))}",
+                      markup=True, highlight=False)
     if result.error is not None:
-        err.print(f"[bold red]{result.status}:[/] {result.error['message']}", markup=True, highlight=False)
+        err.print(f"[bold red]{result.status}:[/] {escape(str(result.error['message']))}", markup=True, highlight=False)
     if result.output is not None:
         text = result.output if isinstance(result.output, str) else json.dumps(result.to_dict()["output"], indent=2)
         out.print(text, markup=False, highlight=False)

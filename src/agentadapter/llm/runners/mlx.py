@@ -36,7 +36,7 @@ class MLXRunner(Runner):
     """A model run by ``mlx-lm`` on its own thread."""
 
     name = "mlx"
-    install_hint = "pip install 'agentadapter[mlx]': mlx-lm, plus mlx[cpu] on Linux"
+    install_hint = "pip install 'agentadapter[mlx]': mlx-lm, plus mlx[cpu] on Linux; from a clone: ./dev setup --local"
     # MLX's compile cache is thread-local and releases Python objects when its thread exits; that must
     # never happen while the interpreter shuts down (the process aborts), so the thread never exits.
     thread_outlives_model = True

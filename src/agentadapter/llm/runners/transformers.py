@@ -31,7 +31,8 @@ class TransformersRunner(Runner):
     """A model run by ``transformers`` (PyTorch) on its own thread."""
 
     name = "transformers"
-    install_hint = "pip install torch==2.13.0, then pip install 'agentadapter[transformers]'"
+    install_hint = ("pip install torch==2.13.0, then pip install 'agentadapter[transformers]'; "
+                    "from a clone: ./dev setup --local")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
