@@ -1,4 +1,5 @@
-"""A loopback fake of Amazon Bedrock's runtime: ``/model/{id}/converse`` and ``/converse-stream``.
+"""A loopback fake of Amazon Bedrock's runtime: ``/model/{id}/converse``, ``/converse-stream``
+and ``/count-tokens``, plus the control plane's ``/foundation-models`` and ``/inference-profiles``.
 
 :class:`BedrockFake` checks every request's SigV4 signature for real: it rebuilds the canonical request
 from what arrived (the raw path, the headers the signature names, the body) and recomputes the
@@ -103,7 +104,20 @@ class BedrockFake(FakeServer):
         self.signatures: list[Signed] = []
         self.models: list[str] = []
         self._ids = itertools.count(1)
+        self.foundation_models: list[dict[str, Any]] = [
+            {"modelId": "anthropic.claude-3-5-haiku-20241022-v1:0", "inferenceTypesSupported": ["ON_DEMAND"]},
+            {"modelId": "amazon.nova-pro-v1:0", "inferenceTypesSupported": ["ON_DEMAND"]},
+            {"modelId": "anthropic.claude-sonnet-4-5-20250929-v1:0", "inferenceTypesSupported": ["INFERENCE_PROFILE"]},
+        ]
+        self.inference_profiles: list[str] = [
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "us.meta.llama3-3-70b-instruct-v1:0",
+        ]
+        self.token_count = 0
+        """What CountTokens answers (0: a word count of the messages' texts)."""
         self.route("POST", "/model/", self._model, prefix=True)
+        self.route("GET", "/foundation-models", self._foundation_models)
+        self.route("GET", "/inference-profiles", self._inference_profiles)
 
     # --------------------------------------------------------------------------------- script
 
@@ -140,13 +154,20 @@ class BedrockFake(FakeServer):
     # -------------------------------------------------------------------------------- handlers
 
     async def _model(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
-        match = re.fullmatch(r"/model/([^/]+)/(converse|converse-stream)", request.raw_path.split("?")[0])
+        match = re.fullmatch(r"/model/([^/]+)/(converse|converse-stream|count-tokens)", request.raw_path.split("?")[0])
         if match is None:
             return web.json_response({"message": f"Unknown operation {request.raw_path}"}, status=404,
                                      headers={"x-amzn-ErrorType": "UnknownOperationException"})
         try:
             self._check_auth(request, recorded)
             body = json.loads(recorded.body)
+            if match.group(2) == "count-tokens":
+                converse = (body.get("input") or {}).get("converse")
+                if not isinstance(converse, dict):
+                    raise _Invalid("input.converse is required")
+                self._validate(converse)
+                words = sum(len(str(b.get("text", "")).split()) for m in converse["messages"] for b in m["content"])
+                return web.json_response({"inputTokens": self.token_count or words})
             self._validate(body)
         except _Invalid as invalid:
             return web.json_response({"message": invalid.message}, status=invalid.status,
@@ -161,6 +182,28 @@ class BedrockFake(FakeServer):
                 "metrics": {"latencyMs": 12},
             }, headers={"x-amzn-RequestId": request_id})
         return await self._stream(request, scripted, request_id)
+
+    async def _foundation_models(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
+        try:
+            self._check_auth(request, recorded)
+        except _Invalid as invalid:
+            return web.json_response({"message": invalid.message}, status=invalid.status,
+                                     headers={"x-amzn-ErrorType": invalid.error_type})
+        return web.json_response({"modelSummaries": self.foundation_models})
+
+    async def _inference_profiles(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
+        try:
+            self._check_auth(request, recorded)
+        except _Invalid as invalid:
+            return web.json_response({"message": invalid.message}, status=invalid.status,
+                                     headers={"x-amzn-ErrorType": invalid.error_type})
+        # Two pages, so a client must follow nextToken.
+        start = int(request.query.get("nextToken") or 0)
+        page = self.inference_profiles[start : start + 2]
+        answer: dict[str, Any] = {"inferenceProfileSummaries": [{"inferenceProfileId": p} for p in page]}
+        if start + 2 < len(self.inference_profiles):
+            answer["nextToken"] = str(start + 2)
+        return web.json_response(answer)
 
     async def _stream(self, request: web.Request, scripted: Reply, request_id: str) -> web.StreamResponse:
         frames = self._frames(scripted)

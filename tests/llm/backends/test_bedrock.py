@@ -368,3 +368,18 @@ async def test_a_profile_that_assumes_a_role_signs_with_the_roles_session(
     assert "Credential=AKIDBASE/" in call["authorization"]  # STS was asked with the source profile's keys
     assert fake.requests[-1].headers["x-amz-security-token"] == "role-session-token"
     assert fake.signatures[-1].access_key == "ASIAFAKEROLEKEY"
+
+
+async def test_tokens_are_counted_and_models_listed_by_bedrock(fake: BedrockFake) -> None:
+    fake.token_count = 17
+    backend = backend_for(fake, control_url=fake.url)
+    assert await backend.count_tokens(request(Message.system("Be brief."), Message.user("Hello there"))) == 17
+    sent = fake.requests[-1]
+    assert sent.path.endswith("/count-tokens") and set(sent.json["input"]["converse"]) == {"messages", "system"}
+    models = await backend.list_models()
+    await backend.aclose()
+    # On-demand foundation models and every page of inference profiles; a profile-only model is not callable by id.
+    assert models == ["amazon.nova-pro-v1:0", "anthropic.claude-3-5-haiku-20241022-v1:0",
+                      "global.anthropic.claude-sonnet-4-5-20250929-v1:0", "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                      "us.meta.llama3-3-70b-instruct-v1:0"]
+    assert all(s.service == "bedrock" for s in fake.signatures)  # GETs with a query string are signed too

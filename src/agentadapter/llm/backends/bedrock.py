@@ -15,7 +15,8 @@ HTTP stack with its own retries, timeouts and error classes). A Bedrock API key
 Model ids are Bedrock's own: ``bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0``, a cross-region
 inference profile (``bedrock/us.anthropic...``, ``eu.``, ``apac.``, ``global.``) or an ARN. The
 region comes from the backend's ``region`` option, ``AWS_REGION``, then botocore's own settings
-(``AWS_DEFAULT_REGION``, the profile's ``region``). Errors are mapped from AWS's error type (the
+(``AWS_DEFAULT_REGION``, the profile's ``region``). Tokens are counted by Bedrock's ``CountTokens``;
+models are listed from the control plane (``ListFoundationModels``, ``ListInferenceProfiles``). Errors are mapped from AWS's error type (the
 ``x-amzn-errortype`` header or ``__type``; ``:exception-type`` in a stream) to our tree by
 :data:`ERROR_TYPES`. The mapping to and from Converse's JSON is :mod:`.bedrock_mapping`'s.
 """
@@ -67,6 +68,8 @@ from agentadapter.llm.messages import (
 from agentadapter.llm.transport import HTTPRequest, Transport
 
 __all__ = ["ERROR_TYPES", "AwsAuth", "BedrockBackend", "BedrockStreamDecoder", "bedrock_error"]
+
+_MAX_PROFILE_PAGES = 20
 
 SERVICE = "bedrock"
 """The SigV4 signing name of the Bedrock runtime."""
@@ -247,22 +250,14 @@ class BedrockBackend(Backend):
         started = time.perf_counter()
         wire = self._wire(request)
         http_request = await self._signed(request, "converse", wire.body, accept="application/json")
-        response = await self.transport.send(http_request)
-        self._tell_listeners(response.headers)
-        if response.status >= 400:
-            raise bedrock_error(response.status, decode_body(response.content), response.headers,
-                                provider=self.name, model=request.model)
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise self._not_json(response.content, request.model, response.status) from exc
+        body, headers = await self._send(http_request)
         if not isinstance(body, Mapping) or "output" not in body:
             raise InvalidResponseError(
                 f"{self.name} answered with JSON that is not a Converse answer (model {request.model}): "
                 f"{str(body)[:200]!r}; check the base URL", provider=self.name, model=request.model, body=body,
             )
         answer = parse_response(body, provider=self.name, model=request.model, wire=wire,
-                                response_id=response.headers.get("x-amzn-requestid", ""))
+                                response_id=headers.get("x-amzn-requestid", ""))
         answer.latency_ms = elapsed_ms(started)
         return answer
 
@@ -290,16 +285,79 @@ class BedrockBackend(Backend):
         # as HTTP clients normalize it: the signature must cover the path exactly as it is sent.
         url = f"{self.endpoint}/model/{quote(request.model, safe=':')}/{action}"
         content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        headers = {"content-type": "application/json", "accept": accept}
+        return await self._signed_http("POST", url, content, accept=accept, request=request)
+
+    async def _signed_http(self, method: str, url: str, content: bytes, *, accept: str,
+                           request: Request | None = None) -> HTTPRequest:
+        headers = {"accept": accept}
+        if method != "GET":
+            headers["content-type"] = "application/json"
         if self.bearer_token:
             headers["authorization"] = f"Bearer {self.bearer_token}"
         else:
             assert self.auth is not None
             credentials = await self.auth.frozen_credentials()
-            headers = self.auth.sign(credentials, "POST", url, content, headers)
-        http_request = self.http_request("POST", url, request, headers=headers)
-        http_request.content = content
+            headers = self.auth.sign(credentials, method, url, content, headers)
+        http_request = self.http_request(method, url, request, headers=headers)
+        if content:
+            http_request.content = content
         return http_request
+
+    async def _send(self, http_request: HTTPRequest) -> tuple[Any, dict[str, str]]:
+        """Send; the decoded JSON answer and the headers, or the Bedrock error it carries."""
+        response = await self.transport.send(http_request)
+        self._tell_listeners(response.headers)
+        if response.status >= 400:
+            raise bedrock_error(response.status, decode_body(response.content), response.headers,
+                                provider=self.name, model=http_request.model)
+        try:
+            return response.json(), response.headers
+        except ValueError as exc:
+            raise self._not_json(response.content, http_request.model or "-", response.status) from exc
+
+    # ------------------------------------------------------------------------ counting, listing
+
+    async def count_tokens(self, request: Request) -> int:
+        """Input tokens as Bedrock counts them (``CountTokens``, free; Claude models offer it)."""
+        body = self._wire(request).body
+        converse = {key: body[key] for key in ("messages", "system", "toolConfig", "additionalModelRequestFields")
+                    if key in body}
+        answer, _ = await self._send(await self._signed(request, "count-tokens", {"input": {"converse": converse}},
+                                                     accept="application/json"))
+        tokens = answer.get("inputTokens") if isinstance(answer, Mapping) else None
+        if not isinstance(tokens, int):
+            raise InvalidResponseError(
+                f"{self.name} answered CountTokens without inputTokens (model {request.model}): {str(answer)[:200]}",
+                provider=self.name, model=request.model, body=answer,
+            )
+        return tokens
+
+    async def list_models(self) -> list[str]:
+        """The foundation models with on-demand text output, and the inference profiles, of this region
+        (Bedrock's control plane: ``ListFoundationModels`` and ``ListInferenceProfiles``)."""
+        self.check_setup()
+        control = self.config.options.get("control_url") or os.environ.get("AWS_ENDPOINT_URL_BEDROCK") or (
+            f"https://bedrock.{self.region}.amazonaws.com")
+        control = str(control).rstrip("/")
+        found: set[str] = set()
+        listing, _ = await self._send(await self._signed_http(
+            "GET", f"{control}/foundation-models?byOutputModality=TEXT", b"", accept="application/json"))
+        for summary in (listing.get("modelSummaries") or []) if isinstance(listing, Mapping) else []:
+            if isinstance(summary, Mapping) and "ON_DEMAND" in (summary.get("inferenceTypesSupported") or []):
+                found.add(str(summary.get("modelId")))
+        token = ""
+        for _ in range(_MAX_PROFILE_PAGES):
+            query = "?maxResults=1000" + (f"&nextToken={quote(token, safe='')}" if token else "")
+            page, _ = await self._send(await self._signed_http("GET", f"{control}/inference-profiles{query}", b"",
+                                                            accept="application/json"))
+            if not isinstance(page, Mapping):
+                break
+            found.update(str(p["inferenceProfileId"]) for p in page.get("inferenceProfileSummaries") or []
+                         if isinstance(p, Mapping) and "inferenceProfileId" in p)
+            token = str(page.get("nextToken") or "")
+            if not token:
+                break
+        return sorted(found)
 
     def _tell_listeners(self, headers: Mapping[str, str]) -> None:
         for listener in self.header_listeners:
