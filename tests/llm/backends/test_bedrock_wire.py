@@ -97,6 +97,14 @@ def test_every_body_matches_the_converse_input_shape(request_: Request) -> None:
     assert_valid_converse(body_for(request_), request_.model)
 
 
+def test_the_count_tokens_body_matches_its_input_shape() -> None:
+    body = body_for(Request(model=CLAUDE, messages=TOOL_HISTORY, tools=[WEATHER]))
+    converse = {key: body[key] for key in ("messages", "system", "toolConfig") if key in body}
+    report = ParamValidator().validate({"modelId": CLAUDE, "input": {"converse": converse}},
+                                       SERVICE.operation_model("CountTokens").input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
 def test_what_the_bodies_say() -> None:
     named = body_for(Request(model=CLAUDE, messages=TOOL_HISTORY, tools=[WEATHER], tool_choice="get_weather"))
     assert named["toolConfig"]["toolChoice"] == {"tool": {"name": "get_weather"}}
