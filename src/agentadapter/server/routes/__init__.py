@@ -6,10 +6,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from agentadapter.server.routes import agents, audit, gateway, provider_keys, providers, runs, settings, workflows
+from agentadapter.server.routes import archives as archive_routes
 from agentadapter.server.routes import credits as credit_routes
 from agentadapter.server.routes import embeddings as embedding_routes
 from agentadapter.server.routes import export as export_routes
+from agentadapter.server.routes import files as file_routes
 from agentadapter.server.routes import messages as message_routes
+from agentadapter.server.routes import responses as response_routes
 from agentadapter.server.routes import usage as usage_routes
 from agentadapter.server.routes._prefix import API_PREFIX
 
@@ -19,8 +22,9 @@ resource_routers: tuple[APIRouter, ...] = (
     gateway.router,  # first: the busiest path, matched before the other routes are tried
     embedding_routes.router,
     message_routes.router,
+    response_routes.router,
     agents.router, runs.router, workflows.router, settings.router, providers.router, provider_keys.router, audit.router,
     export_routes.router,
-    usage_routes.router, credit_routes.router,
+    usage_routes.router, credit_routes.router, file_routes.router, archive_routes.router,
 )
 """Mounted one by one on the app rather than through a parent router: one level of routing less per request."""

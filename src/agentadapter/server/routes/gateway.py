@@ -23,10 +23,12 @@ from agentadapter.server.gateway.requests import call_tags, read_chat_request
 from agentadapter.server.gateway.responses import ChunkWriter, completion_body, json_response, response_model
 from agentadapter.server.routes._prefix import API_PREFIX
 from agentadapter.server.routes.messages import MESSAGES_PATHS
+from agentadapter.server.routes.responses import RESPONSES_PATH
 from agentadapter.server.schemas import error_responses
 
 router = APIRouter(prefix=API_PREFIX, tags=["gateway"])
-OPENAI_JSON_PATHS = frozenset({f"{API_PREFIX}/chat/completions", f"{API_PREFIX}/embeddings", *MESSAGES_PATHS})
+OPENAI_JSON_PATHS = frozenset({f"{API_PREFIX}/chat/completions", f"{API_PREFIX}/embeddings", RESPONSES_PATH,
+                               *MESSAGES_PATHS})
 """Paths that answer a body that is not JSON as OpenAI and Anthropic do (400), where the rest of the API answers
 422."""
 
