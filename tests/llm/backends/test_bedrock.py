@@ -383,3 +383,14 @@ async def test_tokens_are_counted_and_models_listed_by_bedrock(fake: BedrockFake
                       "global.anthropic.claude-sonnet-4-5-20250929-v1:0", "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
                       "us.meta.llama3-3-70b-instruct-v1:0"]
     assert all(s.service == "bedrock" for s in fake.signatures)  # GETs with a query string are signed too
+
+
+async def test_a_config_file_backend_with_keys_and_region(fake: BedrockFake) -> None:
+    from agentadapter.observability.redact import redact_text
+
+    llm = LLM(config={"backends": {"bedrock": {
+        "base_url": fake.url, "region": "us-east-1", "aws_access_key_id": fake.access_key,
+        "aws_secret_access_key": fake.secret_key}}}, environ={})
+    assert (await llm.generate(f"bedrock/{MODEL}", "from the config")).text == "from the config"
+    await llm.aclose()
+    assert str(fake.secret_key) not in redact_text(f"oops: {fake.secret_key}")

@@ -16,9 +16,10 @@ Model ids are Bedrock's own: ``bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0
 inference profile (``bedrock/us.anthropic...``, ``eu.``, ``apac.``, ``global.``) or an ARN. The
 region comes from the backend's ``region`` option, ``AWS_REGION``, then botocore's own settings
 (``AWS_DEFAULT_REGION``, the profile's ``region``). Tokens are counted by Bedrock's ``CountTokens``;
-models are listed from the control plane (``ListFoundationModels``, ``ListInferenceProfiles``). Errors are mapped from AWS's error type (the
-``x-amzn-errortype`` header or ``__type``; ``:exception-type`` in a stream) to our tree by
-:data:`ERROR_TYPES`. The mapping to and from Converse's JSON is :mod:`.bedrock_mapping`'s.
+models are listed from the control plane (``ListFoundationModels``, ``ListInferenceProfiles``).
+Errors are mapped from AWS's error type (the ``x-amzn-errortype`` header or ``__type``;
+``:exception-type`` in a stream) to our tree by :data:`ERROR_TYPES`. The mapping to and from
+Converse's JSON is :mod:`.bedrock_mapping`'s.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from agentadapter.llm.messages import (
     parse_tool_arguments,
 )
 from agentadapter.llm.transport import HTTPRequest, Transport
+from agentadapter.observability.redact import register_secrets
 
 __all__ = ["ERROR_TYPES", "AwsAuth", "BedrockBackend", "BedrockStreamDecoder", "bedrock_error"]
 
@@ -215,6 +217,8 @@ class BedrockBackend(Backend):
     def __init__(self, config: BackendConfig, *, transport: Transport[Any] | None = None) -> None:
         super().__init__(config, transport=transport)
         options = config.options
+        # Keys given in the config file never reach a log line or an error body.
+        register_secrets([options.get("aws_secret_access_key"), options.get("aws_session_token")])
         self.bearer_token = config.api_key
         self.auth: AwsAuth | None = None
         region = options.get("region")
