@@ -227,12 +227,16 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
     if server.retention_interval_s > 0 and settings.retention_days > 0:  # 0 days: keep everything
         retention = RetentionTask(db, retention_days=settings.retention_days, interval_s=server.retention_interval_s)
         retention.start()
+    from agentadapter.service.knowledge import Knowledge
+
+    knowledge = Knowledge.of(db, llm, settings.data_dir)
+    await knowledge.start()  # resumes the ingestion of files queued before a restart
     if server.gc_freeze:
         gc.collect()
         gc.freeze()
     return AppState(settings=settings, server=server, db=db, auth=auth, executor=executor, llm=llm, tools=tools,
                     tenant_llms=tenant_llms, limiter=limiter, retention=retention, shared=shared, redis=redis,
-                    started_at=time.time(), ready=True)
+                    knowledge=knowledge, started_at=time.time(), ready=True)
 
 
 async def _stop(state: AppState, *, owns_llm: bool) -> None:
@@ -241,6 +245,8 @@ async def _stop(state: AppState, *, owns_llm: bool) -> None:
         if state.retention is not None:
             await state.retention.stop()
         await state.executor.shutdown()
+        if state.knowledge is not None:
+            await state.knowledge.shutdown()
     finally:
         await state.auth.aclose()
         if state.limiter is not None:

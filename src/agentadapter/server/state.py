@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from agentadapter.server.settings import ServerSettings
     from agentadapter.service.config import ServiceSettings
     from agentadapter.service.executor import RunExecutor
+    from agentadapter.service.knowledge import Knowledge
     from agentadapter.service.tenancy import TenantLLMs
     from agentadapter.store.database import Database
 
@@ -48,6 +49,8 @@ class AppState:
     redis: RedisConnections | None = None
     """The process's one owner of Redis connections, handed to every part that uses Redis and closed
     last at shutdown; None without AGENTADAPTER_REDIS_URL."""
+    knowledge: Knowledge | None = None
+    """Files, archives, ingestion and search (built at start-up)."""
     started_at: float = 0.0
     ready: bool = field(default=False)
 
