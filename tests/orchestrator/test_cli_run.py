@@ -103,3 +103,15 @@ def test_a_workflow_without_input_needs_one(tmp_path: Path):
     path.write_text("agents: [{name: a, model: test/echo}]\n")
     result = run(str(path))
     assert result.exit_code == 2 and "--input" in result.stderr
+
+
+def test_every_unusable_model_is_reported_at_once(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    path = tmp_path / "models.yaml"
+    path.write_text("name: m\nagents:\n  - {name: a, model: nope/x}\n  - {name: b, model: openai/gpt-4o-mini}\n"
+                    "  - {name: c, model: test/echo}\n")
+    result = run(str(path), "-i", "hi")
+    assert result.exit_code == 2, result.output
+    assert "agent 'a': unknown provider 'nope'" in result.stderr
+    assert "agent 'b': OPENAI_API_KEY is not set" in result.stderr
+    assert "agent 'c'" not in result.stderr

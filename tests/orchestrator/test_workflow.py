@@ -148,6 +148,27 @@ def test_agents_that_cannot_be_built_name_their_entry():
         workflow.build_agents()
 
 
+def test_every_agent_that_cannot_be_built_is_reported_at_once():
+    workflow = parse_workflow(textwrap.dedent("""
+        name: many
+        agents:
+          - {name: a, model: test/echo, instructions: Hi}
+          - {name: c, model: test/echo, tools: [no_such_tool]}
+          - {name: d, model: test/echo, handoffs: [ghost]}
+          - {name: e, ref: "no_such_module_here:Nothing"}
+    """))
+    with pytest.raises(WorkflowError) as raised:
+        _ = workflow.agents
+    text = str(raised.value)
+    assert text.startswith("workflow workflow is not valid:")
+    lines = text.splitlines()[1:]
+    assert len(lines) == 3, text
+    assert "agents[1]: agent 'c': no tool named 'no_such_tool'" in lines[0] and ":5:" in lines[0]
+    assert "agents[2].handoffs[0]: agent 'd': no agent named 'ghost'" in lines[1] and ":6:" in lines[1]
+    assert "agents[3]: agent 'e': cannot import 'no_such_module_here:Nothing'" in lines[2]
+    assert raised.value.line == 5
+
+
 def test_ref_agents_load_from_the_workflow_directory(tmp_path: Path):
     (tmp_path / "my_team_agents.py").write_text(textwrap.dedent('''
         from agentadapter.agents import AgentResult, BaseAgent

@@ -115,3 +115,27 @@ async def test_patch_with_null_clears_only_nullable_fields(api: Api) -> None:
                                  json={"model": None, "max_turns": None, "tools": None})
     body = response.json()
     assert (body["model"], body["max_turns"], body["tools"]) == (None, None, ["web_search"])
+
+
+async def test_an_agent_definition_reports_every_problem_at_once(api: Api) -> None:
+    response = await api.request("POST", "/v1/agents", json={
+        "name": "many-problems", "model": "nope/x", "tools": ["no_such_tool", "another_missing"],
+        "handoffs": ["ghost"],
+        "guardrails": [{"kind": "input", "name": "g", "when": "output contains"}],
+    })
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    params = [item["param"] for item in error["details"]["errors"]]
+    assert params[0] == error["param"] == "model"
+    assert {"model", "tools[0]", "tools[1]", "guardrails[0].when", "handoffs[0]"} <= set(params)
+    assert "more problem(s), listed in details.errors" in error["message"]
+    codes = {item["param"]: item["code"] for item in error["details"]["errors"]}
+    assert codes["tools[0]"] == "unknown_tool" and codes["handoffs[0]"] == "unknown_agent"
+
+
+async def test_one_problem_is_reported_as_it_is(api: Api) -> None:
+    response = await api.request("POST", "/v1/agents", json={"name": "one", "model": "test/echo",
+                                                             "tools": ["no_such_tool"]})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["param"] == "tools[0]" and error["code"] == "unknown_tool" and "more problem" not in error["message"]

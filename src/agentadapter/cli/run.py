@@ -93,8 +93,7 @@ def run_workflow_command(
         if changes:
             options = options.with_limits(**changes)
         llm = LLM(config=config)
-        for agent in spec.agents.values():
-            _check_model(llm, agent)
+        _check_models(llm, spec.agents)
     except AgentAdapterError as error:
         err.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False)
         raise typer.Exit(EXIT_USAGE_ERROR if isinstance(error, ConfigurationError | InvalidRequestError)
@@ -124,14 +123,27 @@ def _model_overrides(values: list[str]) -> dict[str, str]:
     return overrides
 
 
-def _check_model(llm: Any, agent: Any) -> None:
-    """Resolve an LLM agent's model now, so a missing key or unknown provider is a usage error up front."""
+def _check_models(llm: Any, agents: dict[str, Any]) -> None:
+    """Resolve every LLM agent's model now, so missing keys or unknown providers are a usage error up
+    front, all of them in one message."""
     from agentadapter.agents.llm_agent import LLMAgent
     from agentadapter.agents.run_config import RunConfig
 
-    if isinstance(agent, LLMAgent):
-        bound_llm, model = agent.bind_model(agent.make_context("", RunConfig(llm=llm)))
-        bound_llm.resolver.route(model)
+    problems: list[tuple[str, AgentAdapterError]] = []
+    for name, agent in agents.items():
+        if isinstance(agent, LLMAgent):
+            try:
+                bound_llm, model = agent.bind_model(agent.make_context("", RunConfig(llm=llm)))
+                bound_llm.resolver.route(model)
+            except AgentAdapterError as error:
+                problems.append((name, error))
+    if len(problems) == 1:
+        raise problems[0][1]
+    if problems:
+        usage = all(isinstance(error, ConfigurationError | InvalidRequestError) for _, error in problems)
+        kind = ConfigurationError if usage else AgentAdapterError
+        raise kind("the workflow's models cannot all be used:\n" + "\n".join(
+            f"  agent {name!r}: {error}" for name, error in problems))
 
 
 async def _run(llm: Any, spec: Any, task: str, options: Any, project: str | None, mode: str,

@@ -349,7 +349,7 @@ class Workflow:
             try:
                 return create_agents(specs, tools=tools, defaults=defaults)
             except ConfigurationError as exc:
-                raise self._agent_error(exc, specs, tools, defaults) from exc
+                raise self._agent_errors(exc, specs, tools, defaults) from exc
 
     def with_models(self, models: str | Mapping[str, str]) -> Workflow:
         """A copy whose inline agents run on other models (see :meth:`build_agents`)."""
@@ -405,24 +405,41 @@ class Workflow:
             if added and directory in sys.path:
                 sys.path.remove(directory)
 
-    def _agent_error(
+    def _agent_errors(
         self, error: ConfigurationError, specs: list[AgentSpec], tools: ToolRegistry | None,
         defaults: Mapping[str, Any] | None,
     ) -> WorkflowError:
-        """The error, located at the agent entry it comes from (found by building each alone)."""
-        message = str(error)
-        culprit = next((i for i, e in enumerate(self.spec.agents) if f"{e.name!r}" in message), None)
-        if culprit is None:
-            for index, spec in enumerate(specs):
-                try:
-                    create_agent(spec.model_copy(update={"handoffs": []}), tools=tools, defaults=defaults)
-                except ConfigurationError:
-                    culprit = index
-                    break
-        for index, entry in enumerate(self.spec.agents):
-            if index == culprit:
-                path: Path_ = ("agents", index)
-                line = _line(self.lines, path)
-                return WorkflowError(f"{self.source}:{line}: {_dotted(path)} ({entry.name}): {message}",
-                                     source=self.source, line=line, path=_dotted(path))
-        return WorkflowError(f"{self.source}: {message}", source=self.source)
+        """Every agent's problem at once, each at the entry it comes from.
+
+        Building stops at the first agent that fails, so each agent is built again alone (its
+        handoffs apart) and its handoffs checked against the others' names; ``error`` stands for any
+        problem only the whole set shows.
+        """
+        names = {spec.name for spec in specs}
+        problems: list[tuple[Path_, str, str]] = []  # (YAML path, agent name, message)
+        for index, spec in enumerate(specs):
+            path: Path_ = ("agents", index)
+            try:
+                create_agent(spec.model_copy(update={"handoffs": []}), tools=tools, defaults=defaults)
+            except ConfigurationError as exc:
+                problems.append((path, spec.name, str(exc)))
+            for position, target in enumerate(spec.handoffs or ()):
+                if isinstance(target, str) and target not in names:
+                    problems.append(((*path, "handoffs", position), spec.name,
+                                     f"no agent named {target!r} to hand off to "
+                                     f"(the workflow's agents: {', '.join(s.name for s in specs)})"))
+        if not problems:
+            message = str(error)
+            culprit = next((i for i, e in enumerate(self.spec.agents) if f"{e.name!r}" in message), None)
+            if culprit is None:
+                return WorkflowError(f"{self.source}: {message}", source=self.source)
+            problems.append((("agents", culprit), self.spec.agents[culprit].name, message))
+        if len(problems) == 1:
+            path, name, message = problems[0]
+            line = _line(self.lines, path)
+            return WorkflowError(f"{self.source}:{line}: {_dotted(path)} ({name}): {message}",
+                                 source=self.source, line=line, path=_dotted(path))
+        return _errors(self.source, self.lines, [
+            (path, message if message.startswith(f"agent {name!r}") else f"agent {name!r}: {message}")
+            for path, name, message in problems
+        ])

@@ -12,8 +12,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentadapter.service.building import builder, resolve_handoffs
+from agentadapter.service.building import builder, raise_all, resolve_handoffs
 from agentadapter.service.common import BuildParts, Caller, record
+from agentadapter.service.errors import InvalidInput
 from agentadapter.store import agents as agent_store
 from agentadapter.store.models import AgentDefinition
 
@@ -36,8 +37,16 @@ async def create_agent(session: AsyncSession, parts: BuildParts, caller: Caller,
                        fields: Mapping[str, Any]) -> AgentDefinition:
     """``fields``: the agent's validated fields (``AgentCreate``'s), handoffs as names or ids."""
     values = dict(fields)
-    _check(parts, values)
-    values["handoffs"] = await resolve_handoffs(session, caller.tenant_id, list(values.get("handoffs") or []))
+    problems: list[InvalidInput] = []
+    try:
+        _check(parts, values)
+    except InvalidInput as problem:
+        problems.append(problem)
+    try:  # a wrong handoff is reported with the fields' problems, not after they are fixed
+        values["handoffs"] = await resolve_handoffs(session, caller.tenant_id, list(values.get("handoffs") or []))
+    except InvalidInput as problem:
+        problems.append(problem)
+    raise_all(problems)
     name = values.pop("name")
     agent = await agent_store.create_agent(session, caller.tenant_id, name=name, created_by=caller.user_id,
                                            **_stored_fields(values))
@@ -56,9 +65,18 @@ async def update_agent(
         if required in changes and changes[required] is None:
             changes.pop(required)  # null for a field that cannot be null: leave it as it is
     await agent_store.get_agent(session, caller.tenant_id, agent_id)  # 404 before any 422
-    _check(parts, changes)
+    problems: list[InvalidInput] = []
+    try:
+        _check(parts, changes)
+    except InvalidInput as problem:
+        problems.append(problem)
     if "handoffs" in changes:
-        changes["handoffs"] = await resolve_handoffs(session, caller.tenant_id, changes["handoffs"], own_id=agent_id)
+        try:
+            changes["handoffs"] = await resolve_handoffs(session, caller.tenant_id, changes["handoffs"],
+                                                         own_id=agent_id)
+        except InvalidInput as problem:
+            problems.append(problem)
+    raise_all(problems)
     agent = await agent_store.update_agent(session, caller.tenant_id, agent_id, _stored_fields(changes),
                                            updated_by=caller.user_id)
     await record(session, caller, "agent.update", "agent", agent.id,

@@ -26,7 +26,7 @@ of the tenant.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,20 +69,55 @@ __all__ = [
     "check_tools",
     "definition_spec",
     "make_guardrails",
+    "raise_all",
     "resolve_handoffs",
 ]
 
 
 def check_tools(registry: ToolRegistry, names: Sequence[str], denied: Iterable[str], param: str = "tools") -> None:
     denied = set(denied)
+    problems: list[InvalidInput] = []
     for index, name in enumerate(names):
         if name in denied:
-            raise invalid(f"{param}[{index}]", f"tool {name!r} is not available to agents defined through the API "
-                                               "(AGENTADAPTER_API_DENIED_TOOLS)", code="tool_not_allowed")
-        if name not in registry:
+            problems.append(invalid(f"{param}[{index}]", f"tool {name!r} is not available to agents defined through "
+                                                         "the API (AGENTADAPTER_API_DENIED_TOOLS)",
+                                    code="tool_not_allowed"))
+        elif name not in registry:
             known = ", ".join(n for n in registry.names() if n not in denied) or "none"
-            raise invalid(f"{param}[{index}]", f"unknown tool {name!r}; the registered tools are: {known}",
-                          code="unknown_tool")
+            problems.append(invalid(f"{param}[{index}]", f"unknown tool {name!r}; the registered tools are: {known}",
+                                    code="unknown_tool"))
+    raise_all(problems)
+
+
+def raise_all(problems: Sequence[InvalidInput]) -> None:
+    """Raise every problem at once: one alone as it is; several as one 422 whose ``details.errors`` lists each
+    (``param``, ``message``, ``code``), named after the first (as the API's own validation errors are)."""
+    flat = [item for problem in problems for item in _each(problem)]
+    if not flat:
+        return
+    if len(flat) == 1:
+        raise flat[0]
+    first = flat[0]
+    raise InvalidInput(
+        f"{first.message} (and {len(flat) - 1} more problem(s), listed in details.errors)", code=first.code,
+        param=first.param,
+        details={"errors": [{"param": p.param, "message": p.message, "code": p.code} for p in flat]},
+    )
+
+
+def _each(problem: InvalidInput) -> list[InvalidInput]:
+    """The problems one error stands for (a combined one lists them in ``details.errors``)."""
+    listed = (problem.details or {}).get("errors")
+    if not isinstance(listed, list) or not all(isinstance(item, Mapping) for item in listed):
+        return [problem]
+    return [InvalidInput(str(item.get("message")), code=item.get("code"), param=item.get("param")) for item in listed]
+
+
+def _collect(problems: list[InvalidInput], check: Callable[[], None]) -> None:
+    try:
+        check()
+    except InvalidInput as problem:
+        problems.append(problem)
 
 
 def check_output_schema(schema: Mapping[str, Any], param: str = "output_schema") -> None:
@@ -109,15 +144,18 @@ def check_output_schema(schema: Mapping[str, Any], param: str = "output_schema")
 
 def check_guardrails(guardrails: Sequence[Mapping[str, Any]], param: str = "guardrails") -> None:
     names: set[str] = set()
+    problems: list[InvalidInput] = []
     for index, spec in enumerate(guardrails):
         try:
             Condition(str(spec["when"]))
         except ConditionError as exc:
-            raise invalid(f"{param}[{index}].when", str(exc), code="invalid_condition") from exc
+            problems.append(invalid(f"{param}[{index}].when", str(exc), code="invalid_condition"))
         key = f"{spec['kind']}:{spec['name']}"
         if key in names:
-            raise invalid(f"{param}[{index}].name", f"two {spec['kind']} guardrails are named {spec['name']!r}")
+            problems.append(invalid(f"{param}[{index}].name",
+                                    f"two {spec['kind']} guardrails are named {spec['name']!r}"))
         names.add(key)
+    raise_all(problems)
 
 
 async def resolve_handoffs(
@@ -127,39 +165,48 @@ async def resolve_handoffs(
     """The ids of the tenant's agents that handoff references (names or ids) name."""
     found = await agent_store.find_agents(session, tenant_id, refs)
     ids: list[str] = []
+    problems: list[InvalidInput] = []
     for index, ref in enumerate(refs):
         target = found.get(ref)
         if target is None:
-            raise invalid(f"{param}[{index}]", f"no agent {ref!r} in this tenant to hand off to; create it first",
-                          code="unknown_agent")
-        if own_id is not None and target.id == own_id:
-            raise invalid(f"{param}[{index}]", "an agent cannot hand off to itself")
-        if str(target.id) not in ids:
+            problems.append(invalid(f"{param}[{index}]", f"no agent {ref!r} in this tenant to hand off to; create "
+                                                         "it first", code="unknown_agent"))
+        elif own_id is not None and target.id == own_id:
+            problems.append(invalid(f"{param}[{index}]", "an agent cannot hand off to itself"))
+        elif str(target.id) not in ids:
             ids.append(str(target.id))
+    raise_all(problems)
     return ids
 
 
 def check_definition(fields: Mapping[str, Any], *, llm: LLM, tools: ToolRegistry, denied_tools: Iterable[str]) -> None:
-    """Every check but handoffs (which need the database): raises a 422 naming the field."""
-    refuse_interpolation(dict(fields), "")
+    """Every check but handoffs (which need the database): one 422 naming the first field at fault and
+    listing every problem in ``details.errors``."""
+    problems: list[InvalidInput] = []
+    _collect(problems, lambda: refuse_interpolation(dict(fields), ""))
     if fields.get("model"):
-        check_model(llm, str(fields["model"]))
+        _collect(problems, lambda: check_model(llm, str(fields["model"])))
     if fields.get("tools"):
-        check_tools(tools, list(fields["tools"]), denied_tools)
+        _collect(problems, lambda: check_tools(tools, list(fields["tools"]), denied_tools))
     if fields.get("output_schema") is not None:
-        check_output_schema(fields["output_schema"])
+        _collect(problems, lambda: check_output_schema(fields["output_schema"]))
     if fields.get("guardrails"):
-        check_guardrails(list(fields["guardrails"]))
+        _collect(problems, lambda: check_guardrails(list(fields["guardrails"])))
     if fields.get("max_turns") is not None and not 1 <= int(fields["max_turns"]) <= MAX_TURNS:
-        raise invalid("max_turns", f"max_turns is between 1 and {MAX_TURNS}", code="limit_exceeded")
+        problems.append(invalid("max_turns", f"max_turns is between 1 and {MAX_TURNS}", code="limit_exceeded"))
     if fields.get("model_settings"):
-        from agentadapter.agents.run_config import ModelSettings
+        _collect(problems, lambda: _check_model_settings(fields["model_settings"]))
+    raise_all(problems)
 
-        check_model_settings(fields["model_settings"])
-        try:
-            ModelSettings.of(dict(fields["model_settings"]))
-        except (AgentAdapterError, TypeError, ValueError) as exc:
-            raise invalid("model_settings", f"{exc}", code="invalid_model_settings") from exc
+
+def _check_model_settings(settings: Any) -> None:
+    from agentadapter.agents.run_config import ModelSettings
+
+    check_model_settings(settings)
+    try:
+        ModelSettings.of(dict(settings))
+    except (AgentAdapterError, TypeError, ValueError) as exc:
+        raise invalid("model_settings", f"{exc}", code="invalid_model_settings") from exc
 
 
 # ----------------------------------------------------------------------------------------- building
