@@ -12,6 +12,8 @@ Errors, authentication failures included, are answered in Anthropic's error shap
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -30,13 +32,37 @@ from agentadapter.server.gateway.errors import gateway_error
 from agentadapter.server.gateway.requests import call_tags, read_call
 from agentadapter.server.gateway.responses import json_response, response_model
 from agentadapter.server.routes._prefix import API_PREFIX
-from agentadapter.server.schemas import error_responses
 
 __all__ = ["MESSAGES_PATHS", "router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["gateway"])
 
 MESSAGES_PATHS = frozenset({f"{API_PREFIX}/messages", f"{API_PREFIX}/messages/count_tokens"})
+
+_ANTHROPIC_ERROR = {
+    "type": "object", "required": ["type", "error"], "description": "Anthropic's error shape (our code and param ride "
+    "along in error)", "properties": {"type": {"const": "error"}, "error": {
+        "type": "object", "required": ["type", "message"],
+        "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}
+_STATUSES = {
+    400: "The body is not valid (param names the field), or a parameter a target of the model cannot honour.",
+    401: "No API key (x-api-key or a bearer token), or one that is not valid.",
+    402: "The tenant's prepaid credits do not cover the call.", 403: "The key's role or scopes do not allow this.",
+    404: "No such model.", 413: "The request body is larger than the server accepts.",
+    422: "A JSON schema of the body is one the server refuses.", 429: "A rate limit or a budget; see Retry-After.",
+    502: "The provider failed, or every target of the route did.", 503: "The provider is overloaded, or a breaker "
+    "is open.", 504: "The provider did not answer in time.",
+}
+
+
+def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Anthropic's error shape; the body guard's refusals (size, JSON) come in the API's own shape before this route."""
+    schema = {"anyOf": [_ANTHROPIC_ERROR, {"$ref": "#/components/schemas/ErrorResponse"}]}
+    return {status: {"description": _STATUSES[status], "content": {"application/json": {"schema": schema}}}
+            for status in statuses}
+
+
+_ALL = (400, 401, 402, 403, 404, 413, 422, 429, 502, 503, 504)
 
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "description": "An Anthropic Messages request."}}}}}
@@ -46,7 +72,7 @@ def _error(problem: HTTPProblem) -> Response:
     return json_response(error_payload(problem), problem.status, headers=problem.headers)
 
 
-@router.post("/messages", responses=error_responses(402, 404, 502, 503), openapi_extra=_BODY)
+@router.post("/messages", responses=_error_responses(*_ALL), openapi_extra=_BODY)
 async def messages(request: Request, state: StateDep) -> Response:
     """Anthropic's Messages, for every model the server can reach (``stream: true`` answers as Anthropic's SSE)."""
     try:
@@ -70,7 +96,7 @@ async def messages(request: Request, state: StateDep) -> Response:
                              media_type="text/event-stream", headers={**STREAM_HEADERS, **call.headers(answered_by)})
 
 
-@router.post("/messages/count_tokens", responses=error_responses(404), openapi_extra=_BODY)
+@router.post("/messages/count_tokens", responses=_error_responses(*_ALL), openapi_extra=_BODY)
 async def count_tokens(request: Request, state: StateDep) -> Response:
     """The input tokens a Messages request would have, counted by the provider where it can (else locally)."""
     try:
