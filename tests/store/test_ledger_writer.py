@@ -35,6 +35,7 @@ from agentadapter.store.writer import RecordWriter
 from agentadapter.testing import offline_llm
 from fakes.priced import PRICE_PER_TOKEN, PRICED_MODEL, priced_backend
 from services import redis_url_or_skip
+from store.databases import migrated_sqlite
 
 CALL = 1000 * PRICE_PER_TOKEN
 
@@ -325,3 +326,22 @@ async def test_on_redis_an_overrun_stops_at_minus_its_hold_and_grants_arrive_by_
     assert await second.available(tenant.id) == (pytest.approx(2.5), 0.0)
     await first.writer.flush()
     assert await stored(db, tenant) == (pytest.approx(2.5), [-1.5])
+
+
+async def test_a_journal_is_replayed_only_into_its_own_database(db: Database, tenant: Tenant, batch: str,
+                                                                tmp_path: Path, template_dir: Path) -> None:
+    root = tmp_path / "ledger"
+    done = subprocess.run([sys.executable, "-c", KILLED, db.url, str(root), "5", str(tenant.id), batch],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    (tmp_path / "other").mkdir()
+    other = RecordWriter(migrated_sqlite(tmp_path / "other", template_dir), root)  # shares the data dir only
+    other.register("usage", UsageSink())
+    await other.start()
+    await other.stop()
+    assert other.stats.replayed == 0 and len([p for p in root.iterdir() if p.is_dir()]) == 1
+    mine = RecordWriter(db.url, root)
+    mine.register("usage", UsageSink())
+    await mine.start()
+    await mine.stop()
+    assert mine.stats.replayed == 6 and await rows(db, batch) == 5

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -38,13 +39,14 @@ from typing import Any, Literal
 from agentadapter.llm.errors import ConfigurationError
 from agentadapter.private_files import private_directory
 
-__all__ = ["FsyncPolicy", "Journal", "orphaned_instances", "read_segment"]
+__all__ = ["FsyncPolicy", "Journal", "database_id", "orphaned_instances", "read_segment", "segments"]
 
 logger = logging.getLogger("agentadapter.store.journal")
 
 FsyncPolicy = Literal["always", "interval", "never"]
 FSYNC_POLICIES: tuple[str, ...] = ("always", "interval", "never")
 _LOCK_NAME = "owner.lock"
+_DATABASE_NAME = "database"
 _SUFFIX = ".jsonl"
 
 
@@ -54,12 +56,14 @@ class Journal:
     Not thread-safe by itself: the writer calls every method under its own lock.
     """
 
-    def __init__(self, root: Path, *, fsync: FsyncPolicy = "interval") -> None:
+    def __init__(self, root: Path, *, fsync: FsyncPolicy = "interval", database: str = "") -> None:
         if fsync not in FSYNC_POLICIES:
             raise ConfigurationError(
                 f"AGENTADAPTER_LEDGER_FSYNC={fsync!r} is not a policy; use always, interval or never")
         self.root = root
         self.fsync = fsync
+        self.database = database
+        """Which database the records are for (:func:`database_id`): only its writers replay them."""
         self.directory = root / uuid.uuid4().hex
         self.segment = 0
         """The number of the open segment (0 before :meth:`open`)."""
@@ -76,6 +80,7 @@ class Journal:
             private_directory(self.directory)
             self._lock_fd = os.open(self.directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            (self.directory / _DATABASE_NAME).write_text(self.database)
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot use the ledger journal directory {self.root} ({exc.strerror or exc}); set "
@@ -143,16 +148,31 @@ class Journal:
             self._lock_fd = -1
 
 
-def orphaned_instances(root: Path) -> Iterator[tuple[Path, int]]:
-    """The journal directories under ``root`` whose process is gone, each locked by this process while
-    the caller replays it: yields ``(directory, lock_fd)``; the caller deletes the directory when done
-    (closing ``lock_fd``), or closes ``lock_fd`` to leave it for later."""
+def database_id(url: str) -> str:
+    """A database's identity in a journal directory (a hash of its URL without the password), so that
+    two services sharing a data dir never replay each other's records into the wrong database."""
+    from sqlalchemy.engine import make_url
+
+    rendered = make_url(url).render_as_string(hide_password=True)
+    return hashlib.sha256(rendered.encode()).hexdigest()[:32]
+
+
+def orphaned_instances(root: Path, database: str = "") -> Iterator[tuple[Path, int]]:
+    """The journal directories under ``root`` for ``database`` whose process is gone, each locked by this
+    process while the caller replays it: yields ``(directory, lock_fd)``; the caller deletes the
+    directory when done (closing ``lock_fd``), or closes ``lock_fd`` to leave it for later."""
     if not root.is_dir():
         return
     for directory in sorted(root.iterdir()):
         lock_path = directory / _LOCK_NAME
         if not directory.is_dir() or not lock_path.exists():
             continue
+        try:
+            owner = (directory / _DATABASE_NAME).read_text()
+        except OSError:
+            owner = ""  # killed between taking its lock and naming its database: it journaled nothing
+        if owner and owner != database:
+            continue  # another service's journal (a data dir shared by two databases)
         try:
             fd = os.open(lock_path, os.O_RDWR)
         except OSError:

@@ -44,7 +44,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.llm.errors import ConfigurationError
 from agentadapter.store.database import Database, PoolSettings, database_outage
-from agentadapter.store.journal import FsyncPolicy, Journal, orphaned_instances, read_segment, segments
+from agentadapter.store.journal import (
+    FsyncPolicy,
+    Journal,
+    database_id,
+    orphaned_instances,
+    read_segment,
+    segments,
+)
 
 __all__ = ["RecordSink", "RecordWriter", "WriterStats"]
 
@@ -110,7 +117,7 @@ class RecordWriter:
         if queue_max < 1 or batch_max < 1:
             raise ConfigurationError("the ledger's queue and batch sizes must be positive")
         self.database_url = database_url
-        self.journal = Journal(journal_root, fsync=fsync)
+        self.journal = Journal(journal_root, fsync=fsync, database=database_id(database_url))
         self.fsync_interval_s = fsync_interval_s
         self.queue_max = queue_max
         self.batch_max = batch_max
@@ -387,10 +394,17 @@ class RecordWriter:
 
     async def _write(self, db: Database, batch: Sequence[tuple[str, Record]], *, queued: bool = True) -> None:
         """Write a batch in one transaction, retrying with back-off until it is in (or shutdown gives up)."""
+        unknown = [item for item in batch if item[0] not in self.sinks]
+        if unknown:
+            for kind, record in unknown:
+                self._reject([record], f"no writer for records of kind {kind!r}", kind=kind)
+            known = [item for item in batch if item[0] in self.sinks]
+        else:
+            known = list(batch)
         delay = 0.05
         while True:
             try:
-                await self._write_once(db, batch)
+                await self._write_once(db, known)
             except Exception as exc:
                 self.stats.write_failures += 1
                 if not database_outage(exc):
@@ -423,9 +437,6 @@ class RecordWriter:
         by_kind: dict[str, list[Record]] = {}
         for kind, record in batch:
             by_kind.setdefault(kind, []).append(record)
-        unknown = [kind for kind in by_kind if kind not in self.sinks]
-        for kind in unknown:
-            self._reject(by_kind.pop(kind), f"no writer for records of kind {kind!r}")
         async with db.writer() as session:
             for kind, records in by_kind.items():
                 await self.sinks[kind].write(session, records)
@@ -483,7 +494,7 @@ class RecordWriter:
         return len(pairs)
 
     async def _replay_orphans(self, db: Database) -> None:
-        for directory, lock_fd in orphaned_instances(self.journal.root):
+        for directory, lock_fd in orphaned_instances(self.journal.root, self.journal.database):
             if directory == self.journal.directory:
                 os.close(lock_fd)
                 continue
