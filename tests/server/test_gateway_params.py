@@ -213,3 +213,48 @@ async def test_the_models_list_has_named_backends_and_true_route_capabilities(ga
     assert fast["context_window"] == min(listed[MINI]["context_window"], claude["context_window"])
     assert fast["capabilities"]["prompt_caching"] == (
         listed[MINI]["capabilities"]["prompt_caching"] and claude["capabilities"]["prompt_caching"])
+
+
+_HOSTILE: list[tuple[str, dict[str, Any]]] = [
+    ("/chat/completions", {"model": MINI, "messages": HI, "tools": [{"type": "function", "function": {
+        "name": "x", "parameters": "not a schema"}}]}),
+    ("/chat/completions", {"model": MINI, "messages": HI, "functions": [{"name": "x", "parameters": [1]}]}),
+    ("/chat/completions", {"model": MINI, "messages": [{"role": "function", "name": "x", "content": "orphan"}]}),
+    ("/chat/completions", {"model": MINI, "messages": HI, "function_call": {"name": 5}}),
+    ("/chat/completions", {"model": MINI, "messages": HI, "stream_options": {"include_obfuscation": "yes"},
+                           "stream": True}),
+    ("/messages", {"model": MINI, "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": None, "data": "aGk="}}]}]}),
+    ("/messages", {"model": MINI, "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "!!"}}]}]}),
+    ("/messages", {"model": MINI, "max_tokens": 5, "messages": [{"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t", "name": "x", "input": [1]}]}]}),
+    ("/messages", {"model": MINI, "max_tokens": 5, "messages": HI, "tools": [{"name": "x", "input_schema": "s"}]}),
+    ("/messages", {"model": MINI, "max_tokens": 5, "messages": HI, "thinking": {"type": "enabled"}}),
+    ("/messages", {"model": MINI, "max_tokens": 5, "messages": HI, "output_config": {"format": {
+        "type": "json_schema", "schema": {"$ref": "http://elsewhere/schema"}}}}),
+    ("/messages", {"model": MINI, "max_tokens": 5, "messages": [{"role": "assistant", "content": [
+        {"type": "thinking", "thinking": "x", "signature": 5}]}]}),
+    ("/messages", {"model": MINI, "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image"}]}]}]}),
+    ("/messages/count_tokens", {"model": MINI, "messages": "hi"}),
+    ("/responses", {"model": MINI, "input": [{"type": "reasoning", "summary": "x", "encrypted_content": 5}]}),
+    ("/responses", {"model": MINI, "input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64,!!"}]}]}),
+    ("/responses", {"model": MINI, "input": [{"type": "function_call_output", "call_id": "c", "output": 5}]}),
+    ("/responses", {"model": MINI, "input": "x", "tools": [{"type": "function", "name": "f", "parameters": "s"}]}),
+    ("/responses", {"model": MINI, "input": "x", "text": {"format": {"type": "json_schema", "name": "n",
+                                                                      "schema": {"$ref": "#/nowhere"}}}}),
+    ("/responses", {"model": MINI, "input": [{"type": "item_reference", "id": "msg_1"}]}),
+    ("/responses", {"model": MINI, "input": [], "previous_response_id": 5}),
+    ("/responses", {"model": MINI, "input": "x", "reasoning": {"effort": "enormous"}}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), _HOSTILE, ids=[f"{p}-{i}" for i, (p, _) in enumerate(_HOSTILE)])
+async def test_malformed_bodies_are_4xx_naming_the_field(gateway: Gateway, path: str, body: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=gateway.base_url) as http:
+        response = await http.post(path, headers={"Authorization": f"Bearer {gateway.key}"}, json=body)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["message"]
+    assert gateway.openai_fake.request_count() == 0

@@ -261,8 +261,10 @@ def _block(block: Any, role: str, where: str, names: dict[str, str]) -> Part:
         if kind == "tool_result" and role == "user":
             return _tool_result(block, where, names)
         if kind == "thinking" and role == "assistant":
-            return ReasoningPart(str(block.get("thinking", "")), signature=block.get("signature"),
-                                 provider=REASONING_PROVIDER)
+            signature = block.get("signature")
+            if signature is not None and not isinstance(signature, str):
+                raise bad_request(f"{where}.signature", "a thinking block's signature is a string")
+            return ReasoningPart(str(block.get("thinking", "")), signature=signature, provider=REASONING_PROVIDER)
         if kind == "redacted_thinking" and role == "assistant":
             return ReasoningPart(redacted_data=str(block.get("data", "")), provider=REASONING_PROVIDER)
     except InvalidRequestError as exc:
@@ -343,7 +345,8 @@ def _tools(raw: Any) -> list[Tool]:
         raise bad_request("tools", "tools must be a list of {name, description, input_schema} objects")
     tools: list[Tool] = []
     for index, item in enumerate(raw):
-        if not isinstance(item, Mapping) or item.get("type", "custom") != "custom" or "input_schema" not in item:
+        if not isinstance(item, Mapping) or item.get("type", "custom") != "custom" or not isinstance(
+                item.get("input_schema"), Mapping):
             raise bad_request(f"tools[{index}]", "only custom tools ({name, description, input_schema}) are "
                                                  "supported: server tools run at Anthropic only", "unsupported_value")
         try:

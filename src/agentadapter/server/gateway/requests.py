@@ -396,6 +396,11 @@ def _tools(raw: Any, param: str = "tools") -> list[Tool]:
         if not isinstance(item, Mapping) or item.get("type") != "function":
             raise bad_request(f"{param}[{index}].type", "only function tools are supported: "
                                                         "{type: function, function: {name, description, parameters}}")
+        function = item.get("function")
+        if not isinstance(function, Mapping) or (function.get("parameters") is not None
+                                                 and not isinstance(function["parameters"], Mapping)):
+            raise bad_request(f"{param}[{index}].function", "function must be {name, description, parameters} "
+                                                            "with parameters a JSON schema object")
         try:
             tools.append(coerce_tool(item))
         except InvalidRequestError as exc:

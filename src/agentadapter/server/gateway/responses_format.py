@@ -230,6 +230,10 @@ def _input(raw: Any) -> list[Message]:
                                            content=_output_text(item.get("output"), where)))
             elif kind == "reasoning":
                 summary = item.get("summary") or []
+                encrypted = item.get("encrypted_content")
+                if not isinstance(summary, list) or (encrypted is not None and not isinstance(encrypted, str)):
+                    raise bad_request(where, "a reasoning item has summary (a list of summary_text parts) and "
+                                             "encrypted_content (a string)")
                 text = "\n\n".join(str(s.get("text", "")) for s in summary if isinstance(s, Mapping))
                 details = {"item_id": item["id"]} if isinstance(item.get("id"), str) else None
                 add("assistant", ReasoningPart(text, provider="openai", provider_details=details,
@@ -296,6 +300,8 @@ def _tools(raw: Any) -> list[Tool]:
             kind = item.get("type") if isinstance(item, Mapping) else None
             raise bad_request(f"tools[{index}].type", f"only function tools are supported here, not {kind!r}: "
                                                       "built-in tools run at OpenAI only", "unsupported_value")
+        if item.get("parameters") is not None and not isinstance(item["parameters"], Mapping):
+            raise bad_request(f"tools[{index}].parameters", "parameters must be a JSON schema object")
         try:
             tools.append(coerce_tool({"type": "function", "function": {
                 "name": item.get("name"), "description": item.get("description") or "",
