@@ -451,6 +451,9 @@ def _register_subcommands() -> None:
 
     register_run(app)
     register_service(app)
+    from agentadapter.cli.files import register as register_files
+
+    register_files(app)
     app.add_typer(cluster_app)
     from agentadapter.worker.cli import register as register_worker
 

@@ -59,8 +59,9 @@ async def delete_archive(session: AsyncSession, caller: Caller, archive_id: uuid
 
 
 async def add_files(session: AsyncSession, knowledge: Knowledge, caller: Caller, archive_id: uuid.UUID,
-                    file_ids: Sequence[uuid.UUID]) -> list[ArchiveFile]:
-    """Put the tenant's files in the archive and queue the new ones for ingestion; returns each membership."""
+                    file_ids: Sequence[uuid.UUID], *, enqueue: bool = True) -> list[ArchiveFile]:
+    """Put the tenant's files in the archive and queue the new ones for ingestion (in the background unless
+    ``enqueue`` is False: the caller ingests them); returns each membership."""
     await archive_store.get_archive(session, caller.tenant_id, archive_id)
     for index, file_id in enumerate(file_ids):
         try:
@@ -78,7 +79,7 @@ async def add_files(session: AsyncSession, knowledge: Knowledge, caller: Caller,
     await record(session, caller, "archive.add_files", "archive", archive_id,
                  {"file_ids": [str(f) for f in dict.fromkeys(file_ids)], "queued": len(new)})
     await session.commit()
-    for archive_file_id in new:
+    for archive_file_id in new if enqueue else []:
         knowledge.enqueue(archive_file_id)
     return rows
 

@@ -184,7 +184,7 @@ class Knowledge:
     async def ingest(self, archive_file_id: uuid.UUID, *, from_statuses: Sequence[str] = ("queued",)) -> str:
         """Ingest one archive file now; returns its final status (``ready``/``failed``), or ``skipped`` when
         another process took it or it is gone."""
-        async with self.db.writer() as session:
+        async with self.db.write_session() as session:
             claimed = await archive_store.claim_archive_file(session, archive_file_id, from_statuses=from_statuses)
             if claimed is None:
                 return "skipped"
@@ -199,7 +199,7 @@ class Knowledge:
             code = getattr(exc, "code", None) or type(exc).__name__
             await self._finish(archive_file_id, "failed", error={"code": code, "message": str(exc)})
             return "failed"
-        async with self.db.writer() as session:
+        async with self.db.write_session() as session:
             pgvector = await self._has_pgvector(session)
             if pgvector and dimensions not in self._vector_indexes:
                 await archive_store.ensure_vector_index(session, dimensions)
@@ -217,7 +217,7 @@ class Knowledge:
         return "ready"
 
     async def _finish(self, archive_file_id: uuid.UUID, status: str, *, error: dict[str, Any] | None) -> None:
-        async with self.db.writer() as session:
+        async with self.db.write_session() as session:
             await archive_store.set_archive_file_status(session, archive_file_id, status, error=error, chunk_count=0)
             await session.commit()
 
