@@ -394,3 +394,16 @@ async def test_a_config_file_backend_with_keys_and_region(fake: BedrockFake) -> 
     assert (await llm.generate(f"bedrock/{MODEL}", "from the config")).text == "from the config"
     await llm.aclose()
     assert str(fake.secret_key) not in redact_text(f"oops: {fake.secret_key}")
+
+
+async def test_streamed_reasoning_keeps_its_signature(fake: BedrockFake) -> None:
+    fake.reply("42", reasoning="Think it through.", signature="sig-stream")
+    backend = backend_for(fake)
+    events = [e async for e in backend.stream(request(reasoning_effort="low", max_tokens=2000))]
+    await backend.aclose()
+    final = events[-1].response
+    assert final is not None and final.text == "42"
+    reasoning = final.parts[0]
+    assert isinstance(reasoning, ReasoningPart)
+    assert (reasoning.text, reasoning.signature, reasoning.provider) == ("Think it through.", "sig-stream", "bedrock")
+    assert any(e.kind == "reasoning" for e in events)
