@@ -35,7 +35,7 @@ from agentadapter.llm.health import InProcessReliabilityStore, ReliabilityStore
 from agentadapter.llm.policy.retry import RetryPolicy
 from agentadapter.llm.router import Router, RouterContext
 from agentadapter.llm.transport import DEFAULT_TIMEOUT, Timeout, Transport
-from agentadapter.observability.logging import register_secret
+from agentadapter.observability.redact import register_secret
 
 # Which backend type speaks each API an OpenAI-style provider offers.
 _API_BACKENDS = {"chat": "openai_chat", "responses": "openai_responses"}

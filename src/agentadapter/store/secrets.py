@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from agentadapter.llm.errors import ConfigurationError
-from agentadapter.observability.logging import register_secret
+from agentadapter.observability.redact import register_secret
 
 __all__ = ["HKDF_INFO", "SecretBox", "SecretKeyError", "fernet_key", "generate_key"]
 
