@@ -258,3 +258,17 @@ async def test_malformed_bodies_are_4xx_naming_the_field(gateway: Gateway, path:
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]["message"]
     assert gateway.openai_fake.request_count() == 0
+
+
+def test_a_route_whose_every_target_failed_lastingly_is_not_retried() -> None:
+    from agentadapter.llm.errors import AllTargetsFailedError, AuthenticationError, NotFoundError, ServerError
+    from agentadapter.server.gateway.errors import gateway_error
+
+    lasting = AllTargetsFailedError("every target failed", [
+        AuthenticationError("bad key", provider="openai"), NotFoundError("no model", provider="anthropic")])
+    assert gateway_error(lasting, "fast").headers == {"x-should-retry": "false"}
+    transient = AllTargetsFailedError("every target failed", [
+        AuthenticationError("bad key", provider="openai"), ServerError("500", provider="anthropic")])
+    assert gateway_error(transient, "fast").headers is None
+    missing = gateway_error(NotFoundError("no such model", provider="openai", model="gpt-9"), "openai/gpt-9")
+    assert (missing.status, missing.code, missing.headers) == (404, "model_not_found", {"x-should-retry": "false"})

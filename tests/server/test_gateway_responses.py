@@ -171,6 +171,9 @@ async def main() -> None:
     agent = agents.Agent(name="forecaster", instructions="Use the tool.", model=model, tools=[weather])
     result = await agents.Runner.run(agent, "Weather in Oslo?")
     print(result.final_output)
+    streamed = agents.Runner.run_streamed(agent, "Weather in Oslo, streamed?")
+    kinds = {event.type async for event in streamed.stream_events()}
+    print(streamed.final_output, "raw_response_event" in kinds)
 
 asyncio.run(main())
 """
@@ -178,8 +181,9 @@ asyncio.run(main())
 
 async def test_openai_agents_on_its_default_responses_path(gateway: Gateway, tmp_path: Path) -> None:
     # openai-agents' package is named `agents`, as is a test package here: it runs in a process of its own.
-    gateway.anthropic_fake.reply(tool_uses=[{"id": "toolu_a", "name": "weather", "input": {"city": "Oslo"}}])
-    gateway.anthropic_fake.reply("It is sunny in Oslo.")
+    for answer in ("It is sunny in Oslo.", "Still sunny."):
+        gateway.anthropic_fake.reply(tool_uses=[{"id": "toolu_a", "name": "weather", "input": {"city": "Oslo"}}])
+        gateway.anthropic_fake.reply(answer)
     script = tmp_path / "agent_run.py"
     script.write_text(_AGENT_SCRIPT)
     process = await asyncio.create_subprocess_exec(
@@ -193,7 +197,7 @@ async def test_openai_agents_on_its_default_responses_path(gateway: Gateway, tmp
             process.kill()
             await process.wait()
     assert process.returncode == 0, err.decode()[-3000:]
-    assert out.decode().strip() == "It is sunny in Oslo."
+    assert out.decode().splitlines() == ["It is sunny in Oslo.", "Still sunny. True"]
     second = gateway.anthropic_fake.requests[-1].json["messages"]
     assert second[-1]["content"][0]["type"] == "tool_result" and "sunny in Oslo" in json.dumps(second[-1])
 
@@ -212,3 +216,36 @@ async def test_the_store_on_redis_is_per_tenant_and_expires(tmp_path: Path) -> N
     finally:
         await redis.aclose()
         stop_group(server.process)
+
+
+async def test_thinking_streams_as_reasoning_items_and_is_replayed_from_the_store(gateway: Gateway) -> None:
+    client = gateway.client()
+    gateway.anthropic_fake.reply("Four.", thinking="2 + 2 is 4")
+    stream = await client.responses.create(model=CLAUDE, input="2 + 2?", reasoning={"effort": "medium"}, stream=True)
+    events = [event async for event in stream]
+    names = [event.type for event in events]
+    assert "response.reasoning_summary_text.delta" in names and names[-1] == "response.completed"
+    completed = events[-1].response  # type: ignore[union-attr]
+    assert [item.type for item in completed.output] == ["reasoning", "message"]
+    assert completed.output[0].summary[0].text == "2 + 2 is 4" and completed.output_text == "Four."
+    assert gateway.anthropic_fake.requests[-1].json["thinking"]["type"] == "enabled"
+
+    gateway.anthropic_fake.reply("Eight.")  # the fake refuses thinking it did not sign: the store kept the signature
+    follow_up = await client.responses.create(model=CLAUDE, input="And 4 + 4?", previous_response_id=completed.id,
+                                              reasoning={"effort": "medium"})
+    assert follow_up.output_text == "Eight."
+    replayed = gateway.anthropic_fake.requests[-1].json["messages"][1]["content"]
+    assert replayed[0]["type"] == "thinking" and replayed[0]["thinking"] == "2 + 2 is 4"
+
+
+async def test_the_database_store_reads_nothing_expired(gateway: Gateway) -> None:
+    from agentadapter.service.responses import DatabaseResponseStore
+
+    tenant = (await gateway.api.tenant()).id
+    expired = DatabaseResponseStore(gateway.api.state.db, ttl_s=-1)
+    await save_conversation(expired, tenant, "resp_old", [Message.user("old")], "m")
+    assert await expired.get(tenant, "resp_old") is None
+    live = DatabaseResponseStore(gateway.api.state.db, ttl_s=60)
+    await save_conversation(live, tenant, "resp_new", [Message.user("new")], "m")  # deletes the expired row
+    assert [m.text for m in await load_conversation(live, tenant, "resp_new")] == ["new"]
+    assert await live.get(uuid.uuid4(), "resp_new") is None
