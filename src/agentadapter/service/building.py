@@ -10,6 +10,11 @@ local runner, a Python class or an endpoint of the tenant's choosing), parses wo
 interpolation off, and caps steps, loop iterations, retries and run time by the operator's settings
 (:class:`~agentadapter.service.trust.RunCaps`).
 
+RAG by default (:mod:`.rag`): every agent built here gets a ``file_search`` tool over the archives of
+the user's settings' ``rag_archives`` unless its definition's metadata says ``file_search: false``; a
+workflow's agent entry may name its own ``archives`` (``[]``: none), checked like handoffs, at write and
+at build time.
+
 An agent definition becomes an ``AgentSpec`` for the agent layer's factory (``create_agents``), with
 its handoff targets - other definitions of the same tenant, followed transitively - built alongside
 so they can refer to each other. A workflow's ``ref:`` entries name the tenant's stored agents, whose
@@ -48,6 +53,17 @@ from agentadapter.orchestrator.workflow import Workflow, parse_workflow
 from agentadapter.service.common import BuildParts, invalid
 from agentadapter.service.config import ServiceSettings
 from agentadapter.service.errors import InvalidInput
+from agentadapter.service.knowledge import Knowledge, knowledge_of
+from agentadapter.service.rag import (
+    CONTEXT_TOOLS,
+    attach_file_search,
+    entry_archives,
+    factory_defaults,
+    pop_entry_archives,
+    settings_archives,
+    wants_file_search,
+    workflow_archives,
+)
 from agentadapter.service.trust import (
     MAX_TURNS,
     RunCaps,
@@ -82,7 +98,7 @@ def check_tools(registry: ToolRegistry, names: Sequence[str], denied: Iterable[s
             problems.append(invalid(f"{param}[{index}]", f"tool {name!r} is not available to agents defined through "
                                                          "the API (AGENTADAPTER_API_DENIED_TOOLS)",
                                     code="tool_not_allowed"))
-        elif name not in registry:
+        elif name not in registry and name not in CONTEXT_TOOLS:
             known = ", ".join(n for n in registry.names() if n not in denied) or "none"
             problems.append(invalid(f"{param}[{index}]", f"unknown tool {name!r}; the registered tools are: {known}",
                                     code="unknown_tool"))
@@ -217,7 +233,7 @@ def definition_spec(definition: AgentDefinition, names_by_id: Mapping[str, str])
     spec: dict[str, Any] = {
         "type": "llm",  # the tenant's facade runs it: never a local runner, a class or an endpoint
         "name": definition.name, "description": definition.description, "instructions": definition.instructions,
-        "model": definition.model, "tools": list(definition.tools or []),
+        "model": definition.model, "tools": [t for t in definition.tools or [] if t not in CONTEXT_TOOLS],
         "handoffs": [names_by_id[h] for h in definition.handoffs or [] if h in names_by_id],
         "model_settings": dict(definition.model_settings or {}), "output_schema": definition.output_schema,
     }
@@ -253,7 +269,8 @@ def agent_defaults(settings: Any) -> dict[str, Any]:
     has no effect: every agent the builder makes is an ``llm`` agent on the tenant's facade)."""
     if settings is None:
         return {}
-    defaults: dict[str, Any] = {"prefer_local": bool(settings.prefer_local)}
+    defaults: dict[str, Any] = {"prefer_local": bool(settings.prefer_local),
+                                "rag_archives": list(settings.rag_archives or [])}
     if settings.default_model:
         defaults["default_model"] = settings.default_model
     return defaults
@@ -266,7 +283,7 @@ def agent_defaults(settings: Any) -> dict[str, Any]:
 
 def builder(parts: BuildParts) -> DefinitionBuilder:
     """The builder of a process's parts and settings (the API server's state, a worker's runtime)."""
-    return DefinitionBuilder.of(llm=parts.llm, tools=parts.tools, service=parts.service)
+    return DefinitionBuilder.of(llm=parts.llm, tools=parts.tools, service=parts.service, knowledge=knowledge_of(parts))
 
 
 
@@ -280,11 +297,15 @@ class DefinitionBuilder:
     denied_tools: frozenset[str]
     """Registered tools that agents defined through the API may not use."""
     caps: RunCaps
+    knowledge: Knowledge | None = None
+    """Where ``file_search`` searches (None: agents get no file_search)."""
 
     @classmethod
-    def of(cls, *, llm: LLM, tools: ToolRegistry, service: ServiceSettings) -> DefinitionBuilder:
+    def of(cls, *, llm: LLM, tools: ToolRegistry, service: ServiceSettings,
+           knowledge: Knowledge | None = None) -> DefinitionBuilder:
         """From the service's parts and its settings."""
-        return cls(llm=llm, tools=tools, denied_tools=frozenset(service.api_denied_tools), caps=RunCaps.of(service))
+        return cls(llm=llm, tools=tools, denied_tools=frozenset(service.api_denied_tools), caps=RunCaps.of(service),
+                   knowledge=knowledge)
 
     # ---------------------------------------------------------------------------------------- agents
 
@@ -325,12 +346,15 @@ class DefinitionBuilder:
         names_by_id = {key: d.name for key, d in closure.items()}
         specs = [definition_spec(d, names_by_id) for d in closure.values()]
         try:
-            built = create_agents(specs, tools=self.tools, defaults=defaults)
+            built = create_agents(specs, tools=self.tools, defaults=factory_defaults(defaults))
         except AgentAdapterError as exc:
             raise invalid("agent_id", f"agent {definition.name!r} cannot be built: {exc}",
                           code="invalid_agent") from exc
+        rag = await settings_archives(session, tenant_id, defaults) if self.knowledge is not None else []
         for stored in closure.values():
             _attach_guardrails(built[stored.name], stored)
+            if wants_file_search(stored):
+                attach_file_search(self.knowledge, built[stored.name], tenant_id, rag)
         return built[definition.name]
 
     def _recheck(self, stored: AgentDefinition, param: str) -> None:
@@ -375,12 +399,21 @@ class DefinitionBuilder:
         """The parsed workflow and its agents, stored refs expanded and their guardrails attached."""
         workflow, used = await self.plan_workflow(session, tenant_id, row, defaults)
         try:
-            agents = workflow.build_agents(tools=self.tools, defaults=defaults)
+            agents = workflow.build_agents(tools=self.tools, defaults=factory_defaults(defaults))
         except (WorkflowError, AgentAdapterError) as exc:
             raise invalid("workflow_id", f"workflow {row.name!r} cannot be built: {exc}",
                           code="invalid_workflow") from exc
         for name, definition in used.items():
             _attach_guardrails(agents.get(name), definition)
+        if self.knowledge is not None:
+            rag = await settings_archives(session, tenant_id, defaults)
+            named = workflow_archives(row.spec)  # checked by plan_workflow: every name is an archive
+            for name, agent in agents.items():
+                if name in named:
+                    chosen = await entry_archives(session, tenant_id, named[name], f"spec.agents.{name}.archives")
+                    attach_file_search(self.knowledge, agent, tenant_id, chosen)
+                elif wants_file_search(used.get(name)):
+                    attach_file_search(self.knowledge, agent, tenant_id, rag)
         return workflow, agents
 
     async def plan_workflow(
@@ -414,6 +447,8 @@ class DefinitionBuilder:
         """Check the spec's own data, then replace each ``ref: <stored agent>`` entry by that definition's
         spec and make every entry an ``llm`` agent; returns the stored definitions used, by entry name."""
         refuse_interpolation(spec, param)
+        for index, named in pop_entry_archives(spec, param).items():  # the builder's key: checked here
+            await entry_archives(session, tenant_id, named, f"{param}.agents[{index}].archives")
         refs = check_workflow_entries(spec, param)
         self.caps.check_spec(spec, param)
         found = await agent_store.find_agents(session, tenant_id, [ref for _, ref in refs]) if refs else {}
