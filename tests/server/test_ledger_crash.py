@@ -1,7 +1,7 @@
 """A server killed with SIGKILL mid-burst loses no usage record and no credit settlement: after a restart
 (which replays the journal the dead process left), every call the clients got an answer for is in
 ``usage_records``, every such call was charged once, and the balance is the grant less the charges -
-on SQLite and PostgreSQL.
+on SQLite and PostgreSQL, with the running balance in the process and on Redis.
 
 The server is a real ``uvicorn`` process (the service's lifespan, the record writer thread, the
 journal in its data dir); the provider is a loopback fake in the test's loop; the load is 16 clients
@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from agentadapter.store.database import Database
 from agentadapter.store.models import CreditTransaction, UsageRecord
 from fakes.server import FakeServer, Recorded
 from server.conftest import JWT_SECRET
-from services import free_port, log_tail, stop_group
+from services import free_port, log_tail, start_redis, stop_group
 from store.databases import DATABASES, new_database_url, unique
 
 COMPLETION = {
@@ -42,9 +43,19 @@ CLIENTS = 16
 GRANT = 100.0
 
 
-@pytest.fixture(params=DATABASES)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, template_dir: Path) -> str:
-    return new_database_url(request.param, tmp_path, template_dir)
+@pytest.fixture(params=[*DATABASES, "postgres+redis"])
+def service(request: pytest.FixtureRequest, tmp_path: Path, template_dir: Path) -> Iterator[tuple[str, str | None]]:
+    """The database URL, and the URL of a private Redis when the balances live there (several processes)."""
+    database, _, redis = str(request.param).partition("+")
+    url = new_database_url(database, tmp_path, template_dir)
+    if not redis:
+        yield url, None
+        return
+    server = start_redis(tmp_path)
+    try:
+        yield url, server.url()
+    finally:
+        stop_group(server.process)
 
 
 @pytest.fixture
@@ -76,7 +87,8 @@ async def wait_healthy(process: subprocess.Popen[bytes], base_url: str, log: Pat
 
 
 async def test_a_server_killed_mid_burst_loses_no_record_and_no_settlement(
-        database_url: str, tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> None:
+        service: tuple[str, str | None], tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> None:
+    database_url, redis_url = service
     async def chat(request: web.Request, recorded: Recorded) -> web.StreamResponse:
         return web.json_response(COMPLETION)
 
@@ -92,6 +104,9 @@ async def test_a_server_killed_mid_burst_loses_no_record_and_no_settlement(
         env.update(AGENTADAPTER_DATABASE_URL=database_url, AGENTADAPTER_DATA_DIR=str(tmp_path / "data"),
                    AGENTADAPTER_JWT_SECRET=JWT_SECRET, AGENTADAPTER_ENV="development",
                    OPENAI_BASE_URL=provider.url + "/v1", OPENAI_API_KEY="sk-test", PYTHONUNBUFFERED="1")
+        if redis_url is not None:
+            # Holds of a killed process are released once its liveness key expires (3 periods).
+            env.update(AGENTADAPTER_REDIS_URL=redis_url, AGENTADAPTER_CREDIT_RECONCILE_S="0.3")
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         log = tmp_path / "server.log"
@@ -128,6 +143,14 @@ async def test_a_server_killed_mid_burst_loses_no_record_and_no_settlement(
         restarted = start_server(env, port, log)  # replays the journal before it answers
         started.append(restarted)
         await wait_healthy(restarted, base_url, log)
+        if redis_url is not None:
+            async with asyncio.timeout(30):  # the restarted process meters the tenant and sweeps its hash
+                while (await held(redis_url, tenant.id)) != 0.0:
+                    async with httpx.AsyncClient(timeout=30) as http:
+                        answer = await http.post(base_url + "/v1/chat/completions", content=body, headers=headers)
+                    assert answer.status_code == 200, answer.text
+                    answered += 1
+                    await asyncio.sleep(0.2)
         restarted.send_signal(signal.SIGTERM)
         # uvicorn ends a clean shutdown by raising the signal it caught again.
         assert restarted.wait(60) in (0, -signal.SIGTERM), log_tail(log)
@@ -157,3 +180,24 @@ async def test_a_server_killed_mid_burst_loses_no_record_and_no_settlement(
     assert -charged_usd == pytest.approx(charged * per_call)
     assert account is not None
     assert account.balance_usd == pytest.approx(GRANT + charged_usd)  # grants - the sum of recorded charges
+    if redis_url is not None:  # the running balance on Redis settled the same charges, and holds nothing
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            balance = await client.hget(f"agentadapter:credits:{tenant.id.hex}", "balance")
+        finally:
+            await client.aclose()
+        assert float(balance) == pytest.approx(account.balance_usd) and await held(redis_url, tenant.id) == 0.0
+
+
+async def held(redis_url: str, tenant_id: uuid.UUID) -> float:
+    """What the tenant's hash on Redis holds for calls in progress, every process's holds together."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        fields = await client.hgetall(f"agentadapter:credits:{tenant_id.hex}")
+    finally:
+        await client.aclose()
+    return sum(float(value) for name, value in fields.items() if name.startswith(b"r:"))

@@ -2,9 +2,12 @@
 
 The same rules as :class:`~agentadapter.store.balances.RunningBalances` (hold what is available, charge
 an overrun only down to minus the call's own hold), made atomic across processes by Lua scripts on one
-hash per tenant, ``<prefix>:credits:<tenant>``: ``balance``, ``reserved`` (open holds), and ``ext_sum`` /
-``ext_n``, the sum and number of the account's non-charge transactions (grants, adjustments) already in
-``balance``. A hold is one script call (one round trip); a settlement is one more, and its charge goes
+hash per tenant, ``<prefix>:credits:<tenant>``: ``balance``, the open holds of each process
+(``r:<instance>``; ``reserved`` is their sum), and ``ext_sum`` / ``ext_n``, the sum and number of the
+account's non-charge transactions (grants, adjustments) already in ``balance``. Each process keeps a
+liveness key (``<prefix>:credits-alive:<instance>``, refreshed at every reconciliation, expiring after
+three periods); the holds of a process whose key has expired - it was killed - are released. A hold
+is one script call (one round trip); a settlement is one more, and its charge goes
 to the :class:`~agentadapter.store.writer.RecordWriter` (journaled before the call answers, written in
 batches, moved into the account's ``balance_usd`` exactly once), as in one process.
 
@@ -38,40 +41,81 @@ __all__ = ["RedisBalances"]
 
 logger = logging.getLogger("agentadapter.store.redis_balances")
 
-_HOLD = """
-local state = redis.call('HMGET', KEYS[1], 'balance', 'reserved')
-if not state[1] then return {-1} end
-local balance = tonumber(state[1])
-local reserved = tonumber(state[2]) or 0
-local amount = tonumber(ARGV[1])
-if balance - reserved >= amount then
-  redis.call('HSET', KEYS[1], 'reserved', string.format('%.17g', reserved + amount))
-  return {1}
+# Open holds are kept per process, in fields ``r:<instance>``: a process that dies takes its holds with
+# it once its liveness key expires (``_SWEEP``). ``reserved`` is their sum.
+_RESERVED = """
+local function reserved_of(fields)
+  local total = 0
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == 'r:' then total = total + tonumber(fields[i + 1]) end
+  end
+  return total
 end
-return {0, state[1], string.format('%.17g', reserved)}
 """
 
-_SETTLE = """
-local state = redis.call('HMGET', KEYS[1], 'balance', 'reserved')
-if not state[1] then return {-1} end
-local balance = tonumber(state[1])
-local reserved = tonumber(state[2]) or 0
+_HOLD = _RESERVED + """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return {-1} end
+local state = {}
+for i = 1, #fields, 2 do state[fields[i]] = fields[i + 1] end
+if not state['balance'] then return {-1} end
+local balance = tonumber(state['balance'])
+local reserved = reserved_of(fields)
+local amount = tonumber(ARGV[1])
+if balance - reserved >= amount then
+  redis.call('HINCRBYFLOAT', KEYS[1], 'r:' .. ARGV[2], amount)
+  return {1}
+end
+return {0, state['balance'], string.format('%.17g', reserved)}
+"""
+
+_SETTLE = _RESERVED + """
+local fields = redis.call('HGETALL', KEYS[1])
+local state = {}
+for i = 1, #fields, 2 do state[fields[i]] = fields[i + 1] end
+if not state['balance'] then return {-1} end
+local balance = tonumber(state['balance'])
+local reserved = reserved_of(fields)
 local held = tonumber(ARGV[1])
 local actual = tonumber(ARGV[2])
 local overrun = math.max(0, actual - held)
 local collected = math.min(overrun, math.max(0, balance - reserved + held))
 local charge = actual - overrun + collected
 balance = balance - charge
-reserved = reserved - held
-if reserved < 1e-12 then reserved = 0 end
-redis.call('HSET', KEYS[1], 'balance', string.format('%.17g', balance), 'reserved', string.format('%.17g', reserved))
+local mine = (tonumber(state['r:' .. ARGV[3]]) or 0) - held
+redis.call('HSET', KEYS[1], 'balance', string.format('%.17g', balance))
+if mine > 1e-12 then
+  redis.call('HSET', KEYS[1], 'r:' .. ARGV[3], string.format('%.17g', mine))
+else
+  redis.call('HDEL', KEYS[1], 'r:' .. ARGV[3])
+end
 return {1, string.format('%.17g', charge), string.format('%.17g', balance), string.format('%.17g', overrun),
         string.format('%.17g', collected)}
 """
 
+_AVAILABLE = _RESERVED + """
+local fields = redis.call('HGETALL', KEYS[1])
+local state = {}
+for i = 1, #fields, 2 do state[fields[i]] = fields[i + 1] end
+if not state['balance'] then return {} end
+return {state['balance'], string.format('%.17g', reserved_of(fields))}
+"""
+
+_SWEEP = """
+local fields = redis.call('HKEYS', KEYS[1])
+local dropped = 0
+for _, field in ipairs(fields) do
+  if string.sub(field, 1, 2) == 'r:' and redis.call('EXISTS', ARGV[1] .. string.sub(field, 3)) == 0 then
+    redis.call('HDEL', KEYS[1], field)
+    dropped = dropped + 1
+  end
+end
+return dropped
+"""
+
 _LOAD = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'balance', ARGV[1], 'reserved', '0', 'ext_sum', ARGV[2], 'ext_n', ARGV[3])
+redis.call('HSET', KEYS[1], 'balance', ARGV[1], 'ext_sum', ARGV[2], 'ext_n', ARGV[3])
 return 1
 """
 
@@ -99,8 +143,15 @@ class RedisBalances:
         self.reconcile_s = reconcile_s
         self._hold = client.register_script(_HOLD)
         self._settle = client.register_script(_SETTLE)
+        self._available = client.register_script(_AVAILABLE)
         self._load = client.register_script(_LOAD)
         self._reconcile = client.register_script(_RECONCILE)
+        self._sweep = client.register_script(_SWEEP)
+        self.instance = uuid.uuid4().hex[:16]
+        """This process's name in the hashes' hold fields (``r:<instance>``)."""
+        self._alive_prefix = f"{prefix}:credits-alive:"
+        self.alive_s = max(3 * reconcile_s, 1.0)
+        """How long this process's holds outlive it (its liveness key is refreshed at every reconciliation)."""
         self._without_account: dict[uuid.UUID, float] = {}  # tenant -> when it was found to have none
         self._known: set[uuid.UUID] = set()
         writer.register("charge", ChargeSink())
@@ -113,10 +164,10 @@ class RedisBalances:
     async def available(self, tenant_id: uuid.UUID) -> tuple[float, float] | None:
         if not await self._ensure(tenant_id):
             return None
-        balance, reserved = await self.client.hmget(self._key(tenant_id), "balance", "reserved")
-        if balance is None:
+        answer = await self._available(keys=[self._key(tenant_id)])
+        if not answer:
             return None
-        return float(balance), float(reserved or 0.0)
+        return float(answer[0]), float(answer[1])
 
     async def has_account(self, tenant_id: uuid.UUID) -> bool:
         return await self._ensure(tenant_id)
@@ -149,7 +200,7 @@ class RedisBalances:
         for _ in range(2):
             if not await self._ensure(tenant_id):
                 raise LookupError(tenant_id)
-            answer = await self._hold(keys=[self._key(tenant_id)], args=[repr(float(amount_usd))])
+            answer = await self._hold(keys=[self._key(tenant_id)], args=[repr(float(amount_usd)), self.instance])
             if int(answer[0]) == 1:
                 return None
             if int(answer[0]) == 0:
@@ -159,7 +210,8 @@ class RedisBalances:
 
     async def settle(self, tenant_id: uuid.UUID, reservation_id: uuid.UUID, held_usd: float, actual_usd: float,
                      details: Mapping[str, Any], description: str = "") -> Settlement | None:
-        answer = await self._settle(keys=[self._key(tenant_id)], args=[repr(float(held_usd)), repr(float(actual_usd))])
+        answer = await self._settle(keys=[self._key(tenant_id)],
+                                    args=[repr(float(held_usd)), repr(float(actual_usd)), self.instance])
         if int(answer[0]) != 1:
             self._known.discard(tenant_id)
             return None
@@ -183,19 +235,27 @@ class RedisBalances:
             await self._ensure(tenant_id)
 
     def start(self) -> None:
-        """Reconcile the tenants this process meters every ``reconcile_s``, on the running loop, until the
-        writer stops."""
-        if self.reconcile_s > 0:
-            task = asyncio.get_running_loop().create_task(self._reconcile_every(), name="credit-reconcile")
-            self.writer.on_stop(lambda: _cancel(task))
+        """Keep this process alive in Redis and reconcile the tenants it meters every ``reconcile_s``, on the
+        running loop, until the writer stops."""
+        task = asyncio.get_running_loop().create_task(self._reconcile_every(), name="credit-reconcile")
+        self.writer.on_stop(lambda: self._stop(task))
+
+    async def _stop(self, task: asyncio.Task[None]) -> None:
+        await _cancel(task)
+        with contextlib.suppress(Exception):  # Redis away: the key expires by itself
+            await self.client.delete(self._alive_prefix + self.instance)
 
     async def _reconcile_every(self) -> None:
         while True:
-            await asyncio.sleep(self.reconcile_s)
             try:
-                await self._apply(await self._read_accounts(self.db, list(self._known)))
+                await self.client.set(self._alive_prefix + self.instance, b"1", px=int(self.alive_s * 1000))
+                known = list(self._known)
+                for tenant_id in known:  # the holds of processes that died are released
+                    await self._sweep(keys=[self._key(tenant_id)], args=[self._alive_prefix])
+                await self._apply(await self._read_accounts(self.db, known))
             except Exception as exc:  # Redis or the database away: the next round tries again
                 logger.warning("could not reconcile the credit balances (%s: %s)", type(exc).__name__, exc)
+            await asyncio.sleep(self.reconcile_s)
 
     async def _apply(self, accounts: Mapping[uuid.UUID, tuple[float, float, int]]) -> None:
         for tenant_id, (_, total, count) in accounts.items():
