@@ -272,3 +272,21 @@ def test_a_route_whose_every_target_failed_lastingly_is_not_retried() -> None:
     assert gateway_error(transient, "fast").headers is None
     missing = gateway_error(NotFoundError("no such model", provider="openai", model="gpt-9"), "openai/gpt-9")
     assert (missing.status, missing.code, missing.headers) == (404, "model_not_found", {"x-should-retry": "false"})
+
+
+async def test_log_probabilities_come_back_from_a_chat_completions_target(gateway: Gateway) -> None:
+    logprobs = {"content": [{"token": "ok", "logprob": -0.01, "bytes": [111, 107], "top_logprobs": [
+        {"token": "ok", "logprob": -0.01, "bytes": [111, 107]}]}], "refusal": None}
+    gateway.openai_fake.reply(raw_body={
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "logprobs": logprobs,
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+    completion = await gateway.client().chat.completions.create(model=MINI, messages=HI, logprobs=True,
+                                                                top_logprobs=1)
+    assert completion.choices[0].logprobs is not None
+    assert completion.choices[0].logprobs.model_dump()["content"] == logprobs["content"]
+    assert (gateway.openai_fake.last.json["logprobs"], gateway.openai_fake.last.json["top_logprobs"]) == (True, 1)
+    with pytest.raises(openai.BadRequestError) as streamed:  # chunks do not carry them here
+        await gateway.client().chat.completions.create(model=MINI, messages=HI, logprobs=True, stream=True)
+    assert streamed.value.param == "logprobs" and "drop_params" in streamed.value.message

@@ -464,6 +464,9 @@ def response_from_body(body: Mapping[str, Any], provider: str, model: str) -> Re
         if raw_reason is not None:
             details = details or {}
             details["finish_reason"] = raw_reason
+        if choice.get("logprobs"):  # asked for with logprobs in extra_body: kept for the caller
+            details = details or {}
+            details["logprobs"] = choice["logprobs"]
     if finish_reason is None:
         finish_reason = "tool_calls" if any(isinstance(p, ToolCallPart) for p in parts) else "stop"
     usage = body.get("usage")

@@ -62,10 +62,12 @@ HONOURED: dict[str, frozenset[str]] = {
     "container": frozenset({"anthropic"}),
     "diagnostics": frozenset({"anthropic"}),
     "user_profile_id": frozenset({"anthropic"}),
-    # answers the gateway cannot carry back: one choice, text only, no token log-probabilities
+    # token log-probabilities: carried back from chat-completions servers, in a whole answer only
+    "logprobs": _CHAT,
+    "top_logprobs": _CHAT,
+    "logprobs (not carried back)": frozenset(),
+    # answers the gateway cannot carry back: one choice, text only
     "n": frozenset(),
-    "logprobs": frozenset(),
-    "top_logprobs": frozenset(),
     "modalities": frozenset(),
     "audio": frozenset(),
     "moderation": frozenset(),
@@ -73,9 +75,11 @@ HONOURED: dict[str, frozenset[str]] = {
 """Parameter -> the target kinds that honour it. Parameters every kind honours (messages, tools,
 ``temperature``, ``metadata``, ...) are not listed."""
 
-PASS_THROUGH = frozenset({"logit_bias", "store", "service_tier", "safety_identifier", "prompt_cache_retention",
-                          "prompt_cache_options", "prediction", "verbosity", "web_search_options", "top_k", "speed",
-                          "inference_geo", "container", "diagnostics", "user_profile_id"})
+PASS_THROUGH = frozenset({
+    "logprobs", "top_logprobs", "logit_bias", "store", "service_tier", "safety_identifier", "prompt_cache_retention",
+    "prompt_cache_options", "prediction", "verbosity", "web_search_options", "top_k", "speed", "inference_geo",
+    "container", "diagnostics", "user_profile_id",
+})
 """The listed parameters sent in the provider's body as the client wrote them (``Request.extra_body``)."""
 
 
@@ -99,9 +103,11 @@ class ParamPlan:
     drop: bool
     dropped: list[str] = field(default_factory=list)
 
-    def allows(self, param: str) -> bool:
-        """Whether to send ``param``; False when it is dropped; a 400 when the route refuses it."""
-        kinds = HONOURED.get(param)
+    def allows(self, param: str, entry: str | None = None) -> bool:
+        """Whether to send ``param``; False when it is dropped; a 400 when the route refuses it. ``entry``: the
+        :data:`HONOURED` row to read, when it is not the parameter's own (``logprobs (not carried back)``: in a
+        stream, or from the Responses API)."""
+        kinds = HONOURED.get(entry or param)
         if kinds is None:
             return True
         refusing = next(((label, kind) for label, kind in self.targets if kind not in kinds), None)

@@ -78,7 +78,8 @@ class ChatCall:
         """Put the parameters ``plan`` allows into the request (a 400 for one the route refuses)."""
         request = self.request
         for param, value in self.params.items():
-            if not plan.allows(param):
+            streamed_logprobs = self.stream and param in ("logprobs", "top_logprobs")
+            if not plan.allows(param, "logprobs (not carried back)" if streamed_logprobs else None):
                 continue
             if param in PASS_THROUGH:
                 request.extra_body[param] = value

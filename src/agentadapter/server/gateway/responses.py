@@ -71,7 +71,8 @@ def completion_body(response: Response, *, legacy_functions: bool = False) -> di
         "object": "chat.completion",
         "created": int(time.time()),
         "model": response_model(response),
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [{"index": 0, "message": message, "logprobs": (response.provider_details or {}).get("logprobs"),
+                     "finish_reason": finish_reason}],
         "usage": usage_to_wire(response.usage),
         "system_fingerprint": None,
     }

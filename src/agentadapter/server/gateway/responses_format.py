@@ -82,7 +82,9 @@ class ResponsesCall:
 
     def apply(self, plan: ParamPlan) -> None:
         for param, value in self.params.items():
-            if plan.allows(param) and param in PASS_THROUGH:
+            # The response object has no place here for token log-probabilities.
+            entry = "logprobs (not carried back)" if param == "top_logprobs" else None
+            if plan.allows(param, entry) and param in PASS_THROUGH:
                 self.request.extra_body[param] = value
 
     def continue_from(self, earlier: list[Message]) -> None:
