@@ -86,11 +86,13 @@ class PgvectorServer:
 
 
 def _pgserver_bin() -> Path | None:
-    try:
-        import pgserver  # the wheel's binaries only; its Python side (which changes users and modes) is not used
-    except ImportError:
+    import importlib.util
+
+    # The wheel's binaries only: its Python side (which changes users and modes) is never imported.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
         return None
-    path = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    path = Path(spec.origin).parent / "pginstall" / "bin"
     return path if (path / "postgres").exists() else None
 
 
