@@ -25,10 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentadapter.llm.errors import InsufficientCreditsError
 from agentadapter.llm.ledger import UsageEntry, UsageLedger
 from agentadapter.llm.messages import Response, Usage
-from agentadapter.store import credits
+from agentadapter.orchestrator.events import RunEvent
+from agentadapter.store import credits, runs, tenants
 from agentadapter.store.balances import RunningBalances
 from agentadapter.store.database import Database
+from agentadapter.store.errors import DatabaseUnavailable
 from agentadapter.store.models import CreditTransaction, Tenant, UsageRecord
+from agentadapter.store.recorder import RunEventSink, StoreRunRecorder
 from agentadapter.store.redis_balances import RedisBalances
 from agentadapter.store.usage import JournaledUsageStore, UsageSink
 from agentadapter.store.writer import RecordWriter
@@ -345,3 +348,36 @@ async def test_a_journal_is_replayed_only_into_its_own_database(db: Database, te
     await mine.start()
     await mine.stop()
     assert mine.stats.replayed == 6 and await rows(db, batch) == 5
+
+
+class Unavailable(Database):
+    """The database as the recorder sees it while it is away: every write session fails as an outage."""
+
+    def writer(self) -> Any:
+        raise DatabaseUnavailable(self.name, ConnectionRefusedError("the database is away"))
+
+
+async def test_a_run_event_the_database_cannot_take_now_is_written_later_once(
+        db: Database, tenant: Tenant, tmp_path: Path) -> None:
+    async with db.writer() as session:
+        project = await tenants.default_project(session, tenant.id)
+        run = await runs.create_run(session, tenant.id, input="x", project_id=project.id)
+    writer = RecordWriter(db.url, tmp_path / "ledger")
+    writer.register("run_event", RunEventSink())
+    await writer.start()
+    away = Unavailable(db.url)
+    try:
+        event = RunEvent(seq=3, type="run_started", run_id=str(run.id), agent=None, ts=time.time(), data={"a": 1})
+        await StoreRunRecorder(away, tenant.id).save_event(event)  # deferred, not raised, not lost
+        await StoreRunRecorder(away, tenant.id).save_event(event)  # twice: written once
+        await writer.flush()
+    finally:
+        await writer.stop()
+        await away.dispose()
+    async with db.session() as session:
+        events = await runs.list_events(session, tenant.id, run.id)
+        stored = await runs.get_run(session, tenant.id, run.id)
+    assert [(e.seq, e.type, e.data) for e in events] == [(3, "run_started", {"a": 1})]
+    assert stored.last_seq == 3
+    with pytest.raises(DatabaseUnavailable):  # without the service's writer, the orchestrator hears of it
+        await StoreRunRecorder(Unavailable(db.url), tenant.id).save_event(event)

@@ -116,6 +116,7 @@ async def service_facades(
     from agentadapter.store.balances import RunningBalances
     from agentadapter.store.budgets import DatabaseBudgetStore
     from agentadapter.store.credits import guard_factory
+    from agentadapter.store.recorder import RunEventSink
     from agentadapter.store.usage import JournaledUsageStore
     from agentadapter.store.writer import RecordWriter
 
@@ -134,6 +135,7 @@ async def service_facades(
         # This is the only process metering tenants: their balances can be kept here.
         balances = RunningBalances(writer, reconcile_s=service.credit_reconcile_s)
     usage = JournaledUsageStore(db, writer)  # every sink registered before the start replays journals
+    writer.register("run_event", RunEventSink())
     await writer.start()
     if shared is not None:
         balances.start()  # type: ignore[union-attr]  # the RedisBalances above

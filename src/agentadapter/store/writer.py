@@ -53,13 +53,13 @@ from agentadapter.store.journal import (
     segments,
 )
 
-__all__ = ["RecordSink", "RecordWriter", "WriterStats"]
+__all__ = ["RecordSink", "RecordWriter", "WriterStats", "writer_for"]
 
 logger = logging.getLogger("agentadapter.store.writer")
 
 T = TypeVar("T")
 Record = dict[str, Any]
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 class RecordSink(Protocol):
@@ -145,6 +145,7 @@ class RecordWriter:
         self._periodic: list[tuple[float, Callable[[Database], Awaitable[None]]]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
         _WRITERS.add(self)
+        _BY_DATABASE[database_id(database_url)] = self
 
     # ------------------------------------------------------------------------------- the request path
 
@@ -516,6 +517,14 @@ class RecordWriter:
 # ------------------------------------------------------------------------------------------- metrics
 
 _WRITERS: weakref.WeakSet[RecordWriter] = weakref.WeakSet()
+_BY_DATABASE: weakref.WeakValueDictionary[str, RecordWriter] = weakref.WeakValueDictionary()
+
+
+def writer_for(database_url: str) -> RecordWriter | None:
+    """This process's running writer for that database, if it has one (the service's); what a repository
+    hands a record to when the database cannot take it now (the run recorder's events)."""
+    writer = _BY_DATABASE.get(database_id(database_url))
+    return writer if writer is not None and writer._thread is not None else None
 
 
 class _WriterCollector(Collector):
