@@ -100,7 +100,7 @@ async def test_a_route_that_drops_says_what_it_dropped(gateway: Gateway) -> None
     gateway.openai_fake.reply("dropped some")
     raw = await gateway.client().chat.completions.with_raw_response.create(
         model="lenient", messages=HI, seed=4, logit_bias={"1": 1}, frequency_penalty=0.3, temperature=0.1)
-    assert raw.headers["x-agentadapter-dropped-params"] == "seed, frequency_penalty, logit_bias"
+    assert set(raw.headers["x-agentadapter-dropped-params"].split(", ")) == {"seed", "frequency_penalty", "logit_bias"}
     assert raw.headers["x-agentadapter-route"] == "lenient" and raw.headers["x-agentadapter-model"] == MINI
     assert raw.parse().choices[0].message.content == "dropped some"
     sent = gateway.openai_fake.last.json

@@ -226,9 +226,9 @@ def parse_chat_request(body: Mapping[str, Any], tags: Mapping[str, str]) -> Chat
 def _optional_params(body: Mapping[str, Any]) -> dict[str, Any]:
     """The parameters only some targets honour, each checked; those that ask for nothing are left out."""
     params: dict[str, Any] = {}
-    for param, check in _PARAM_CHECKS.items():
-        value = body.get(param)
-        if value is None:
+    for param, value in body.items():  # the body's few keys, not every parameter there is
+        check = _PARAM_CHECKS.get(param)
+        if check is None or value is None:
             continue
         check(param, value)
         if not is_default(param, value):
