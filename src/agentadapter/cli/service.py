@@ -128,6 +128,7 @@ def _announce_ready(host: str, port: int, ready_file: Path, stopped: threading.E
                     continue
         except (urllib.error.URLError, OSError):
             continue  # not listening yet, or not ready (503)
+        ready_file.parent.mkdir(parents=True, exist_ok=True)
         partial = ready_file.with_name(ready_file.name + ".partial")
         partial.write_text(base + "\n", encoding="utf-8")
         partial.replace(ready_file)
