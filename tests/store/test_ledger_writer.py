@@ -381,3 +381,18 @@ async def test_a_run_event_the_database_cannot_take_now_is_written_later_once(
     assert stored.last_seq == 3
     with pytest.raises(DatabaseUnavailable):  # without the service's writer, the orchestrator hears of it
         await StoreRunRecorder(Unavailable(db.url), tenant.id).save_event(event)
+
+
+async def test_a_query_does_not_hang_on_a_writer_that_is_far_behind(
+        db: Database, tenant: Tenant, batch: str, writer: RecordWriter) -> None:
+    store = JournaledUsageStore(db, writer)
+    sink = GatedSink()
+    writer.register("usage", sink)
+    await writer.start()
+    store.flush_timeout_s = 0.2
+    store.add(entry(tenant, batch))
+    async with asyncio.timeout(10):
+        assert (await UsageLedger(store).totals(filters={"batch": batch}))[0].requests == 0  # answered, not hung
+    sink.gate.set()
+    store.flush_timeout_s = 30.0
+    assert (await UsageLedger(store).totals(filters={"batch": batch}))[0].requests == 1

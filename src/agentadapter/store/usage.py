@@ -21,6 +21,7 @@ and ``hour`` are UTC, rendered as the in-process store renders them, on SQLite a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -243,9 +244,17 @@ class JournaledUsageStore(DatabaseUsageStore):
         for entry in entries:
             self.add(entry)
 
+    flush_timeout_s = 5.0
+    """The longest :meth:`flush` waits: a query answers with what is written by then rather than hang on
+    a writer that is far behind (or retrying a database that is away)."""
+
     async def flush(self) -> None:
-        """Wait until every entry added before this call is in the database."""
-        await self.writer.flush()
+        """Wait until every entry added before this call is in the database (at most ``flush_timeout_s``)."""
+        try:
+            await asyncio.wait_for(self.writer.flush(), self.flush_timeout_s)
+        except TimeoutError:
+            logger.info("the record writer is %d record(s) behind; answering with what is written so far",
+                        self.writer.stats.backlog)
 
 
 async def usage_totals(
