@@ -67,8 +67,12 @@ async def test_the_official_client_gets_vectors_in_base64_and_float(gateway: Gat
 
 async def test_an_alias_fails_over_to_cohere(gateway: Gateway) -> None:
     gateway.openai_fake.fail(500, {"error": {"message": "down"}})
-    created = await gateway.client().embeddings.create(model="embedder", input=["x", "y"], encoding_format="float")
+    raw = await gateway.client().embeddings.with_raw_response.create(model="embedder", input=["x", "y"],
+                                                                     encoding_format="float")
+    created = raw.parse()
     assert [d.embedding for d in created.data] == [fake_vector("embed-v4.0:search_document", t, 8) for t in "xy"]
+    assert raw.headers["x-agentadapter-route"] == "embedder"
+    assert raw.headers["x-agentadapter-model"].startswith("cohere/")
 
 
 @pytest.mark.parametrize(("kwargs", "param", "code"), [

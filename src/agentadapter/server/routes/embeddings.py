@@ -24,6 +24,7 @@ from agentadapter.llm.embedding_calls import embedding_request
 from agentadapter.llm.embeddings import EmbeddingRequest, EmbeddingResponse, encode_base64_vector
 from agentadapter.llm.errors import AgentAdapterError, InsufficientCreditsError, InvalidRequestError
 from agentadapter.server.deps import CompletionsWrite, StateDep
+from agentadapter.server.gateway.calls import MODEL_HEADER, ROUTE_HEADER
 from agentadapter.server.gateway.errors import gateway_error
 from agentadapter.server.gateway.models import check_model
 from agentadapter.server.gateway.requests import bad_request, call_tags, check_fields, parse_body, required_model
@@ -60,7 +61,9 @@ async def embeddings(request: Request, principal: CompletionsWrite, state: State
         raise bad_request("input", str(exc)) from exc
     except AgentAdapterError as exc:
         raise gateway_error(exc, model) from exc
-    return json_response(embedding_body(response, model, base64=base64))
+    answered_by = f"{response.provider}/{response.model}" if response.provider else response.model
+    return json_response(embedding_body(response, model, base64=base64),
+                         headers={ROUTE_HEADER: model, MODEL_HEADER: answered_by})
 
 
 def parse_embedding_body(body: Mapping[str, Any]) -> tuple[str, EmbeddingRequest, bool]:
