@@ -51,12 +51,17 @@ def agent_spec(agent: AgentDefinition) -> dict[str, Any]:
     return spec
 
 
+_NAME_TAKEN = sa.select(AgentDefinition.__table__.c.id).where(
+    AgentDefinition.__table__.c.tenant_id == sa.bindparam("tenant_id"),
+    AgentDefinition.__table__.c.name == sa.bindparam("name"),
+    AgentDefinition.__table__.c.id != sa.bindparam("exclude"))
+
+
 async def _name_taken(session: AsyncSession, tenant_id: uuid.UUID, name: str, exclude: uuid.UUID | None) -> bool:
-    statement = sa.select(AgentDefinition.id).where(AgentDefinition.tenant_id == tenant_id,
-                                                    AgentDefinition.name == name)
-    if exclude is not None:
-        statement = statement.where(AgentDefinition.id != exclude)
-    return await session.scalar(statement) is not None
+    # exclude: the agent being renamed; a fresh id (which no row has) when there is none.
+    found = await session.execute(_NAME_TAKEN, {"tenant_id": tenant_id, "name": name,
+                                                 "exclude": exclude or uuid.uuid4()})
+    return found.first() is not None
 
 
 def _taken(name: str) -> RecordConflict:
@@ -78,9 +83,9 @@ async def create_agent(
                             **_with_defaults(fields))
     session.add(agent)
     await session.flush()
+    # Written with the caller's next flush or commit: one round of the unit of work fewer.
     session.add(AgentVersion(id=uuid.uuid4(), tenant_id=tenant_id, agent_id=agent.id, version=1,
                              spec=agent_spec(agent), created_by=created_by))
-    await session.flush()
     return agent
 
 
@@ -124,6 +129,8 @@ async def find_agents(
 ) -> dict[str, AgentDefinition]:
     """The tenant's agents that these names or ids refer to, by the reference (missing ones left out)."""
     refs = list(dict.fromkeys(refs))
+    if not refs:
+        return {}  # no query: most agents hand off to nobody
     ids = {ref: parsed for ref in refs if (parsed := _as_uuid(ref)) is not None}
     conditions = [AgentDefinition.name.in_(refs)]
     if ids:
