@@ -57,7 +57,7 @@ async def test_every_openai_parameter_reaches_an_openai_target(gateway: Gateway)
         model=MINI, messages=HI, frequency_penalty=0.5, presence_penalty=-0.25, logit_bias={"50256": -100},
         store=True, metadata={"ticket": "T-1"}, service_tier="flex", prompt_cache_key="tenant-a",
         safety_identifier="user-hash", prediction={"type": "content", "content": "ok"}, verbosity="low",
-        web_search_options={}, seed=3, user="u-9", reasoning_effort="low", parallel_tool_calls=False,
+        web_search_options={}, seed=3, user="u-9", parallel_tool_calls=False,
         prompt_cache_retention="24h", n=1, logprobs=False, modalities=["text"])
     assert raw.headers.get("x-agentadapter-dropped-params") is None
     sent = gateway.openai_fake.last.json
@@ -66,7 +66,7 @@ async def test_every_openai_parameter_reaches_an_openai_target(gateway: Gateway)
     assert sent["service_tier"] == "flex" and sent["prompt_cache_key"] == "tenant-a"
     assert sent["safety_identifier"] == "user-hash" and sent["verbosity"] == "low"
     assert sent["prediction"] == {"type": "content", "content": "ok"} and sent["web_search_options"] == {}
-    assert sent["prompt_cache_retention"] == "24h" and sent["reasoning_effort"] == "low"
+    assert sent["prompt_cache_retention"] == "24h"
     for absent in ("n", "logprobs", "modalities", "user"):  # defaults ask for nothing; user is our usage tag
         assert absent not in sent
 
@@ -290,3 +290,17 @@ async def test_log_probabilities_come_back_from_a_chat_completions_target(gatewa
     with pytest.raises(openai.BadRequestError) as streamed:  # chunks do not carry them here
         await gateway.client().chat.completions.create(model=MINI, messages=HI, logprobs=True, stream=True)
     assert streamed.value.param == "logprobs" and "drop_params" in streamed.value.message
+
+
+async def test_a_reasoning_effort_is_held_to_the_targets_that_reason(gateway: Gateway) -> None:
+    client = gateway.client()
+    with pytest.raises(openai.BadRequestError) as refused:  # the catalog knows gpt-4o-mini does not reason
+        await client.chat.completions.create(model=MINI, messages=HI, reasoning_effort="low")
+    assert refused.value.param == "reasoning_effort" and MINI in refused.value.message
+    gateway.anthropic_fake.reply("thought")
+    await client.chat.completions.create(model="smart", messages=HI, reasoning_effort="low", max_tokens=2000)
+    assert gateway.anthropic_fake.requests[-1].json["thinking"]["type"] == "enabled"
+    gateway.openai_fake.reply("no thinking here")
+    raw = await client.chat.completions.with_raw_response.create(model="lenient", messages=HI, reasoning_effort="high")
+    assert raw.headers["x-agentadapter-dropped-params"] == "reasoning_effort"
+    assert "reasoning_effort" not in gateway.openai_fake.last.json

@@ -99,6 +99,9 @@ class AnthropicCall:
         for param, value in self.params.items():
             if plan.allows(param):
                 self.request.extra_body[param] = value
+        if self.request.reasoning_effort is not None and not plan.allows_reasoning(
+                "thinking" if "thinking" in self.as_given else "output_config.effort"):
+            self.request.reasoning_effort = None
         if plan.targets and all(kind == "anthropic" for _, kind in plan.targets):
             self.request.extra_body.update(self.as_given)
 

@@ -7,7 +7,9 @@ to the targets that take it, like ``logit_bias`` to chat-completions servers) or
 some target of the route. For those, the operator chooses per route in ``agentadapter.yaml``
 (``drop_params`` on the route, else ``gateway.drop_params``): refuse the request (400
 ``unsupported_parameter`` naming the parameter and the target) or drop the parameter and list it in the
-``x-agentadapter-dropped-params`` header of the answer. A parameter is sent only when every target of
+``x-agentadapter-dropped-params`` header of the answer. A reasoning effort (``reasoning_effort``,
+``reasoning.effort``, Anthropic's ``thinking``) is held to the same rule for targets the catalog knows
+do not reason (OpenAI refuses it for them). A parameter is sent only when every target of
 the route honours it, so a failover never changes what the request meant. A value that asks for
 nothing (``frequency_penalty: 0``, ``n: 1``, ``store: false``, ``logprobs: false``) is no request at
 all and is never refused.
@@ -102,6 +104,22 @@ class ParamPlan:
     targets: tuple[tuple[str, str], ...]
     drop: bool
     dropped: list[str] = field(default_factory=list)
+    not_reasoning: tuple[str, ...] = ()
+    """Targets the catalog knows and says do not reason: a reasoning effort is an error there."""
+
+    def allows_reasoning(self, param: str) -> bool:
+        """Whether to send a reasoning effort (``param`` is how this format spells it); as :meth:`allows`."""
+        if not self.not_reasoning:
+            return True
+        if self.drop:
+            if param not in self.dropped:
+                self.dropped.append(param)
+            return False
+        label = self.not_reasoning[0]
+        raise HTTPProblem(
+            400, f"{param} asks for reasoning, which {label} (a target of {self.model!r}) does not do; remove "
+                 f"{param}, use a reasoning model, or ask the operator to set drop_params for this model",
+            code="unsupported_parameter", param=param, details={"target": label})
 
     def allows(self, param: str, entry: str | None = None) -> bool:
         """Whether to send ``param``; False when it is dropped; a 400 when the route refuses it. ``entry``: the
@@ -151,7 +169,14 @@ def param_plan(llm: LLM, model: str) -> ParamPlan:
     spec = llm.file_config.models.get(model)
     route_rule = getattr(spec, "drop_params", None)
     drop = route_rule if isinstance(route_rule, bool) else llm.file_config.gateway.drop_params
-    return ParamPlan(model, tuple(_targets(llm, model)), drop)
+    targets = tuple(_targets(llm, model))
+    not_reasoning = tuple(label for label, _ in targets if _known_not_reasoning(llm, label))
+    return ParamPlan(model, targets, drop, not_reasoning=not_reasoning)
+
+
+def _known_not_reasoning(llm: LLM, model_id: str) -> bool:
+    found = llm.catalog.find(model_id)
+    return found is not None and found.known and not found.reasoning
 
 
 def is_default(param: str, value: Any) -> bool:

@@ -85,6 +85,8 @@ class ChatCall:
                 request.extra_body[param] = value
             elif param in ("seed", "frequency_penalty", "presence_penalty"):
                 setattr(request, param, value)
+        if request.reasoning_effort is not None and not plan.allows_reasoning("reasoning_effort"):
+            request.reasoning_effort = None
         self.dropped = plan.dropped
 
 

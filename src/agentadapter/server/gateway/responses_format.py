@@ -86,6 +86,8 @@ class ResponsesCall:
             entry = "logprobs (not carried back)" if param == "top_logprobs" else None
             if plan.allows(param, entry) and param in PASS_THROUGH:
                 self.request.extra_body[param] = value
+        if self.request.reasoning_effort is not None and not plan.allows_reasoning("reasoning.effort"):
+            self.request.reasoning_effort = None
 
     def continue_from(self, earlier: list[Message]) -> None:
         """Put a stored conversation (the previous response's input and output) before this input."""
