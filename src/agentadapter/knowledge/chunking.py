@@ -1,11 +1,15 @@
 """Chunks of a document for embedding and citation: token-bounded, overlapping, never across a section.
 
-Each section (a page, or what follows a heading) is cut into units - paragraphs; a paragraph longer
-than a chunk is cut at sentence ends, and a sentence longer than a chunk at word boundaries - and
-units are packed greedily into chunks of at most ``max_tokens``. The next chunk starts with the last
-units of the previous one that fit in ``overlap_tokens``, so a passage cut at a chunk's end is whole
-in the next. A chunk keeps its page, its section title and its character span in
-:attr:`Document.text <agentadapter.knowledge.extract.Document.text>`, which is what a citation shows.
+Each section (a page, or what follows a heading) is cut on its own. A chunk takes at most
+``max_tokens * 4`` characters and ends at the best break in the second half of that window: the last
+paragraph break, else the last sentence end, else a line end or a space (a word is cut only when a
+window holds no space at all); text of many short words is cut shorter, so that its word count stays
+within ``max_tokens`` too. The next chunk starts at the first sentence (else word) start within the last
+``overlap_tokens * 4`` characters of the previous one, so a passage cut at a chunk's end is whole in
+the next. Each step is a few string searches in C over a window (no pass per paragraph or word),
+which keeps chunking near the speed of reading the text. A chunk keeps its page, its section title
+and its character span in :attr:`Document.text <agentadapter.knowledge.extract.Document.text>`, which
+is what a citation shows.
 
 Tokens are estimated, not counted with a model's tokenizer: ``max(words, characters / 4)``, which
 stays at or above the word-piece count of English text for the usual sentence-embedding models (about
@@ -17,16 +21,12 @@ default 200 suits all-MiniLM-L6-v2's 256).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from agentadapter.knowledge.extract import Document
 
 __all__ = ["Chunk", "ChunkingOptions", "chunk_document", "estimate_tokens"]
 
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
-_SENTENCE_END = re.compile("(?<=[.!?\u3002\uff01\uff1f])\\s+")  # ASCII and CJK full stops
-_WORD = re.compile(r"\S+")
 
 
 def estimate_tokens(text: str) -> int:
@@ -71,98 +71,74 @@ class Chunk:
     section: str | None = None
 
 
-def _spans(text: str, pattern: re.Pattern[str], start: int, end: int) -> Iterator[tuple[int, int]]:
-    """The pieces of ``text[start:end]`` between matches of ``pattern``, blank ones left out."""
-    position = start
-    for match in pattern.finditer(text, start, end):
-        if match.start() > position and text[position:match.start()].strip():
-            yield position, match.start()
-        position = match.end()
-    if end > position and text[position:end].strip():
-        yield position, end
+def _snap_end(text: str, start: int, limit: int) -> int:
+    """Where a chunk that may run to ``limit`` should end: at the last paragraph break in its second half,
+    else the last sentence end, line end or space there, else at ``limit`` (a cut inside a word)."""
+    low = start + (limit - start) // 2
+    position = text.rfind("\n\n", low, limit)
+    if position > start:
+        return position
+    position = text.rfind(". ", low, limit)  # the usual sentence end first: one search in most windows
+    if position < low:
+        position = max(text.rfind("? ", low, limit), text.rfind("! ", low, limit), text.rfind(".\n", low, limit),
+                       text.rfind("\u3002", low, limit))
+    if position > start:
+        return position + 1
+    position = text.rfind("\n", low, limit)
+    if position <= start:
+        position = text.rfind(" ", low, limit)
+    return position if position > start else limit
 
 
-def _units(text: str, max_tokens: int, split_tokens: int) -> Iterator[tuple[int, int, int]]:
-    """``(start, end, tokens)`` units of ``text``: paragraphs within ``max_tokens``, and the sentences (or word
-    windows) of longer ones within ``split_tokens`` (so that an overlap and the next piece fit a chunk)."""
-    for start, end in _spans(text, _PARAGRAPH_BREAK, 0, len(text)):
-        tokens = _tokens(text, start, end)
-        if tokens <= max_tokens:
-            yield start, end, tokens
-            continue
-        for s_start, s_end in _spans(text, _SENTENCE_END, start, end):
-            s_tokens = _tokens(text, s_start, s_end)
-            if s_tokens <= split_tokens:
-                yield s_start, s_end, s_tokens
-                continue
-            yield from _word_windows(text, s_start, s_end, split_tokens)
+_SENTENCE_START = re.compile(r"[.!?\u3002]\s+(?=\S)")
 
 
-def _word_windows(text: str, start: int, end: int, max_tokens: int) -> Iterator[tuple[int, int, int]]:
-    window_start: int | None = None
-    window_end = start
-    for match in _WORD.finditer(text, start, end):
-        word_start, word_end = match.span()
-        if window_start is not None and _tokens(text, window_start, word_end) > max_tokens:
-            yield window_start, window_end, _tokens(text, window_start, window_end)
-            window_start = None
-        if window_start is None:
-            window_start = word_start
-            # A single "word" longer than a chunk (a base64 blob, a long URL): cut it by characters.
-            while _tokens(text, window_start, word_end) > max_tokens:
-                cut = window_start + max_tokens * 4
-                yield window_start, cut, _tokens(text, window_start, cut)
-                window_start = cut
-        window_end = word_end
-    if window_start is not None and window_end > window_start:
-        yield window_start, window_end, _tokens(text, window_start, window_end)
+def _snap_start(text: str, low: int, high: int) -> int:
+    """Where the overlap of the next chunk starts in ``text[low:high]``: the first sentence start there,
+    else the first word start, else ``high`` (no overlap)."""
+    match = _SENTENCE_START.search(text, low, high)
+    if match is not None:
+        return match.end()
+    position = text.find(" ", low, high)
+    return position + 1 if position >= 0 else high
 
 
-def _tail(text: str, start: int, end: int, budget: int) -> tuple[int, int] | None:
-    """``(position, tokens)`` of a tail of ``text[start:end]`` within ``budget``: from the first sentence start
-    in its last ``budget * 4`` characters, else from the first word start there; None when none fits."""
-    earliest = max(start, end - budget * 4)
-    boundary = _SENTENCE_END.search(text, earliest, end)
-    if boundary is not None:
-        position = boundary.end()
-    else:
-        space = text.find(" ", earliest, end) if earliest > start else start - 1
-        position = space + 1
-    if position <= start or position >= end:
-        return None
-    tokens = _tokens(text, position, end)
-    return (position, tokens) if tokens <= budget else None
+def _skip_spaces(text: str, position: int, end: int) -> int:
+    while position < end and text[position].isspace():
+        position += 1
+    return position
 
 
 def chunk_document(document: Document, options: ChunkingOptions | None = None) -> list[Chunk]:
     """The document's chunks, in order."""
     options = options or ChunkingOptions()
+    max_chars = options.max_tokens * 4
+    overlap_chars = options.overlap_tokens * 4
     chunks: list[Chunk] = []
     base = 0
     for section in document.sections:
         text = section.text
-        units = list(_units(text, options.max_tokens, options.max_tokens - options.overlap_tokens))
-        first = 0
-        while first < len(units):
-            last, total = first, units[first][2]
-            while last + 1 < len(units) and total + units[last + 1][2] <= options.max_tokens:
-                last += 1
-                total += units[last][2]
-            start, end = units[first][0], units[last][1]
-            chunks.append(Chunk(text[start:end], base + start, base + end, total, section.page, section.title))
-            if last + 1 >= len(units):
+        size = len(text)
+        start = _skip_spaces(text, 0, size)
+        while start < size:
+            limit = min(size, start + max_chars)
+            end = size if limit == size else _snap_end(text, start, limit)
+            tokens = _tokens(text, start, end)
+            while tokens > options.max_tokens:  # many short words: fewer characters, at a word boundary
+                shorter = start + max(1, (end - start) * options.max_tokens // tokens)
+                space = text.rfind(" ", start + 1, shorter)
+                end = space if space > start else shorter
+                tokens = _tokens(text, start, end)
+            piece = text[start:end].rstrip()
+            last = start + len(piece)
+            chunks.append(Chunk(piece, base + start, base + last, tokens, section.page, section.title))
+            if end >= size:
                 break
-            # The next chunk starts with the tail of this one that fits the overlap (always moving on):
-            # whole units if any fit, else the last unit's closing sentences (or words).
-            next_first, carried = last + 1, 0
-            while next_first - 1 > first and carried + units[next_first - 1][2] <= options.overlap_tokens:
-                next_first -= 1
-                carried += units[next_first][2]
-            if next_first == last + 1 and options.overlap_tokens:
-                tail = _tail(text, units[last][0], units[last][1], options.overlap_tokens)
-                if tail is not None and tail[1] + units[last + 1][2] <= options.max_tokens:
-                    units[last] = (tail[0], units[last][1], tail[1])
-                    next_first = last
-            first = next_first
-        base += len(text) + len(Document.SEPARATOR)
+            following = end
+            if overlap_chars:
+                resume = _snap_start(text, max(start + 1, last - overlap_chars), last)
+                if start < resume < last:
+                    following = resume
+            start = _skip_spaces(text, following, size)
+        base += size + len(Document.SEPARATOR)
     return chunks

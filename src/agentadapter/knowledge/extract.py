@@ -70,8 +70,8 @@ def extract_plain(data: bytes) -> Document:
     return Document("text/plain", [Section(_text_of(data, "text file"))])
 
 
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
-_FENCE = re.compile(r"^(```|~~~)")
+# Headings and fence lines, found in one pass over the text (a document has far fewer of them than lines).
+_MARKERS = re.compile(r"^(?:(```|~~~)[^\n]*|(#{1,6})[ \t]+([^\n]+?)[ \t#]*)$", re.M)
 
 
 def extract_markdown(data: bytes) -> Document:
@@ -81,22 +81,20 @@ def extract_markdown(data: bytes) -> Document:
     title: str | None = None
     start = 0
     fence: str | None = None
-    position = 0
-    for line in text.splitlines(keepends=True):
-        stripped = line.rstrip("\r\n")
-        opener = _FENCE.match(stripped)
+    for marker in _MARKERS.finditer(text):
+        opener = marker.group(1)
         if opener:
-            fence = None if fence == opener.group(1) else (fence or opener.group(1))
-        elif fence is None:
-            heading = _HEADING.match(stripped)
-            if heading and position > start:
-                body = text[start:position].strip("\n")
-                if body.strip():
-                    sections.append(Section(body, title=title))
-                start = position
-            if heading:
-                title = heading.group(2).strip()
-        position += len(line)
+            fence = None if fence == opener else (fence or opener)
+            continue
+        if fence is not None:
+            continue
+        position = marker.start()
+        if position > start:
+            body = text[start:position].strip("\n")
+            if body.strip():
+                sections.append(Section(body, title=title))
+            start = position
+        title = marker.group(3).strip()
     body = text[start:].strip("\n")
     if body.strip():
         sections.append(Section(body, title=title))
