@@ -187,3 +187,11 @@ async def test_a_bearer_token_works_too_and_usage_is_recorded(gateway: Gateway) 
     await gateway.llm.ledger.flush()
     totals = await gateway.llm.ledger.totals(("source", "end_user"), filters={"source": "gateway"})
     assert [(t.key["end_user"], t.input_tokens, t.output_tokens) for t in totals] == [("end-7", 12, 2)]
+
+
+async def test_the_anthropic_client_lists_the_models(gateway: Gateway) -> None:
+    listed = [model async for model in _client(gateway).models.list()]
+    ids = {model.id for model in listed}
+    assert {MINI, CLAUDE, "fast"} <= ids
+    claude = next(model for model in listed if model.id == CLAUDE)
+    assert claude.type == "model" and claude.max_input_tokens and claude.max_input_tokens > 100_000

@@ -3,8 +3,10 @@
 Each item has OpenAI's fields (``id``, ``object: model``, ``created``, ``owned_by``) plus ours:
 ``capabilities``, ``context_window``, ``max_output_tokens``, ``pricing`` (USD per million tokens) and
 ``available``: whether this tenant can call the model, i.e. its provider needs no key or the key is
-in the tenant's facade environment (its stored keys laid over the server's). The aliases and routes
-of ``agentadapter.yaml`` follow the catalog, owned by ``agentadapter``, with their ``targets``; a
+in the tenant's facade environment (its stored keys laid over the server's). Anthropic's fields
+(``type``, ``display_name``, ``created_at``, ``max_input_tokens``, ``max_tokens``; the list's
+``has_more``, ``first_id``, ``last_id``) are there too, so the ``anthropic`` package lists models here.
+The aliases and routes of ``agentadapter.yaml`` follow the catalog, owned by ``agentadapter``, with their ``targets``; a
 route's flags hold only where every target has them (its context window is its smallest). Then the
 models of the config's named backends (``my-vllm/llama-3``): each backend's own ``model:`` and what its
 ``list_models`` answers (``GET /models`` of an OpenAI-compatible server), asked at most once per
@@ -60,6 +62,9 @@ def _catalog_item(llm: LLM, model_id: str, caps: catalog.Capabilities) -> dict[s
     provider = model_id.split("/", 1)[0]
     return {
         "id": model_id, "object": "model", "created": 0, "owned_by": provider,
+        # Anthropic's model list fields, for Anthropic-format clients that list models here.
+        "type": "model", "display_name": model_id, "created_at": "1970-01-01T00:00:00Z",
+        "max_input_tokens": caps.context_window, "max_tokens": caps.max_output_tokens,
         "capabilities": {flag: getattr(caps, flag) for flag in _CAPABILITY_FLAGS},
         "context_window": caps.context_window, "max_output_tokens": caps.max_output_tokens,
         "pricing": _pricing(caps.pricing), "known": caps.known,
@@ -140,7 +145,9 @@ async def list_models(llm: LLM) -> dict[str, Any]:
             if model_id not in listed:
                 listed.add(model_id)
                 data.append(_catalog_item(llm, model_id, _target_capabilities(llm, model_id)))
-    return {"object": "list", "data": data}
+    # OpenAI's list shape, with Anthropic's paging fields (one page: everything).
+    return {"object": "list", "data": data, "has_more": False,
+            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
 
 
 def check_model(llm: LLM, model: str) -> None:
