@@ -34,11 +34,18 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentadapter.server.errors import error_body
-from agentadapter.server.payloads import CheckedBody, InvalidJSON, PayloadChecker, PayloadRefused, request_payloads
+from agentadapter.server.payloads import (
+    CheckedBody,
+    InvalidJSON,
+    PayloadChecker,
+    PayloadRefused,
+    enter_request_payloads,
+    exit_request_payloads,
+)
 
 __all__ = [
-    "CHECKED_BODY", "HTTP_LATENCY", "HTTP_REQUESTS", "BodySizeLimit", "JSONBodyGuard", "RequestContext",
-    "SecurityHeaders",
+    "CHECKED_BODY", "HTTP_LATENCY", "HTTP_REQUESTS", "RESPONSE_STATUS", "BodySizeLimit", "JSONBodyGuard",
+    "RequestContext", "SecurityHeaders",
 ]
 
 HTTP_REQUESTS = Counter("agentadapter_http_requests_total", "HTTP requests answered, by method, route and status",
@@ -84,6 +91,7 @@ class RequestContext:
         text = given.decode("latin-1") if given else ""
         request_id = text if _SANE_ID.fullmatch(text) else f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
         scope.setdefault("state", {})["request_id"] = request_id
+        scope[RESPONSE_STATUS] = 0
         started = time.perf_counter()
         status = 0  # no answer started yet
         disconnected = False
@@ -99,7 +107,7 @@ class RequestContext:
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status = scope[RESPONSE_STATUS] = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw_id)]
                 self._observe(scope, time.perf_counter() - started)
             await send(message)
@@ -221,7 +229,6 @@ class BodySizeLimit:
             await self._refuse(send)
             return
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -232,16 +239,18 @@ class BodySizeLimit:
                     raise HTTPException(413, self._message())
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        if RESPONSE_STATUS in scope:  # RequestContext, outside, tells whether an answer has started
+            tracked_send = send
+        else:
+            async def tracked_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    scope[RESPONSE_STATUS] = message["status"]
+                await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked_send)
         except HTTPException as exc:
-            if exc.status_code != 413 or started:
+            if exc.status_code != 413 or scope.get(RESPONSE_STATUS):
                 raise
             await self._refuse(send)
 
@@ -256,6 +265,9 @@ class BodySizeLimit:
 
 
 _FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+RESPONSE_STATUS = "agentadapter.response_status"
+"""The scope key where :class:`RequestContext` keeps the answer's status (0 until it starts), so that the
+middleware inside it need not wrap ``send`` again to know."""
 CHECKED_BODY = "agentadapter.checked_body"
 """The scope key under which :class:`JSONBodyGuard` leaves its :class:`~agentadapter.server.payloads.CheckedBody`."""
 
@@ -315,8 +327,11 @@ class JSONBodyGuard:
                 return {"type": "http.request", "body": raw, "more_body": False}
             return await receive()
 
-        with request_payloads(self.checker.limits, checked):
+        token = enter_request_payloads(self.checker.limits, checked)
+        try:
             await self.app(scope, replay, send)
+        finally:
+            exit_request_payloads(token)
 
 
 def _has_body(scope: Scope) -> bool:

@@ -45,7 +45,8 @@ from yaml.resolver import Resolver
 
 __all__ = [
     "CheckedBody", "InvalidJSON", "PayloadChecker", "PayloadLimits", "PayloadRefused", "UntrustedYAMLError",
-    "check_json", "check_value", "load_untrusted_yaml", "request_payloads",
+    "check_json", "check_value", "enter_request_payloads", "exit_request_payloads", "load_untrusted_yaml",
+    "request_payloads",
 ]
 
 logger = logging.getLogger("agentadapter.server")
@@ -110,7 +111,8 @@ def check_json(raw: bytes, limits: PayloadLimits) -> Any:
     The depth is measured on the raw bytes before parsing: the json module recurses once per level
     and would fail (or exhaust the stack) on a body a hundred thousand levels deep.
     """
-    depth = _bracket_depth(raw)
+    # No deeper than the number of opening brackets: a body with few of them (most) skips the measure.
+    depth = 0 if raw.count(b"[") + raw.count(b"{") <= limits.max_depth else _bracket_depth(raw)
     if depth > limits.max_depth:
         raise PayloadRefused(
             f"the request body nests arrays and objects {depth} levels deep; at most {limits.max_depth} are "
@@ -370,11 +372,22 @@ class CheckedBody:
 @contextlib.contextmanager
 def request_payloads(limits: PayloadLimits, checked: CheckedBody | None = None) -> Iterator[None]:
     """The limits (and YAML loaded off the loop) that :func:`load_untrusted_yaml` uses while serving a request."""
-    token = _REQUEST.set(_RequestPayloads(limits, dict(checked.yaml_loaded) if checked else {}))
+    token = enter_request_payloads(limits, checked)
     try:
         yield
     finally:
         _REQUEST.reset(token)
+
+
+def enter_request_payloads(limits: PayloadLimits, checked: CheckedBody | None = None) -> contextvars.Token[Any]:
+    """What :func:`request_payloads` does on entry, for a caller on the hot path that resets the token itself
+    (``exit_request_payloads``) rather than pay for a generator-based context manager per request."""
+    return _REQUEST.set(_RequestPayloads(limits, dict(checked.yaml_loaded) if checked and checked.yaml_loaded
+                                         else {}))
+
+
+def exit_request_payloads(token: contextvars.Token[Any]) -> None:
+    _REQUEST.reset(token)
 
 
 _Verdict = tuple[Any, ...]
