@@ -1,5 +1,6 @@
 """Tools for agents: the ``@tool`` decorator, :class:`FunctionTool`, the :class:`ToolRegistry`, and the
-built-in tools (``shell``, ``web_search``, ``http_fetch``) and MCP servers.
+built-in tools (``shell``, ``web_search``, ``http_fetch``), ``file_search`` over a search it is handed,
+and MCP servers.
 
 The built-ins and MCP load lazily on first use (the MCP SDK is an optional extra). See
 ``docs/tools.md``.
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ToolError,
         WebSearchError,
     )
+    from agentadapter.agents.tools.file_search import FileSearch
     from agentadapter.agents.tools.http_fetch import FetchPolicy, HTTPFetch
     from agentadapter.agents.tools.mcp_tools import MCPOptions, MCPServer
     from agentadapter.agents.tools.sandbox import SandboxPolicy
@@ -40,7 +42,7 @@ _LAZY: dict[str, str] = {
     "InMemoryToolAudit": "audit", "ToolAudit": "audit", "ToolAuditRecord": "audit",
     "CommandKilled": "errors", "CommandRefused": "errors", "FetchError": "errors", "FetchRefused": "errors",
     "MCPToolError": "errors", "ToolError": "errors", "WebSearchError": "errors",
-    "FetchPolicy": "http_fetch", "HTTPFetch": "http_fetch",
+    "FetchPolicy": "http_fetch", "HTTPFetch": "http_fetch", "FileSearch": "file_search",
     "MCPOptions": "mcp_tools", "MCPServer": "mcp_tools",
     "SandboxPolicy": "sandbox", "Shell": "shell",
     "BraveProvider": "web_search", "SearXNGProvider": "web_search", "SearchProvider": "web_search",
@@ -55,6 +57,7 @@ __all__ = [
     "FetchError",
     "FetchPolicy",
     "FetchRefused",
+    "FileSearch",
     "FunctionTool",
     "HTTPFetch",
     "InMemoryToolAudit",
