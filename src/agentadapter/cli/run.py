@@ -17,6 +17,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -99,13 +100,14 @@ def run_workflow_command(
         raise typer.Exit(EXIT_USAGE_ERROR if isinstance(error, ConfigurationError | InvalidRequestError)
                          else EXIT_RUN_FAILED) from None
     mode = "events" if events else "json" if as_json else "live"
-    result, interrupted = asyncio.run(_run(llm, spec, task, options, project, mode, err))
+    unpriced = _unpriced_agents(llm, spec.agents)
+    result, interrupted = asyncio.run(_run(llm, spec, task, options, project, mode, err, unpriced))
     if events and as_json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     elif as_json:
         out.print_json(json.dumps(result.to_dict()))
     elif not events:
-        _print_summary(err, out, result)
+        _print_summary(err, out, result, unpriced)
     if interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.status != "completed":
@@ -147,11 +149,11 @@ def _check_models(llm: Any, agents: dict[str, Any]) -> None:
 
 
 async def _run(llm: Any, spec: Any, task: str, options: Any, project: str | None, mode: str,
-               err: Console) -> tuple[RunResult, bool]:
+               err: Console, unpriced: AbstractSet[str]) -> tuple[RunResult, bool]:
     from agentadapter.orchestrator import InMemoryRunRecorder, Orchestrator
 
     orchestrator = Orchestrator(llm=llm, recorder=InMemoryRunRecorder())
-    view = _Progress()
+    view = _Progress(unpriced)
     listener = _EventPrinter() if mode == "events" else view.on_event if mode == "live" else None
     interrupted = False
     try:
@@ -211,7 +213,8 @@ class _Row:
 class _Progress:
     """One line per agent step, updated from the run's events."""
 
-    def __init__(self) -> None:
+    def __init__(self, unpriced: AbstractSet[str] = frozenset()) -> None:
+        self.unpriced = unpriced
         self.rows: dict[int, _Row] = {}
         self.running: dict[str, int] = {}
         """Agent name -> its running step (handoff receivers map to the step that handed off)."""
@@ -269,7 +272,7 @@ class _Progress:
             grid = Table.grid(padding=(0, 1))
             grid.add_column(no_wrap=True)
             grid.add_column()
-            cost = f" ${usd(row.cost_usd)}" if row.status == "completed" else ""
+            cost = f" {_cost(row.cost_usd, row.agent in self.unpriced)}" if row.status == "completed" else ""
             line = Text.assemble((f"#{row.step} {row.agent}", "bold"), " ", (row.phase, "dim"), " ",
                                  (row.status, style), f" {tokens}{cost} {seconds:.1f}s")
             if row.note:
@@ -279,18 +282,51 @@ class _Progress:
         return Group(*lines)
 
 
-def _print_summary(err: Console, out: Console, result: RunResult) -> None:
+def _total_cost(result: RunResult, unpriced: AbstractSet[str]) -> str:
+    if not any((agent.answered_by or agent.name) in unpriced and not agent.cost_usd for agent in result.agents):
+        return usd(result.cost_usd)
+    return f"{usd(result.cost_usd)} + unknown" if result.cost_usd else "unknown"
+
+
+def _unpriced_agents(llm: Any, agents: dict[str, Any]) -> set[str]:
+    """The agents whose every model has no known price: a cost of 0 from them means unknown, not free."""
+    from agentadapter.agents.llm_agent import LLMAgent
+    from agentadapter.agents.run_config import RunConfig
+
+    unpriced = set()
+    for name, agent in agents.items():
+        if not isinstance(agent, LLMAgent):
+            continue
+        try:
+            bound_llm, model = agent.bind_model(agent.make_context("", RunConfig(llm=llm)))
+            targets = bound_llm.resolver.route(model).targets
+            if all(target.capabilities().pricing is None for target in targets):
+                unpriced.add(name)
+        except AgentAdapterError:
+            continue  # reported when the run uses it
+    return unpriced
+
+
+def _cost(value: float, unpriced: bool) -> str:
+    """A cost for the live lines and the table: ``unknown`` rather than $0 for a model without a price."""
+    if unpriced and not value:
+        return "unknown"
+    return f"${usd(value)}"
+
+
+def _print_summary(err: Console, out: Console, result: RunResult, unpriced: AbstractSet[str] = frozenset()) -> None:
     columns = [Column("#", numeric=True), Column("agent"), Column("phase"), Column("status"),
                Column("tokens in/out", numeric=True), Column("cost $", numeric=True), Column("time s", numeric=True)]
     rows: list[list[Cell]] = [
         [str(agent.step), agent.name + (f" → {agent.answered_by}" if agent.answered_by else ""), agent.phase,
          Text(agent.status, style=_STATUS_STYLE.get(agent.status, "")),
-         f"{agent.usage.input_tokens}/{agent.usage.output_tokens}", usd(agent.cost_usd),
+         f"{agent.usage.input_tokens}/{agent.usage.output_tokens}",
+         _cost(agent.cost_usd, (agent.answered_by or agent.name) in unpriced).lstrip("$"),
          f"{agent.duration_ms / 1000:.2f}"]
         for agent in result.agents
     ]
     total: list[Cell] = ["", "total", "", Text(result.status, style=_STATUS_STYLE.get(result.status, "bold")),
-                         f"{result.usage.input_tokens}/{result.usage.output_tokens}", usd(result.cost_usd),
+                         f"{result.usage.input_tokens}/{result.usage.output_tokens}", _total_cost(result, unpriced),
                          f"{result.duration_ms / 1000:.2f}"]
     show_table(err, columns, rows, title=f"run {result.run_id} · {result.strategy}", total=total, heading=1)
     for agent in result.agents:
