@@ -45,7 +45,9 @@ def knowledge_of_state(state: AppState) -> Knowledge:
     return state.knowledge
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=FilePublic, responses=error_responses(503))
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=FilePublic,
+             responses={200: {"model": FilePublic, "description": "The same bytes were uploaded before: that file."},
+                        **error_responses(503)})
 async def upload_file(file: Annotated[UploadFile, File(description="The file (PDF, DOCX, HTML, Markdown, text, "
                                                                    "CSV, JSON).")],
                       principal: FilesWrite, session: WriteSessionDep, state: StateDep, request_id: RequestId,
