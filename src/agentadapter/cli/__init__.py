@@ -7,7 +7,8 @@ codes: 0 ok, 2 a usage error (bad arguments, unknown provider, missing key or co
 provider error, printed as its translated message without a traceback. The other commands live in
 this package's modules and are added to ``app`` here: ``run`` (:mod:`.run`), ``serve``, ``db``,
 ``tenants``, ``keys``, ``provider-keys``, ``secrets`` and ``credits`` (:mod:`.service` and the
-modules it registers), ``cluster`` (:mod:`.cluster`) and ``worker`` (:mod:`agentadapter.worker.cli`).
+modules it registers), ``cluster`` (:mod:`.cluster`), ``eval`` (:mod:`.evals`) and ``worker``
+(:mod:`agentadapter.worker.cli`).
 Each stays a thin shell over the library and imports what it needs inside the command, so that
 ``agentadapter --help`` starts fast. ``python -m agentadapter.cli`` runs the same app as the
 ``agentadapter`` script.
@@ -455,6 +456,9 @@ def _register_subcommands() -> None:
 
     register_files(app)
     app.add_typer(cluster_app)
+    from agentadapter.cli.evals import eval_app
+
+    app.add_typer(eval_app)
     from agentadapter.worker.cli import register as register_worker
 
     register_worker(app)
@@ -500,7 +504,7 @@ def _name_values(node: Any) -> None:
         if param.metavar is not None:
             continue  # named on purpose where it is declared
         if isinstance(param, typer.core.TyperArgument):
-            param.metavar = str(param.name or "value").upper() + ("..." if param.nargs != 1 else "")
+            param.metavar = str(param.name or "value").upper()  # typer adds "..." to one that repeats
             # An argument's help is its name and its text; its Python type says nothing more.
             setattr(param, "display_type_rich", _no_type)  # noqa: B010 - on this one object, not the class
             continue
