@@ -117,7 +117,8 @@ def files_add(
 
 
 @files_app.command("list")
-def files_list(tenant: TenantOption, limit: Annotated[int, typer.Option(min=1, max=100)] = 50,
+def files_list(tenant: TenantOption, limit: Annotated[int, typer.Option(
+        min=1, max=100, help="list at most this many files, newest first")] = 50,
                as_json: JsonOption = False) -> None:
     """The tenant's files, newest first."""
     from agentadapter.store import files as file_store
