@@ -219,6 +219,21 @@ class ExperimentResult:
         }
 
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentResult:
+        """A result from its :meth:`to_dict` (an exported JSON file, a stored experiment)."""
+        try:
+            return cls(name=str(data["name"]), dataset=str(data["dataset"]),
+                       dataset_version=str(data["dataset_version"]),
+                       subjects=[dict(s) for s in data["subjects"]],
+                       results=[CaseResult.from_dict(r) for r in data["results"]], repeat=int(data.get("repeat", 1)),
+                       planned=int(data.get("planned", 0)), stopped=data.get("stopped"),
+                       duration_ms=float(data.get("duration_ms", 0.0)), id=str(data.get("id") or uuid.uuid4().hex))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidRequestError(f"not an experiment result ({type(exc).__name__}: {exc}); export one with "
+                                      "to_json or agentadapter eval run --output FILE.json") from exc
+
+
 ProgressCallback = Callable[[Progress], None]
 
 
