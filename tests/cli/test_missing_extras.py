@@ -40,3 +40,22 @@ def test_a_local_model_without_its_extra_names_the_extra(model, blocked, extra, 
     assert f"pip install '{extra}'" in result.stderr  # the brackets survive the terminal's markup
     assert "./dev setup --local" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "env", "blocked", "extra"), [
+    (["worker"], {}, ["celery"], "celery"),
+    (["tenants", "list"], {"AGENTADAPTER_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none"}, ["asyncpg"],
+     "postgres"),
+], ids=["worker without celery", "postgres without asyncpg"])
+def test_a_command_without_its_extra_names_the_extra(args, env, blocked, extra, tmp_path, monkeypatch):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code = BLOCKED.format(blocked=blocked, args=args)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AGENTADAPTER_") or k in env}
+    environment["AGENTADAPTER_DATA_DIR"] = str(tmp_path / "data")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"the {extra!r} extra, which is not installed" in result.stderr
+    assert f"pip install 'agentadapter[{extra}]'" in result.stderr and "./dev setup --all" in result.stderr
+    assert "Traceback" not in result.stderr

