@@ -539,5 +539,6 @@ class RunStep(Base):
 
 # The knowledge tables are defined beside these; importing them here puts them in Base.metadata wherever
 # the models are loaded (migrations, the store, the service).
+from agentadapter.store import evals_models as _evaluation_tables  # noqa: E402, F401  (datasets, experiments)
 from agentadapter.store import files_models as _knowledge_tables  # noqa: E402, F401
 from agentadapter.store import stored_responses as _stored_responses  # noqa: E402, F401  (the gateway's store)
