@@ -130,3 +130,41 @@ async def test_bad_uploads_are_refused_with_a_reason(api: Api) -> None:
     assert bad_name.status_code == 422
     empty_query = await api.request("POST", f"/v1/archives/{archive['id']}/search", json={"query": "   "})
     assert empty_query.status_code == 422
+
+
+async def test_remove_reindex_delete_and_odd_queries(api: Api, monkeypatch: Any) -> None:
+    tides = await upload(api, "tides.md", TIDES)
+    bread = await upload(api, "bread.txt", BAKING)
+    archive = await archive_with(api, [tides, bread])
+    for query in ('"unbalanced NEAR(', "***", "AND OR NOT", "\u00e9t\u00e9 \u6d77"):  # no operator reaches FTS
+        response = await api.request("POST", f"/v1/archives/{archive['id']}/search", json={"query": query})
+        assert response.status_code == 200, (query, response.text)
+    too_long = await api.request("POST", f"/v1/archives/{archive['id']}/search", json={"query": "x" * 4000})
+    assert too_long.status_code == 422 and "shorter" in too_long.json()["error"]["message"]  # the model's limit
+
+    removed = await api.request("DELETE", f"/v1/archives/{archive['id']}/files/{bread['id']}")
+    assert removed.status_code == 204
+    assert all(hit["filename"] != "bread.txt" for hit in await search(api, archive["id"], "sourdough starter"))
+    assert (await api.request("GET", f"/v1/files/{bread['id']}")).status_code == 200  # the file itself stays
+
+    monkeypatch.setenv("AGENTADAPTER_EMBEDDING_MODEL", "local/embed/all-MiniLM-L6-v2")
+    assert api.state.knowledge is not None
+    api.state.knowledge.settings.embedding_model = "local/embed/all-MiniLM-L6-v2"
+    reindexed = await api.request("POST", f"/v1/archives/{archive['id']}/reindex")
+    assert reindexed.status_code == 202 and reindexed.json()["queued"] == 1
+    await api.state.knowledge.wait_idle()
+    status = await statuses(api, archive["id"])
+    assert status["tides.md"]["status"] == "ready"
+    assert status["tides.md"]["embedding_model"] == "local/embed/all-MiniLM-L6-v2"
+    assert (await search(api, archive["id"], "moon gravity"))[0]["filename"] == "tides.md"
+
+    deleted = await api.request("DELETE", f"/v1/archives/{archive['id']}")
+    assert deleted.status_code == 204
+    assert (await api.request("GET", f"/v1/archives/{archive['id']}")).status_code == 404
+    assert (await api.request("GET", f"/v1/files/{tides['id']}")).status_code == 200
+
+    import agentadapter.service.knowledge as runtime
+
+    monkeypatch.setattr(runtime, "missing_dependencies", lambda: ["pypdf"])
+    refused = await api.request("POST", "/v1/files", files={"file": ("x.txt", b"new bytes")})
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "knowledge_not_installed"

@@ -9,6 +9,8 @@ wraps a search it is handed. See ``docs/knowledge.md``.
 
 from __future__ import annotations
 
+import importlib.util
+
 from agentadapter.knowledge.chunking import Chunk, ChunkingOptions, chunk_document, estimate_tokens
 from agentadapter.knowledge.detect import MEDIA_TYPES, detect_media_type
 from agentadapter.knowledge.errors import (
@@ -44,6 +46,16 @@ __all__ = [
     "default_extractors",
     "detect_media_type",
     "estimate_tokens",
+    "missing_dependencies",
     "reciprocal_rank_fusion",
     "storage_from_url",
 ]
+
+
+_DEPENDENCIES = {"filetype": "filetype", "pypdf": "pypdf", "docx": "python-docx", "selectolax": "selectolax",
+                 "numpy": "numpy"}
+
+
+def missing_dependencies() -> list[str]:
+    """The packages of the ``knowledge`` extra that are not installed (their distribution names)."""
+    return [package for module, package in _DEPENDENCIES.items() if importlib.util.find_spec(module) is None]

@@ -123,6 +123,7 @@ async def search_archives(knowledge: Knowledge, tenant_id: uuid.UUID, archives: 
                           k: int = 8, file_ids: Sequence[uuid.UUID] | None = None,
                           media_types: Sequence[str] | None = None) -> list[SearchHit]:
     """Hybrid search of the tenant's ``archives`` (already resolved within the tenant)."""
+    knowledge.require()
     if not query.strip():
         raise invalid("query", "the query is empty; say what to look for", code="empty_query")
     if not 1 <= k <= MAX_SEARCH_RESULTS:

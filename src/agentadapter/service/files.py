@@ -55,6 +55,7 @@ def storage_unavailable(exc: StorageError) -> Unavailable:
 
 async def upload_file(session: AsyncSession, knowledge: Knowledge, caller: Caller, *, filename: str | None,
                       data: bytes, metadata: Mapping[str, Any] | None = None) -> Upload:
+    knowledge.require()
     limit = knowledge.settings.files_max_bytes
     if not data:
         raise invalid("file", "the file is empty; upload a file with content", code="empty_file")

@@ -28,17 +28,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agentadapter.knowledge import (
     ChunkingOptions,
     ClamdScanner,
+    ExtractionError,
     Extractors,
     KnowledgeError,
     VectorMatrix,
     chunk_document,
     default_extractors,
+    missing_dependencies,
     reciprocal_rank_fusion,
     storage_from_url,
 )
 from agentadapter.knowledge.search import to_blob
 from agentadapter.llm.errors import AgentAdapterError
 from agentadapter.observability.logging import get_logger
+from agentadapter.service.errors import Unavailable
 from agentadapter.store import archives as archive_store
 from agentadapter.store.archives import ChunkFilter
 from agentadapter.store.files_models import Archive, StoredFile
@@ -136,6 +139,15 @@ class Knowledge:
         return cls(db=db, llm=llm, settings=settings, storage=storage_from_url(settings.files_url, data_dir / "files"),
                    scanner=scanner)
 
+    def require(self) -> None:
+        """Refuse (503 ``knowledge_not_installed``) when the ``knowledge`` extra is not installed."""
+        missing = missing_dependencies()
+        if missing:
+            raise Unavailable(f"files and archives need the knowledge extra, which this server lacks "
+                              f"({', '.join(missing)} missing); the operator installs it with "
+                              "pip install 'agentadapter[knowledge]'",
+                              code="knowledge_not_installed", retry_after_s=3600)
+
     @property
     def chunking(self) -> ChunkingOptions:
         return ChunkingOptions(self.settings.chunk_max_tokens,
@@ -228,7 +240,11 @@ class Knowledge:
                                                                 archive.chunk_max_tokens // 2))
 
         def cut() -> list[Any]:
-            return chunk_document(self.extractors.extract(data, stored.media_type), options)
+            try:
+                return chunk_document(self.extractors.extract(data, stored.media_type), options)
+            except ImportError as exc:  # the knowledge extra is missing: say so on the file, not in a log only
+                raise ExtractionError(f"this server cannot read {stored.media_type} files: {exc}; the operator "
+                                      "installs pip install 'agentadapter[knowledge]'", code="not_installed") from exc
 
         pieces = await asyncio.to_thread(cut)
         vectors: list[list[float]] = []
