@@ -100,10 +100,11 @@ def _with_defaults(fields: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-_TABLE = AgentDefinition.__table__
+_TABLE: sa.Table = AgentDefinition.__table__  # type: ignore[assignment]  # declarative: a Table
 _COLUMN_OF = {attribute.key: attribute.columns[0].name for attribute in sa.inspect(AgentDefinition).column_attrs}
 _INSERT_AGENT = sa.insert(_TABLE)
-_INSERT_VERSION = sa.insert(AgentVersion.__table__)
+_VERSIONS: sa.Table = AgentVersion.__table__  # type: ignore[assignment]
+_INSERT_VERSION = sa.insert(_VERSIONS)
 # The columns under their attribute names (``meta``, not ``metadata``): what read_agent and list_agents
 # give as dicts, which the API's response models read as they would read the ORM object.
 _COLUMNS = tuple(_TABLE.c[attribute.columns[0].name].label(attribute.key)

@@ -60,21 +60,24 @@ async def create_run(data: RunCreate, principal: RunsWrite, session: WriteSessio
 
 
 @router.get("", response_model=ListPublic[RunPublic])
-async def list_runs(principal: RunsRead, session: SessionDep, page: PageDep, status: RunStatus = None,
+async def list_runs(principal: RunsRead, state: StateDep, page: PageDep, status: RunStatus = None,
                     agent_id: uuid.UUID | None = None, workflow_id: uuid.UUID | None = None,
                     project_id: uuid.UUID | None = None) -> ListPublic[RunPublic]:
     """The tenant's runs, newest first, optionally of one status, agent, workflow or project."""
-    found = await store.list_runs(session, principal.tenant_id, limit=page.limit, cursor=page.cursor, status=status,
-                                  agent_id=agent_id, workflow_id=workflow_id, project_id=project_id)
+    # The session opened here, not through SessionDep: a generator dependency costs more than the read.
+    async with state.db.session() as session:
+        found = await store.list_runs(session, principal.tenant_id, limit=page.limit, cursor=page.cursor,
+                                      status=status, agent_id=agent_id, workflow_id=workflow_id, project_id=project_id)
     return ListPublic[RunPublic](data=[RunPublic.model_validate(r) for r in found.items], has_more=found.has_more,
                                  next_cursor=found.next_cursor)
 
 
 @router.get("/{run_id}", response_model=RunPublic)
-async def get_run(run_id: uuid.UUID, principal: RunsRead, session: SessionDep) -> RunPublic:
+async def get_run(run_id: uuid.UUID, principal: RunsRead, state: StateDep) -> RunPublic:
     """The run, with its agent steps."""
-    run = await store.read_run(session, principal.tenant_id, run_id)
-    steps = await store.read_agent_runs(session, principal.tenant_id, run_id)
+    async with state.db.session() as session:
+        run = await store.read_run(session, principal.tenant_id, run_id)
+        steps = await store.read_agent_runs(session, principal.tenant_id, run_id)
     public = RunPublic.model_validate(run)
     public.agents = [AgentRunPublic.model_validate(s) for s in steps]
     return public
@@ -125,5 +128,6 @@ async def run_events(
     async with state.db.session() as session:  # not a dependency: it would stay open for the whole stream
         await store.get_run(session, principal.tenant_id, run_id)
     events = service.run_events(state, principal.tenant_id, run_id, start)
-    return StreamingResponse(sse_stream(events, heartbeat_s=state.server.sse_heartbeat_s),
+    stop = state.drain.started if state.drain is not None else None  # SIGTERM: end, the client resumes elsewhere
+    return StreamingResponse(sse_stream(events, heartbeat_s=state.server.sse_heartbeat_s, stop=stop),
                              media_type="text/event-stream", headers=SSE_HEADERS)
