@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -79,6 +80,8 @@ class KnowledgeSettings(BaseSettings):
     clamd_address: str | None = None
     """ClamAV's daemon: a socket path, ``unix:///path`` or ``tcp://host:port``; unset: uploads are not scanned."""
     clamd_timeout_s: float = Field(default=30.0, gt=0)
+    vector_cache_mb: int = Field(default=1024, ge=0)
+    """Memory for the archives' vector matrices of the embedded search (least recently searched dropped first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,7 @@ class Knowledge:
     storage: BlobStorage
     scanner: ClamdScanner | None = None
     extractors: Extractors = field(default_factory=default_extractors)
-    _matrices: dict[uuid.UUID, _CachedMatrix] = field(default_factory=dict)
+    _matrices: OrderedDict[uuid.UUID, _CachedMatrix] = field(default_factory=OrderedDict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _slots: asyncio.Semaphore | None = None
     _pgvector: bool | None = None
@@ -327,10 +330,15 @@ class Knowledge:
         version = await archive_store.index_version(session, tenant_id, archive.id)
         cached = self._matrices.get(archive.id)
         if cached is not None and cached.version == version and cached.matrix.dimensions == dimensions:
+            self._matrices.move_to_end(archive.id)
             return cached.matrix
         ids, blobs, files = await archive_store.load_vectors(session, tenant_id, archive.id, dimensions)
         matrix = await asyncio.to_thread(VectorMatrix, ids, blobs, dimensions, files)
         self._matrices[archive.id] = _CachedMatrix(version, matrix)
+        self._matrices.move_to_end(archive.id)
+        budget = self.settings.vector_cache_mb * 1024 * 1024
+        while len(self._matrices) > 1 and sum(c.matrix.matrix.nbytes for c in self._matrices.values()) > budget:
+            self._matrices.popitem(last=False)  # the least recently searched archive loads again when needed
         return matrix
 
 
