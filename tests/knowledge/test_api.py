@@ -168,3 +168,31 @@ async def test_remove_reindex_delete_and_odd_queries(api: Api, monkeypatch: Any)
     monkeypatch.setattr(runtime, "missing_dependencies", lambda: ["pypdf"])
     refused = await api.request("POST", "/v1/files", files={"file": ("x.txt", b"new bytes")})
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "knowledge_not_installed"
+
+
+async def test_a_restart_resumes_queued_files_and_takes_back_those_a_dead_process_left(api: Api) -> None:
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from agentadapter.service import archives as archive_service
+    from agentadapter.service.common import Caller
+    from agentadapter.store.files_models import ArchiveFile
+    from agentadapter.store.models import utcnow
+
+    tides = await upload(api, "tides.md", TIDES)
+    bread = await upload(api, "bread.txt", BAKING)
+    created = (await api.request("POST", "/v1/archives", json={"name": "resumed"})).json()
+    knowledge = api.state.knowledge
+    assert knowledge is not None
+    tenant = await api.tenant()
+    async with api.state.db.write_session() as session:  # as if the process stopped before ingesting
+        rows = await archive_service.add_files(session, knowledge, Caller.system(tenant.id), uuid.UUID(created["id"]),
+                                               [uuid.UUID(tides["id"]), uuid.UUID(bread["id"])], enqueue=False)
+        await session.execute(sa.update(ArchiveFile).where(ArchiveFile.id == rows[1].id).values(
+            status="processing", updated_at=utcnow() - timedelta(hours=1)))  # its process died mid-way
+        await session.commit()
+    assert {r["status"] for r in (await statuses(api, created["id"])).values()} == {"queued", "processing"}
+    await knowledge.start()  # what the next server start does
+    await knowledge.wait_idle()
+    assert {r["status"] for r in (await statuses(api, created["id"])).values()} == {"ready"}
