@@ -210,8 +210,8 @@ class Knowledge:
             return "skipped"
         try:
             chunks, vectors, dimensions = await self._prepare(archive, stored)
-        except (KnowledgeError, AgentAdapterError) as exc:
-            code = getattr(exc, "code", None) or type(exc).__name__
+        except (KnowledgeError, AgentAdapterError, ImportError) as exc:  # ImportError: the knowledge extra is missing
+            code = "not_installed" if isinstance(exc, ImportError) else getattr(exc, "code", None) or type(exc).__name__
             await self._finish(archive_file_id, "failed", error={"code": code, "message": str(exc)})
             return "failed"
         async with self.db.write_session() as session:
