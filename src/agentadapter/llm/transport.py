@@ -128,6 +128,9 @@ class Transport(ABC, Generic[ClientT]):
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClientT] = (
             weakref.WeakKeyDictionary()
         )
+        self._closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def client(self) -> ClientT:
         """The pooled client of the running loop, created on first use."""
@@ -135,7 +138,23 @@ class Transport(ABC, Generic[ClientT]):
         client = self._clients.get(loop)
         if client is None:
             client = self._clients[loop] = self._new_client()
+            self._closers[loop] = loop.create_task(self._close_at_loop_end(loop, client),
+                                                   name=f"agentadapter-{self.name}-closer")
         return client
+
+    async def _close_at_loop_end(self, loop: asyncio.AbstractEventLoop, client: ClientT) -> None:
+        """Wait until cancelled, then close ``client`` if it is still the loop's.
+
+        ``asyncio.run`` (and ``asyncio.Runner``) cancel the tasks left when their main coroutine ends,
+        before closing the loop: a program that never closed its ``LLM`` (the agents' shared default
+        one, a script's ``LLM()``) still closes its connections, without "Unclosed client session".
+        """
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if self._clients.get(loop) is client:
+                del self._clients[loop]
+                await self._close_client(client)
 
     @abstractmethod
     def _new_client(self) -> ClientT: ...
@@ -155,6 +174,9 @@ class Transport(ABC, Generic[ClientT]):
         """Close the running loop's client (others close with their loops)."""
         loop = asyncio.get_running_loop()
         client = self._clients.pop(loop, None)
+        closer = self._closers.pop(loop, None)
+        if closer is not None:
+            closer.cancel()  # nothing left for it to close
         if client is not None:
             await self._close_client(client)
 
