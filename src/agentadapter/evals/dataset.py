@@ -32,7 +32,7 @@ import yaml
 
 from agentadapter.errors import InvalidRequestError
 
-__all__ = ["Case", "Dataset", "DatasetFormat", "load_dataset", "parse_dataset"]
+__all__ = ["Case", "Dataset", "DatasetFormat", "dataset_from_document", "load_dataset", "parse_dataset"]
 
 DatasetFormat = Literal["yaml", "jsonl", "csv", "json"]
 
@@ -163,7 +163,8 @@ def _case(item: Case | Mapping[str, Any] | str, index: int) -> Case:
                 evaluators=tuple(_spec(e, f"case {index}: evaluators[{i}]") for i, e in enumerate(evaluators)))
 
 
-def _from_document(data: Any, name: str) -> Dataset:
+def dataset_from_document(data: Any, name: str = "dataset") -> Dataset:
+    """A dataset from a loaded YAML or JSON document (an object with ``cases``, or a list of cases)."""
     if isinstance(data, list):
         return Dataset.of(name, data)
     if not isinstance(data, Mapping):
@@ -196,7 +197,7 @@ def parse_dataset(text: str, fmt: DatasetFormat, *, name: str = "dataset") -> Da
             data = yaml.safe_load(text) if fmt == "yaml" else json.loads(text)
         except (yaml.YAMLError, ValueError) as exc:
             raise InvalidRequestError(f"the dataset is not valid {fmt.upper()}: {exc}") from exc
-        return _from_document(data, name)
+        return dataset_from_document(data, name)
     if fmt == "jsonl":
         cases: list[Any] = []
         for number, line in enumerate(text.splitlines(), 1):

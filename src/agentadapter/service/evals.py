@@ -28,19 +28,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.errors import InvalidRequestError
-from agentadapter.evals import Dataset, from_spec, parse_dataset
+from agentadapter.evals import CaseResult, Comparison, Dataset, ExperimentResult, compare, from_spec, parse_dataset
+from agentadapter.evals.dataset import dataset_from_document
 from agentadapter.evals.evaluators import model_names
 from agentadapter.evals.subjects import AgentSubject, ModelSubject, Subject, WorkflowSubject
 from agentadapter.orchestrator import RunOptions
 from agentadapter.service.building import agent_defaults, builder
 from agentadapter.service.common import BuildParts, Caller, ServiceParts, invalid, record
-from agentadapter.service.errors import InvalidInput, Unavailable
+from agentadapter.service.errors import Conflict, InvalidInput, Unavailable
 from agentadapter.service.evals_runner import ExperimentAgent, RunSpec
 from agentadapter.service.executor import ExecutorUnavailable, RunJob
+from agentadapter.service.runs import cancel_run
 from agentadapter.service.trust import check_model
+from agentadapter.service.workflows import YamlLoader
 from agentadapter.store import agents as agent_store
 from agentadapter.store import credits as credit_store
 from agentadapter.store import evals as eval_store
@@ -60,11 +64,15 @@ __all__ = [
     "ExperimentRequest",
     "SubjectRef",
     "add_dataset_version",
+    "cancel_experiment",
     "check_watched",
+    "compare_experiment",
     "create_dataset",
     "create_experiment",
     "dataset_of",
     "delete_dataset",
+    "experiment_result",
+    "stored_dataset",
 ]
 
 MAX_CONCURRENCY = 16
@@ -97,15 +105,26 @@ def _check_specs(parts: BuildParts, specs: Sequence[Mapping[str, Any]], param: s
         check_model(parts.llm, model, param)
 
 
-def dataset_of(parts: BuildParts, data: DatasetInput) -> Dataset:
-    """The dataset ``data`` describes, checked as tenant data (a 422 naming the field otherwise)."""
+def dataset_of(parts: BuildParts, data: DatasetInput, load_yaml: YamlLoader) -> Dataset:
+    """The dataset ``data`` describes, checked as tenant data (a 422 naming the field otherwise).
+
+    YAML content is loaded by ``load_yaml`` (the face's bounded loader for tenant YAML), never by a plain
+    YAML load.
+    """
+    if data.content is not None and data.cases is not None:
+        raise invalid("content", "give cases or content, not both", code="two_forms")
+    if data.format not in ("json", "yaml", "jsonl", "csv"):
+        raise invalid("format", f"unknown format {data.format!r}; use json, yaml, jsonl or csv")
     try:
         if data.content is not None:
-            if data.cases is not None:
-                raise invalid("content", "give cases or content, not both")
-            if data.format not in ("json", "yaml", "jsonl", "csv"):
-                raise invalid("format", f"unknown format {data.format!r}; use json, yaml, jsonl or csv")
-            parsed = parse_dataset(data.content, data.format, name=data.name)  # type: ignore[arg-type]
+            if data.format == "yaml":
+                try:
+                    document = load_yaml(data.content)
+                except yaml.YAMLError as exc:
+                    raise invalid("content", f"not valid YAML: {exc}", code="invalid_yaml") from exc
+                parsed = dataset_from_document(document, data.name)
+            else:
+                parsed = parse_dataset(data.content, data.format, name=data.name)  # type: ignore[arg-type]
             dataset = Dataset.of(data.name, parsed.cases, description=data.description or parsed.description,
                                  evaluators=[*parsed.evaluators, *data.evaluators])
         else:
@@ -133,9 +152,9 @@ def stored_dataset(row: DatasetRow, version: DatasetVersion) -> Dataset:
                       evaluators=list(spec.get("evaluators") or []))
 
 
-async def create_dataset(session: AsyncSession, parts: BuildParts, caller: Caller,
-                         data: DatasetInput) -> tuple[DatasetRow, DatasetVersion]:
-    dataset = dataset_of(parts, data)
+async def create_dataset(session: AsyncSession, parts: BuildParts, caller: Caller, data: DatasetInput,
+                         load_yaml: YamlLoader) -> tuple[DatasetRow, DatasetVersion]:
+    dataset = dataset_of(parts, data, load_yaml)
     row, version = await eval_store.create_dataset(
         session, caller.tenant_id, name=data.name, description=dataset.description, spec=_spec(dataset),
         content_hash=dataset.version, case_count=len(dataset), created_by=caller.user_id)
@@ -146,11 +165,11 @@ async def create_dataset(session: AsyncSession, parts: BuildParts, caller: Calle
 
 
 async def add_dataset_version(session: AsyncSession, parts: BuildParts, caller: Caller, dataset_id: uuid.UUID,
-                              data: DatasetInput) -> tuple[DatasetRow, DatasetVersion, bool]:
+                              data: DatasetInput, load_yaml: YamlLoader) -> tuple[DatasetRow, DatasetVersion, bool]:
     """A new version of the dataset (or the existing one with the same content: False)."""
     row = await eval_store.get_dataset(session, caller.tenant_id, dataset_id)
     dataset = dataset_of(parts, DatasetInput(row.name, data.description or row.description, data.cases,
-                                             data.evaluators, data.content, data.format))
+                                             data.evaluators, data.content, data.format), load_yaml)
     version, created = await eval_store.add_dataset_version(
         session, caller.tenant_id, dataset_id, spec=_spec(dataset), content_hash=dataset.version,
         case_count=len(dataset), created_by=caller.user_id)
@@ -396,7 +415,7 @@ async def check_watched(state: ServiceParts) -> list[uuid.UUID]:
     async with state.db.session() as session:
         watched = await eval_store.watched_experiments(session)
     for parent in watched:
-        async with state.db.session() as session:
+        async with state.db.write_session() as session:
             child = await _maybe_rerun(session, state, parent.tenant_id, parent.id)
         if child is not None:
             started.append(child)
@@ -453,3 +472,58 @@ async def _maybe_rerun(session: AsyncSession, state: ServiceParts, tenant_id: uu
                  {"parent_id": str(parent.id), "cause": cause, "version": version})
     await _start(session, state, caller, child, dataset, subjects, None)
     return child.id
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+async def experiment_result(session: AsyncSession, tenant_id: uuid.UUID,
+                            experiment_id: uuid.UUID) -> tuple[Experiment, ExperimentResult]:
+    """The stored experiment and its results as the library's :class:`ExperimentResult`, in dataset order."""
+    experiment = await eval_store.get_experiment(session, tenant_id, experiment_id)
+    version = await eval_store.get_dataset_version(session, tenant_id, experiment.dataset_id,
+                                                   experiment.dataset_version)
+    order = {str(c.get("id")): i for i, c in enumerate((version.spec or {}).get("cases") or [])}
+    subjects = {str(s.get("name")): i for i, s in enumerate(experiment.subjects)}
+    rows = await eval_store.list_results(session, tenant_id, experiment_id)
+    rows.sort(key=lambda r: (order.get(r.case_id, len(order)), subjects.get(r.subject, 0), r.repetition))
+    results = [CaseResult.from_dict({
+        "subject": r.subject, "case_id": r.case_id, "repetition": r.repetition, "output": r.output, "text": r.text,
+        "scores": r.scores, "tool_calls": r.tool_calls, "usage": r.usage, "cost_usd": r.cost_usd,
+        "eval_cost_usd": r.eval_cost_usd, "latency_ms": r.latency_ms, "error": r.error}) for r in rows]
+    row = await eval_store.get_dataset(session, tenant_id, experiment.dataset_id)
+    return experiment, ExperimentResult(
+        name=experiment.name, dataset=row.name, dataset_version=version.content_hash,
+        subjects=[{"name": s.get("name"), "kind": s.get("kind")} for s in experiment.subjects], results=results,
+        repeat=int((experiment.settings or {}).get("repeat", 1)), planned=experiment.planned,
+        stopped=experiment.stopped, id=str(experiment.id))
+
+
+async def compare_experiment(session: AsyncSession, tenant_id: uuid.UUID, experiment_id: uuid.UUID, a: str | None,
+                             b: str | None, confidence: float = 0.95) -> Comparison:
+    """Subject ``b`` against ``a`` (default: the second against the first) on the experiment's results."""
+    experiment, result = await experiment_result(session, tenant_id, experiment_id)
+    names = result.subject_names
+    if len(names) < 2:
+        raise invalid("experiment_id", "this experiment has one subject; a comparison needs two",
+                      code="nothing_to_compare")
+    if experiment.status != "completed":
+        raise Conflict(f"experiment {experiment_id} is {experiment.status}; compare it once it has completed",
+                       code="experiment_not_completed")
+    try:
+        return compare(result, a or names[0], b or names[1], confidence=confidence)
+    except InvalidRequestError as exc:
+        raise invalid("a" if (a or names[0]) not in names else "b", str(exc), code="unknown_subject") from exc
+
+
+async def cancel_experiment(session: AsyncSession, state: ServiceParts, caller: Caller,
+                            experiment_id: uuid.UUID) -> Experiment:
+    """Cancel the experiment's run (it records ``cancelled`` as it stops)."""
+    experiment = await eval_store.get_experiment(session, caller.tenant_id, experiment_id)
+    if experiment.status not in ("queued", "running") or experiment.run_id is None:
+        raise Conflict(f"experiment {experiment_id} has already ended ({experiment.status}); there is nothing to "
+                       "cancel", code="experiment_finished", param="experiment_id")
+    await cancel_run(session, state, caller, experiment.run_id)
+    await record(session, caller, "experiment.cancel", "experiment", experiment_id, {"run_id": str(experiment.run_id)})
+    await session.commit()
+    return experiment

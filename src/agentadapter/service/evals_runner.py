@@ -127,14 +127,14 @@ class ExperimentAgent(BaseAgent):
                 await self._update(completed=progress.done)
 
     async def _update(self, **fields: Any) -> None:
-        async with self.db.session() as session:
+        async with self.db.write_session() as session:
             experiment = await eval_store.get_experiment(session, self.spec.tenant_id, self.spec.experiment_id)
             for name, value in fields.items():
                 setattr(experiment, name, value)
             await session.commit()
 
     async def _fail(self, status: str, error: dict[str, Any]) -> None:
-        async with self.db.session() as session:
+        async with self.db.write_session() as session:
             experiment = await eval_store.get_experiment(session, self.spec.tenant_id, self.spec.experiment_id)
             progress = self._progress
             await eval_store.finish_experiment(session, experiment, status=status, error=error,
@@ -147,7 +147,7 @@ class ExperimentAgent(BaseAgent):
         names = result.subject_names
         if len(names) == 2:
             comparison = compare(result, names[0], names[1]).to_dict()
-        async with self.db.session() as session:
+        async with self.db.write_session() as session:
             experiment = await eval_store.get_experiment(session, self.spec.tenant_id, self.spec.experiment_id)
             regression = await self._regression(session, experiment, summaries)
             await eval_store.finish_experiment(
