@@ -8,7 +8,9 @@ from fastapi import APIRouter
 from agentadapter.server.routes import agents, audit, gateway, provider_keys, providers, runs, settings, workflows
 from agentadapter.server.routes import archives as archive_routes
 from agentadapter.server.routes import credits as credit_routes
+from agentadapter.server.routes import datasets as dataset_routes
 from agentadapter.server.routes import embeddings as embedding_routes
+from agentadapter.server.routes import experiments as experiment_routes
 from agentadapter.server.routes import export as export_routes
 from agentadapter.server.routes import files as file_routes
 from agentadapter.server.routes import messages as message_routes
@@ -26,5 +28,6 @@ resource_routers: tuple[APIRouter, ...] = (
     agents.router, runs.router, workflows.router, settings.router, providers.router, provider_keys.router, audit.router,
     export_routes.router,
     usage_routes.router, credit_routes.router, file_routes.router, archive_routes.router,
+    dataset_routes.router, experiment_routes.router,
 )
 """Mounted one by one on the app rather than through a parent router: one level of routing less per request."""
