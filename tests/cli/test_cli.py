@@ -92,7 +92,8 @@ def test_health_probes_each_target(tmp_path):
         "models:\n  smart: {strategy: failover, targets: [dead/m, test/echo]}\n"
     )
     result = runner.invoke(app, ["health", "--config", str(config), "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a target failed its probe: the command fails too
+    assert "1 target(s) failed their probes: dead/m" in result.stderr
     data = json.loads(result.stdout[result.stdout.index("{"):])
     assert data["dead/m"]["last_error"] == "APIConnectionError" and data["test/echo"]["successes"] == 1
     table = runner.invoke(app, ["health", "test/echo"])

@@ -231,7 +231,10 @@ def health(
     as_json: Annotated[bool, typer.Option("--json", help="print the health as JSON")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Probe each target of the given routes and show its health (success, latency, breaker)."""
+    """Probe each target of the given routes and show its health (success, latency, breaker).
+
+    Exits 1 when a target failed a probe.
+    """
     from agentadapter.llm.client import LLM
 
     try:
@@ -244,9 +247,21 @@ def health(
     except AgentAdapterError as error:
         raise _fail(error) from None
     report = llm.health()
+    # A target whose probes did not all succeed fails the command (exit 1), as for any command where
+    # some rows failed: a script can act on it without reading the table.
+    unhealthy = [item.target for item in report.values()
+                 if item.success_rate is not None and item.success_rate < 1.0]
     if as_json:
         stdout.print_json(json.dumps({k: v.to_dict() for k, v in report.items()}))
-        return
+    else:
+        _health_table(report)
+    if unhealthy:
+        stderr.print(f"[bold red]error:[/] {len(unhealthy)} target(s) failed their probes: "
+                     f"{escape(', '.join(unhealthy))}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_PROVIDER_ERROR)
+
+
+def _health_table(report: dict[str, Any]) -> None:
     show_table(
         stdout,
         [Column("target"), Column("calls", numeric=True), Column("success", numeric=True),
