@@ -135,6 +135,10 @@ _LAZY: dict[str, str] = {
     "GenerationConfig": "agentadapter.llm.runners",
     "register_runner": "agentadapter.llm.runners",
     "get_runner": "agentadapter.llm.runners",
+    "Dataset": "agentadapter.evals",
+    "ExperimentResult": "agentadapter.evals",
+    "load_dataset": "agentadapter.evals",
+    "run_experiment": "agentadapter.evals",
 }
 
 __all__ = [
@@ -173,8 +177,10 @@ __all__ = [
     "ConflictError",
     "ContentFilterError",
     "ContextWindowExceededError",
+    "Dataset",
     "EmbeddingResponse",
     "Envelope",
+    "ExperimentResult",
     "FilePart",
     "FunctionBackend",
     "FunctionTool",
@@ -256,10 +262,12 @@ __all__ = [
     "get_settings",
     "handoff",
     "input_guardrail",
+    "load_dataset",
     "load_workflow",
     "output_guardrail",
     "register_backend",
     "register_runner",
+    "run_experiment",
     "tool",
 ]
 
