@@ -14,6 +14,7 @@ they work on a fresh data dir. Exit codes: 0 ok, 2 a usage or configuration erro
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -67,13 +68,16 @@ def serve(
 ) -> None:
     """Serve the REST API (docs at /docs): migrate the database, then run uvicorn."""
     from agentadapter.config import get_settings
-    from agentadapter.server.settings import check_secrets
+    from agentadapter.server.settings import ServerSettings, check_secrets
 
     try:
         settings = get_settings()
         check_secrets(settings)
+        grace_s = ServerSettings().shutdown_grace_s
     except ConfigurationError as error:
         raise fail(str(error), EXIT_USAGE) from None
+    except ValueError as error:  # pydantic's ValidationError: a malformed AGENTADAPTER_SHUTDOWN_* and the like
+        raise fail(f"the server's settings are invalid: {error}", EXIT_USAGE) from None
     if workers > 1 and not settings.redis_url:
         raise fail(
             f"--workers {workers} needs Redis: several server processes share run events, cancellation and limits "
@@ -101,7 +105,10 @@ def serve(
                          name="ready-file").start()
     try:
         uvicorn.run("agentadapter.server.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    access_log=access_log, log_level=log_level, server_header=False, proxy_headers=True)
+                    access_log=access_log, log_level=log_level, server_header=False, proxy_headers=True,
+                    # On SIGTERM open requests and SSE streams get this long once the listener is closed (the
+                    # app ends its streams at once and drains: server/drain.py); what is left then is cancelled.
+                    timeout_graceful_shutdown=math.ceil(grace_s))
     finally:
         stopped.set()
         if ready_file is not None:

@@ -7,9 +7,10 @@ user and settings on first start, closes runs a previous process left unfinished
 Redis, where this is the only process), and builds the process's one owner of Redis connections
 (:class:`~agentadapter.redis_connections.RedisConnections`, when ``AGENTADAPTER_REDIS_URL`` is set), the
 ``LLM``, the tool registry, the executor and the authenticator - every part that uses Redis is
-handed that owner. On shutdown it cancels running runs (they record ``cancelled``) and closes
-everything, the Redis owner last. ``uvicorn --factory agentadapter.server.app:create_app`` and ``agentadapter serve``
-both start it.
+handed that owner. On SIGTERM it drains (:mod:`agentadapter.server.drain`: ``/readyz`` 503 at once, SSE
+streams end, in-flight requests, then runs, get ``AGENTADAPTER_SHUTDOWN_GRACE_S``); runs still going
+then are handed over (ended ``ServerShutdown``), and it closes everything, the Redis owner last.
+``uvicorn --factory agentadapter.server.app:create_app`` and ``agentadapter serve`` both start it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from agentadapter.llm.errors import ConfigurationError
 from agentadapter.llm.shared import shared_state_from_settings
 from agentadapter.redis_connections import RedisConnections
 from agentadapter.server.auth import Authenticator
+from agentadapter.server.drain import Drain
 from agentadapter.server.errors import install_error_handlers
 from agentadapter.server.executor import InlineExecutor, RunExecutor
 from agentadapter.server.housekeeping import RetentionTask
@@ -91,10 +93,16 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await _start(settings, server, llm=llm, tools=tools, jwks_transport=jwks_transport)
         app.state.agentadapter = state
+        from agentadapter.server.evals_loop import ContinuousEvaluation
+
+        # Re-runs of attached experiments when their agent or workflow gets a new version (or on schedule).
+        evaluation = ContinuousEvaluation(state)
+        evaluation.start()
         try:
             yield
         finally:
             try:
+                await evaluation.stop()
                 await _stop(state, owns_llm=llm is None)
             finally:
                 await body_checker.aclose()
@@ -231,20 +239,28 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
 
     knowledge = Knowledge.of(db, llm, settings.data_dir)
     await knowledge.start()  # resumes the ingestion of files queued before a restart
+    drain = Drain(grace_s=server.shutdown_grace_s, delay_s=server.shutdown_delay_s)
+    if drain.install():
+        logger.info("SIGTERM drains the server: grace %.1f s, pre-stop delay %.1f s", server.shutdown_grace_s,
+                    server.shutdown_delay_s)
     if server.gc_freeze:
         gc.collect()
         gc.freeze()
     return AppState(settings=settings, server=server, db=db, auth=auth, executor=executor, llm=llm, tools=tools,
                     tenant_llms=tenant_llms, limiter=limiter, retention=retention, shared=shared, redis=redis,
-                    knowledge=knowledge, started_at=time.time(), ready=True)
+                    knowledge=knowledge, drain=drain, started_at=time.time(), ready=True)
 
 
 async def _stop(state: AppState, *, owns_llm: bool) -> None:
     state.ready = False
+    grace_s = 5.0
+    if state.drain is not None:
+        state.drain.begin()  # SSE streams still open end now
+        grace_s = state.drain.remaining()
     try:
         if state.retention is not None:
             await state.retention.stop()
-        await state.executor.shutdown()
+        await state.executor.shutdown(grace_s)
         if state.knowledge is not None:
             await state.knowledge.shutdown()
     finally:
@@ -259,3 +275,5 @@ async def _stop(state: AppState, *, owns_llm: bool) -> None:
             await state.redis.aclose()  # last: every part above was using it
         await flush_ledger(state.llm.ledger)
         await state.db.dispose()
+        if state.drain is not None:
+            state.drain.uninstall()

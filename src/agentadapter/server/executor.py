@@ -72,6 +72,8 @@ class InlineExecutor(RunExecutor):
         self._closing = False
         self._stopping = asyncio.Event()
         """Set once shutdown's grace has passed: final writes stop retrying (the lease reaper ends those runs)."""
+        self._handing_over = asyncio.Event()
+        """Set at shutdown for the runs still going after the grace: their recorders leave the end to the hand-over."""
 
     def new_run_lease(self) -> dict[str, Any]:
         return self.leases.values()
@@ -83,7 +85,8 @@ class InlineExecutor(RunExecutor):
         llm = await self.tenant_llms.get(job.tenant_id) if self.tenant_llms is not None else self.llm
         # Its usage records name the run and project (the agent loop adds the agent that made each call).
         llm = llm.derive(tags={"run": str(job.run_id), "project": str(job.project_id), "source": "run"})
-        recorder = LeasedRunRecorder(self.db, job.tenant_id, stopping=self._stopping)
+        recorder = LeasedRunRecorder(self.db, job.tenant_id, stopping=self._stopping,
+                                     handing_over=self._handing_over)
         orchestrator = Orchestrator(llm=llm, recorder=recorder, protocol_factory=self.protocol_factory)
         options = replace(job.options or RunOptions(), run_id=str(job.run_id))
         handle = orchestrator.start(job.task, job.agents, job.strategy, str(job.project_id), options=options,
@@ -147,16 +150,24 @@ class InlineExecutor(RunExecutor):
         await asyncio.sleep(0)  # let the watcher move it to the finished runs
 
     async def shutdown(self, grace_s: float = 5.0) -> None:
+        """Take no new runs, give the running ones ``grace_s`` to end, then hand the rest over (see
+        :meth:`RunLeases.hand_over`): they end ``failed`` (``ServerShutdown``), never left running."""
         self._closing = True
         if self.relay is not None:
             await self.relay.close()
-        handles = list(self._running.values())
-        for handle in handles:
-            handle.cancel("the server shut down while the run was in progress; start it again")
-        if handles:
+        if self._running and grace_s > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(grace_s):
-                    await asyncio.gather(*(h.wait() for h in handles), return_exceptions=True)
+                    await asyncio.gather(*(h.wait() for h in list(self._running.values())), return_exceptions=True)
+        left = dict(self._running)
+        if left:
+            self._handing_over.set()  # their recorders must not write "cancelled": the hand-over writes the end
+            for handle in left.values():
+                handle.cancel("the server shut down while the run was in progress")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await asyncio.gather(*(h.wait() for h in left.values()), return_exceptions=True)
+            await self.leases.hand_over(list(left))
         self._stopping.set()  # a final write still retrying gives up: the run's lease expires, a reaper ends it
         if self._watchers:
             await asyncio.gather(*list(self._watchers), return_exceptions=True)

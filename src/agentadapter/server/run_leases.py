@@ -18,6 +18,13 @@ event are written in one transaction, retried with back-off while the database r
 succeeds or the process stops (then the lease expires and a reaper ends the run). A run ended
 elsewhere meanwhile (a reaper, a cancel) is never written over, and the renewal notices it and
 stops the run here.
+
+A process that shuts down (SIGTERM: a restart, a scale-down) gives the runs it executes what is left of
+``AGENTADAPTER_SHUTDOWN_GRACE_S`` to end by themselves, then hands the others over
+(:meth:`RunLeases.hand_over`): their execution here stops without writing an end of its own, and each
+is ended ``failed`` with a ``ServerShutdown`` error that says so, its agent runs closed and its
+``run_finished`` event stored, in one conditional update. When that write cannot be made (the database
+is away) the lease is left to expire and any other process's reaper ends the run (``ServerLost``).
 """
 
 from __future__ import annotations
@@ -44,10 +51,12 @@ if TYPE_CHECKING:
     from agentadapter.orchestrator.result import RunResult
     from agentadapter.store.database import Database
 
-__all__ = ["LOST_RUNS", "LeasedRunRecorder", "RunLeases", "owner_id"]
+__all__ = ["HANDED_OVER_RUNS", "LOST_RUNS", "LeasedRunRecorder", "RunLeases", "owner_id", "shutdown_error"]
 
 logger = logging.getLogger("agentadapter.server")
 
+HANDED_OVER_RUNS = Counter("agentadapter_runs_handed_over_total",
+                           "Runs ended ServerShutdown because their server process shut down before they finished.")
 LOST_RUNS = Counter("agentadapter_runs_lost_total",
                     "Runs failed because the server process executing them stopped (their lease expired).")
 
@@ -58,6 +67,14 @@ _LAST_RETRY_S = 10.0
 def owner_id() -> str:
     """This server process, as a lease owner: host, process id, and a nonce (a pid can be reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def shutdown_error(run_id: uuid.UUID) -> dict[str, str]:
+    """The error of a run handed over at shutdown (tenants read it: the process is not named)."""
+    return {"type": "ServerShutdown", "message": (
+        f"the server process executing run {run_id} was shut down (a restart or a scale-down) and the run did not "
+        "finish within the shutdown's grace period; a run cannot move to another process while it runs, so "
+        "it was ended here: start it again")}
 
 
 class RunLeases(BackgroundLoop):
@@ -107,6 +124,28 @@ class RunLeases(BackgroundLoop):
             self.reaped += len(closed)
         return len(closed)
 
+    async def hand_over(self, run_ids: Collection[uuid.UUID]) -> int:
+        """End ``run_ids`` (runs this process stopped executing at shutdown) ``failed`` with a ``ServerShutdown``
+        error; returns how many it ended. On a database error the leases expire and a reaper ends them."""
+        if not run_ids:
+            return 0
+        ended = 0
+        try:
+            async with self.db.writer() as session:
+                for run_id in run_ids:
+                    if await runs.close_run(session, run_id, "failed", shutdown_error(run_id)) is not None:
+                        ended += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.error("could not hand over %d run(s) at shutdown (%s: %s); their leases expire within %.1f s and "
+                         "another server process's reaper ends them (ServerLost)", len(run_ids), type(exc).__name__,
+                         exc, self.lease_s)
+            return 0
+        logger.warning("handed over %d run(s) still in progress at shutdown: ended failed (ServerShutdown)", ended)
+        HANDED_OVER_RUNS.inc(ended)
+        return ended
+
     async def _loop(self, running: Callable[[], Collection[uuid.UUID]], lost: Callable[[uuid.UUID], None]) -> None:
         renew_every = self.lease_s / 3
         tick = min(renew_every, self.reaper_interval_s)
@@ -147,9 +186,12 @@ class RunLeases(BackgroundLoop):
 class LeasedRunRecorder(StoreRunRecorder):
     """The store's recorder, whose final write of a run is retried until it lands (or the process stops)."""
 
-    def __init__(self, db: Database, tenant_id: uuid.UUID, *, stopping: asyncio.Event) -> None:
+    def __init__(self, db: Database, tenant_id: uuid.UUID, *, stopping: asyncio.Event,
+                 handing_over: asyncio.Event | None = None) -> None:
         super().__init__(db, tenant_id)
         self.stopping = stopping
+        self.handing_over = handing_over
+        """Set at shutdown when the run is stopped to be handed over: its end is written by the hand-over."""
         self._finished: RunEvent | None = None
 
     async def save_event(self, event: RunEvent) -> None:
@@ -163,6 +205,9 @@ class LeasedRunRecorder(StoreRunRecorder):
         if run.status not in TERMINAL_RUN_STATUSES:
             async with self.db.writer() as session:
                 await runs.update_unfinished_run(session, self.tenant_id, run)
+            return
+        if self.handing_over is not None and self.handing_over.is_set():
+            logger.info("run %s was stopped by the shutdown; the hand-over writes its end", run.run_id)
             return
         delay = _FIRST_RETRY_S
         attempt = 0

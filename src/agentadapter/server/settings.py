@@ -102,6 +102,14 @@ class ServerSettings(ServiceSettings):
     run_reaper_interval_s: float = Field(default=5.0, gt=0)
     """How often each server process looks for runs whose lease expired."""
 
+    # draining on SIGTERM (server/drain.py): rolling restarts lose no request and no run
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    """After SIGTERM, how long in-flight requests, SSE streams and inline runs get to finish; runs still going
+    then are handed over (ended ``failed``, ``ServerShutdown``, for their owner to start again)."""
+    shutdown_delay_s: float = Field(default=0.0, ge=0)
+    """After SIGTERM, how long ``/readyz`` answers 503 while the listener stays open (a pre-stop delay, so a
+    load balancer stops sending before connections are refused)."""
+
 
 def check_secrets(settings: Settings) -> None:
     """Refuse to serve outside development with a default or missing secret, or a weak JWT secret."""

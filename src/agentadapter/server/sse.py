@@ -5,7 +5,9 @@
 sent every ``AGENTADAPTER_SSE_HEARTBEAT_S`` seconds while nothing happens, so proxies and load
 balancers keep an idle stream open; the events are read by a separate task so that a heartbeat
 never interrupts the reader. A stream whose events fail ends with an ``error`` frame (the client
-reconnects with ``Last-Event-ID``), and the failure is logged for the operator.
+reconnects with ``Last-Event-ID``), and the failure is logged for the operator. A stream given a ``stop``
+event (the server's drain on SIGTERM) ends cleanly when it is set, after the frame it is sending, so
+its client reconnects with ``Last-Event-ID`` (to another instance, behind a load balancer).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = ["SSE_HEADERS", "format_event", "sse_stream"]
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _DONE = object()
+_STOP = object()
 
 logger = logging.getLogger("agentadapter.server")
 
@@ -32,8 +35,9 @@ def format_event(event: RunEvent) -> bytes:
     return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
 
 
-async def sse_stream(events: AsyncIterator[RunEvent], *, heartbeat_s: float) -> AsyncIterator[bytes]:
-    """The frames of ``events``, with heartbeats between them, ending when the events end."""
+async def sse_stream(events: AsyncIterator[RunEvent], *, heartbeat_s: float,
+                     stop: asyncio.Event | None = None) -> AsyncIterator[bytes]:
+    """The frames of ``events``, with heartbeats between them, ending when the events end (or ``stop`` is set)."""
     queue: asyncio.Queue[Any] = asyncio.Queue()
 
     async def pump() -> None:
@@ -47,15 +51,21 @@ async def sse_stream(events: AsyncIterator[RunEvent], *, heartbeat_s: float) -> 
         finally:
             await queue.put(_DONE)
 
-    reader = asyncio.get_running_loop().create_task(pump())
+    loop = asyncio.get_running_loop()
+    reader = loop.create_task(pump())
+    stopped = loop.create_task(stop.wait()) if stop is not None else None
     try:
         yield b"retry: 2000\n\n"
         while True:
+            if stopped is not None and stopped.done():
+                return  # between two frames: the client resumes elsewhere from the last id it got
             try:
-                item = await asyncio.wait_for(queue.get(), heartbeat_s)
+                item = await _next(queue, heartbeat_s, stopped)
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
+            if item is _STOP:
+                return
             if item is _DONE:
                 return
             if isinstance(item, Exception):
@@ -67,6 +77,8 @@ async def sse_stream(events: AsyncIterator[RunEvent], *, heartbeat_s: float) -> 
                 return
             yield format_event(item)
     finally:
+        if stopped is not None:
+            stopped.cancel()
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
@@ -74,3 +86,27 @@ async def sse_stream(events: AsyncIterator[RunEvent], *, heartbeat_s: float) -> 
         if aclose is not None:
             with contextlib.suppress(Exception):
                 await aclose()
+
+
+async def _next(queue: asyncio.Queue[Any], timeout: float, stopped: asyncio.Task[Any] | None) -> Any:
+    """The next queued item, ``_STOP`` once ``stopped`` is done, or TimeoutError after ``timeout`` seconds."""
+    if stopped is None:
+        return await asyncio.wait_for(queue.get(), timeout)
+    if not queue.empty():
+        return queue.get_nowait()
+    getter = asyncio.ensure_future(queue.get())
+    try:
+        done, _ = await asyncio.wait({getter, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        getter.cancel()
+        raise
+    if getter in done:
+        return getter.result()
+    getter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await getter
+    if getter.done() and not getter.cancelled():  # it got an item while being cancelled: keep it
+        return getter.result()
+    if stopped in done:
+        return _STOP
+    raise TimeoutError

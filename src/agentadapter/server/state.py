@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from agentadapter.llm.shared import SharedState
     from agentadapter.redis_connections import RedisConnections
     from agentadapter.server.auth import Authenticator
+    from agentadapter.server.drain import Drain
     from agentadapter.server.housekeeping import RetentionTask
     from agentadapter.server.ratelimit import RateLimiter
     from agentadapter.server.settings import ServerSettings
@@ -51,6 +52,8 @@ class AppState:
     last at shutdown; None without AGENTADAPTER_REDIS_URL."""
     knowledge: Knowledge | None = None
     """Files, archives, ingestion and search (built at start-up)."""
+    drain: Drain | None = None
+    """Set on SIGTERM: /readyz answers 503 and SSE streams end (server/drain.py)."""
     started_at: float = 0.0
     ready: bool = field(default=False)
 

@@ -1,5 +1,7 @@
 """``/healthz`` (the process answers), ``/readyz`` (it can serve: database, and Redis when configured),
-``/metrics`` (Prometheus). Outside ``/v1``, for orchestrators and scrapers: the first two without
+``/metrics`` (Prometheus). While the process drains (SIGTERM, :mod:`agentadapter.server.drain`), ``/readyz``
+answers 503 ``draining`` at once, without asking anything, so a load balancer stops sending. Outside
+``/v1``, for orchestrators and scrapers: the first two without
 authentication; ``/metrics`` asks for ``Authorization: Bearer <AGENTADAPTER_METRICS_TOKEN>`` when
 that is set, and always shows bounded label values (``server/metrics_labels.py``: no tenant's model,
 agent or path names, whoever scrapes)."""
@@ -35,6 +37,9 @@ async def readyz(state: StateDep) -> Response:
 
     Redis is asked through the process's Redis owner (built at start-up): a probe opens no client
     and no pool of its own, so frequent probes cost one pooled PING each."""
+    if state.drain is not None and state.drain.started.is_set():
+        return JSONResponse({"status": "draining", "checks": {}, "executor": state.executor.name,
+                             "active_runs": state.executor.active}, status_code=503)
     checks: dict[str, Any] = {}
     ok = state.ready
     started = time.perf_counter()
