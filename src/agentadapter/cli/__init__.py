@@ -11,7 +11,11 @@ modules it registers), ``cluster`` (:mod:`.cluster`), ``eval`` (:mod:`.evals`) a
 (:mod:`agentadapter.worker.cli`).
 Each stays a thin shell over the library and imports what it needs inside the command, so that
 ``agentadapter --help`` starts fast. ``python -m agentadapter.cli`` runs the same app as the
-``agentadapter`` script.
+``agentadapter`` script. :func:`command` names option values in the help (``TEXT``, ``N``, ``PATH``,
+never Python types); tables go through :mod:`.tables` (boxed, one record per row, or plain in a
+pipe); :func:`main` renders logs as sentences on a terminal and JSON elsewhere, and turns a missing
+optional dependency into the extra to install (exit 2). ``cost --run`` and ``health`` exit 1 when a
+row failed.
 """
 
 from __future__ import annotations
