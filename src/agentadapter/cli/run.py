@@ -1,9 +1,11 @@
 """``agentadapter run WORKFLOW.yaml --input "..."``: run a workflow from the command line.
 
 A thin shell over :class:`~agentadapter.orchestrator.Orchestrator`: it loads and validates the
-workflow (an error names the YAML path and line), runs it, and shows it. By default it shows live
-progress on stderr - one line per agent step with its status, tokens, cost and time - then a final
-table on stderr and the run's output on stdout; ``--json`` prints the ``RunResult`` instead,
+workflow (every problem named with its YAML path and line, every unusable model listed), runs it,
+and shows it. By default it shows live progress on stderr - one line per agent step with its status,
+tokens, cost and time, wrapping on a narrow terminal - then a final table on stderr (laid out by
+:mod:`.tables`; an agent whose models have no known price costs ``unknown``) and the run's output on
+stdout; ``--json`` prints the ``RunResult`` instead,
 ``--events`` prints every run event as a JSON line as it happens. ``--model`` runs the workflow's
 inline agents on another model (``--model openai/gpt-4o-mini``, or ``--model writer=...``), so the
 offline examples run on real providers unchanged. Exit codes: 0 the run completed, 1 it failed or
