@@ -15,6 +15,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,10 +37,12 @@ __all__ = [
     "create_archive",
     "delete_archive",
     "ensure_vector_index",
+    "filtered_file_ids",
     "find_archives",
     "get_archive",
     "get_archive_file",
     "has_vector_column",
+    "index_version",
     "keyword_search",
     "list_archives",
     "load_vectors",
@@ -210,12 +213,35 @@ async def archive_files(session: AsyncSession, tenant_id: uuid.UUID,
 
 
 async def queued_archive_files(session: AsyncSession, *, limit: int = 100,
-                               include_processing: bool = False) -> list[uuid.UUID]:
-    """Archive files waiting for ingestion, oldest first (all tenants: the ingestion queue's view)."""
-    statuses = ["queued", "processing"] if include_processing else ["queued"]
-    rows = await session.scalars(sa.select(ArchiveFile.id).where(ArchiveFile.status.in_(statuses))
-                                 .order_by(ArchiveFile.updated_at).limit(limit))
+                               processing_before: datetime | None = None) -> list[uuid.UUID]:
+    """Archive files waiting for ingestion, oldest first (all tenants: the ingestion queue's view); with
+    ``processing_before``, those ``processing`` since before then instead (their process died)."""
+    if processing_before is None:
+        condition = ArchiveFile.status == "queued"
+    else:
+        condition = sa.and_(ArchiveFile.status == "processing", ArchiveFile.updated_at < processing_before)
+    rows = await session.scalars(sa.select(ArchiveFile.id).where(condition).order_by(ArchiveFile.updated_at)
+                                 .limit(limit))
     return list(rows)
+
+
+async def index_version(session: AsyncSession, tenant_id: uuid.UUID, archive_id: uuid.UUID) -> int:
+    version = await session.scalar(sa.select(Archive.index_version).where(Archive.tenant_id == tenant_id,
+                                                                          Archive.id == archive_id))
+    return int(version or 0)
+
+
+async def filtered_file_ids(session: AsyncSession, tenant_id: uuid.UUID, where: ChunkFilter) -> list[uuid.UUID]:
+    """The files of the filter's archives that its file and media type conditions let through."""
+    statement = sa.select(ArchiveFile.file_id).where(ArchiveFile.tenant_id == tenant_id,
+                                                     ArchiveFile.archive_id.in_(list(where.archive_ids)))
+    if where.file_ids is not None:
+        statement = statement.where(ArchiveFile.file_id.in_(list(where.file_ids)))
+    if where.media_types is not None:
+        statement = statement.where(ArchiveFile.file_id.in_(
+            sa.select(StoredFile.id).where(StoredFile.tenant_id == tenant_id,
+                                           StoredFile.media_type.in_(list(where.media_types)))))
+    return list(await session.scalars(statement))
 
 
 async def claim_archive_file(session: AsyncSession, archive_file_id: uuid.UUID, *,
