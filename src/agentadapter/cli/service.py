@@ -2,7 +2,9 @@
 
 ``agentadapter serve`` migrates the database, then runs the FastAPI app under uvicorn (one process,
 or ``--workers N`` when ``AGENTADAPTER_REDIS_URL`` is set, since several processes share events,
-cancellation and limits only through Redis). ``agentadapter db ...`` runs the Alembic migrations.
+cancellation and limits only through Redis); on SIGTERM it drains (``/readyz`` 503, then in-flight
+requests and runs get ``AGENTADAPTER_SHUTDOWN_GRACE_S``: :mod:`agentadapter.server.drain`).
+``agentadapter db ...`` runs the Alembic migrations.
 ``agentadapter tenants create NAME`` and ``agentadapter keys create --tenant NAME`` bootstrap
 access: the key is printed once, on stdout alone (``KEY=$(agentadapter keys create --tenant acme)``),
 and only its SHA-256 is stored. Every command but ``db downgrade`` migrates the database first, so
