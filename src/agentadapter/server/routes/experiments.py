@@ -31,7 +31,7 @@ ExperimentsWrite = Annotated[Principal, Depends(require("experiments", "write"))
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ExperimentPublic,
-             responses=error_responses(402, 409, 503))
+             responses=error_responses(402, 404, 409, 503))
 async def create_experiment(data: ExperimentCreate, principal: ExperimentsWrite, session: WriteSessionDep,
                             state: StateDep, request_id: RequestId, response: Response) -> ExperimentPublic:
     """Run a dataset against stored agents, workflows or models; it runs in the background as a run."""
