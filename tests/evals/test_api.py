@@ -285,3 +285,42 @@ async def test_a_new_version_of_a_watched_agent_reruns_and_a_worse_one_is_a_regr
     assert [e["resource_id"] for e in audit] == [second] and audit[0]["details"]["version"] == 3
     assert await check_watched(api.state) == []  # version 3 has been evaluated
     assert (await api.request("GET", "/v1/experiments", tenant="b", params={"regressed": "true"})).json()["data"] == []
+
+
+async def test_the_servers_loop_starts_due_reruns_and_survives_a_failed_check(eval_api: Api, caplog) -> None:
+    from agentadapter.server.evals_loop import ContinuousEvaluation
+
+    api = eval_api
+    data = await dataset(api)
+    agent = await api.create_agent(name="looped", model="knows/m")
+    attached = await experiment(api, dataset_id=data["id"], subjects=[{"agent_id": agent["id"]}], watch=True)
+    loop = ContinuousEvaluation(api.state, interval_s=3600)
+    assert await loop.run_once() == []
+    await api.request("PATCH", f"/v1/agents/{agent['id']}", json={"instructions": "Shorter."})
+    (started,) = await loop.run_once()
+    child = (await api.request("GET", f"/v1/experiments/{started}")).json()
+    assert (child["parent_id"], child["trigger"]) == (attached["id"], "new_version")
+    await wait_run(api, child["run_id"])
+
+    class Broken:
+        """Parts whose database is gone: the check fails, the loop logs it and goes on."""
+
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError("database gone")
+
+    broken = ContinuousEvaluation(Broken(), interval_s=3600)  # type: ignore[arg-type]
+    assert await broken.run_once() == []
+    assert "continuous-evaluation check failed" in caplog.text
+
+
+async def test_experiments_need_the_inline_executor(eval_api: Api) -> None:
+    api = eval_api
+    data = await dataset(api)
+    api.state.executor.name = "celery"  # what a server executing runs on Celery workers says
+    try:
+        response = await api.request("POST", "/v1/experiments",
+                                     json={"dataset_id": data["id"], "subjects": [{"model": "test/echo"}]})
+    finally:
+        api.state.executor.name = "inline"
+    assert response.status_code == 503 and response.json()["error"]["code"] == "experiments_need_inline_executor"
+    assert (await api.request("GET", "/v1/experiments")).json()["data"] == []
