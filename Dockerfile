@@ -3,13 +3,13 @@
 #
 #   docker build -t agentadapter .                                       # server, PostgreSQL, Redis, Celery
 #   docker build --build-arg EXTRAS=server,postgres,redis,celery,otel -t agentadapter .
-#   docker build --build-arg BASE_IMAGE=registry.example.com/python:3.12-slim -t agentadapter .
+#   docker build --build-arg BASE_IMAGE=registry.example.com/python:3.11-slim -t agentadapter .
 #
 # The builder stage builds the package's wheel and the wheels of its dependencies (compilers live
 # there only); the runtime stage installs them from those wheels, offline, and runs as a non-root
 # user. No secret is read at build time: configuration comes from the environment at run time.
 
-ARG BASE_IMAGE=python:3.12-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------------- builder
 FROM ${BASE_IMAGE} AS builder
