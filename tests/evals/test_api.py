@@ -324,3 +324,25 @@ async def test_experiments_need_the_inline_executor(eval_api: Api) -> None:
         api.state.executor.name = "inline"
     assert response.status_code == 503 and response.json()["error"]["code"] == "experiments_need_inline_executor"
     assert (await api.request("GET", "/v1/experiments")).json()["data"] == []
+
+
+async def test_a_scheduled_rerun_starts_once_its_interval_has_passed(eval_api: Api) -> None:
+    import datetime as dt
+
+    from agentadapter.store import evals as eval_store
+
+    api = eval_api
+    data = await dataset(api)
+    agent = await api.create_agent(name="scheduled", model="knows/m")
+    attached = await experiment(api, dataset_id=data["id"], subjects=[{"agent_id": agent["id"]}], watch=True,
+                                schedule_s=3600)
+    assert attached["schedule_s"] == 3600 and await check_watched(api.state) == []  # not due yet
+    tenant = await api.tenant()
+    async with api.state.db.writer() as session:  # an hour and a minute later, as far as the schedule knows
+        row = await eval_store.get_experiment(session, tenant.id, uuid.UUID(attached["id"]))
+        row.last_started_at = row.last_started_at - dt.timedelta(seconds=3660)
+    (started,) = await check_watched(api.state)
+    child = (await api.request("GET", f"/v1/experiments/{started}")).json()
+    assert (child["trigger"], child["parent_id"], child["watched_version"]) == ("schedule", attached["id"], 1)
+    await wait_run(api, child["run_id"])
+    assert await check_watched(api.state) == []  # its start counts as the schedule's last

@@ -271,7 +271,8 @@ async def run_experiment(
     """Run ``dataset`` against ``subjects`` and score every answer (see the module docstring).
 
     ``llm`` is the facade subjects and model-based evaluators call (None: agents use their default).
-    ``trusted=False`` builds the dataset's evaluator specs as tenant data (:func:`.evaluators.from_spec`).
+    ``trusted=False`` builds every evaluator spec (the dataset's, its cases', those given) as tenant data
+    (:func:`.evaluators.from_spec`).
     """
     if concurrency < 1:
         raise InvalidRequestError("concurrency must be at least 1")
@@ -285,7 +286,7 @@ async def run_experiment(
     _unique_names(chosen)
     shared = [*(from_spec(s, where=f"dataset evaluators[{i}]", trusted=trusted)
                 for i, s in enumerate(dataset.evaluators)),
-              *(e if isinstance(e, Evaluator) else from_spec(e, where=f"evaluators[{i}]")
+              *(e if isinstance(e, Evaluator) else from_spec(e, where=f"evaluators[{i}]", trusted=trusted)
                 for i, e in enumerate(evaluators))]
     names = [e.name for e in shared]
     if len(set(names)) != len(names):
