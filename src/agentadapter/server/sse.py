@@ -90,10 +90,10 @@ async def sse_stream(events: AsyncIterator[RunEvent], *, heartbeat_s: float,
 
 async def _next(queue: asyncio.Queue[Any], timeout: float, stopped: asyncio.Task[Any] | None) -> Any:
     """The next queued item, ``_STOP`` once ``stopped`` is done, or TimeoutError after ``timeout`` seconds."""
+    if not queue.empty():  # the common case on a busy run: no waiter, no timer
+        return queue.get_nowait()
     if stopped is None:
         return await asyncio.wait_for(queue.get(), timeout)
-    if not queue.empty():
-        return queue.get_nowait()
     getter = asyncio.ensure_future(queue.get())
     try:
         done, _ = await asyncio.wait({getter, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
