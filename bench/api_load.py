@@ -3,7 +3,9 @@
 For each database the script makes a fresh data dir (and, for PostgreSQL, a throw-away database it
 drops afterwards), creates a tenant and an API key with the CLI, starts the server as a subprocess
 (one process, as served without Redis, access log off), seeds an agent and 40 finished runs, and
-measures, each at concurrency 64 (throughput) and 4 (latency):
+measures, each at concurrency 64 (throughput) and 4 (latency), with the server's CPU time per request
+(all its processes and threads, from ``/proc``: steadier than requests/s on a machine shared with
+other work):
 
 - ``GET /healthz``           the same-run baseline: the HTTP stack with no auth and no database;
 - ``GET /v1/agents/{id}``    auth (API key), one row, its JSON;
@@ -68,6 +70,8 @@ class Result:
     errors: int
     requests: int
     ratio: float | None = None
+    cpu_us: float | None = None
+    """The server's CPU time per request (all its processes and threads): steadier than req/s on a shared machine."""
 
 
 @dataclass
@@ -79,14 +83,26 @@ class Server:
     log: Path
     data: dict[str, Any] = field(default_factory=dict)
 
-    def rss_mb(self) -> float:
-        """Resident memory of the server: the largest of its processes (one worker, or the supervisor's workers)."""
+    def pids(self) -> list[int]:
+        """The server's processes: the one worker, or the supervisor and its workers."""
         pids = [self.process.pid]
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         if children.exists():
             pids += [int(p) for p in children.read_text().split()]
+        return pids
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server's processes have used so far (user + system, every thread)."""
+        total = 0.0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server: the largest of its processes (one worker, or the supervisor's workers)."""
         sizes = []
-        for pid in pids:
+        for pid in self.pids():
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     sizes.append(int(line.split()[1]) / 1024)
@@ -272,11 +288,14 @@ def measure(server: Server, database: str, client: str, duration: float, workdir
             # A short warm-up so that caches (auth, compiled statements) are what is measured.
             if client == "wrk":
                 run_wrk(url, key, concurrency, 1.0, post, workdir)
+                cpu_before = server.cpu_s()
                 data = run_wrk(url, key, concurrency, duration, post, workdir)
             else:
                 run_python(url, key, concurrency, 1.0, post)
+                cpu_before = server.cpu_s()
                 data = run_python(url, key, concurrency, duration, post)
-            results.append(Result(name, database, concurrency, **data))
+            cpu_us = (server.cpu_s() - cpu_before) * 1e6 / data["requests"] if data["requests"] else None
+            results.append(Result(name, database, concurrency, **data, cpu_us=cpu_us))
             console.print(f"  {database:<10} {name:<26} c={concurrency:<3} {data['rps']:>8.0f} req/s  "
                           f"p50 {data['p50_ms']:.2f} ms  p99 {data['p99_ms']:.2f} ms  errors {data['errors']}")
     time.sleep(2)
@@ -312,11 +331,12 @@ def report(results: list[Result], memory: dict[str, dict], client: str, workers:
     processes = "1 process" if workers == 1 else f"{workers} processes + Redis"
     table = Table(title=f"API load (client: {client}; server: {processes}; {os.cpu_count()} CPUs)",
                   title_justify="left")
-    for column in ("database", "scenario", "conc", "req/s", "p50 ms", "p99 ms", "errors", "ratio"):
+    for column in ("database", "scenario", "conc", "req/s", "p50 ms", "p99 ms", "errors", "ratio", "server CPU/req"):
         table.add_column(column, justify="left" if column in ("database", "scenario") else "right")
     for r in results:
         table.add_row(r.database, r.scenario, str(r.concurrency), f"{r.rps:,.0f}", f"{r.p50_ms:.2f}",
-                      f"{r.p99_ms:.2f}", str(r.errors), f"{r.ratio:.2f}" if r.ratio is not None else "-")
+                      f"{r.p99_ms:.2f}", str(r.errors), f"{r.ratio:.2f}" if r.ratio is not None else "-",
+                      f"{r.cpu_us:,.0f} us" if r.cpu_us is not None else "-")
     console.print(table)
     for database, values in memory.items():
         console.print(f"idle RSS ({database}): {values['idle_after_start_mb']:.0f} MB after start, "
