@@ -121,7 +121,7 @@ def create_app(
     # Added innermost first: requests pass RequestContext, SecurityHeaders, CORS, the body limit, then the
     # body guard (which reads the body through the limit).
     app.add_middleware(JSONBodyGuard, checker=body_checker, openai_paths=OPENAI_JSON_PATHS,
-                       yaml_fields={f"{API_PREFIX}/workflows": "yaml"})
+                       yaml_fields={f"{API_PREFIX}/workflows": "yaml", f"{API_PREFIX}/datasets": "content"})
     app.add_middleware(BodySizeLimit, max_bytes=server.max_body_bytes)
     if settings.cors_origins:
         wildcard = settings.cors_origins == ["*"]
