@@ -1,7 +1,7 @@
 """The experiment runner's own overhead per case, next to calling the agent directly in the same run.
 
 1,000 cases against an agent on ``test/echo`` with concurrency 32. The baseline runs the agent on every
-case itself (``agent.run`` under a semaphore of 32, the same ``RunConfig``); the runner runs the same
+case itself (32 workers calling ``agent.run`` with the same ``RunConfig``); the runner runs the same
 cases through :func:`agentadapter.evals.run_experiment`, with no evaluator and with two (``contains`` and
 ``exact``, as a dataset usually has). Rounds alternate baseline and runner so drift hits both; the
 table shows the median of the rounds, the ratio to the baseline, and the overhead per case
@@ -24,14 +24,15 @@ from agentadapter.testing import offline_llm
 
 
 async def direct(agent: LLMAgent, inputs: list[str], concurrency: int, config: RunConfig) -> float:
-    gate = asyncio.Semaphore(concurrency)
+    """The least a caller can do: ``concurrency`` workers taking the next input from one iterator."""
+    pending = iter(inputs)
 
-    async def one(text: str) -> None:
-        async with gate:
+    async def worker() -> None:
+        for text in pending:
             await agent.run(text, config)
 
     started = time.perf_counter()
-    await asyncio.gather(*(one(text) for text in inputs))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return time.perf_counter() - started
 
 
