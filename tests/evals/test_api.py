@@ -119,6 +119,7 @@ async def test_datasets_in_every_format_with_versions_by_content(eval_api: Api) 
      "content", ""),
     ({"content": "not,a,dataset\n1,2,3\n", "format": "csv"}, "content", "'input' column"),
     ({"cases": CASES, "content": "x", "format": "csv"}, "content", "not both"),
+    ({"cases": [{"input": [{"role": "wizard", "content": "hi"}]}]}, "cases", "not a list of messages"),
 ])
 async def test_bad_datasets_are_422s_naming_the_field(eval_api: Api, body: dict[str, Any], param: str,
                                                       message: str) -> None:

@@ -36,6 +36,7 @@ from agentadapter.evals import CaseResult, Comparison, Dataset, ExperimentResult
 from agentadapter.evals.dataset import dataset_from_document
 from agentadapter.evals.evaluators import model_names
 from agentadapter.evals.subjects import AgentSubject, ModelSubject, Subject, WorkflowSubject
+from agentadapter.llm.messages import coerce_messages
 from agentadapter.orchestrator import RunOptions
 from agentadapter.service.building import agent_defaults, builder
 from agentadapter.service.common import BuildParts, Caller, ServiceParts, invalid, record
@@ -136,6 +137,12 @@ def dataset_of(parts: BuildParts, data: DatasetInput, load_yaml: YamlLoader) -> 
         raise invalid("content" if data.content is not None else "cases", str(exc), code="invalid_dataset") from exc
     _check_specs(parts, dataset.evaluators, "evaluators")
     for case in dataset.cases:
+        if isinstance(case.input, list):  # messages: refused now, not as an error in every answer later
+            try:
+                coerce_messages(case.input)
+            except (InvalidRequestError, TypeError, ValueError) as exc:
+                raise invalid("cases", f"case {case.id!r}: its input is not a list of messages: {exc}",
+                              code="invalid_dataset") from exc
         if case.evaluators:
             _check_specs(parts, case.evaluators, f"cases[{case.id}].evaluators")
     return dataset
