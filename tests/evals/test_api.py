@@ -347,3 +347,18 @@ async def test_a_scheduled_rerun_starts_once_its_interval_has_passed(eval_api: A
     assert (child["trigger"], child["parent_id"], child["watched_version"]) == ("schedule", attached["id"], 1)
     await wait_run(api, child["run_id"])
     assert await check_watched(api.state) == []  # its start counts as the schedule's last
+
+
+async def test_an_experiment_whose_run_ended_without_it_is_ended_as_failed(eval_api: Api) -> None:
+    from agentadapter.store import evals as eval_store
+
+    api = eval_api
+    data = await dataset(api)
+    done = await experiment(api, dataset_id=data["id"], subjects=[{"model": "test/echo"}])
+    tenant = await api.tenant()
+    async with api.state.db.writer() as session:  # as a process killed mid-experiment leaves it
+        row = await eval_store.get_experiment(session, tenant.id, uuid.UUID(done["id"]))
+        row.status = "running"
+    assert await check_watched(api.state) == []
+    after = (await api.request("GET", f"/v1/experiments/{done['id']}")).json()
+    assert after["status"] == "failed" and after["error"]["type"] == "ServerLost"

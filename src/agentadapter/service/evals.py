@@ -73,6 +73,7 @@ __all__ = [
     "dataset_of",
     "delete_dataset",
     "experiment_result",
+    "settle_orphans",
     "stored_dataset",
 ]
 
@@ -416,8 +417,23 @@ async def _current_version(session: AsyncSession, tenant_id: uuid.UUID, watched:
         return None
 
 
+async def settle_orphans(state: ServiceParts) -> int:
+    """End as ``failed`` the experiments whose run ended without them (their server process died); how many."""
+    async with state.db.write_session() as session:
+        orphans = await eval_store.orphaned_experiments(session)
+        for experiment in orphans:
+            await eval_store.finish_experiment(session, experiment, status="failed", error={
+                "type": "ServerLost", "message": "the experiment's run ended before the experiment did (its server "
+                                                 "process stopped); start it again"})
+        await session.commit()
+    return len(orphans)
+
+
 async def check_watched(state: ServiceParts) -> list[uuid.UUID]:
-    """Start the re-runs that attached experiments are due (a new version, or their schedule); their ids."""
+    """Start the re-runs that attached experiments are due (a new version, or their schedule); their ids.
+
+    Experiments a dead process left ``running`` are ended first, so they do not hold up their chain."""
+    await settle_orphans(state)
     started: list[uuid.UUID] = []
     async with state.db.session() as session:
         watched = await eval_store.watched_experiments(session)

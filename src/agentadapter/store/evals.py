@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.store.errors import RecordConflict, RecordNotFound
 from agentadapter.store.evals_models import Dataset, DatasetVersion, Experiment, ExperimentResult
-from agentadapter.store.models import utcnow
+from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run, utcnow
 from agentadapter.store.pagination import Page, paginate
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "list_datasets",
     "list_experiments",
     "list_results",
+    "orphaned_experiments",
     "watched_experiments",
 ]
 
@@ -186,6 +187,17 @@ async def list_results(
     statement = statement.order_by(ExperimentResult.case_id, ExperimentResult.subject, ExperimentResult.repetition)
     if limit is not None:
         statement = statement.limit(limit).offset(offset)
+    return list(await session.scalars(statement))
+
+
+async def orphaned_experiments(session: AsyncSession) -> list[Experiment]:
+    """Experiments of every tenant still ``queued`` or ``running`` whose run has ended or is gone (its
+    process died and a reaper ended the run): nothing will finish them."""
+    ended = sa.select(Run.id).where(Run.id == Experiment.run_id, Run.status.in_(TERMINAL_RUN_STATUSES))
+    gone = ~sa.exists(sa.select(Run.id).where(Run.id == Experiment.run_id))
+    statement = sa.select(Experiment).where(
+        Experiment.status.in_(("queued", "running")), Experiment.run_id.is_not(None),
+        sa.or_(sa.exists(ended), gone))
     return list(await session.scalars(statement))
 
 
