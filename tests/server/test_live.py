@@ -76,7 +76,7 @@ def test_the_docs_walkthrough_runs_end_to_end(live: Live) -> None:
     serve = re.search(r"^agentadapter serve --port 8000 --ready-file (\S+) &\n", script, re.MULTILINE)
     wait = re.search(r"^until \[ -f (\S+) \];.*\n", script, re.MULTILINE)
     assert serve and wait and serve.group(1) == wait.group(1), "the walk-through starts the server and waits for it"
-    # The server is already up (on a free port, tests/server/test_serve_ready.py covers the ready file);
+    # The server is already up (on a free port, tests/cli/test_serve_ready.py covers the ready file);
     # `agentadapter` runs the service commands.
     script = script.replace(serve.group(0), "").replace(wait.group(0), "")
     script = script.replace("127.0.0.1:8000", f"127.0.0.1:{live.port}")
