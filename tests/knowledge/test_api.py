@@ -196,3 +196,13 @@ async def test_a_restart_resumes_queued_files_and_takes_back_those_a_dead_proces
     await knowledge.start()  # what the next server start does
     await knowledge.wait_idle()
     assert {r["status"] for r in (await statuses(api, created["id"])).values()} == {"ready"}
+
+
+async def test_an_upload_may_be_larger_than_a_json_body(api: Api) -> None:
+    # 1.5 MiB: over the JSON body limit (AGENTADAPTER_MAX_BODY_BYTES, 1 MiB), under the upload limit.
+    big = (TIDES + b"\n") * (1_572_864 // (len(TIDES) + 1))
+    stored = await upload(api, "big.md", big)
+    assert stored["size_bytes"] == len(big)
+    json_body = await api.request("POST", "/v1/agents", json={"name": "x", "instructions": "y" * 1_572_864})
+    assert json_body.status_code == 413
+    assert "AGENTADAPTER_MAX_BODY_BYTES" in json_body.json()["error"]["message"]

@@ -36,7 +36,7 @@ from agentadapter.server.drain import Drain
 from agentadapter.server.errors import install_error_handlers
 from agentadapter.server.executor import InlineExecutor, RunExecutor
 from agentadapter.server.housekeeping import RetentionTask
-from agentadapter.server.middleware import BodySizeLimit, JSONBodyGuard, RequestContext, SecurityHeaders
+from agentadapter.server.middleware import BodySizeLimit, JSONBodyGuard, RequestContext, SecurityHeaders, UploadLimit
 from agentadapter.server.payloads import PayloadChecker, PayloadLimits
 from agentadapter.server.ratelimit import build_rate_limiter
 from agentadapter.server.routes import API_PREFIX, resource_routers
@@ -59,6 +59,9 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 logger = logging.getLogger("agentadapter.server")
+
+_MULTIPART_FRAMING_BYTES = 64 * 1024
+"""Room for the multipart boundaries and part headers around an uploaded file."""
 
 API_DESCRIPTION = """Agents, runs, workflows and settings over any LLM backend.
 
@@ -122,7 +125,12 @@ def create_app(
     # body guard (which reads the body through the limit).
     app.add_middleware(JSONBodyGuard, checker=body_checker, openai_paths=OPENAI_JSON_PATHS,
                        yaml_fields={f"{API_PREFIX}/workflows": "yaml", f"{API_PREFIX}/datasets": "content"})
-    app.add_middleware(BodySizeLimit, max_bytes=server.max_body_bytes)
+    # A file upload may be as large as the knowledge settings allow (plus the multipart framing around it).
+    from agentadapter.service.knowledge import KnowledgeSettings
+
+    upload = UploadLimit(KnowledgeSettings().files_max_bytes + _MULTIPART_FRAMING_BYTES,
+                         "AGENTADAPTER_FILES_MAX_BYTES")
+    app.add_middleware(BodySizeLimit, max_bytes=server.max_body_bytes, uploads={f"{API_PREFIX}/files": upload})
     if settings.cors_origins:
         wildcard = settings.cors_origins == ["*"]
         app.add_middleware(

@@ -26,6 +26,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -169,9 +170,9 @@ def _client_gone(exc: BaseException) -> bool:
 
 _DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
-_DOCS_CSP = (b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-             b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
-             b"frame-ancestors 'none'")
+# The docs pages load Swagger UI and ReDoc from this server (fastapi-offline): nothing from elsewhere.
+_DOCS_CSP = (b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+             b"img-src 'self' data:; frame-ancestors 'none'")
 
 
 class SecurityHeaders:
@@ -209,24 +210,39 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+@dataclass(frozen=True, slots=True)
+class UploadLimit:
+    """A larger body limit for one upload path, and the setting that sets it (named in the 413)."""
+
+    max_bytes: int
+    setting: str
+
+
 class BodySizeLimit:
-    """413 for a request body over ``max_bytes``, declared or streamed."""
+    """413 for a request body over ``max_bytes``, declared or streamed.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    ``uploads`` maps a path (exactly) to its own :class:`UploadLimit`: file uploads are allowed more
+    than a JSON body, and only there.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, uploads: Mapping[str, UploadLimit] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = UploadLimit(max_bytes, "AGENTADAPTER_MAX_BODY_BYTES")
+        self.uploads: Mapping[str, UploadLimit] = dict(uploads or {})
 
-    def _message(self) -> str:
-        return (f"the request body is larger than the {self.max_bytes} bytes this server accepts "
-                "(AGENTADAPTER_MAX_BODY_BYTES); send less")
+    @staticmethod
+    def _message(limit: UploadLimit) -> str:
+        return (f"the request body is larger than the {limit.max_bytes} bytes this server accepts here "
+                f"({limit.setting}); send less")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.uploads.get(scope.get("path", ""), self.default)
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit.max_bytes:
+            await self._refuse(send, limit)
             return
         received = 0
 
@@ -235,8 +251,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, self._message())
+                if received > limit.max_bytes:
+                    raise HTTPException(413, self._message(limit))
             return message
 
         if RESPONSE_STATUS in scope:  # RequestContext, outside, tells whether an answer has started
@@ -252,10 +268,11 @@ class BodySizeLimit:
         except HTTPException as exc:
             if exc.status_code != 413 or scope.get(RESPONSE_STATUS):
                 raise
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(error_body("invalid_request_error", self._message(), code="request_too_large")).encode()
+    async def _refuse(self, send: Send, limit: UploadLimit) -> None:
+        body = json.dumps(error_body("invalid_request_error", self._message(limit),
+                                     code="request_too_large")).encode()
         headers: Iterable[tuple[bytes, bytes]] = [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),

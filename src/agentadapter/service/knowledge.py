@@ -66,7 +66,7 @@ class KnowledgeSettings(BaseSettings):
     files_url: str | None = None
     """Where uploaded files are kept: a directory (path or ``file://``); unset: ``files`` in the data dir."""
     files_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
-    """Largest file accepted (the request body limit, AGENTADAPTER_MAX_BODY_BYTES, applies to uploads too)."""
+    """Largest file accepted (POST /v1/files accepts a body this large, beyond AGENTADAPTER_MAX_BODY_BYTES)."""
     embedding_model: str = "local/embed/default"
     """The model archives are embedded with (the operator's: an alias, a provider model, a local one)."""
     chunk_max_tokens: int = Field(default=200, ge=8, le=8192)
