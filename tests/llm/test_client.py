@@ -360,3 +360,8 @@ def test_derived_facades_watch_a_shared_backend_once() -> None:
     for _ in range(3):
         llm.derive(tags={"tenant": "t"}).backend("slow")
     assert len(backend.header_listeners) == 1
+
+
+def test_penalties_are_settings_of_a_request():
+    request = offline_llm().request("hi", model="test/echo", frequency_penalty=0.5, presence_penalty=-0.25)
+    assert (request.frequency_penalty, request.presence_penalty) == (0.5, -0.25)

@@ -90,6 +90,7 @@ ToolInput = Tool | Mapping[str, Any] | Callable[..., Any]
 # The keyword settings generate() and stream() accept, beside model, messages, tools and output.
 _SETTINGS = frozenset({
     "tool_choice", "parallel_tool_calls", "temperature", "top_p", "max_tokens", "stop", "seed",
+    "frequency_penalty", "presence_penalty",
     "reasoning_effort", "metadata", "tags", "timeout", "extra_body", "extra_headers", "api",
 })
 
