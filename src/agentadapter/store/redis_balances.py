@@ -179,13 +179,15 @@ class RedisBalances:
         checked = self._without_account.get(tenant_id)
         if checked is not None and time.monotonic() - checked < self.reconcile_s:
             return False
-        if await self.client.exists(self._key(tenant_id)):
-            self._known.add(tenant_id)
-            return True
+        # Whether the tenant has an account is the database's to say: a tenant without credits is never
+        # metered, so its calls (and runs) do not need Redis at all.
         loaded = await self._read_accounts(self.db, [tenant_id])
         if tenant_id not in loaded:
             self._without_account[tenant_id] = time.monotonic()
             return False
+        if await self.client.exists(self._key(tenant_id)):
+            self._known.add(tenant_id)
+            return True
         balance, total, count = loaded[tenant_id]
         await self._load(keys=[self._key(tenant_id)], args=[repr(balance), repr(total), str(count)])
         self._without_account.pop(tenant_id, None)
