@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from agentadapter.llm.backends.anthropic_mapping import (
@@ -26,6 +25,7 @@ from agentadapter.llm.backends.anthropic_mapping import (
     COUNT_TOKENS_PATH,
     MESSAGES_PATH,
     REASONING_PROVIDER,
+    OpenBlock,
     WireRequest,
     build_request,
     count_tokens_body,
@@ -127,17 +127,6 @@ class AnthropicBackend(Backend):
 # ------------------------------------------------------------------------------------- streaming
 
 
-@dataclass(slots=True)
-class _OpenBlock:
-    """A content block between its ``content_block_start`` and ``content_block_stop``."""
-
-    kind: str
-    call_id: str = ""
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
-    is_output: bool = False
-
-
 class AnthropicStreamDecoder(StreamDecoder):
     """Turns Anthropic stream events (parsed JSON) into neutral :class:`StreamEvent` s.
 
@@ -154,7 +143,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         self.stop_reason: str | None = None
         self.stop_sequence: str | None = None
         self.stopped = False
-        self._blocks: dict[int, _OpenBlock] = {}
+        self._blocks: dict[int, OpenBlock] = {}
         self._unsupported: list[Any] = []
         self._real_tool_calls = False
 
@@ -217,19 +206,19 @@ class AnthropicStreamDecoder(StreamDecoder):
         kind = str(block.get("type", ""))
         acc = self.accumulator
         if kind == "text":
-            self._blocks[index] = _OpenBlock(kind)
+            self._blocks[index] = OpenBlock(kind)
             text = str(block.get("text") or "")
             return [acc.add(StreamEvent("text", text=text, index=index))] if text else []
         if kind == "tool_use":
             name = str(block.get("name", ""))
             is_output = self.wire.output_tool is not None and name == self.wire.output_tool
-            self._blocks[index] = _OpenBlock(kind, str(block.get("id", "")), name, is_output=is_output)
+            self._blocks[index] = OpenBlock(kind, str(block.get("id", "")), name, is_output=is_output)
             if is_output:
                 return []  # its input becomes the answer text, emitted whole at content_block_stop
             return [acc.add(StreamEvent("tool_call_delta", index=index, call_id=self._blocks[index].call_id,
                                         name=name))]
         if kind == "thinking":
-            self._blocks[index] = _OpenBlock(kind)
+            self._blocks[index] = OpenBlock(kind)
             text = str(block.get("thinking") or "")
             signature = block.get("signature") or None
             if text or signature:
@@ -237,10 +226,10 @@ class AnthropicStreamDecoder(StreamDecoder):
             return []
         if kind == "redacted_thinking":
             # Arrives whole, with no deltas: there is nothing to show as it streams.
-            self._blocks[index] = _OpenBlock(kind)
+            self._blocks[index] = OpenBlock(kind)
             acc.add_part(ReasoningPart(redacted_data=str(block.get("data", "")), provider=REASONING_PROVIDER))
             return []
-        self._blocks[index] = _OpenBlock(kind)
+        self._blocks[index] = OpenBlock(kind)
         self._unsupported.append(dict(block))
         return []
 

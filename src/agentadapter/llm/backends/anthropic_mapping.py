@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from agentadapter.llm.backends.base import estimate_tokens
@@ -510,3 +510,15 @@ def parse_response(body: Mapping[str, Any], *, provider: str, model: str, wire: 
         usage=usage_from_wire(body.get("usage")),
         provider_details=details,
     )
+
+
+@dataclass(slots=True)
+class OpenBlock:
+    """A streamed content block between its start and its stop (Anthropic's ``content_block_*`` events,
+    Bedrock's ``contentBlock*``): what kind it is and the tool call arguments gathered so far."""
+
+    kind: str
+    call_id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+    is_output: bool = False

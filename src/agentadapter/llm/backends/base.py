@@ -307,6 +307,15 @@ class Backend(ABC):
                     provider=self.name, model=http_request.model,
                 ) from exc
 
+    def broken_stream(self, exc: APIConnectionError, model: str | None) -> StreamInterruptedError:
+        """The error for a connection that broke after part of a stream had arrived (the caller chains
+        ``exc``): the answer is incomplete, and a retry may get a whole one."""
+        return StreamInterruptedError(
+            f"the connection to {self.name} broke in the middle of the stream (model {model}): "
+            f"{exc.__cause__ or exc}; the answer is incomplete, the call may be retried",
+            provider=self.name, model=model,
+        )
+
     def stream_json(self, event: SSEEvent, model: str | None) -> Any:
         """An SSE event's data as JSON, or a clear error when it is not."""
         try:
@@ -353,11 +362,7 @@ class Backend(ABC):
         except APIConnectionError as exc:
             if not received or isinstance(exc, APITimeoutError):
                 raise
-            raise StreamInterruptedError(
-                f"the connection to {self.name} broke in the middle of the stream (model {model}): "
-                f"{exc.__cause__ or exc}; the answer is incomplete, the call may be retried",
-                provider=self.name, model=model,
-            ) from exc
+            raise self.broken_stream(exc, model) from exc
         for stream_event in decoder.close():
             if stream_event.response is not None:
                 stream_event.response.latency_ms = elapsed_ms(started)

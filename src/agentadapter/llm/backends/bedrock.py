@@ -31,10 +31,10 @@ import os
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from agentadapter.llm.backends.anthropic_mapping import OpenBlock
 from agentadapter.llm.backends.base import Backend, BackendConfig, StreamDecoder, elapsed_ms
 from agentadapter.llm.backends.bedrock_mapping import (
     REASONING_PROVIDER,
@@ -405,11 +405,7 @@ class BedrockBackend(Backend):
         except APIConnectionError as exc:
             if not received or isinstance(exc, APITimeoutError):
                 raise
-            raise StreamInterruptedError(
-                f"the connection to {self.name} broke in the middle of the stream (model {model}): "
-                f"{exc.__cause__ or exc}; the answer is incomplete, the call may be retried",
-                provider=self.name, model=model,
-            ) from exc
+            raise self.broken_stream(exc, model) from exc
         for event in decoder.close():
             yield event
 
@@ -445,15 +441,6 @@ def _stream_error(error: APIError) -> APIError:
 # ------------------------------------------------------------------------------------ streaming
 
 
-@dataclass(slots=True)
-class _OpenBlock:
-    kind: str
-    call_id: str = ""
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
-    is_output: bool = False
-
-
 class BedrockStreamDecoder(StreamDecoder):
     """ConverseStream events → neutral :class:`StreamEvent` s, accumulated into the ``Response`` of ``generate``.
 
@@ -473,7 +460,7 @@ class BedrockStreamDecoder(StreamDecoder):
         self.raw_usage: Mapping[str, Any] | None = None
         self.additional: Any = None
         self.metrics: Any = None
-        self._blocks: dict[int, _OpenBlock] = {}
+        self._blocks: dict[int, OpenBlock] = {}
         self._real_tool_calls = False
 
     def feed(self, data: Any) -> list[StreamEvent]:
@@ -487,7 +474,7 @@ class BedrockStreamDecoder(StreamDecoder):
             if isinstance(use, Mapping):
                 name = str(use.get("name", ""))
                 is_output = self.wire.output_tool is not None and name == self.wire.output_tool
-                self._blocks[index] = _OpenBlock("toolUse", str(use.get("toolUseId", "")), name, is_output=is_output)
+                self._blocks[index] = OpenBlock("toolUse", str(use.get("toolUseId", "")), name, is_output=is_output)
                 if not is_output:
                     return [self.accumulator.add(StreamEvent("tool_call_delta", index=index,
                                                              call_id=self._blocks[index].call_id, name=name))]
@@ -510,7 +497,7 @@ class BedrockStreamDecoder(StreamDecoder):
     def _delta(self, index: int, delta: Mapping[str, Any]) -> list[StreamEvent]:
         acc = self.accumulator
         if "text" in delta:
-            self._blocks.setdefault(index, _OpenBlock("text"))
+            self._blocks.setdefault(index, OpenBlock("text"))
             return [acc.add(StreamEvent("text", text=str(delta["text"]), index=index))]
         if "toolUse" in delta:
             block = self._blocks.get(index)
@@ -522,7 +509,7 @@ class BedrockStreamDecoder(StreamDecoder):
                 return []
             return [acc.add(StreamEvent("tool_call_delta", index=index, arguments_delta=fragment))]
         if "reasoningContent" in delta:
-            self._blocks.setdefault(index, _OpenBlock("reasoning"))
+            self._blocks.setdefault(index, OpenBlock("reasoning"))
             content = delta["reasoningContent"] or {}
             if "redactedContent" in content:
                 acc.add_part(ReasoningPart(redacted_data=str(content["redactedContent"]), provider=REASONING_PROVIDER))
