@@ -272,7 +272,7 @@ async def two_processes(db: Database, tmp_path: Path) -> AsyncIterator[tuple[Red
     """Two processes' balances on one Redis (a key prefix of the test's own), each with its own writer."""
     import redis.asyncio as aioredis
 
-    client = aioredis.Redis.from_url(redis_url_or_skip())
+    client = aioredis.Redis.from_url(redis_url_or_skip(), socket_timeout=10)  # a teardown never hangs
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     writers = [RecordWriter(db.url, tmp_path / f"ledger-{n}") for n in (1, 2)]
     pair = [RedisBalances(db, writer, client, prefix=prefix, reconcile_s=0.2) for writer in writers]

@@ -41,6 +41,9 @@ __all__ = ["RedisBalances"]
 
 logger = logging.getLogger("agentadapter.store.redis_balances")
 
+_STOP_WAIT_S = 5.0
+"""How long stopping waits for the reconciliation round in flight and for Redis to drop the alive key."""
+
 # Open holds are kept per process, in fields ``r:<instance>``: a process that dies takes its holds with
 # it once its liveness key expires (``_SWEEP``). ``reserved`` is their sum.
 _RESERVED = """
@@ -243,9 +246,12 @@ class RedisBalances:
         self.writer.on_stop(lambda: self._stop(task))
 
     async def _stop(self, task: asyncio.Task[None]) -> None:
-        await _cancel(task)
-        with contextlib.suppress(Exception):  # Redis away: the key expires by itself
-            await self.client.delete(self._alive_prefix + self.instance)
+        # Bounded: a shutdown never waits on a Redis that does not answer (the alive key expires by itself).
+        task.cancel()
+        await asyncio.wait({task}, timeout=_STOP_WAIT_S)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_STOP_WAIT_S):
+                await self.client.delete(self._alive_prefix + self.instance)
 
     async def _reconcile_every(self) -> None:
         while True:
@@ -285,9 +291,3 @@ class RedisBalances:
                     total, count = external.get(tenant_id, (0.0, 0))
                     found[tenant_id] = (float(balance), total, count)
         return found
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
