@@ -88,8 +88,9 @@ async def test_input_order_is_kept(direct: Any) -> None:
 
 
 async def test_the_model_runs_on_its_own_thread_not_the_event_loop(model_dir: Path) -> None:
-    from agentadapter.llm.backends.local_embed import loaded_embedding_models
+    from agentadapter.llm.backends.local_embed import loaded_embedding_models, unload_embedding_models
 
+    unload_embedding_models()  # models other tests loaded (on another device key) are not this test's
     embedder = backend()
     await embedder.embed(EmbeddingRequest(model="embed/default", inputs=SENTENCES[:1]))
     loaded = next(m for m in loaded_embedding_models() if m.path == str(model_dir.resolve()))
