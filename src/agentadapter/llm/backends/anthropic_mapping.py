@@ -137,20 +137,10 @@ def build_request(
     tools = [tool_to_wire(tool.name, tool.description, tool.parameters) for tool in request.tools]
     output_tool: str | None = None
     output_wrapped = False
-    if request.output is not None:
-        output_tool = request.output.name
-        if any(tool.name == output_tool for tool in request.tools):
-            raise InvalidRequestError(
-                f"the output schema is named {output_tool!r} like one of the tools; rename the schema "
-                "(its title or pydantic class name) or the tool"
-            )
-        input_schema = request.output.json_schema
-        if input_schema.get("type") != "object":
-            # A tool's input must be an object: carry any other answer shape in one property.
-            output_wrapped = True
-            input_schema = {"type": "object", "properties": {"value": input_schema}, "required": ["value"]}
-        description = "Give your final answer by calling this tool; its input is the answer."
-        tools.append(tool_to_wire(output_tool, description, input_schema))
+    answer = output_as_tool(request)
+    if answer is not None:
+        output_tool, input_schema, output_wrapped = answer
+        tools.append(tool_to_wire(output_tool, OUTPUT_TOOL_DESCRIPTION, input_schema))
         if thinking_on:
             # Extended thinking refuses forced tool use, so ask for the call in words instead.
             instruction = f"Give your final answer by calling the {output_tool} tool."
@@ -522,3 +512,25 @@ class OpenBlock:
     name: str = ""
     arguments: list[str] = field(default_factory=list)
     is_output: bool = False
+
+
+OUTPUT_TOOL_DESCRIPTION = "Give your final answer by calling this tool; its input is the answer."
+
+
+def output_as_tool(request: Request) -> tuple[str, dict[str, Any], bool] | None:
+    """The request's structured output as a tool the model is made to call (Anthropic's Messages and
+    Bedrock's Converse have no schema-constrained answer of their own): its name, its input schema and
+    whether the answer was wrapped in a ``value`` property; None without an output schema."""
+    if request.output is None:
+        return None
+    name = request.output.name
+    if any(tool.name == name for tool in request.tools):
+        raise InvalidRequestError(
+            f"the output schema is named {name!r} like one of the tools; rename the schema "
+            "(its title or pydantic class name) or the tool"
+        )
+    schema = request.output.json_schema
+    if schema.get("type") == "object":
+        return name, schema, False
+    # A tool's input must be an object: carry any other answer shape in one property.
+    return name, {"type": "object", "properties": {"value": schema}, "required": ["value"]}, True

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
 
+from agentadapter.llm.backends.anthropic_mapping import OUTPUT_TOOL_DESCRIPTION, output_as_tool
 from agentadapter.llm.backends.base import estimate_tokens
 from agentadapter.llm.catalog import Capabilities
 from agentadapter.llm.errors import InvalidRequestError
@@ -134,19 +135,10 @@ def build_request(request: Request, *, capabilities: Capabilities, provider: str
     tools = [_tool_spec(tool.name, tool.description, tool.parameters) for tool in request.tools]
     output_tool: str | None = None
     output_wrapped = False
-    if request.output is not None:
-        output_tool = request.output.name
-        if any(tool.name == output_tool for tool in request.tools):
-            raise InvalidRequestError(
-                f"the output schema is named {output_tool!r} like one of the tools; rename the schema "
-                "(its title or pydantic class name) or the tool"
-            )
-        schema = request.output.json_schema
-        if schema.get("type") != "object":
-            output_wrapped = True
-            schema = {"type": "object", "properties": {"value": schema}, "required": ["value"]}
-        tools.append(_tool_spec(output_tool, "Give your final answer by calling this tool; its input is the answer.",
-                                schema))
+    answer = output_as_tool(request)
+    if answer is not None:
+        output_tool, schema, output_wrapped = answer
+        tools.append(_tool_spec(output_tool, OUTPUT_TOOL_DESCRIPTION, schema))
         if thinking_on:
             # Claude refuses forced tool use while thinking: ask for the call in words instead.
             system.append({"text": f"Give your final answer by calling the {output_tool} tool."})
