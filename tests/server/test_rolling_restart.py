@@ -27,13 +27,11 @@ from typing import Any
 import httpx
 import pytest
 
-from agentadapter.store import api_keys, tenants
-from agentadapter.store.database import Database
 from agentadapter.store.models import TERMINAL_RUN_STATUSES
 from fakes.stalling_server import StallingServer
 from server.balancer import Balancer
 from services import free_port, start_redis, stop_group
-from store.databases import migrated_sqlite, unique
+from store.databases import admin_key, migrated_sqlite
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "agentadapter.cli"]
@@ -122,16 +120,6 @@ def instances(tmp_path: Path, template_dir: Path, redis_url: str,
         instance.stop()
 
 
-async def _tenant_key(database_url: str) -> str:
-    db = Database(database_url)
-    try:
-        async with db.writer() as session:
-            tenant = await tenants.create_tenant(session, unique("rolling"))
-            return (await api_keys.create_api_key(session, tenant.id, role="admin"))[1]
-    finally:
-        await db.dispose()
-
-
 def _frames(text: str) -> list[dict[str, Any]]:
     """The SSE frames of ``text``; fails on a cut frame (text after the last blank line)."""
     blocks = text.split("\n\n")
@@ -167,7 +155,7 @@ async def test_a_rolling_restart_under_load_loses_no_request_and_no_run(instance
         async with asyncio.timeout(30):
             await balancer.wait_up(a.url)
             await balancer.wait_up(b.url)
-        key = await _tenant_key(a.env["AGENTADAPTER_DATABASE_URL"])
+        key = await admin_key(a.env["AGENTADAPTER_DATABASE_URL"], "rolling")
         async with httpx.AsyncClient(base_url=balancer.url, headers={"Authorization": f"Bearer {key}"},
                                      timeout=60) as client:
             agent = (await client.post("/v1/agents", json={"name": "trickles", "model": "trickle/m"})).json()
@@ -256,7 +244,7 @@ async def test_a_run_that_outlasts_the_grace_is_handed_over_and_its_stream_ends_
 ) -> None:
     server = instances("only", AGENTADAPTER_SHUTDOWN_GRACE_S="1", AGENTADAPTER_SHUTDOWN_DELAY_S="3")
     await server.start()
-    key = await _tenant_key(server.env["AGENTADAPTER_DATABASE_URL"])
+    key = await admin_key(server.env["AGENTADAPTER_DATABASE_URL"], "rolling")
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
         agent = (await client.post("/v1/agents", json={"name": "waits", "model": "silent/m"})).json()

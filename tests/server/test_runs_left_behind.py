@@ -31,15 +31,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from agentadapter.store import api_keys, tenants
 from agentadapter.store import runs as run_store
+from agentadapter.store import tenants
 from agentadapter.store.database import Database
 from agentadapter.store.models import AgentRun, Run, UsageRecord, utcnow
 from fakes.stalling_server import StallingServer
 from server.conftest import Api, AppFactory
 from server.test_runs import frames
 from services import redis_url_or_skip
-from store.databases import migrated_sqlite, unique
+from store.databases import admin_key, migrated_sqlite
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "agentadapter.cli"]
@@ -136,16 +136,6 @@ def servers(tmp_path: Path, template_dir: Path) -> Iterator[Callable[..., Server
         group.stop_all()
 
 
-async def _tenant_key(database_url: str) -> str:
-    db = Database(database_url)
-    try:
-        async with db.writer() as session:
-            tenant = await tenants.create_tenant(session, unique("left-behind"))
-            return (await api_keys.create_api_key(session, tenant.id, role="admin"))[1]
-    finally:
-        await db.dispose()
-
-
 async def _unfinished(database_url: str) -> tuple[int, int]:
     """Runs still queued or running, and agent runs still running, in the whole database."""
     db = Database(database_url)
@@ -166,7 +156,7 @@ async def test_a_run_of_a_killed_server_ends_failed_and_nothing_is_left_running(
     group = servers(stalling.url_for("silent"), **env)
     first = await group.start()
     database_url = group.env["AGENTADAPTER_DATABASE_URL"]
-    headers = {"Authorization": f"Bearer {await _tenant_key(database_url)}"}
+    headers = {"Authorization": f"Bearer {await admin_key(database_url, 'left-behind')}"}
     async with httpx.AsyncClient(base_url=first, headers=headers, timeout=10) as client:
         agent = (await client.post("/v1/agents", json={"name": "waits", "model": "stall/m"})).json()
         created = await client.post("/v1/runs", json={"agent_id": agent["id"], "input": "hello"})

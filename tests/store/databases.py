@@ -12,7 +12,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from agentadapter.store import migrate
+from agentadapter.store import api_keys, migrate, tenants
 from agentadapter.store.database import Database
 from services import _in_thread, postgres_url_or_skip
 
@@ -61,3 +61,15 @@ def new_database_url(kind: str, directory: Path, template_dir: Path) -> str:
 def forget_migrated(url: str) -> None:
     """After a test migrated ``url`` down and up again, or left it down."""
     _MIGRATED.discard(url)
+
+
+async def admin_key(database_url: str, prefix: str) -> str:
+    """A new tenant (named from ``prefix``) in the database at ``database_url`` and an admin API key for it:
+    what a test needs to call a server it started as a process on that database."""
+    db = Database(database_url)
+    try:
+        async with db.writer() as session:
+            tenant = await tenants.create_tenant(session, unique(prefix))
+            return (await api_keys.create_api_key(session, tenant.id, role="admin"))[1]
+    finally:
+        await db.dispose()
