@@ -542,3 +542,4 @@ class RunStep(Base):
 from agentadapter.store import evals_models as _evaluation_tables  # noqa: E402, F401  (datasets, experiments)
 from agentadapter.store import files_models as _knowledge_tables  # noqa: E402, F401
 from agentadapter.store import stored_responses as _stored_responses  # noqa: E402, F401  (the gateway's store)
+from agentadapter.store import compliance_models as _compliance_tables  # noqa: E402, F401  (policies, consents, erasures)
