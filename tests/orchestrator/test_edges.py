@@ -37,11 +37,6 @@ async def delete_everything() -> str:
     return "gone"
 
 
-async def test_an_agent_that_pauses_for_approval_fails_its_step(orchestrator):
-    risky = LLMAgent("risky", model="test/tools", tools=[delete_everything])
-    result = await orchestrator.run("clean up", [risky])
-    assert result.status == "failed" and result.agents[0].error["type"] == "AgentPausedError"
-    assert "delete_everything" in result.agents[0].error["message"]
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ import pydantic
 from agentadapter.agents._loop import NATIVE_OUTPUT_BACKENDS, OUTPUT_TOOL, AgentRun, Outcome
 from agentadapter.agents.base import BaseAgent
 from agentadapter.agents.context import AgentContext
+from agentadapter.agents.events import AgentStream
 from agentadapter.agents.guardrails import coerce_guardrail
 from agentadapter.agents.handoffs import Handoff, coerce_handoff
 from agentadapter.agents.result import AgentResult, RunState
@@ -204,6 +205,14 @@ class LLMAgent(BaseAgent):
         """
         context = self._resume_context(state, approvals, config, deps)
         return await context.agent._run_with_context(context)
+
+    def resume_stream(
+        self, state: RunState | str | bytes | Mapping[str, Any], approvals: Mapping[str, bool],
+        config: RunConfig | None = None, *, deps: Any = None,
+    ) -> AgentStream:
+        """:meth:`resume`, yielding typed events as they happen; ``stream.result`` afterwards."""
+        context = self._resume_context(state, approvals, config, deps)
+        return AgentStream(context, context.agent._run_with_context)
 
     def _resume_context(
         self, state: RunState | str | bytes | Mapping[str, Any], approvals: Mapping[str, bool],

@@ -33,6 +33,7 @@ from agentadapter.orchestrator.events import EVENT_TYPES, EventLog, EventType, R
 from agentadapter.orchestrator.execution import RecordedSteps, ReplayOutcome, StepRun, replay
 from agentadapter.orchestrator.options import RunLimits, RunOptions, StepPolicy
 from agentadapter.orchestrator.orchestrator import Orchestrator, RunHandle
+from agentadapter.orchestrator.pause import RunResume, StepPaused
 from agentadapter.orchestrator.recorder import InMemoryRunRecorder, RunRecorder
 from agentadapter.orchestrator.result import AgentRunResult, RunResult, RunStatus, jsonable
 from agentadapter.orchestrator.steps import StepExecutor, StepOutcome, StepRequest, StepsPending
@@ -75,11 +76,13 @@ __all__ = [
     "RunOptions",
     "RunRecorder",
     "RunResult",
+    "RunResume",
     "RunStatus",
     "Sequential",
     "StepExecutor",
     "StepFailedError",
     "StepOutcome",
+    "StepPaused",
     "StepPolicy",
     "StepRequest",
     "StepRun",

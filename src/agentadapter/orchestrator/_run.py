@@ -42,6 +42,7 @@ from agentadapter.orchestrator.errors import (
 )
 from agentadapter.orchestrator.events import EventLog, EventType
 from agentadapter.orchestrator.options import RunOptions, StepPolicy
+from agentadapter.orchestrator.pause import StepPaused, pause_details
 from agentadapter.orchestrator.result import AgentRunResult, RunResult, error_info, jsonable
 from agentadapter.orchestrator.steps import StepExecutor, StepOutcome, StepRequest
 from agentadapter.orchestrator.strategies import DEFAULT_ROUTED_STEPS, Strategy
@@ -133,6 +134,11 @@ class RunEngine:
         self._messages_seen: set[str] = set()
         self._message_lock = asyncio.Lock()
         self._recorder_failed = False
+        self.resume = options.resume
+        self.paused: StepPaused | None = None
+        """The pause this run continues from (None: a fresh run)."""
+        self.can_pause = True
+        """False where nobody could resume the run (a step executed on its own): a pause fails the step."""
 
     # ------------------------------------------------------------------------------- the run
 
@@ -153,10 +159,15 @@ class RunEngine:
             if self.cancel_requested:
                 raise asyncio.CancelledError  # cancelled before it started
             await self._save_run()
-            await self.emit("run_started", None, {
-                "strategy": result.strategy, "agents": self.order, "input": self.task_text,
-                "workflow": result.workflow, "project_id": result.project_id,
-            })
+            if self.resume is None:
+                await self.emit("run_started", None, {
+                    "strategy": result.strategy, "agents": self.order, "input": self.task_text,
+                    "workflow": result.workflow, "project_id": result.project_id,
+                })
+            else:
+                await self.emit("run_resumed", None, {
+                    "step_key": self.resume.step_key, "approvals": dict(self.resume.approvals),
+                })
             await self.protocol.start()
             try:
                 async with asyncio.timeout(timeout_s):
@@ -180,6 +191,10 @@ class RunEngine:
                 task.uncancel()  # a cancel we asked for ends the run; anyone else's propagates
             else:
                 cancelled_from_outside = True
+        except StepPaused as paused:
+            # Not a failure: the run waits for a human's decision; its state goes into details["paused"].
+            result.status = "paused"
+            self.paused = paused
         except Exception as error:
             result.status = "failed"
             result.error = error_info(error)
@@ -211,6 +226,15 @@ class RunEngine:
                 span.set_error(result.error["message"])
         span.end()
         telemetry.record_run(self.strategy.name, result.status, result.duration_ms / 1000.0)
+        if result.status == "paused" and self.paused is not None:
+            pending = [p.to_dict() for p in self.paused.result.pending_approvals]
+            await self.emit("run_paused", self.paused.result.agent, {
+                "pending": pending, "usage": self.usage.to_dict(), "cost_usd": self.cost_usd,
+            })
+            result.details["paused"] = pause_details(self.paused, result.agents, self.log.last_seq)
+            await self._save_run()
+            self.log.close()
+            return
         await self.emit("run_finished", None, {
             "status": result.status, "output": jsonable(result.output), "usage": self.usage.to_dict(),
             "cost_usd": self.cost_usd, "duration_ms": round(result.duration_ms, 3), "error": result.error,
@@ -274,6 +298,14 @@ class RunEngine:
         """
         self.check_limits()
         self.steps += 1
+        resume = self.resume
+        if resume is not None:
+            key = f"{self.steps}:{phase}:{name}"
+            if key in resume.outcomes:  # completed before the pause: the strategy takes the same path
+                request = StepRequest(name, self.steps, phase, input, tuple(history), via, self.cost_usd)
+                return self.settle(request, resume.outcomes[key])
+            if key == resume.step_key:
+                return await self._resumed_step(name)
         if self.executor is not None:
             request = StepRequest(name, self.steps, phase, input, tuple(history), via, self.cost_usd)
             return self.settle(request, await self.executor.run_step(request))
@@ -308,6 +340,47 @@ class RunEngine:
             span.end()
             telemetry.record_step(phase, record.status, record.duration_ms / 1000.0)
             await self.collect_messages()
+
+    async def _resumed_step(self, name: str) -> AgentRunResult:
+        """The step that paused, continued from its agent's state with the decisions given."""
+        resume = self.resume
+        assert resume is not None
+        agent = self.agents[name]
+        record = dataclasses.replace(resume.record, status="running", error=None, finished_at=None)
+        self.result.agents.append(record)
+        # What the step had spent before it paused is the run's too.
+        self.usage = self.usage + record.usage
+        self.cost_usd += record.cost_usd
+        started = time.perf_counter()
+        stream = _resume_stream(agent, resume.state, resume.approvals, self._step_config(), self.options.deps)
+        try:
+            await self.emit("agent_started", name, {"step": record.step, "phase": record.phase,
+                                                    "attempt": record.attempts, "resumed": True})
+            result = await self._consume(stream)
+        except asyncio.CancelledError:
+            record.status = "cancelled"
+            record.error = {"type": "Cancelled", "message": self.cancel_reason or "cancelled"}
+            self._close_record(record, started)
+            await self._save_agent_run(record)
+            raise
+        except Exception as raised:
+            error = self._charge_failure(record, raised)
+            self._close_record(record, started)
+            if isinstance(raised, StepPaused):  # it asked for another approval
+                raised.record = record
+                await self._save_agent_run(record)
+                raise
+            return await self._fail(record, error)
+        finally:
+            await self.collect_messages()
+        self._complete(record, result)
+        self._close_record(record, started)
+        await self.emit("agent_finished", name, {
+            "step": record.step, "status": "completed", "output": jsonable(record.output),
+            "usage": record.usage.to_dict(), "cost_usd": record.cost_usd, "duration_ms": round(record.duration_ms, 3),
+        })
+        await self._save_agent_run(record)
+        return record
 
     def settle(self, request: StepRequest, outcome: StepOutcome) -> AgentRunResult:
         """Take the outcome of a step an executor ran into the run: record it, charge it, and return
@@ -359,6 +432,11 @@ class RunEngine:
                 result = await self._attempt(agent, input, history, policy.timeout_s)
             except Exception as raised:
                 error = self._charge_failure(record, raised)
+                if isinstance(raised, StepPaused):  # waiting for a human is not a failure to retry
+                    raised.record = record
+                    self._close_record(record, started_at)
+                    await self._save_agent_run(record)
+                    raise
                 delay = self._retry_delay(policy, record.attempts, error)
                 if delay is None:
                     return await self._fail(record, error)
@@ -421,9 +499,11 @@ class RunEngine:
         assert result is not None
         if result.status == "paused":
             calls = ", ".join(f"{p.tool} ({p.call_id})" for p in result.pending_approvals)
+            if self.can_pause and result.state is not None:
+                raise StepPaused(f"agent {result.agent!r} paused for human approval of {calls}", result)
             raise AgentPausedError(
-                f"agent {result.agent!r} paused for human approval of {calls}; approvals cannot be given inside "
-                "an orchestrated run: drop needs_approval for these tools, or run that agent on its own"
+                f"agent {result.agent!r} paused for human approval of {calls}; a step executed on "
+                "its own (a queue worker) cannot pause: run it inline, or drop needs_approval for these tools"
             )
         return result
 
@@ -531,6 +611,15 @@ class RunEngine:
                 })
                 if self.recorder is not None:
                     await self._recorded(self.recorder.save_message(self.run_id, envelope))
+
+
+def _resume_stream(agent: BaseAgent, state: Mapping[str, Any], approvals: Mapping[str, bool], config: RunConfig,
+                   deps: Any) -> AgentStream:
+    resume_stream = getattr(agent, "resume_stream", None)
+    if resume_stream is None:
+        raise AgentPausedError(f"agent {agent.name!r} cannot resume a paused run (it is not an LLMAgent)")
+    stream: AgentStream = resume_stream(state, approvals, config, deps=deps)
+    return stream
 
 
 def _input_text(value: AgentInput) -> str:

@@ -52,6 +52,8 @@ EventType: TypeAlias = Literal[
     "agent_finished",
     "agent_failed",
     "agent_cancelled",
+    "run_paused",
+    "run_resumed",
     "run_finished",
 ]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
@@ -84,13 +86,14 @@ _END = object()
 class EventLog:
     """The events of one run: numbered here, kept (tokens excepted), and handed to every listener."""
 
-    def __init__(self, run_id: str, *, keep: bool = True) -> None:
+    def __init__(self, run_id: str, *, keep: bool = True, first_seq: int = 0) -> None:
         self.run_id = run_id
         self.keep = keep
         self.events: list[RunEvent] = []
         """Every event but tokens, in order (empty when ``keep`` is false)."""
         self.closed = False
-        self._seq = 0
+        self._seq = first_seq
+        """The last seq handed out (a resumed run goes on after the events it had before it paused)."""
         self._listeners: list[EventListener] = []
         self._queues: list[asyncio.Queue[Any]] = []
 

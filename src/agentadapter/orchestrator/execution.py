@@ -190,6 +190,8 @@ class StepRun:
             protocol=protocol if protocol is not None else _local_protocol(run_id), owns_protocol=True,
             recorder=recorder, log=self.log, project_id=project_id, workflow=workflow,
         )
+        # Nobody could resume a step executed on its own: a pause for approval fails it, as it always did.
+        self._engine.can_pause = False
         # The run so far, as far as the step's limits go: its step count and what it spent.
         self._engine.steps = request.step - 1
         self._engine.cost_usd = request.cost_usd

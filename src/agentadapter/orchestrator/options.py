@@ -11,9 +11,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentadapter.llm.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from agentadapter.orchestrator.pause import RunResume
 
 __all__ = ["RunLimits", "RunOptions", "StepPolicy"]
 
@@ -93,6 +96,8 @@ class RunOptions:
     """False keeps this run (and its agents) out of the trace processors."""
     keep_events: bool = True
     """Keep the run's events (tokens excepted) so that late subscribers get them replayed."""
+    resume: RunResume | None = None
+    """Continue a run paused for approval (:mod:`agentadapter.orchestrator.pause`) instead of starting one."""
 
     def policy_for(self, agent: str) -> StepPolicy:
         return self.agents.get(agent, self.step)

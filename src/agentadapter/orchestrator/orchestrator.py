@@ -177,7 +177,8 @@ class Orchestrator:
         if task in ("", [], ()):
             raise InvalidRequestError("a run needs a task: pass a prompt or messages as task=")
         protocol, owns = self._protocol(run_id)
-        log = EventLog(run_id, keep=options.keep_events)
+        log = EventLog(run_id, keep=options.keep_events,
+                       first_seq=options.resume.last_seq if options.resume is not None else 0)
         if on_event is not None:
             log.add_listener(on_event)
         engine = RunEngine(

@@ -20,7 +20,7 @@ from agentadapter.orchestrator.conditions import to_text
 
 __all__ = ["AgentRunResult", "AgentRunStatus", "RunResult", "RunStatus", "error_info", "jsonable"]
 
-RunStatus: TypeAlias = Literal["queued", "running", "completed", "failed", "cancelled"]
+RunStatus: TypeAlias = Literal["queued", "running", "paused", "completed", "failed", "cancelled"]
 AgentRunStatus: TypeAlias = Literal["running", "completed", "failed", "cancelled"]
 
 
