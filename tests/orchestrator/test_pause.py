@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from agentadapter.agents import LLMAgent, tool
-from agentadapter.orchestrator import Orchestrator, RunOptions, RunResume, StepRun, StepRequest
+from agentadapter.orchestrator import Orchestrator, RunOptions, RunResume, StepRequest, StepRun
 
 deleted: list[str] = []
 
