@@ -15,6 +15,7 @@ named and looked up in a :class:`~agentadapter.agents.tools.registry.ToolRegistr
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -276,7 +277,7 @@ def _llm_fields(
         "name": spec.name,
         "instructions": spec.instructions,
         "model": model,
-        "model_settings": spec.model_settings,
+        "model_settings": {**_backend_settings(spec), **spec.model_settings},
         "tools": registry.resolve(spec.tools),
         "handoffs": [_lookup(name, agents, spec.name) for name in spec.handoffs],
         "output_type": spec.output_schema,
@@ -287,6 +288,27 @@ def _llm_fields(
     if spec.max_turns is not None:
         fields["max_turns"] = spec.max_turns
     return fields
+
+
+# The keys of the seeds' ``backend:`` mapping that say where the model is; the others are generation
+# settings (ModelSettings' names), which reach every request like ``model_settings``.
+_BACKEND_KEYS = frozenset({"type", "provider", "model", "api_key", "base_url", "headers", "timeout", "max_retries"})
+
+
+def _backend_settings(spec: AgentSpec) -> dict[str, Any]:
+    """The generation settings inside ``backend:`` (``temperature: 0.2``); an unknown key is an error,
+    never dropped."""
+    from agentadapter.agents.run_config import ModelSettings
+
+    settings = {k: v for k, v in (spec.backend or {}).items() if k not in _BACKEND_KEYS}
+    known = {f.name for f in dataclasses.fields(ModelSettings)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"agent {spec.name!r}: backend key(s) {', '.join(unknown)} are unknown; a backend takes "
+            f"{', '.join(sorted(_BACKEND_KEYS))} and the generation settings {', '.join(sorted(known))}"
+        )
+    return settings
 
 
 def _online_fields(spec: AgentSpec) -> dict[str, Any]:

@@ -81,6 +81,8 @@ def run_workflow_command(
     out = Console(highlight=False, soft_wrap=True)
     try:
         spec = load_workflow(workflow)
+        for warning in spec.warnings:
+            err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True, highlight=False)
         if model:
             spec = spec.with_models(_model_overrides(model))
         task = sys.stdin.read() if input == "-" else input

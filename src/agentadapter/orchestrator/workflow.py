@@ -14,6 +14,9 @@ plus ``aggregate`` / ``judge`` / ``quorum`` (parallel), ``router`` / ``routes`` 
 ``agent_timeout_s`` and a default ``input``. Agents are the agent layer's specs (built with
 ``create_agents``, so handoffs may name each other; the seeds' ``id`` is accepted for ``name``) plus
 ``timeout_s`` and ``max_retries`` for the orchestrator. ``${VAR}`` is read from the environment.
+A config in MassGen's shape (``agent:``/``agents:`` with ``id``, ``backend:``, ``system_message``,
+``orchestrator:``, ``ui:``, ``timeout_settings:``) is translated first by :mod:`.massgen`, whose
+warnings name every key not carried over (:attr:`Workflow.warnings`).
 Everything is checked when the file loads - pydantic for the shapes, then every agent a strategy
 names and every condition - and each error names the YAML path and line:
 ``team.yaml:7: agents[1].model: Input should be a valid string``.
@@ -38,14 +41,18 @@ from agentadapter.agents.factory import AgentSpec, create_agent, create_agents
 from agentadapter.agents.tools.registry import ToolRegistry
 from agentadapter.config import interpolate
 from agentadapter.llm.errors import ConfigurationError
+from agentadapter.observability.logging import get_logger
 from agentadapter.orchestrator.conditions import Condition
 from agentadapter.orchestrator.errors import ConditionError, StrategyError, WorkflowError
+from agentadapter.orchestrator.massgen import is_massgen, translate
 from agentadapter.orchestrator.options import RunLimits, RunOptions, StepPolicy
 from agentadapter.orchestrator.strategies import END, Adaptive, Loop, Parallel, Route, Sequential, Strategy
 
 __all__ = ["Workflow", "WorkflowAgentSpec", "WorkflowSpec", "load_workflow", "parse_workflow"]
 
 Path_ = tuple[str | int, ...]
+
+logger = get_logger("agentadapter.workflow")
 
 
 class _Strict(BaseModel):
@@ -128,11 +135,13 @@ def load_workflow(path: str | Path) -> Workflow:
 
 def parse_workflow(
     text: str, *, source: str = "workflow", base_dir: str | Path | None = None, interpolate: bool = True,
+    massgen: bool = True,
 ) -> Workflow:
     """Validate a workflow given as YAML text (``source`` names it in errors).
 
     ``interpolate`` reads ``${VAR}`` from the environment: right for an operator's file, never for data
-    someone else wrote (the service parses its tenants' workflows with it off).
+    someone else wrote (the service parses its tenants' workflows with it off). ``massgen`` accepts
+    MassGen's shape too (off for tenants' data: a MassGen backend may name a base URL).
     """
     data, lines = _load_yaml(text, source)
     if not isinstance(data, dict):
@@ -140,6 +149,22 @@ def parse_workflow(
                             f"not {type(data).__name__}", source=source, line=1)
     if interpolate:
         data = _interpolate(data, (), source, lines)
+    warnings: list[str] = []
+    if massgen and is_massgen(data):
+        try:
+            translated = translate(data)
+        except ConfigurationError as exc:
+            raise WorkflowError(f"{source}: {exc}", source=source) from None
+        for target, origin in translated.paths.items():
+            if origin in lines:
+                lines[target] = lines[origin]
+        if "agent" in data and "agents" not in data:
+            lines[("agents", 0)] = lines.get(("agent",), 1)
+        data = translated.data
+        warnings = [f"{source}:{_line(lines, path)}: {_dotted(path)}: {message}"
+                    for path, message in translated.warnings]
+        for warning in warnings:
+            logger.info("workflow key ignored", extra={"warning": warning})
     try:
         spec = WorkflowSpec.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -150,7 +175,7 @@ def parse_workflow(
     problems = list(_check(spec))
     if problems:
         raise _errors(source, lines, problems)
-    return Workflow(spec, source, Path(base_dir) if base_dir is not None else None, lines)
+    return Workflow(spec, source, Path(base_dir) if base_dir is not None else None, lines, warnings)
 
 
 def _load_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
@@ -308,6 +333,8 @@ class Workflow:
     base_dir: Path | None = None
     """Where ``ref:`` modules are also looked for (the file's directory)."""
     lines: Mapping[Path_, int] = field(default_factory=dict, repr=False)
+    warnings: list[str] = field(default_factory=list)
+    """Keys of the file that are not carried over (a MassGen config's options this runner does not implement)."""
     _agents: dict[str, BaseAgent] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -353,7 +380,7 @@ class Workflow:
 
     def with_models(self, models: str | Mapping[str, str]) -> Workflow:
         """A copy whose inline agents run on other models (see :meth:`build_agents`)."""
-        copy = Workflow(self.spec, self.source, self.base_dir, self.lines)
+        copy = Workflow(self.spec, self.source, self.base_dir, self.lines, self.warnings)
         copy._agents = copy.build_agents(models=models)
         return copy
 

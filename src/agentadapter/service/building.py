@@ -481,7 +481,8 @@ class DefinitionBuilder:
 def _parse(spec: Mapping[str, Any], param: str) -> Workflow:
     """Validate a tenant's workflow with the orchestrator's own parser; never interpolated."""
     try:
-        return parse_workflow(yaml.safe_dump(dict(spec), sort_keys=False), source=param, interpolate=False)
+        return parse_workflow(yaml.safe_dump(dict(spec), sort_keys=False), source=param, interpolate=False,
+                              massgen=False)
     except WorkflowError as exc:
         where = f"{param}.{exc.path}" if getattr(exc, "path", None) and exc.path != "(top level)" else param
         message = str(exc).replace(f"workflow {param} is not valid:\n", "").strip()
