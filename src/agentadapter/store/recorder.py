@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.orchestrator.recorder import RunRecorder
 from agentadapter.store import runs
+from agentadapter.store.compliance import storage_anonymizer
 from agentadapter.store.database import Database, database_outage
 from agentadapter.store.models import Run, RunEventRow
 from agentadapter.store.writer import writer_for
@@ -81,6 +82,10 @@ class RunEventSink:
         rows = [{"run_id": uuid.UUID(str(r["run"])), "seq": int(r["seq"]), "tenant_id": uuid.UUID(str(r["tn"])),
                  "type": str(r["type"]), "agent": r.get("agent"), "ts": float(r["ts"]),
                  "data": dict(r.get("data") or {})} for r in records]
+        for row in rows:  # the tenant's storage policy, as the recorder's own writes apply it
+            anonymizer = await storage_anonymizer(session, uuid.UUID(str(row["tenant_id"])))
+            if anonymizer is not None:
+                row["data"] = anonymizer.value(row["data"])
         insert: Any = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
         await session.execute(insert(RunEventRow.__table__).on_conflict_do_nothing(index_elements=["run_id", "seq"]),
                               rows)

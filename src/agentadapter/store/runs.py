@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentadapter.compliance import Anonymizer
 from agentadapter.observability.redact import redact
+from agentadapter.store.compliance import storage_anonymizer
 from agentadapter.store.errors import RecordConflict, RecordNotFound
 from agentadapter.store.models import (
     TERMINAL_RUN_STATUSES,
@@ -38,7 +40,7 @@ from agentadapter.store.models import (
     utcnow,
 )
 from agentadapter.store.pagination import Page, paginate
-from agentadapter.store.steps import record_event_once
+from agentadapter.store.steps import record_event_once, seal_run
 from agentadapter.store.tenants import default_project
 
 if TYPE_CHECKING:
@@ -358,6 +360,9 @@ async def close_run(
             "error": stored}
     ts = now.timestamp()
     await record_event_once(session, owner_tenant, run_id, seq, "run_finished", None, ts, data)
+    anonymizer = await storage_anonymizer(session, owner_tenant)
+    if anonymizer is not None:
+        await seal_run(session, run_id, anonymizer)
     return ClosedRun(run_id, owner_tenant, seq, ts, data)
 
 
@@ -370,29 +375,39 @@ def _stored_error(error: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return redact(dict(error)) if error is not None else None
 
 
-def _run_values(result: RunResult) -> dict[str, Any]:
+def _run_values(result: RunResult, anonymizer: Anonymizer | None = None) -> dict[str, Any]:
     data = result.to_dict()
-    return {
+    values = {
         "status": result.status, "output": data["output"], "text": result.text, "error": _stored_error(result.error),
         "usage": data["usage"], "cost_usd": result.cost_usd, "duration_ms": data["duration_ms"],
         "strategy": result.strategy, "details": data["details"], "started_at": _time(result.started_at),
         "finished_at": _time(result.finished_at), "updated_at": utcnow(),
     }
+    if anonymizer is not None:
+        # The tenant's policy masks or hashes personal data in what is stored (the storage hook). The input
+        # is masked once the run has ended: a worker still executing the run reads it from the row.
+        for column in ("output", "text", "error", "details"):
+            values[column] = anonymizer.value(values[column])
+    return values
 
 
 async def record_run(session: AsyncSession, tenant_id: uuid.UUID, result: RunResult) -> None:
     """Upsert the run from the orchestrator's result (a run started outside the API is inserted)."""
     run_id = uuid.UUID(result.run_id)
-    values = _run_values(result)
+    anonymizer = await storage_anonymizer(session, tenant_id)
+    values = _run_values(result, anonymizer)
     updated = await session.execute(
         sa.update(Run).where(Run.tenant_id == tenant_id, Run.id == run_id).values(**values)
     )
     if int(getattr(updated, "rowcount", 0) or 0):
+        if anonymizer is not None and result.status in TERMINAL_RUN_STATUSES:
+            await seal_run(session, run_id, anonymizer)
         return
     project_id = _as_uuid(result.project_id)
     if project_id is None:
         project_id = (await default_project(session, tenant_id)).id
-    session.add(Run(id=run_id, tenant_id=tenant_id, project_id=project_id, input=result.input,
+    stored_input = anonymizer.value(result.input) if anonymizer is not None else result.input
+    session.add(Run(id=run_id, tenant_id=tenant_id, project_id=project_id, input=stored_input,
                     workflow_name=result.workflow, options={}, last_seq=0, **values))
     await session.flush()
 
@@ -402,7 +417,8 @@ async def update_unfinished_run(session: AsyncSession, tenant_id: uuid.UUID, res
     ended it elsewhere: never write a ``running`` over its end); False then."""
     updated = await session.execute(
         sa.update(Run).where(Run.tenant_id == tenant_id, Run.id == uuid.UUID(result.run_id),
-                             Run.status.in_(ACTIVE_RUN_STATUSES)).values(**_run_values(result))
+                             Run.status.in_(ACTIVE_RUN_STATUSES))
+        .values(**_run_values(result, await storage_anonymizer(session, tenant_id)))
     )
     return int(getattr(updated, "rowcount", 0) or 0) == 1
 
@@ -412,15 +428,18 @@ async def end_run_with_result(session: AsyncSession, tenant_id: uuid.UUID, resul
     """The run's final write: its end from the orchestrator's result and its ``run_finished`` event, in one
     transaction, and its lease given up; False when it had ended already (nothing is written then)."""
     run_id = uuid.UUID(result.run_id)
+    anonymizer = await storage_anonymizer(session, tenant_id)
     updated = await session.execute(
         sa.update(Run).where(Run.tenant_id == tenant_id, Run.id == run_id, Run.status.in_(ACTIVE_RUN_STATUSES))
-        .values(**_run_values(result), lease_until=None)
+        .values(**_run_values(result, anonymizer), lease_until=None)
     )
     if not int(getattr(updated, "rowcount", 0) or 0):
         return False
     if finished is not None:
         await record_event_once(session, tenant_id, run_id, finished.seq, finished.type, finished.agent, finished.ts,
                                 dict(finished.data))
+    if anonymizer is not None:
+        await seal_run(session, run_id, anonymizer)
     return True
 
 
@@ -435,13 +454,17 @@ def _as_uuid(value: str | None) -> uuid.UUID | None:
 
 async def record_agent_run(session: AsyncSession, tenant_id: uuid.UUID, run_id: str, record: AgentRunResult) -> None:
     data = record.to_dict()
-    values = {
+    values: dict[str, Any] = {
         "name": record.name, "step": record.step, "phase": record.phase, "status": record.status,
         "input": record.input, "output": data["output"], "text": record.text, "error": _stored_error(record.error),
         "usage": data["usage"], "cost_usd": record.cost_usd, "attempts": record.attempts, "model": record.model,
         "answered_by": record.answered_by, "started_at": _time(record.started_at),
         "finished_at": _time(record.finished_at), "duration_ms": data["duration_ms"],
     }
+    anonymizer = await storage_anonymizer(session, tenant_id)
+    if anonymizer is not None:
+        for column in ("input", "output", "text", "error"):
+            values[column] = anonymizer.value(values[column])
     record_id = uuid.UUID(record.id)
     updated = await session.execute(
         sa.update(AgentRun).where(AgentRun.tenant_id == tenant_id, AgentRun.id == record_id).values(**values)
@@ -458,9 +481,11 @@ async def record_message(session: AsyncSession, tenant_id: uuid.UUID, run_id: st
     if exists is not None:
         return
     data = message.to_dict()
+    anonymizer = await storage_anonymizer(session, tenant_id)
+    payload = anonymizer.value(data.get("payload")) if anonymizer is not None else data.get("payload")
     session.add(AgentMessage(
         id=uuid.uuid4(), tenant_id=tenant_id, run_id=run_uuid, message_id=message.id, type=str(message.type),
-        sender=message.sender, recipient=message.recipient, topic=message.topic, payload=data.get("payload"),
+        sender=message.sender, recipient=message.recipient, topic=message.topic, payload=payload,
         correlation_id=message.correlation_id, created_at=_time(message.created_at) or utcnow(),
     ))
     await session.flush()
@@ -468,8 +493,10 @@ async def record_message(session: AsyncSession, tenant_id: uuid.UUID, run_id: st
 
 async def record_event(session: AsyncSession, tenant_id: uuid.UUID, event: RunEvent) -> None:
     run_uuid = uuid.UUID(event.run_id)
+    anonymizer = await storage_anonymizer(session, tenant_id)
+    data = anonymizer.value(dict(event.data)) if anonymizer is not None else dict(event.data)
     session.add(RunEventRow(run_id=run_uuid, seq=event.seq, tenant_id=tenant_id, type=event.type, agent=event.agent,
-                            ts=event.ts, data=dict(event.data)))
+                            ts=event.ts, data=data))
     await session.flush()
     await session.execute(
         sa.update(Run).where(Run.tenant_id == tenant_id, Run.id == run_uuid, Run.last_seq < event.seq)

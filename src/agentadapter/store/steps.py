@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentadapter.compliance import Anonymizer
+from agentadapter.store.compliance import storage_anonymizer
 from agentadapter.store.models import Run, RunEventRow, RunStep, utcnow
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "record_event_once",
     "renew",
     "requeue",
+    "seal_run",
     "stale_queued_steps",
     "touch_run",
 ]
@@ -177,18 +180,49 @@ async def begin_run(session: AsyncSession, run_id: uuid.UUID, values: Mapping[st
 
 
 async def end_run(session: AsyncSession, run_id: uuid.UUID, values: Mapping[str, Any]) -> bool:
-    """Write the run's final ``values`` (status included) unless it has ended already."""
+    """Write the run's final ``values`` (status included) unless it has ended already.
+
+    Under a tenant policy that masks personal data, the values are masked, and so are the run's input and
+    its steps' requests and results (:func:`seal_run`).
+    """
+    tenant_id = await session.scalar(sa.select(Run.tenant_id).where(Run.id == run_id))
+    anonymizer = await storage_anonymizer(session, tenant_id) if tenant_id is not None else None
+    if anonymizer is not None:
+        values = {k: anonymizer.value(v) if k in ("output", "text", "error", "details") else v
+                  for k, v in values.items()}
     result = await session.execute(
         sa.update(Run).where(Run.id == run_id, Run.status.in_(_ACTIVE)).values(**values)
     )
-    return _count(result) == 1
+    ended = _count(result) == 1
+    if ended and anonymizer is not None:
+        await seal_run(session, run_id, anonymizer)
+    return ended
+
+
+async def seal_run(session: AsyncSession, run_id: uuid.UUID, anonymizer: Anonymizer) -> None:
+    """Mask what an ended run kept for executing it: its input, and its steps' requests and results.
+
+    Until the run ends these are read to execute it (a worker reads the input; a replay reads the steps),
+    so they are masked at its end rather than at their write.
+    """
+    stored = await session.scalar(sa.select(Run.input).where(Run.id == run_id))
+    await session.execute(sa.update(Run).where(Run.id == run_id).values(input=anonymizer.value(stored))
+                          .execution_options(synchronize_session=False))
+    rows = (await session.execute(sa.select(RunStep.key, RunStep.request, RunStep.result)
+                                  .where(RunStep.run_id == run_id))).all()
+    for key, request, outcome in rows:
+        await session.execute(sa.update(RunStep).where(RunStep.run_id == run_id, RunStep.key == key).values(
+            request=anonymizer.value(request), result=anonymizer.value(outcome) if outcome is not None else None)
+            .execution_options(synchronize_session=False))
 
 
 async def record_event_once(session: AsyncSession, tenant_id: uuid.UUID, run_id: uuid.UUID, seq: int, type: str,
                             agent: str | None, ts: float, data: Mapping[str, Any]) -> None:
     """Persist an event unless one with its seq is stored (a step executed again writes the same seqs)."""
+    anonymizer = await storage_anonymizer(session, tenant_id)
+    stored = anonymizer.value(dict(data)) if anonymizer is not None else dict(data)
     statement = _insert(session, RunEventRow).values(
-        run_id=run_id, seq=seq, tenant_id=tenant_id, type=type, agent=agent, ts=ts, data=dict(data),
+        run_id=run_id, seq=seq, tenant_id=tenant_id, type=type, agent=agent, ts=ts, data=stored,
     ).on_conflict_do_nothing()
     await session.execute(statement)
     await session.execute(
