@@ -70,7 +70,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+RUN_STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled")
 TERMINAL_RUN_STATUSES = frozenset({"completed", "failed", "cancelled"})
 AGENT_RUN_STATUSES = ("running", "completed", "failed", "cancelled")
 ROLES = ("admin", "member", "viewer")
@@ -541,5 +541,6 @@ class RunStep(Base):
 # the models are loaded (migrations, the store, the service).
 from agentadapter.store import evals_models as _evaluation_tables  # noqa: E402, F401  (datasets, experiments)
 from agentadapter.store import files_models as _knowledge_tables  # noqa: E402, F401
+from agentadapter.store import threads_models as _conversation_tables  # noqa: E402, F401
 from agentadapter.store import stored_responses as _stored_responses  # noqa: E402, F401  (the gateway's store)
 from agentadapter.store import compliance_models as _compliance_tables  # noqa: E402, F401  (policies, consents, erasures)
