@@ -1,7 +1,8 @@
 """The typed events of ``agent.run_stream()``, and the stream object that yields them.
 
 Each event has a ``type`` discriminator: ``text_delta`` (answer text as it arrives),
-``tool_call`` / ``tool_result``, ``handoff``, ``guardrail``, ``approval_required`` and, last,
+``tool_call`` / ``tool_result``, ``handoff``, ``guardrail``, ``approval_required``, ``nested`` (an
+event of a workflow the agent runs) and, last,
 ``final`` with the :class:`~agentadapter.agents.result.AgentResult`. The agent's ``execute`` runs
 in a task and emits events through its context; :class:`AgentStream` hands them to the consumer in
 order and re-raises the run's error, if any, where the consumer iterates.
@@ -28,6 +29,7 @@ __all__ = [
     "FinalEvent",
     "GuardrailEvent",
     "HandoffEvent",
+    "NestedRunEvent",
     "TextDeltaEvent",
     "ToolCallEvent",
     "ToolResultEvent",
@@ -97,6 +99,16 @@ class ApprovalRequiredEvent:
 
 
 @dataclass(slots=True)
+class NestedRunEvent:
+    """An event of a run this agent runs inside its own (a nested workflow), as that run's JSON dict."""
+
+    agent: str
+    workflow: str
+    event: dict[str, Any]
+    type: Literal["nested"] = "nested"
+
+
+@dataclass(slots=True)
 class FinalEvent:
     """The run ended (completed or paused); always the last event."""
 
@@ -107,7 +119,7 @@ class FinalEvent:
 
 AgentEvent: TypeAlias = (
     TextDeltaEvent | ToolCallEvent | ToolResultEvent | HandoffEvent | GuardrailEvent | ApprovalRequiredEvent
-    | FinalEvent
+    | NestedRunEvent | FinalEvent
 )
 
 _DONE = object()

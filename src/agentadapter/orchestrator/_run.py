@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from agentadapter.agents.base import BaseAgent
 from agentadapter.agents.context import AgentInput, input_text
-from agentadapter.agents.events import GuardrailEvent, HandoffEvent, TextDeltaEvent, ToolCallEvent, ToolResultEvent
+from agentadapter.agents.events import (
+    GuardrailEvent,
+    HandoffEvent,
+    NestedRunEvent,
+    TextDeltaEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+)
 from agentadapter.agents.result import AgentResult
 from agentadapter.agents.run_config import RunConfig
 from agentadapter.llm.errors import AgentAdapterError, BudgetExceededError
@@ -167,6 +174,7 @@ class RunEngine:
             else:
                 await self.emit("run_resumed", None, {
                     "step_key": self.resume.step_key, "approvals": dict(self.resume.approvals),
+                    "reasons": dict(self.resume.reasons),
                 })
             await self.protocol.start()
             try:
@@ -495,6 +503,13 @@ class RunEngine:
                 await self.emit("guardrail", event.agent, {
                     "name": event.name, "kind": event.kind, "tripwire_triggered": event.tripwire_triggered,
                 })
+            elif isinstance(event, NestedRunEvent):
+                nested = event.event
+                if nested.get("type") == "token":  # streamed under the nested agent's path, never stored
+                    emit("token", f"{event.agent}/{nested.get('agent')}", dict(nested.get("data") or {}))
+                else:
+                    await self.emit("nested", event.agent, {"workflow": event.workflow,
+                                                            "run_id": nested.get("run_id"), "event": nested})
         result = stream.result
         assert result is not None
         if result.status == "paused":

@@ -12,6 +12,8 @@ The types, in the order a run produces them:
 ``tool_result``    ``call_id``, ``name``, ``content``, ``is_error``
 ``handoff``        ``from_agent``, ``to_agent``
 ``guardrail``      ``name``, ``kind``, ``tripwire_triggered``
+``nested``         an event of a workflow run as this agent's step (or tool): ``workflow``, ``run_id``
+                   and ``event`` (that run's event: ``seq``, ``type``, ``agent``, ``data``)
 ``message``        a message between agents on the run's bus: ``id``, ``type``, ``sender``,
                    ``recipient``, ``topic``, ``payload``
 ``agent_retried``  ``step``, ``attempt`` (the one that failed), ``error``, ``delay_s``
@@ -48,6 +50,7 @@ EventType: TypeAlias = Literal[
     "handoff",
     "guardrail",
     "message",
+    "nested",
     "agent_retried",
     "agent_finished",
     "agent_failed",

@@ -91,9 +91,12 @@ class WorkflowAgentSpec(AgentSpec):
     """Seconds one attempt of this agent's steps may take (``timeout`` is an online agent's per-request one)."""
     retries: int | None = Field(default=None, ge=0)
     """Retries of this agent's failed steps (``max_retries`` is an online agent's HTTP retry count)."""
+    workflow: str | None = Field(default=None, min_length=1)
+    """Another workflow run as this step: a file path (relative to this file) in workflow files; a
+    stored workflow's id or name in a tenant's workflow."""
 
     def agent_spec(self) -> AgentSpec:
-        data = self.model_dump(exclude={"timeout_s", "retries"}, exclude_unset=True)
+        data = self.model_dump(exclude={"timeout_s", "retries", "workflow"}, exclude_unset=True)
         return AgentSpec.model_validate(data)
 
 
@@ -122,26 +125,29 @@ class WorkflowSpec(_Strict):
 # --------------------------------------------------------------------------------------- loading
 
 
-def load_workflow(path: str | Path) -> Workflow:
-    """Read, interpolate and validate a workflow file."""
+def load_workflow(path: str | Path, *, _including: tuple[Path, ...] = ()) -> Workflow:
+    """Read, interpolate and validate a workflow file (and the workflow files its steps name)."""
     file_path = Path(path)
     try:
         text = file_path.read_text("utf-8")
     except OSError as exc:
         raise WorkflowError(f"cannot read workflow file {str(file_path)!r}: {exc.strerror}; check the path",
                             source=str(file_path)) from exc
-    return parse_workflow(text, source=str(file_path), base_dir=file_path.parent)
+    return parse_workflow(text, source=str(file_path), base_dir=file_path.parent,
+                          _including=(*_including, file_path.resolve()))
 
 
 def parse_workflow(
     text: str, *, source: str = "workflow", base_dir: str | Path | None = None, interpolate: bool = True,
-    massgen: bool = True,
+    massgen: bool = True, nested_files: bool = True, _including: tuple[Path, ...] = (),
 ) -> Workflow:
     """Validate a workflow given as YAML text (``source`` names it in errors).
 
     ``interpolate`` reads ``${VAR}`` from the environment: right for an operator's file, never for data
     someone else wrote (the service parses its tenants' workflows with it off). ``massgen`` accepts
     MassGen's shape too (off for tenants' data: a MassGen backend may name a base URL).
+    ``nested_files`` loads the workflow files that ``workflow:`` entries name (off for tenants' data,
+    whose ``workflow:`` names a stored workflow the service's builder resolves).
     """
     data, lines = _load_yaml(text, source)
     if not isinstance(data, dict):
@@ -175,7 +181,33 @@ def parse_workflow(
     problems = list(_check(spec))
     if problems:
         raise _errors(source, lines, problems)
-    return Workflow(spec, source, Path(base_dir) if base_dir is not None else None, lines, warnings)
+    workflow = Workflow(spec, source, Path(base_dir) if base_dir is not None else None, lines, warnings)
+    if nested_files:
+        workflow.nested = _nested_files(workflow, _including)
+    return workflow
+
+
+def _nested_files(workflow: Workflow, including: tuple[Path, ...]) -> dict[str, Workflow]:
+    """The workflows ``workflow: file.yaml`` entries name, loaded (and checked) now; a cycle is an error."""
+    nested: dict[str, Workflow] = {}
+    for index, entry in enumerate(workflow.spec.agents):
+        if entry.workflow is None:
+            continue
+        path = Path(entry.workflow)
+        if not path.is_absolute() and workflow.base_dir is not None:
+            path = workflow.base_dir / path
+        line = _line(workflow.lines, ("agents", index, "workflow"))
+        where = f"{workflow.source}:{line}: agents[{index}].workflow"
+        if path.resolve() in including:
+            chain = " -> ".join(p.name for p in (*including, path.resolve()))
+            raise WorkflowError(f"{where}: workflows include each other in a cycle ({chain}); a workflow cannot "
+                                "run itself", source=workflow.source, line=line, path=f"agents[{index}].workflow")
+        try:
+            nested[entry.name] = load_workflow(path, _including=including)
+        except WorkflowError as exc:
+            raise WorkflowError(f"{where}: the nested workflow is not usable: {exc}", source=workflow.source,
+                                line=line, path=f"agents[{index}].workflow") from exc
+    return nested
 
 
 def _load_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
@@ -260,6 +292,10 @@ def _errors(source: str, lines: Mapping[Path_, int], problems: list[tuple[Path_,
                          path=first_path)
 
 
+# What a `workflow:` step may set besides the workflow it runs (it is no model agent).
+_NESTED_KEYS = frozenset({"name", "description", "workflow", "timeout_s", "retries"})
+
+
 def _check(spec: WorkflowSpec) -> Iterator[tuple[Path_, str]]:
     """Cross-field checks: agents a strategy names exist, settings fit the strategy, conditions compile."""
     names = [a.name for a in spec.agents]
@@ -267,6 +303,11 @@ def _check(spec: WorkflowSpec) -> Iterator[tuple[Path_, str]]:
     for index, name in enumerate(names):
         if names.index(name) != index:
             yield ("agents", index, "name"), f"the name {name!r} is used by another agent too"
+    for index, entry in enumerate(spec.agents):
+        if entry.workflow is not None:
+            for key in sorted(entry.model_fields_set - _NESTED_KEYS):
+                yield (("agents", index, key), "a workflow: step runs another workflow; it takes only "
+                       f"{', '.join(sorted(_NESTED_KEYS))}")
 
     def agent(path: Path_, name: str | None, *, end_ok: bool = False) -> Iterator[tuple[Path_, str]]:
         if name is not None and name not in known and not (end_ok and name == END):
@@ -335,6 +376,8 @@ class Workflow:
     lines: Mapping[Path_, int] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
     """Keys of the file that are not carried over (a MassGen config's options this runner does not implement)."""
+    nested: dict[str, Workflow] = field(default_factory=dict)
+    """The workflows that ``workflow:`` steps run, by step name (loaded from files; empty for tenants')."""
     _agents: dict[str, BaseAgent] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -354,16 +397,19 @@ class Workflow:
 
     def build_agents(
         self, *, tools: ToolRegistry | None = None, defaults: Mapping[str, Any] | None = None,
-        models: str | Mapping[str, str] | None = None,
+        models: str | Mapping[str, str] | None = None, nested_agents: Mapping[str, BaseAgent] | None = None,
     ) -> dict[str, BaseAgent]:
         """Build the agents (fresh ones each call), in file order.
 
         ``models`` replaces the model of inline agents: one id for all of them, or ``{agent: model}``
         (``"*"`` for the others; ``ref:`` agents keep theirs). ``defaults`` are user settings
-        (``default_model``, ...).
+        (``default_model``, ...). ``nested_agents`` are the agents of ``workflow:`` steps, by step name
+        (the service builds them; a file's are built from the workflows it loaded).
         """
         specs = []
         for entry in self.spec.agents:
+            if entry.workflow is not None:
+                continue  # a nested workflow, built below
             spec = entry.agent_spec()
             override = models if isinstance(models, str) else (models or {}).get(entry.name, (models or {}).get("*"))
             if override and not spec.ref:
@@ -374,13 +420,40 @@ class Workflow:
             specs.append(spec)
         with self._importable():
             try:
-                return create_agents(specs, tools=tools, defaults=defaults)
+                built = create_agents(specs, tools=tools, defaults=defaults)
             except ConfigurationError as exc:
                 raise self._agent_errors(exc, specs, tools, defaults) from exc
+        return self._with_nested(built, nested_agents or {}, tools, defaults)
+
+    def _with_nested(
+        self, built: dict[str, BaseAgent], given: Mapping[str, BaseAgent], tools: ToolRegistry | None,
+        defaults: Mapping[str, Any] | None,
+    ) -> dict[str, BaseAgent]:
+        """The agents in file order, ``workflow:`` steps as :class:`WorkflowAgent` s (given, or from files)."""
+        from agentadapter.orchestrator.nested import WorkflowAgent
+
+        ordered: dict[str, BaseAgent] = {}
+        for index, entry in enumerate(self.spec.agents):
+            if entry.workflow is None:
+                ordered[entry.name] = built[entry.name]
+            elif entry.name in given:
+                ordered[entry.name] = given[entry.name]
+            elif entry.name in self.nested:
+                inner = self.nested[entry.name]
+                ordered[entry.name] = WorkflowAgent(
+                    entry.name, inner, agents=inner.build_agents(tools=tools, defaults=defaults),
+                    description=entry.description,
+                )
+            else:
+                line = _line(self.lines, ("agents", index, "workflow"))
+                raise WorkflowError(f"{self.source}:{line}: agents[{index}].workflow: workflow {entry.workflow!r} "
+                                    "was not resolved (load the file with load_workflow)", source=self.source,
+                                    line=line, path=f"agents[{index}].workflow")
+        return ordered
 
     def with_models(self, models: str | Mapping[str, str]) -> Workflow:
         """A copy whose inline agents run on other models (see :meth:`build_agents`)."""
-        copy = Workflow(self.spec, self.source, self.base_dir, self.lines, self.warnings)
+        copy = Workflow(self.spec, self.source, self.base_dir, self.lines, self.warnings, self.nested)
         copy._agents = copy.build_agents(models=models)
         return copy
 
