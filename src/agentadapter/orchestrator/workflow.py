@@ -94,9 +94,12 @@ class WorkflowAgentSpec(AgentSpec):
     workflow: str | None = Field(default=None, min_length=1)
     """Another workflow run as this step: a file path (relative to this file) in workflow files; a
     stored workflow's id or name in a tenant's workflow."""
+    framework: str | None = Field(default=None, min_length=1)
+    """Another framework's agent (``langchain``, ``langgraph``, ``ag2``, ``openai-agents``) that ``ref:``
+    names as ``module:object``; workflow files only (see :func:`_framework_agents`)."""
 
     def agent_spec(self) -> AgentSpec:
-        data = self.model_dump(exclude={"timeout_s", "retries", "workflow"}, exclude_unset=True)
+        data = self.model_dump(exclude={"timeout_s", "retries", "workflow", "framework"}, exclude_unset=True)
         return AgentSpec.model_validate(data)
 
 
@@ -317,6 +320,7 @@ def _check(spec: WorkflowSpec) -> Iterator[tuple[Path_, str]]:
         if present and spec.strategy != strategy:
             yield (key,), f"applies to strategy {strategy} only (this workflow's strategy is {spec.strategy})"
 
+    yield from _framework_problems(spec)
     yield from only_for("parallel", "aggregate", spec.aggregate is not None)
     yield from only_for("parallel", "judge", spec.judge is not None)
     yield from only_for("parallel", "quorum", spec.quorum is not None)
@@ -408,8 +412,8 @@ class Workflow:
         """
         specs = []
         for entry in self.spec.agents:
-            if entry.workflow is not None:
-                continue  # a nested workflow, built below
+            if entry.workflow is not None or entry.framework is not None:
+                continue  # a nested workflow, or another framework's agent: built below
             spec = entry.agent_spec()
             override = models if isinstance(models, str) else (models or {}).get(entry.name, (models or {}).get("*"))
             if override and not spec.ref:
@@ -423,6 +427,7 @@ class Workflow:
                 built = create_agents(specs, tools=tools, defaults=defaults)
             except ConfigurationError as exc:
                 raise self._agent_errors(exc, specs, tools, defaults) from exc
+            built.update(_framework_agents(self))
         return self._with_nested(built, nested_agents or {}, tools, defaults)
 
     def _with_nested(
@@ -543,3 +548,42 @@ class Workflow:
             (path, message if message.startswith(f"agent {name!r}") else f"agent {name!r}: {message}")
             for path, name, message in problems
         ])
+
+
+# ------------------------------------------------------------------------ other frameworks' agents
+
+_FRAMEWORK_KEYS = frozenset({"name", "framework", "ref", "params", "model", "timeout_s", "retries"})
+
+
+def _framework_problems(spec: WorkflowSpec) -> Iterator[tuple[Path_, str]]:
+    """A ``framework:`` entry names a known framework and a ``ref:``, and sets nothing our agents alone use."""
+    from agentadapter.frameworks.loading import FRAMEWORKS
+
+    for index, entry in enumerate(spec.agents):
+        if entry.framework is None:
+            continue
+        if entry.framework not in FRAMEWORKS:
+            yield ("agents", index, "framework"), (f"{entry.framework!r} is not a known framework "
+                                                   f"({', '.join(sorted(FRAMEWORKS))})")
+        if not entry.ref:
+            yield ("agents", index, "framework"), "a framework agent needs ref: 'package.module:object'"
+        for key in sorted(entry.model_fields_set - _FRAMEWORK_KEYS):
+            yield ("agents", index, key), f"does not apply to a {entry.framework} agent (its object sets it)"
+
+
+def _framework_agents(workflow: Workflow) -> dict[str, BaseAgent]:
+    """The workflow's ``framework:`` entries as wrapped agents (imported next to the file, like ``ref:``)."""
+    from agentadapter.frameworks.loading import framework_agent
+
+    built: dict[str, BaseAgent] = {}
+    for index, entry in enumerate(workflow.spec.agents):
+        if entry.framework is None or not entry.ref:
+            continue
+        model = entry.model if isinstance(entry.model, str) else None
+        try:
+            built[entry.name] = framework_agent(entry.framework, entry.ref, entry.name, entry.params, model=model)
+        except ConfigurationError as exc:
+            line = _line(workflow.lines, ("agents", index))
+            raise WorkflowError(f"{workflow.source}:{line}: agents[{index}] ({entry.name}): {exc}",
+                                source=workflow.source, line=line, path=f"agents[{index}]") from exc
+    return built
