@@ -69,6 +69,8 @@ subclass of :class:`AgentAdapterError` in the package, under its own base, in it
     │   ├── QuorumLostError                    too few agents of a parallel group succeeded [orchestrator.errors]
     │   ├── AgentPausedError                   an agent paused inside an orchestrated run [orchestrator.errors]
     │   └── NestedRunFailed                    a workflow run as a step or tool did not complete [orchestrator.nested]
+    ├── FrameworkError                         another framework's agent failed           [frameworks.errors]
+    │   └── FrameworkCancelled                 its agent was cancelled; no more model calls [frameworks.errors]
     ├── StoreError                             the database refused or could not find something   [store.errors]
     │   ├── RecordNotFound                     no such row for this tenant (API: 404)             [store.errors]
     │   ├── RecordConflict                     a unique name is taken, or the state forbids (409) [store.errors]
