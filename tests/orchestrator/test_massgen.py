@@ -3,19 +3,19 @@ ignored keys are reported, and tenants' data cannot use the shape (a MassGen bac
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from agentadapter.agents.factory import create_agent
 from agentadapter.cli.run import register
 from agentadapter.llm.errors import ConfigurationError
-from agentadapter.orchestrator import Orchestrator, WorkflowError, load_workflow, parse_workflow
-from agentadapter.orchestrator.massgen import AG2_MODULE
+from agentadapter.orchestrator import Orchestrator, WorkflowError, load_workflow, massgen, parse_workflow
+from agentadapter.orchestrator.massgen import AG2_MODULE, translate
 
 from .conftest import Models
 
@@ -151,20 +151,26 @@ def test_errors_point_at_the_line_the_user_wrote():
     assert "solo.yaml:4: agents[0].instructions" in str(caught.value)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("agentadapter.frameworks") is not None
-    and importlib.util.find_spec(AG2_MODULE) is not None,
-    reason="the external-framework agents are installed here",
-)
-def test_ag2_without_the_framework_agents_is_a_clear_error():
+AG2 = "agents:\n  - {id: coder, backend: {type: ag2, agent_config: {name: coder}}}\n  - {id: b, backend: {type: test, model: echo}}\n"
+
+
+def test_ag2_without_the_framework_agents_is_a_clear_error(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(massgen, "ag2_available", lambda: False)
     with pytest.raises(WorkflowError) as caught:
-        parse_workflow(
-            "agents:\n  - {id: coder, backend: {type: ag2, agent_config: {name: coder}}}\n  - {id: b, "
-            "backend: {type: test, model: echo}}\n",
-            source="ag2.yaml",
-        )
+        parse_workflow(AG2, source="ag2.yaml")
     message = str(caught.value)
     assert "agents.0.backend.type: ag2" in message and AG2_MODULE in message
+
+
+def test_ag2_maps_to_the_framework_agents(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(massgen, "ag2_available", lambda: True)
+    with pytest.raises(WorkflowError, match="add ref: 'module:agent_or_factory' to this entry"):
+        parse_workflow(AG2, source="ag2.yaml")
+    translated = translate(yaml.safe_load(AG2.replace("{id: coder,", "{id: coder, ref: 'team:make_coder',")))
+    assert translated.data["agents"][0] == {"name": "coder", "framework": "ag2", "ref": "team:make_coder"}
+    assert translated.warnings == [
+        (("agents", 0, "backend", "agent_config"), "ignored (the AG2 agent is the one the entry's ref: names)")
+    ]
 
 
 def test_tenant_data_cannot_use_the_massgen_shape():

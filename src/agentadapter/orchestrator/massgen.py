@@ -72,6 +72,8 @@ _OWN_AGENT_KEYS = frozenset(
         "model_settings",
         "description",
         "mcp_servers",
+        "ref",
+        "params",
     }
 )
 Path_ = tuple[str | int, ...]
@@ -171,6 +173,14 @@ def _agent(entry: Any, source: Path_, index: int, result: MassGenTranslation) ->
         else:
             result.warn((*source, key), "ignored (not an agent key this runner implements)")
     agent.setdefault("name", f"agent{index + 1}")
+    if agent.get("framework") == "ag2" and "ref" not in agent:
+        from agentadapter.llm.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"{'.'.join(str(p) for p in source)}: type: ag2 runs through the external-framework agents "
+            "(framework: ag2), which need the AG2 agent as Python: add ref: 'module:agent_or_factory' to this "
+            "entry (MassGen's agent_config is not built from YAML here)"
+        )
     return agent
 
 
@@ -182,7 +192,7 @@ def _backend(backend: Any, agent: dict[str, Any], source: Path_, target: Path_, 
     kind = str(backend.get("type") or "").strip()
     model = backend.get("model")
     if kind.lower() == "ag2":
-        _ag2(backend, agent, where)
+        _ag2(backend, agent, source, where, result)
         return
     settings: dict[str, Any] = dict(agent.get("model_settings") or {})
     endpoint: dict[str, Any] = {}
@@ -220,17 +230,32 @@ def _backend(backend: Any, agent: dict[str, Any], source: Path_, target: Path_, 
         agent["model"] = text if not provider or text.startswith(f"{provider}/") else f"{provider}/{text}"
 
 
-def _ag2(backend: Mapping[str, Any], agent: dict[str, Any], where: str) -> None:
-    """``type: ag2``: an AG2 agent through the external-framework agents, when they are installed."""
+def ag2_available() -> bool:
+    """Whether the external-framework agents' AG2 wrapper is part of this installation."""
+    return importlib.util.find_spec("agentadapter.frameworks") is not None and (
+        importlib.util.find_spec(AG2_MODULE) is not None
+    )
+
+
+def _ag2(
+    backend: Mapping[str, Any], agent: dict[str, Any], source: Path_, where: str, result: MassGenTranslation
+) -> None:
+    """``type: ag2``: an AG2 agent through the external-framework agents (``framework: ag2``), when they
+    are installed. The AG2 agent itself comes from the entry's ``ref:`` (a module's agent or factory):
+    MassGen builds it from ``agent_config``, which names Python-side settings this runner does not build."""
     from agentadapter.llm.errors import ConfigurationError
 
-    if importlib.util.find_spec("agentadapter.frameworks") is None or importlib.util.find_spec(AG2_MODULE) is None:
+    if not ag2_available():
         raise ConfigurationError(
             f"{where}.type: ag2 needs the external-framework agents ({AG2_MODULE}), which this installation "
             "does not have; run this agent on a model backend instead (type: openai, claude, gemini, ...)"
         )
     agent["framework"] = "ag2"
-    agent["params"] = {k: v for k, v in backend.items() if k != "type"}
+    if backend.get("model"):
+        agent["model"] = str(backend["model"])
+    for key in backend:
+        if key not in ("type", "model"):
+            result.warn((*source, key), "ignored (the AG2 agent is the one the entry's ref: names)")
 
 
 def _timeouts(settings: Any, out: dict[str, Any], result: MassGenTranslation) -> None:
