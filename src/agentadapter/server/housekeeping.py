@@ -6,6 +6,11 @@ is never slowed by a backlog) and logs what it deleted. A failed purge is logged
 at the next interval: housekeeping must never take the server down. The lifespan (``app.py``)
 starts it and cancels it on shutdown. With several server processes each purges; the deletes are
 idempotent, so they only repeat each other's (cheap, empty) queries.
+
+A tenant whose compliance policy sets its own retention is purged by that period instead
+(:func:`agentadapter.service.compliance.purge_by_policy`), and each round also carries out the
+erasures whose soft-delete window has passed (:func:`agentadapter.service.compliance.execute_due_erasures`;
+``erasures`` says where they reach: the file storage and Redis besides the database).
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import asyncio
 import logging
 
 from agentadapter.server.background import BackgroundLoop
+from agentadapter.service.compliance import ErasureParts, execute_due_erasures, purge_by_policy
 from agentadapter.store.database import Database
-from agentadapter.store.retention import PurgeReport, cutoff_for, purge
+from agentadapter.store.retention import PurgeReport, cutoff_for
 
 __all__ = ["RetentionTask"]
 
@@ -25,7 +31,8 @@ logger = logging.getLogger("agentadapter.server.retention")
 class RetentionTask(BackgroundLoop):
     """Purges old data every ``interval_s`` seconds until stopped."""
 
-    def __init__(self, db: Database, *, retention_days: float, interval_s: float) -> None:
+    def __init__(self, db: Database, *, retention_days: float, interval_s: float,
+                 erasures: ErasureParts | None = None) -> None:
         if interval_s <= 0:
             raise ValueError(f"the purge interval must be positive, not {interval_s} s")
         cutoff_for(retention_days)  # refuse a nonsensical period at start-up, not an hour later
@@ -35,6 +42,8 @@ class RetentionTask(BackgroundLoop):
         self.runs = 0
         """Purges that finished (successfully or not): what tests and operators watch."""
         self.last_report: PurgeReport | None = None
+        self.erasures = erasures or ErasureParts(db=db)
+        """Where due erasures reach (the app sets the file storage and Redis once it has them)."""
         super().__init__()
 
     def start(self) -> None:
@@ -43,7 +52,7 @@ class RetentionTask(BackgroundLoop):
     async def run_once(self) -> PurgeReport | None:
         """One purge; its report, or None when it failed (the error is logged)."""
         try:
-            report = await purge(self.db, older_than=cutoff_for(self.retention_days))
+            report = await purge_by_policy(self.db, default_days=self.retention_days)
             self.last_report = report
         except asyncio.CancelledError:
             raise
@@ -54,6 +63,12 @@ class RetentionTask(BackgroundLoop):
             self.runs += 1
         if report.total:
             logger.info("retention purge (older than %s): deleted %s", report.cutoff.isoformat(), report.summary())
+        try:
+            await execute_due_erasures(self.erasures)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("the due erasures could not be read; they are tried again in %.0f s", self.interval_s)
         return report
 
     async def _loop(self) -> None:

@@ -7,6 +7,9 @@ it. Runs still queued or running are never touched, however old. Rows go in batc
 hundred ids, each batch in its own short transaction, so neither SQLite's single writer nor
 PostgreSQL's locks are held for long and the API keeps answering while a large backlog is purged.
 ``agentadapter db purge`` and the server's periodic purge (``server/housekeeping.py``) both use it.
+A purge can be limited to one tenant (``tenant_id``) or leave some out (``exclude_tenants``): a tenant's
+own retention period (its compliance policy) is purged by
+:func:`agentadapter.service.compliance.purge_by_policy` that way.
 """
 
 from __future__ import annotations
@@ -65,28 +68,46 @@ def cutoff_for(days: float, *, now: datetime | None = None) -> datetime:
     return (now or datetime.now(UTC)) - timedelta(days=days)
 
 
-def _old_runs(cutoff: datetime) -> sa.Select[Any]:
+@dataclass(frozen=True, slots=True)
+class _Tenants:
+    """Which tenants a purge covers: one (``only``), or all but ``excluded``."""
+
+    only: uuid.UUID | None = None
+    excluded: tuple[uuid.UUID, ...] = ()
+
+    def where(self, column: Any, *, nullable: bool = False) -> Any:
+        if self.only is not None:
+            return column == self.only
+        if self.excluded:
+            outside = column.not_in(self.excluded)
+            return sa.or_(column.is_(None), outside) if nullable else outside
+        return sa.true()
+
+
+def _old_runs(cutoff: datetime, tenants: _Tenants = _Tenants()) -> sa.Select[Any]:
     return sa.select(Run.id).where(
         Run.status.in_(sorted(TERMINAL_RUN_STATUSES)), Run.created_at < cutoff,
-        sa.or_(Run.finished_at.is_(None), Run.finished_at < cutoff),
+        sa.or_(Run.finished_at.is_(None), Run.finished_at < cutoff), tenants.where(Run.tenant_id),
     )
 
 
-async def purge(db: Database, *, older_than: datetime, dry_run: bool = False,
-                batch_size: int = BATCH_SIZE) -> PurgeReport:
+async def purge(db: Database, *, older_than: datetime, dry_run: bool = False, batch_size: int = BATCH_SIZE,
+                tenant_id: uuid.UUID | None = None, exclude_tenants: Sequence[uuid.UUID] = ()) -> PurgeReport:
     """Delete finished runs (with their children), usage records and audit entries older than ``older_than``.
 
-    ``dry_run`` counts what would go and deletes nothing.
+    ``dry_run`` counts what would go and deletes nothing; ``tenant_id`` purges that tenant only;
+    ``exclude_tenants`` leaves those out.
     """
     if older_than.tzinfo is None:
         raise ValueError(f"older_than must be timezone-aware (datetime.now(UTC) - ...), not {older_than!r}")
+    tenants = _Tenants(tenant_id, tuple(exclude_tenants))
     report = PurgeReport(cutoff=older_than, dry_run=dry_run)
     if dry_run:
-        await _count(db, report)
+        await _count(db, report, tenants)
         return report
     while True:
         async with db.writer() as session:
-            ids = list(await session.scalars(_old_runs(older_than).limit(batch_size)))
+            ids = list(await session.scalars(_old_runs(older_than, tenants).limit(batch_size)))
             if not ids:
                 break
             for table, model in _RUN_CHILDREN:
@@ -95,19 +116,25 @@ async def purge(db: Database, *, older_than: datetime, dry_run: bool = False,
             report.counts["runs"] += _rowcount(deleted)
         if len(ids) < batch_size:
             break
-    report.counts["usage_records"] = await _delete_batches(db, UsageRecord, UsageRecord.ts < older_than, batch_size)
-    report.counts["audit_logs"] = await _delete_batches(db, AuditLog, AuditLog.created_at < older_than, batch_size)
+    report.counts["usage_records"] = await _delete_batches(
+        db, UsageRecord, sa.and_(UsageRecord.ts < older_than, tenants.where(UsageRecord.tenant_id, nullable=True)),
+        batch_size)
+    report.counts["audit_logs"] = await _delete_batches(
+        db, AuditLog, sa.and_(AuditLog.created_at < older_than, tenants.where(AuditLog.tenant_id)), batch_size)
     return report
 
 
-async def _count(db: Database, report: PurgeReport) -> None:
-    runs = _old_runs(report.cutoff).subquery()
+async def _count(db: Database, report: PurgeReport, tenants: _Tenants) -> None:
+    runs = _old_runs(report.cutoff, tenants).subquery()
     async with db.session() as session:
         report.counts["runs"] = await _count_where(session, Run, Run.id.in_(sa.select(runs.c.id)))
         for table, model in _RUN_CHILDREN:
             report.counts[table] = await _count_where(session, model, model.run_id.in_(sa.select(runs.c.id)))
-        report.counts["usage_records"] = await _count_where(session, UsageRecord, UsageRecord.ts < report.cutoff)
-        report.counts["audit_logs"] = await _count_where(session, AuditLog, AuditLog.created_at < report.cutoff)
+        report.counts["usage_records"] = await _count_where(
+            session, UsageRecord, sa.and_(UsageRecord.ts < report.cutoff,
+                                          tenants.where(UsageRecord.tenant_id, nullable=True)))
+        report.counts["audit_logs"] = await _count_where(
+            session, AuditLog, sa.and_(AuditLog.created_at < report.cutoff, tenants.where(AuditLog.tenant_id)))
 
 
 async def _count_where(session: Any, model: Any, condition: Any) -> int:
