@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Self
 
 from ag2 import Agent
-from ag2.config import LLMClient, ModelProvider
+from ag2.config import ModelProvider
 from ag2.config.openai.mappers import convert_messages, response_proto_to_schema, tool_to_api
 from ag2.events import BaseEvent, ModelMessage, ModelResponse, ToolCallEvent, ToolCallsEvent
 from ag2.events.types import Usage as AG2Usage
@@ -143,7 +143,3 @@ class AG2Agent(FrameworkAgent):
     def framework_output(self, value: Any) -> Any:
         return "" if value is None else value
 
-
-def _is_client(value: object) -> bool:
-    """True when ``value`` keeps AG2's client protocol (checked in the tests)."""
-    return isinstance(value, LLMClient)
