@@ -163,6 +163,10 @@ def check_workflow_entries(spec: Mapping[str, Any], param: str) -> list[tuple[in
         if not isinstance(entry, Mapping):
             continue
         where = f"{param}.agents[{index}]"
+        if "framework" in entry:  # before the generic refusal: say why, and where such agents do run
+            raise invalid(f"{where}.framework", "agents of other frameworks (framework: with ref: module:object) run "
+                          "from workflow files only, since they name Python code; through the API, name a stored "
+                          "agent with ref:", code="framework_not_allowed")
         for key in entry:
             if key not in TENANT_AGENT_KEYS:
                 raise invalid(f"{where}.{key}", f"{key!r} is not available to workflows sent through the API (it "
