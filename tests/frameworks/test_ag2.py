@@ -32,12 +32,12 @@ def _installed() -> None:
 
 
 async def test_an_ag2_agent_runs_beside_our_agent_on_our_models(priced_llm: LLM, tmp_path: Path) -> None:
-    workflow = '''
+    workflow = """
 strategy: sequential
 agents:
   - {name: cashier, framework: ag2, ref: "money:cashier"}
   - {name: writer, model: test/echo}
-'''
+"""
     ran = await run_workflow(priced_llm, tmp_path, "money", AGENT, workflow, "Convert 10 euros")
     await check_costed(priced_llm, ran, "cashier", "convert")
     assert "1.50 USD" in ran.agent("cashier")["output"]
@@ -45,12 +45,12 @@ agents:
 
 
 async def test_the_workflows_model_runs_an_ag2_agent_built_without_one(priced_llm: LLM, tmp_path: Path) -> None:
-    workflow = '''
+    workflow = """
 strategy: parallel
 agents:
   - {name: plain, framework: ag2, ref: "money2:plain", model: test/tools}
   - {name: echo, model: test/echo}
-'''
+"""
     ran = await run_workflow(priced_llm, tmp_path, "money2", AGENT, workflow, "Convert 2 euros")
     await check_costed(priced_llm, ran, "plain", "convert")
 

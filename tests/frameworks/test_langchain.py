@@ -9,11 +9,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from tests.frameworks.conftest import check_costed, need, run_workflow
 
 from agentadapter import LLM
 from agentadapter.orchestrator.errors import WorkflowError
 from agentadapter.orchestrator.workflow import load_workflow
-from tests.frameworks.conftest import check_costed, need, run_workflow
 
 GRAPH = '''
 from langchain_core.tools import tool
@@ -44,13 +44,13 @@ def build():
     return graph.compile()
 '''
 
-WORKFLOW = '''
+WORKFLOW = """
 name: support-desk
 strategy: sequential
 agents:
   - {name: support, framework: langgraph, ref: "support_graph:build"}
   - {name: writer, model: test/echo, instructions: "Write the answer up."}
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -69,18 +69,18 @@ async def test_a_langgraph_graph_runs_beside_our_agent_on_our_models(priced_llm:
 
 
 async def test_a_langchain_chain_runs_as_an_agent_and_the_chat_model_streams(priced_llm: LLM, tmp_path: Path) -> None:
-    code = '''
+    code = """
 from langchain_core.output_parsers import StrOutputParser
 from agentadapter.frameworks.langchain import AgentAdapterChatModel
 
 chain = AgentAdapterChatModel(model="test/echo") | StrOutputParser()
-'''
-    workflow = '''
+"""
+    workflow = """
 strategy: sequential
 agents:
   - {name: chain, framework: langchain, ref: "echo_chain:chain"}
   - {name: writer, model: test/echo}
-'''
+"""
     ran = await run_workflow(priced_llm, tmp_path, "echo_chain", code, workflow, "Say hello")
     assert ran.result.status == "completed"
     assert ran.agent("chain")["output"] == "Say hello"
@@ -148,8 +148,11 @@ async def test_a_framework_failure_is_our_error(priced_llm: LLM) -> None:
 
 def test_framework_entries_are_checked_when_the_file_loads(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("agents:\n  - {name: a, framework: haystack, ref: 'x:y'}\n  - {name: b, framework: langgraph}\n"
-                    "  - {name: c, framework: langgraph, ref: 'x:y', tools: [web_search]}\n", "utf-8")
+    path.write_text(
+        "agents:\n  - {name: a, framework: haystack, ref: 'x:y'}\n  - {name: b, framework: langgraph}\n"
+        "  - {name: c, framework: langgraph, ref: 'x:y', tools: [web_search]}\n",
+        "utf-8",
+    )
     with pytest.raises(WorkflowError) as caught:
         load_workflow(path)
     message = str(caught.value)

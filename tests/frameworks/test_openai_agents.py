@@ -31,7 +31,7 @@ forecaster = Agent(name="forecaster", instructions="Answer about the weather.", 
                    tools=[get_weather])
 '''
 
-RUN = '''
+RUN = """
 import asyncio, json, sys
 
 from agentadapter import LLM
@@ -51,7 +51,7 @@ async def main():
     await llm.aclose()
 
 asyncio.run(main())
-'''
+"""
 
 
 def _run(tmp_path: Path, workflow: str, task: str) -> dict[str, Any]:
@@ -59,8 +59,9 @@ def _run(tmp_path: Path, workflow: str, task: str) -> dict[str, Any]:
     (tmp_path / "team.yaml").write_text(textwrap.dedent(workflow), "utf-8")
     (tmp_path / "run.py").write_text(RUN.format(prices=PRICES), "utf-8")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "run.py", task], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "run.py", task], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     if "the openai-agents integration needs" in done.stderr:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"openai-agents is not installed - under CI the framework tests must run:\n{done.stderr}")
@@ -83,12 +84,16 @@ def _check(out: dict[str, Any], agent: str, tool: str) -> dict[str, Any]:
 
 
 def test_an_sdk_agent_runs_beside_our_agent_on_our_models(tmp_path: Path) -> None:
-    out = _run(tmp_path, """
+    out = _run(
+        tmp_path,
+        """
         strategy: sequential
         agents:
           - {name: forecaster, framework: openai-agents, ref: "weather_agents:forecaster"}
           - {name: writer, model: test/echo}
-    """, "What is the weather in Paris?")
+    """,
+        "What is the weather in Paris?",
+    )
     mine = _check(out, "forecaster", "get_weather")
     assert "sunny in" in mine["output"]
     assert "sunny in" in out["run"]["output"]
@@ -96,12 +101,16 @@ def test_an_sdk_agent_runs_beside_our_agent_on_our_models(tmp_path: Path) -> Non
 
 def test_a_streamed_sdk_run_streams_our_models_text(tmp_path: Path) -> None:
     # The orchestrator streams every agent: the SDK's streamed run goes through our Model's stream_response.
-    out = _run(tmp_path, """
+    out = _run(
+        tmp_path,
+        """
         strategy: parallel
         agents:
           - {name: forecaster, framework: openai-agents, ref: "weather_agents:forecaster"}
           - {name: echo, model: test/echo}
-    """, "Weather in Rome?")
+    """,
+        "Weather in Rome?",
+    )
     _check(out, "forecaster", "get_weather")
     tokens = "".join(e["data"]["text"] for e in out["events"] if e["type"] == "token" and e["agent"] == "forecaster")
     assert "sunny in" in tokens

@@ -67,7 +67,12 @@ class AgentAdapterClient:
         self.llm = llm
 
     async def __call__(
-        self, messages: Sequence[BaseEvent], context: Any, *, tools: Iterable[Any], response_schema: Any,
+        self,
+        messages: Sequence[BaseEvent],
+        context: Any,
+        *,
+        tools: Iterable[Any],
+        response_schema: Any,
         serializer: Any,
     ) -> ModelResponse:
         prompt = list(context.prompt)
@@ -93,8 +98,9 @@ class AgentAdapterClient:
             await context.send(message)
         return ModelResponse(
             message=message,
-            tool_calls=ToolCallsEvent([ToolCallEvent(id=c.id, name=c.name, arguments=json.dumps(c.arguments))
-                                       for c in response.tool_calls]),
+            tool_calls=ToolCallsEvent(
+                [ToolCallEvent(id=c.id, name=c.name, arguments=json.dumps(c.arguments)) for c in response.tool_calls]
+            ),
             usage=_usage(response),
             model=response.model,
             provider=response.provider,
@@ -109,10 +115,13 @@ def _plain(value: Any) -> Any:
 
 def _usage(response: Response) -> AG2Usage:
     usage = response.usage
-    return AG2Usage(prompt_tokens=usage.input_tokens, completion_tokens=usage.output_tokens,
-                    total_tokens=usage.input_tokens + usage.output_tokens,
-                    cache_read_input_tokens=usage.cached_input_tokens or None,
-                    thinking_tokens=usage.reasoning_tokens or None)
+    return AG2Usage(
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
+        total_tokens=usage.input_tokens + usage.output_tokens,
+        cache_read_input_tokens=usage.cached_input_tokens or None,
+        thinking_tokens=usage.reasoning_tokens or None,
+    )
 
 
 class AG2Agent(FrameworkAgent):
@@ -121,8 +130,14 @@ class AG2Agent(FrameworkAgent):
     framework: ClassVar[str] = "ag2"
 
     def __init__(
-        self, target: Any, *, name: str | None = None, llm: Any = None, default_model: str | None = None,
-        input_map: Callable[[AgentContext], Any] | None = None, output_map: Callable[[Any], Any] | None = None,
+        self,
+        target: Any,
+        *,
+        name: str | None = None,
+        llm: Any = None,
+        default_model: str | None = None,
+        input_map: Callable[[AgentContext], Any] | None = None,
+        output_map: Callable[[Any], Any] | None = None,
     ) -> None:
         if not isinstance(target, Agent):
             raise TypeError(f"an ag2 agent wraps an ag2.Agent, not a {type(target).__name__}")
@@ -142,4 +157,3 @@ class AG2Agent(FrameworkAgent):
 
     def framework_output(self, value: Any) -> Any:
         return "" if value is None else value
-

@@ -45,8 +45,14 @@ __all__ = [
     "translate_error",
 ]
 
-EXTRAS = {"langchain": "langchain", "langchain_core": "langchain", "langgraph": "langchain",
-          "agents": "openai-agents", "ag2": "ag2", "openai": "ag2"}
+EXTRAS = {
+    "langchain": "langchain",
+    "langchain_core": "langchain",
+    "langgraph": "langchain",
+    "agents": "openai-agents",
+    "ag2": "ag2",
+    "openai": "ag2",
+}
 """Which extra installs a framework's top-level module (named in the error when it is missing)."""
 
 
@@ -89,8 +95,9 @@ class FrameworkRun:
             self.model_calls += 1
             self.backend, self.model = response.provider, response.model
             for call in response.tool_calls:
-                record = ToolCallRecord(call_id=call.id, name=call.name, arguments=dict(call.arguments),
-                                        agent=self.agent)
+                record = ToolCallRecord(
+                    call_id=call.id, name=call.name, arguments=dict(call.arguments), agent=self.agent
+                )
                 self._calls[call.id] = record
                 self.tool_calls.append(record)
                 self._emit(ToolCallEvent(self.agent, call.id, call.name, dict(call.arguments)))
@@ -121,8 +128,9 @@ class FrameworkRun:
             self.loop.call_soon_threadsafe(self.emit, event)
 
 
-_CURRENT: contextvars.ContextVar[FrameworkRun | None] = contextvars.ContextVar("agentadapter_framework_run",
-                                                                               default=None)
+_CURRENT: contextvars.ContextVar[FrameworkRun | None] = contextvars.ContextVar(
+    "agentadapter_framework_run", default=None
+)
 
 
 def current_run() -> FrameworkRun | None:
@@ -183,8 +191,10 @@ def generate_sync(model: str | list[str], request: Request, *, llm: LLM | None =
         except RuntimeError:
             running = None
         if running is run.loop:
-            raise FrameworkError(f"agent {run.agent!r}: a synchronous model call was made on the run's event "
-                                 "loop, which it would block; call the framework's async entry point instead")
+            raise FrameworkError(
+                f"agent {run.agent!r}: a synchronous model call was made on the run's event "
+                "loop, which it would block; call the framework's async entry point instead"
+            )
         future = asyncio.run_coroutine_threadsafe(generate(model, request, llm=llm), run.loop)
         while True:
             try:
@@ -205,8 +215,9 @@ def translate_error(error: BaseException, framework: str, agent: str) -> AgentAd
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return FrameworkError(f"the {framework} agent {agent!r} failed: {type(error).__name__}: {error}",
-                          framework=framework, agent=agent)
+    return FrameworkError(
+        f"the {framework} agent {agent!r} failed: {type(error).__name__}: {error}", framework=framework, agent=agent
+    )
 
 
 class FrameworkAgent(BaseAgent):
@@ -217,8 +228,13 @@ class FrameworkAgent(BaseAgent):
     agent_type: ClassVar[str] = "framework"
 
     def __init__(
-        self, target: Any, *, name: str | None = None, llm: LLM | None = None,
-        input_map: Callable[[AgentContext], Any] | None = None, output_map: Callable[[Any], Any] | None = None,
+        self,
+        target: Any,
+        *,
+        name: str | None = None,
+        llm: LLM | None = None,
+        input_map: Callable[[AgentContext], Any] | None = None,
+        output_map: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__(name)
         self.target = target
@@ -248,8 +264,9 @@ class FrameworkAgent(BaseAgent):
 
     async def execute(self, context: AgentContext) -> AgentResult:
         """Run the framework inside a :class:`FrameworkRun`; map input, output and errors; total usage and cost."""
-        run = FrameworkRun(agent=self.name, llm=self.llm or context.llm, loop=asyncio.get_running_loop(),
-                           emit=context.emit)
+        run = FrameworkRun(
+            agent=self.name, llm=self.llm or context.llm, loop=asyncio.get_running_loop(), emit=context.emit
+        )
         token = _CURRENT.set(run)
         try:
             value = self.input_map(context) if self.input_map is not None else self.framework_input(context)
@@ -264,11 +281,18 @@ class FrameworkAgent(BaseAgent):
             _CURRENT.reset(token)
         text = output if isinstance(output, str) else _text(output)
         return AgentResult(
-            output=output, text=text, agent=self.name, run_id=context.run_id,
+            output=output,
+            text=text,
+            agent=self.name,
+            run_id=context.run_id,
             messages=[*context.history, *context.messages, Message.assistant(text)],
             new_messages_start=len(context.history) + len(context.messages),
-            tool_calls=list(run.tool_calls), usage=run.usage, cost_usd=run.cost_usd,
-            backend=run.backend, model=run.model, turns=run.model_calls,
+            tool_calls=list(run.tool_calls),
+            usage=run.usage,
+            cost_usd=run.cost_usd,
+            backend=run.backend,
+            model=run.model,
+            turns=run.model_calls,
         )
 
 

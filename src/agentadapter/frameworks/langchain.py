@@ -64,7 +64,11 @@ class AgentAdapterChatModel(BaseChatModel):
         return {"model": self.model}
 
     def bind_tools(
-        self, tools: Sequence[Any], *, tool_choice: str | dict[str, Any] | bool | None = None, **kwargs: Any,
+        self,
+        tools: Sequence[Any],
+        *,
+        tool_choice: str | dict[str, Any] | bool | None = None,
+        **kwargs: Any,
     ) -> Runnable[Any, AIMessage]:
         """The model with tools offered on every call (LangChain tools, functions, pydantic models or dicts)."""
         formatted = [convert_to_openai_tool(tool) for tool in tools]
@@ -87,22 +91,31 @@ class AgentAdapterChatModel(BaseChatModel):
         )
 
     def _generate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> ChatResult:
         response = common.generate_sync(self.model, self._request(messages, stop, kwargs), llm=self.llm)
         return _result(response)
 
     async def _agenerate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> ChatResult:
         response = await common.generate(self.model, self._request(messages, stop, kwargs), llm=self.llm)
         return _result(response)
 
     async def _astream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         request = self._request(messages, stop, kwargs)
         async for event in common.stream(self.model, request, llm=self.llm):
@@ -113,15 +126,26 @@ class AgentAdapterChatModel(BaseChatModel):
                 yield chunk
             elif event.kind == "tool_call" and event.tool_call is not None:
                 call = event.tool_call
-                yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[{
-                    "name": call.name, "args": json.dumps(call.arguments), "id": call.id, "index": event.index,
-                    "type": "tool_call_chunk",
-                }]))
+                yield ChatGenerationChunk(
+                    message=AIMessageChunk(
+                        content="",
+                        tool_call_chunks=[
+                            {
+                                "name": call.name,
+                                "args": json.dumps(call.arguments),
+                                "id": call.id,
+                                "index": event.index,
+                                "type": "tool_call_chunk",
+                            }
+                        ],
+                    )
+                )
             elif event.kind == "finish" and event.response is not None:
                 response = event.response
                 yield ChatGenerationChunk(
-                    message=AIMessageChunk(content="", usage_metadata=_usage(response),
-                                           response_metadata=_metadata(response)),
+                    message=AIMessageChunk(
+                        content="", usage_metadata=_usage(response), response_metadata=_metadata(response)
+                    ),
                 )
 
 
@@ -140,20 +164,28 @@ def _tool_choice(choice: Any) -> str | None:
 
 def _usage(response: Response) -> Any:
     usage = response.usage
-    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens}
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+    }
 
 
 def _metadata(response: Response) -> dict[str, Any]:
-    return {"model_name": response.model, "provider": response.provider, "cost_usd": response.cost_usd,
-            "finish_reason": response.finish_reason}
+    return {
+        "model_name": response.model,
+        "provider": response.provider,
+        "cost_usd": response.cost_usd,
+        "finish_reason": response.finish_reason,
+    }
 
 
 def _result(response: Response) -> ChatResult:
     message = AIMessage(
         content=response.text,
-        tool_calls=[{"name": c.name, "args": dict(c.arguments), "id": c.id, "type": "tool_call"}
-                    for c in response.tool_calls],
+        tool_calls=[
+            {"name": c.name, "args": dict(c.arguments), "id": c.id, "type": "tool_call"} for c in response.tool_calls
+        ],
         usage_metadata=_usage(response),
         response_metadata=_metadata(response),
         id=response.id or None,
@@ -170,13 +202,17 @@ def _openai_dict(message: Message) -> dict[str, Any]:
     text = "".join(p.text for p in message.parts if isinstance(p, TextPart))
     if message.role == "tool":
         result = message.parts[0]
-        return {"role": "tool", "content": getattr(result, "content", text),
-                "tool_call_id": getattr(result, "call_id", "")}
+        return {
+            "role": "tool",
+            "content": getattr(result, "content", text),
+            "tool_call_id": getattr(result, "call_id", ""),
+        }
     data: dict[str, Any] = {"role": message.role, "content": text}
     if message.role == "assistant" and message.tool_calls:
-        data["tool_calls"] = [{"id": c.id, "type": "function",
-                               "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
-                              for c in message.tool_calls]
+        data["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+            for c in message.tool_calls
+        ]
     return data
 
 
@@ -186,14 +222,26 @@ class LangChainAgent(FrameworkAgent):
     framework: ClassVar[str] = "langchain"
 
     def __init__(
-        self, target: Any, *, name: str | None = None, llm: Any = None,
-        input_map: Callable[[AgentContext], Any] | None = None, output_map: Callable[[Any], Any] | None = None,
+        self,
+        target: Any,
+        *,
+        name: str | None = None,
+        llm: Any = None,
+        input_map: Callable[[AgentContext], Any] | None = None,
+        output_map: Callable[[Any], Any] | None = None,
     ) -> None:
         if not isinstance(target, Runnable):
-            raise TypeError(f"a {self.framework} agent wraps a LangChain Runnable (a chain, a chat model, a "
-                            f"compiled graph), not a {type(target).__name__}")
-        super().__init__(target, name=name or getattr(target, "name", None) or None, llm=llm,
-                         input_map=input_map, output_map=output_map)
+            raise TypeError(
+                f"a {self.framework} agent wraps a LangChain Runnable (a chain, a chat model, a "
+                f"compiled graph), not a {type(target).__name__}"
+            )
+        super().__init__(
+            target,
+            name=name or getattr(target, "name", None) or None,
+            llm=llm,
+            input_map=input_map,
+            output_map=output_map,
+        )
 
     def _takes_messages_state(self) -> bool:
         """A LangGraph graph whose state has ``messages`` (the prebuilt agents, MessagesState graphs)."""
@@ -205,8 +253,9 @@ class LangChainAgent(FrameworkAgent):
         return {"messages": messages} if self._takes_messages_state() else messages
 
     async def invoke(self, value: Any, context: AgentContext) -> Any:
-        return await self.target.ainvoke(value, config={"run_name": self.name,
-                                                        "metadata": {"agentadapter_run_id": context.run_id}})
+        return await self.target.ainvoke(
+            value, config={"run_name": self.name, "metadata": {"agentadapter_run_id": context.run_id}}
+        )
 
     def framework_output(self, value: Any) -> Any:
         if isinstance(value, Mapping) and isinstance(value.get("messages"), list) and value["messages"]:

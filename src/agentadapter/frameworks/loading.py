@@ -29,7 +29,12 @@ FRAMEWORKS: dict[str, tuple[str, str, str]] = {
 
 
 def framework_agent(
-    framework: str, ref: str, name: str, params: Mapping[str, Any] | None = None, *, model: str | None = None,
+    framework: str,
+    ref: str,
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    model: str | None = None,
 ) -> BaseAgent:
     """The agent ``name`` wrapping the object ``ref`` names, of ``framework``.
 
@@ -37,8 +42,9 @@ def framework_agent(
     """
     known = FRAMEWORKS.get(framework)
     if known is None:
-        raise ConfigurationError(f"agent {name!r}: framework {framework!r} is not one of "
-                                 f"{', '.join(sorted(FRAMEWORKS))}")
+        raise ConfigurationError(
+            f"agent {name!r}: framework {framework!r} is not one of {', '.join(sorted(FRAMEWORKS))}"
+        )
     module_name, class_name, package = known
     require(package, framework)
     wrapper = getattr(importlib.import_module(module_name), class_name)
@@ -47,16 +53,20 @@ def framework_agent(
         try:
             target = target(**dict(params or {}))
         except Exception as exc:
-            raise ConfigurationError(f"agent {name!r}: {ref} could not build its {framework} object "
-                                     f"({type(exc).__name__}: {exc})") from exc
+            raise ConfigurationError(
+                f"agent {name!r}: {ref} could not build its {framework} object ({type(exc).__name__}: {exc})"
+            ) from exc
     elif params:
-        raise ConfigurationError(f"agent {name!r}: params are given to a function a ref names; {ref} is a "
-                                 f"{type(target).__name__}")
+        raise ConfigurationError(
+            f"agent {name!r}: params are given to a function a ref names; {ref} is a {type(target).__name__}"
+        )
     options: dict[str, Any] = {"name": name}
     if model is not None:
         if framework not in ("ag2", "openai-agents"):
-            raise ConfigurationError(f"agent {name!r}: model: applies to ag2 and openai-agents agents; a {framework} "
-                                     "object names its model itself (AgentAdapterChatModel(model=...))")
+            raise ConfigurationError(
+                f"agent {name!r}: model: applies to ag2 and openai-agents agents; a {framework} "
+                "object names its model itself (AgentAdapterChatModel(model=...))"
+            )
         options["default_model"] = model
     try:
         agent: BaseAgent = wrapper(target, **options)

@@ -52,11 +52,22 @@ def sdk() -> SimpleNamespace:
     from openai.types.responses import Response as OpenAIResponse
 
     names = SimpleNamespace(
-        Agent=agents.Agent, RunConfig=agents.RunConfig, Runner=agents.Runner, ModelResponse=agents.ModelResponse,
-        Converter=Converter, StreamHandler=ChatCmplStreamHandler, Usage=SDKUsage, Chunk=ChatCompletionChunk,
-        Choice=chunks.Choice, Delta=chunks.ChoiceDelta, DeltaToolCall=chunks.ChoiceDeltaToolCall,
-        DeltaFunction=chunks.ChoiceDeltaToolCallFunction, Message=ChatCompletionMessage,
-        ToolCall=ChatCompletionMessageFunctionToolCall, Function=Function, CompletionUsage=CompletionUsage,
+        Agent=agents.Agent,
+        RunConfig=agents.RunConfig,
+        Runner=agents.Runner,
+        ModelResponse=agents.ModelResponse,
+        Converter=Converter,
+        StreamHandler=ChatCmplStreamHandler,
+        Usage=SDKUsage,
+        Chunk=ChatCompletionChunk,
+        Choice=chunks.Choice,
+        Delta=chunks.ChoiceDelta,
+        DeltaToolCall=chunks.ChoiceDeltaToolCall,
+        DeltaFunction=chunks.ChoiceDeltaToolCallFunction,
+        Message=ChatCompletionMessage,
+        ToolCall=ChatCompletionMessageFunctionToolCall,
+        Function=Function,
+        CompletionUsage=CompletionUsage,
         OpenAIResponse=OpenAIResponse,
     )
     names.Model = _model_class(agents.Model, names)
@@ -74,8 +85,15 @@ def _model_class(base: type, names: SimpleNamespace) -> type:
             self.llm = llm
             """An ``agentadapter.LLM`` (None: the run's, else the shared one)."""
 
-        def _request(self, system_instructions: str | None, input: Any, model_settings: Any, tools: list[Any],
-                     output_schema: Any, handoffs: list[Any]) -> Request:
+        def _request(
+            self,
+            system_instructions: str | None,
+            input: Any,
+            model_settings: Any,
+            tools: list[Any],
+            output_schema: Any,
+            handoffs: list[Any],
+        ) -> Request:
             converter = names.Converter
             messages: list[Any] = list(converter.items_to_messages(input))
             if system_instructions:
@@ -87,29 +105,59 @@ def _model_class(base: type, names: SimpleNamespace) -> type:
             if output_schema is not None and not output_schema.is_plain_text():
                 output = OutputSchema.of(output_schema.json_schema())
             return Request(
-                model="", messages=coerce_messages(_plain(messages)),
+                model="",
+                messages=coerce_messages(_plain(messages)),
                 tools=[coerce_tool(_plain(tool)) for tool in wire_tools],
                 tool_choice=choice if isinstance(choice, str) else None,
-                parallel_tool_calls=model_settings.parallel_tool_calls, output=output,
-                temperature=model_settings.temperature, top_p=model_settings.top_p,
+                parallel_tool_calls=model_settings.parallel_tool_calls,
+                output=output,
+                temperature=model_settings.temperature,
+                top_p=model_settings.top_p,
                 max_tokens=model_settings.max_tokens,
             )
 
-        async def get_response(self, system_instructions: str | None, input: Any, model_settings: Any,
-                               tools: list[Any], output_schema: Any, handoffs: list[Any], tracing: Any,
-                               **options: Any) -> Any:
+        async def get_response(
+            self,
+            system_instructions: str | None,
+            input: Any,
+            model_settings: Any,
+            tools: list[Any],
+            output_schema: Any,
+            handoffs: list[Any],
+            tracing: Any,
+            **options: Any,
+        ) -> Any:
             request = self._request(system_instructions, input, model_settings, tools, output_schema, handoffs)
             response = await common.generate(self.model, request, llm=self.llm)
-            return names.ModelResponse(output=names.Converter.message_to_output_items(_message(response, names)),
-                                       usage=_usage(response, names), response_id=None)
+            return names.ModelResponse(
+                output=names.Converter.message_to_output_items(_message(response, names)),
+                usage=_usage(response, names),
+                response_id=None,
+            )
 
-        async def stream_response(self, system_instructions: str | None, input: Any, model_settings: Any,
-                                  tools: list[Any], output_schema: Any, handoffs: list[Any], tracing: Any,
-                                  **options: Any) -> AsyncIterator[Any]:
+        async def stream_response(
+            self,
+            system_instructions: str | None,
+            input: Any,
+            model_settings: Any,
+            tools: list[Any],
+            output_schema: Any,
+            handoffs: list[Any],
+            tracing: Any,
+            **options: Any,
+        ) -> AsyncIterator[Any]:
             request = self._request(system_instructions, input, model_settings, tools, output_schema, handoffs)
             model = _name(self.model)
-            shell = names.OpenAIResponse(id="agentadapter", created_at=time.time(), model=model, object="response",
-                                         output=[], tool_choice="auto", tools=[], parallel_tool_calls=False)
+            shell = names.OpenAIResponse(
+                id="agentadapter",
+                created_at=time.time(),
+                model=model,
+                object="response",
+                output=[],
+                tool_choice="auto",
+                tools=[],
+                parallel_tool_calls=False,
+            )
             chunks = _chunks(common.stream(self.model, request, llm=self.llm), model, names)
             async for event in names.StreamHandler.handle_stream(shell, chunks):
                 yield event
@@ -128,8 +176,10 @@ def _provider_class(base: type, model_class: type) -> type:
         def get_model(self, model_name: str | None) -> Any:
             name = model_name or self.default_model
             if not name:
-                raise ConfigurationError("this OpenAI Agents SDK agent names no model; give it "
-                                         "model='provider/model' or give the provider a default_model")
+                raise ConfigurationError(
+                    "this OpenAI Agents SDK agent names no model; give it "
+                    "model='provider/model' or give the provider a default_model"
+                )
             return model_class(name, llm=self.llm)
 
     return AgentAdapterModelProvider
@@ -152,17 +202,24 @@ def _plain(value: Any) -> Any:
 
 
 def _message(response: Response, names: SimpleNamespace) -> Any:
-    calls = [names.ToolCall(id=c.id, type="function",
-                            function=names.Function(name=c.name, arguments=json.dumps(c.arguments)))
-             for c in response.tool_calls]
+    calls = [
+        names.ToolCall(
+            id=c.id, type="function", function=names.Function(name=c.name, arguments=json.dumps(c.arguments))
+        )
+        for c in response.tool_calls
+    ]
     text = "".join(p.text for p in response.parts if isinstance(p, TextPart))
     return names.Message(role="assistant", content=text or None, tool_calls=calls or None)
 
 
 def _usage(response: Response, names: SimpleNamespace) -> Any:
     usage = response.usage
-    return names.Usage(requests=1, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                       total_tokens=usage.input_tokens + usage.output_tokens)
+    return names.Usage(
+        requests=1,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.input_tokens + usage.output_tokens,
+    )
 
 
 async def _chunks(events: AsyncIterator[StreamEvent], model: str, names: SimpleNamespace) -> AsyncIterator[Any]:
@@ -170,24 +227,44 @@ async def _chunks(events: AsyncIterator[StreamEvent], model: str, names: SimpleN
     created = int(time.time())
 
     def chunk(delta: Any, finish: Any = None, usage: Any = None) -> Any:
-        return names.Chunk(id="agentadapter", created=created, model=model, object="chat.completion.chunk",
-                           choices=[names.Choice(index=0, delta=delta, finish_reason=finish)], usage=usage)
+        return names.Chunk(
+            id="agentadapter",
+            created=created,
+            model=model,
+            object="chat.completion.chunk",
+            choices=[names.Choice(index=0, delta=delta, finish_reason=finish)],
+            usage=usage,
+        )
 
     async for event in events:
         if event.kind == "text" and event.text:
             yield chunk(names.Delta(content=event.text))
         elif event.kind == "tool_call" and event.tool_call is not None:
             call = event.tool_call
-            yield chunk(names.Delta(tool_calls=[names.DeltaToolCall(
-                index=event.index, id=call.id, type="function",
-                function=names.DeltaFunction(name=call.name, arguments=json.dumps(call.arguments)),
-            )]))
+            yield chunk(
+                names.Delta(
+                    tool_calls=[
+                        names.DeltaToolCall(
+                            index=event.index,
+                            id=call.id,
+                            type="function",
+                            function=names.DeltaFunction(name=call.name, arguments=json.dumps(call.arguments)),
+                        )
+                    ]
+                )
+            )
         elif event.kind == "finish" and event.response is not None:
             usage = event.response.usage
             finish = "tool_calls" if event.response.tool_calls else "stop"
-            yield chunk(names.Delta(), finish, names.CompletionUsage(
-                prompt_tokens=usage.input_tokens, completion_tokens=usage.output_tokens,
-                total_tokens=usage.input_tokens + usage.output_tokens))
+            yield chunk(
+                names.Delta(),
+                finish,
+                names.CompletionUsage(
+                    prompt_tokens=usage.input_tokens,
+                    completion_tokens=usage.output_tokens,
+                    total_tokens=usage.input_tokens + usage.output_tokens,
+                ),
+            )
 
 
 class OpenAIAgentsAgent(FrameworkAgent):
@@ -196,8 +273,14 @@ class OpenAIAgentsAgent(FrameworkAgent):
     framework: ClassVar[str] = "openai-agents"
 
     def __init__(
-        self, target: Any, *, name: str | None = None, llm: Any = None, default_model: str | None = None,
-        max_turns: int = 10, input_map: Callable[[AgentContext], Any] | None = None,
+        self,
+        target: Any,
+        *,
+        name: str | None = None,
+        llm: Any = None,
+        default_model: str | None = None,
+        max_turns: int = 10,
+        input_map: Callable[[AgentContext], Any] | None = None,
         output_map: Callable[[Any], Any] | None = None,
     ) -> None:
         if not isinstance(target, sdk().Agent):
