@@ -76,7 +76,7 @@ def sdk() -> SimpleNamespace:
 
 
 def _model_class(base: type, names: SimpleNamespace) -> type:
-    class AgentAdapterModel(base):  # type: ignore[valid-type,misc]  # the SDK's Model, imported on first use
+    class AgentAdapterModel(base):  # type: ignore[misc]  # the SDK's Model, imported on first use
         """An OpenAI Agents SDK model whose every call goes through agentadapter's ``LLM``."""
 
         def __init__(self, model: str | list[str], *, llm: Any = None) -> None:
@@ -166,7 +166,7 @@ def _model_class(base: type, names: SimpleNamespace) -> type:
 
 
 def _provider_class(base: type, model_class: type) -> type:
-    class AgentAdapterModelProvider(base):  # type: ignore[valid-type,misc]  # the SDK's ModelProvider
+    class AgentAdapterModelProvider(base):  # type: ignore[misc]  # the SDK's ModelProvider
         """Every model name the SDK asks for, as an ``AgentAdapterModel`` (``default_model`` when it names none)."""
 
         def __init__(self, default_model: str | None = None, *, llm: Any = None) -> None:
