@@ -47,6 +47,7 @@ from agentadapter.server.routes.home import router as home_router
 from agentadapter.server.schemas.errors import document_errors
 from agentadapter.server.settings import ServerSettings, check_secrets
 from agentadapter.server.state import AppState
+from agentadapter.server.ui import router as ui_router
 from agentadapter.service.tenancy import service_facades
 from agentadapter.store import migrate, runs, tenants
 from agentadapter.store.database import Database, PoolSettings, database_url
@@ -120,6 +121,7 @@ def create_app(
     app.include_router(health_router)
     for router in resource_routers:
         app.include_router(router)
+    app.include_router(ui_router)  # the dashboard at /ui (server/ui/)
     _declare_bearer_auth(app)
     # Added innermost first: requests pass RequestContext, SecurityHeaders, CORS, the body limit, then the
     # body guard (which reads the body through the limit).
@@ -213,6 +215,10 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
         from agentadapter.agents.tools.registry import default_registry
 
         tools = default_registry()
+    if server.approval_tools:  # the operator's list of tools whose calls wait for a human's approval
+        from agentadapter.service.approvals import require_approval
+
+        require_approval(tools, server.approval_tools)
     relay = None
     protocol_factory = None
     if redis is not None:

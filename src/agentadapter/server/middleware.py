@@ -169,6 +169,11 @@ def _client_gone(exc: BaseException) -> bool:
 
 
 _DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
+_UI_PATH = "/ui"
+# The dashboard's pages load scripts, styles and images from /ui/static only (no inline script); uPlot sets
+# element styles from script, which style-src does not govern. connect-src: htmx polls and the run's SSE.
+_UI_CSP = (b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+           b"font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 # The docs pages load Swagger UI and ReDoc from this server (fastapi-offline): nothing from elsewhere.
 _DOCS_CSP = (b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
@@ -195,7 +200,8 @@ class SecurityHeaders:
             return
         path: str = scope.get("path", "")
         docs = path.startswith(_DOCS_PATHS)
-        extra = [(b"content-security-policy", _DOCS_CSP if docs else _API_CSP)]
+        ui = path == _UI_PATH or path.startswith(_UI_PATH + "/")
+        extra = [(b"content-security-policy", _DOCS_CSP if docs else _UI_CSP if ui else _API_CSP)]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
