@@ -138,6 +138,8 @@ async def request_erasure(principal: AdminOnly, state: StateDep, request_id: Req
     async with state.db.write_session() as session:
         row = await compliance.request_erasure(session, caller, user_id=body.user_id, reason=body.reason)
         view = ErasurePublic.of(row)
+    if view.user_id is not None:
+        state.auth.forget()  # the user's keys were revoked: this process stops accepting them now, not in a while
     if view.execute_after > view.created_at:
         return view
     report = await compliance.execute_erasure(erasure_parts(state), principal.tenant_id, view.id, caller=caller)
