@@ -96,10 +96,10 @@ class Dashboard:
     def api(self, key: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
-    def shot(self, page: Any, name: str) -> None:
+    def shot(self, page: Any, name: str, *, full_page: bool = True) -> None:
         """A screenshot of the page, kept in the test's folder (and in the docs' when asked)."""
         path = self.screenshots / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         if self.docs_screenshots is not None:
             self.docs_screenshots.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, self.docs_screenshots / path.name)
