@@ -167,3 +167,22 @@ def test_a_ref_that_is_not_the_frameworks_object_is_refused(tmp_path: Path) -> N
     path.write_text("agents:\n  - {name: g, framework: langgraph, ref: 'not_a_graph:thing'}\n", "utf-8")
     with pytest.raises(WorkflowError, match=r"wf.yaml:2: agents\[0\] \(g\): .*wraps a LangChain Runnable"):
         _ = load_workflow(path).agents
+
+
+async def test_our_error_inside_the_framework_is_raised_as_it_is(tmp_path: Path) -> None:
+    from agentadapter.frameworks.langchain import AgentAdapterChatModel, LangChainAgent
+    from agentadapter.llm.errors import BudgetExceededError
+
+    prices = {"input": 1000.0, "output": 1000.0}
+    llm = LLM(
+        config={
+            "catalog": {"test/echo": {"pricing": prices}},
+            "budgets": [{"scope": "global", "limit_usd": 0.000001, "window": "day"}],
+        }
+    )
+    try:
+        agent = LangChainAgent(AgentAdapterChatModel(model="test/echo", max_tokens=100), name="spender", llm=llm)
+        with pytest.raises(BudgetExceededError):
+            await agent.run("spend it all")
+    finally:
+        await llm.aclose()

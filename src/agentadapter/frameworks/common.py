@@ -276,7 +276,12 @@ class FrameworkAgent(BaseAgent):
             run.cancelled.set()  # a worker thread of the framework stops at its next model call
             raise
         except Exception as exc:
-            raise translate_error(exc, self.framework, self.name) from exc
+            error = translate_error(exc, self.framework, self.name)
+            if error is exc:
+                raise
+            if isinstance(error, FrameworkError) and error.__cause__ is None and error.__traceback__ is None:
+                raise error from exc  # a new error for the framework's own failure
+            raise error from None  # ours, from inside the framework: as it was raised (the wrapper's noise dropped)
         finally:
             _CURRENT.reset(token)
         text = output if isinstance(output, str) else _text(output)
