@@ -8,10 +8,13 @@ from agentadapter.service.errors import InvalidInput
 from agentadapter.service.trust import check_workflow_entries
 
 
-@pytest.mark.parametrize("entry", [
-    {"name": "g", "framework": "langgraph", "ref": "my_graphs:build"},
-    {"name": "g", "framework": "openai-agents"},
-])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "g", "framework": "langgraph", "ref": "my_graphs:build"},
+        {"name": "g", "framework": "openai-agents"},
+    ],
+)
 def test_a_tenants_workflow_may_not_name_a_framework_agent(entry: dict[str, str]) -> None:
     spec = {"agents": [{"name": "ok", "model": "test/echo"}, entry]}
     with pytest.raises(InvalidInput) as caught:
