@@ -111,10 +111,10 @@ async def _access_by_role(session: AsyncSession, tenant_id: uuid.UUID, since: da
         entry = by_role.setdefault(role, {"entries": 0, "actions": {}})
         entry["entries"] += 1
         entry["actions"][action] = entry["actions"].get(action, 0) + 1
-    users_by_role = dict((await session.execute(sa.select(User.role, sa.func.count()).where(
-        User.tenant_id == tenant_id).group_by(User.role))).tuples().all())
-    keys_by_role = dict((await session.execute(sa.select(ApiKey.role, sa.func.count()).where(
-        ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None)).group_by(ApiKey.role))).tuples().all())
+    users_by_role: dict[str, int] = dict((await session.execute(sa.select(User.role, sa.func.count()).where(
+        User.tenant_id == tenant_id).group_by(User.role))).all())
+    keys_by_role: dict[str, int] = dict((await session.execute(sa.select(ApiKey.role, sa.func.count()).where(
+        ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None)).group_by(ApiKey.role))).all())
     return {"since": _iso(since), "audit_entries_by_role": dict(sorted(by_role.items())),
             "users_by_role": users_by_role, "active_api_keys_by_role": keys_by_role}
 
