@@ -48,6 +48,7 @@ from agentadapter.llm.errors import AgentAdapterError
 from agentadapter.llm.schema_safety import check_schema
 from agentadapter.orchestrator.conditions import Condition, to_text
 from agentadapter.orchestrator.errors import ConditionError, WorkflowError
+from agentadapter.orchestrator.nested import WorkflowAgent
 from agentadapter.orchestrator.options import RunOptions
 from agentadapter.orchestrator.workflow import Workflow, parse_workflow
 from agentadapter.service.common import BuildParts, invalid
@@ -73,6 +74,7 @@ from agentadapter.service.trust import (
     refuse_interpolation,
 )
 from agentadapter.store import agents as agent_store
+from agentadapter.store import workflows as workflow_store
 from agentadapter.store.models import AgentDefinition
 from agentadapter.store.models import Workflow as WorkflowRow
 
@@ -368,14 +370,23 @@ class DefinitionBuilder:
 
     async def check_workflow(
         self, session: AsyncSession, tenant_id: uuid.UUID, spec: Mapping[str, Any], param: str,
+        own_id: uuid.UUID | None = None,
     ) -> None:
-        """The checks of a workflow being written: its spec as it will run (stored refs expanded)."""
+        """The checks of a workflow being written: its spec as it will run (stored refs expanded); ``own_id``
+        is the workflow being updated, which the workflows it runs must not run in turn."""
         expanded = dict(spec)
         await self._expand(session, tenant_id, expanded, param)
         workflow = _parse(self.caps.cap_spec(expanded), param)
         self._check_entries(workflow, param)
+        nested = await self._nested_rows(session, tenant_id, spec, param)
+        stack = ((own_id, str(spec.get("name") or "this workflow")),) if own_id is not None else ()
+        inner: dict[str, BaseAgent] = {}
+        for name, (index, row) in nested.items():
+            where = f"{param}.agents[{index}].workflow"
+            self._check_nesting(row, stack, where)
+            inner[name] = await self._build_nested(session, tenant_id, name, row, {}, stack, where)
         try:
-            workflow.build_agents(tools=self.tools)
+            workflow.build_agents(tools=self.tools, nested_agents=inner)
         except (WorkflowError, AgentAdapterError) as exc:
             raise invalid(param, str(exc), code="invalid_workflow") from exc
 
@@ -395,11 +406,25 @@ class DefinitionBuilder:
 
     async def build_workflow(
         self, session: AsyncSession, tenant_id: uuid.UUID, row: WorkflowRow, defaults: Mapping[str, Any],
+        _stack: tuple[tuple[uuid.UUID, str], ...] = (),
     ) -> tuple[Workflow, dict[str, BaseAgent]]:
-        """The parsed workflow and its agents, stored refs expanded and their guardrails attached."""
+        """The parsed workflow and its agents, stored refs expanded and their guardrails attached; a
+        ``workflow:`` step is the stored workflow it names, built the same way (as a :class:`WorkflowAgent`)."""
         workflow, used = await self.plan_workflow(session, tenant_id, row, defaults)
+        nested: dict[str, BaseAgent] = {}
+        rows = await self._nested_rows(session, tenant_id, row.spec, "spec")
+        for name, (index, inner_row) in rows.items():
+            where = f"spec.agents[{index}].workflow"
+            try:
+                self._check_nesting(inner_row, (*_stack, (row.id, row.name)), where)
+                nested[name] = await self._build_nested(session, tenant_id, name, inner_row, defaults,
+                                                        (*_stack, (row.id, row.name)), where)
+            except InvalidInput as exc:
+                raise _build_error(exc, "workflow_id", f"workflow {row.name!r}", f"PATCH /v1/workflows/{row.id}") \
+                    from exc
         try:
-            agents = workflow.build_agents(tools=self.tools, defaults=factory_defaults(defaults))
+            agents = workflow.build_agents(tools=self.tools, defaults=factory_defaults(defaults),
+                                           nested_agents=nested)
         except (WorkflowError, AgentAdapterError) as exc:
             raise invalid("workflow_id", f"workflow {row.name!r} cannot be built: {exc}",
                           code="invalid_workflow") from exc
@@ -439,7 +464,60 @@ class DefinitionBuilder:
             self._recheck(definition, "workflow_id")
         workflow = _at_build("workflow_id", where, fix, lambda: _parse(self.caps.cap_spec(spec), "spec"))
         _at_build("workflow_id", where, fix, lambda: self._check_entries(workflow, "spec"))
+        try:
+            await self._nested_rows(session, tenant_id, row.spec, "spec")
+        except InvalidInput as exc:
+            raise _build_error(exc, "workflow_id", where, fix) from exc
         return workflow, used
+
+    # ------------------------------------------------------------------------------ nested workflows
+
+    async def _nested_rows(
+        self, session: AsyncSession, tenant_id: uuid.UUID, spec: Mapping[str, Any], param: str,
+    ) -> dict[str, tuple[int, WorkflowRow]]:
+        """The stored workflows a spec's ``workflow:`` steps name, by step name (with the entry's index)."""
+        entries = spec.get("agents")
+        wanted: list[tuple[int, str, str]] = []
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, Mapping) or entry.get("workflow") is None:
+                continue
+            ref = entry["workflow"]
+            if not isinstance(ref, str) or not ref:
+                raise invalid(f"{param}.agents[{index}].workflow", "names one of your stored workflows (its id or "
+                              "name)", code="invalid_workflow")
+            wanted.append((index, str(entry.get("name") or entry.get("id") or index), ref))
+        if not wanted:
+            return {}
+        found = await workflow_store.find_workflows(session, tenant_id, [ref for _, _, ref in wanted])
+        rows: dict[str, tuple[int, WorkflowRow]] = {}
+        for index, name, ref in wanted:
+            row = found.get(ref)
+            if row is None:
+                raise invalid(f"{param}.agents[{index}].workflow", f"no workflow {ref!r} in this tenant; create it "
+                              "first (POST /v1/workflows)", code="unknown_workflow")
+            rows[name] = (index, row)
+        return rows
+
+    def _check_nesting(self, row: WorkflowRow, stack: tuple[tuple[uuid.UUID, str], ...], where: str) -> None:
+        """Refuse a workflow that would run itself (``stack``: the workflows running it, outermost first)."""
+        if row.id in {key for key, _ in stack}:
+            chain = " -> ".join((*(name for _, name in stack), row.name))
+            raise invalid(where, f"workflow {row.name!r} would run itself ({chain}); workflows cannot include "
+                          "each other in a cycle", code="workflow_cycle")
+        if len(stack) >= MAX_NESTING:
+            raise invalid(where, f"workflows nest at most {MAX_NESTING} deep", code="limit_exceeded")
+
+    async def _build_nested(
+        self, session: AsyncSession, tenant_id: uuid.UUID, name: str, row: WorkflowRow, defaults: Mapping[str, Any],
+        stack: tuple[tuple[uuid.UUID, str], ...], where: str,
+    ) -> WorkflowAgent:
+        """The stored workflow ``row`` as step ``name`` (its own limits, within the operator's caps)."""
+        try:
+            inner, agents = await self.build_workflow(session, tenant_id, row, defaults, stack)
+        except InvalidInput as exc:
+            raise invalid(where, exc.message, code=exc.code or "invalid_workflow") from exc
+        return WorkflowAgent(name, inner, agents=agents, options=self.run_options(inner.options),
+                             description=row.description)
 
     async def _expand(
         self, session: AsyncSession, tenant_id: uuid.UUID, spec: dict[str, Any], param: str,
@@ -467,7 +545,8 @@ class DefinitionBuilder:
             agents[index] = {**own, **{k: v for k, v in entry.items() if k != "name"}, "name": own["name"]}
             used[own["name"]] = definition
         if isinstance(spec.get("agents"), list):
-            spec["agents"] = [{**entry, "type": "llm"} if isinstance(entry, dict) else entry for entry in agents]
+            spec["agents"] = [{**entry, "type": "llm"} if isinstance(entry, dict) and "workflow" not in entry else entry
+                              for entry in agents]
         return used
 
     # ------------------------------------------------------------------------------------------- runs
@@ -478,11 +557,15 @@ class DefinitionBuilder:
 
 
 
+MAX_NESTING = 4
+"""How deep a tenant's workflows may run one another (each level is a run inside a step)."""
+
+
 def _parse(spec: Mapping[str, Any], param: str) -> Workflow:
     """Validate a tenant's workflow with the orchestrator's own parser; never interpolated."""
     try:
         return parse_workflow(yaml.safe_dump(dict(spec), sort_keys=False), source=param, interpolate=False,
-                              massgen=False)
+                              massgen=False, nested_files=False)
     except WorkflowError as exc:
         where = f"{param}.{exc.path}" if getattr(exc, "path", None) and exc.path != "(top level)" else param
         message = str(exc).replace(f"workflow {param} is not valid:\n", "").strip()

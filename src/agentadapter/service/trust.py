@@ -46,6 +46,7 @@ __all__ = [
 TENANT_AGENT_KEYS = frozenset({
     "name", "id", "ref", "description", "capabilities", "instructions", "model", "model_settings", "tools",
     "handoffs", "output_schema", "output_type", "output_strategy", "max_turns", "timeout_s", "retries", "type",
+    "workflow",  # a stored workflow of the tenant (its id or name), run as this step
 })
 """The keys a workflow's agent entry may have when a tenant writes it (the rest are operator-only:
 ``base_url``, ``api_key``, ``provider``, ``endpoint``, ``backend``, ``backups``, ``headers``, ``runner``,

@@ -61,9 +61,9 @@ def _spec_from(data: WorkflowDraft, name: str, load_yaml: YamlLoader) -> dict[st
 
 
 async def _validated(session: AsyncSession, parts: BuildParts, caller: Caller, spec: dict[str, Any],
-                     param: str) -> dict[str, Any]:
+                     param: str, own_id: uuid.UUID | None = None) -> dict[str, Any]:
     """Check the spec as it will run (stored refs expanded); return it as given (refs kept)."""
-    await builder(parts).check_workflow(session, caller.tenant_id, spec, param)
+    await builder(parts).check_workflow(session, caller.tenant_id, spec, param, own_id)
     return spec
 
 
@@ -98,7 +98,8 @@ async def update_workflow(
         changes["description"] = data.description
     if data.spec is not None or data.yaml is not None:
         param = "yaml" if data.yaml is not None else "spec"
-        changes["spec"] = await _validated(session, parts, caller, _spec_from(data, name, load_yaml), param)
+        changes["spec"] = await _validated(session, parts, caller, _spec_from(data, name, load_yaml), param,
+                                           own_id=workflow_id)
     elif data.name is not None:
         changes["spec"] = {**row.spec, "name": name}
     row = await workflow_store.update_workflow(session, caller.tenant_id, workflow_id, changes)

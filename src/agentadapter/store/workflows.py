@@ -7,7 +7,7 @@ module stores it, bumps ``version`` when it changes, and keeps names unique per 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from agentadapter.store.errors import RecordConflict, RecordNotFound
 from agentadapter.store.models import Workflow
 from agentadapter.store.pagination import Page, paginate
 
-__all__ = ["create_workflow", "delete_workflow", "get_workflow", "list_workflows", "update_workflow"]
+__all__ = ["create_workflow", "delete_workflow", "find_workflows", "get_workflow", "list_workflows", "update_workflow"]
 
 
 async def _name_taken(session: AsyncSession, tenant_id: uuid.UUID, name: str, exclude: uuid.UUID | None) -> bool:
@@ -51,6 +51,35 @@ async def get_workflow(session: AsyncSession, tenant_id: uuid.UUID, workflow_id:
     if workflow is None:
         raise RecordNotFound("workflow", workflow_id)
     return workflow
+
+
+async def find_workflows(
+    session: AsyncSession, tenant_id: uuid.UUID, refs: Iterable[str]
+) -> dict[str, Workflow]:
+    """The tenant's workflows that these names or ids refer to, by the reference (missing ones left out)."""
+    refs = list(dict.fromkeys(refs))
+    if not refs:
+        return {}
+    ids: dict[str, uuid.UUID] = {}
+    for ref in refs:
+        try:
+            ids[ref] = uuid.UUID(ref)
+        except ValueError:
+            pass
+    conditions = [Workflow.name.in_(refs)]
+    if ids:
+        conditions.append(Workflow.id.in_(list(ids.values())))
+    rows = (await session.scalars(
+        sa.select(Workflow).where(Workflow.tenant_id == tenant_id, sa.or_(*conditions))
+    )).all()
+    by_name = {row.name: row for row in rows}
+    by_id = {row.id: row for row in rows}
+    found: dict[str, Workflow] = {}
+    for ref in refs:
+        row = by_name.get(ref) or (by_id.get(ids[ref]) if ref in ids else None)
+        if row is not None:
+            found[ref] = row
+    return found
 
 
 async def list_workflows(
