@@ -18,7 +18,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,6 @@ class Dashboard:
     gate: threading.Event
     screenshots: Path
     docs_screenshots: Path | None
-    held: list[str] = field(default_factory=list)
 
     def tenant_key(self, prefix: str = "ui") -> str:
         """A new tenant's admin API key (each test its own tenant: the shared server stays independent)."""

@@ -166,3 +166,49 @@ def test_agent_versions_their_diff_and_the_other_pages(page: Any, dashboard: Das
     page.goto(f"{dashboard.url}/ui/evaluations")
     assert page.locator("#experiments").is_visible() and page.locator("#archives").is_visible()
     assert page.console_errors == []
+
+
+def test_a_run_is_cancelled_from_its_page(page: Any, dashboard: Dashboard) -> None:
+    key = dashboard.tenant_key("ui-cancel")
+    agent = _agent(dashboard, key)
+    dashboard.gate.clear()
+    try:
+        sign_in(page, dashboard, key)
+        page.goto(f"{dashboard.url}/ui/agents/{agent['id']}")
+        page.fill("#run-input", f"never mind {HOLD}")
+        page.click("#run-agent")
+        page.wait_for_url(f"{dashboard.url}/ui/runs/*")
+        page.wait_for_selector("#timeline li[data-type=agent_started]")
+        page.click("#cancel-run")
+        expect(page.locator("#run-status")).to_have_text("cancelled", timeout=20_000)
+        page.wait_for_selector("#timeline li[data-type=run_finished]")
+        assert page.locator("#cancel-run").count() == 0
+    finally:
+        dashboard.gate.set()
+
+
+def test_a_workflow_runs_from_its_page(page: Any, dashboard: Dashboard) -> None:
+    key = dashboard.tenant_key("ui-workflow")
+    spec = {
+        "strategy": "sequential",
+        "agents": [
+            {"name": "first", "model": "test/echo", "instructions": "Repeat."},
+            {"name": "second", "model": "test/echo", "instructions": "Repeat again."},
+        ],
+    }
+    with dashboard.api(key) as api:
+        created = api.post("/v1/workflows", json={"name": unique("flow"), "spec": spec})
+    assert created.status_code == 201, created.text
+    workflow = created.json()
+    sign_in(page, dashboard, key)
+    page.goto(f"{dashboard.url}/ui/agents")
+    page.click(f"text={workflow['name']}")
+    page.wait_for_url(f"{dashboard.url}/ui/workflows/{workflow['id']}")
+    page.fill("#run-input", "echo me")
+    page.click("#run-workflow")
+    page.wait_for_url(f"{dashboard.url}/ui/runs/*")
+    expect(page.locator("#run-status")).to_have_text("completed", timeout=20_000)
+    page.wait_for_selector("#timeline li[data-type=run_finished]")
+    assert page.locator("#timeline li[data-type=agent_finished]").count() == 2
+    expect(page.locator("#run-agents tbody tr")).to_have_count(2)
+    assert page.console_errors == []
