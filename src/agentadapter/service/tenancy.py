@@ -11,7 +11,9 @@ what differs per tenant is laid over it:
 - ``guards``: what the ``guards`` factory answers for the tenant (its credit balance); a guarded
   tenant's facade also gets ``default_max_tokens`` (``AGENTADAPTER_CREDIT_DEFAULT_MAX_OUTPUT_TOKENS``),
   the output bound its holds assume and its calls without ``max_tokens`` send;
-- ``tags``: ``tenant=<id>``, so usage records, budgets and logs know whose call it was.
+- ``tags``: ``tenant=<id>``, so usage records, budgets and logs know whose call it was;
+- ``privacy``: the providers the tenant's compliance policy marks external, whose calls carry
+  placeholders instead of personal data (:func:`agentadapter.agents.privacy.pseudonymized`).
 
 Facades are cached for ``ttl_s`` and dropped at once by :meth:`TenantLLMs.invalidate` (a key was
 stored, rotated or deleted here); another server instance picks the change up within ``ttl_s``.
@@ -25,6 +27,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -36,13 +39,26 @@ if TYPE_CHECKING:
     from agentadapter.store.balances import CreditBalances
     from agentadapter.store.database import Database
 
-__all__ = ["GuardFactory", "KeysLoader", "TenantLLMs", "service_facades"]
+__all__ = ["ExternalProviders", "GuardFactory", "KeysLoader", "PrivacyLoader", "TenantLLMs", "privacy_loader",
+           "service_facades"]
 
 KeysLoader = Callable[[uuid.UUID], Awaitable[Mapping[str, str]]]
 """A tenant's provider keys as environment variables (``{"OPENAI_API_KEY": "sk-..."}``)."""
 
 GuardFactory = Callable[[uuid.UUID], Awaitable[Sequence["SpendGuard"]]]
 """The spend guards of a tenant's calls (its credit balance), beyond the server's budgets."""
+
+PrivacyLoader = Callable[[uuid.UUID], Awaitable["ExternalProviders | None"]]
+"""The providers a tenant marks external, with the detectors to mask their calls by (None: none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalProviders:
+    """Providers whose calls get placeholders for personal data, and what finds it."""
+
+    providers: tuple[str, ...]
+    detectors: tuple[str, ...]
+    region: str | None = None
 
 
 class TenantLLMs:
@@ -61,6 +77,7 @@ class TenantLLMs:
         self.base = base
         self.keys = keys
         self.guards = guards
+        self.privacy: PrivacyLoader | None = None
         self.default_max_tokens = default_max_tokens
         """The output bound of a guarded tenant's calls that set no ``max_tokens`` (sent as theirs)."""
         self.ttl_s = ttl_s
@@ -90,8 +107,14 @@ class TenantLLMs:
     async def _build(self, tenant_id: uuid.UUID) -> LLM:
         environ = dict(await self.keys(tenant_id)) if self.keys is not None else None
         guards = list(await self.guards(tenant_id)) if self.guards is not None else []
-        return self.base.derive(environ=environ or None, guards=guards, tags={"tenant": str(tenant_id)},
-                                default_max_tokens=self.default_max_tokens if guards else None)
+        llm = self.base.derive(environ=environ or None, guards=guards, tags={"tenant": str(tenant_id)},
+                               default_max_tokens=self.default_max_tokens if guards else None)
+        external = await self.privacy(tenant_id) if self.privacy is not None else None
+        if external is not None and external.providers:
+            from agentadapter.agents.privacy import pseudonymized
+
+            llm = pseudonymized(llm, external.providers, detectors=external.detectors, region=external.region)
+        return llm
 
     def invalidate(self, tenant_id: uuid.UUID | None = None) -> None:
         """Forget one tenant's facade (or every one), so the next call builds it anew."""
@@ -151,4 +174,20 @@ async def service_facades(
     facades.guards = guard_factory(db, required=service.credits_required,
                                    unpriced_hold_usd=service.credit_unpriced_hold_usd or None, balances=balances)
     facades.balances = balances
+    facades.privacy = privacy_loader(db)
     return facades
+
+
+def privacy_loader(db: Database) -> PrivacyLoader:
+    """Reads a tenant's external providers from its compliance policy."""
+
+    async def load(tenant_id: uuid.UUID) -> ExternalProviders | None:
+        from agentadapter.store.compliance import get_policy
+
+        async with db.session() as session:
+            policy = await get_policy(session, tenant_id)
+        if policy is None or not policy.external_providers:
+            return None
+        return ExternalProviders(tuple(policy.external_providers), tuple(policy.detectors), policy.phone_region)
+
+    return load

@@ -105,6 +105,7 @@ async def update_policy(principal: AdminOnly, session: WriteSessionDep, state: S
         retention_days=body.retention_days, clear_retention="retention_days" in fields and body.retention_days is None,
         external_providers=body.external_providers, required_consents=body.required_consents)
     row = await compliance.update_policy(session, Caller(principal, request_id), change)
+    state.tenant_llms.invalidate(principal.tenant_id)  # its facade masks the calls of the providers it marks external
     return compliance.policy_view(row, default_retention_days=state.settings.retention_days)
 
 
