@@ -42,6 +42,7 @@ agents:
     await check_costed(priced_llm, ran, "cashier", "convert")
     assert "1.50 USD" in ran.agent("cashier")["output"]
     assert "1.50 USD" in ran.result.output
+    assert "1.50 USD" in "".join(e["text"] for e in ran.of_type("token", "cashier"))
 
 
 async def test_the_workflows_model_runs_an_ag2_agent_built_without_one(priced_llm: LLM, tmp_path: Path) -> None:

@@ -66,6 +66,8 @@ async def test_a_langgraph_graph_runs_beside_our_agent_on_our_models(priced_llm:
     assert "shipped on Monday" in support["output"]
     assert "shipped on Monday" in ran.result.output
     assert ran.agent("writer")["status"] == "completed"
+    # The orchestrator streams its agents, so the graph's model calls stream: its answer arrived as tokens.
+    assert "shipped on Monday" in "".join(e["text"] for e in ran.of_type("token", "support"))
 
 
 async def test_a_langchain_chain_runs_as_an_agent_and_the_chat_model_streams(priced_llm: LLM, tmp_path: Path) -> None:

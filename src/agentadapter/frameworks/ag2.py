@@ -92,7 +92,7 @@ class AgentAdapterClient:
             tools=[coerce_tool(_plain(tool_to_api(tool))) for tool in tools],
             output=output,
         )
-        response = await common.generate(self.model, request, llm=self.llm)
+        response = await common.answer(self.model, request, llm=self.llm)
         message = ModelMessage(response.text) if response.text else None
         if message is not None:
             await context.send(message)

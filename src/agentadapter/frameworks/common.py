@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FrameworkAgent",
     "FrameworkRun",
+    "answer",
     "current_run",
     "generate",
     "generate_sync",
@@ -82,6 +83,8 @@ class FrameworkRun:
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     backend: str | None = None
     model: str | None = None
+    streaming: bool = False
+    """Someone consumes the run's events: model calls stream, so the answer's text arrives as it is written."""
     cancelled: threading.Event = field(default_factory=threading.Event)
     """Set when the agent's task is cancelled: a worker thread stops at its next model call."""
     _calls: dict[str, ToolCallRecord] = field(default_factory=dict)
@@ -177,6 +180,19 @@ async def stream(model: str | list[str], request: Request, *, llm: LLM | None = 
         yield event
 
 
+async def answer(model: str | list[str], request: Request, *, llm: LLM | None = None) -> Response:
+    """:func:`generate`, streamed when the run is (its text then reaches the consumer as it is written)."""
+    run = _CURRENT.get()
+    if run is None or not run.streaming:
+        return await generate(model, request, llm=llm)
+    response: Response | None = None
+    async for event in stream(model, request, llm=llm):
+        if event.kind == "finish":
+            response = event.response
+    assert response is not None, "a stream ends with its finish event"
+    return response
+
+
 def generate_sync(model: str | list[str], request: Request, *, llm: LLM | None = None) -> Response:
     """:func:`generate` for a framework's synchronous code (a worker thread, or no event loop at all).
 
@@ -265,7 +281,11 @@ class FrameworkAgent(BaseAgent):
     async def execute(self, context: AgentContext) -> AgentResult:
         """Run the framework inside a :class:`FrameworkRun`; map input, output and errors; total usage and cost."""
         run = FrameworkRun(
-            agent=self.name, llm=self.llm or context.llm, loop=asyncio.get_running_loop(), emit=context.emit
+            agent=self.name,
+            llm=self.llm or context.llm,
+            loop=asyncio.get_running_loop(),
+            emit=context.emit,
+            streaming=context.streaming,
         )
         token = _CURRENT.set(run)
         try:

@@ -107,7 +107,7 @@ class AgentAdapterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        response = await common.generate(self.model, self._request(messages, stop, kwargs), llm=self.llm)
+        response = await common.answer(self.model, self._request(messages, stop, kwargs), llm=self.llm)
         return _result(response)
 
     async def _astream(
