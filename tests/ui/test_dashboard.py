@@ -139,6 +139,13 @@ def test_forms_need_the_sessions_csrf_token(page: Any, dashboard: Dashboard) -> 
         headers={"origin": dashboard.url},
     )
     assert forged.status == 403
+    token = page.locator("form input[name=csrf]").first.get_attribute("value")
+    cross_site = page.request.post(
+        f"{dashboard.url}/ui/agents/{agent['id']}/run",
+        form={"input": "hi", "csrf": token},
+        headers={"origin": "http://elsewhere.test"},
+    )
+    assert cross_site.status == 403  # the right token, from another site's page
     with dashboard.api(key) as api:
         assert api.get("/v1/runs").json()["data"] == []  # nothing ran
 

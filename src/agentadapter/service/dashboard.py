@@ -10,7 +10,6 @@ the server has it), the catalog from the library; neither names a base URL or a 
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 import uuid
@@ -49,6 +48,7 @@ __all__ = [
     "list_workflows",
     "model_catalog",
     "run_view",
+    "version_diffs",
     "workflow_view",
 ]
 
@@ -419,8 +419,3 @@ async def archives_list(db: Database, tenant_id: uuid.UUID, *, limit: int = 50) 
         }
         for a in page.items
     ]
-
-
-def as_dict(row: Any) -> dict[str, Any]:
-    """A view dataclass as a dict (for a JSON chart payload)."""
-    return dataclasses.asdict(row)

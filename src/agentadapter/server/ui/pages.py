@@ -179,11 +179,16 @@ def _uuid(raw: str) -> uuid.UUID | None:
 
 
 def _same_origin(request: Request) -> bool:
-    """A form post from one of our own pages (browsers send Origin on every POST)."""
+    """A form post from one of our own pages (browsers send Origin on every POST).
+
+    Only the host and port are compared with the request's Host: behind a proxy that ends TLS, the page's
+    origin is https while the request reaching the server is http."""
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None  # no Origin at all: not a browser's cross-site post
-    return origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
+    host = request.headers.get("host", "")
+    _, _, origin_host = origin.rstrip("/").partition("://")
+    return bool(host) and origin_host.lower() == host.lower()
 
 
 async def _form(request: Request) -> Mapping[str, Any]:
