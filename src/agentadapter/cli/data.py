@@ -47,6 +47,10 @@ def db_purge(
         raise fail(str(error), EXIT_USAGE) from None
 
     async def work(db: Database) -> PurgeReport:
+        if days is None:  # the server's period, and each tenant's own where its compliance policy sets one
+            from agentadapter.service.compliance import purge_by_policy
+
+            return await purge_by_policy(db, default_days=period, dry_run=dry_run)
         return await purge(db, older_than=cutoff, dry_run=dry_run)
 
     report = with_database(work)

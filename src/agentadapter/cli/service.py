@@ -42,7 +42,7 @@ keys_app = typer.Typer(name="keys", help="Tenant API keys: create, list, revoke.
 
 def register(app: typer.Typer) -> None:
     """Add ``serve``, ``db``, ``tenants`` and ``keys`` to ``app``."""
-    from agentadapter.cli import credits, data, secrets
+    from agentadapter.cli import compliance, credits, data, secrets
 
     data.register(db_app, tenants_app)
     app.command("serve")(serve)
@@ -51,6 +51,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys_app)
     secrets.register(app)  # provider-keys, secrets
     credits.register(app)  # credits add, credits show
+    compliance.register(app)  # compliance report, erase, run-due
 
 
 # ------------------------------------------------------------------------------------------- serve
