@@ -37,3 +37,35 @@ async def test_calls_to_an_external_provider_carry_placeholders(make_api: AppFac
                 assert "<EMAIL_1>" in sent and "<PHONE_1>" in sent and "<CARD_1>" in sent
             else:
                 assert "jane.doe@example.com" in sent  # a provider not marked external gets the text as it is
+
+
+async def test_a_placeholder_split_across_stream_deltas_is_restored_whole() -> None:
+    from collections.abc import AsyncIterator
+
+    from agentadapter.agents.privacy import pseudonymized
+    from agentadapter.llm.messages import Response, StreamEvent, TextPart
+
+    class Splitting(FunctionBackend):
+        """Streams its answer in pieces cut inside the placeholder."""
+
+        async def _pieces(self, request: Request) -> AsyncIterator[StreamEvent]:
+            self.requests.append(request)
+            pieces = ["Mail <EM", "AIL_1", "> and <PHONE_", "1>", " today <"]
+            for piece in pieces:
+                yield StreamEvent("text", text=piece)
+            response = Response(id="r", provider="splitting", model=request.model, parts=[TextPart("".join(pieces))])
+            yield StreamEvent("finish", finish_reason="stop", response=response)
+
+        def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+            return self._pieces(request)
+
+    backend = Splitting(lambda request: "", name="splitting")
+    llm = pseudonymized(offline_llm(backends={"splitting": backend}), ["splitting"])
+    stream = llm.stream("splitting/m", "jane.doe@example.com, +44 20 7946 0958")
+    text = "".join([event.text async for event in stream if event.kind == "text"])
+    expected = "Mail jane.doe@example.com and +44 20 7946 0958 today <"
+    assert text == expected
+    assert stream.response is not None and stream.response.text == expected
+    sent = backend.requests[-1].messages[-1].parts[0]
+    assert isinstance(sent, TextPart) and sent.text == "<EMAIL_1>, <PHONE_1>"
+    await llm.aclose()
