@@ -103,7 +103,7 @@ class FrameworkRun:
                 )
                 self._calls[call.id] = record
                 self.tool_calls.append(record)
-                self._emit(ToolCallEvent(self.agent, call.id, call.name, dict(call.arguments)))
+                self.publish(ToolCallEvent(self.agent, call.id, call.name, dict(call.arguments)))
 
     def saw_results(self, messages: list[Message]) -> None:
         """Surface tool results the framework sends back to the model (each once)."""
@@ -117,9 +117,9 @@ class FrameworkRun:
                         continue
                     record.output = part.content
                     record.outcome = "error" if part.is_error else "ok"
-                    self._emit(ToolResultEvent(self.agent, part.call_id, record.name, part.content, part.is_error))
+                    self.publish(ToolResultEvent(self.agent, part.call_id, record.name, part.content, part.is_error))
 
-    def _emit(self, event: AgentEvent) -> None:
+    def publish(self, event: AgentEvent) -> None:
         """Hand an event to the run's consumer on its event loop (a framework may call from a thread)."""
         try:
             running = asyncio.get_running_loop()
@@ -154,7 +154,7 @@ def _check_cancelled(run: FrameworkRun | None) -> None:
 
 
 async def generate(model: str | list[str], request: Request, *, llm: LLM | None = None) -> Response:
-    """One answer from ``model`` through ``LLM`` (the run's, else ``llm``, else the shared one), credited to the run."""
+    """One answer from ``model`` through ``LLM`` (``llm``, else the run's, else the shared one), credited to the run."""
     facade, run = _facade(llm)
     _check_cancelled(run)
     if run is not None:
@@ -174,7 +174,7 @@ async def stream(model: str | list[str], request: Request, *, llm: LLM | None = 
         run.saw_results(request.messages)
     async for event in facade.stream_request(model, request):
         if run is not None and event.kind == "text" and event.text:
-            run._emit(TextDeltaEvent(run.agent, event.text))
+            run.publish(TextDeltaEvent(run.agent, event.text))
         if event.kind == "finish" and event.response is not None and run is not None:
             run.credit(event.response)
         yield event
