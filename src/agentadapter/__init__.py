@@ -73,6 +73,7 @@ _LAZY: dict[str, str] = {
     "OutputValidationError": "agentadapter.llm.errors",
     "GuardrailTripped": "agentadapter.agents.errors",
     "MaxTurnsExceeded": "agentadapter.agents.errors",
+    "FrameworkError": "agentadapter.frameworks.errors",
     "AllTargetsFailedError": "agentadapter.llm.errors",
     "BaseAgent": "agentadapter.agents.base",
     "AgentContext": "agentadapter.agents.context",
@@ -182,6 +183,7 @@ __all__ = [
     "Envelope",
     "ExperimentResult",
     "FilePart",
+    "FrameworkError",
     "FunctionBackend",
     "FunctionTool",
     "GenerationConfig",
@@ -310,6 +312,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from agentadapter.config import Settings, get_settings
     from agentadapter.errors import AgentAdapterError, ConfigurationError, InvalidRequestError
+    from agentadapter.frameworks.errors import FrameworkError
     from agentadapter.llm.backends.base import Backend, BackendConfig, register_backend
     from agentadapter.llm.backends.bedrock import BedrockBackend
     from agentadapter.llm.backends.local import LocalBackend
