@@ -167,3 +167,32 @@ async def test_a_tenants_erasure_removes_the_tenant_and_everything_it_owns(any_a
     assert (await api.request("GET", "/v1/agents", tenant="gone")).status_code == 401
     assert len((await api.request("GET", "/v1/agents", tenant="kept")).json()["data"]) == 1
     assert kept.id != tenant.id
+
+
+async def test_the_housekeeping_carries_out_erasures_whose_window_has_passed(make_api: Any, tmp_path: Path) -> None:
+    async with make_api(server={"retention_interval_s": 3600}) as api:  # started, never due in the test
+        tenant = await api.tenant()
+        async with api.state.db.writer() as session:
+            user = await users.get_or_create_user(session, tenant.id, unique("subject"), email="due@example.com")
+            _, key = await api_keys.create_api_key(session, tenant.id, role="member", user_id=user.id)
+        uploaded = await api.client.post("/v1/files", headers={"Authorization": f"Bearer {key}"},
+                                         files={"file": ("due.txt", f"{MARKER} due")})
+        assert uploaded.status_code in (200, 201), uploaded.text
+        asked = await api.request("POST", "/v1/compliance/erasures", json={"user_id": str(user.id)})
+        assert asked.json()["status"] == "pending"
+        retention = api.state.retention
+        assert retention is not None and retention.erasures.storage is not None  # the app gave it the storage
+        assert await retention.run_once() is not None
+        assert (await api.request("GET", f"/v1/compliance/erasures/{asked.json()['id']}")).json()["status"] == \
+            "pending"  # still in its window
+        async with api.state.db.writer() as session:
+            from agentadapter.store.compliance_models import ErasureRequest
+            from agentadapter.store.models import utcnow
+
+            await session.execute(sa.update(ErasureRequest).where(ErasureRequest.id == uuid.UUID(asked.json()["id"]))
+                                  .values(execute_after=utcnow()))
+        await retention.run_once()
+        done = (await api.request("GET", f"/v1/compliance/erasures/{asked.json()['id']}")).json()
+        assert done["status"] == "done" and done["report"]["files_removed"] == 1
+        assert _traces(await _every_value(api), [str(user.id), user.id.hex, "due@example.com"]) == []
+        assert not [p for p in tmp_path.rglob("*") if p.is_file() and MARKER.encode() in p.read_bytes()]

@@ -37,15 +37,13 @@ async def _parts(db: Database) -> tuple[ErasureParts, Any]:
     from agentadapter.config import get_settings
     from agentadapter.knowledge.storage import storage_from_url
     from agentadapter.redis_connections import RedisConnections
-    from agentadapter.service.compliance import ComplianceSettings, ErasureParts
+    from agentadapter.service.compliance import erasure_parts
     from agentadapter.service.knowledge import KnowledgeSettings
 
     settings = get_settings()
     redis = RedisConnections.from_settings(settings)
-    prefixes = tuple(p.strip() for p in ComplianceSettings().redis_erasure_prefixes.split(",") if p.strip())
     storage = storage_from_url(KnowledgeSettings().files_url, settings.data_dir / "files")
-    return ErasureParts(db=db, storage=storage, redis=redis.commands if redis else None,
-                        redis_prefixes=prefixes), redis
+    return erasure_parts(db, storage=storage, redis=redis.commands if redis else None), redis
 
 
 @compliance_app.command("report")

@@ -249,6 +249,12 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
 
     knowledge = Knowledge.of(db, llm, settings.data_dir)
     await knowledge.start()  # resumes the ingestion of files queued before a restart
+    if retention is not None:  # due erasures reach this server's file storage, Redis and caches too
+        from agentadapter.service.compliance import erasure_parts
+
+        retention.erasures = erasure_parts(db, storage=knowledge.storage,
+                                           redis=redis.commands if redis is not None else None,
+                                           forget=[lambda _tenant: auth.forget(), tenant_llms.invalidate])
     drain = Drain(grace_s=server.shutdown_grace_s, delay_s=server.shutdown_delay_s)
     if drain.install():
         logger.info("SIGTERM drains the server: grace %.1f s, pre-stop delay %.1f s", server.shutdown_grace_s,

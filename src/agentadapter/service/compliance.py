@@ -57,6 +57,7 @@ __all__ = [
     "ConsentHook",
     "ConsentQuery",
     "ErasureParts",
+    "erasure_parts",
     "PolicyChange",
     "cancel_erasure",
     "check_run_consents",
@@ -300,6 +301,14 @@ class ErasureParts:
     redis_prefixes: Sequence[str] = ("agentadapter:",)
     forget: list[Callable[[uuid.UUID], None]] = field(default_factory=list)
     """Called with the tenant after an erasure: caches that may hold what was erased (auth, facades)."""
+
+
+def erasure_parts(db: Database, *, storage: BlobStorage | None, redis: Any,
+                  forget: Sequence[Callable[[uuid.UUID], None]] = ()) -> ErasureParts:
+    """The parts of a process that has them, with the operator's Redis prefixes."""
+    settings = ComplianceSettings()
+    prefixes = tuple(p.strip() for p in settings.redis_erasure_prefixes.split(",") if p.strip())
+    return ErasureParts(db=db, storage=storage, redis=redis, redis_prefixes=prefixes, forget=list(forget))
 
 
 async def request_erasure(session: AsyncSession, caller: Caller, *, user_id: uuid.UUID | None, reason: str = "",

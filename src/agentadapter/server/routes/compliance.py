@@ -76,12 +76,10 @@ class ErasurePublic(BaseModel):
 
 def erasure_parts(state: AppState) -> compliance.ErasureParts:
     """Where an erasure reaches in this server: its database, file storage, Redis and caches."""
-    settings = compliance.ComplianceSettings()
-    prefixes = tuple(p.strip() for p in settings.redis_erasure_prefixes.split(",") if p.strip())
-    forget = [lambda _tenant: state.auth.forget(), state.tenant_llms.invalidate]
-    return compliance.ErasureParts(
-        db=state.db, storage=state.knowledge.storage if state.knowledge is not None else None,
-        redis=state.redis.commands if state.redis is not None else None, redis_prefixes=prefixes, forget=forget)
+    return compliance.erasure_parts(
+        state.db, storage=state.knowledge.storage if state.knowledge is not None else None,
+        redis=state.redis.commands if state.redis is not None else None,
+        forget=[lambda _tenant: state.auth.forget(), state.tenant_llms.invalidate])
 
 
 def _self_or_admin(principal: Principal, user_id: uuid.UUID) -> None:
