@@ -32,7 +32,7 @@ from agentadapter.llm.client import LLM
 from agentadapter.llm.messages import Request, Response, TextPart, Usage
 from agentadapter.server.app import create_app
 from fakes.priced import PRICED_MODEL, priced_backend
-from server.conftest import make_settings, server_settings
+from server.conftest import any_api, api, make_api, make_settings, server_settings, template_dir  # noqa: F401 - fixtures
 from store.databases import admin_key, new_database_url, unique
 
 CHROMIUM = os.environ.get("AGENTADAPTER_TEST_CHROMIUM", "/usr/bin/chromium")

@@ -274,7 +274,7 @@ async def static(name: str) -> Response:
     path = _ASSETS.get(name)
     if path is None:
         return Response("no such asset", status_code=404, media_type="text/plain")
-    media_type = _MEDIA_TYPES.get(path.suffix)
+    media_type = _MEDIA_TYPES.get(path.suffix, "text/plain; charset=utf-8")  # the licenses, VERSIONS
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
 
 
