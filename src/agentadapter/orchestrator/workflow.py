@@ -38,6 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentadapter.agents.base import BaseAgent
 from agentadapter.agents.factory import AgentSpec, create_agent, create_agents
+from agentadapter.agents.llm_agent import LLMAgent
+from agentadapter.agents.tools.mcp_config import MCPAgent, parse_mcp_servers
 from agentadapter.agents.tools.registry import ToolRegistry
 from agentadapter.config import interpolate
 from agentadapter.llm.errors import ConfigurationError
@@ -91,6 +93,8 @@ class WorkflowAgentSpec(AgentSpec):
     """Seconds one attempt of this agent's steps may take (``timeout`` is an online agent's per-request one)."""
     retries: int | None = Field(default=None, ge=0)
     """Retries of this agent's failed steps (``max_retries`` is an online agent's HTTP retry count)."""
+    mcp_servers: list[str] = Field(default_factory=list)
+    """Names of the workflow's MCP servers (``mcp_servers:`` at the top) whose tools this agent uses."""
     workflow: str | None = Field(default=None, min_length=1)
     """Another workflow run as this step: a file path (relative to this file) in workflow files; a
     stored workflow's id or name in a tenant's workflow."""
@@ -99,7 +103,8 @@ class WorkflowAgentSpec(AgentSpec):
     names as ``module:object``; workflow files only (see :func:`_framework_agents`)."""
 
     def agent_spec(self) -> AgentSpec:
-        data = self.model_dump(exclude={"timeout_s", "retries", "workflow", "framework"}, exclude_unset=True)
+        data = self.model_dump(exclude={"timeout_s", "retries", "workflow", "framework", "mcp_servers"},
+                               exclude_unset=True)
         return AgentSpec.model_validate(data)
 
 
@@ -123,6 +128,9 @@ class WorkflowSpec(_Strict):
     agent_timeout_s: float | None = Field(default=None, gt=0)
     input: str | None = None
     """The input used when the run is given none."""
+    mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
+    """MCP servers (``{name, url, headers}`` or ``{name, command, args, env}``) agents name in their own
+    ``mcp_servers:``; each run of such an agent connects to them and closes the connections at its end."""
 
 
 # --------------------------------------------------------------------------------------- loading
@@ -306,7 +314,18 @@ def _check(spec: WorkflowSpec) -> Iterator[tuple[Path_, str]]:
     for index, name in enumerate(names):
         if names.index(name) != index:
             yield ("agents", index, "name"), f"the name {name!r} is used by another agent too"
+    servers: set[str] = set()
+    try:
+        servers = {s.name for s in parse_mcp_servers(spec.mcp_servers, allow_stdio=True)}
+    except ConfigurationError as exc:
+        where, _, message = str(exc).partition(": ")
+        path: Path_ = tuple(int(p) if p.isdigit() else p for p in re.split(r"[\[\].]+", where) if p)
+        yield path, message
     for index, entry in enumerate(spec.agents):
+        for position, server in enumerate(entry.mcp_servers):
+            if server not in servers:
+                yield (("agents", index, "mcp_servers", position),
+                       f"no MCP server named {server!r} in the workflow's mcp_servers ({', '.join(sorted(servers))})")
         if entry.workflow is not None:
             for key in sorted(entry.model_fields_set - _NESTED_KEYS):
                 yield (("agents", index, key), "a workflow: step runs another workflow; it takes only "
@@ -428,7 +447,16 @@ class Workflow:
             except ConfigurationError as exc:
                 raise self._agent_errors(exc, specs, tools, defaults) from exc
             built.update(_framework_agents(self))
-        return self._with_nested(built, nested_agents or {}, tools, defaults)
+        return self._with_mcp(self._with_nested(built, nested_agents or {}, tools, defaults))
+
+    def _with_mcp(self, agents: dict[str, BaseAgent]) -> dict[str, BaseAgent]:
+        """Agents that name MCP servers, as :class:`MCPAgent` s that connect to them for each run."""
+        declared = {s.name: s for s in parse_mcp_servers(self.spec.mcp_servers, allow_stdio=True)}
+        for entry in self.spec.agents:
+            agent = agents.get(entry.name)
+            if entry.mcp_servers and isinstance(agent, LLMAgent):
+                agents[entry.name] = MCPAgent(agent, [declared[name] for name in entry.mcp_servers])
+        return agents
 
     def _with_nested(
         self, built: dict[str, BaseAgent], given: Mapping[str, BaseAgent], tools: ToolRegistry | None,

@@ -1,0 +1,127 @@
+"""MCP servers by configuration: declarations and their trust rules, the agent that connects them for each
+run, and workflow files that declare them (stdio and streamable HTTP, against ``fakes/mcp_server.py``)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agentadapter.agents import LLMAgent, RunConfig
+from agentadapter.agents.tools.errors import FetchRefused
+from agentadapter.agents.tools.mcp_config import MCPAgent, MCPServerSpec, check_mcp_address, parse_mcp_servers
+from agentadapter.agents.tools.ssrf import AddressPolicy, StaticResolver
+from agentadapter.llm.errors import ConfigurationError
+from agentadapter.orchestrator import Orchestrator, WorkflowError, load_workflow
+from agentadapter.testing import offline_llm
+from fakes.mcp_server import SCRIPT, serve_http
+
+
+def test_declarations_and_where_they_may_come_from() -> None:
+    specs = parse_mcp_servers(
+        [
+            {"name": "web", "url": "https://mcp.example/mcp", "tools": ["add"]},
+            {"name": "local", "command": "mcp-files", "args": ["--root", "/srv"]},
+        ],
+        allow_stdio=True,
+    )
+    assert [(s.name, s.transport) for s in specs] == [("web", "http"), ("local", "stdio")]
+    with pytest.raises(ConfigurationError, match=r"mcp_servers\[1\]\.command: stdio MCP servers .* operator's"):
+        parse_mcp_servers(
+            [{"name": "web", "url": "https://mcp.example/mcp"}, {"name": "local", "command": "x"}], allow_stdio=False
+        )
+    with pytest.raises(ConfigurationError, match=r"mcp_servers\[0\]: .*either url .* or command"):
+        parse_mcp_servers([{"name": "both", "url": "https://a/mcp", "command": "x"}], allow_stdio=True)
+    with pytest.raises(ConfigurationError, match=r"mcp_servers\[1\]\.name: another MCP server is named 'a'"):
+        parse_mcp_servers(
+            [{"name": "a", "url": "https://a/mcp"}, {"name": "a", "url": "https://b/mcp"}], allow_stdio=True
+        )
+    with pytest.raises(ConfigurationError, match=r"mcp_servers\[0\]\.name"):
+        parse_mcp_servers([{"name": "bad name", "url": "https://a/mcp"}], allow_stdio=True)
+
+
+async def test_the_address_rules_of_http_fetch_apply() -> None:
+    closed = AddressPolicy()
+    with pytest.raises(FetchRefused, match="loopback"):
+        await check_mcp_address("http://127.0.0.1:8000/mcp", closed)
+    with pytest.raises(FetchRefused, match="private"):  # a name is judged on what it resolves to
+        await check_mcp_address("http://tools.corp/mcp", closed, StaticResolver({"tools.corp": "10.1.2.3"}))
+    with pytest.raises(FetchRefused, match="metadata"):
+        await check_mcp_address("http://169.254.169.254/mcp", AddressPolicy(allow_private=True))
+    await check_mcp_address("http://tools.corp/mcp", closed, StaticResolver({"tools.corp": "93.184.216.34"}))
+    await check_mcp_address("http://127.0.0.1:8000/mcp", AddressPolicy(allowed_networks=("127.0.0.1/32",)))
+    await check_mcp_address("http://tools.corp/mcp", AddressPolicy(allowed_hosts=("tools.corp",)))
+
+
+async def test_an_agent_uses_an_http_servers_tools_over_one_connection_per_run() -> None:
+    seen: list[dict[str, str]] = []
+    async with serve_http("calc", seen_headers=seen) as url:
+        spec = MCPServerSpec(name="calc", url=url, headers={"Authorization": "Bearer t0k"}, tools=["add", "echo"])
+        agent = MCPAgent(
+            LLMAgent("mathematician", model="test/tools"),
+            [spec],
+            policy=AddressPolicy(allowed_networks=("127.0.0.1/32",)),
+        )
+        result = await agent.run("Add things up", RunConfig(llm=offline_llm()))
+        assert sorted(call.name for call in result.tool_calls) == ["calc__add", "calc__echo"]
+        assert all(not call.is_error for call in result.tool_calls)
+        methods = [h.get("mcp-method") for h in seen]
+        # One handshake for the run, then every call over that connection.
+        assert methods == ["server/discover", "tools/list", "tools/call", "tools/call"]
+        assert {h.get("authorization") for h in seen} == {"Bearer t0k"}
+        again = await agent.run("Once more", RunConfig(llm=offline_llm()))
+        assert len(again.tool_calls) == 2
+        assert [h.get("mcp-method") for h in seen[4:]] == methods  # a new run, a new connection
+
+    refused = MCPAgent(LLMAgent("m", model="test/tools"), [MCPServerSpec(name="calc", url=url)], policy=AddressPolicy())
+    with pytest.raises(FetchRefused, match="loopback"):
+        await refused.run("hi", RunConfig(llm=offline_llm()))
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text), "utf-8")
+    return path
+
+
+async def test_a_workflow_file_declares_a_stdio_server_for_its_agents(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "calc.yaml",
+        f"""
+        name: calc
+        mcp_servers:
+          - {{name: fake, command: {sys.executable!r}, args: [{SCRIPT!r}], tools: [add, echo]}}
+        agents:
+          - {{name: mathematician, model: test/tools, mcp_servers: [fake]}}
+          - {{name: writer, model: test/echo}}
+    """,
+    )
+    workflow = load_workflow(path)
+    assert isinstance(workflow.agents["mathematician"], MCPAgent)
+    events = []
+    result = await Orchestrator(llm=offline_llm()).run_workflow(workflow, "add it up", on_event=events.append)
+    assert result.status == "completed", result.error
+    calls = sorted(e.data["name"] for e in events if e.type == "tool_call")
+    assert calls == ["fake__add", "fake__echo"]
+    assert all(not e.data["is_error"] for e in events if e.type == "tool_result")
+
+
+def test_a_workflow_names_only_servers_it_declares(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "bad.yaml",
+        """
+        mcp_servers:
+          - {name: web, url: "ftp://nowhere/mcp"}
+        agents:
+          - {name: a, model: test/echo, mcp_servers: [web, other]}
+    """,
+    )
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(path)
+    message = str(caught.value)
+    assert "bad.yaml:3: mcp_servers[0]: Value error, url must be an http(s) URL" in message
+    assert "agents[0].mcp_servers[1]: no MCP server named 'other'" in message
