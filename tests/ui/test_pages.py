@@ -187,3 +187,35 @@ async def test_sign_out_needs_the_token_and_ends_the_session(api: Api) -> None:
     token = await _csrf(api.client, "/ui/runs")
     response = await api.client.post("/ui/logout", data={"csrf": token}, headers=SAME_SITE)
     assert response.status_code == 303 and 'agentadapter_ui=""' in response.headers["set-cookie"]
+
+
+async def test_the_runs_list_filters_by_status_and_agent(api: Api) -> None:
+    first, second = await api.create_agent(model="test/echo"), await api.create_agent(model="test/echo")
+    runs = {}
+    for agent in (first, second):
+        run = (await api.request("POST", "/v1/runs", json={"agent_id": agent["id"], "input": "hi"})).json()
+        runs[agent["id"]] = (await api.wait_run(run["id"]))["id"]
+    keys = await api.tenant()
+    await _sign_in(api.client, keys.viewer)
+    every = (await api.client.get("/ui/runs")).text
+    assert all(f'data-run="{run_id}"' in every for run_id in runs.values())
+    only_first = (await api.client.get(f"/ui/runs?agent={first['id']}&status=completed")).text
+    assert f'data-run="{runs[first["id"]]}"' in only_first and f'data-run="{runs[second["id"]]}"' not in only_first
+    assert f"/ui/runs/table?status=completed&amp;agent={first['id']}" in only_first  # the poll keeps the filters
+    table = (await api.client.get(f"/ui/runs/table?agent={second['id']}")).text
+    assert f'data-run="{runs[second["id"]]}"' in table and f'data-run="{runs[first["id"]]}"' not in table
+    assert 'data-run="' not in (await api.client.get("/ui/runs/table?status=failed")).text
+
+
+async def test_the_cost_chart_is_drawn_by_the_group_asked_for(api: Api) -> None:
+    agent = await api.create_agent(model="test/echo")
+    run = (await api.request("POST", "/v1/runs", json={"agent_id": agent["id"], "input": "hi"})).json()
+    await api.wait_run(run["id"])
+    keys = await api.tenant()
+    await _sign_in(api.client, keys.viewer)
+    by_agent = await api.client.get("/ui/costs?by=agent")
+    assert by_agent.status_code == 200 and f'"{agent["name"]}": [' in by_agent.text  # the chart's line
+    by_model = await api.client.get("/ui/costs")
+    assert '"test/echo": [' in by_model.text
+    wrong = await api.client.get("/ui/costs?by=colour")
+    assert wrong.status_code == 422 and "cannot chart by &#39;colour&#39;" in wrong.text

@@ -23,6 +23,7 @@ from agentadapter.llm.client import LLM
 from agentadapter.llm.ledger import UsageTotals
 from agentadapter.service import credits as credit_service
 from agentadapter.service.common import ServiceParts
+from agentadapter.service.errors import InvalidInput
 from agentadapter.store import agents as agent_store
 from agentadapter.store import archives as archive_store
 from agentadapter.store import credits as credit_store
@@ -33,6 +34,7 @@ from agentadapter.store.database import Database
 from agentadapter.store.usage import usage_totals
 
 __all__ = [
+    "COST_GROUPS",
     "BackendRow",
     "CostGroup",
     "CostReport",
@@ -150,7 +152,8 @@ class CostReport:
     since: datetime
     days: list[str]
     series: dict[str, list[float]]
-    """Per model, the USD spent each day of ``days`` (the chart's lines)."""
+    """Per model (or agent, project, source: ``chart_by``), the USD spent each day of ``days`` (the chart's lines)."""
+    chart_by: str
     groups: dict[str, list[CostGroup]]
     total: CostGroup
     metered: bool
@@ -170,22 +173,30 @@ def _group(name: str, totals: UsageTotals) -> CostGroup:
     )
 
 
-async def cost_report(state: ServiceParts, tenant_id: uuid.UUID, *, days: int = 30) -> CostReport:
-    """Spend over the last ``days`` days (UTC): per day and model, by model, agent, project and source."""
+def _columns(group: str) -> list[str]:
+    # A model by its full id (provider/model), as agents and the catalog name it.
+    return ["provider", "model"] if group == "model" else [group]
+
+
+def _name(group: str, totals: UsageTotals) -> str:
+    return _model_name(totals) if group == "model" else str(totals.key.get(group) or "-")
+
+
+async def cost_report(
+    state: ServiceParts, tenant_id: uuid.UUID, *, days: int = 30, chart_by: str = "model"
+) -> CostReport:
+    """Spend over the last ``days`` days (UTC): per day and ``chart_by`` (one of :data:`COST_GROUPS`: the
+    chart's lines), and in total by model, agent, project and source."""
+    if chart_by not in COST_GROUPS:
+        raise InvalidInput(f"cannot chart by {chart_by!r}; use one of {', '.join(COST_GROUPS)}", param="by")
     await state.llm.ledger.flush()  # a call that has just finished is counted
     await credit_service.charges_written(state.tenant_llms)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     since = today - timedelta(days=days - 1)
     day_names = [(since + timedelta(days=n)).date().isoformat() for n in range(days)]
     async with state.db.session() as session:
-        daily = await usage_totals(session, tenant_id, ["day", "provider", "model"], since, None, {})
-        # A model by its full id (provider/model), as agents and the catalog name it.
-        groups = {
-            name: await usage_totals(
-                session, tenant_id, ["provider", name] if name == "model" else [name], since, None, {}
-            )
-            for name in COST_GROUPS
-        }
+        daily = await usage_totals(session, tenant_id, ["day", *_columns(chart_by)], since, None, {})
+        groups = {name: await usage_totals(session, tenant_id, _columns(name), since, None, {}) for name in COST_GROUPS}
         total = await usage_totals(session, tenant_id, [], since, None, {})
         account = await credit_store.account(session, tenant_id)
     series: dict[str, list[float]] = {}
@@ -194,7 +205,7 @@ async def cost_report(state: ServiceParts, tenant_id: uuid.UUID, *, days: int = 
         day = str(row.key.get("day"))[:10]
         if day not in index:
             continue
-        line = series.setdefault(_model_name(row), [0.0] * days)
+        line = series.setdefault(_name(chart_by, row), [0.0] * days)
         line[index[day]] += row.cost_usd
     balance = reserved = None
     if account is not None:
@@ -203,13 +214,10 @@ async def cost_report(state: ServiceParts, tenant_id: uuid.UUID, *, days: int = 
         since=since,
         days=day_names,
         series=series,
+        chart_by=chart_by,
         groups={
             name: sorted(
-                (
-                    _group(_model_name(g) if name == "model" else str(g.key.get(name) or "-"), g)
-                    for g in rows
-                    if g.requests
-                ),
+                (_group(_name(name, g), g) for g in rows if g.requests),
                 key=lambda g: -g.cost_usd,
             )
             for name, rows in groups.items()

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
@@ -286,26 +287,41 @@ def _status_filter(raw: str | None) -> str | None:
 
 
 @router.get("/runs")
-async def runs_page(request: Request, status: str | None = None) -> Response:
+async def runs_page(request: Request, status: str | None = None, agent: str | None = None) -> Response:
     signed = await _signed(request)
     if signed is None:
         return _to_login(request)
     if (refused := _refused(request, signed, "runs")) is not None:
         return refused
-    chosen = _status_filter(status)
-    runs = await dashboard.list_runs(signed.state.db, signed.principal.tenant_id, status=chosen)
-    return _page(request, "runs.html", signed, runs=runs, status=chosen, statuses=_RUN_STATUSES)
+    chosen, agent_id = _status_filter(status), _uuid(agent or "")
+    tenant = signed.principal.tenant_id
+    runs = await dashboard.list_runs(signed.state.db, tenant, status=chosen, agent_id=agent_id)
+    agents = await dashboard.list_agents(signed.state.db, tenant) if signed.principal.can("agents", "read") else []
+    query = urlencode({k: v for k, v in (("status", chosen), ("agent", agent_id)) if v})
+    return _page(
+        request,
+        "runs.html",
+        signed,
+        runs=runs,
+        status=chosen,
+        statuses=_RUN_STATUSES,
+        agents=agents,
+        agent_id=agent_id,
+        query=query,
+    )
 
 
 @router.get("/runs/table")
-async def runs_table(request: Request, status: str | None = None) -> Response:
+async def runs_table(request: Request, status: str | None = None, agent: str | None = None) -> Response:
     signed = await _signed(request)
     if signed is None:
         return _to_login(request)
     if (refused := _refused(request, signed, "runs")) is not None:
         return refused
     chosen = _status_filter(status)
-    runs = await dashboard.list_runs(signed.state.db, signed.principal.tenant_id, status=chosen)
+    runs = await dashboard.list_runs(
+        signed.state.db, signed.principal.tenant_id, status=chosen, agent_id=_uuid(agent or "")
+    )
     return _page(request, "runs_table.html", signed, runs=runs, status=chosen)
 
 
@@ -390,16 +406,19 @@ async def cancel_run(request: Request, run_id: str) -> Response:
 
 
 @router.get("/costs")
-async def costs_page(request: Request, days: int = 30) -> Response:
+async def costs_page(request: Request, days: int = 30, by: str = "model") -> Response:
     signed = await _signed(request)
     if signed is None:
         return _to_login(request)
     if (refused := _refused(request, signed, "usage")) is not None:
         return refused
     days = min(max(days, 1), 366)
-    report = await dashboard.cost_report(signed.state, signed.principal.tenant_id, days=days)
+    try:
+        report = await dashboard.cost_report(signed.state, signed.principal.tenant_id, days=days, chart_by=by)
+    except InvalidInput as exc:
+        return _problem(request, signed, 422, exc.message)
     chart = {"days": report.days, "series": report.series}
-    return _page(request, "costs.html", signed, report=report, chart=chart, days=days)
+    return _page(request, "costs.html", signed, report=report, chart=chart, days=days, groups=dashboard.COST_GROUPS)
 
 
 @router.get("/backends")
