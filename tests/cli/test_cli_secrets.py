@@ -72,12 +72,14 @@ def test_backends_mask_a_base_url_with_credentials(monkeypatch: pytest.MonkeyPat
     assert rows["anthropic"]["base_url"] == "https://api.anthropic.com"  # no credentials: unchanged
 
 
-@pytest.mark.parametrize("url", [
-    f"postgresql://app:{PASSWORD}@127.0.0.1:1/agentadapter",  # unreachable
-    f"postgresql//app:{PASSWORD}@db.internal/agentadapter",  # mistyped: quoted back by the error
-])
-def test_db_commands_mask_the_url_in_their_errors(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AGENTADAPTER_DATABASE_URL", url)
+# Ids name the case, not the URL: the password differs in each process, and pytest-xdist's workers must
+# collect the same tests.
+@pytest.mark.parametrize("url_template", [
+    "postgresql://app:{password}@127.0.0.1:1/agentadapter",  # unreachable
+    "postgresql//app:{password}@db.internal/agentadapter",  # mistyped: quoted back by the error
+], ids=["unreachable", "mistyped"])
+def test_db_commands_mask_the_url_in_their_errors(url_template: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTADAPTER_DATABASE_URL", url_template.format(password=PASSWORD))
     get_settings.cache_clear()
     try:
         result = runner.invoke(app, ["db", "current"])

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import functools
 import json
+import os
 import random
 import time
 import uuid
@@ -140,10 +141,11 @@ def _request_kwargs(case: Any) -> dict[str, Any]:
 
 
 def fuzz_api(api: Api, loop: asyncio.AbstractEventLoop, ids: Mapping[str, list[str]], *, headers: Mapping[str, str],
-             examples: int, seed_value: int = 0, derandomize: bool = True,
+             examples: int, seed_value: int = 0, derandomize: bool = True, shard: tuple[int, int] = (0, 1),
              progress: Callable[[OperationReport], None] | None = None) -> FuzzReport:
     """Fuzz every operation of ``api``'s document with ``examples`` valid and as many invalid cases each
-    (the same cases every time unless ``derandomize`` is false).
+    (the same cases every time unless ``derandomize`` is false); with ``shard=(i, n)``, only every n-th
+    operation from the i-th on (n shards together cover the document, and may run side by side).
 
     Runs in a worker thread; requests go to ``loop`` (where ``api`` lives). Returns what happened;
     findings are collected rather than raised, so one bad route does not hide the others.
@@ -153,7 +155,8 @@ def fuzz_api(api: Api, loop: asyncio.AbstractEventLoop, ids: Mapping[str, list[s
     report = FuzzReport()
     started = time.perf_counter()
     chooser = random.Random(seed_value)
-    for operation in _operations(schema):
+    index, count = shard
+    for operation in _operations(schema)[index::count]:
         op_report = OperationReport(f"{operation.method.upper()} {operation.path}")
         report.operations.append(op_report)
         inputs = [operation.path_parameters.items, operation.query.items, operation.headers.items,
@@ -220,14 +223,26 @@ def _send(api: Api, loop: asyncio.AbstractEventLoop, case: Any, headers: Mapping
                                            f"{sent}\n    -> {response.text[:400]}"))
 
 
+FUZZ_SHARDS = 4
+"""The document's operations are fuzzed in this many tests per database, which pytest-xdist spreads over
+the cores (each starts its own app and seeds its own resources)."""
+FUZZ_EXAMPLES = int(os.environ.get("AGENTADAPTER_FUZZ_EXAMPLES", "8"))
+"""Valid and as many invalid cases per operation in the suite (raise it for a deeper run; bench/fuzz_api.py
+runs 10,000+ cases)."""
+
+
+@pytest.mark.parametrize("shard", range(FUZZ_SHARDS))
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
-async def test_every_operation_answers_without_5xx_and_as_documented(make_api: AppFactory, database: str) -> None:
+async def test_every_operation_answers_without_5xx_and_as_documented(make_api: AppFactory, database: str,
+                                                                     shard: int) -> None:
     async with make_api(database=database, server=SERVER_SETTINGS) as api:
         ids = await seed(api)
         tenant = await api.tenant()
         loop = asyncio.get_running_loop()
-        report = await asyncio.to_thread(fuzz_api, api, loop, ids, headers=tenant.headers("admin"), examples=15)
-    assert report.cases > 300, report
+        report = await asyncio.to_thread(fuzz_api, api, loop, ids, headers=tenant.headers("admin"),
+                                         examples=FUZZ_EXAMPLES, shard=(shard, FUZZ_SHARDS))
+    assert len(report.operations) >= 10, report
+    assert report.cases >= 10 * len(report.operations), report
     assert not report.findings, report.summary()
 
 
