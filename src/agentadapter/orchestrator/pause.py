@@ -78,6 +78,8 @@ class RunResume:
     """The steps completed before the pause, by step key."""
     last_seq: int = 0
     """The paused run's last event seq; the resumed run's events come after it."""
+    reasons: Mapping[str, str] = field(default_factory=dict)
+    """Why a call was approved or rejected, by call id (shown in the ``run_resumed`` event)."""
 
     @classmethod
     def from_details(cls, details: Mapping[str, Any], approvals: Mapping[str, bool]) -> RunResume:
@@ -89,13 +91,13 @@ class RunResume:
         if not isinstance(paused, Mapping):
             raise ValueError("the run is not paused for approval (its details have no 'paused' record)")
         pending = [str(p.get("call_id")) for p in paused.get("pending") or []]
-        missing = [c for c in pending if c not in approvals]
-        if missing:
-            raise ValueError(f"no decision for pending tool call(s) {', '.join(missing)}; approve or reject each")
         unknown = [c for c in approvals if c not in pending]
         if unknown:
             raise ValueError(f"tool call(s) {', '.join(unknown)} are not pending in this run; pending: "
                              f"{', '.join(pending) or 'none'}")
+        missing = [c for c in pending if c not in approvals]
+        if missing:
+            raise ValueError(f"no decision for pending tool call(s) {', '.join(missing)}; approve or reject each")
         record = StepOutcome.from_dict({"status": "completed", "record": paused["record"]}).record
         assert record is not None
         outcomes = {str(k): StepOutcome.from_dict(v) for k, v in dict(paused.get("outcomes") or {}).items()}

@@ -215,6 +215,10 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
         from agentadapter.agents.tools.registry import default_registry
 
         tools = default_registry()
+    if server.approval_tools:  # the operator's list of tools whose calls wait for a human's approval
+        from agentadapter.service.approvals import require_approval
+
+        require_approval(tools, server.approval_tools)
     relay = None
     protocol_factory = None
     if redis is not None:

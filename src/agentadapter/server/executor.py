@@ -68,6 +68,8 @@ class InlineExecutor(RunExecutor):
         self.leases = leases or RunLeases(db, lease_s=30.0, reaper_interval_s=5.0)
         self._running: dict[uuid.UUID, RunHandle] = {}
         self._finished: OrderedDict[uuid.UUID, RunHandle] = OrderedDict()
+        self._first_seq: dict[uuid.UUID, int] = {}
+        """Resumed runs: the seq their in-memory log starts after (earlier events are in the database)."""
         self._watchers: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._stopping = asyncio.Event()
@@ -92,6 +94,8 @@ class InlineExecutor(RunExecutor):
         handle = orchestrator.start(job.task, job.agents, job.strategy, str(job.project_id), options=options,
                                     workflow=job.workflow)
         self._running[job.run_id] = handle
+        if options.resume is not None:
+            self._first_seq[job.run_id] = options.resume.last_seq
         watcher = asyncio.get_running_loop().create_task(self._watch(job.run_id, handle), name=f"watch:{job.run_id}")
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
@@ -103,10 +107,14 @@ class InlineExecutor(RunExecutor):
             logger.exception("run %s ended with an unexpected error", run_id)
         finally:
             self._running.pop(run_id, None)
-            if self.keep_finished:
+            if handle.status == "paused":
+                # Nothing more happens here: its events are read from the database until it is resumed.
+                self._finished.pop(run_id, None)
+                self._first_seq.pop(run_id, None)
+            elif self.keep_finished:
                 self._finished[run_id] = handle
                 while len(self._finished) > self.keep_finished:
-                    self._finished.popitem(last=False)
+                    self._first_seq.pop(self._finished.popitem(last=False)[0], None)
 
     def cancel(self, run_id: uuid.UUID, reason: str) -> bool:
         handle = self._running.get(run_id)
@@ -133,7 +141,9 @@ class InlineExecutor(RunExecutor):
 
     def events(self, run_id: uuid.UUID, after: int = 0) -> AsyncIterator[RunEvent] | None:
         handle = self._running.get(run_id) or self._finished.get(run_id)
-        return handle.events(after) if handle is not None else None
+        if handle is None or after < self._first_seq.get(run_id, 0):
+            return None  # the events before a resume are only in the database
+        return handle.events(after)
 
     def is_running(self, run_id: uuid.UUID) -> bool:
         return run_id in self._running

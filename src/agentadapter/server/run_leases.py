@@ -202,7 +202,8 @@ class LeasedRunRecorder(StoreRunRecorder):
         await super().save_event(event)
 
     async def save_run(self, run: RunResult) -> None:
-        if run.status not in TERMINAL_RUN_STATUSES:
+        # A paused run's write is final too: it gives up its lease (nothing executes it until it is resumed).
+        if run.status not in TERMINAL_RUN_STATUSES and run.status != "paused":
             async with self.db.writer() as session:
                 await runs.update_unfinished_run(session, self.tenant_id, run)
             return

@@ -33,6 +33,10 @@ class ServiceSettings(BaseSettings):
     api_denied_tools: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["shell"])
     """Registered tools that agents defined through the API may not use (comma-separated; the shell
     tool by default: an API caller should not get a command line on the server)."""
+    approval_tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Registered tools whose every call in a service run waits for a human's approval (comma-separated):
+    the run pauses until ``POST /v1/runs/{id}/approvals`` decides. Tools that ask for approval themselves
+    (``needs_approval``) pause runs too."""
 
     # Run caps (the trust boundary): what a tenant's spec or request asks for is brought within these.
     run_max_steps: int = Field(default=1000, ge=1)
@@ -70,7 +74,7 @@ class ServiceSettings(BaseSettings):
     ledger_queue: int = Field(default=100_000, ge=1)
     """Records the writer keeps in memory; beyond, records wait in the journal only (read back, not lost)."""
 
-    @field_validator("api_denied_tools", mode="before")
+    @field_validator("api_denied_tools", "approval_tools", mode="before")
     @classmethod
     def _split_tools(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.agents.context import AgentInput
 from agentadapter.orchestrator import RunEvent, RunOptions
+from agentadapter.service import threads
 from agentadapter.service.building import agent_defaults, builder
 from agentadapter.service.common import Caller, ServiceParts, invalid, record
 from agentadapter.service.compliance import check_run_consents
@@ -34,6 +35,7 @@ from agentadapter.store import agents as agent_store
 from agentadapter.store import credits as credit_store
 from agentadapter.store import runs as run_store
 from agentadapter.store import tenants, users
+from agentadapter.store import threads as thread_store
 from agentadapter.store import workflows as workflow_store
 from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run, utcnow
 
@@ -48,6 +50,8 @@ class RunRequest:
     input: AgentInput | None = None
     project_id: uuid.UUID | None = None
     limits: Mapping[str, Any] | None = None
+    thread_id: uuid.UUID | None = None
+    """The conversation the run continues (agent runs): its history comes first, its input and answer join it."""
 
     def stored_limits(self) -> dict[str, Any]:
         """The limits as the run row keeps them (those given)."""
@@ -100,14 +104,24 @@ async def start_agent_run(session: AsyncSession, state: ServiceParts, caller: Ca
     agent = await build.build_agent(session, caller.tenant_id, definition, defaults)
     project = await tenants.resolve_project(session, caller.tenant_id, data.project_id)
     options = build.run_options(RunOptions(), data.limits)
+    task: AgentInput = data.input
+    conversation = None
+    if data.thread_id is not None:
+        model = definition.model or defaults.get("default_model")
+        conversation = await threads.continue_thread(session, state, caller, data.thread_id,
+                                                     model if isinstance(model, str) else None)
+        task = threads.thread_task(conversation.history, data.input)
     run = await run_store.create_run(
         session, caller.tenant_id, input=data.input, project_id=project.id, agent_id=definition.id,
         agent_version=definition.version, created_by=caller.user, strategy="sequential",
         options=data.stored_limits(),
     )
-    job = RunJob(run.id, caller.tenant_id, project.id, data.input, {agent.name: agent}, "sequential", options)
-    return await _submit(session, state, caller, run, job,
-                         {"agent_id": str(definition.id), "agent_version": definition.version})
+    details: dict[str, Any] = {"agent_id": str(definition.id), "agent_version": definition.version}
+    if conversation is not None:
+        conversation.thread.active_run_id = run.id
+        details.update(thread_id=str(data.thread_id), thread_compacted=conversation.compacted)
+    job = RunJob(run.id, caller.tenant_id, project.id, task, {agent.name: agent}, "sequential", options)
+    return await _submit(session, state, caller, run, job, details)
 
 
 async def start_workflow_run(
@@ -140,7 +154,12 @@ async def cancel_run(session: AsyncSession, state: ServiceParts, caller: Caller,
                        code="run_finished", param="run_id")
     reason = f"cancelled through the API by {caller.principal.subject}"
     error = {"type": "Cancelled", "message": reason}
-    if run.lease_until is not None and run.lease_until < utcnow() and await run_store.close_run(
+    if run.status == "paused" and await thread_store.close_paused_run(session, caller.tenant_id, run_id,
+                                                                      "cancelled", error):
+        # Nobody executes a paused run: it ends here, with its run_finished event.
+        outcome = "closed"
+        await session.refresh(run)
+    elif run.lease_until is not None and run.lease_until < utcnow() and await run_store.close_run(
             session, run_id, "cancelled", error, tenant_id=caller.tenant_id, lease_expired_before=utcnow()):
         # Its process is gone (the lease expired, no reaper has ended it yet): nobody would hear a cancel request.
         outcome = "closed"
@@ -157,7 +176,7 @@ async def cancel_run(session: AsyncSession, state: ServiceParts, caller: Caller,
 
 async def run_events(state: ServiceParts, tenant_id: uuid.UUID, run_id: uuid.UUID,
                      after: int) -> AsyncIterator[RunEvent]:
-    """The run's events with ``seq > after``, live until the run ends (the caller checked the tenant)."""
+    """The run's events with ``seq > after``, live until the run ends or pauses (the caller checked the tenant)."""
     live = state.executor.events(run_id, after)
     if live is not None:
         async for event in live:
@@ -173,6 +192,10 @@ async def run_events(state: ServiceParts, tenant_id: uuid.UUID, run_id: uuid.UUI
             yield RunEvent(row.seq, row.type, str(run_id), row.agent, row.ts, dict(row.data or {}))  # type: ignore[arg-type]
             if row.type == "run_finished":
                 return
+        if rows and rows[-1].type == "run_paused":
+            async with state.db.session() as session:
+                if (await run_store.get_run(session, tenant_id, run_id)).status == "paused":
+                    return  # it waits for a human: the stream ends, as a live one does (reconnect after deciding)
         if status is not None and status in TERMINAL_RUN_STATUSES:
             return
         if not rows:

@@ -325,6 +325,19 @@ class Run(Base):
     """Until when that process holds the run; it renews the lease while the run executes. Past it (the process
     died), any server process's reaper ends the run."""
 
+    @property
+    def pending_approvals(self) -> list[dict[str, Any]]:
+        """A paused run's tool calls waiting for a human's decision (kept in its details)."""
+        return pending_approvals(self.status, self.details)
+
+
+def pending_approvals(status: str, details: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The tool calls a paused run waits on (``call_id``, ``tool``, ``arguments``, ``agent``), from its details."""
+    if status != "paused":
+        return []
+    paused = (details or {}).get("paused") or {}
+    return [dict(p) for p in paused.get("pending") or []]
+
 
 class AgentRun(Base):
     """One agent step of a run (the orchestrator's ``AgentRunResult``)."""

@@ -1,6 +1,6 @@
 """The conversation tables: :class:`Thread`, a tenant's conversation that runs continue.
 
-A thread keeps its messages (OpenAI-style dicts, oldest first; a compacted thread starts with a
+A thread keeps its messages (the neutral model's dicts, oldest first; a compacted thread starts with a
 summary or has lost its oldest turns) and the run that continues it now, whose input and answer
 join the messages once it has ended (:mod:`agentadapter.store.threads`). Imported by
 :mod:`agentadapter.store.models`, so one metadata holds every table.
@@ -32,7 +32,7 @@ class Thread(Base):
     """The agent a run on this thread uses when it names none."""
     title: Mapped[str] = mapped_column(sa.String(200), default="")
     messages: Mapped[list[Any]] = mapped_column(default=list)
-    """OpenAI-style message dicts, oldest first."""
+    """message dicts (``role``, ``parts``: the neutral message model), oldest first."""
     compaction: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """``{strategy: trim | summarize, context_window, threshold, keep_last}`` (empty: the defaults)."""
     compactions: Mapped[int] = mapped_column(default=0)

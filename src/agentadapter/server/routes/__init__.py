@@ -16,6 +16,7 @@ from agentadapter.server.routes import export as export_routes
 from agentadapter.server.routes import files as file_routes
 from agentadapter.server.routes import messages as message_routes
 from agentadapter.server.routes import responses as response_routes
+from agentadapter.server.routes import threads as thread_routes
 from agentadapter.server.routes import usage as usage_routes
 from agentadapter.server.routes._prefix import API_PREFIX
 
@@ -29,6 +30,6 @@ resource_routers: tuple[APIRouter, ...] = (
     agents.router, runs.router, workflows.router, settings.router, providers.router, provider_keys.router, audit.router,
     export_routes.router,
     usage_routes.router, credit_routes.router, file_routes.router, archive_routes.router,
-    dataset_routes.router, experiment_routes.router, compliance_routes.router,
+    dataset_routes.router, experiment_routes.router, compliance_routes.router, thread_routes.router,
 )
 """Mounted one by one on the app rather than through a parent router: one level of routing less per request."""

@@ -27,15 +27,18 @@ from agentadapter.server.schemas import (
     RunPublic,
     error_responses,
 )
+from agentadapter.server.schemas.runs import ApprovalsIn
 from agentadapter.server.sse import SSE_HEADERS, sse_stream
+from agentadapter.service import approvals
 from agentadapter.service import runs as service
 from agentadapter.service.common import Caller, invalid
 from agentadapter.service.runs import RunRequest
 from agentadapter.store import runs as store
+from agentadapter.store.models import pending_approvals
 
 router = APIRouter(prefix=API_PREFIX + "/runs", tags=["runs"])
 
-RunStatus = Annotated[str | None, Query(pattern="^(queued|running|completed|failed|cancelled)$")]
+RunStatus = Annotated[str | None, Query(pattern="^(queued|running|paused|completed|failed|cancelled)$")]
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic, responses=error_responses(402, 404))
@@ -48,8 +51,11 @@ async def create_run(data: RunCreate, principal: RunsWrite, session: WriteSessio
     caller = Caller(principal, request_id)
     if (data.agent_id is None) == (data.workflow_id is None):
         raise invalid("agent_id", "give exactly one of agent_id and workflow_id", code="missing_target")
+    if data.thread_id is not None and data.workflow_id is not None:
+        raise invalid("thread_id", "a thread is continued by an agent run; give agent_id, not workflow_id",
+                      code="thread_needs_agent")
     request = RunRequest(input=data.input, project_id=data.project_id,
-                         limits=data.limits.model_dump() if data.limits else None)
+                         limits=data.limits.model_dump() if data.limits else None, thread_id=data.thread_id)
     if data.workflow_id is not None:
         run = await service.start_workflow_run(session, state, caller, data.workflow_id, request)
     else:
@@ -80,6 +86,7 @@ async def get_run(run_id: uuid.UUID, principal: RunsRead, state: StateDep) -> Ru
         steps = await store.read_agent_runs(session, principal.tenant_id, run_id)
     public = RunPublic.model_validate(run)
     public.agents = [AgentRunPublic.model_validate(s) for s in steps]
+    public.pending_approvals = pending_approvals(run["status"], run.get("details"))
     return public
 
 
@@ -89,6 +96,19 @@ async def cancel_run(run_id: uuid.UUID, principal: RunsWrite, session: WriteSess
                      request_id: RequestId) -> RunPublic:
     """Cancel a queued or running run (409 when it has already ended)."""
     run = await service.cancel_run(session, state, Caller(principal, request_id), run_id)
+    return RunPublic.model_validate(run)
+
+
+@router.post("/{run_id}/approvals", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED,
+             responses=error_responses(404, 409))
+async def decide_approvals(run_id: uuid.UUID, data: ApprovalsIn, principal: RunsWrite, session: WriteSessionDep,
+                           state: StateDep, request_id: RequestId) -> RunPublic:
+    """Approve or reject each pending tool call of a paused run; the run resumes (status ``queued``).
+
+    One decision per call of the run's ``pending_approvals`` (409 when the run is not paused).
+    """
+    decisions = [approvals.Decision(d.call_id, d.decision == "approve", d.reason) for d in data.decisions]
+    run = await approvals.decide(session, state, Caller(principal, request_id), run_id, decisions)
     return RunPublic.model_validate(run)
 
 

@@ -11,7 +11,16 @@ from pydantic import BaseModel, Field
 
 from agentadapter.server.schemas.common import RequestModel, ResponseModel, Task
 
-__all__ = ["AgentRunPublic", "MessagePublic", "RunCreate", "RunEventPublic", "RunLimitsIn", "RunPublic"]
+__all__ = [
+    "AgentRunPublic",
+    "ApprovalDecisionIn",
+    "ApprovalsIn",
+    "MessagePublic",
+    "RunCreate",
+    "RunEventPublic",
+    "RunLimitsIn",
+    "RunPublic",
+]
 
 
 class RunLimitsIn(RequestModel):
@@ -33,6 +42,21 @@ class RunCreate(RequestModel):
     input: Annotated[Task, Field(description="A prompt, or OpenAI-style messages.")] | None = None
     project_id: uuid.UUID | None = Field(default=None, description="Default: the tenant's default project.")
     limits: RunLimitsIn | None = None
+    thread_id: uuid.UUID | None = Field(default=None, description="Continue this thread (agent runs only).")
+
+
+class ApprovalDecisionIn(RequestModel):
+    """A decision on one pending tool call of a paused run."""
+
+    call_id: Annotated[str, Field(min_length=1, max_length=200)]
+    decision: Literal["approve", "reject"]
+    reason: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class ApprovalsIn(RequestModel):
+    """One decision per pending tool call (the ``pending_approvals`` of the paused run)."""
+
+    decisions: Annotated[list[ApprovalDecisionIn], Field(min_length=1, max_length=100)]
 
 
 class AgentRunPublic(ResponseModel):
@@ -59,7 +83,7 @@ class AgentRunPublic(ResponseModel):
 class RunPublic(ResponseModel):
     object: Literal["run"] = "run"
     id: uuid.UUID
-    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    status: Literal["queued", "running", "paused", "completed", "failed", "cancelled"]
     agent_id: uuid.UUID | None
     agent_version: int | None
     workflow_id: uuid.UUID | None
@@ -79,6 +103,9 @@ class RunPublic(ResponseModel):
     started_at: datetime | None
     finished_at: datetime | None
     agents: list[AgentRunPublic] | None = Field(default=None, description="Agent steps (on GET /v1/runs/{id}).")
+    pending_approvals: list[dict[str, Any]] = Field(
+        default_factory=list, description="A paused run's tool calls waiting for a decision: call_id, tool, "
+                                          "arguments, agent.")
 
 
 class MessagePublic(ResponseModel):
