@@ -26,6 +26,8 @@ def _stored_fields(values: dict[str, Any]) -> dict[str, Any]:
         values["meta"] = values.pop("metadata")
     if "guardrails" in values and values["guardrails"] is not None:
         values["guardrails"] = [dict(g) for g in values["guardrails"]]
+    if "mcp_servers" in values and values["mcp_servers"] is not None:
+        values["mcp_servers"] = [dict(s) for s in values["mcp_servers"]]
     return values
 
 
@@ -61,7 +63,7 @@ async def update_agent(
     """``fields``: the fields the request sets (``AgentUpdate``'s, unset ones left out)."""
     changes = dict(fields)
     for required in ("name", "description", "instructions", "tools", "handoffs", "guardrails", "model_settings",
-                     "metadata"):
+                     "metadata", "mcp_servers"):
         if required in changes and changes[required] is None:
             changes.pop(required)  # null for a field that cannot be null: leave it as it is
     await agent_store.get_agent(session, caller.tenant_id, agent_id)  # 404 before any 422

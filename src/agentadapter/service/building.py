@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -42,7 +42,10 @@ from agentadapter.agents.base import BaseAgent
 from agentadapter.agents.factory import create_agents
 from agentadapter.agents.guardrails import GuardrailResult, InputGuardrail, OutputGuardrail
 from agentadapter.agents.llm_agent import LLMAgent
+from agentadapter.agents.tools.errors import FetchRefused
+from agentadapter.agents.tools.mcp_config import MCPAgent, parse_mcp_servers
 from agentadapter.agents.tools.registry import ToolRegistry
+from agentadapter.agents.tools.ssrf import AddressPolicy, check_url
 from agentadapter.llm.client import LLM
 from agentadapter.llm.errors import AgentAdapterError
 from agentadapter.llm.schema_safety import check_schema
@@ -197,7 +200,23 @@ async def resolve_handoffs(
     return ids
 
 
-def check_definition(fields: Mapping[str, Any], *, llm: LLM, tools: ToolRegistry, denied_tools: Iterable[str]) -> None:
+def check_mcp_servers(servers: Sequence[Any], policy: AddressPolicy, param: str = "mcp_servers") -> None:
+    """A tenant's MCP servers: streamable HTTP only, names unique, URLs that the address rules allow (an IP
+    literal is judged now; a host name on the addresses it resolves to, before each connection)."""
+    try:
+        specs = parse_mcp_servers(list(servers), where=param, allow_stdio=False)
+    except AgentAdapterError as exc:
+        where, _, message = str(exc).partition(": ")
+        raise invalid(where, message, code="invalid_mcp_server") from exc
+    for index, spec in enumerate(specs):
+        try:
+            check_url(str(spec.url), policy)
+        except FetchRefused as exc:
+            raise invalid(f"{param}[{index}].url", str(exc), code="forbidden_address") from exc
+
+
+def check_definition(fields: Mapping[str, Any], *, llm: LLM, tools: ToolRegistry, denied_tools: Iterable[str],
+                     mcp_policy: AddressPolicy | None = None) -> None:
     """Every check but handoffs (which need the database): one 422 naming the first field at fault and
     listing every problem in ``details.errors``."""
     problems: list[InvalidInput] = []
@@ -214,6 +233,8 @@ def check_definition(fields: Mapping[str, Any], *, llm: LLM, tools: ToolRegistry
         problems.append(invalid("max_turns", f"max_turns is between 1 and {MAX_TURNS}", code="limit_exceeded"))
     if fields.get("model_settings"):
         _collect(problems, lambda: _check_model_settings(fields["model_settings"]))
+    if fields.get("mcp_servers"):
+        _collect(problems, lambda: check_mcp_servers(fields["mcp_servers"], mcp_policy or AddressPolicy()))
     raise_all(problems)
 
 
@@ -301,19 +322,24 @@ class DefinitionBuilder:
     caps: RunCaps
     knowledge: Knowledge | None = None
     """Where ``file_search`` searches (None: agents get no file_search)."""
+    mcp_policy: AddressPolicy = field(default_factory=AddressPolicy)
+    """The addresses a tenant's MCP servers may be on (http_fetch's rules, with the operator's exemptions)."""
 
     @classmethod
     def of(cls, *, llm: LLM, tools: ToolRegistry, service: ServiceSettings,
            knowledge: Knowledge | None = None) -> DefinitionBuilder:
         """From the service's parts and its settings."""
+        policy = AddressPolicy(allowed_hosts=tuple(service.mcp_allowed_hosts),
+                               allowed_networks=tuple(service.mcp_allowed_networks))
         return cls(llm=llm, tools=tools, denied_tools=frozenset(service.api_denied_tools), caps=RunCaps.of(service),
-                   knowledge=knowledge)
+                   knowledge=knowledge, mcp_policy=policy)
 
     # ---------------------------------------------------------------------------------------- agents
 
     def check_agent(self, fields: Mapping[str, Any]) -> None:
         """The checks of an agent definition being written (all but its handoffs)."""
-        check_definition(fields, llm=self.llm, tools=self.tools, denied_tools=self.denied_tools)
+        check_definition(fields, llm=self.llm, tools=self.tools, denied_tools=self.denied_tools,
+                         mcp_policy=self.mcp_policy)
 
     def check_defaults(self, defaults: Mapping[str, Any]) -> None:
         """The user settings an agent falls back on (``default_model``) obey the same rules."""
@@ -357,13 +383,23 @@ class DefinitionBuilder:
             _attach_guardrails(built[stored.name], stored)
             if wants_file_search(stored):
                 attach_file_search(self.knowledge, built[stored.name], tenant_id, rag)
-        return built[definition.name]
+        return self._with_mcp(built[definition.name], definition)
+
+    def _with_mcp(self, agent: BaseAgent, definition: AgentDefinition | None) -> BaseAgent:
+        """The agent, connected to its definition's MCP servers for each run (checked again on the way)."""
+        servers = list(getattr(definition, "mcp_servers", None) or [])
+        if not servers or definition is None or not isinstance(agent, LLMAgent):
+            return agent
+        _at_build("agent_id", f"agent {definition.name!r}", f"PATCH /v1/agents/{definition.id}",
+                  lambda: check_mcp_servers(servers, self.mcp_policy))
+        return MCPAgent(agent, parse_mcp_servers(servers, allow_stdio=False), policy=self.mcp_policy)
 
     def _recheck(self, stored: AgentDefinition, param: str) -> None:
         fields = {"name": stored.name, "description": stored.description, "instructions": stored.instructions,
                   "model": stored.model, "tools": list(stored.tools or []), "output_schema": stored.output_schema,
                   "guardrails": list(stored.guardrails or []), "model_settings": dict(stored.model_settings or {}),
-                  "max_turns": stored.max_turns, "metadata": dict(stored.meta or {})}
+                  "max_turns": stored.max_turns, "metadata": dict(stored.meta or {}),
+                  "mcp_servers": list(stored.mcp_servers or [])}
         _at_build(param, f"agent {stored.name!r}", f"PATCH /v1/agents/{stored.id}", lambda: self.check_agent(fields))
 
     # ------------------------------------------------------------------------------------- workflows
@@ -430,6 +466,8 @@ class DefinitionBuilder:
                           code="invalid_workflow") from exc
         for name, definition in used.items():
             _attach_guardrails(agents.get(name), definition)
+            if name in agents:
+                agents[name] = self._with_mcp(agents[name], definition)
         if self.knowledge is not None:
             rag = await settings_archives(session, tenant_id, defaults)
             named = workflow_archives(row.spec)  # checked by plan_workflow: every name is an archive
@@ -525,6 +563,10 @@ class DefinitionBuilder:
         """Check the spec's own data, then replace each ``ref: <stored agent>`` entry by that definition's
         spec and make every entry an ``llm`` agent; returns the stored definitions used, by entry name."""
         refuse_interpolation(spec, param)
+        if spec.get("mcp_servers"):
+            raise invalid(f"{param}.mcp_servers", "a workflow sent through the API declares no MCP servers; give them "
+                          "to a stored agent (mcp_servers of POST /v1/agents) and name that agent with ref:",
+                          code="key_not_allowed")
         for index, named in pop_entry_archives(spec, param).items():  # the builder's key: checked here
             await entry_archives(session, tenant_id, named, f"{param}.agents[{index}].archives")
         refs = check_workflow_entries(spec, param)

@@ -38,6 +38,14 @@ class ServiceSettings(BaseSettings):
     the run pauses until ``POST /v1/runs/{id}/approvals`` decides. Tools that ask for approval themselves
     (``needs_approval``) pause runs too."""
 
+    # MCP servers that agents defined through the API name (streamable HTTP only): the address rules of
+    # http_fetch apply to their URLs; these exempt the operator's own servers.
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Host names (``mcp.internal``, or ``.internal`` for a domain) a tenant's MCP server may be on although
+    they resolve to private addresses (comma-separated)."""
+    mcp_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Networks (CIDR, comma-separated) a tenant's MCP server may be on although they are private."""
+
     # Run caps (the trust boundary): what a tenant's spec or request asks for is brought within these.
     run_max_steps: int = Field(default=1000, ge=1)
     """Most agent steps one run of a tenant may take, whatever its workflow's limits say."""
@@ -74,7 +82,7 @@ class ServiceSettings(BaseSettings):
     ledger_queue: int = Field(default=100_000, ge=1)
     """Records the writer keeps in memory; beyond, records wait in the journal only (read back, not lost)."""
 
-    @field_validator("api_denied_tools", "approval_tools", mode="before")
+    @field_validator("mcp_allowed_hosts", "mcp_allowed_networks", "api_denied_tools", "approval_tools", mode="before")
     @classmethod
     def _split_tools(cls, value: Any) -> Any:
         if isinstance(value, str):

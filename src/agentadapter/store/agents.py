@@ -39,6 +39,7 @@ __all__ = [
 
 SPEC_FIELDS = (
     "model", "instructions", "tools", "handoffs", "guardrails", "output_schema", "model_settings", "max_turns",
+    "mcp_servers",
 )
 """The fields whose change makes a new version."""
 _OTHER_FIELDS = ("description", "meta")
@@ -95,7 +96,7 @@ async def create_agent(
 
 def _with_defaults(fields: Mapping[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {"description": "", "instructions": "", "tools": [], "handoffs": [], "guardrails": [],
-                              "model_settings": {}, "meta": {}}
+                              "model_settings": {}, "meta": {}, "mcp_servers": []}
     values.update({k: v for k, v in fields.items() if v is not None or k in ("model", "output_schema", "max_turns")})
     return values
 

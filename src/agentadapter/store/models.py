@@ -242,6 +242,8 @@ class AgentDefinition(Base):
     output_schema: Mapped[dict[str, Any] | None] = mapped_column()
     model_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     max_turns: Mapped[int | None] = mapped_column()
+    mcp_servers: Mapped[list[Any]] = mapped_column(default=list, server_default=sa.text("'[]'"))
+    """Streamable-HTTP MCP servers whose tools the agent uses (``{name, url, headers, ...}``)."""
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     version: Mapped[int] = mapped_column(default=1)
     created_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))

@@ -7,12 +7,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agentadapter.server.schemas.common import AgentName, ModelId, RequestModel, ResponseModel
 
 __all__ = ["AgentClone", "AgentCreate", "AgentFields", "AgentPublic", "AgentUpdate", "AgentVersionPublic",
-           "GuardrailSpec"]
+           "GuardrailSpec", "MCPServerBody"]
 
 
 class GuardrailSpec(RequestModel):
@@ -23,6 +23,20 @@ class GuardrailSpec(RequestModel):
     when: str = Field(min_length=1, max_length=2000,
                       description="A condition (docs/workflows.md): e.g. \"text contains 'password'\".")
     message: str = Field(default="", max_length=1000, description="What the refusal says.")
+
+
+class MCPServerBody(RequestModel):
+    """A streamable-HTTP MCP server whose tools the agent uses, named ``<name>__<tool>``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    url: str = Field(min_length=1, max_length=2000, description="The server's endpoint, e.g. https://host/mcp.")
+    headers: dict[str, str] = Field(default_factory=dict, max_length=16,
+                                    description="Sent with every request (e.g. Authorization); never shown back.")
+    tools: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, max_length=128, description="Only these of its tools (default: all).")
+    exclude: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list, max_length=128)
+    call_timeout_s: float = Field(default=60.0, gt=0, le=600)
+    connect_timeout_s: float = Field(default=30.0, gt=0, le=120)
 
 
 class AgentFields(RequestModel):
@@ -37,6 +51,7 @@ class AgentFields(RequestModel):
     model_settings: dict[str, Any] = Field(default_factory=dict,
                                            description="temperature, top_p, max_tokens, stop, seed, ...")
     max_turns: int | None = Field(default=None, ge=1, le=100)
+    mcp_servers: list[MCPServerBody] = Field(default_factory=list, max_length=8)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -57,6 +72,7 @@ class AgentUpdate(RequestModel):
     output_schema: dict[str, Any] | None = None
     model_settings: dict[str, Any] | None = None
     max_turns: int | None = Field(default=None, ge=1, le=100)
+    mcp_servers: list[MCPServerBody] | None = Field(default=None, max_length=8)
     metadata: dict[str, Any] | None = None
 
 
@@ -77,7 +93,17 @@ class AgentPublic(ResponseModel):
     output_schema: dict[str, Any] | None
     model_settings: dict[str, Any]
     max_turns: int | None
+    mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
+    """Header values are masked: they usually authenticate."""
     metadata: dict[str, Any] = Field(validation_alias="meta")
+
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _mask_headers(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [{**server, "headers": {k: "***" for k in server.get("headers") or {}}}
+                if isinstance(server, dict) else server for server in value]
     version: int
     created_by: uuid.UUID | None
     created_at: datetime
@@ -91,3 +117,10 @@ class AgentVersionPublic(ResponseModel):
     spec: dict[str, Any]
     created_by: uuid.UUID | None
     created_at: datetime
+
+    @field_validator("spec", mode="before")
+    @classmethod
+    def _mask_headers(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("mcp_servers"), list):
+            return {**value, "mcp_servers": AgentPublic._mask_headers(value["mcp_servers"])}
+        return value
