@@ -68,15 +68,18 @@ def test_a_run_progresses_live_to_completion_and_its_cost_shows(page: Any, dashb
     assert page.locator("#cancel-run").is_visible()
     dashboard.shot(page, "run-live")
 
-    page.goto(f"{dashboard.url}/ui/runs")  # the list shows it running, then completed without a reload
-    row = page.locator(f"#runs-table tr[data-run='{run_id}']")
-    assert row.get_attribute("data-status") == "running"
-    dashboard.shot(page, "runs")
+    # The list, in a second tab, shows it running; both pages follow it to its end without a reload.
+    listing = page.context.new_page()
+    listing.goto(f"{dashboard.url}/ui/runs")
+    assert listing.locator(f"#runs-table tr[data-run='{run_id}']").get_attribute("data-status") == "running"
+    dashboard.shot(listing, "runs")
     dashboard.gate.set()
-    page.wait_for_selector(f"#runs-table tr[data-run='{run_id}'][data-status=completed]")
+    listing.wait_for_selector(f"#runs-table tr[data-run='{run_id}'][data-status=completed]")
+    listing.close()
 
-    page.goto(f"{dashboard.url}/ui/runs/{run_id}")
     page.wait_for_selector("#timeline li[data-type=run_finished]")
+    expect(page.locator("#timeline li[data-type=token]")).to_contain_text("paid answer")  # the streamed deltas
+    expect(page.locator("#timeline li[data-type=agent_finished]")).to_contain_text("1000 out tokens")
     expect(page.locator("#run-status")).to_have_text("completed", timeout=20_000)
     assert page.locator("#run-cost").inner_text() == "$0.1250"  # 1000 output tokens at $125 per million
     assert "paid answer" in page.locator("#run-output").inner_text()
