@@ -8,7 +8,7 @@ import pytest
 
 from agentadapter.service.compliance import set_consent_hook
 from agentadapter.store.compliance import forget_policy
-from server.conftest import any_api, api, cli, make_api, template_dir  # noqa: F401 - fixtures
+from server.conftest import any_api, api, cli, logs, make_api, template_dir  # noqa: F401 - fixtures
 
 
 @pytest.fixture(autouse=True)

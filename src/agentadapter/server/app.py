@@ -259,6 +259,12 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
         retention.erasures = erasure_parts(db, storage=knowledge.storage,
                                            redis=redis.commands if redis is not None else None,
                                            forget=[lambda _tenant: auth.forget(), tenant_llms.invalidate])
+    from agentadapter.service.compliance import ComplianceSettings
+
+    if ComplianceSettings().log_personal_data == "mask":  # the operator keeps personal data out of the logs
+        from agentadapter.compliance.logs import mask_logs
+
+        mask_logs()
     drain = Drain(grace_s=server.shutdown_grace_s, delay_s=server.shutdown_delay_s)
     if drain.install():
         logger.info("SIGTERM drains the server: grace %.1f s, pre-stop delay %.1f s", server.shutdown_grace_s,

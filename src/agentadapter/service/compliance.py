@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import Field
@@ -94,6 +94,8 @@ class ComplianceSettings(BaseSettings):
     consent_webhook_timeout_s: float = Field(default=5.0, gt=0)
     redis_erasure_prefixes: str = "agentadapter:"
     """Comma-separated Redis key prefixes an erasure searches for the erased ids."""
+    log_personal_data: Literal["keep", "mask"] = "keep"
+    """``mask``: the server's log lines have personal data masked (:mod:`agentadapter.compliance.logs`)."""
 
 
 # ------------------------------------------------------------------------------------------------ policy
