@@ -41,9 +41,14 @@ HOLD = "[hold]"
 
 
 def _chromium_or_skip() -> str:
-    if Path(CHROMIUM).exists() or shutil.which(CHROMIUM):
-        return CHROMIUM
-    message = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium chromium-driver)"
+    try:
+        import playwright  # noqa: F401 - the dev extra's
+    except ImportError:
+        message = "the playwright package is not installed (pip install -e '.[dev]')"
+    else:
+        if Path(CHROMIUM).exists() or shutil.which(CHROMIUM):
+            return CHROMIUM
+        message = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium chromium-driver)"
     if os.environ.get("CI") == "true":
         pytest.fail(message + "; CI installs it from .ci/run")
     pytest.skip(message)
