@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
     config: Path | None = None
     """An explicit ``agentadapter.yaml`` path."""
+    code_tool: bool = False
+    """Register ``run_python`` (Python in the shell sandbox, no network) in the default tool registry."""
 
     agent_default_transport: Literal["online", "local"] = Field(
         "online", validation_alias=AliasChoices("AGENT_DEFAULT_TRANSPORT", "AGENTADAPTER_AGENT_DEFAULT_TRANSPORT")

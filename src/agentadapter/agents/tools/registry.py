@@ -183,5 +183,10 @@ def default_registry() -> ToolRegistry:
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
-            _DEFAULT = ToolRegistry(lazy=BUILTIN_TOOLS, entry_points=True)
+            from agentadapter.config import get_settings
+
+            lazy = dict(BUILTIN_TOOLS)
+            if get_settings().code_tool:  # code execution: off unless the operator enables it
+                lazy["run_python"] = "agentadapter.agents.tools.code:run_python"
+            _DEFAULT = ToolRegistry(lazy=lazy, entry_points=True)
         return _DEFAULT
