@@ -91,6 +91,7 @@ def test_a_run_progresses_live_to_completion_and_its_cost_shows(page: Any, dashb
     assert by_model.count() == 1 and "$0.1250" in by_model.inner_text()
     assert page.locator("#total-cost").inner_text() == "$0.1250"
     assert page.locator("#cost-by-source tbody tr", has_text="run").count() == 1
+    assert page.locator("#cost-by-project tbody tr").inner_text().startswith("default")  # by name, not id
     page.wait_for_selector("#cost-chart canvas")  # uPlot drew the spend per day
     dashboard.shot(page, "costs")
     assert page.console_errors == []

@@ -29,8 +29,10 @@ from agentadapter.store import archives as archive_store
 from agentadapter.store import credits as credit_store
 from agentadapter.store import evals as eval_store
 from agentadapter.store import runs as run_store
+from agentadapter.store import tenants as tenant_store
 from agentadapter.store import workflows as workflow_store
 from agentadapter.store.database import Database
+from agentadapter.store.errors import RecordNotFound
 from agentadapter.store.usage import usage_totals
 
 __all__ = [
@@ -198,6 +200,7 @@ async def cost_report(
         daily = await usage_totals(session, tenant_id, ["day", *_columns(chart_by)], since, None, {})
         groups = {name: await usage_totals(session, tenant_id, _columns(name), since, None, {}) for name in COST_GROUPS}
         total = await usage_totals(session, tenant_id, [], since, None, {})
+        projects = await _project_names(session, tenant_id, [str(g.key.get("project")) for g in groups["project"]])
         account = await credit_store.account(session, tenant_id)
     series: dict[str, list[float]] = {}
     index = {day: n for n, day in enumerate(day_names)}
@@ -217,7 +220,7 @@ async def cost_report(
         chart_by=chart_by,
         groups={
             name: sorted(
-                (_group(_name(name, g), g) for g in rows if g.requests),
+                (_group(_shown(name, g, projects), g) for g in rows if g.requests),
                 key=lambda g: -g.cost_usd,
             )
             for name, rows in groups.items()
@@ -236,6 +239,22 @@ def _model_name(totals: UsageTotals) -> str:
     if not model:
         return "(unknown)"
     return f"{provider}/{model}" if provider and not str(model).startswith(f"{provider}/") else str(model)
+
+
+def _shown(group: str, totals: UsageTotals, projects: dict[str, str]) -> str:
+    name = _name(group, totals)
+    return projects.get(name, name) if group == "project" else name
+
+
+async def _project_names(session: Any, tenant_id: uuid.UUID, ids: Sequence[str]) -> dict[str, str]:
+    """The tenant's projects' names by id (usage records name a project by its id)."""
+    names = {}
+    for raw in ids:
+        try:
+            names[raw] = (await tenant_store.get_project(session, tenant_id, uuid.UUID(raw))).name
+        except (ValueError, RecordNotFound):
+            continue  # not an id, or a project since deleted: shown as recorded
+    return names
 
 
 def _budgets(llm: LLM, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
