@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     """An explicit ``agentadapter.yaml`` path."""
     code_tool: bool = False
     """Register ``run_python`` (Python in the shell sandbox, no network) in the default tool registry."""
+    agents_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """Directories of the operator's agent modules (separated by ``os.pathsep``): the agent loader's, whose
+    agents ``agentadapter agents`` lists and workflow files name as ``type: <agent name>``."""
 
     agent_default_transport: Literal["online", "local"] = Field(
         "online", validation_alias=AliasChoices("AGENT_DEFAULT_TRANSPORT", "AGENTADAPTER_AGENT_DEFAULT_TRANSPORT")
@@ -102,7 +105,7 @@ class Settings(BaseSettings):
             return pairs
         return value
 
-    @field_validator("local_model_paths", mode="before")
+    @field_validator("local_model_paths", "agents_dirs", mode="before")
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
         value = _json_form(value)

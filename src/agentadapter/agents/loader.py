@@ -8,7 +8,12 @@ A module that fails to import, or an agent that fails validation, is reported wi
 :attr:`AgentLoader.errors` and the others still load. Agents are instantiated on demand
 (:meth:`AgentLoader.create`). In development mode (``AGENTADAPTER_ENV=development``, the default) a
 module whose file changed is re-imported before its agents are handed out; if the new version is
-broken, the error is reported and the last good version stays in use.
+broken, the error is reported and the last good version stays in use. :meth:`AgentLoader.refresh`
+(called on every lookup in development mode, and in any mode when a name is not found) also loads
+files added to the directories since, and retries files that failed to load once they change, so an
+agent fixed after a broken first load appears without a restart.
+:meth:`AgentLoader.register_types` makes every loaded agent a type workflow files name
+(``type: <agent name>``).
 """
 
 from __future__ import annotations
@@ -133,6 +138,9 @@ class AgentLoader:
         self.errors: list[LoadError] = []
         self._agents: dict[str, LoadedAgent] = {}
         self._modules: dict[Path, _Module] = {}
+        self._failed: dict[Path, tuple[int, int]] = {}
+        self._registered: set[str] = set()
+        """Files that failed to load, with their stamp then: retried once they change."""
         self._lock = threading.RLock()
         self._loaded = False
 
@@ -144,6 +152,7 @@ class AgentLoader:
             self.errors = []
             self._agents = {}
             self._modules = {}
+            self._failed = {}
             for directory in self.paths:
                 if not directory.is_dir():
                     self.errors.append(LoadError(str(directory), "not a directory", ""))
@@ -164,12 +173,17 @@ class AgentLoader:
 
     def _load_file(self, path: Path) -> bool:
         name = _module_name(path)
+        stamp: tuple[int, int] | None = None
         try:
             stamp = _stamp(path)
             module = self._import_file(path, name)
         except Exception as exc:
             self.errors.append(LoadError(str(path), f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            if stamp is not None:
+                self._failed[path] = stamp
             return False
+        self._failed.pop(path, None)
+        self.errors = [e for e in self.errors if e.source != str(path)]  # an earlier failure is fixed
         record = _Module(path, name, stamp)
         self._modules[path] = record
         self._collect(module, str(path), record)
@@ -280,25 +294,83 @@ class AgentLoader:
                 reloaded.append(str(path))
         return reloaded
 
+    def load_new(self) -> list[str]:
+        """Load the directories' files that are new since the last scan, and retry the ones that failed to load
+        if they changed since; returns the paths that loaded now."""
+        loaded: list[str] = []
+        with self._lock:
+            for directory in self.paths:
+                if not directory.is_dir():
+                    continue
+                for path in sorted(directory.glob("*.py")):
+                    path = path.resolve()
+                    if path.name.startswith("_") or path in self._modules:
+                        continue
+                    try:
+                        stamp = _stamp(path)
+                    except OSError:
+                        continue
+                    if self._failed.get(path) == stamp:
+                        continue  # still the broken version: reported once already
+                    if self._load_file(path):
+                        loaded.append(str(path))
+        return loaded
+
+    def refresh(self) -> list[str]:
+        """Changed modules re-imported, new and fixed files loaded; returns the paths that (re)loaded."""
+        self._ensure_loaded()
+        return [*self.reload_changed(), *self.load_new()]
+
+    def register_types(self) -> list[str]:
+        """Make each loaded agent an agent type (``type: <name>`` in a workflow file or agent spec builds it,
+        with the spec's ``params``); returns the names registered. Built-in type names are left alone."""
+        from agentadapter.agents.factory import AgentSpec, agent_types, register_agent_type
+
+        builtin = set(agent_types()) - set(self._registered)
+        registered: list[str] = []
+        for name in self.names():
+            if name in builtin:
+                continue
+
+            def build(spec: AgentSpec, _name: str = name) -> BaseAgent:
+                agent = self.create(_name, **dict(spec.params))
+                if agent.name != spec.name and self.get(_name).instance is None:
+                    agent.name = spec.name
+                return agent
+
+            register_agent_type(name, build)
+            self._registered.add(name)
+            registered.append(name)
+        return registered
+
     # -------------------------------------------------------------------------------- lookups
 
     def names(self) -> list[str]:
         self._ensure_loaded()
+        if self.development:
+            self.refresh()
         return sorted(self._agents)
 
     def metadata(self) -> list[AgentMetadata]:
-        """Metadata of every agent found, by name."""
+        """Metadata of every agent found, by name (in development mode, after a :meth:`refresh`)."""
         self._ensure_loaded()
+        if self.development:
+            self.refresh()
         return [self._agents[name].metadata for name in sorted(self._agents)]
+
+    def sources(self) -> dict[str, str]:
+        """Where each agent was found (a file path, or ``entry point <name> (...)``), by name."""
+        self._ensure_loaded()
+        return {name: found.source for name, found in sorted(self._agents.items())}
 
     def get(self, name: str) -> LoadedAgent:
         """The agent found under ``name`` (its agent name, or its class name)."""
         self._ensure_loaded()
         if self.development:
-            self.reload_changed()
-        found = self._agents.get(name) or next(
-            (a for a in self._agents.values() if a.cls is not None and a.cls.__name__ == name), None
-        )
+            self.refresh()
+        found = self._find(name)
+        if found is None and not self.development and self.load_new():
+            found = self._find(name)  # a file added (or fixed) since the last scan
         if found is None:
             broken = [e.source for e in self.errors]
             hint = f"; these failed to load: {', '.join(broken)}" if broken else ""
@@ -306,6 +378,11 @@ class AgentLoader:
                 f"no agent named {name!r} was found (known: {', '.join(sorted(self._agents)) or 'none'}){hint}"
             )
         return found
+
+    def _find(self, name: str) -> LoadedAgent | None:
+        return self._agents.get(name) or next(
+            (a for a in self._agents.values() if a.cls is not None and a.cls.__name__ == name), None
+        )
 
     def create(self, name: str, **params: Any) -> BaseAgent:
         """A new instance of agent ``name`` (a module-level instance is returned as it is)."""

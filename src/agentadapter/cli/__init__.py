@@ -471,6 +471,9 @@ def _register_subcommands() -> None:
 
     register_run(app)
     register_service(app)
+    from agentadapter.cli.agents import register as register_agents
+
+    register_agents(app)
     from agentadapter.cli.files import register as register_files
 
     register_files(app)

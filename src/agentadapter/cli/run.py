@@ -72,6 +72,10 @@ def run_workflow_command(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="agentadapter.yaml to use (default: ./agentadapter.yaml)")
     ] = None,
+    agents: Annotated[
+        list[Path] | None,
+        typer.Option("--agents", help="a directory of custom agent modules, named as type: <agent> (repeatable)"),
+    ] = None,
 ) -> None:
     """Run a workflow: live progress per agent, then a table and the output."""
     from agentadapter.llm.client import LLM
@@ -80,6 +84,7 @@ def run_workflow_command(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     out = Console(highlight=False, soft_wrap=True)
     try:
+        _load_custom_agents(agents, err)
         spec = load_workflow(workflow)
         for warning in spec.warnings:
             err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True, highlight=False)
@@ -116,6 +121,21 @@ def run_workflow_command(
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.status != "completed":
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _load_custom_agents(directories: list[Path] | None, err: Console) -> None:
+    """The operator's custom agents (AGENTADAPTER_AGENTS_DIRS, --agents) become types the workflow may name."""
+    from agentadapter.config import get_settings
+
+    if not directories and not get_settings().agents_dirs:
+        return
+    from agentadapter.cli.agents import operator_loader
+
+    loader = operator_loader(directories)
+    loader.register_types()
+    for error in loader.errors:
+        err.print(f"[yellow]warning:[/] custom agents: {escape(error.source)}: {escape(error.error)}", markup=True,
+                  highlight=False)
 
 
 def _model_overrides(values: list[str]) -> dict[str, str]:
