@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentadapter.server.auth import Principal
 from agentadapter.server.deps import AdminOnly, CurrentPrincipal, RequestId, SessionDep, StateDep, WriteSessionDep
 from agentadapter.server.routes._prefix import API_PREFIX
+from agentadapter.server.schemas import error_responses
 from agentadapter.server.state import AppState
 from agentadapter.service import compliance
 from agentadapter.service.common import Caller
@@ -128,7 +129,7 @@ async def set_consents(principal: CurrentPrincipal, session: WriteSessionDep, re
     return {"user_id": str(user_id), "consents": consents}
 
 
-@router.post("/erasures", status_code=202, response_model=ErasurePublic)
+@router.post("/erasures", status_code=202, response_model=ErasurePublic, responses=error_responses(404, 409))
 async def request_erasure(principal: AdminOnly, state: StateDep, request_id: RequestId,
                           body: ErasureCreate) -> ErasurePublic:
     """Ask for an erasure; carried out after the soft-delete window (at once when it is 0)."""
@@ -158,7 +159,7 @@ async def get_erasure(principal: AdminOnly, session: SessionDep, erasure_id: uui
     return ErasurePublic.of(await store.get_erasure(session, principal.tenant_id, erasure_id))
 
 
-@router.post("/erasures/{erasure_id}/cancel", response_model=ErasurePublic)
+@router.post("/erasures/{erasure_id}/cancel", response_model=ErasurePublic, responses=error_responses(409))
 async def cancel_erasure(principal: AdminOnly, session: WriteSessionDep, request_id: RequestId,
                          erasure_id: uuid.UUID) -> ErasurePublic:
     return ErasurePublic.of(await compliance.cancel_erasure(session, Caller(principal, request_id), erasure_id))
