@@ -107,6 +107,9 @@ _LAZY: dict[str, str] = {
     "RateLimitConfig": "agentadapter.llm.policy.ratelimit",
     "TargetHealth": "agentadapter.llm.health",
     "configure_logging": "agentadapter.observability.logging",
+    "Anonymizer": "agentadapter.compliance",
+    "PiiPolicy": "agentadapter.compliance",
+    "Pseudonymizer": "agentadapter.compliance",
     "create_protocol": "agentadapter.protocol",
     "CommunicationProtocol": "agentadapter.protocol",
     "Envelope": "agentadapter.protocol",
@@ -161,6 +164,7 @@ __all__ = [
     "AgentResult",
     "AgentRunResult",
     "AllTargetsFailedError",
+    "Anonymizer",
     "Attempt",
     "AuthenticationError",
     "Backend",
@@ -223,7 +227,9 @@ __all__ = [
     "OverloadedError",
     "Parallel",
     "PermissionDeniedError",
+    "PiiPolicy",
     "ProtocolError",
+    "Pseudonymizer",
     "RateLimitConfig",
     "RateLimitError",
     "ReasoningPart",
@@ -322,6 +328,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         WebSearch,
         tool,
     )
+    from agentadapter.compliance import Anonymizer, PiiPolicy, Pseudonymizer
     from agentadapter.config import Settings, get_settings
     from agentadapter.errors import AgentAdapterError, ConfigurationError, InvalidRequestError
     from agentadapter.frameworks.errors import FrameworkError
