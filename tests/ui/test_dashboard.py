@@ -107,8 +107,8 @@ def test_a_backends_breaker_opens_after_injected_failures(page: Any, dashboard: 
             assert response.status_code >= 500, response.text
     sign_in(page, dashboard, key)
     page.goto(f"{dashboard.url}/ui/backends")
-    page.wait_for_selector("#health tr[data-target*=flaky][data-breaker=open]")
-    row = page.locator("#health tr[data-target*=flaky]")
+    page.wait_for_selector("#health tr[data-target='flaky/model-x'][data-breaker=open]")
+    row = page.locator("#health tr[data-target='flaky/model-x']")
     assert "100.0%" in row.inner_text()  # the error rate
     assert page.locator("#catalog tbody tr").count() > 10  # the model catalog with prices
     dashboard.shot(page, "backends", full_page=False)  # the catalog below is long
@@ -222,4 +222,30 @@ def test_a_workflow_runs_from_its_page(page: Any, dashboard: Dashboard) -> None:
     page.wait_for_selector("#timeline li[data-type=run_finished]")
     assert page.locator("#timeline li[data-type=agent_finished]").count() == 2
     expect(page.locator("#run-agents tbody tr")).to_have_count(2)
+    assert page.console_errors == []
+
+
+def test_the_timeline_shows_tool_calls_their_results_and_failures(page: Any, dashboard: Dashboard) -> None:
+    key = dashboard.tenant_key("ui-timeline")
+    helper = _agent(dashboard, key, model="test/tools", tools=["tide_table"])
+    broken = _agent(dashboard, key, model="flaky/model-y")
+    sign_in(page, dashboard, key)
+
+    page.goto(f"{dashboard.url}/ui/agents/{helper['id']}")
+    page.fill("#run-input", "When is high tide?")
+    page.click("#run-agent")
+    page.wait_for_url(f"{dashboard.url}/ui/runs/*")
+    page.wait_for_selector("#timeline li[data-type=run_finished]")
+    expect(page.locator("#timeline li[data-type=tool_call]")).to_contain_text("tide_table")
+    expect(page.locator("#timeline li[data-type=tool_result]")).to_contain_text("high tide at")
+    expect(page.locator("#run-status")).to_have_text("completed")
+
+    page.goto(f"{dashboard.url}/ui/agents/{broken['id']}")
+    page.fill("#run-input", "anyone there?")
+    page.click("#run-agent")
+    page.wait_for_url(f"{dashboard.url}/ui/runs/*")
+    page.wait_for_selector("#timeline li[data-type=run_finished]")
+    expect(page.locator("#timeline li[data-type=agent_failed]")).to_contain_text("failed")
+    expect(page.locator("#run-status")).to_have_text("failed", timeout=20_000)
+    assert page.locator("#run-summary .error").is_visible()
     assert page.console_errors == []
