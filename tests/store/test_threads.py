@@ -87,3 +87,20 @@ def test_messages_of_a_run():
     assert threads.run_messages([Message("user", [TextPart("hi")]).to_dict()], "hello") == [
         {"role": "user", "parts": [{"kind": "text", "text": "hi"}]},
         {"role": "assistant", "parts": [{"kind": "text", "text": "hello"}]}]
+
+
+async def test_a_run_whose_input_carried_the_history_adds_only_its_own_turn(db: Database, tenant: Tenant) -> None:
+    history = [Message("user", [TextPart("my order is 42")]).to_dict(),
+               Message("assistant", [TextPart("noted")]).to_dict()]
+    async with db.writer() as session:
+        thread = await threads.create_thread(session, tenant.id, messages=history)
+        project = await default_project(session, tenant.id)
+        run = await run_store.create_run(session, tenant.id, project_id=project.id, strategy="sequential",
+                                         input=[*history, Message("user", [TextPart("where is it?")]).to_dict()])
+        run.status, run.text = "completed", "In Lyon."
+        thread.active_run_id = run.id
+    async with db.writer() as session:
+        loaded = await threads.get_thread(session, tenant.id, thread.id)
+        await threads.fold_active_run(session, loaded)
+        assert [m["parts"][0]["text"] for m in loaded.messages] == ["my order is 42", "noted", "where is it?",
+                                                                    "In Lyon."]

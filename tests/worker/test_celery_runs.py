@@ -366,3 +366,20 @@ async def test_runs_survive_a_rabbitmq_restart(cluster: Cluster, monkeypatch: py
     finally:
         stop_group(worker)
         cluster.workers.remove(worker)
+
+
+async def test_a_thread_continues_on_the_workers(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with api(cluster, monkeypatch) as client:
+        agent = await client.post("/v1/agents", {"name": "chat", "model": "instant/echo", "instructions": "answer"})
+        thread = await client.post("/v1/threads", {"title": "on the workers"})
+        runs = []
+        for text in ("my order is 42", "where is it?"):
+            runs.append((await client.post("/v1/runs", {"agent_id": agent["id"], "thread_id": thread["id"],
+                                                        "input": text}))["id"])
+            assert (await client.wait_all(runs[-1:]))[runs[-1]] == "completed"
+        # The workers build a run from its row: the second run's row carries the thread's history.
+        second = (await client.client.get(f"/v1/runs/{runs[1]}", headers=client.headers)).json()
+        assert [m["role"] for m in second["input"]] == ["user", "assistant", "user"]
+        read = (await client.client.get(f"/v1/threads/{thread['id']}", headers=client.headers)).json()
+        texts = ["".join(p.get("text", "") for p in m["parts"]) for m in read["messages"]]
+        assert texts == ["my order is 42", "my order is 42", "where is it?", "where is it?"]

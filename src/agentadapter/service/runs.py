@@ -111,8 +111,12 @@ async def start_agent_run(session: AsyncSession, state: ServiceParts, caller: Ca
         conversation = await threads.continue_thread(session, state, caller, data.thread_id,
                                                      model if isinstance(model, str) else None)
         task = threads.thread_task(conversation.history, data.input)
+    stored_input = data.input
+    if conversation is not None and state.executor.name == "celery":
+        # Workers build the run from its row: it carries the history (the thread leaves it out when it folds).
+        stored_input = [m.to_dict() for m in threads.thread_task(conversation.history, data.input)]
     run = await run_store.create_run(
-        session, caller.tenant_id, input=data.input, project_id=project.id, agent_id=definition.id,
+        session, caller.tenant_id, input=stored_input, project_id=project.id, agent_id=definition.id,
         agent_version=definition.version, created_by=caller.user, strategy="sequential",
         options=data.stored_limits(),
     )

@@ -93,7 +93,11 @@ async def fold_active_run(session: AsyncSession, thread: Thread) -> str | None:
     if run is not None and run.status not in TERMINAL_RUN_STATUSES:
         return run.status
     if run is not None and run.status == "completed":
-        thread.messages = [*thread.messages, *run_messages(run.input, run.text)]
+        added = run_messages(run.input, run.text)
+        history = list(thread.messages)
+        if len(added) > len(history) and added[: len(history)] == history:
+            added = added[len(history):]  # a run whose input carried the thread's history (runs on workers)
+        thread.messages = [*history, *added]
     thread.active_run_id = None
     thread.updated_at = utcnow()
     await session.flush()
