@@ -324,6 +324,8 @@ class DefinitionBuilder:
     """Where ``file_search`` searches (None: agents get no file_search)."""
     mcp_policy: AddressPolicy = field(default_factory=AddressPolicy)
     """The addresses a tenant's MCP servers may be on (http_fetch's rules, with the operator's exemptions)."""
+    agent_types: frozenset[str] = frozenset()
+    """The operator's loaded agent types a tenant's workflow entry may name (by name only)."""
 
     @classmethod
     def of(cls, *, llm: LLM, tools: ToolRegistry, service: ServiceSettings,
@@ -331,8 +333,10 @@ class DefinitionBuilder:
         """From the service's parts and its settings."""
         policy = AddressPolicy(allowed_hosts=tuple(service.mcp_allowed_hosts),
                                allowed_networks=tuple(service.mcp_allowed_networks))
+        from agentadapter.service.agent_types import loaded_types
+
         return cls(llm=llm, tools=tools, denied_tools=frozenset(service.api_denied_tools), caps=RunCaps.of(service),
-                   knowledge=knowledge, mcp_policy=policy)
+                   knowledge=knowledge, mcp_policy=policy, agent_types=loaded_types())
 
     # ---------------------------------------------------------------------------------------- agents
 
@@ -569,7 +573,7 @@ class DefinitionBuilder:
                           code="key_not_allowed")
         for index, named in pop_entry_archives(spec, param).items():  # the builder's key: checked here
             await entry_archives(session, tenant_id, named, f"{param}.agents[{index}].archives")
-        refs = check_workflow_entries(spec, param)
+        refs = check_workflow_entries(spec, param, self.agent_types)
         self.caps.check_spec(spec, param)
         found = await agent_store.find_agents(session, tenant_id, [ref for _, ref in refs]) if refs else {}
         used: dict[str, AgentDefinition] = {}
@@ -587,8 +591,12 @@ class DefinitionBuilder:
             agents[index] = {**own, **{k: v for k, v in entry.items() if k != "name"}, "name": own["name"]}
             used[own["name"]] = definition
         if isinstance(spec.get("agents"), list):
-            spec["agents"] = [{**entry, "type": "llm"} if isinstance(entry, dict) and "workflow" not in entry else entry
-                              for entry in agents]
+            spec["agents"] = [
+                {**entry, "type": "llm"}
+                if isinstance(entry, dict) and "workflow" not in entry and entry.get("type") not in self.agent_types
+                else entry
+                for entry in agents
+            ]
         return used
 
     # ------------------------------------------------------------------------------------------- runs

@@ -153,9 +153,15 @@ def check_model_settings(settings: Mapping[str, Any], param: str = "model_settin
                           code="header_not_allowed")
 
 
-def check_workflow_entries(spec: Mapping[str, Any], param: str) -> list[tuple[int, str]]:
-    """Refuse operator-only keys, code refs and agent types in a tenant's workflow; returns the
-    ``(index, ref)`` of the entries that name stored agents."""
+# What an entry naming one of the operator's agent types may set (by name only: no params).
+_LOADED_TYPE_KEYS = frozenset({"name", "id", "type", "description", "timeout_s", "retries"})
+
+
+def check_workflow_entries(spec: Mapping[str, Any], param: str,
+                           agent_types: frozenset[str] = frozenset()) -> list[tuple[int, str]]:
+    """Refuse operator-only keys, code refs and agent types other than ``llm`` and the operator's loaded ones
+    (``agent_types``) in a tenant's workflow; returns the ``(index, ref)`` of the entries that name stored
+    agents."""
     stored: list[tuple[int, str]] = []
     entries = spec.get("agents")
     if not isinstance(entries, list):
@@ -174,10 +180,16 @@ def check_workflow_entries(spec: Mapping[str, Any], param: str) -> list[tuple[in
                               "is the operator's to set); store the agent with POST /v1/agents and name it with ref:",
                               code="key_not_allowed")
         kind = entry.get("type")
-        if kind is not None and kind != "llm":
+        if kind is not None and kind != "llm" and kind in agent_types:
+            for key in entry:
+                if key not in _LOADED_TYPE_KEYS:
+                    raise invalid(f"{where}.{key}", f"an entry of the operator's agent type {kind!r} names it by "
+                                  f"name only ({', '.join(sorted(_LOADED_TYPE_KEYS))})", code="key_not_allowed")
+        elif kind is not None and kind != "llm":
+            known = ", ".join(sorted({"llm", *agent_types}))
             raise invalid(f"{where}.type", f"agent type {kind!r} is not available through the API; agents sent "
-                          "through the API run on the service's models (type: llm, or leave it out)",
-                          code="type_not_allowed")
+                          f"through the API run on the service's models (type: llm, or leave it out) or are one "
+                          f"of the operator's agent types (GET /v1/agent-types: {known})", code="type_not_allowed")
         ref = entry.get("ref")
         if ref is not None:
             if not isinstance(ref, str) or ":" in ref or not ref:

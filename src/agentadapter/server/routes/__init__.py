@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from agentadapter.server.routes import agent_types as agent_type_routes
 from agentadapter.server.routes import agents, audit, gateway, provider_keys, providers, runs, settings, workflows
 from agentadapter.server.routes import archives as archive_routes
 from agentadapter.server.routes import compliance as compliance_routes
@@ -27,6 +28,7 @@ resource_routers: tuple[APIRouter, ...] = (
     embedding_routes.router,
     message_routes.router,
     response_routes.router,
+    agent_type_routes.router,
     agents.router, runs.router, workflows.router, settings.router, providers.router, provider_keys.router, audit.router,
     export_routes.router,
     usage_routes.router, credit_routes.router, file_routes.router, archive_routes.router,
