@@ -27,15 +27,17 @@ async def _user_key(api: Api, email: str = "ann@example.com") -> tuple[uuid.UUID
 
 
 async def _start(api: Api, key: str, agent_id: str) -> Any:
-    return await api.client.post("/v1/runs", headers={"Authorization": f"Bearer {key}"},
-                                 json={"agent_id": agent_id, "input": "hello"})
+    return await api.client.post(
+        "/v1/runs", headers={"Authorization": f"Bearer {key}"}, json={"agent_id": agent_id, "input": "hello"}
+    )
 
 
 async def test_a_run_without_a_required_consent_is_a_403_naming_it(any_api: Api) -> None:
     user_id, key = await _user_key(any_api)
     agent = await any_api.create_agent()
-    policy = await any_api.request("PATCH", "/v1/compliance/policy",
-                                   json={"required_consents": ["external_providers", "retention"]})
+    policy = await any_api.request(
+        "PATCH", "/v1/compliance/policy", json={"required_consents": ["external_providers", "retention"]}
+    )
     assert policy.status_code == 200, policy.text
 
     refused = await _start(any_api, key, agent["id"])
@@ -46,21 +48,30 @@ async def test_a_run_without_a_required_consent_is_a_403_naming_it(any_api: Api)
     assert error["details"]["missing"] == ["external_providers", "retention"]
 
     # The user records one consent: the other is still missing, and named alone.
-    recorded = await any_api.client.put(f"/v1/compliance/consents/{user_id}", headers={"Authorization": f"Bearer {key}"},
-                                        json={"consents": {"external_providers": True}})
+    recorded = await any_api.client.put(
+        f"/v1/compliance/consents/{user_id}",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"consents": {"external_providers": True}},
+    )
     assert recorded.status_code == 200, recorded.text
     refused = await _start(any_api, key, agent["id"])
     assert refused.status_code == 403 and refused.json()["error"]["details"]["missing"] == ["retention"]
 
-    await any_api.client.put(f"/v1/compliance/consents/{user_id}", headers={"Authorization": f"Bearer {key}"},
-                             json={"consents": {"retention": True}})
+    await any_api.client.put(
+        f"/v1/compliance/consents/{user_id}",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"consents": {"retention": True}},
+    )
     started = await _start(any_api, key, agent["id"])
     assert started.status_code == 202, started.text
     assert (await any_api.wait_run(started.json()["id"]))["status"] == "completed"
 
     # A consent withdrawn refuses the next run again.
-    await any_api.client.put(f"/v1/compliance/consents/{user_id}", headers={"Authorization": f"Bearer {key}"},
-                             json={"consents": {"retention": False}})
+    await any_api.client.put(
+        f"/v1/compliance/consents/{user_id}",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"consents": {"retention": False}},
+    )
     assert (await _start(any_api, key, agent["id"])).status_code == 403
 
 
@@ -69,8 +80,11 @@ async def test_consents_are_a_users_own_or_an_admins(api: Api) -> None:
     _, other_key = await _user_key(api, "bob@example.com")
     headers = {"Authorization": f"Bearer {other_key}"}
     assert (await api.client.get(f"/v1/compliance/consents/{user_id}", headers=headers)).status_code == 403
-    assert (await api.client.put(f"/v1/compliance/consents/{user_id}", headers=headers,
-                                 json={"consents": {"training": True}})).status_code == 403
+    assert (
+        await api.client.put(
+            f"/v1/compliance/consents/{user_id}", headers=headers, json={"consents": {"training": True}}
+        )
+    ).status_code == 403
     admin = await api.request("PUT", f"/v1/compliance/consents/{user_id}", json={"consents": {"training": False}})
     assert admin.status_code == 200 and admin.json()["consents"]["training"]["granted"] is False
     # Another tenant's admin does not see the user.
@@ -136,8 +150,9 @@ def consent_webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     thread.join()
 
 
-async def test_the_consent_webhook(api: Api, consent_webhook: tuple[str, list[dict[str, Any]]],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_consent_webhook(
+    api: Api, consent_webhook: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, received = consent_webhook
     monkeypatch.setenv("AGENTADAPTER_CONSENT_WEBHOOK_URL", url)
     set_consent_hook(None)  # read the environment again

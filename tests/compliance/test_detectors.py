@@ -19,10 +19,14 @@ from agentadapter.compliance.detectors import PatternDetector
 CASES = {
     "email": (["jane.doe@example.com", "a+b_c@mail.example.co.uk"], ["jane@localhost", "not an @ address"]),
     "phone": (["+44 20 7946 0958", "+1 415-555-2671", "+49 30 901820"], ["+1 555", "order 4411"]),
-    "card": (["4111 1111 1111 1111", "5500-0000-0000-0004", "378282246310005"],
-             ["4111 1111 1111 1112", "1234567890123", "0000 0000 0000 0000"]),
-    "iban": (["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"], ["GB82 WEST 1234 5698 7654 33",
-                                                                         "XX82WEST12345698765432"]),
+    "card": (
+        ["4111 1111 1111 1111", "5500-0000-0000-0004", "378282246310005"],
+        ["4111 1111 1111 1112", "1234567890123", "0000 0000 0000 0000"],
+    ),
+    "iban": (
+        ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"],
+        ["GB82 WEST 1234 5698 7654 33", "XX82WEST12345698765432"],
+    ),
     "ip": (["192.168.1.20", "2001:db8::8a2e:370:7334", "10.0.0.1"], ["999.1.1.1", "12:30:45", "1.2.3"]),
 }
 
@@ -50,8 +54,10 @@ def test_national_phone_numbers_are_read_in_the_policy_region() -> None:
     assert anonymizer.text("call 020 7946 0958 today") == "call [PHONE] today"
 
 
-TEXT = ("Jane (jane.doe@example.com, +44 20 7946 0958) paid with 4111 1111 1111 1111 from GB82 WEST 1234 5698 "
-        "7654 32 at 192.168.1.20")
+TEXT = (
+    "Jane (jane.doe@example.com, +44 20 7946 0958) paid with 4111 1111 1111 1111 from GB82 WEST 1234 5698 "
+    "7654 32 at 192.168.1.20"
+)
 
 
 def test_mask_replaces_every_kind_and_keep_changes_nothing() -> None:

@@ -45,8 +45,9 @@ async def _every_value(api: Api) -> list[tuple[str, str]]:
     async with api.state.db.session() as session:
         for table in Base.metadata.sorted_tables:
             for row in (await session.execute(sa.select(table))).all():
-                found.extend((table.name, json.dumps(v, default=str) if isinstance(v, dict | list) else str(v))
-                             for v in row)
+                found.extend(
+                    (table.name, json.dumps(v, default=str) if isinstance(v, dict | list) else str(v)) for v in row
+                )
     return found
 
 
@@ -54,29 +55,33 @@ def _traces(values: list[tuple[str, str]], identifiers: list[str]) -> list[tuple
     return [(table, value) for table, value in values if any(i in value for i in identifiers)]
 
 
-async def test_a_users_erasure_leaves_no_trace_of_them(any_api: Api, redis_prefix: tuple[Any, str],
-                                                       tmp_path: Path) -> None:
+async def test_a_users_erasure_leaves_no_trace_of_them(
+    any_api: Api, redis_prefix: tuple[Any, str], tmp_path: Path
+) -> None:
     api = any_api
     client, prefix = redis_prefix
     tenant = await api.tenant()
     subject = f"subject-{uuid.uuid4().hex[:10]}"
     email = f"{uuid.uuid4().hex[:8]}.erased@example.com"
     async with api.state.db.writer() as session:
-        user = await users.get_or_create_user(session, tenant.id, subject, email=email,
-                                              display_name="Erin Erased")
+        user = await users.get_or_create_user(session, tenant.id, subject, email=email, display_name="Erin Erased")
         key_row, key = await api_keys.create_api_key(session, tenant.id, role="member", user_id=user.id)
     headers = {"Authorization": f"Bearer {key}"}
     identifiers = [str(user.id), user.id.hex, email, subject, str(key_row.id), key_row.id.hex]
 
     # The user's activity: a run (with its steps, events and usage), settings, consents, a file, audit entries.
     agent = await api.create_agent()
-    started = await api.client.post("/v1/runs", headers=headers, json={"agent_id": agent["id"],
-                                                                       "input": f"I am {email}"})
+    started = await api.client.post(
+        "/v1/runs", headers=headers, json={"agent_id": agent["id"], "input": f"I am {email}"}
+    )
     assert started.status_code == 202, started.text
     assert (await api.wait_run(started.json()["id"]))["status"] == "completed"
     assert (await api.client.put("/v1/settings", headers=headers, json={"prefer_local": True})).status_code == 200
-    assert (await api.client.put(f"/v1/compliance/consents/{user.id}", headers=headers,
-                                 json={"consents": {"training": False}})).status_code == 200
+    assert (
+        await api.client.put(
+            f"/v1/compliance/consents/{user.id}", headers=headers, json={"consents": {"training": False}}
+        )
+    ).status_code == 200
     uploaded = await api.client.post("/v1/files", headers=headers, files={"file": ("me.txt", f"{MARKER} {email}")})
     assert uploaded.status_code in (200, 201), uploaded.text
     blob_files = [p for p in tmp_path.rglob("*") if p.is_file() and MARKER.encode() in p.read_bytes()]
@@ -90,8 +95,9 @@ async def test_a_users_erasure_leaves_no_trace_of_them(any_api: Api, redis_prefi
     assert _traces(await _every_value(api), identifiers)
 
     # Asked: pending for the window, the user's keys revoked at once; cancellable.
-    asked = await api.request("POST", "/v1/compliance/erasures", json={"user_id": str(user.id),
-                                                                       "reason": f"request from {email}"})
+    asked = await api.request(
+        "POST", "/v1/compliance/erasures", json={"user_id": str(user.id), "reason": f"request from {email}"}
+    )
     assert asked.status_code == 202, asked.text
     assert asked.json()["status"] == "pending"
     assert (await api.client.get("/v1/runs", headers=headers)).status_code == 401
@@ -108,8 +114,7 @@ async def test_a_users_erasure_leaves_no_trace_of_them(any_api: Api, redis_prefi
 
     # The window passes (forced here), and the erasure is carried out.
     admin = Caller.system(tenant.id, "test")
-    report = await compliance.execute_erasure(parts, tenant.id, uuid.UUID(again.json()["id"]), caller=admin,
-                                              force=True)
+    report = await compliance.execute_erasure(parts, tenant.id, uuid.UUID(again.json()["id"]), caller=admin, force=True)
     assert report["deleted"]["runs"] == 1 and report["deleted"]["users"] == 1
     assert report["deleted"]["files"] == 1 and report["files_removed"] == 1
     assert report["deleted"]["api_keys"] == 1 and report["deleted"]["user_consents"] == 2
@@ -135,8 +140,9 @@ async def test_erasure_requests_are_checked(api: Api) -> None:
         default = await users.default_user(session, tenant.id)
     refused = await api.request("POST", "/v1/compliance/erasures", json={"user_id": str(default.id)})
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "default_user"
-    assert (await api.request("POST", "/v1/compliance/erasures", json={"user_id": str(uuid.uuid4())})
-            ).status_code == 404
+    assert (
+        await api.request("POST", "/v1/compliance/erasures", json={"user_id": str(uuid.uuid4())})
+    ).status_code == 404
     assert (await api.request("POST", "/v1/compliance/erasures", as_="member", json={})).status_code == 403
     assert (await api.request("POST", "/v1/compliance/erasures", json={"user_id": "nope"})).status_code == 422
     other = await api.request("POST", "/v1/compliance/erasures", tenant="b", json={})
@@ -144,8 +150,9 @@ async def test_erasure_requests_are_checked(api: Api) -> None:
     assert (await api.request("GET", f"/v1/compliance/erasures/{other.json()['id']}")).status_code == 404
 
 
-async def test_a_tenants_erasure_removes_the_tenant_and_everything_it_owns(any_api: Api, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_tenants_erasure_removes_the_tenant_and_everything_it_owns(
+    any_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     api = any_api
     monkeypatch.setenv("AGENTADAPTER_ERASURE_GRACE_DAYS", "0")  # no window: carried out at once
     tenant = await api.tenant("gone")
@@ -175,22 +182,27 @@ async def test_the_housekeeping_carries_out_erasures_whose_window_has_passed(mak
         async with api.state.db.writer() as session:
             user = await users.get_or_create_user(session, tenant.id, unique("subject"), email="due@example.com")
             _, key = await api_keys.create_api_key(session, tenant.id, role="member", user_id=user.id)
-        uploaded = await api.client.post("/v1/files", headers={"Authorization": f"Bearer {key}"},
-                                         files={"file": ("due.txt", f"{MARKER} due")})
+        uploaded = await api.client.post(
+            "/v1/files", headers={"Authorization": f"Bearer {key}"}, files={"file": ("due.txt", f"{MARKER} due")}
+        )
         assert uploaded.status_code in (200, 201), uploaded.text
         asked = await api.request("POST", "/v1/compliance/erasures", json={"user_id": str(user.id)})
         assert asked.json()["status"] == "pending"
         retention = api.state.retention
         assert retention is not None and retention.erasures.storage is not None  # the app gave it the storage
         assert await retention.run_once() is not None
-        assert (await api.request("GET", f"/v1/compliance/erasures/{asked.json()['id']}")).json()["status"] == \
-            "pending"  # still in its window
+        assert (await api.request("GET", f"/v1/compliance/erasures/{asked.json()['id']}")).json()[
+            "status"
+        ] == "pending"  # still in its window
         async with api.state.db.writer() as session:
             from agentadapter.store.compliance_models import ErasureRequest
             from agentadapter.store.models import utcnow
 
-            await session.execute(sa.update(ErasureRequest).where(ErasureRequest.id == uuid.UUID(asked.json()["id"]))
-                                  .values(execute_after=utcnow()))
+            await session.execute(
+                sa.update(ErasureRequest)
+                .where(ErasureRequest.id == uuid.UUID(asked.json()["id"]))
+                .values(execute_after=utcnow())
+            )
         await retention.run_once()
         done = (await api.request("GET", f"/v1/compliance/erasures/{asked.json()['id']}")).json()
         assert done["status"] == "done" and done["report"]["files_removed"] == 1

@@ -13,8 +13,9 @@ TASK = "Write to jane.doe@example.com or call +44 20 7946 0958 about card 4111 1
 
 
 def _echo(request: Request) -> str:
-    return "Noted: " + " ".join(p.text for m in request.messages if m.role == "user" for p in m.parts
-                                if hasattr(p, "text"))
+    return "Noted: " + " ".join(
+        p.text for m in request.messages if m.role == "user" for p in m.parts if hasattr(p, "text")
+    )
 
 
 async def test_calls_to_an_external_provider_carry_placeholders(make_api: AppFactory) -> None:

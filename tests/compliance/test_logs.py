@@ -20,8 +20,12 @@ def _remove_our_filters() -> None:
 
 
 @pytest.mark.parametrize("setting", ["mask", "keep"])
-async def test_log_lines(make_api: AppFactory, logs: tuple[io.StringIO, pytest.LogCaptureFixture],
-                         monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
+async def test_log_lines(
+    make_api: AppFactory,
+    logs: tuple[io.StringIO, pytest.LogCaptureFixture],
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str,
+) -> None:
     stream, _ = logs
     monkeypatch.setenv("AGENTADAPTER_LOG_PERSONAL_DATA", setting)
     try:

@@ -18,12 +18,21 @@ async def _activity(api: Api, tenant: str = "a") -> None:
         started = await api.request("POST", "/v1/runs", tenant=tenant, json={"agent_id": agent["id"], "input": text})
         await api.wait_run(started.json()["id"], tenant=tenant)
     assert (await api.request("GET", "/v1/export", tenant=tenant)).status_code == 200
-    key = await api.request("POST", "/v1/provider-keys", tenant=tenant,
-                            json={"provider": "openai", "key": "sk-test-" + "x" * 40})
+    key = await api.request(
+        "POST", "/v1/provider-keys", tenant=tenant, json={"provider": "openai", "key": "sk-test-" + "x" * 40}
+    )
     assert key.status_code in (200, 201), key.text
-    await api.request("PATCH", "/v1/compliance/policy", tenant=tenant,
-                      json={"pii_mode": "hash", "retention_days": 14, "external_providers": ["openai"],
-                            "required_consents": ["training"]})
+    await api.request(
+        "PATCH",
+        "/v1/compliance/policy",
+        tenant=tenant,
+        json={
+            "pii_mode": "hash",
+            "retention_days": 14,
+            "external_providers": ["openai"],
+            "required_consents": ["training"],
+        },
+    )
 
 
 async def test_the_report_of_a_tenant_with_activity(any_api: Api) -> None:
@@ -54,15 +63,15 @@ async def test_the_report_of_a_tenant_with_activity(any_api: Api) -> None:
     assert access["audit_entries_by_role"]["admin"]["actions"]["run.create"] == 2
     assert access["active_api_keys_by_role"] == {"admin": 1, "member": 1, "viewer": 1}
     async with api.state.db.session() as session:
-        entries = await session.scalar(sa.select(sa.func.count()).select_from(AuditLog)
-                                       .where(AuditLog.tenant_id == tenant.id))
+        entries = await session.scalar(
+            sa.select(sa.func.count()).select_from(AuditLog).where(AuditLog.tenant_id == tenant.id)
+        )
     assert report["data_held"]["audit_entries"]["count"] == entries
 
     page = await api.request("GET", "/v1/compliance/report.html")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     html = page.text
-    for heading in ("Data held", "Retention", "Anonymization", "Erasures", "Exports", "Key changes",
-                    "Access by role"):
+    for heading in ("Data held", "Retention", "Anonymization", "Erasures", "Exports", "Key changes", "Access by role"):
         assert f"<h2>{heading}" in html
     assert tenant.name in html and "provider_key.create" in html and "<script" not in html
 
@@ -81,14 +90,20 @@ async def test_a_tenants_retention_overrides_the_servers(any_api: Api) -> None:
     assert policy.json()["effective_retention_days"] == 2
     ten_days_ago = utcnow() - timedelta(days=10)
     async with api.state.db.writer() as session:
-        await session.execute(sa.update(Run).where(Run.tenant_id.in_([short.id, default.id]))
-                              .values(created_at=ten_days_ago, finished_at=ten_days_ago))
+        await session.execute(
+            sa.update(Run)
+            .where(Run.tenant_id.in_([short.id, default.id]))
+            .values(created_at=ten_days_ago, finished_at=ten_days_ago)
+        )
 
     report = await purge_by_policy(api.state.db, default_days=30)
     assert report.counts["runs"] >= 1
     async with api.state.db.session() as session:
-        rows = await session.execute(sa.select(Run.tenant_id, sa.func.count())
-                                     .where(Run.tenant_id.in_([short.id, default.id])).group_by(Run.tenant_id))
+        rows = await session.execute(
+            sa.select(Run.tenant_id, sa.func.count())
+            .where(Run.tenant_id.in_([short.id, default.id]))
+            .group_by(Run.tenant_id)
+        )
         left: dict[uuid.UUID, int] = {row[0]: row[1] for row in rows}
     assert left == {default.id: 1}
 

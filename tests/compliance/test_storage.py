@@ -28,10 +28,14 @@ async def _stored(api: Api, run_id: str) -> str:
     """Everything the database holds of the run, as one text."""
     rid = uuid.UUID(run_id)
     async with api.state.db.session() as session:
-        run = (await session.execute(sa.select(Run.input, Run.output, Run.text, Run.details)
-                                     .where(Run.id == rid))).one()
-        steps = (await session.execute(sa.select(AgentRun.input, AgentRun.output, AgentRun.text)
-                                       .where(AgentRun.run_id == rid))).all()
+        run = (
+            await session.execute(sa.select(Run.input, Run.output, Run.text, Run.details).where(Run.id == rid))
+        ).one()
+        steps = (
+            await session.execute(
+                sa.select(AgentRun.input, AgentRun.output, AgentRun.text).where(AgentRun.run_id == rid)
+            )
+        ).all()
         events = (await session.execute(sa.select(RunEventRow.data).where(RunEventRow.run_id == rid))).all()
     assert steps and events
     return json.dumps([list(run), [list(s) for s in steps], [list(e) for e in events]], default=str)
@@ -90,11 +94,16 @@ async def test_a_policy_is_the_tenants_own(any_api: Api) -> None:
 
 
 async def test_bad_policy_values_are_422s_naming_the_field(api: Api) -> None:
-    for body, param in (({"pii_mode": "scramble"}, "pii_mode"), ({"detectors": ["names"]}, "detectors"),
-                        ({"phone_region": "Britain"}, "phone_region"), ({"retention_days": -1}, "retention_days"),
-                        ({"required_consents": ["Bad Purpose"]}, "required_consents")):
+    for body, param in (
+        ({"pii_mode": "scramble"}, "pii_mode"),
+        ({"detectors": ["names"]}, "detectors"),
+        ({"phone_region": "Britain"}, "phone_region"),
+        ({"retention_days": -1}, "retention_days"),
+        ({"required_consents": ["Bad Purpose"]}, "required_consents"),
+    ):
         response = await api.request("PATCH", "/v1/compliance/policy", json=body)
         assert response.status_code == 422, (body, response.text)
         assert response.json()["error"]["param"] == param
-    assert (await api.request("PATCH", "/v1/compliance/policy", as_="member", json={"pii_mode": "mask"})
-            ).status_code == 403
+    assert (
+        await api.request("PATCH", "/v1/compliance/policy", as_="member", json={"pii_mode": "mask"})
+    ).status_code == 403

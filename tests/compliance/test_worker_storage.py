@@ -27,9 +27,15 @@ async def test_a_worker_run_is_stored_masked(runtime: Runtime) -> None:  # noqa:
         policy = await compliance_store.ensure_policy(session, tenant.id)
         policy.pii_mode = "mask"
         project = await tenants.default_project(session, tenant.id)
-        row = await workflow_store.create_workflow(session, tenant.id, name=TRIO["name"], spec=TRIO)
-        run = await run_store.create_run(session, tenant.id, input=f"Write to {EMAIL}", project_id=project.id,
-                                         workflow_id=row.id, workflow_name=row.name)
+        row = await workflow_store.create_workflow(session, tenant.id, name="trio", spec=TRIO)
+        run = await run_store.create_run(
+            session,
+            tenant.id,
+            input=f"Write to {EMAIL}",
+            project_id=project.id,
+            workflow_id=row.id,
+            workflow_name=row.name,
+        )
     compliance_store.forget_policy(tenant.id)
     runtime.sent.append((worker_app.DRIVE_TASK, [str(run.id)]))
     await runtime.deliver_all()
@@ -37,11 +43,23 @@ async def test_a_worker_run_is_stored_masked(runtime: Runtime) -> None:  # noqa:
     ended, steps = await stored(runtime, run.id)
     assert ended.status == "completed", ended.error
     async with runtime.db.session() as session:
-        agent_runs = (await session.execute(sa.select(AgentRun.input, AgentRun.output, AgentRun.text)
-                                            .where(AgentRun.run_id == run.id))).all()
+        agent_runs = (
+            await session.execute(
+                sa.select(AgentRun.input, AgentRun.output, AgentRun.text).where(AgentRun.run_id == run.id)
+            )
+        ).all()
         events = (await session.execute(sa.select(RunEventRow.data).where(RunEventRow.run_id == run.id))).all()
     assert len(steps) == 3 and len(agent_runs) == 3 and events
-    everything = json.dumps([ended.input, ended.output, ended.text, [[s.request, s.result] for s in steps],
-                             [list(a) for a in agent_runs], [e[0] for e in events]], default=str)
+    everything = json.dumps(
+        [
+            ended.input,
+            ended.output,
+            ended.text,
+            [[s.request, s.result] for s in steps],
+            [list(a) for a in agent_runs],
+            [e[0] for e in events],
+        ],
+        default=str,
+    )
     assert EMAIL not in everything
     assert "Write to [EMAIL]" in everything

@@ -39,8 +39,7 @@ class PseudonymizingBackend(Backend):
 
     type_name = "pseudonymizing"
 
-    def __init__(self, inner: Backend, *, detectors: Sequence[str] = BUILTIN_KINDS,
-                 region: str | None = None) -> None:
+    def __init__(self, inner: Backend, *, detectors: Sequence[str] = BUILTIN_KINDS, region: str | None = None) -> None:
         super().__init__(inner.config, transport=inner.transport)
         self.inner = inner
         self.detectors = tuple(detectors)
@@ -70,7 +69,7 @@ class PseudonymizingBackend(Backend):
                 text = held.pop(event.index, "") + event.text
                 cut = _OPEN_PLACEHOLDER.search(text)
                 if cut is not None:
-                    held[event.index], text = text[cut.start():], text[:cut.start()]
+                    held[event.index], text = text[cut.start() :], text[: cut.start()]
                 if text:
                     yield dataclasses.replace(event, text=names.restore(text))
                 continue
@@ -151,8 +150,9 @@ def _restore_response(response: Response, names: Pseudonymizer) -> Response:
     return dataclasses.replace(response, parts=parts)
 
 
-def pseudonymized(llm: LLM, providers: Sequence[str], *, detectors: Sequence[str] = BUILTIN_KINDS,
-                  region: str | None = None) -> LLM:
+def pseudonymized(
+    llm: LLM, providers: Sequence[str], *, detectors: Sequence[str] = BUILTIN_KINDS, region: str | None = None
+) -> LLM:
     """A facade like ``llm`` whose calls to ``providers`` carry placeholders instead of personal data."""
     wrapped: dict[str, Backend] = {}
     for provider in providers:

@@ -50,8 +50,7 @@ async def _parts(db: Database) -> tuple[ErasureParts, Any]:
 def report(
     name: Annotated[str, typer.Argument(help="the tenant's name")],
     html: Annotated[bool, typer.Option("--html", help="a readable HTML page instead of JSON")] = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file (default: stdout)")]
-    = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file (default: stdout)")] = None,
 ) -> None:
     """Print a tenant's compliance report: data held by age, retention, anonymization, erasures, access."""
     from agentadapter.config import get_settings
@@ -91,8 +90,7 @@ def erase(
         async with db.write_session() as session:
             tenant_id = await find_tenant_id(session, name)
             caller = Caller.system(tenant_id)
-            row = await request_erasure(session, caller, user_id=user_id, reason=reason,
-                                        grace_days=0 if now else None)
+            row = await request_erasure(session, caller, user_id=user_id, reason=reason, grace_days=0 if now else None)
             erasure = {"id": str(row.id), "scope": row.scope, "execute_after": row.execute_after.isoformat()}
         if not now:
             return {**erasure, "status": "pending"}

@@ -71,7 +71,7 @@ class Anonymizer:
         pieces: list[str] = []
         position = 0
         for finding in found:
-            pieces.append(text[position:finding.start])
+            pieces.append(text[position : finding.start])
             pieces.append(self._token(finding))
             position = finding.end
         pieces.append(text[position:])
@@ -107,7 +107,7 @@ class Pseudonymizer:
         pieces: list[str] = []
         position = 0
         for finding in found:
-            pieces.append(text[position:finding.start])
+            pieces.append(text[position : finding.start])
             pieces.append(self._placeholder(finding))
             position = finding.end
         pieces.append(text[position:])

@@ -68,8 +68,11 @@ class PatternDetector:
     check: Callable[[str], bool] | None = None
 
     def find(self, text: str) -> list[Finding]:
-        return [Finding(self.kind, m.start(), m.end(), m.group())
-                for m in self.pattern.finditer(text) if self.check is None or self.check(m.group())]
+        return [
+            Finding(self.kind, m.start(), m.end(), m.group())
+            for m in self.pattern.finditer(text)
+            if self.check is None or self.check(m.group())
+        ]
 
 
 # ------------------------------------------------------------------------------------------ checksums
@@ -92,14 +95,85 @@ def luhn_valid(number: str) -> bool:
 
 # The IBAN length of each country that issues them (the registry's table; unknown countries are refused).
 _IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
-    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
-    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
-    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
-    "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18,
-    "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SD": 18,
-    "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22,
-    "VG": 24, "XK": 20,
+    "AD": 24,
+    "AE": 23,
+    "AL": 28,
+    "AT": 20,
+    "AZ": 28,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BR": 29,
+    "BY": 28,
+    "CH": 21,
+    "CR": 22,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DK": 18,
+    "DO": 28,
+    "EE": 20,
+    "EG": 29,
+    "ES": 24,
+    "FI": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GE": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "GT": 28,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IQ": 23,
+    "IS": 26,
+    "IT": 27,
+    "JO": 30,
+    "KW": 30,
+    "KZ": 20,
+    "LB": 28,
+    "LC": 32,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "LY": 25,
+    "MC": 27,
+    "MD": 24,
+    "ME": 22,
+    "MK": 19,
+    "MR": 27,
+    "MT": 31,
+    "MU": 30,
+    "NL": 18,
+    "NO": 15,
+    "PK": 24,
+    "PL": 28,
+    "PS": 29,
+    "PT": 25,
+    "QA": 29,
+    "RO": 24,
+    "RS": 22,
+    "SA": 24,
+    "SC": 31,
+    "SD": 18,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "ST": 25,
+    "SV": 28,
+    "TL": 23,
+    "TN": 24,
+    "TR": 26,
+    "UA": 29,
+    "VA": 22,
+    "VG": 24,
+    "XK": 20,
 }
 
 
@@ -122,8 +196,10 @@ def _ip_valid(value: str) -> bool:
 
 # ------------------------------------------------------------------------------------------ detectors
 
-_EMAIL = re.compile(r"(?<![\w.+\-])[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![\w\-])")
+_EMAIL = re.compile(
+    r"(?<![\w.+\-])[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![\w\-])"
+)
 _CARD = re.compile(r"(?<![\d\-])\d(?:[ \-]?\d){12,18}(?![\d\-])")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
@@ -138,12 +214,18 @@ class IpDetector:
     kind: str = "ip"
 
     def find(self, text: str) -> list[Finding]:
-        found = [Finding(self.kind, m.start(), m.end(), m.group()) for m in _IPV4.finditer(text)
-                 if _ip_valid(m.group())]
+        found = [
+            Finding(self.kind, m.start(), m.end(), m.group()) for m in _IPV4.finditer(text) if _ip_valid(m.group())
+        ]
         # "::" alone, or a time like 12:30:45, is no address: an IPv6 candidate must parse and hold a hex group.
-        found += [Finding(self.kind, m.start(), m.end(), m.group()) for m in _IPV6.finditer(text)
-                  if m.group() != "::" and _ip_valid(m.group()) and re.search(r"[0-9A-Fa-f]{2}", m.group())
-                  and not re.fullmatch(r"\d{1,2}(?::\d{2}){1,2}", m.group())]
+        found += [
+            Finding(self.kind, m.start(), m.end(), m.group())
+            for m in _IPV6.finditer(text)
+            if m.group() != "::"
+            and _ip_valid(m.group())
+            and re.search(r"[0-9A-Fa-f]{2}", m.group())
+            and not re.fullmatch(r"\d{1,2}(?::\d{2}){1,2}", m.group())
+        ]
         return found
 
 
@@ -207,8 +289,9 @@ def detector(kind: str) -> Detector:
     try:
         return _registry[kind]
     except KeyError:
-        raise KeyError(f"no detector of kind {kind!r}; the registered kinds are {', '.join(detector_kinds())}") \
-            from None
+        raise KeyError(
+            f"no detector of kind {kind!r}; the registered kinds are {', '.join(detector_kinds())}"
+        ) from None
 
 
 def find_all(text: str, kinds: Sequence[str] | None = None, *, region: str | None = None) -> list[Finding]:

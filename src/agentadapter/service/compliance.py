@@ -142,8 +142,13 @@ def _names(param: str, values: Sequence[str], what: str) -> list[str]:
 async def update_policy(session: AsyncSession, caller: Caller, change: PolicyChange) -> CompliancePolicy:
     """Change the tenant's policy (audited); the store's copy in this process is dropped at once."""
     row = await store.ensure_policy(session, caller.tenant_id)
-    before = {"pii_mode": row.pii_mode, "detectors": list(row.detectors), "retention_days": row.retention_days,
-              "external_providers": list(row.external_providers), "required_consents": list(row.required_consents)}
+    before = {
+        "pii_mode": row.pii_mode,
+        "detectors": list(row.detectors),
+        "retention_days": row.retention_days,
+        "external_providers": list(row.external_providers),
+        "required_consents": list(row.required_consents),
+    }
     if change.pii_mode is not None:
         if change.pii_mode not in MODES:
             raise invalid("pii_mode", f"must be one of {', '.join(MODES)}, not {change.pii_mode!r}")
@@ -152,8 +157,9 @@ async def update_policy(session: AsyncSession, caller: Caller, change: PolicyCha
         known = detector_kinds()
         unknown = [d for d in change.detectors if d not in known]
         if unknown:
-            raise invalid("detectors", f"no detector named {', '.join(map(repr, unknown))}; the detectors are "
-                                       f"{', '.join(known)}")
+            raise invalid(
+                "detectors", f"no detector named {', '.join(map(repr, unknown))}; the detectors are {', '.join(known)}"
+            )
         row.detectors = list(dict.fromkeys(change.detectors))
     if change.phone_region is not None:
         region = change.phone_region.upper()
@@ -171,10 +177,21 @@ async def update_policy(session: AsyncSession, caller: Caller, change: PolicyCha
     if change.required_consents is not None:
         row.required_consents = _names("required_consents", change.required_consents, "consent purpose")
     row.updated_at = utcnow()
-    after = {"pii_mode": row.pii_mode, "detectors": list(row.detectors), "retention_days": row.retention_days,
-             "external_providers": list(row.external_providers), "required_consents": list(row.required_consents)}
-    await record(session, caller, "compliance.policy_update", "compliance_policy", caller.tenant_id,
-                 {"before": before, "after": after})
+    after = {
+        "pii_mode": row.pii_mode,
+        "detectors": list(row.detectors),
+        "retention_days": row.retention_days,
+        "external_providers": list(row.external_providers),
+        "required_consents": list(row.required_consents),
+    }
+    await record(
+        session,
+        caller,
+        "compliance.policy_update",
+        "compliance_policy",
+        caller.tenant_id,
+        {"before": before, "after": after},
+    )
     await session.commit()
     store.forget_policy(caller.tenant_id)
     return row
@@ -194,8 +211,13 @@ class ConsentQuery:
     purposes: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tenant_id": str(self.tenant_id), "user_id": str(self.user_id), "subject": self.subject,
-                "email": self.email, "purposes": list(self.purposes)}
+        return {
+            "tenant_id": str(self.tenant_id),
+            "user_id": str(self.user_id),
+            "subject": self.subject,
+            "email": self.email,
+            "purposes": list(self.purposes),
+        }
 
 
 ConsentHook = Callable[[ConsentQuery], Awaitable[Mapping[str, bool]] | Mapping[str, bool]]
@@ -240,8 +262,9 @@ def _webhook(url: str, timeout_s: float) -> ConsentHook:
     return ask
 
 
-async def effective_consents(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID,
-                             purposes: Sequence[str]) -> dict[str, bool]:
+async def effective_consents(
+    session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID, purposes: Sequence[str]
+) -> dict[str, bool]:
     """Each purpose's answer: the user's recorded one, else the consent service's (False without either)."""
     recorded = await store.consents_of(session, tenant_id, user_id)
     answers = {p: recorded[p].granted for p in purposes if p in recorded}
@@ -256,8 +279,10 @@ async def effective_consents(session: AsyncSession, tenant_id: uuid.UUID, user_i
         except Exception as exc:
             # Fail closed: a consent nobody could confirm is not given, and the caller is told why.
             logger.warning("the consent service failed (%s)", type(exc).__name__, exc_info=True)
-            raise Unavailable(f"the consent service did not answer ({type(exc).__name__}); retry in a moment",
-                              code="consent_service_unavailable") from exc
+            raise Unavailable(
+                f"the consent service did not answer ({type(exc).__name__}); retry in a moment",
+                code="consent_service_unavailable",
+            ) from exc
         answers.update({p: bool(given.get(p, False)) for p in unknown})
     return {p: answers.get(p, False) for p in purposes}
 
@@ -274,19 +299,24 @@ async def check_run_consents(session: AsyncSession, caller: Caller) -> None:
             f"this run needs the consent{'s' if len(missing) > 1 else ''} {', '.join(missing)} of user "
             f"{caller.principal.subject}, which {'they have' if len(missing) > 1 else 'it has'} not given; record it "
             f"(PUT /v1/compliance/consents/{caller.user_id}) or ask the tenant's admin",
-            code="consent_required", details={"missing": missing, "user_id": str(caller.user_id)})
+            code="consent_required",
+            details={"missing": missing, "user_id": str(caller.user_id)},
+        )
 
 
-async def set_user_consents(session: AsyncSession, caller: Caller, user_id: uuid.UUID,
-                            answers: Mapping[str, bool]) -> dict[str, Any]:
+async def set_user_consents(
+    session: AsyncSession, caller: Caller, user_id: uuid.UUID, answers: Mapping[str, bool]
+) -> dict[str, Any]:
     """Record a user's answers (audited); the caller's route checked who may."""
     await users.get_user(session, caller.tenant_id, user_id)  # another tenant's user: 404
     _names("consents", list(answers), "consent purpose")
     rows = await store.set_consents(session, caller.tenant_id, user_id, answers)
     await record(session, caller, "consent.update", "user", user_id, {"consents": dict(answers)})
     await session.commit()
-    return {purpose: {"granted": row.granted, "source": row.source, "updated_at": row.updated_at.isoformat()}
-            for purpose, row in sorted(rows.items())}
+    return {
+        purpose: {"granted": row.granted, "source": row.source, "updated_at": row.updated_at.isoformat()}
+        for purpose, row in sorted(rows.items())
+    }
 
 
 # ----------------------------------------------------------------------------------------------- erasure
@@ -305,16 +335,23 @@ class ErasureParts:
     """Called with the tenant after an erasure: caches that may hold what was erased (auth, facades)."""
 
 
-def erasure_parts(db: Database, *, storage: BlobStorage | None, redis: Any,
-                  forget: Sequence[Callable[[uuid.UUID], None]] = ()) -> ErasureParts:
+def erasure_parts(
+    db: Database, *, storage: BlobStorage | None, redis: Any, forget: Sequence[Callable[[uuid.UUID], None]] = ()
+) -> ErasureParts:
     """The parts of a process that has them, with the operator's Redis prefixes."""
     settings = ComplianceSettings()
     prefixes = tuple(p.strip() for p in settings.redis_erasure_prefixes.split(",") if p.strip())
     return ErasureParts(db=db, storage=storage, redis=redis, redis_prefixes=prefixes, forget=list(forget))
 
 
-async def request_erasure(session: AsyncSession, caller: Caller, *, user_id: uuid.UUID | None, reason: str = "",
-                          grace_days: float | None = None) -> ErasureRequest:
+async def request_erasure(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    user_id: uuid.UUID | None,
+    reason: str = "",
+    grace_days: float | None = None,
+) -> ErasureRequest:
     """Ask for an erasure of a user (or, ``user_id`` None, of the whole tenant), carried out after the window.
 
     The user's API keys are revoked now: during the window nobody acts as them, and the erasure can still
@@ -327,23 +364,44 @@ async def request_erasure(session: AsyncSession, caller: Caller, *, user_id: uui
     if user_id is not None:
         user = await users.get_user(session, caller.tenant_id, user_id)
         if user.is_default:
-            raise Conflict("the tenant's default user is who its API keys act as; its data is the tenant's: erase the "
-                           "tenant instead (POST /v1/compliance/erasures without user_id)", code="default_user",
-                           param="user_id")
-        pending = await session.scalar(sa.select(ErasureRequest.id).where(
-            ErasureRequest.tenant_id == caller.tenant_id, ErasureRequest.user_id == user_id,
-            ErasureRequest.status == "pending"))
+            raise Conflict(
+                "the tenant's default user is who its API keys act as; its data is the tenant's: erase the "
+                "tenant instead (POST /v1/compliance/erasures without user_id)",
+                code="default_user",
+                param="user_id",
+            )
+        pending = await session.scalar(
+            sa.select(ErasureRequest.id).where(
+                ErasureRequest.tenant_id == caller.tenant_id,
+                ErasureRequest.user_id == user_id,
+                ErasureRequest.status == "pending",
+            )
+        )
         if pending is not None:
-            raise Conflict(f"an erasure of user {user_id} is pending already ({pending})", code="erasure_pending",
-                           param="user_id")
+            raise Conflict(
+                f"an erasure of user {user_id} is pending already ({pending})", code="erasure_pending", param="user_id"
+            )
         now = utcnow()
-        await session.execute(sa.update(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
-                              .values(revoked_at=now))
-    row = await store.create_erasure(session, caller.tenant_id, scope=scope, user_id=user_id,
-                                     execute_after=utcnow() + timedelta(days=grace),
-                                     requested_by=caller.principal.subject, reason=reason[:2000])
-    await record(session, caller, "erasure.request", "erasure", row.id,
-                 {"scope": scope, "execute_after": row.execute_after.isoformat()})
+        await session.execute(
+            sa.update(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
+        )
+    row = await store.create_erasure(
+        session,
+        caller.tenant_id,
+        scope=scope,
+        user_id=user_id,
+        execute_after=utcnow() + timedelta(days=grace),
+        requested_by=caller.principal.subject,
+        reason=reason[:2000],
+    )
+    await record(
+        session,
+        caller,
+        "erasure.request",
+        "erasure",
+        row.id,
+        {"scope": scope, "execute_after": row.execute_after.isoformat()},
+    )
     await session.commit()
     return row
 
@@ -351,26 +409,40 @@ async def request_erasure(session: AsyncSession, caller: Caller, *, user_id: uui
 async def cancel_erasure(session: AsyncSession, caller: Caller, erasure_id: uuid.UUID) -> ErasureRequest:
     row = await store.get_erasure(session, caller.tenant_id, erasure_id)
     if row.status != "pending":
-        raise Conflict(f"erasure {erasure_id} is {row.status}; only a pending one can be cancelled",
-                       code="erasure_not_pending", param="erasure_id")
+        raise Conflict(
+            f"erasure {erasure_id} is {row.status}; only a pending one can be cancelled",
+            code="erasure_not_pending",
+            param="erasure_id",
+        )
     row.status = "cancelled"
     await record(session, caller, "erasure.cancel", "erasure", row.id, {"scope": row.scope})
     await session.commit()
     return row
 
 
-async def execute_erasure(parts: ErasureParts, tenant_id: uuid.UUID, erasure_id: uuid.UUID, *,
-                          caller: Caller | None = None, force: bool = False) -> dict[str, Any]:
+async def execute_erasure(
+    parts: ErasureParts,
+    tenant_id: uuid.UUID,
+    erasure_id: uuid.UUID,
+    *,
+    caller: Caller | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """Carry out a pending erasure whose window has passed (``force``: now); returns its report."""
     caller = caller or Caller.system(tenant_id, "compliance")
     async with parts.db.writer() as session:
         row = await store.get_erasure(session, tenant_id, erasure_id)
         if row.status != "pending":
-            raise Conflict(f"erasure {erasure_id} is {row.status}, not pending", code="erasure_not_pending",
-                           param="erasure_id")
+            raise Conflict(
+                f"erasure {erasure_id} is {row.status}, not pending", code="erasure_not_pending", param="erasure_id"
+            )
         if not force and row.execute_after > utcnow():
-            raise Conflict(f"erasure {erasure_id} is in its soft-delete window until {row.execute_after.isoformat()}; "
-                           "it can still be cancelled", code="erasure_in_window", param="erasure_id")
+            raise Conflict(
+                f"erasure {erasure_id} is in its soft-delete window until {row.execute_after.isoformat()}; "
+                "it can still be cancelled",
+                code="erasure_in_window",
+                param="erasure_id",
+            )
         if row.scope == "tenant":
             counts = await erase_tenant_rows(session, tenant_id)
             identifiers = [str(tenant_id), tenant_id.hex]
@@ -393,13 +465,20 @@ async def execute_erasure(parts: ErasureParts, tenant_id: uuid.UUID, erasure_id:
     report["redis_keys_removed"] = await _remove_redis_keys(parts, identifiers)
     if row.scope == "user":
         async with parts.db.writer() as session:
-            await session.execute(sa.update(ErasureRequest).where(ErasureRequest.id == erasure_id)
-                                  .values(report=report))
+            await session.execute(
+                sa.update(ErasureRequest).where(ErasureRequest.id == erasure_id).values(report=report)
+            )
     for forget in parts.forget:
         forget(tenant_id)
     store.forget_policy(tenant_id)
-    logger.info("erasure %s (%s) of tenant %s done: %s", erasure_id, row.scope, tenant_id, report,
-                extra={"event": "compliance.erasure_done"})
+    logger.info(
+        "erasure %s (%s) of tenant %s done: %s",
+        erasure_id,
+        row.scope,
+        tenant_id,
+        report,
+        extra={"event": "compliance.erasure_done"},
+    )
     return report
 
 
@@ -464,14 +543,23 @@ async def purge_by_policy(db: Database, *, default_days: float, dry_run: bool = 
     """The retention purge with each tenant's own period: tenants with one are purged by it, the rest by
     ``default_days``; the counts are summed."""
     async with db.session() as session:
-        overrides = (await session.execute(sa.select(CompliancePolicy.tenant_id, CompliancePolicy.retention_days)
-                                           .where(CompliancePolicy.retention_days.is_not(None))
-                                           .join(Tenant, Tenant.id == CompliancePolicy.tenant_id))).all()
-    total = await retention.purge(db, older_than=retention.cutoff_for(default_days), dry_run=dry_run,
-                                  exclude_tenants=[row[0] for row in overrides])
+        overrides = (
+            await session.execute(
+                sa.select(CompliancePolicy.tenant_id, CompliancePolicy.retention_days)
+                .where(CompliancePolicy.retention_days.is_not(None))
+                .join(Tenant, Tenant.id == CompliancePolicy.tenant_id)
+            )
+        ).all()
+    total = await retention.purge(
+        db,
+        older_than=retention.cutoff_for(default_days),
+        dry_run=dry_run,
+        exclude_tenants=[row[0] for row in overrides],
+    )
     for tenant_id, days in overrides:
-        own = await retention.purge(db, older_than=retention.cutoff_for(float(days or default_days)), dry_run=dry_run,
-                                    tenant_id=tenant_id)
+        own = await retention.purge(
+            db, older_than=retention.cutoff_for(float(days or default_days)), dry_run=dry_run, tenant_id=tenant_id
+        )
         for table, count in own.counts.items():
             total.counts[table] += count
     return total

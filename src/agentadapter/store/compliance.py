@@ -52,8 +52,14 @@ async def ensure_policy(session: AsyncSession, tenant_id: uuid.UUID) -> Complian
     """The tenant's policy row, created with the defaults (keep, every built-in detector) when absent."""
     row = await get_policy(session, tenant_id)
     if row is None:
-        row = CompliancePolicy(tenant_id=tenant_id, pii_mode="keep", detectors=list(BUILTIN_KINDS),
-                               hash_key=secrets.token_hex(32), external_providers=[], required_consents=[])
+        row = CompliancePolicy(
+            tenant_id=tenant_id,
+            pii_mode="keep",
+            detectors=list(BUILTIN_KINDS),
+            hash_key=secrets.token_hex(32),
+            external_providers=[],
+            required_consents=[],
+        )
         session.add(row)
         await session.flush()
     return row
@@ -78,9 +84,16 @@ async def storage_anonymizer(session: AsyncSession, tenant_id: uuid.UUID) -> Ano
     """The anonymizer of what is stored for the tenant; None when its policy keeps everything."""
     cached = _cache.get(tenant_id)
     if cached is None or time.monotonic() - cached[0] >= POLICY_TTL_S:
-        row = (await session.execute(
-            sa.select(CompliancePolicy.pii_mode, CompliancePolicy.detectors, CompliancePolicy.phone_region,
-                      CompliancePolicy.hash_key).where(CompliancePolicy.tenant_id == tenant_id))).first()
+        row = (
+            await session.execute(
+                sa.select(
+                    CompliancePolicy.pii_mode,
+                    CompliancePolicy.detectors,
+                    CompliancePolicy.phone_region,
+                    CompliancePolicy.hash_key,
+                ).where(CompliancePolicy.tenant_id == tenant_id)
+            )
+        ).first()
         if row is None:
             policy, key = PiiPolicy(), b""
         else:
@@ -96,20 +109,28 @@ async def storage_anonymizer(session: AsyncSession, tenant_id: uuid.UUID) -> Ano
 
 
 async def consents_of(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, UserConsent]:
-    rows = await session.scalars(sa.select(UserConsent).where(UserConsent.tenant_id == tenant_id,
-                                                              UserConsent.user_id == user_id))
+    rows = await session.scalars(
+        sa.select(UserConsent).where(UserConsent.tenant_id == tenant_id, UserConsent.user_id == user_id)
+    )
     return {row.purpose: row for row in rows}
 
 
-async def set_consents(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID,
-                       answers: Mapping[str, bool], *, source: str = "api") -> dict[str, UserConsent]:
+async def set_consents(
+    session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID, answers: Mapping[str, bool], *, source: str = "api"
+) -> dict[str, UserConsent]:
     """Record the user's answer for each purpose (an upsert per purpose); returns every consent of the user."""
     current = await consents_of(session, tenant_id, user_id)
     for purpose, granted in answers.items():
         row = current.get(purpose)
         if row is None:
-            row = UserConsent(id=uuid.uuid4(), tenant_id=tenant_id, user_id=user_id, purpose=purpose,
-                              granted=bool(granted), source=source)
+            row = UserConsent(
+                id=uuid.uuid4(),
+                tenant_id=tenant_id,
+                user_id=user_id,
+                purpose=purpose,
+                granted=bool(granted),
+                source=source,
+            )
             session.add(row)
             current[purpose] = row
         else:
@@ -123,25 +144,44 @@ async def set_consents(session: AsyncSession, tenant_id: uuid.UUID, user_id: uui
 # ------------------------------------------------------------------------------------------- erasures
 
 
-async def create_erasure(session: AsyncSession, tenant_id: uuid.UUID, *, scope: str, user_id: uuid.UUID | None,
-                         execute_after: datetime, requested_by: str | None, reason: str = "") -> ErasureRequest:
-    row = ErasureRequest(id=uuid.uuid4(), tenant_id=tenant_id, scope=scope, user_id=user_id, status="pending",
-                         requested_by=requested_by, reason=reason, execute_after=execute_after, report={})
+async def create_erasure(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    scope: str,
+    user_id: uuid.UUID | None,
+    execute_after: datetime,
+    requested_by: str | None,
+    reason: str = "",
+) -> ErasureRequest:
+    row = ErasureRequest(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        scope=scope,
+        user_id=user_id,
+        status="pending",
+        requested_by=requested_by,
+        reason=reason,
+        execute_after=execute_after,
+        report={},
+    )
     session.add(row)
     await session.flush()
     return row
 
 
 async def get_erasure(session: AsyncSession, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> ErasureRequest:
-    row: ErasureRequest | None = await session.scalar(sa.select(ErasureRequest).where(
-        ErasureRequest.tenant_id == tenant_id, ErasureRequest.id == erasure_id))
+    row: ErasureRequest | None = await session.scalar(
+        sa.select(ErasureRequest).where(ErasureRequest.tenant_id == tenant_id, ErasureRequest.id == erasure_id)
+    )
     if row is None:
         raise RecordNotFound("erasure", erasure_id)
     return row
 
 
-async def list_erasures(session: AsyncSession, tenant_id: uuid.UUID,
-                        statuses: Iterable[str] | None = None) -> Sequence[ErasureRequest]:
+async def list_erasures(
+    session: AsyncSession, tenant_id: uuid.UUID, statuses: Iterable[str] | None = None
+) -> Sequence[ErasureRequest]:
     statement = sa.select(ErasureRequest).where(ErasureRequest.tenant_id == tenant_id)
     if statuses is not None:
         statement = statement.where(ErasureRequest.status.in_(list(statuses)))
@@ -150,6 +190,9 @@ async def list_erasures(session: AsyncSession, tenant_id: uuid.UUID,
 
 async def due_erasures(session: AsyncSession, now: datetime, limit: int = 50) -> Sequence[tuple[uuid.UUID, Any]]:
     """(erasure, tenant) of pending erasures whose window has passed, across tenants (for the housekeeping)."""
-    rows = await session.execute(sa.select(ErasureRequest.id, ErasureRequest.tenant_id).where(
-        ErasureRequest.status == "pending", ErasureRequest.execute_after <= now).limit(limit))
+    rows = await session.execute(
+        sa.select(ErasureRequest.id, ErasureRequest.tenant_id)
+        .where(ErasureRequest.status == "pending", ErasureRequest.execute_after <= now)
+        .limit(limit)
+    )
     return [(r[0], r[1]) for r in rows]

@@ -74,8 +74,10 @@ class ErasureRequest(Base):
     user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     """The user to erase while pending; None once done (the row then keeps ``subject_hash`` only)."""
     subject_hash: Mapped[str | None] = mapped_column(sa.String(64))
-    status: Mapped[str] = mapped_column(sa.Enum(*ERASURE_STATUSES, name="erasure_status", native_enum=False,
-                                                create_constraint=True, length=16), default="pending")
+    status: Mapped[str] = mapped_column(
+        sa.Enum(*ERASURE_STATUSES, name="erasure_status", native_enum=False, create_constraint=True, length=16),
+        default="pending",
+    )
     requested_by: Mapped[str | None] = mapped_column(sa.String(100))
     reason: Mapped[str] = mapped_column(sa.Text, default="")
     execute_after: Mapped[datetime] = mapped_column()

@@ -47,8 +47,11 @@ class ErasureCounts:
             kind[table] = kind.get(table, 0) + count
 
     def to_dict(self) -> dict[str, Any]:
-        return {"deleted": dict(sorted(self.deleted.items())), "scrubbed": dict(sorted(self.scrubbed.items())),
-                "files_removed": len(self.storage_keys)}
+        return {
+            "deleted": dict(sorted(self.deleted.items())),
+            "scrubbed": dict(sorted(self.scrubbed.items())),
+            "files_removed": len(self.storage_keys),
+        }
 
 
 def _rowcount(result: Any) -> int:
@@ -78,35 +81,67 @@ async def erase_user_rows(session: AsyncSession, tenant_id: uuid.UUID, user_id: 
     _, identifiers = await user_identifiers(session, tenant_id, user_id)
     key_ids = list(await session.scalars(sa.select(ApiKey.id).where(ApiKey.user_id == user_id)))
     counts.api_key_ids = key_ids
-    run_ids = list(await session.scalars(sa.select(Run.id).where(Run.tenant_id == tenant_id,
-                                                                 Run.created_by == user_id)))
+    run_ids = list(
+        await session.scalars(sa.select(Run.id).where(Run.tenant_id == tenant_id, Run.created_by == user_id))
+    )
     await _count_children(session, counts, "run_id", run_ids)
     for start in range(0, len(run_ids), 500):
-        batch = run_ids[start:start + 500]
-        counts.add(counts.deleted, "usage_records", _rowcount(await session.execute(sa.delete(UsageRecord).where(
-            UsageRecord.tenant_id == tenant_id, UsageRecord.run_id.in_([str(r) for r in batch])))))
+        batch = run_ids[start : start + 500]
+        counts.add(
+            counts.deleted,
+            "usage_records",
+            _rowcount(
+                await session.execute(
+                    sa.delete(UsageRecord).where(
+                        UsageRecord.tenant_id == tenant_id, UsageRecord.run_id.in_([str(r) for r in batch])
+                    )
+                )
+            ),
+        )
         counts.add(counts.deleted, "runs", _rowcount(await session.execute(sa.delete(Run).where(Run.id.in_(batch)))))
     if key_ids:
-        counts.add(counts.deleted, "usage_records", _rowcount(await session.execute(sa.delete(UsageRecord).where(
-            UsageRecord.tenant_id == tenant_id, UsageRecord.api_key_id.in_([str(k) for k in key_ids])))))
-    files = (await session.execute(sa.select(StoredFile.id, StoredFile.storage_key).where(
-        StoredFile.tenant_id == tenant_id, StoredFile.created_by == user_id))).all()
+        counts.add(
+            counts.deleted,
+            "usage_records",
+            _rowcount(
+                await session.execute(
+                    sa.delete(UsageRecord).where(
+                        UsageRecord.tenant_id == tenant_id, UsageRecord.api_key_id.in_([str(k) for k in key_ids])
+                    )
+                )
+            ),
+        )
+    files = (
+        await session.execute(
+            sa.select(StoredFile.id, StoredFile.storage_key).where(
+                StoredFile.tenant_id == tenant_id, StoredFile.created_by == user_id
+            )
+        )
+    ).all()
     if files:
         file_ids = [row[0] for row in files]
         from agentadapter.store.archives import bump_index_version
 
-        for archive_id in set(await session.scalars(sa.select(ArchiveFile.archive_id)
-                                                    .where(ArchiveFile.file_id.in_(file_ids)))):
+        for archive_id in set(
+            await session.scalars(sa.select(ArchiveFile.archive_id).where(ArchiveFile.file_id.in_(file_ids)))
+        ):
             await bump_index_version(session, archive_id)
         await _count_children(session, counts, "file_id", file_ids)
-        counts.add(counts.deleted, "files", _rowcount(await session.execute(
-            sa.delete(StoredFile).where(StoredFile.id.in_(file_ids)))))
+        counts.add(
+            counts.deleted,
+            "files",
+            _rowcount(await session.execute(sa.delete(StoredFile).where(StoredFile.id.in_(file_ids)))),
+        )
         counts.storage_keys = [row[1] for row in files]
-    counts.add(counts.deleted, "api_keys", _rowcount(await session.execute(
-        sa.delete(ApiKey).where(ApiKey.user_id == user_id))))
+    counts.add(
+        counts.deleted, "api_keys", _rowcount(await session.execute(sa.delete(ApiKey).where(ApiKey.user_id == user_id)))
+    )
     await _count_children(session, counts, "user_id", [user_id], skip={"api_keys", "erasure_requests"})
-    counts.add(counts.deleted, "users", _rowcount(await session.execute(
-        sa.delete(User).where(User.tenant_id == tenant_id, User.id == user_id))))
+    counts.add(
+        counts.deleted,
+        "users",
+        _rowcount(await session.execute(sa.delete(User).where(User.tenant_id == tenant_id, User.id == user_id))),
+    )
     await _sweep(session, counts, tenant_id, {user_id, *key_ids}, identifiers)
     return counts
 
@@ -114,14 +149,23 @@ async def erase_user_rows(session: AsyncSession, tenant_id: uuid.UUID, user_id: 
 async def erase_tenant_rows(session: AsyncSession, tenant_id: uuid.UUID) -> ErasureCounts:
     """Delete the tenant and every row it owns, in the caller's transaction."""
     counts = ErasureCounts()
-    counts.storage_keys = list(await session.scalars(sa.select(StoredFile.storage_key)
-                                                     .where(StoredFile.tenant_id == tenant_id)))
+    counts.storage_keys = list(
+        await session.scalars(sa.select(StoredFile.storage_key).where(StoredFile.tenant_id == tenant_id))
+    )
     texts = [str(tenant_id), tenant_id.hex]
     for table in Base.metadata.sorted_tables:
         if "tenant_id" in table.c:
             if table.name != "tenants":
-                counts.add(counts.deleted, table.name, int(await session.scalar(
-                    sa.select(sa.func.count()).select_from(table).where(table.c.tenant_id == tenant_id)) or 0))
+                counts.add(
+                    counts.deleted,
+                    table.name,
+                    int(
+                        await session.scalar(
+                            sa.select(sa.func.count()).select_from(table).where(table.c.tenant_id == tenant_id)
+                        )
+                        or 0
+                    ),
+                )
             continue
         if table.name == "tenants":
             continue
@@ -129,13 +173,15 @@ async def erase_tenant_rows(session: AsyncSession, tenant_id: uuid.UUID) -> Eras
         for column in _text_columns(table):
             condition = sa.or_(*(sa.cast(column, sa.Text).like(f"%{text}%") for text in texts))
             counts.add(counts.deleted, table.name, _rowcount(await session.execute(sa.delete(table).where(condition))))
-    counts.add(counts.deleted, "tenants", _rowcount(await session.execute(sa.delete(Tenant).where(
-        Tenant.id == tenant_id))))
+    counts.add(
+        counts.deleted, "tenants", _rowcount(await session.execute(sa.delete(Tenant).where(Tenant.id == tenant_id)))
+    )
     return counts
 
 
-async def _count_children(session: AsyncSession, counts: ErasureCounts, column: str, ids: list[uuid.UUID],
-                          skip: Iterable[str] = ()) -> None:
+async def _count_children(
+    session: AsyncSession, counts: ErasureCounts, column: str, ids: list[uuid.UUID], skip: Iterable[str] = ()
+) -> None:
     """Count the rows that cascade from deleting ``ids`` (tables whose ``column`` is a CASCADE foreign key)."""
     if not ids:
         return
@@ -146,9 +192,18 @@ async def _count_children(session: AsyncSession, counts: ErasureCounts, column: 
         if foreign is None or foreign.ondelete != "CASCADE":
             continue
         for start in range(0, len(ids), 500):
-            counts.add(counts.deleted, table.name, int(await session.scalar(
-                sa.select(sa.func.count()).select_from(table).where(table.c[column].in_(ids[start:start + 500])))
-                or 0))
+            counts.add(
+                counts.deleted,
+                table.name,
+                int(
+                    await session.scalar(
+                        sa.select(sa.func.count())
+                        .select_from(table)
+                        .where(table.c[column].in_(ids[start : start + 500]))
+                    )
+                    or 0
+                ),
+            )
 
 
 def _text_columns(table: sa.Table) -> list[sa.Column[Any]]:
@@ -168,8 +223,9 @@ def _scrub(value: Any, identifiers: list[str]) -> Any:
     return value
 
 
-async def _sweep(session: AsyncSession, counts: ErasureCounts, tenant_id: uuid.UUID, ids: set[uuid.UUID],
-                 identifiers: list[str]) -> None:
+async def _sweep(
+    session: AsyncSession, counts: ErasureCounts, tenant_id: uuid.UUID, ids: set[uuid.UUID], identifiers: list[str]
+) -> None:
     """Every table of the metadata: references to ``ids`` cleared, mentions of ``identifiers`` scrubbed."""
     for table in Base.metadata.sorted_tables:
         scope = [table.c.tenant_id == tenant_id] if "tenant_id" in table.c else []
@@ -184,15 +240,15 @@ async def _sweep(session: AsyncSession, counts: ErasureCounts, tenant_id: uuid.U
                     result = await session.execute(sa.delete(table).where(condition))
                     counts.add(counts.deleted, table.name, _rowcount(result))
         for column in _text_columns(table):
-            condition = sa.and_(*scope, sa.or_(*(sa.cast(column, sa.Text).like(f"%{text}%")
-                                                 for text in identifiers)))
+            condition = sa.and_(*scope, sa.or_(*(sa.cast(column, sa.Text).like(f"%{text}%") for text in identifiers)))
             rows = (await session.execute(sa.select(*primary, column).where(condition))).all()
             for row in rows:
                 key = {c.name: row[i] for i, c in enumerate(primary)}
                 where = sa.and_(*(c == key[c.name] for c in primary))
                 if column.primary_key:
-                    counts.add(counts.deleted, table.name, _rowcount(await session.execute(
-                        sa.delete(table).where(where))))
+                    counts.add(
+                        counts.deleted, table.name, _rowcount(await session.execute(sa.delete(table).where(where)))
+                    )
                     continue
                 cleaned = _scrub(row[-1], identifiers)
                 if cleaned != row[-1]:

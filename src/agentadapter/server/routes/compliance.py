@@ -70,23 +70,36 @@ class ErasurePublic(BaseModel):
 
     @classmethod
     def of(cls, row: ErasureRequest) -> ErasurePublic:
-        return cls(id=row.id, scope=row.scope, status=row.status, user_id=row.user_id, requested_by=row.requested_by,
-                   reason=row.reason, execute_after=row.execute_after, executed_at=row.executed_at,
-                   created_at=row.created_at, report=dict(row.report or {}))
+        return cls(
+            id=row.id,
+            scope=row.scope,
+            status=row.status,
+            user_id=row.user_id,
+            requested_by=row.requested_by,
+            reason=row.reason,
+            execute_after=row.execute_after,
+            executed_at=row.executed_at,
+            created_at=row.created_at,
+            report=dict(row.report or {}),
+        )
 
 
 def erasure_parts(state: AppState) -> compliance.ErasureParts:
     """Where an erasure reaches in this server: its database, file storage, Redis and caches."""
     return compliance.erasure_parts(
-        state.db, storage=state.knowledge.storage if state.knowledge is not None else None,
+        state.db,
+        storage=state.knowledge.storage if state.knowledge is not None else None,
         redis=state.redis.commands if state.redis is not None else None,
-        forget=[lambda _tenant: state.auth.forget(), state.tenant_llms.invalidate])
+        forget=[lambda _tenant: state.auth.forget(), state.tenant_llms.invalidate],
+    )
 
 
 def _self_or_admin(principal: Principal, user_id: uuid.UUID) -> None:
     if principal.user_id != user_id and not principal.can("audit", "admin"):
-        raise NotAllowed("a user's consents are theirs to read and record, or an admin's; this caller is neither",
-                         code="insufficient_permissions")
+        raise NotAllowed(
+            "a user's consents are theirs to read and record, or an admin's; this caller is neither",
+            code="insufficient_permissions",
+        )
 
 
 @router.get("/policy")
@@ -96,13 +109,19 @@ async def get_policy(principal: AdminOnly, session: SessionDep, state: StateDep)
 
 
 @router.patch("/policy")
-async def update_policy(principal: AdminOnly, session: WriteSessionDep, state: StateDep, request_id: RequestId,
-                        body: PolicyUpdate) -> dict[str, Any]:
+async def update_policy(
+    principal: AdminOnly, session: WriteSessionDep, state: StateDep, request_id: RequestId, body: PolicyUpdate
+) -> dict[str, Any]:
     fields = body.model_fields_set
     change = compliance.PolicyChange(
-        pii_mode=body.pii_mode, detectors=body.detectors, phone_region=body.phone_region,
-        retention_days=body.retention_days, clear_retention="retention_days" in fields and body.retention_days is None,
-        external_providers=body.external_providers, required_consents=body.required_consents)
+        pii_mode=body.pii_mode,
+        detectors=body.detectors,
+        phone_region=body.phone_region,
+        retention_days=body.retention_days,
+        clear_retention="retention_days" in fields and body.retention_days is None,
+        external_providers=body.external_providers,
+        required_consents=body.required_consents,
+    )
     row = await compliance.update_policy(session, Caller(principal, request_id), change)
     state.tenant_llms.invalidate(principal.tenant_id)  # its facade masks the calls of the providers it marks external
     return compliance.policy_view(row, default_retention_days=state.settings.retention_days)
@@ -116,22 +135,33 @@ async def get_consents(principal: CurrentPrincipal, session: SessionDep, user_id
     await users.get_user(session, principal.tenant_id, user_id)
     rows = await store.consents_of(session, principal.tenant_id, user_id)
     policy = await store.get_policy(session, principal.tenant_id)
-    return {"user_id": str(user_id), "required": list(policy.required_consents) if policy else [],
-            "consents": {p: {"granted": r.granted, "source": r.source, "updated_at": r.updated_at.isoformat()}
-                         for p, r in sorted(rows.items())}}
+    return {
+        "user_id": str(user_id),
+        "required": list(policy.required_consents) if policy else [],
+        "consents": {
+            p: {"granted": r.granted, "source": r.source, "updated_at": r.updated_at.isoformat()}
+            for p, r in sorted(rows.items())
+        },
+    }
 
 
 @router.put("/consents/{user_id}")
-async def set_consents(principal: CurrentPrincipal, session: WriteSessionDep, request_id: RequestId,
-                       user_id: uuid.UUID, body: ConsentsUpdate) -> dict[str, Any]:
+async def set_consents(
+    principal: CurrentPrincipal,
+    session: WriteSessionDep,
+    request_id: RequestId,
+    user_id: uuid.UUID,
+    body: ConsentsUpdate,
+) -> dict[str, Any]:
     _self_or_admin(principal, user_id)
     consents = await compliance.set_user_consents(session, Caller(principal, request_id), user_id, body.consents)
     return {"user_id": str(user_id), "consents": consents}
 
 
 @router.post("/erasures", status_code=202, response_model=ErasurePublic, responses=error_responses(404, 409))
-async def request_erasure(principal: AdminOnly, state: StateDep, request_id: RequestId,
-                          body: ErasureCreate) -> ErasurePublic:
+async def request_erasure(
+    principal: AdminOnly, state: StateDep, request_id: RequestId, body: ErasureCreate
+) -> ErasurePublic:
     """Ask for an erasure; carried out after the soft-delete window (at once when it is 0)."""
     caller = Caller(principal, request_id)
     # Its own write session, closed before the erasure runs (which takes the database's writer itself).
@@ -160,23 +190,33 @@ async def get_erasure(principal: AdminOnly, session: SessionDep, erasure_id: uui
 
 
 @router.post("/erasures/{erasure_id}/cancel", response_model=ErasurePublic, responses=error_responses(409))
-async def cancel_erasure(principal: AdminOnly, session: WriteSessionDep, request_id: RequestId,
-                         erasure_id: uuid.UUID) -> ErasurePublic:
+async def cancel_erasure(
+    principal: AdminOnly, session: WriteSessionDep, request_id: RequestId, erasure_id: uuid.UUID
+) -> ErasurePublic:
     return ErasurePublic.of(await compliance.cancel_erasure(session, Caller(principal, request_id), erasure_id))
 
 
 @router.get("/report")
-async def report(principal: AdminOnly, session: SessionDep, state: StateDep,
-                 access_days: Annotated[float, Query(gt=0, le=3650, description="how far back access is summed")]
-                 = 90.0) -> dict[str, Any]:
+async def report(
+    principal: AdminOnly,
+    session: SessionDep,
+    state: StateDep,
+    access_days: Annotated[float, Query(gt=0, le=3650, description="how far back access is summed")] = 90.0,
+) -> dict[str, Any]:
     """The tenant's compliance report as JSON (``/report.html``: the same as a page)."""
-    return await compliance_report(session, principal.tenant_id, default_retention_days=state.settings.retention_days,
-                                   access_days=access_days)
+    return await compliance_report(
+        session, principal.tenant_id, default_retention_days=state.settings.retention_days, access_days=access_days
+    )
 
 
 @router.get("/report.html", response_class=HTMLResponse)
-async def report_page(principal: AdminOnly, session: SessionDep, state: StateDep,
-                      access_days: Annotated[float, Query(gt=0, le=3650)] = 90.0) -> HTMLResponse:
-    data = await compliance_report(session, principal.tenant_id, default_retention_days=state.settings.retention_days,
-                                   access_days=access_days)
+async def report_page(
+    principal: AdminOnly,
+    session: SessionDep,
+    state: StateDep,
+    access_days: Annotated[float, Query(gt=0, le=3650)] = 90.0,
+) -> HTMLResponse:
+    data = await compliance_report(
+        session, principal.tenant_id, default_retention_days=state.settings.retention_days, access_days=access_days
+    )
     return HTMLResponse(report_html(data))

@@ -32,8 +32,9 @@ def upgrade() -> None:
         sa.Column("required_consents", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_compliance_policies_tenant_id_tenants"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_compliance_policies_tenant_id_tenants"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_compliance_policies")),
     )
     op.create_table(
@@ -46,10 +47,12 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_user_consents_tenant_id_tenants"),
-                                ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_user_consents_user_id_users"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_user_consents_tenant_id_tenants"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_user_consents_user_id_users"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user_consents")),
         sa.UniqueConstraint("user_id", "purpose", name=op.f("uq_user_consents_user_id_purpose")),
     )
@@ -61,22 +64,36 @@ def upgrade() -> None:
         sa.Column("scope", sa.String(length=8), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=True),
         sa.Column("subject_hash", sa.String(length=64), nullable=True),
-        sa.Column("status", sa.Enum("pending", "done", "cancelled", name="erasure_status", native_enum=False,
-                                    create_constraint=True, length=16), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "pending",
+                "done",
+                "cancelled",
+                name="erasure_status",
+                native_enum=False,
+                create_constraint=True,
+                length=16,
+            ),
+            nullable=False,
+        ),
         sa.Column("requested_by", sa.String(length=100), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("execute_after", sa.DateTime(timezone=True), nullable=False),
         sa.Column("executed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("report", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_erasure_requests_tenant_id_tenants"),
-                                ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_erasure_requests_user_id_users"),
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_erasure_requests_tenant_id_tenants"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_erasure_requests_user_id_users"), ondelete="SET NULL"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_erasure_requests")),
     )
-    op.create_index(op.f("ix_erasure_requests_status_execute_after"), "erasure_requests",
-                    ["status", "execute_after"], unique=False)
+    op.create_index(
+        op.f("ix_erasure_requests_status_execute_after"), "erasure_requests", ["status", "execute_after"], unique=False
+    )
     op.create_index(op.f("ix_erasure_requests_tenant_id"), "erasure_requests", ["tenant_id"], unique=False)
 
 
