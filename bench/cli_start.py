@@ -63,8 +63,13 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cli-start-") as data_dir:
-        env = {**os.environ, "AGENTADAPTER_DATA_DIR": data_dir, "AGENTADAPTER_ENV": "development",
-               "PYTHONDONTWRITEBYTECODE": "", "COLUMNS": "100"}
+        env = {
+            **os.environ,
+            "AGENTADAPTER_DATA_DIR": data_dir,
+            "AGENTADAPTER_ENV": "development",
+            "PYTHONDONTWRITEBYTECODE": "",
+            "COLUMNS": "100",
+        }
         for name in ("AGENTADAPTER_DATABASE_URL", "AGENTADAPTER_REDIS_URL", "AGENTADAPTER_LOG_FORMAT"):
             env.pop(name, None)
         run(cli("db", "upgrade"), env)  # migrated once, as after the first command on a data dir
@@ -89,8 +94,11 @@ def main() -> None:
             Case("keys revoke ID", lambda i: cli("keys", "revoke", revoke_ids[i], "--tenant", "bench")),
             Case("credits add", lambda i: cli("credits", "add", "--tenant", "bench", "1")),
             Case("credits show", lambda i: cli("credits", "show", "--tenant", "bench")),
-            Case("provider-keys set", lambda i: cli("provider-keys", "set", "-t", "bench", "-p", "openai"),
-                 stdin=lambda i: f"sk-bench-{i:04d}-0123456789\n"),
+            Case(
+                "provider-keys set",
+                lambda i: cli("provider-keys", "set", "-t", "bench", "-p", "openai"),
+                stdin=lambda i: f"sk-bench-{i:04d}-0123456789\n",
+            ),
             Case("provider-keys list", lambda i: cli("provider-keys", "list", "-t", "bench")),
         ]
         run(cli("--version"), env)  # bytecode compiled before the first timed run
@@ -103,8 +111,10 @@ def main() -> None:
     base = statistics.median(cases[0].wall_ms)
     package = statistics.median(cases[1].wall_ms)
     load = os.getloadavg()[0]
-    print(f"CLI start to exit, migrated SQLite database, median of {args.runs} runs "
-          f"(Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} at the end)\n")
+    print(
+        f"CLI start to exit, migrated SQLite database, median of {args.runs} runs "
+        f"(Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} at the end)\n"
+    )
     header = f"{'command':<34} {'wall ms':>8} {'cpu ms':>8} {'x pass':>7} {'x import':>9}"
     print(header)
     print("-" * len(header))

@@ -10,12 +10,13 @@ this package's modules and are added to ``app`` here: ``run`` (:mod:`.run`), ``s
 modules it registers), ``cluster`` (:mod:`.cluster`), ``eval`` (:mod:`.evals`) and ``worker``
 (:mod:`agentadapter.worker.cli`).
 Each stays a thin shell over the library and imports what it needs inside the command, so that
-``agentadapter --help`` starts fast. ``python -m agentadapter.cli`` runs the same app as the
-``agentadapter`` script. :func:`command` names option values in the help (``TEXT``, ``N``, ``PATH``,
-never Python types); tables go through :mod:`.tables` (boxed, one record per row, or plain in a
-pipe); :func:`main` renders logs as sentences on a terminal and JSON elsewhere, and turns a missing
-optional dependency into the extra to install (exit 2). ``cost --run`` and ``health`` exit 1 when a
-row failed.
+``agentadapter --help`` starts fast; :func:`main` builds only the commands its arguments need (an
+operator's command does not load the workflow runner or build the help of every other command).
+``python -m agentadapter.cli`` runs the same app as the ``agentadapter`` script. :func:`command`
+names option values in the help (``TEXT``, ``N``, ``PATH``, never Python types); tables go through
+:mod:`.tables` (boxed, one record per row, or plain in a pipe); :func:`main` renders logs as
+sentences on a terminal and JSON elsewhere, and turns a missing optional dependency into the extra
+to install (exit 2). ``cost --run`` and ``health`` exit 1 when a row failed.
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ from agentadapter.cli.tables import Cell, Column, show_table, usd
 from agentadapter.llm.errors import AgentAdapterError, ConfigurationError, InvalidRequestError
 
 _HELP_NAMES = ["-h", "--help"]
-app = typer.Typer(
-    name="agentadapter",
-    help="Run AI agents on any LLM backend.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": _HELP_NAMES},
-)
+_APP_SETTINGS: dict[str, Any] = {
+    "name": "agentadapter",
+    "help": "Run AI agents on any LLM backend.",
+    "no_args_is_help": True,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+    "context_settings": {"help_option_names": _HELP_NAMES},
+}
+# The commands defined in this module; the others join them in _build_app.
+_root = typer.Typer(**_APP_SETTINGS)
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -58,7 +61,7 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_root.callback()
 def _options(
     show_version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
                                       help="Print the version and exit."),
@@ -81,7 +84,7 @@ ConfigOption = Annotated[
 ]
 
 
-@app.command()
+@_root.command()
 def chat(
     model: Annotated[str, typer.Argument(help="provider/model, a named backend's model, or an alias")],
     prompt: Annotated[str, typer.Argument(help="the user message ('-' reads standard input)")],
@@ -151,7 +154,7 @@ async def _stream_to_terminal(llm: Any, model: str, messages: list[Any], setting
         await llm.aclose()
 
 
-@app.command()
+@_root.command()
 def embed(
     model: Annotated[str, typer.Argument(help="an embedding model: provider/model, a backend's model, or an alias")],
     texts: Annotated[list[str], typer.Argument(help="the texts to embed ('-' reads standard input as one text)")],
@@ -187,7 +190,7 @@ def embed(
                  f"{response.latency_ms:.0f} ms[/]", markup=True)
 
 
-@app.command()
+@_root.command()
 def backends(
     as_json: Annotated[bool, typer.Option("--json", help="print the table as JSON")] = False,
 ) -> None:
@@ -226,7 +229,7 @@ def backends(
     )
 
 
-@app.command()
+@_root.command()
 def health(
     models: Annotated[
         list[str] | None, typer.Argument(help="model ids or aliases to probe (default: every alias in the config)")
@@ -307,7 +310,7 @@ def _ms_text(value: float | None) -> str:
     return f"{value:.0f}" if value is not None else "-"
 
 
-@app.command()
+@_root.command()
 def models(
     provider: Annotated[str | None, typer.Option("--provider", "-p", help="only this provider's models")] = None,
     live: Annotated[bool, typer.Option("--live", help="ask the provider which models it serves, and say which "
@@ -398,7 +401,7 @@ def _price(value: float | None, *, cached: bool = False) -> str:
     return "-" if cached else "unknown"
 
 
-@app.command()
+@_root.command()
 def cost(
     prompt: Annotated[str, typer.Argument(help="the prompt to price")],
     models_list: Annotated[str, typer.Option("--models", "-m", help="comma-separated model ids or aliases")],
@@ -464,29 +467,86 @@ async def _run_costs(llm: Any, rows: list[dict[str, Any]], prompt: str, max_toke
         await llm.aclose()
 
 
-def _register_subcommands() -> None:
-    from agentadapter.cli.cluster import cluster_app
-    from agentadapter.cli.run import register as register_run
-    from agentadapter.cli.service import register as register_service
-
-    register_run(app)
-    register_service(app)
-    from agentadapter.cli.agents import register as register_agents
-
-    register_agents(app)
-    from agentadapter.cli.files import register as register_files
-
-    register_files(app)
-    app.add_typer(cluster_app)
-    from agentadapter.cli.evals import eval_app
-
-    app.add_typer(eval_app)
-    from agentadapter.worker.cli import register as register_worker
-
-    register_worker(app)
+# The module that adds each command not defined here, in the order the help lists them. A command
+# runs with only its own module imported (main), so that an operator's command does not load the
+# workflow runner, the evaluation or cluster commands, or build their help.
+_MODULE_OF_COMMAND: dict[str, str] = {
+    "run": "run", "serve": "service", "db": "service", "tenants": "service", "keys": "service",
+    "provider-keys": "service", "secrets": "service", "credits": "service", "compliance": "service",
+    "agents": "agents", "files": "files", "archives": "files", "cluster": "cluster", "eval": "evals",
+    "worker": "worker",
+}
+_ALL_MODULES = tuple(dict.fromkeys(_MODULE_OF_COMMAND.values()))
 
 
-_register_subcommands()
+def _add_commands(app: typer.Typer, module: str) -> None:
+    if module == "run":
+        from agentadapter.cli.run import register as register_run
+
+        register_run(app)
+    elif module == "service":
+        from agentadapter.cli.service import register as register_service
+
+        register_service(app)
+    elif module == "agents":
+        from agentadapter.cli.agents import register as register_agents
+
+        register_agents(app)
+    elif module == "files":
+        from agentadapter.cli.files import register as register_files
+
+        register_files(app)
+    elif module == "cluster":
+        from agentadapter.cli.cluster import cluster_app
+
+        app.add_typer(cluster_app)
+    elif module == "evals":
+        from agentadapter.cli.evals import eval_app
+
+        app.add_typer(eval_app)
+    elif module == "worker":
+        from agentadapter.worker.cli import register as register_worker
+
+        register_worker(app)
+    else:
+        raise ValueError(f"no command module {module!r}")
+
+
+def _build_app(modules: tuple[str, ...] = _ALL_MODULES) -> typer.Typer:
+    """The commands of this module and those of ``modules``, as one typer app."""
+    app = typer.Typer(**_APP_SETTINGS)
+    app.registered_callback = _root.registered_callback
+    app.registered_commands = list(_root.registered_commands)
+    for module in modules:
+        _add_commands(app, module)
+    return app
+
+
+def _modules_for(argv: list[str]) -> tuple[str, ...]:
+    """The command modules that running ``argv`` needs: none for ``--version`` or a command of this
+    module, the one of a known command, every one for the help listing or a name click must correct."""
+    if not argv or argv[0] in _HELP_NAMES:
+        return _ALL_MODULES
+    if argv[0] in ("-V", "--version"):
+        return ()
+    module = _MODULE_OF_COMMAND.get(argv[0])
+    if module is not None:
+        return (module,)
+    own = {info.name or (info.callback.__name__ if info.callback else "") for info in _root.registered_commands}
+    return () if argv[0] in own else _ALL_MODULES
+
+
+_full_app: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # ``app`` (every command) is built on first use: main() builds only what its command needs.
+    global _full_app
+    if name == "app":
+        if _full_app is None:
+            _full_app = _build_app()
+        return _full_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _key_status(key_set: bool, key_required: bool) -> Text:
@@ -495,16 +555,17 @@ def _key_status(key_set: bool, key_required: bool) -> Text:
     return Text("missing", style="red") if key_required else Text("not needed", style="dim")
 
 
-def command() -> typer.core.TyperGroup:
+def command(argv: list[str] | None = None) -> typer.core.TyperGroup:
     """The command behind ``app``, with help that names values by what they are.
 
     Typer labels values by their Python type (``<str>``, ``<bool>``, ``<list[str]>``); the help
     instead shows ``TEXT``, ``N``, ``NUMBER``, ``PATH`` or the choices, nothing after a flag, and
-    arguments by their name (``MODEL``), as command-line tools conventionally do.
+    arguments by their name (``MODEL``), as command-line tools conventionally do. Given the
+    arguments it will run (``argv``), it holds only the commands they need.
     """
     import typer.main
 
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(__getattr__("app") if argv is None else _build_app(_modules_for(argv)))
     assert isinstance(root, typer.core.TyperGroup)
     _name_values(root)
     return root
@@ -559,7 +620,7 @@ def main() -> None:
     as_text = log_format == "text" or (not log_format and sys.stderr.isatty())
     configure_logging(os.environ.get("AGENTADAPTER_LOG_LEVEL", "WARNING"), text=as_text)
     try:
-        command()(prog_name="agentadapter")
+        command(sys.argv[1:])(prog_name="agentadapter")
     except ModuleNotFoundError as error:  # an optional dependency a command needs (./dev run installs few)
         from agentadapter.cli.common import missing_extra
 
