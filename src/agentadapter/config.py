@@ -267,6 +267,9 @@ class FileConfig(BaseModel):
     agents: list[dict[str, Any]] = Field(default_factory=list)
     default_model: str | None = None
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
+    """MCP servers (stdio or streamable HTTP) the workflows ``agentadapter run`` runs may name (checked by the
+    agent layer's ``parse_mcp_servers`` where they are used)."""
 
     def seed_agents(self) -> list[SeedAgentSpec]:
         return [SeedAgentSpec.model_validate(a) for a in self.agents if "backend" in a]

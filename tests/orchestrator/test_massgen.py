@@ -191,3 +191,43 @@ def test_settings_in_a_seed_style_backend_reach_the_agent():
     assert agent.model_settings.temperature == 0.3 and agent.model_settings.top_p == 0.4  # type: ignore[attr-defined]
     with pytest.raises(ConfigurationError, match="backend key\\(s\\) temprature are unknown"):
         create_agent({"id": "a", "backend": {"type": "test", "model": "echo", "temprature": 0.3}})
+
+
+async def test_a_backends_mcp_servers_are_declared_and_named() -> None:
+    import sys
+
+    from agentadapter.testing import offline_llm
+    from fakes.mcp_server import SCRIPT
+
+    text = f"""
+agent:
+  id: caller
+  backend:
+    type: test
+    model: tools
+    mcp_servers:
+      - {{name: fake, type: stdio, command: {sys.executable!r}, args: [{SCRIPT!r}], security: {{level: high}}}}
+"""
+    workflow = parse_workflow(text, source="mcp.yaml")
+    assert workflow.spec.mcp_servers == [{"name": "fake", "command": sys.executable, "args": [SCRIPT]}]
+    assert workflow.spec.agents[0].mcp_servers == ["fake"]
+    assert [w.split(": ", 2)[1] for w in workflow.warnings] == ["agent.backend.mcp_servers[0].security"]
+    by_name = translate(
+        {
+            "agent": {
+                "id": "c",
+                "backend": {
+                    "type": "test",
+                    "model": "tools",
+                    "mcp_servers": {"web": {"type": "streamable-http", "url": "https://mcp.example/mcp"}},
+                },
+            }
+        }
+    )
+    assert by_name.data["mcp_servers"] == [{"name": "web", "url": "https://mcp.example/mcp"}]
+    assert by_name.data["agents"][0]["mcp_servers"] == ["web"]
+    events = []
+    tools_only = parse_workflow(text.replace("security: {level: high}}", "tools: [add]}"), source="mcp.yaml")
+    result = await Orchestrator(llm=offline_llm()).run_workflow(tools_only, "add", on_event=events.append)
+    assert result.status == "completed", result.error
+    assert [e.data["name"] for e in events if e.type == "tool_call"] == ["fake__add"]

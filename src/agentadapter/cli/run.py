@@ -85,7 +85,7 @@ def run_workflow_command(
     out = Console(highlight=False, soft_wrap=True)
     try:
         _load_custom_agents(agents, err)
-        spec = load_workflow(workflow)
+        spec = load_workflow(workflow, mcp_servers=_config_mcp_servers(config))
         for warning in spec.warnings:
             err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True, highlight=False)
         if model:
@@ -121,6 +121,14 @@ def run_workflow_command(
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.status != "completed":
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _config_mcp_servers(config: Path | None) -> list[dict[str, Any]]:
+    """The MCP servers agentadapter.yaml declares (the workflow's agents may name them)."""
+    from agentadapter.config import find_config_file, load_config_file
+
+    path = find_config_file(config)
+    return list(load_config_file(path).mcp_servers) if path is not None else []
 
 
 def _load_custom_agents(directories: list[Path] | None, err: Console) -> None:

@@ -214,6 +214,8 @@ def _backend(backend: Any, agent: dict[str, Any], source: Path_, target: Path_, 
             endpoint[key] = value
         elif key == "timeout":
             settings["timeout"] = value
+        elif key == "mcp_servers" and isinstance(value, list | Mapping):
+            _mcp_servers(value, agent, (*source, key), result)
         else:
             result.warn((*source, key), "ignored (a MassGen backend option this runner does not implement)")
     if settings:
@@ -228,6 +230,31 @@ def _backend(backend: Any, agent: dict[str, Any], source: Path_, target: Path_, 
         text = str(model)
         provider = canonical_type(kind) if kind else ""
         agent["model"] = text if not provider or text.startswith(f"{provider}/") else f"{provider}/{text}"
+
+
+# MassGen's MCP server keys that ours share; its `type` (stdio / streamable-http) follows from command/url.
+_MCP_KEYS = ("name", "command", "args", "env", "cwd", "url", "headers", "tools", "exclude")
+
+
+def _mcp_servers(servers: Any, agent: dict[str, Any], source: Path_, result: MassGenTranslation) -> None:
+    """A backend's ``mcp_servers`` (a list, or a mapping by name): declared at the workflow's top, named by the
+    agent."""
+    items = (
+        [{"name": name, **spec} for name, spec in servers.items() if isinstance(spec, Mapping)]
+        if isinstance(servers, Mapping) else list(servers)
+    )
+    declared: list[dict[str, Any]] = result.data.setdefault("mcp_servers", [])
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            result.warn((*source, index), "ignored (an MCP server is a mapping)")
+            continue
+        server = {k: item[k] for k in _MCP_KEYS if k in item}
+        for key in item:
+            if key not in _MCP_KEYS and key != "type":
+                result.warn((*source, index, key), "ignored (an MCP server option this runner does not implement)")
+        if not any(d.get("name") == server.get("name") for d in declared):
+            declared.append(server)
+        agent.setdefault("mcp_servers", []).append(server.get("name"))
 
 
 def ag2_available() -> bool:

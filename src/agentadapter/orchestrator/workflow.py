@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -136,21 +136,27 @@ class WorkflowSpec(_Strict):
 # --------------------------------------------------------------------------------------- loading
 
 
-def load_workflow(path: str | Path, *, _including: tuple[Path, ...] = ()) -> Workflow:
-    """Read, interpolate and validate a workflow file (and the workflow files its steps name)."""
+def load_workflow(
+    path: str | Path, *, mcp_servers: Sequence[Mapping[str, Any]] = (), _including: tuple[Path, ...] = (),
+) -> Workflow:
+    """Read, interpolate and validate a workflow file (and the workflow files its steps name).
+
+    ``mcp_servers`` are MCP servers the operator declared elsewhere (``agentadapter.yaml``) that the file's
+    agents may name too; the file's own declarations win by name."""
     file_path = Path(path)
     try:
         text = file_path.read_text("utf-8")
     except OSError as exc:
         raise WorkflowError(f"cannot read workflow file {str(file_path)!r}: {exc.strerror}; check the path",
                             source=str(file_path)) from exc
-    return parse_workflow(text, source=str(file_path), base_dir=file_path.parent,
+    return parse_workflow(text, source=str(file_path), base_dir=file_path.parent, mcp_servers=mcp_servers,
                           _including=(*_including, file_path.resolve()))
 
 
 def parse_workflow(
     text: str, *, source: str = "workflow", base_dir: str | Path | None = None, interpolate: bool = True,
-    massgen: bool = True, nested_files: bool = True, _including: tuple[Path, ...] = (),
+    massgen: bool = True, nested_files: bool = True, mcp_servers: Sequence[Mapping[str, Any]] = (),
+    _including: tuple[Path, ...] = (),
 ) -> Workflow:
     """Validate a workflow given as YAML text (``source`` names it in errors).
 
@@ -182,6 +188,11 @@ def parse_workflow(
                     for path, message in translated.warnings]
         for warning in warnings:
             logger.info("workflow key ignored", extra={"warning": warning})
+    if mcp_servers and isinstance(data, dict):
+        own = data.get("mcp_servers")
+        names = {s.get("name") for s in own if isinstance(s, Mapping)} if isinstance(own, list) else set()
+        extra = [dict(s) for s in mcp_servers if s.get("name") not in names]
+        data = {**data, "mcp_servers": [*(own if isinstance(own, list) else []), *extra]}
     try:
         spec = WorkflowSpec.model_validate(data)
     except pydantic.ValidationError as exc:

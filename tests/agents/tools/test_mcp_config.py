@@ -125,3 +125,37 @@ def test_a_workflow_names_only_servers_it_declares(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "bad.yaml:3: mcp_servers[0]: Value error, url must be an http(s) URL" in message
     assert "agents[0].mcp_servers[1]: no MCP server named 'other'" in message
+
+
+def test_agentadapter_yaml_declares_servers_workflows_name(tmp_path: Path) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from agentadapter.cli.run import register
+
+    config = write(
+        tmp_path,
+        "agentadapter.yaml",
+        f"""
+        mcp_servers:
+          - {{name: fake, command: {sys.executable!r}, args: [{SCRIPT!r}], tools: [echo]}}
+    """,
+    )
+    flow = write(
+        tmp_path,
+        "flow.yaml",
+        """
+        agents:
+          - {name: caller, model: test/tools, mcp_servers: [fake]}
+    """,
+    )
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    register(app)
+    app.command()(lambda: None)
+    result = CliRunner().invoke(app, ["run", str(flow), "--config", str(config), "--input", "hi", "--events"])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["data"]["name"] for e in events if e["type"] == "tool_call"] == ["fake__echo"]
+    assert [e["data"]["is_error"] for e in events if e["type"] == "tool_result"] == [False]

@@ -288,7 +288,7 @@ class MCPServer:
     def _client(self) -> contextlib.AbstractAsyncContextManager[Client]:
         target = self.target
         if isinstance(target, StdioServerParameters):
-            return Client(stdio_client(target, errlog=self.errlog or sys.stderr))
+            return Client(stdio_client(target, errlog=self.errlog or _stderr()))
         if not self.headers:
             return Client(target)
         return _http_client_with_headers(target, dict(self.headers))
@@ -479,6 +479,16 @@ class MCPServer:
                 reason="tool_error",
             )
         return text
+
+
+def _stderr() -> TextIO:
+    """This process's stderr for a server's, or the original one when stderr was replaced by a stream
+    without a file descriptor (a captured one), which a subprocess cannot write to."""
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.__stderr__ or sys.stderr
+    return sys.stderr
 
 
 def _leaf(exc: BaseException) -> BaseException:
