@@ -17,6 +17,7 @@ from agentadapter.service import compliance
 from agentadapter.service.common import Caller
 from agentadapter.service.errors import Conflict
 from agentadapter.store import api_keys, users
+from agentadapter.store.files_models import Archive, ArchiveFile, KnowledgeChunk
 from agentadapter.store.models import AuditLog, Base
 from server.conftest import Api
 from services import redis_url_or_skip
@@ -55,6 +56,22 @@ def _traces(values: list[tuple[str, str]], identifiers: list[str]) -> list[tuple
     return [(table, value) for table, value in values if any(i in value for i in identifiers)]
 
 
+async def _index(api: Api, tenant_id: uuid.UUID, file_id: uuid.UUID, text: str) -> uuid.UUID:
+    """An archive holding the file, with one chunk of its text (what ingestion stores)."""
+    async with api.state.db.writer() as session:
+        archive = Archive(id=uuid.uuid4(), tenant_id=tenant_id, name=unique("archive"), embedding_model="test/embed")
+        session.add(archive)
+        await session.flush()
+        member = ArchiveFile(id=uuid.uuid4(), tenant_id=tenant_id, archive_id=archive.id, file_id=file_id,
+                             status="ready", chunk_count=1)
+        session.add(member)
+        await session.flush()
+        session.add(KnowledgeChunk(tenant_id=tenant_id, archive_id=archive.id, archive_file_id=member.id,
+                                   file_id=file_id, ordinal=0, text=text, char_start=0, char_end=len(text), tokens=3,
+                                   dimensions=2, embedding=b"\x00" * 8))
+    return archive.id
+
+
 async def test_a_users_erasure_leaves_no_trace_of_them(
     any_api: Api, redis_prefix: tuple[Any, str], tmp_path: Path
 ) -> None:
@@ -86,6 +103,9 @@ async def test_a_users_erasure_leaves_no_trace_of_them(
     assert uploaded.status_code in (200, 201), uploaded.text
     blob_files = [p for p in tmp_path.rglob("*") if p.is_file() and MARKER.encode() in p.read_bytes()]
     assert blob_files, "the upload's blob is in the data dir"
+    # The file's index entries: an archive membership and a chunk of its text (as ingestion writes them).
+    file_id = uuid.UUID(uploaded.json()["id"])
+    archive_id = await _index(api, tenant.id, file_id, f"{MARKER} {email}")
     # The admin mentions the user too (an audit entry's resource, a reason).
     await api.request("PUT", f"/v1/compliance/consents/{user.id}", json={"consents": {"analytics": True}})
     # Redis state naming the user and their key, and a key of someone else that must stay.
@@ -121,6 +141,14 @@ async def test_a_users_erasure_leaves_no_trace_of_them(
     assert report["redis_keys_removed"] == 2
 
     left = _traces(await _every_value(api), identifiers)
+    async with api.state.db.session() as session:
+        assert not (await session.execute(sa.select(KnowledgeChunk.id).where(KnowledgeChunk.file_id == file_id))).all()
+        assert not (await session.execute(sa.select(ArchiveFile.id).where(ArchiveFile.file_id == file_id))).all()
+        assert (await session.get(Archive, archive_id)).index_version == 1  # type: ignore[union-attr]
+        if api.state.db.dialect == "sqlite":  # the full-text index follows its table
+            found = await session.execute(sa.text("SELECT rowid FROM knowledge_chunks_fts WHERE "
+                                                  "knowledge_chunks_fts MATCH :marker"), {"marker": f'"{MARKER}"'})
+            assert not found.all()
     assert left == [], left
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and MARKER.encode() in p.read_bytes()]
     remaining = [k async for k in client.scan_iter(match=f"{prefix}*")]

@@ -45,7 +45,13 @@ from agentadapter.service.errors import Conflict, NotAllowed, Unavailable
 from agentadapter.store import compliance as store
 from agentadapter.store import retention, users
 from agentadapter.store.compliance_models import CompliancePolicy, ErasureRequest
-from agentadapter.store.erasure import ErasureCounts, erase_tenant_rows, erase_user_rows
+from agentadapter.store.erasure import (
+    ErasureCounts,
+    checkpoint,
+    erase_tenant_rows,
+    erase_user_rows,
+    secure_delete,
+)
 from agentadapter.store.models import ApiKey, Tenant, utcnow
 
 if TYPE_CHECKING:
@@ -431,6 +437,7 @@ async def execute_erasure(
     """Carry out a pending erasure whose window has passed (``force``: now); returns its report."""
     caller = caller or Caller.system(tenant_id, "compliance")
     async with parts.db.writer() as session:
+        await secure_delete(session)  # what is deleted is overwritten, not left in free pages
         row = await store.get_erasure(session, tenant_id, erasure_id)
         if row.status != "pending":
             raise Conflict(
@@ -461,6 +468,7 @@ async def execute_erasure(
         if row.scope == "user":
             row.status, row.executed_at, row.subject_hash, row.report = "done", utcnow(), subject_hash, report
             await record(session, caller, "erasure.execute", "erasure", row.id, {"scope": "user", **counts.to_dict()})
+        await secure_delete(session, on=False)  # the pooled connection's later deletes need not pay for it
     report["files_removed"] = await _remove_blobs(parts, counts)
     report["redis_keys_removed"] = await _remove_redis_keys(parts, identifiers)
     if row.scope == "user":
@@ -468,6 +476,7 @@ async def execute_erasure(
             await session.execute(
                 sa.update(ErasureRequest).where(ErasureRequest.id == erasure_id).values(report=report)
             )
+    await checkpoint(parts.db)
     for forget in parts.forget:
         forget(tenant_id)
     store.forget_policy(tenant_id)

@@ -11,6 +11,11 @@ mentions one of the user's identifiers (ids, e-mail, subject) has each mention r
 tenant row (every table with a ``tenant_id`` cascades from it) after deleting the rows of tables
 that name the tenant without a foreign key (budget counters). The blobs of deleted files are the
 caller's to remove (their keys are returned), after the transaction commits.
+
+A deleted row's bytes stay in the database file until its page is reused: on SQLite the erasure's
+transaction runs with ``secure_delete`` (freed content is overwritten with zeros) and
+:func:`checkpoint` then moves the write-ahead log into the file and truncates it, so the old pages
+are gone from both. PostgreSQL removes dead tuples at its next (auto)vacuum.
 """
 
 from __future__ import annotations
@@ -23,10 +28,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentadapter.store.database import Database
 from agentadapter.store.files_models import ArchiveFile, StoredFile
 from agentadapter.store.models import ApiKey, Base, Run, Tenant, UsageRecord, User
 
-__all__ = ["ERASED", "ErasureCounts", "erase_tenant_rows", "erase_user_rows", "user_identifiers"]
+__all__ = [
+    "ERASED",
+    "ErasureCounts",
+    "checkpoint",
+    "erase_tenant_rows",
+    "erase_user_rows",
+    "secure_delete",
+    "user_identifiers",
+]
 
 ERASED = "[erased]"
 MIN_IDENTIFIER_LENGTH = 6
@@ -52,6 +66,24 @@ class ErasureCounts:
             "scrubbed": dict(sorted(self.scrubbed.items())),
             "files_removed": len(self.storage_keys),
         }
+
+
+async def secure_delete(session: AsyncSession, on: bool = True) -> None:
+    """SQLite: overwrite what this session's connection deletes with zeros (a no-op elsewhere)."""
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(sa.text(f"PRAGMA secure_delete = {'ON' if on else 'OFF'}"))
+
+
+async def checkpoint(db: Database) -> None:
+    """SQLite: copy the write-ahead log into the database file and truncate it (a no-op elsewhere).
+
+    Best effort: with a reader holding an old snapshot the log is not truncated now, only at a later
+    checkpoint (SQLite makes one every thousand pages).
+    """
+    if db.dialect != "sqlite":
+        return
+    async with db.engine.connect() as connection:
+        await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _rowcount(result: Any) -> int:
