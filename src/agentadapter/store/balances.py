@@ -128,21 +128,23 @@ class ChargeSink:
                            len(gone), -sum(float(row["amount_usd"]) for row in gone),
                            ", ".join(sorted({str(row["tenant_id"]) for row in gone}))[:300])
             rows = [row for row in rows if row["tenant_id"] in known]
+        if not rows:
+            return
         insert: Any = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        # One statement for every batch, executed with the rows as parameters (SQLAlchemy's "insertmanyvalues"):
+        # compiled once and cached. A VALUES clause built from the rows was compiled anew for every batch,
+        # which cost more than everything else a credited call does.
+        transactions = CreditTransaction.__table__
+        statement = (insert(transactions).on_conflict_do_nothing(index_elements=["reservation_id"])
+                     .returning(transactions.c.tenant_id, transactions.c.amount_usd))
         moved: dict[uuid.UUID, float] = {}
-        for start in range(0, len(rows), 1000):
-            inserted = (await session.execute(
-                insert(CreditTransaction).values(rows[start:start + 1000])
-                .on_conflict_do_nothing(index_elements=["reservation_id"])
-                .returning(CreditTransaction.tenant_id, CreditTransaction.amount_usd)
-            )).all()
-            for tenant_id, amount in inserted:
-                moved[tenant_id] = moved.get(tenant_id, 0.0) + float(amount)
-        now = utcnow()
-        for tenant_id, amount in moved.items():
-            await session.execute(
-                sa.update(CreditAccount).where(CreditAccount.tenant_id == tenant_id)
-                .values(balance_usd=CreditAccount.balance_usd + amount, updated_at=now))
+        for tenant_id, amount in (await session.execute(statement, rows)).all():
+            moved[tenant_id] = moved.get(tenant_id, 0.0) + float(amount)
+        accounts = CreditAccount.__table__
+        await session.execute(
+            sa.update(accounts).where(accounts.c.tenant_id == sa.bindparam("account"))
+            .values(balance_usd=accounts.c.balance_usd + sa.bindparam("moved"), updated_at=sa.bindparam("now")),
+            [{"account": tenant_id, "moved": amount, "now": utcnow()} for tenant_id, amount in moved.items()])
 
     def committed(self, records: Sequence[Mapping[str, Any]]) -> None:
         if self.balances is not None:
