@@ -111,3 +111,18 @@ async def test_a_tenants_retention_overrides_the_servers(any_api: Api) -> None:
     cleared = await api.request("PATCH", "/v1/compliance/policy", tenant="short", json={"retention_days": None})
     assert cleared.json()["retention_days"] is None
     assert cleared.json()["effective_retention_days"] == api.state.settings.retention_days
+
+
+async def test_the_export_carries_consents_erasures_and_the_policy_but_not_its_key(api: Api) -> None:
+    await _activity(api)
+    tenant = await api.tenant()
+    async with api.state.db.session() as session:
+        from agentadapter.store import users
+
+        default = await users.default_user(session, tenant.id)
+    await api.request("PUT", f"/v1/compliance/consents/{default.id}", json={"consents": {"training": True}})
+    exported = (await api.request("GET", "/v1/export")).json()
+    assert [(c["purpose"], c["granted"]) for c in exported["consents"]] == [("training", True)]
+    assert exported["erasures"] == []
+    assert exported["compliance_policy"]["pii_mode"] == "hash"
+    assert "hash_key" not in exported["compliance_policy"]

@@ -4,10 +4,11 @@
 with a section per kind of data - the tenant, projects, users (each with its settings), API keys
 (metadata), agents (each with its versions), workflows, runs (each with its agent runs, bus
 messages and events), usage records, audit log, provider keys (id, provider, name and hint: never
-the ciphertext) and the credit account with its transactions. Rows are read in keyset batches of a
-few hundred, each batch in its own short read, so a large tenant never sits in memory nor holds a
-connection while the reader is slow; the document is therefore not a snapshot of one instant.
-``agentadapter tenants export`` and ``GET /v1/export`` both stream it.
+the ciphertext), the credit account with its transactions, and the compliance records: the users'
+consents, the erasures asked for and the tenant's compliance policy (without its hash key). Rows
+are read in keyset batches of a few hundred, each batch in its own short read, so a large tenant
+never sits in memory nor holds a connection while the reader is slow; the document is therefore not
+a snapshot of one instant. ``agentadapter tenants export`` and ``GET /v1/export`` both stream it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from agentadapter.store.compliance_models import CompliancePolicy, ErasureRequest, UserConsent
 from agentadapter.store.database import Database
 from agentadapter.store.errors import RecordNotFound
 from agentadapter.store.models import (
@@ -48,13 +50,15 @@ EXPORT_FORMAT = "agentadapter.tenant-export/1"
 BATCH_SIZE = 500
 
 SECTIONS = ("tenant", "projects", "users", "api_keys", "agents", "workflows", "runs", "usage_records",
-            "audit_logs", "provider_keys", "credit_account", "credit_transactions")
+            "audit_logs", "provider_keys", "credit_account", "credit_transactions", "consents", "erasures",
+            "compliance_policy")
 """The document's sections, in order."""
 
 # Secrets never leave the database: a key's hash and a provider key's ciphertext are left out.
 _HIDDEN: Mapping[str, frozenset[str]] = {
     ApiKey.__tablename__: frozenset({"key_hash"}),
     ProviderKey.__tablename__: frozenset({"ciphertext"}),
+    CompliancePolicy.__tablename__: frozenset({"hash_key"}),
 }
 
 
@@ -150,6 +154,14 @@ async def export_tenant(db: Database, tenant_id: uuid.UUID, *, batch_size: int =
     yield f',"credit_account":{_dumps(_plain(account) if account is not None else None)}'
     async for chunk in _section("credit_transactions", _flat(reader, CreditTransaction)):
         yield chunk
+    async for chunk in _section("consents", _flat(reader, UserConsent)):
+        yield chunk
+    async for chunk in _section("erasures", _flat(reader, ErasureRequest)):
+        yield chunk
+    async with db.session() as session:
+        policy = (await session.execute(sa.select(*_columns(CompliancePolicy))
+                                        .where(CompliancePolicy.tenant_id == tenant_id))).mappings().first()
+    yield f',"compliance_policy":{_dumps(_plain(policy) if policy is not None else None)}'
     yield "}\n"
 
 
