@@ -78,6 +78,14 @@ async def test_a_thread_starts_with_given_messages_and_can_be_listed_and_deleted
         "agent_id": agent["id"], "messages": [{"role": "user", "content": "My name is Ada."},
                                               {"role": "assistant", "content": "Hello Ada."}]})).json()
     assert len(thread["messages"]) == 2 and thread["agent_id"] == agent["id"]
+    # A run names only the thread: the thread's agent answers, after the messages it started with.
+    started = await api.request("POST", "/v1/runs", json={"thread_id": thread["id"], "input": "What is my name?"})
+    assert started.status_code == 202, started.text
+    assert (await api.wait_run(started.json()["id"]))["agent_id"] == agent["id"]
+    assert len((await api.request("GET", f"/v1/threads/{thread['id']}")).json()["messages"]) == 4
+    agentless = (await api.request("POST", "/v1/threads", json={})).json()
+    missing = await api.request("POST", "/v1/runs", json={"thread_id": agentless["id"], "input": "hi"})
+    assert missing.status_code == 422 and "agent_id" in missing.text
     listed = (await api.request("GET", "/v1/threads")).json()["data"]
     assert thread["id"] in [t["id"] for t in listed]
     assert (await api.request("DELETE", f"/v1/threads/{thread['id']}")).status_code == 204

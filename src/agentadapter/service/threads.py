@@ -31,7 +31,15 @@ from agentadapter.store.errors import RecordNotFound
 from agentadapter.store.models import utcnow
 from agentadapter.store.threads_models import Thread
 
-__all__ = ["ThreadHistory", "ThreadRequest", "continue_thread", "create_thread", "delete_thread", "read_thread"]
+__all__ = [
+    "ThreadHistory",
+    "ThreadRequest",
+    "continue_thread",
+    "create_thread",
+    "default_agent",
+    "delete_thread",
+    "read_thread",
+]
 
 _COMPACTION_KEYS = frozenset({"strategy", "threshold", "context_window", "keep_last"})
 
@@ -101,6 +109,15 @@ async def delete_thread(session: AsyncSession, caller: Caller, thread_id: uuid.U
     await store.delete_thread(session, caller.tenant_id, thread_id)
     await record(session, caller, "thread.delete", "thread", thread_id)
     await session.commit()
+
+
+async def default_agent(session: AsyncSession, caller: Caller, thread_id: uuid.UUID) -> uuid.UUID:
+    """The agent a run on the thread uses when it names none (the thread's ``agent_id``)."""
+    thread = await store.get_thread(session, caller.tenant_id, thread_id)
+    if thread.agent_id is None:
+        raise invalid("agent_id", f"thread {thread_id} has no agent of its own; give agent_id (or create the "
+                                  "thread with one)", code="missing_target")
+    return thread.agent_id
 
 
 async def continue_thread(session: AsyncSession, state: ServiceParts, caller: Caller, thread_id: uuid.UUID,

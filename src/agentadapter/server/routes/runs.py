@@ -29,7 +29,7 @@ from agentadapter.server.schemas import (
 )
 from agentadapter.server.schemas.runs import ApprovalsIn
 from agentadapter.server.sse import SSE_HEADERS, sse_stream
-from agentadapter.service import approvals
+from agentadapter.service import approvals, threads
 from agentadapter.service import runs as service
 from agentadapter.service.common import Caller, invalid
 from agentadapter.service.runs import RunRequest
@@ -46,9 +46,14 @@ async def create_run(data: RunCreate, principal: RunsWrite, session: WriteSessio
                      request_id: RequestId, response: Response) -> RunPublic:
     """Start a run of an agent or a workflow; it executes in the background (status ``queued``).
 
+    With ``thread_id`` an agent run continues that conversation (the thread's own agent when
+    ``agent_id`` is not given).
+
     Follow it with ``GET /v1/runs/{id}`` or its events at ``GET /v1/runs/{id}/events``.
     """
     caller = Caller(principal, request_id)
+    if data.thread_id is not None and data.agent_id is None and data.workflow_id is None:
+        data.agent_id = await threads.default_agent(session, caller, data.thread_id)  # the thread's own agent
     if (data.agent_id is None) == (data.workflow_id is None):
         raise invalid("agent_id", "give exactly one of agent_id and workflow_id", code="missing_target")
     if data.thread_id is not None and data.workflow_id is not None:
