@@ -74,3 +74,25 @@ async def test_a_name_that_resolves_to_loopback_is_refused_when_the_run_connects
         run = await api.wait_run(started.json()["id"])
         assert run["status"] == "failed"
         assert "loopback" in run["error"]["message"]
+
+
+async def test_a_stored_agent_names_a_server_the_operator_declared(make_api: AppFactory, tmp_path) -> None:
+    import sys
+
+    from agentadapter.llm.client import LLM
+    from fakes.mcp_server import SCRIPT
+
+    operator = {"mcp_servers": [{"name": "files", "command": sys.executable, "args": [SCRIPT], "tools": ["echo"]}]}
+    async with make_api(llm=LLM(config=operator, environ={})) as api:
+        agent = await api.create_agent(model="test/tools", mcp_servers=[{"name": "files"}])
+        started = await api.request("POST", "/v1/runs", json={"agent_id": agent["id"], "input": "Echo"})
+        run = await api.wait_run(started.json()["id"])
+        assert run["status"] == "completed", run.get("error")
+        assert run["output"].startswith("files__echo: ")  # the test model answers from the tool's result
+        response = await api.request(
+            "POST", "/v1/agents", json={"name": "x", "model": "test/tools", "mcp_servers": [{"name": "nothing"}]}
+        )
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert (error["param"], error["code"]) == ("mcp_servers[0].name", "unknown_mcp_server")
+        assert "files" in error["message"]

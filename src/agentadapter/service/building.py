@@ -43,7 +43,7 @@ from agentadapter.agents.factory import create_agents
 from agentadapter.agents.guardrails import GuardrailResult, InputGuardrail, OutputGuardrail
 from agentadapter.agents.llm_agent import LLMAgent
 from agentadapter.agents.tools.errors import FetchRefused
-from agentadapter.agents.tools.mcp_config import MCPAgent, parse_mcp_servers
+from agentadapter.agents.tools.mcp_config import MCPAgent, MCPServerSpec, parse_mcp_servers
 from agentadapter.agents.tools.registry import ToolRegistry
 from agentadapter.agents.tools.ssrf import AddressPolicy, check_url
 from agentadapter.llm.client import LLM
@@ -134,7 +134,7 @@ def _each(problem: InvalidInput) -> list[InvalidInput]:
     return [InvalidInput(str(item.get("message")), code=item.get("code"), param=item.get("param")) for item in listed]
 
 
-def _collect(problems: list[InvalidInput], check: Callable[[], None]) -> None:
+def _collect(problems: list[InvalidInput], check: Callable[[], object]) -> None:
     try:
         check()
     except InvalidInput as problem:
@@ -200,19 +200,46 @@ async def resolve_handoffs(
     return ids
 
 
-def check_mcp_servers(servers: Sequence[Any], policy: AddressPolicy, param: str = "mcp_servers") -> None:
-    """A tenant's MCP servers: streamable HTTP only, names unique, URLs that the address rules allow (an IP
-    literal is judged now; a host name on the addresses it resolves to, before each connection)."""
+def operator_mcp_servers(llm: LLM) -> dict[str, MCPServerSpec]:
+    """The MCP servers the operator's ``agentadapter.yaml`` declares (stdio ones included), by name."""
+    declared = list(getattr(llm.file_config, "mcp_servers", None) or [])
+    return {spec.name: spec for spec in parse_mcp_servers(declared, where="agentadapter.yaml mcp_servers",
+                                                          allow_stdio=True)}
+
+
+def _is_reference(entry: Any) -> bool:
+    """An entry with neither ``url`` nor ``command``: one of the operator's servers, by name (used as the
+    operator declared it)."""
+    return isinstance(entry, Mapping) and entry.get("url") is None and "command" not in entry
+
+
+def check_mcp_servers(servers: Sequence[Any], policy: AddressPolicy, operator: Mapping[str, MCPServerSpec],
+                      param: str = "mcp_servers") -> list[MCPServerSpec]:
+    """A tenant's MCP servers: ``{"name"}`` alone names one the operator declared; any other entry is the
+    tenant's own, streamable HTTP only, with a URL the address rules allow (an IP literal is judged now; a host
+    name on the addresses it resolves to, before each connection). Names are unique. Returns the specs."""
+    stand_ins = [{"name": e["name"], "url": "https://operator.invalid/"} if _is_reference(e) else e for e in servers]
     try:
-        specs = parse_mcp_servers(list(servers), where=param, allow_stdio=False)
+        parsed = parse_mcp_servers(stand_ins, where=param, allow_stdio=False)
     except AgentAdapterError as exc:
         where, _, message = str(exc).partition(": ")
         raise invalid(where, message, code="invalid_mcp_server") from exc
-    for index, spec in enumerate(specs):
+    specs: list[MCPServerSpec] = []
+    for index, (entry, spec) in enumerate(zip(servers, parsed, strict=True)):
+        if _is_reference(entry):
+            known = operator.get(spec.name)
+            if known is None:
+                raise invalid(f"{param}[{index}].name", f"the operator declares no MCP server {spec.name!r} "
+                              f"({', '.join(sorted(operator)) or 'none'}); give a url for a server of your own",
+                              code="unknown_mcp_server")
+            specs.append(known)
+            continue
         try:
             check_url(str(spec.url), policy)
         except FetchRefused as exc:
             raise invalid(f"{param}[{index}].url", str(exc), code="forbidden_address") from exc
+        specs.append(spec)
+    return specs
 
 
 def check_definition(fields: Mapping[str, Any], *, llm: LLM, tools: ToolRegistry, denied_tools: Iterable[str],
@@ -234,7 +261,8 @@ def check_definition(fields: Mapping[str, Any], *, llm: LLM, tools: ToolRegistry
     if fields.get("model_settings"):
         _collect(problems, lambda: _check_model_settings(fields["model_settings"]))
     if fields.get("mcp_servers"):
-        _collect(problems, lambda: check_mcp_servers(fields["mcp_servers"], mcp_policy or AddressPolicy()))
+        _collect(problems, lambda: check_mcp_servers(fields["mcp_servers"], mcp_policy or AddressPolicy(),
+                                                     operator_mcp_servers(llm)))
     raise_all(problems)
 
 
@@ -394,9 +422,10 @@ class DefinitionBuilder:
         servers = list(getattr(definition, "mcp_servers", None) or [])
         if not servers or definition is None or not isinstance(agent, LLMAgent):
             return agent
-        _at_build("agent_id", f"agent {definition.name!r}", f"PATCH /v1/agents/{definition.id}",
-                  lambda: check_mcp_servers(servers, self.mcp_policy))
-        return MCPAgent(agent, parse_mcp_servers(servers, allow_stdio=False), policy=self.mcp_policy)
+        specs = _at_build("agent_id", f"agent {definition.name!r}", f"PATCH /v1/agents/{definition.id}",
+                          lambda: check_mcp_servers(servers, self.mcp_policy, operator_mcp_servers(self.llm)))
+        operators = {e["name"] for e in servers if _is_reference(e)}  # the operator's: no address rules
+        return MCPAgent(agent, specs, policy=self.mcp_policy, trusted=operators)
 
     def _recheck(self, stored: AgentDefinition, param: str) -> None:
         fields = {"name": stored.name, "description": stored.description, "instructions": stored.instructions,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pydantic
@@ -155,12 +155,15 @@ class MCPAgent(BaseAgent):
         *,
         policy: AddressPolicy | None = None,
         resolver: Resolver | None = None,
+        trusted: Collection[str] = (),
     ) -> None:
         super().__init__(agent.name)
         self.agent = agent
         self.servers = tuple(servers)
         self.policy = policy
         """The address rules an HTTP server's URL is checked against before each connection (None: none)."""
+        self.trusted = frozenset(trusted)
+        """Servers (by name) the operator declared: not held to the address rules."""
         self.resolver = resolver
 
     @property
@@ -172,7 +175,7 @@ class MCPAgent(BaseAgent):
         try:
             tools: list[Any] = []
             for spec in self.servers:
-                if spec.url is not None and self.policy is not None:
+                if spec.url is not None and self.policy is not None and spec.name not in self.trusted:
                     await check_mcp_address(spec.url, self.policy, self.resolver)
                 server = spec.server()
                 servers.append(server)

@@ -26,10 +26,12 @@ class GuardrailSpec(RequestModel):
 
 
 class MCPServerBody(RequestModel):
-    """A streamable-HTTP MCP server whose tools the agent uses, named ``<name>__<tool>``."""
+    """An MCP server whose tools the agent uses, named ``<name>__<tool>``: ``{name}`` alone is one the operator
+    declared (agentadapter.yaml); with a ``url``, a streamable-HTTP server of the tenant's own."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
-    url: str = Field(min_length=1, max_length=2000, description="The server's endpoint, e.g. https://host/mcp.")
+    url: str | None = Field(default=None, min_length=1, max_length=2000,
+                            description="The server's endpoint, e.g. https://host/mcp (none: the operator's server).")
     headers: dict[str, str] = Field(default_factory=dict, max_length=16,
                                     description="Sent with every request (e.g. Authorization); never shown back.")
     tools: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
