@@ -46,10 +46,12 @@ def test_a_local_model_without_its_extra_names_the_extra(model, blocked, extra, 
     (["worker"], {}, ["celery"], "celery"),
     (["tenants", "list"], {"AGENTADAPTER_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none"}, ["asyncpg"],
      "postgres"),
-], ids=["worker without celery", "postgres without asyncpg"])
+    (["files", "add", "--tenant", "acme", "notes.txt"], {}, ["filetype"], "knowledge"),
+], ids=["worker without celery", "postgres without asyncpg", "files without the knowledge extra"])
 def test_a_command_without_its_extra_names_the_extra(args, env, blocked, extra, tmp_path, monkeypatch):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    (tmp_path / "notes.txt").write_text("a file to upload")
     code = BLOCKED.format(blocked=blocked, args=args)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AGENTADAPTER_") or k in env}
     environment["AGENTADAPTER_DATA_DIR"] = str(tmp_path / "data")

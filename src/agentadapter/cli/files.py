@@ -43,9 +43,15 @@ def register(app: typer.Typer) -> None:
 
 def _knowledge(db: Database) -> Knowledge:
     from agentadapter.config import get_settings
+    from agentadapter.knowledge import missing_dependencies
     from agentadapter.llm.client import LLM
     from agentadapter.service.knowledge import Knowledge
 
+    missing = missing_dependencies()
+    if missing:
+        # Reported like any other missing extra (exit 2, and how to install it), not as the service's 503.
+        module = {"python-docx": "docx"}.get(missing[0], missing[0])
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
     return Knowledge.of(db, LLM(), get_settings().data_dir)
 
 
