@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,8 +36,6 @@ async def approving_api(request: pytest.FixtureRequest, make_api: AppFactory) ->
 
 
 async def wait_status(api: Api, run_id: str, wanted: str, tenant: str = "a") -> dict[str, Any]:
-    import asyncio
-
     async with asyncio.timeout(10):
         while True:
             run = (await api.request("GET", f"/v1/runs/{run_id}", tenant=tenant)).json()
@@ -71,7 +70,7 @@ async def test_a_run_pauses_for_approval_and_completes_once_approved(approving_a
     assert again.status_code == 409 and "not paused" in again.text
 
 
-async def test_a_rejected_call_is_not_run_and_the_run_still_completes(api: Api, make_api: AppFactory) -> None:
+async def test_a_rejected_call_is_not_run_and_the_run_still_completes(make_api: AppFactory) -> None:
     refunds.clear()
     async with make_api(tools=registry()) as api:
         agent = await api.create_agent(model="test/tools", tools=["refund"])
