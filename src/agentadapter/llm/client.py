@@ -56,7 +56,7 @@ from agentadapter.llm.messages import (
 )
 from agentadapter.llm.output import OutputSchema
 from agentadapter.llm.policy.breaker import BreakerConfig
-from agentadapter.llm.policy.budget import BoundedSpendGuard, Budget, BudgetGuard, Hold, SpendGuard
+from agentadapter.llm.policy.budget import Budget, BudgetGuard, Hold, SpendGuard
 from agentadapter.llm.policy.cache import (
     ResponseCache,
     cache_key,
@@ -518,8 +518,11 @@ class LLM:
         holds: list[Hold] = []
         try:
             for guard in guards:
-                if isinstance(guard, BoundedSpendGuard):
-                    holds.append(await guard.reserve_bound(bound, tags))
+                # Not isinstance(guard, BoundedSpendGuard): a runtime-checkable protocol's check walks the
+                # class's attributes on every call, a measurable part of a metered call.
+                reserve_bound = getattr(guard, "reserve_bound", None)
+                if reserve_bound is not None:
+                    holds.append(await reserve_bound(bound, tags))
                 else:
                     holds.append(await guard.reserve(bound.usd, tags))
         except BaseException:
