@@ -20,7 +20,7 @@ async def delete_everything() -> str:
 async def test_a_sequential_run_pauses_then_resumes_where_it_stopped(orchestrator: Orchestrator, models, recorder):
     deleted.clear()
     planner = LLMAgent("planner", model="fake/planner")
-    models.on("fake/planner", "plan: delete")
+    models.on("planner", "plan: delete")
     risky = LLMAgent("risky", model="test/tools", tools=[delete_everything])
     events = []
     paused = await orchestrator.run("clean up", [planner, risky], on_event=events.append)
@@ -81,3 +81,20 @@ async def test_a_step_executed_on_its_own_still_fails_when_its_agent_pauses(llm)
                             agents={"risky": risky}, strategy="sequential", llm=llm).execute()
     assert outcome.status == "failed" and outcome.error is not None
     assert outcome.error["type"] == "AgentPausedError"
+
+
+async def test_a_rejection_reason_reaches_the_model(orchestrator: Orchestrator, models):
+    deleted.clear()
+    risky = LLMAgent("risky", model="test/tools", tools=[delete_everything])
+    paused = await orchestrator.run("clean up", [risky])
+    call_id = paused.details["paused"]["pending"][0]["call_id"]
+    resume = RunResume.from_result(paused, {call_id: False})
+    resume = RunResume(resume.step_key, resume.record, resume.state, resume.approvals, resume.outcomes,
+                       resume.last_seq, reasons={call_id: "backups are not done yet"})
+    models.on("after", "I will not delete anything.")
+    risky_after = LLMAgent("risky", model="fake/after", tools=[delete_everything])
+    resumed = await orchestrator.run("clean up", [risky_after],
+                                     options=RunOptions(run_id=paused.run_id, resume=resume))
+    assert resumed.status == "completed" and deleted == []
+    declined = models.seen["after"][0].messages[-1].parts[0]
+    assert "a human declined" in declined.content and "backups are not done yet" in declined.content

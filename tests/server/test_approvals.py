@@ -80,7 +80,8 @@ async def test_a_rejected_call_is_not_run_and_the_run_still_completes(make_api: 
         decided = await api.request("POST", f"/v1/runs/{run['id']}/approvals", json={
             "decisions": [{"call_id": call_id, "decision": "reject", "reason": "not without a receipt"}]})
         assert decided.status_code == 202
-        assert (await api.wait_run(run["id"]))["status"] == "completed" and refunds == []
+        done = await api.wait_run(run["id"])
+        assert done["status"] == "completed" and refunds == []
         events = (await api.request("GET", f"/v1/runs/{run['id']}/events")).text
         assert "not without a receipt" in events  # the run_resumed event keeps the reason
 

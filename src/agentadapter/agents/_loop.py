@@ -356,7 +356,7 @@ class AgentRun:
             tool = act.tool_map.get(call.name)
             decision = context.approvals.get(call.id)
             if decision is False:
-                results[call.id] = self._rejected(call)
+                results[call.id] = self._rejected(call, context.approval_reasons.get(call.id))
             elif decision is True:
                 to_run.append((call, True))
             elif isinstance(tool, FunctionTool) and _requires_approval(tool, call):
@@ -487,8 +487,9 @@ class AgentRun:
             return f"Error: tool {call.name!r} failed: {type(error).__name__}: {_error_text(error)}", "error"
         return tool_output_text(value), "ok"
 
-    def _rejected(self, call: ToolCallPart) -> ToolResultPart:
-        return self._record(call, f"Error: a human declined the call to {call.name!r}; do not retry it.",
+    def _rejected(self, call: ToolCallPart, reason: str | None = None) -> ToolResultPart:
+        why = f" Their reason: {reason}" if reason else ""
+        return self._record(call, f"Error: a human declined the call to {call.name!r}; do not retry it.{why}",
                             "rejected", approved=False)
 
     def _record(

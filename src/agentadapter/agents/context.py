@@ -86,6 +86,8 @@ class AgentContext:
     """The agent loop's state (set by the loop; given back on resume)."""
     approvals: dict[str, bool] = field(default_factory=dict)
     """Decisions on paused tool calls, by call id (given to ``resume``)."""
+    approval_reasons: dict[str, str] = field(default_factory=dict)
+    """Why a human decided as they did, by call id (a rejected call's reason is shown to the model)."""
     _shared: _RunShared = field(init=False, repr=False)
     _channel: AgentChannel | None = field(default=None, init=False, repr=False)
     _messages: list[Message] | None = field(default=None, init=False, repr=False)

@@ -208,10 +208,14 @@ class LLMAgent(BaseAgent):
 
     def resume_stream(
         self, state: RunState | str | bytes | Mapping[str, Any], approvals: Mapping[str, bool],
-        config: RunConfig | None = None, *, deps: Any = None,
+        config: RunConfig | None = None, *, deps: Any = None, reasons: Mapping[str, str] | None = None,
     ) -> AgentStream:
-        """:meth:`resume`, yielding typed events as they happen; ``stream.result`` afterwards."""
+        """:meth:`resume`, yielding typed events as they happen; ``stream.result`` afterwards.
+
+        ``reasons`` (by call id) tell the model why a call was declined.
+        """
         context = self._resume_context(state, approvals, config, deps)
+        context.approval_reasons = {str(k): str(v) for k, v in (reasons or {}).items()}
         return AgentStream(context, context.agent._run_with_context)
 
     def _resume_context(

@@ -49,7 +49,7 @@ from agentadapter.orchestrator.errors import (
 )
 from agentadapter.orchestrator.events import EventLog, EventType
 from agentadapter.orchestrator.options import RunOptions, StepPolicy
-from agentadapter.orchestrator.pause import StepPaused, pause_details
+from agentadapter.orchestrator.pause import RunResume, StepPaused, pause_details
 from agentadapter.orchestrator.result import AgentRunResult, RunResult, error_info, jsonable
 from agentadapter.orchestrator.steps import StepExecutor, StepOutcome, StepRequest
 from agentadapter.orchestrator.strategies import DEFAULT_ROUTED_STEPS, Strategy
@@ -360,7 +360,7 @@ class RunEngine:
         self.usage = self.usage + record.usage
         self.cost_usd += record.cost_usd
         started = time.perf_counter()
-        stream = _resume_stream(agent, resume.state, resume.approvals, self._step_config(), self.options.deps)
+        stream = _resume_stream(agent, resume, self._step_config(), self.options.deps)
         try:
             await self.emit("agent_started", name, {"step": record.step, "phase": record.phase,
                                                     "attempt": record.attempts, "resumed": True})
@@ -628,12 +628,11 @@ class RunEngine:
                     await self._recorded(self.recorder.save_message(self.run_id, envelope))
 
 
-def _resume_stream(agent: BaseAgent, state: Mapping[str, Any], approvals: Mapping[str, bool], config: RunConfig,
-                   deps: Any) -> AgentStream:
+def _resume_stream(agent: BaseAgent, resume: RunResume, config: RunConfig, deps: Any) -> AgentStream:
     resume_stream = getattr(agent, "resume_stream", None)
     if resume_stream is None:
         raise AgentPausedError(f"agent {agent.name!r} cannot resume a paused run (it is not an LLMAgent)")
-    stream: AgentStream = resume_stream(state, approvals, config, deps=deps)
+    stream: AgentStream = resume_stream(resume.state, resume.approvals, config, deps=deps, reasons=resume.reasons)
     return stream
 
 
