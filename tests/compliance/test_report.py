@@ -126,3 +126,21 @@ async def test_the_export_carries_consents_erasures_and_the_policy_but_not_its_k
     assert exported["erasures"] == []
     assert exported["compliance_policy"]["pii_mode"] == "hash"
     assert "hash_key" not in exported["compliance_policy"]
+
+
+async def test_a_server_that_keeps_everything_still_purges_a_tenant_with_a_period(api: Api) -> None:
+    short, other = await api.tenant("short"), await api.tenant("other")
+    for label in ("short", "other"):
+        agent = await api.create_agent(tenant=label)
+        started = await api.request("POST", "/v1/runs", tenant=label, json={"agent_id": agent["id"], "input": "x"})
+        await api.wait_run(started.json()["id"], tenant=label)
+    await api.request("PATCH", "/v1/compliance/policy", tenant="short", json={"retention_days": 1})
+    old = utcnow() - timedelta(days=400)
+    async with api.state.db.writer() as session:
+        await session.execute(
+            sa.update(Run).where(Run.tenant_id.in_([short.id, other.id])).values(created_at=old, finished_at=old)
+        )
+    await purge_by_policy(api.state.db, default_days=0)
+    async with api.state.db.session() as session:
+        left = set(await session.scalars(sa.select(Run.tenant_id).where(Run.tenant_id.in_([short.id, other.id]))))
+    assert left == {other.id}

@@ -246,7 +246,9 @@ async def _start(settings: Settings, server: ServerSettings, *, llm: LLM | None,
     auth = Authenticator(db, settings, server, jwks_transport=jwks_transport, redis=redis)
     limiter = build_rate_limiter(server, redis)
     retention = None
-    if server.retention_interval_s > 0 and settings.retention_days > 0:  # 0 days: keep everything
+    # With AGENTADAPTER_RETENTION_DAYS=0 the server keeps everything, but tenants' own retention periods and due
+    # erasures still need the periodic task.
+    if server.retention_interval_s > 0:
         retention = RetentionTask(db, retention_days=settings.retention_days, interval_s=server.retention_interval_s)
         retention.start()
     from agentadapter.service.knowledge import Knowledge

@@ -35,7 +35,8 @@ class RetentionTask(BackgroundLoop):
                  erasures: ErasureParts | None = None) -> None:
         if interval_s <= 0:
             raise ValueError(f"the purge interval must be positive, not {interval_s} s")
-        cutoff_for(retention_days)  # refuse a nonsensical period at start-up, not an hour later
+        if retention_days != 0:  # 0: the server keeps everything (tenants' own periods and erasures still apply)
+            cutoff_for(retention_days)  # refuse a nonsensical period at start-up, not an hour later
         self.db = db
         self.retention_days = retention_days
         self.interval_s = interval_s

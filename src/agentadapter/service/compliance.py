@@ -550,7 +550,8 @@ async def execute_due_erasures(parts: ErasureParts, now: datetime | None = None)
 
 async def purge_by_policy(db: Database, *, default_days: float, dry_run: bool = False) -> retention.PurgeReport:
     """The retention purge with each tenant's own period: tenants with one are purged by it, the rest by
-    ``default_days``; the counts are summed."""
+    ``default_days`` (0: the server keeps everything, and only tenants with a period of their own are
+    purged); the counts are summed."""
     async with db.session() as session:
         overrides = (
             await session.execute(
@@ -559,15 +560,20 @@ async def purge_by_policy(db: Database, *, default_days: float, dry_run: bool = 
                 .join(Tenant, Tenant.id == CompliancePolicy.tenant_id)
             )
         ).all()
-    total = await retention.purge(
-        db,
-        older_than=retention.cutoff_for(default_days),
-        dry_run=dry_run,
-        exclude_tenants=[row[0] for row in overrides],
-    )
+    if default_days == 0:
+        total = retention.PurgeReport(cutoff=utcnow(), dry_run=dry_run)
+    else:
+        total = await retention.purge(
+            db,
+            older_than=retention.cutoff_for(default_days),
+            dry_run=dry_run,
+            exclude_tenants=[row[0] for row in overrides],
+        )
     for tenant_id, days in overrides:
+        if not days:
+            continue
         own = await retention.purge(
-            db, older_than=retention.cutoff_for(float(days or default_days)), dry_run=dry_run, tenant_id=tenant_id
+            db, older_than=retention.cutoff_for(float(days)), dry_run=dry_run, tenant_id=tenant_id
         )
         for table, count in own.counts.items():
             total.counts[table] += count
