@@ -101,3 +101,38 @@ def test_a_registered_detector_is_usable_by_kind() -> None:
         register_detector(PatternDetector(kind, re.compile("x")))
     with pytest.raises(ValueError, match="lower-case"):
         register_detector(PatternDetector("Bad Kind", re.compile("x")))
+
+
+def test_a_package_registers_detectors_through_an_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+    import re
+
+    from agentadapter.compliance import detectors
+
+    class Badge:
+        """A detector class, made without arguments."""
+
+        kind = "badge_number"
+
+        def find(self, text: str) -> list[detectors.Finding]:
+            return PatternDetector(self.kind, re.compile(r"B-\d{5}")).find(text)
+
+    class Point:
+        def __init__(self, name: str, target: object) -> None:
+            self.name, self.target = name, target
+
+        def load(self) -> object:
+            if isinstance(self.target, Exception):
+                raise self.target
+            return self.target
+
+    points = [Point("badge", Badge), Point("broken", ImportError("no such module"))]
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: points if group == detectors.ENTRY_POINT_GROUP else []
+    )
+    monkeypatch.setattr(detectors, "_plugins_loaded", False)
+    try:
+        assert "badge_number" in detectors.detector_kinds()  # the broken one is skipped (and logged)
+        assert Anonymizer(PiiPolicy("mask", ("badge_number",))).text("badge B-12345") == "badge [BADGE_NUMBER]"
+    finally:
+        detectors._registry.pop("badge_number", None)

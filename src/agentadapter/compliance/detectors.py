@@ -1,8 +1,10 @@
 """Personal-data detectors: pure functions from a text to the spans of personal data in it.
 
 Each detector is a :class:`Detector` (a ``kind`` and ``find(text) -> [Finding]``); the built-in ones
-are registered under their kind and more can be added with :func:`register_detector` (a tenant's
-policy names the kinds it wants, so a registered detector is usable by name). The built-ins:
+are registered under their kind and more can be added with :func:`register_detector`, or by a
+package through the ``agentadapter.detectors`` entry point (a detector, or a class made without
+arguments; loaded on first use, in every process: the server's and the workers'). A tenant's policy
+names the kinds it wants, so a registered detector is usable by name. The built-ins:
 
 - ``email``: addresses of the usual ``local@domain.tld`` shape;
 - ``phone``: numbers found by Google's libphonenumber (``phonenumbers``, offline metadata, the
@@ -20,6 +22,7 @@ and a list-based guess masks ordinary words. A project with such a model can reg
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -267,6 +270,27 @@ _registry: dict[str, Detector] = {
     "ip": IpDetector(),
 }
 _lock = threading.Lock()
+_plugins_loaded = False
+ENTRY_POINT_GROUP = "agentadapter.detectors"
+logger = logging.getLogger("agentadapter.compliance")
+
+
+def _load_plugins() -> None:
+    """Register the detectors packages declare under the ``agentadapter.detectors`` entry point, once."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found = point.load()
+            register_detector(found() if isinstance(found, type) else found)
+        except Exception as exc:  # one broken plugin must not take detection down
+            logger.warning(
+                "the detector %r of entry point %s could not be registered: %s", point.name, ENTRY_POINT_GROUP, exc
+            )
 
 
 def register_detector(found: Detector, *, replace: bool = False) -> None:
@@ -282,10 +306,12 @@ def register_detector(found: Detector, *, replace: bool = False) -> None:
 
 def detector_kinds() -> list[str]:
     """The kinds of every registered detector, sorted."""
+    _load_plugins()
     return sorted(_registry)
 
 
 def detector(kind: str) -> Detector:
+    _load_plugins()
     try:
         return _registry[kind]
     except KeyError:
