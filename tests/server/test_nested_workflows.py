@@ -11,6 +11,7 @@ import pytest
 from agentadapter.testing import offline_llm
 from fakes.priced import PRICE_PER_TOKEN, PRICED_MODEL, priced_backend
 from server.conftest import Api, AppFactory
+from server.test_runs import frames
 
 CALL = 1000 * PRICE_PER_TOKEN  # $0.125: one call of a priced agent (max_tokens 1000)
 PRICED = {"model": PRICED_MODEL, "model_settings": {"max_tokens": 1000}}
@@ -56,6 +57,13 @@ async def test_a_nested_workflows_cost_adds_up_in_the_parent_run(priced_api: Api
     assert steps["panel_again"]["cost_usd"] == pytest.approx(2 * CALL)
     assert run["cost_usd"] == pytest.approx(5 * CALL)
     assert run["usage"]["output_tokens"] == 5000
+
+    events = frames((await api.request("GET", f"/v1/runs/{run['id']}/events")).text)
+    nested = [f["data"] for f in events if f["event"] == "nested"]
+    assert {(e["agent"], e["data"]["workflow"]) for e in nested} == {("panel", "debate"), ("panel_again", "debate")}
+    inner_finished = [e["data"]["event"] for e in nested if e["data"]["event"]["type"] == "agent_finished"]
+    assert sorted(e["agent"] for e in inner_finished) == ["con", "con", "pro", "pro"]
+    assert all(e["data"]["cost_usd"] == pytest.approx(CALL) for e in inner_finished)
 
 
 async def test_a_step_names_only_the_tenants_own_stored_workflows(api: Api) -> None:
