@@ -19,6 +19,7 @@ from agentadapter.service.errors import Conflict
 from agentadapter.store import api_keys, users
 from agentadapter.store.files_models import Archive, ArchiveFile, KnowledgeChunk
 from agentadapter.store.models import AuditLog, Base
+from agentadapter.store.threads_models import Thread
 from server.conftest import Api
 from services import redis_url_or_skip
 from store.databases import unique
@@ -62,13 +63,26 @@ async def _index(api: Api, tenant_id: uuid.UUID, file_id: uuid.UUID, text: str) 
         archive = Archive(id=uuid.uuid4(), tenant_id=tenant_id, name=unique("archive"), embedding_model="test/embed")
         session.add(archive)
         await session.flush()
-        member = ArchiveFile(id=uuid.uuid4(), tenant_id=tenant_id, archive_id=archive.id, file_id=file_id,
-                             status="ready", chunk_count=1)
+        member = ArchiveFile(
+            id=uuid.uuid4(), tenant_id=tenant_id, archive_id=archive.id, file_id=file_id, status="ready", chunk_count=1
+        )
         session.add(member)
         await session.flush()
-        session.add(KnowledgeChunk(tenant_id=tenant_id, archive_id=archive.id, archive_file_id=member.id,
-                                   file_id=file_id, ordinal=0, text=text, char_start=0, char_end=len(text), tokens=3,
-                                   dimensions=2, embedding=b"\x00" * 8))
+        session.add(
+            KnowledgeChunk(
+                tenant_id=tenant_id,
+                archive_id=archive.id,
+                archive_file_id=member.id,
+                file_id=file_id,
+                ordinal=0,
+                text=text,
+                char_start=0,
+                char_end=len(text),
+                tokens=3,
+                dimensions=2,
+                embedding=b"\x00" * 8,
+            )
+        )
     return archive.id
 
 
@@ -103,6 +117,16 @@ async def test_a_users_erasure_leaves_no_trace_of_them(
     assert uploaded.status_code in (200, 201), uploaded.text
     blob_files = [p for p in tmp_path.rglob("*") if p.is_file() and MARKER.encode() in p.read_bytes()]
     assert blob_files, "the upload's blob is in the data dir"
+    # A conversation of theirs (a thread, as runs continuing it leave it).
+    async with api.state.db.writer() as session:
+        session.add(
+            Thread(
+                tenant_id=tenant.id,
+                title="mine",
+                created_by=user.id,
+                messages=[{"role": "user", "parts": [{"kind": "text", "text": f"I am {email}"}]}],
+            )
+        )
     # The file's index entries: an archive membership and a chunk of its text (as ingestion writes them).
     file_id = uuid.UUID(uploaded.json()["id"])
     archive_id = await _index(api, tenant.id, file_id, f"{MARKER} {email}")
@@ -139,6 +163,7 @@ async def test_a_users_erasure_leaves_no_trace_of_them(
     assert report["deleted"]["files"] == 1 and report["files_removed"] == 1
     assert report["deleted"]["api_keys"] == 1 and report["deleted"]["user_consents"] == 2
     assert report["redis_keys_removed"] == 2
+    assert report["deleted"]["threads"] == 1
 
     left = _traces(await _every_value(api), identifiers)
     async with api.state.db.session() as session:
@@ -146,8 +171,10 @@ async def test_a_users_erasure_leaves_no_trace_of_them(
         assert not (await session.execute(sa.select(ArchiveFile.id).where(ArchiveFile.file_id == file_id))).all()
         assert (await session.get(Archive, archive_id)).index_version == 1  # type: ignore[union-attr]
         if api.state.db.dialect == "sqlite":  # the full-text index follows its table
-            found = await session.execute(sa.text("SELECT rowid FROM knowledge_chunks_fts WHERE "
-                                                  "knowledge_chunks_fts MATCH :marker"), {"marker": f'"{MARKER}"'})
+            found = await session.execute(
+                sa.text("SELECT rowid FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH :marker"),
+                {"marker": f'"{MARKER}"'},
+            )
             assert not found.all()
     assert left == [], left
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and MARKER.encode() in p.read_bytes()]

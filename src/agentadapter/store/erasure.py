@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 ERASED = "[erased]"
+PERSONAL_TABLES = ("threads",)
+"""Tables (beside runs) whose rows a user created are that user's own content (conversations): deleted
+with them, where the other tables' rows they created (agents, workflows, datasets) stay the tenant's."""
 MIN_IDENTIFIER_LENGTH = 6
 """Identifiers shorter than this (a subject like ``bob``) are not searched in free text: they hit ordinary words."""
 
@@ -131,6 +134,13 @@ async def erase_user_rows(session: AsyncSession, tenant_id: uuid.UUID, user_id: 
             ),
         )
         counts.add(counts.deleted, "runs", _rowcount(await session.execute(sa.delete(Run).where(Run.id.in_(batch)))))
+    for name in PERSONAL_TABLES:
+        table = Base.metadata.tables.get(name)
+        if table is not None and "created_by" in table.c and "tenant_id" in table.c:
+            result = await session.execute(
+                sa.delete(table).where(table.c.tenant_id == tenant_id, table.c.created_by == user_id)
+            )
+            counts.add(counts.deleted, name, _rowcount(result))
     if key_ids:
         counts.add(
             counts.deleted,
