@@ -31,6 +31,7 @@ from agentadapter.orchestrator.errors import (
 )
 from agentadapter.orchestrator.events import EVENT_TYPES, EventLog, EventType, RunEvent
 from agentadapter.orchestrator.execution import RecordedSteps, ReplayOutcome, StepRun, replay
+from agentadapter.orchestrator.nested import NestedRunFailed, WorkflowAgent, workflow_tool
 from agentadapter.orchestrator.options import RunLimits, RunOptions, StepPolicy
 from agentadapter.orchestrator.orchestrator import Orchestrator, RunHandle
 from agentadapter.orchestrator.pause import RunResume, StepPaused
@@ -62,6 +63,7 @@ __all__ = [
     "EventType",
     "InMemoryRunRecorder",
     "Loop",
+    "NestedRunFailed",
     "Orchestrator",
     "OrchestratorError",
     "Parallel",
@@ -90,6 +92,7 @@ __all__ = [
     "Strategy",
     "StrategyError",
     "Workflow",
+    "WorkflowAgent",
     "WorkflowError",
     "WorkflowSpec",
     "coerce_strategy",
@@ -97,4 +100,5 @@ __all__ = [
     "load_workflow",
     "parse_workflow",
     "replay",
+    "workflow_tool",
 ]

@@ -16,6 +16,7 @@ from agentadapter.agents.tools.registry import BUILTIN_TOOLS, ToolRegistry, defa
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from agentadapter.agents.tools.audit import InMemoryToolAudit, ToolAudit, ToolAuditRecord
+    from agentadapter.agents.tools.code import PythonCode
     from agentadapter.agents.tools.errors import (
         CommandKilled,
         CommandRefused,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from agentadapter.agents.tools.file_search import FileSearch
     from agentadapter.agents.tools.http_fetch import FetchPolicy, HTTPFetch
+    from agentadapter.agents.tools.mcp_config import MCPAgent, MCPServerSpec
     from agentadapter.agents.tools.mcp_tools import MCPOptions, MCPServer
     from agentadapter.agents.tools.sandbox import SandboxPolicy
     from agentadapter.agents.tools.shell import Shell
@@ -43,7 +45,8 @@ _LAZY: dict[str, str] = {
     "CommandKilled": "errors", "CommandRefused": "errors", "FetchError": "errors", "FetchRefused": "errors",
     "MCPToolError": "errors", "ToolError": "errors", "WebSearchError": "errors",
     "FetchPolicy": "http_fetch", "HTTPFetch": "http_fetch", "FileSearch": "file_search",
-    "MCPOptions": "mcp_tools", "MCPServer": "mcp_tools",
+    "MCPOptions": "mcp_tools", "MCPServer": "mcp_tools", "MCPAgent": "mcp_config", "MCPServerSpec": "mcp_config",
+    "PythonCode": "code",
     "SandboxPolicy": "sandbox", "Shell": "shell",
     "BraveProvider": "web_search", "SearXNGProvider": "web_search", "SearchProvider": "web_search",
     "TavilyProvider": "web_search", "WebSearch": "web_search",
@@ -61,9 +64,12 @@ __all__ = [
     "FunctionTool",
     "HTTPFetch",
     "InMemoryToolAudit",
+    "MCPAgent",
     "MCPOptions",
     "MCPServer",
+    "MCPServerSpec",
     "MCPToolError",
+    "PythonCode",
     "SandboxPolicy",
     "SearXNGProvider",
     "SearchProvider",
