@@ -554,8 +554,8 @@ class RunStep(Base):
 
 # The knowledge tables are defined beside these; importing them here puts them in Base.metadata wherever
 # the models are loaded (migrations, the store, the service).
+from agentadapter.store import compliance_models as _compliance_tables  # noqa: E402, F401  (policies, consents)
 from agentadapter.store import evals_models as _evaluation_tables  # noqa: E402, F401  (datasets, experiments)
 from agentadapter.store import files_models as _knowledge_tables  # noqa: E402, F401
-from agentadapter.store import threads_models as _conversation_tables  # noqa: E402, F401
 from agentadapter.store import stored_responses as _stored_responses  # noqa: E402, F401  (the gateway's store)
-from agentadapter.store import compliance_models as _compliance_tables  # noqa: E402, F401  (policies, consents, erasures)
+from agentadapter.store import threads_models as _conversation_tables  # noqa: E402, F401
