@@ -98,3 +98,29 @@ async def test_a_rejection_reason_reaches_the_model(orchestrator: Orchestrator, 
     assert resumed.status == "completed" and deleted == []
     declined = models.seen["after"][0].messages[-1].parts[0]
     assert "a human declined" in declined.content and "backups are not done yet" in declined.content
+
+
+async def test_a_queued_step_pauses_its_replayed_run_and_resumes_on_its_own(llm):
+    from agentadapter.orchestrator import StepOutcome, replay
+
+    deleted.clear()
+    risky = LLMAgent("risky", model="test/tools", tools=[delete_everything])
+    request = StepRequest("risky", 1, input="clean up")
+    outcome = await StepRun(request, run_id="r2", task="clean up", agents={"risky": risky}, strategy="sequential",
+                            llm=llm, can_pause=True).execute()
+    assert outcome.status == "paused" and outcome.paused is not None and deleted == []
+    stored = StepOutcome.from_dict(json.loads(json.dumps(outcome.to_dict())))  # what the step's row keeps
+
+    replayed = await replay(run_id="r2", task="clean up", agents=["risky"], strategy="sequential",
+                            recorded={request.key: stored})
+    assert replayed.result.status == "paused" and not replayed.finished and replayed.waiting == []
+    details = replayed.result.details
+    call_id = details["paused"]["pending"][0]["call_id"]
+
+    resume = RunResume.from_details(json.loads(json.dumps(details)), {call_id: True})
+    done = await StepRun(request, run_id="r2", task="clean up", agents={"risky": risky}, strategy="sequential",
+                         llm=llm, can_pause=True, options=RunOptions(resume=resume)).execute()
+    assert done.status == "completed" and deleted == ["all"]
+    finished = await replay(run_id="r2", task="clean up", agents=["risky"], strategy="sequential",
+                            recorded={request.key: done})
+    assert finished.result.status == "completed"

@@ -234,7 +234,7 @@ async def test_requests_and_outcomes_survive_json() -> None:
     request = StepRequest("b", 2, "vote", [Message.user("hello")], (Message.assistant("hi"),), "voting", 0.5)
     again = StepRequest.from_dict(over_the_wire(request.to_dict()))
     assert again.to_dict() == request.to_dict() and again.key == "2:vote:b"
-    with pytest.raises(ValueError, match="completed, failed or cancelled"):
+    with pytest.raises(ValueError, match="completed, failed, cancelled or paused"):
         StepOutcome.from_dict({"status": "maybe"})
 
 

@@ -235,9 +235,8 @@ class RunEngine:
         span.end()
         telemetry.record_run(self.strategy.name, result.status, result.duration_ms / 1000.0)
         if result.status == "paused" and self.paused is not None:
-            pending = [p.to_dict() for p in self.paused.result.pending_approvals]
-            await self.emit("run_paused", self.paused.result.agent, {
-                "pending": pending, "usage": self.usage.to_dict(), "cost_usd": self.cost_usd,
+            await self.emit("run_paused", self.paused.agent, {
+                "pending": list(self.paused.pending), "usage": self.usage.to_dict(), "cost_usd": self.cost_usd,
             })
             result.details["paused"] = pause_details(self.paused, result.agents, self.log.last_seq)
             await self._save_run()
@@ -416,6 +415,12 @@ class RunEngine:
         if outcome.status == "cancelled":
             self.cancelled_step = message
             raise asyncio.CancelledError(message)
+        if outcome.status == "paused" and outcome.paused is not None:  # a queue worker's step waits for a human
+            paused = StepPaused(f"agent {request.name!r} paused for human approval", agent=str(
+                outcome.paused.get("agent") or request.name), pending=list(outcome.paused.get("pending") or []),
+                state=dict(outcome.paused.get("state") or {}))
+            paused.record = record
+            raise paused
         if outcome.limit:
             limit = outcome.limit
             raise RunLimitExceeded(message, limit=limit["limit"], value=limit["value"], used=limit["used"])
@@ -515,7 +520,7 @@ class RunEngine:
         if result.status == "paused":
             calls = ", ".join(f"{p.tool} ({p.call_id})" for p in result.pending_approvals)
             if self.can_pause and result.state is not None:
-                raise StepPaused(f"agent {result.agent!r} paused for human approval of {calls}", result)
+                raise StepPaused.of(result)
             raise AgentPausedError(
                 f"agent {result.agent!r} paused for human approval of {calls}; a step executed on "
                 "its own (a queue worker) cannot pause: run it inline, or drop needs_approval for these tools"

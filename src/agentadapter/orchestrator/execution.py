@@ -37,6 +37,7 @@ from agentadapter.orchestrator.conditions import to_text
 from agentadapter.orchestrator.errors import RunLimitExceeded, StepFailedError
 from agentadapter.orchestrator.events import EventLog
 from agentadapter.orchestrator.options import RunOptions
+from agentadapter.orchestrator.pause import StepPaused, pause_details
 from agentadapter.orchestrator.result import AgentRunResult, RunResult, error_info
 from agentadapter.orchestrator.steps import StepOutcome, StepRequest, StepsPending
 from agentadapter.orchestrator.strategies import Strategy, coerce_strategy
@@ -139,6 +140,9 @@ async def replay(
         result.error = {"type": "Cancelled", "message": engine.cancelled_step or "a step was cancelled"}
     elif isinstance(error := strategy_task.exception(), StepsPending):
         waiting = list({r.key: r for r in error.requests}.values())  # a key once, in the order asked
+    elif isinstance(error, StepPaused):  # a step waits for a human: so does the run
+        result.status = "paused"
+        result.details["paused"] = pause_details(error, result.agents, 0)
     elif error is not None:
         result.status = "failed"
         result.error = error_info(error)
@@ -162,6 +166,9 @@ class StepRun:
     facade its model calls go through, the protocol its agents message on (started and closed
     here), the event log its events go to and the recorder its records go to. ``remaining_s`` is
     what is left of the run's deadline. :meth:`cancel` stops the step (recorded as cancelled).
+    With ``can_pause`` an agent that pauses for approval ends the step ``paused`` (its outcome keeps
+    the pending calls and the agent's state; replaying it pauses the run), else the step fails.
+    ``options.resume`` continues a paused step with its decisions.
     """
 
     def __init__(
@@ -180,6 +187,7 @@ class StepRun:
         remaining_s: float | None = None,
         project_id: str | None = None,
         workflow: str | None = None,
+        can_pause: bool = False,
     ) -> None:
         self.request = request
         self.remaining_s = remaining_s
@@ -190,8 +198,8 @@ class StepRun:
             protocol=protocol if protocol is not None else _local_protocol(run_id), owns_protocol=True,
             recorder=recorder, log=self.log, project_id=project_id, workflow=workflow,
         )
-        # Nobody could resume a step executed on its own: a pause for approval fails it, as it always did.
-        self._engine.can_pause = False
+        # A pause for approval fails the step unless the caller can keep the paused run (can_pause).
+        self._engine.can_pause = can_pause
         # The run so far, as far as the step's limits go: its step count and what it spent.
         self._engine.steps = request.step - 1
         self._engine.cost_usd = request.cost_usd
@@ -241,6 +249,8 @@ class StepRun:
         except RunLimitExceeded as exc:
             return StepOutcome("failed", self._last_record(), error=error_info(exc),
                                limit={"limit": exc.limit, "value": exc.value, "used": exc.used})
+        except StepPaused as paused:
+            return StepOutcome("paused", paused.record or self._last_record(), paused=paused.to_dict())
         finally:
             if not work.done():
                 work.cancel()

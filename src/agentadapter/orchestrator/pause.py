@@ -34,24 +34,44 @@ __all__ = ["RunResume", "StepPaused", "pause_details", "pending_calls"]
 class StepPaused(AgentPausedError):
     """An agent step paused for approval; the run ends this execution as ``paused`` (it is not a failure)."""
 
-    def __init__(self, message: str, result: AgentResult) -> None:
+    def __init__(self, message: str, *, agent: str, pending: list[dict[str, Any]], state: dict[str, Any],
+                 result: AgentResult | None = None) -> None:
         super().__init__(message)
+        self.agent = agent
+        """The agent that paused (after handoffs)."""
+        self.pending = pending
+        """The calls waiting for a decision (``ApprovalRequest.to_dict()`` each)."""
+        self.state = state
+        """The paused agent's resumable state (``RunState.to_dict()``)."""
         self.result = result
-        """The paused agent's result: its usage so far, its pending approvals and resumable state."""
+        """The paused agent's result, when it paused here (its usage so far is charged to the step)."""
         self.record: AgentRunResult | None = None
         """The step's record, set by the engine."""
+
+    @classmethod
+    def of(cls, result: AgentResult) -> StepPaused:
+        """From the result of an agent that paused."""
+        assert result.state is not None
+        calls = ", ".join(f"{p.tool} ({p.call_id})" for p in result.pending_approvals)
+        return cls(f"agent {result.agent!r} paused for human approval of {calls}", agent=result.agent,
+                   pending=[p.to_dict() for p in result.pending_approvals], state=result.state.to_dict(),
+                   result=result)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a step outcome keeps of the pause (a queue worker's step: the run pauses when it is replayed)."""
+        return {"agent": self.agent, "pending": self.pending, "state": self.state}
 
 
 def pause_details(paused: StepPaused, completed: list[AgentRunResult], last_seq: int) -> dict[str, Any]:
     """What ``RunResult.details["paused"]`` keeps of a paused run (JSON)."""
     record = paused.record
-    assert record is not None and paused.result.state is not None
+    assert record is not None
     return {
         "step_key": f"{record.step}:{record.phase}:{record.name}",
-        "agent": paused.result.agent,
+        "agent": paused.agent,
         "record": record.to_dict(),
-        "pending": [p.to_dict() for p in paused.result.pending_approvals],
-        "state": paused.result.state.to_dict(),
+        "pending": list(paused.pending),
+        "state": dict(paused.state),
         "outcomes": {f"{r.step}:{r.phase}:{r.name}": StepOutcome("completed", r, text=r.text).to_dict()
                      for r in completed if r.status == "completed"},
         "last_seq": last_seq,

@@ -29,7 +29,7 @@ from agentadapter.orchestrator.result import AgentRunResult
 
 __all__ = ["StepExecutor", "StepOutcome", "StepOutcomeStatus", "StepRequest", "StepsPending"]
 
-StepOutcomeStatus: TypeAlias = Literal["completed", "failed", "cancelled"]
+StepOutcomeStatus: TypeAlias = Literal["completed", "failed", "cancelled", "paused"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,8 @@ class StepOutcome:
     """``{limit, value, used}`` when a run limit refused or stopped the step (it fails the run)."""
     text: str = field(default="")
     """The output as text (the record's)."""
+    paused: dict[str, Any] | None = None
+    """``{agent, pending, state}`` of a step that paused for human approval (status ``paused``)."""
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"status": self.status, "record": self.record.to_dict() if self.record else {},
@@ -94,18 +96,21 @@ class StepOutcome:
             data["error"] = self.error
         if self.limit is not None:
             data["limit"] = self.limit
+        if self.paused is not None:
+            data["paused"] = self.paused
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StepOutcome:
         """The outcome :meth:`to_dict` wrote."""
         status = data.get("status")
-        if status not in ("completed", "failed", "cancelled"):
-            raise ValueError(f"a step outcome's status is completed, failed or cancelled, not {status!r}")
+        if status not in ("completed", "failed", "cancelled", "paused"):
+            raise ValueError(f"a step outcome's status is completed, failed, cancelled or paused, not {status!r}")
         record = data.get("record") or None
         return cls(status=status, record=_record(record) if record else None,
                    error=dict(data["error"]) if data.get("error") else None,
-                   limit=dict(data["limit"]) if data.get("limit") else None, text=str(data.get("text") or ""))
+                   limit=dict(data["limit"]) if data.get("limit") else None, text=str(data.get("text") or ""),
+                   paused=dict(data["paused"]) if data.get("paused") else None)
 
 
 def _record(data: Mapping[str, Any]) -> AgentRunResult:
