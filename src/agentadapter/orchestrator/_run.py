@@ -396,7 +396,8 @@ class RunEngine:
         # A copy: the outcome stays as recorded (replaying it again gives the same run).
         record = dataclasses.replace(outcome.record) if outcome.record is not None else None
         if record is None:  # the step never started (its agent could not be built)
-            record = AgentRunResult(request.name, request.step, request.phase, status=outcome.status,
+            record = AgentRunResult(request.name, request.step, request.phase,
+                                    status="running" if outcome.status == "paused" else outcome.status,
                                     error=outcome.error)
             if outcome.status == "completed":
                 record.status = "failed"
