@@ -94,13 +94,18 @@ def test_the_pseudonymizer_restores_what_it_replaced() -> None:
 def test_a_registered_detector_is_usable_by_kind() -> None:
     import re
 
+    from agentadapter.compliance import detectors
+
     kind = "employee_id"
     register_detector(PatternDetector(kind, re.compile(r"EMP-\d{6}")), replace=True)
-    assert Anonymizer(PiiPolicy("mask", (kind,))).text("badge EMP-123456") == "badge [EMPLOYEE_ID]"
-    with pytest.raises(ValueError, match="registered already"):
-        register_detector(PatternDetector(kind, re.compile("x")))
-    with pytest.raises(ValueError, match="lower-case"):
-        register_detector(PatternDetector("Bad Kind", re.compile("x")))
+    try:
+        assert Anonymizer(PiiPolicy("mask", (kind,))).text("badge EMP-123456") == "badge [EMPLOYEE_ID]"
+        with pytest.raises(ValueError, match="registered already"):
+            register_detector(PatternDetector(kind, re.compile("x")))
+        with pytest.raises(ValueError, match="lower-case"):
+            register_detector(PatternDetector("Bad Kind", re.compile("x")))
+    finally:
+        detectors._registry.pop(kind, None)  # the process's other tests see the built-ins only
 
 
 def test_a_package_registers_detectors_through_an_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
