@@ -4,18 +4,24 @@ process (``api_load.py``, ``gateway.py``, ``hostile_bodies.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "agentadapter.cli"]
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+"""The PostgreSQL server benchmarks make their throw-away databases on (AGENTADAPTER_BENCH_POSTGRES_URL
+overrides it; the database it names is only used to create and drop theirs)."""
 
 
 def free_port() -> int:
@@ -66,3 +72,33 @@ def serve(env: Mapping[str, str], workdir: Path, *, workers: int = 1, name: str 
         time.sleep(0.2)
     process.kill()
     raise SystemExit(f"{name} did not answer /healthz within 60 s")
+
+
+async def pg_database(admin_url: str, name: str, *, create: bool) -> None:
+    """Create (or drop, with whatever is still connected to it) the database ``name``."""
+    import asyncpg
+
+    connection = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        if create:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        else:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def database_url(kind: str) -> Iterator[str | None]:
+    """The URL the server should use: None for its default SQLite file, or a throw-away PostgreSQL
+    database (dropped afterwards)."""
+    if kind == "sqlite":
+        yield None
+        return
+    admin = os.environ.get("AGENTADAPTER_BENCH_POSTGRES_URL", DEFAULT_PG)
+    name = f"aa_bench_{uuid.uuid4().hex[:10]}"
+    asyncio.run(pg_database(admin, name, create=True))
+    try:
+        yield admin.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(pg_database(admin, name, create=False))

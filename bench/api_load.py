@@ -48,9 +48,8 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _serve import ROOT, clean_env, serve, tenant_key
+from _serve import ROOT, clean_env, database_url, serve, tenant_key
 
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 TARGET_RPS = 1000.0
 TARGET_P99_MS = 20.0
@@ -108,18 +107,6 @@ class Server:
                     sizes.append(int(line.split()[1]) / 1024)
         return max(sizes) if sizes else float("nan")
 
-
-async def pg_database(admin_url: str, name: str, *, create: bool) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        if create:
-            await connection.execute(f'CREATE DATABASE "{name}"')
-        else:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
 
 
 def start_server(database: str, workdir: Path, database_url: str | None, workers: int) -> Server:
@@ -308,22 +295,17 @@ def measure(server: Server, database: str, client: str, duration: float, workdir
 
 def bench_database(database: str, client: str, duration: float, workers: int) -> tuple[list[Result], dict]:
     workdir = Path(tempfile.mkdtemp(prefix=f"aa-bench-{database}-"))
-    pg_admin = os.environ.get("AGENTADAPTER_BENCH_POSTGRES_URL", DEFAULT_PG)
-    pg_name = f"aa_bench_{uuid.uuid4().hex[:10]}"
-    url = None
-    if database == "postgres":
-        asyncio.run(pg_database(pg_admin, pg_name, create=True))
-        url = pg_admin.rsplit("/", 1)[0] + "/" + pg_name
     server = None
     try:
-        server = start_server(database, workdir, url, workers)
-        seed(server)
-        return measure(server, database, client, duration, workdir)
+        with database_url(database) as url:
+            try:
+                server = start_server(database, workdir, url, workers)
+                seed(server)
+                return measure(server, database, client, duration, workdir)
+            finally:
+                if server is not None:
+                    stop_server(server)
     finally:
-        if server is not None:
-            stop_server(server)
-        if database == "postgres":
-            asyncio.run(pg_database(pg_admin, pg_name, create=False))
         shutil.rmtree(workdir, ignore_errors=True)
 
 

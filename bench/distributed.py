@@ -39,8 +39,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from _serve import CLI, ROOT, cli, free_port
-from api_load import DEFAULT_PG, pg_database
+from _serve import CLI, DEFAULT_PG, ROOT, cli, free_port, pg_database
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
 LATENCY_MS = 200

@@ -16,7 +16,7 @@ server's CPU time inside one interpreter):
 - the gateway process's resident memory after start-up (and a 1,000-request warm-up), after 50k and
   after 100k requests (target: flat within +-10 %).
 
-    .venv/bin/python bench/gateway.py [--quick] [--duration 8] [--requests 100000] [--workers 2]
+    .venv/bin/python bench/gateway.py [--quick] [--duration 8] [--requests 100000] [--workers 2] [--db postgres]
 
 ``--workers 2`` runs two gateway processes sharing a private ``redis-server`` (credits on Redis).
 
@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _loopback import loopback_server
-from _serve import clean_env, cli, free_port, serve, tenant_key
+from _serve import clean_env, cli, database_url, free_port, serve, tenant_key
 
 MODEL = "openai/gpt-4o-mini"
 BODY = {"messages": [{"role": "system", "content": "You are brief."},
@@ -73,10 +73,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_gateway(workdir: Path, provider_url: str, *, workers: int = 1,
-                  redis_url: str | None = None) -> tuple[subprocess.Popen[bytes], str, str, str]:
+def start_gateway(workdir: Path, provider_url: str, *, workers: int = 1, redis_url: str | None = None,
+                  database: str | None = None) -> tuple[subprocess.Popen[bytes], str, str, str]:
     """The gateway, a key of a tenant without credits and a key of a tenant with a (large) credit balance."""
     extra = {"AGENTADAPTER_REDIS_URL": redis_url} if redis_url else {}
+    if database:
+        extra["AGENTADAPTER_DATABASE_URL"] = database
     env = clean_env(workdir, drop=("AGENTADAPTER_", "OPENAI_"), OPENAI_BASE_URL=provider_url, OPENAI_API_KEY="sk-bench",
                     **extra)
     key = tenant_key(env, "member")
@@ -199,7 +201,7 @@ def report(results: dict[str, Any]) -> str:
     drift = max(abs(mb - base) / base for _, mb in rss)
     ok = lambda passed: "yes" if passed else "**no**"  # noqa: E731
     lines = [
-        f"Loopback, {os.cpu_count()} CPUs, {results['processes']} (SQLite, API key auth, usage recording), "
+        f"Loopback, {os.cpu_count()} CPUs, {results['processes']} ({results['database']}, API key auth, usage recording), "
         "load from 2 client processes at c=64 (1 at c=1).",
         "",
         "| measure | direct | through the gateway | result | target | met |",
@@ -230,6 +232,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per throughput measurement")
     parser.add_argument("--requests", type=int, default=100_000, help="gateway requests for the memory check")
     parser.add_argument("--workers", type=int, default=1, help="gateway processes (more than 1: a private Redis)")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite",
+                        help="the gateway's database (postgres: a throw-away database on the local server)")
     parser.add_argument("--client-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_worker:
@@ -242,11 +246,12 @@ def main() -> None:
     results: dict[str, Any] = {}
     try:
         redis = private_redis(workdir) if args.workers > 1 else nullcontext(None)
-        with loopback_server() as provider_url, redis as redis_url:
+        with loopback_server() as provider_url, redis as redis_url, database_url(args.db) as database:
             process, gateway_url, key, credits_key = start_gateway(workdir, provider_url, workers=args.workers,
-                                                                   redis_url=redis_url)
+                                                                   redis_url=redis_url, database=database)
             results["processes"] = ("one gateway process" if args.workers == 1
                                     else f"{args.workers} gateway processes on a private Redis")
+            results["database"] = "SQLite" if args.db == "sqlite" else "PostgreSQL"
             try:
                 for name, url in (("direct", provider_url), ("gateway", gateway_url)):
                     run_load(url, key, MODEL, 8, requests=1000)  # warm-up: connections, caches, imports
