@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 POLICY_TTL_S = 30.0
+MAX_CACHED_POLICIES = 10_000
 _cache: dict[uuid.UUID, tuple[float, PiiPolicy, bytes]] = {}
 
 
@@ -100,6 +101,8 @@ async def storage_anonymizer(session: AsyncSession, tenant_id: uuid.UUID) -> Ano
             mode = cast("PiiMode", row[0] if row[0] in ("keep", "mask", "hash") else "keep")
             policy, key = PiiPolicy(mode, tuple(row[1] or ()), row[2]), bytes.fromhex(row[3])
         cached = (time.monotonic(), policy, key)
+        if len(_cache) >= MAX_CACHED_POLICIES:  # bounded: a server of many tenants reads the rare ones again
+            _cache.clear()
         _cache[tenant_id] = cached
     _, policy, key = cached
     return Anonymizer(policy, key) if policy.active else None
