@@ -47,7 +47,9 @@ def test_a_local_model_without_its_extra_names_the_extra(model, blocked, extra, 
     (["tenants", "list"], {"AGENTADAPTER_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none"}, ["asyncpg"],
      "postgres"),
     (["files", "add", "--tenant", "acme", "notes.txt"], {}, ["filetype"], "knowledge"),
-], ids=["worker without celery", "postgres without asyncpg", "files without the knowledge extra"])
+    (["cluster", "up", "--workers", "1"], {}, ["asyncpg"], "postgres"),
+], ids=["worker without celery", "postgres without asyncpg", "files without the knowledge extra",
+        "cluster without asyncpg"])
 def test_a_command_without_its_extra_names_the_extra(args, env, blocked, extra, tmp_path, monkeypatch):
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from agentadapter.cli.common import EXIT_FAILED, EXIT_USAGE, err
+from agentadapter.cli.common import EXIT_FAILED, EXIT_USAGE, EXTRA_OF_MODULE, err
 from agentadapter.observability.redact import mask_url, redact_text
 
 __all__ = ["cluster_app"]
@@ -60,6 +60,7 @@ def cluster_up(
         raise typer.Exit(EXIT_USAGE)
     env = {**os.environ, "AGENTADAPTER_DATABASE_URL": database, "AGENTADAPTER_REDIS_URL": redis,
            "AGENTADAPTER_BROKER_URL": broker, "AGENTADAPTER_EXECUTOR": "celery"}
+    _require_extras()
     try:
         asyncio.run(_create_database(database))
     except Exception as error:  # unreachable server, refused login, ...
@@ -84,6 +85,23 @@ def _run_once(command: list[str], env: dict[str, str]) -> int:
     import subprocess
 
     return subprocess.run(command, env=env, check=False).returncode
+
+
+def _require_extras() -> None:
+    """Exit 2 naming the extras to install when the cluster's drivers are missing (./dev run installs none)."""
+    import importlib.util
+
+    missing = [module for module in ("asyncpg", "celery", "redis") if importlib.util.find_spec(module) is None]
+    if not missing:
+        return
+    extras = [EXTRA_OF_MODULE[module] for module in missing]
+    named = ", ".join(repr(extra) for extra in extras)
+    what = f"the {named} extra, which is" if len(extras) == 1 else f"the {named} extras, which are"
+    modules = ", ".join(repr(module) for module in missing)
+    install = "pip install 'agentadapter[" + ",".join(extras) + "]'"
+    err.print(f"[bold red]error:[/] the cluster needs {what} not installed (no module named {modules}): "
+              f"{escape(install)}, or from a clone ./dev setup --all", markup=True, highlight=False)
+    raise typer.Exit(EXIT_USAGE)
 
 
 async def _create_database(url: str) -> None:
