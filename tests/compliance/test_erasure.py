@@ -202,6 +202,8 @@ async def test_erasure_requests_are_checked(api: Api) -> None:
     assert (await api.request("POST", "/v1/compliance/erasures", json={"user_id": "nope"})).status_code == 422
     other = await api.request("POST", "/v1/compliance/erasures", tenant="b", json={})
     assert other.status_code == 202
+    again = await api.request("POST", "/v1/compliance/erasures", tenant="b", json={})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "erasure_pending"
     assert (await api.request("GET", f"/v1/compliance/erasures/{other.json()['id']}")).status_code == 404
 
 

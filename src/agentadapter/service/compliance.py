@@ -367,7 +367,19 @@ async def request_erasure(
     if grace < 0:
         raise invalid("grace_days", f"must be 0 or more, not {grace}")
     scope = "tenant" if user_id is None else "user"
-    if user_id is not None:
+    if user_id is None:
+        pending_tenant = await session.scalar(
+            sa.select(ErasureRequest.id).where(
+                ErasureRequest.tenant_id == caller.tenant_id,
+                ErasureRequest.scope == "tenant",
+                ErasureRequest.status == "pending",
+            )
+        )
+        if pending_tenant is not None:
+            raise Conflict(
+                f"an erasure of the whole tenant is pending already ({pending_tenant})", code="erasure_pending"
+            )
+    else:
         user = await users.get_user(session, caller.tenant_id, user_id)
         if user.is_default:
             raise Conflict(
