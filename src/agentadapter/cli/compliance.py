@@ -2,7 +2,8 @@
 
 ``compliance report NAME`` prints the tenant's compliance report (JSON, or ``--html``; ``-o FILE``).
 ``compliance erase NAME [--user ID]`` asks for the erasure of a user (or of the whole tenant) with the
-soft-delete window (``AGENTADAPTER_ERASURE_GRACE_DAYS``), or ``--now`` to carry it out at once;
+soft-delete window (``AGENTADAPTER_ERASURE_GRACE_DAYS``), or ``--now`` to carry it out at once (one
+already waiting in its window for the same subject is the one carried out);
 ``compliance run-due`` carries out every erasure whose window has passed (the server's housekeeping
 does it too, every retention interval). Each prints what it did; the work is
 :mod:`agentadapter.service.compliance`'s. From the command line an erasure reaches the database and
@@ -90,13 +91,17 @@ def erase(
         async with db.write_session() as session:
             tenant_id = await find_tenant_id(session, name)
             caller = Caller.system(tenant_id)
-            row = await request_erasure(session, caller, user_id=user_id, reason=reason, grace_days=0 if now else None)
+            waiting = await _pending(session, tenant_id, user_id) if now else None
+            row = waiting or await request_erasure(
+                session, caller, user_id=user_id, reason=reason, grace_days=0 if now else None
+            )
             erasure = {"id": str(row.id), "scope": row.scope, "execute_after": row.execute_after.isoformat()}
         if not now:
             return {**erasure, "status": "pending"}
         parts, redis = await _parts(db)
         try:
-            report = await execute_erasure(parts, tenant_id, uuid.UUID(erasure["id"]), caller=caller)
+            # --now on a subject whose erasure waits in its window: that one is carried out, now.
+            report = await execute_erasure(parts, tenant_id, uuid.UUID(erasure["id"]), caller=caller, force=True)
         finally:
             if redis is not None:
                 await redis.aclose()
@@ -104,6 +109,16 @@ def erase(
 
     result = with_database(work)
     out.print(json.dumps(result, indent=2), markup=False, highlight=False)
+
+
+async def _pending(session: Any, tenant_id: uuid.UUID, user_id: uuid.UUID | None) -> Any:
+    """The pending erasure of the same subject (the user, or the whole tenant), if one waits."""
+    from agentadapter.store.compliance import list_erasures
+
+    for row in await list_erasures(session, tenant_id, ["pending"]):
+        if row.user_id == user_id and row.scope == ("tenant" if user_id is None else "user"):
+            return row
+    return None
 
 
 @compliance_app.command("run-due")
