@@ -168,6 +168,11 @@ def test_ag2_maps_to_the_framework_agents(monkeypatch: pytest.MonkeyPatch):
         parse_workflow(AG2, source="ag2.yaml")
     translated = translate(yaml.safe_load(AG2.replace("{id: coder,", "{id: coder, ref: 'team:make_coder',")))
     assert translated.data["agents"][0] == {"name": "coder", "framework": "ag2", "ref": "team:make_coder"}
+    with_message = translate(
+        yaml.safe_load(AG2.replace("{id: coder,", "{id: coder, ref: 'team:make_coder', system_message: Code well.,"))
+    )
+    assert "instructions" not in with_message.data["agents"][0]
+    assert (("agents", 0, "system_message"), "ignored (an AG2 agent's own settings apply)") in with_message.warnings
     assert translated.warnings == [
         (("agents", 0, "backend", "agent_config"), "ignored (the AG2 agent is the one the entry's ref: names)")
     ]

@@ -173,6 +173,10 @@ def _agent(entry: Any, source: Path_, index: int, result: MassGenTranslation) ->
         else:
             result.warn((*source, key), "ignored (not an agent key this runner implements)")
     agent.setdefault("name", f"agent{index + 1}")
+    if agent.get("framework") == "ag2":
+        for key, origin in (("instructions", "system_message"), ("model_settings", "backend")):
+            if agent.pop(key, None) is not None:
+                result.warn((*source, origin), "ignored (an AG2 agent's own settings apply)")
     if agent.get("framework") == "ag2" and "ref" not in agent:
         from agentadapter.llm.errors import ConfigurationError
 
@@ -241,7 +245,8 @@ def _mcp_servers(servers: Any, agent: dict[str, Any], source: Path_, result: Mas
     agent."""
     items = (
         [{"name": name, **spec} for name, spec in servers.items() if isinstance(spec, Mapping)]
-        if isinstance(servers, Mapping) else list(servers)
+        if isinstance(servers, Mapping)
+        else list(servers)
     )
     declared: list[dict[str, Any]] = result.data.setdefault("mcp_servers", [])
     for index, item in enumerate(items):
