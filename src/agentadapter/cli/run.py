@@ -165,6 +165,7 @@ def _check_models(llm: Any, agents: dict[str, Any]) -> None:
 
     problems: list[tuple[str, AgentAdapterError]] = []
     for name, agent in agents.items():
+        agent = _model_agent(agent)
         if isinstance(agent, LLMAgent):
             try:
                 bound_llm, model = agent.bind_model(agent.make_context("", RunConfig(llm=llm)))
@@ -320,6 +321,13 @@ def _total_cost(result: RunResult, unpriced: AbstractSet[str]) -> str:
     return f"{usd(result.cost_usd)} + unknown" if result.cost_usd else "unknown"
 
 
+def _model_agent(agent: Any) -> Any:
+    """The LLM agent inside an agent that wraps one (an MCPAgent), else the agent itself."""
+    from agentadapter.agents.tools.mcp_config import MCPAgent
+
+    return agent.agent if isinstance(agent, MCPAgent) else agent
+
+
 def _unpriced_agents(llm: Any, agents: dict[str, Any]) -> set[str]:
     """The agents whose every model has no known price: a cost of 0 from them means unknown, not free."""
     from agentadapter.agents.llm_agent import LLMAgent
@@ -327,6 +335,7 @@ def _unpriced_agents(llm: Any, agents: dict[str, Any]) -> set[str]:
 
     unpriced = set()
     for name, agent in agents.items():
+        agent = _model_agent(agent)
         if not isinstance(agent, LLMAgent):
             continue
         try:

@@ -159,3 +159,26 @@ def test_agentadapter_yaml_declares_servers_workflows_name(tmp_path: Path) -> No
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["data"]["name"] for e in events if e["type"] == "tool_call"] == ["fake__echo"]
     assert [e["data"]["is_error"] for e in events if e["type"] == "tool_result"] == [False]
+
+
+def test_run_checks_the_model_of_an_agent_with_mcp_servers_before_connecting(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from agentadapter.cli.run import register
+
+    flow = write(
+        tmp_path,
+        "flow.yaml",
+        """
+        mcp_servers:
+          - {name: web, url: "https://mcp.example/mcp"}
+        agents:
+          - {name: a, model: nowhere/model-x, mcp_servers: [web]}
+    """,
+    )
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    register(app)
+    app.command()(lambda: None)
+    result = CliRunner().invoke(app, ["run", str(flow), "--input", "hi"])
+    assert result.exit_code == 2 and "unknown provider 'nowhere'" in result.stderr
