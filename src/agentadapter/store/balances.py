@@ -140,7 +140,7 @@ class ChargeSink:
         moved: dict[uuid.UUID, float] = {}
         for tenant_id, amount in (await session.execute(statement, rows)).all():
             moved[tenant_id] = moved.get(tenant_id, 0.0) + float(amount)
-        accounts = CreditAccount.__table__
+        accounts: sa.Table = CreditAccount.__table__  # type: ignore[assignment]  # declarative: a Table
         await session.execute(
             sa.update(accounts).where(accounts.c.tenant_id == sa.bindparam("account"))
             .values(balance_usd=accounts.c.balance_usd + sa.bindparam("moved"), updated_at=sa.bindparam("now")),
