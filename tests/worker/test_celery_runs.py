@@ -383,3 +383,37 @@ async def test_a_thread_continues_on_the_workers(cluster: Cluster, monkeypatch: 
         read = (await client.client.get(f"/v1/threads/{thread['id']}", headers=client.headers)).json()
         texts = ["".join(p.get("text", "") for p in m["parts"]) for m in read["messages"]]
         assert texts == ["my order is 42", "my order is 42", "where is it?", "where is it?"]
+
+
+async def test_a_step_paused_for_approval_resumes_on_a_worker(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = f"aa-test-approvals-{uuid.uuid4().hex[:8]}"
+    worker = cluster.start_worker(8, AGENTADAPTER_WORKER_QUEUE=queue, AGENTADAPTER_APPROVAL_TOOLS="http_fetch")
+    try:
+        async with api(cluster, monkeypatch, queue=queue) as client:
+            agents = [{"name": "planner", "model": "instant/echo", "instructions": "plan"},
+                      {"name": "fetcher", "model": "instant/tools", "instructions": "fetch", "tools": ["http_fetch"]},
+                      {"name": "closer", "model": "instant/echo", "instructions": "close"}]
+            workflow = await client.workflow("approve-seq", {"strategy": "sequential"}, agents)
+            run_id = (await client.post(f"/v1/workflows/{workflow}/run", {"input": "read the page"}))["id"]
+            async with asyncio.timeout(60):
+                while (run := (await client.client.get(f"/v1/runs/{run_id}", headers=client.headers)).json())[
+                        "status"] != "paused":
+                    assert run["status"] not in ("completed", "failed", "cancelled"), run
+                    await asyncio.sleep(0.1)
+            [pending] = run["pending_approvals"]
+            assert pending["tool"] == "http_fetch" and pending["agent"] == "fetcher"
+            decided = await client.client.post(f"/v1/runs/{run_id}/approvals", headers=client.headers, json={
+                "decisions": [{"call_id": pending["call_id"], "decision": "reject", "reason": "not that page"}]})
+            assert decided.status_code == 202, decided.text
+            assert (await client.wait_all([run_id]))[run_id] == "completed"
+            done = (await client.client.get(f"/v1/runs/{run_id}", headers=client.headers)).json()
+            assert [(a["name"], a["status"]) for a in done["agents"]] == [
+                ("planner", "completed"), ("fetcher", "completed"), ("closer", "completed")]
+            events = (await client.client.get(f"/v1/runs/{run_id}/events", headers=client.headers)).text
+            order = [line.split(": ", 1)[1] for line in events.splitlines() if line.startswith("event: ")]
+            assert order.count("run_started") == 1 and order[-1] == "run_finished"
+            assert order.index("run_paused") < order.index("run_finished")
+            assert "not that page" in events  # the declined call's result, reason included
+    finally:
+        stop_group(worker)
+        cluster.workers.remove(worker)

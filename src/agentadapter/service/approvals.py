@@ -89,9 +89,6 @@ async def decide(session: AsyncSession, state: ServiceParts, caller: Caller, run
     if run.status != "paused":
         raise Conflict(f"run {run_id} is {run.status}, not paused for approval; there is nothing to decide",
                        code="run_not_paused", param="run_id")
-    if state.executor.name == "celery":
-        raise Conflict("paused runs resume in the API server's process; this server sends runs to Celery workers "
-                       "(AGENTADAPTER_EXECUTOR=celery), where agents do not pause", code="resume_unsupported")
     seen: set[str] = set()
     for decision in decisions:
         if decision.call_id in seen:
@@ -105,7 +102,11 @@ async def decide(session: AsyncSession, state: ServiceParts, caller: Caller, run
     reasons = {d.call_id: d.reason for d in decisions if d.reason}
     resume = dataclasses.replace(resume, reasons=reasons)
     agents, strategy, options, workflow = await _agents(session, state, caller, run)
-    if not await thread_store.claim_paused_run(session, caller.tenant_id, run_id, state.executor.new_run_lease()):
+    # Queue workers had started the run (its run_started is written): it goes on running; the server's
+    # executor starts it again from queued.
+    status = "running" if state.executor.name == "celery" else "queued"
+    if not await thread_store.claim_paused_run(session, caller.tenant_id, run_id, state.executor.new_run_lease(),
+                                               status=status):
         raise Conflict(f"run {run_id} is no longer paused (another decision was taken meanwhile)",
                        code="run_not_paused", param="run_id")
     audit: dict[str, Any] = {"decisions": [{"call_id": d.call_id, "approve": d.approve, "reason": d.reason}

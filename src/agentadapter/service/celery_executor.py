@@ -24,9 +24,10 @@ import sqlalchemy as sa
 from agentadapter.orchestrator import RunEvent
 from agentadapter.service.channel import RunChannel
 from agentadapter.service.executor import CancelOutcome, ExecutorUnavailable, RunExecutor, RunJob
-from agentadapter.service.queue import DRIVE_TASK, client_app, step_task_id
+from agentadapter.service.queue import DRIVE_TASK, STEP_TASK, client_app, step_task_id
 from agentadapter.service.reaper import reap_forever
 from agentadapter.service.worker_settings import WorkerSettings
+from agentadapter.store import threads as thread_store
 from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run, RunEventRow, RunStep
 
 if TYPE_CHECKING:
@@ -83,6 +84,18 @@ class CeleryExecutor(RunExecutor):
                 f"Redis (AGENTADAPTER_REDIS_URL), which carries the events and cancels of runs on workers, does not "
                 f"answer ({type(exc).__name__}); the operator should check that it is running",
                 code="shared_state_unavailable") from exc
+        resume = job.options.resume if job.options is not None else None
+        if resume is not None:
+            # A paused step: queued again with the decisions, for a worker to continue it from the run's state.
+            async with self.db.writer() as session:
+                requeued = await thread_store.requeue_paused_step(session, job.run_id, resume.step_key, {
+                    "approvals": dict(resume.approvals), "reasons": dict(resume.reasons)})
+            if not requeued:
+                raise ExecutorUnavailable(f"the paused step {resume.step_key} of run {job.run_id} is not stored as "
+                                          "paused; it cannot be resumed", code="step_not_paused")
+            await self._send(STEP_TASK, [str(job.run_id), resume.step_key],
+                             task_id=f"{step_task_id(job.run_id, resume.step_key)}:resume")
+            return
         await self._send(DRIVE_TASK, [str(job.run_id)])
 
     def cancel(self, run_id: uuid.UUID, reason: str) -> bool:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentadapter.agents.sessions import Session
 from agentadapter.llm.messages import Message, TextPart, coerce_messages
 from agentadapter.store.errors import RecordNotFound
-from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run, utcnow
+from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run, RunStep, utcnow
 from agentadapter.store.runs import ClosedRun, close_run
 from agentadapter.store.threads_models import Thread
 
@@ -40,6 +40,7 @@ __all__ = [
     "get_thread",
     "list_threads",
     "pause_again",
+    "requeue_paused_step",
     "run_messages",
 ]
 
@@ -105,11 +106,26 @@ async def fold_active_run(session: AsyncSession, thread: Thread) -> str | None:
 
 
 async def claim_paused_run(session: AsyncSession, tenant_id: uuid.UUID, run_id: uuid.UUID,
-                           lease: Mapping[str, Any]) -> bool:
-    """Move a paused run back to ``queued`` (with the executor's lease); False when it was not paused."""
+                           lease: Mapping[str, Any], *, status: str = "queued") -> bool:
+    """Move a paused run back to ``status`` (``queued`` for the server's executor, with its lease;
+    ``running`` for queue workers, which have started it already); False when it was not paused."""
     updated = await session.execute(
         sa.update(Run).where(Run.tenant_id == tenant_id, Run.id == run_id, Run.status == "paused")
-        .values(status="queued", updated_at=utcnow(), **dict(lease))
+        .values(status=status, updated_at=utcnow(), **dict(lease))
+    )
+    return int(getattr(updated, "rowcount", 0) or 0) == 1
+
+
+async def requeue_paused_step(session: AsyncSession, run_id: uuid.UUID, key: str,
+                              decisions: Mapping[str, Any]) -> bool:
+    """Queue a queue worker's paused step again with the human's ``decisions`` (``{approvals, reasons}``)."""
+    request = await session.scalar(sa.select(RunStep.request).where(RunStep.run_id == run_id, RunStep.key == key))
+    if request is None:
+        return False
+    updated = await session.execute(
+        sa.update(RunStep).where(RunStep.run_id == run_id, RunStep.key == key, RunStep.status == "done")
+        .values(status="queued", result=None, lease_until=None, updated_at=utcnow(),
+                request={**dict(request), "resume": dict(decisions)})
     )
     return int(getattr(updated, "rowcount", 0) or 0) == 1
 
@@ -128,7 +144,7 @@ async def close_paused_run(session: AsyncSession, tenant_id: uuid.UUID, run_id: 
 
 async def pause_again(session: AsyncSession, run_id: uuid.UUID) -> None:
     """Put a claimed run back to ``paused`` (the executor did not take it): its decisions can be given again."""
-    await session.execute(sa.update(Run).where(Run.id == run_id, Run.status == "queued")
+    await session.execute(sa.update(Run).where(Run.id == run_id, Run.status.in_(("queued", "running")))
                           .values(status="paused", lease_owner=None, lease_until=None, updated_at=utcnow()))
 
 

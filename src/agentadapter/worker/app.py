@@ -97,6 +97,10 @@ class WorkerRuntime:
         self.tenant_llms = await service_facades(self.llm, self.db, settings=self.settings, service=service,
                                                  shared=self.shared)
         self.tools = default_registry()
+        if service.approval_tools:  # the operator's tools whose calls wait for a human's approval, as in the API
+            from agentadapter.service.approvals import require_approval
+
+            require_approval(self.tools, service.approval_tools)
         self.channel = RunChannel(redis, self.worker)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:

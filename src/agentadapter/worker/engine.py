@@ -42,6 +42,7 @@ from agentadapter.orchestrator import (
     ReplayOutcome,
     RunEvent,
     RunOptions,
+    RunResume,
     StepOutcome,
     StepRequest,
     StepRun,
@@ -214,6 +215,8 @@ async def drive_run(runtime: WorkerRuntime, run_id: uuid.UUID) -> None:
             await runtime.channel.publish(started)
     if outcome.finished:
         await _end(runtime, run, outcome, outcome.result.status, outcome.result.error)
+    elif outcome.result.status == "paused":
+        await _pause(runtime, run, outcome)
     else:
         # Steps already stored are queued or running: they were sent when their row was created.
         await _enqueue(runtime, run, [r for r in outcome.waiting if r.key not in stored])
@@ -282,15 +285,36 @@ async def _end(runtime: WorkerRuntime, run: Run, replayed: ReplayOutcome | None,
     await runtime.channel.request_cancel(run.id, f"the run ended ({status})")
 
 
+async def _pause(runtime: WorkerRuntime, run: Run, replayed: ReplayOutcome) -> None:
+    """A step waits for a human's approval: the run becomes ``paused`` (once), with its ``run_paused`` event.
+
+    Nothing executes it until ``POST /v1/runs/{id}/approvals`` requeues the paused step with the decisions.
+    """
+    result = replayed.result
+    paused = dict(result.details.get("paused") or {})
+    async with runtime.db.writer() as session:
+        fresh = await session.get(Run, run.id)
+        seq = (fresh.last_seq if fresh is not None else 0) + 1  # after the paused step's events
+        paused["last_seq"] = seq
+        values = {"status": "paused", "usage": result.usage.to_dict(), "cost_usd": result.cost_usd,
+                  "details": jsonable({**result.details, "paused": paused})}
+        event: RunEvent | None = None
+        if await step_store.end_run(session, run.id, values):
+            event = await _record(session, run.tenant_id, run.id, seq, "run_paused", {
+                "pending": paused.get("pending") or [], "usage": result.usage.to_dict(), "cost_usd": result.cost_usd})
+    if event is not None:
+        await runtime.channel.publish(event)
+
+
 # ---------------------------------------------------------------------------------- a step
 
 
 class _StepLog(EventLog):
     """Numbers a step's events from its block: ``step * SEQ_BLOCK + 1, ...``."""
 
-    def __init__(self, run_id: str, step: int) -> None:
+    def __init__(self, run_id: str, step: int, after: int = 0) -> None:
         super().__init__(run_id, keep=False)
-        self._seq = step * SEQ_BLOCK
+        self._seq = max(step * SEQ_BLOCK, after) if after < (step + 1) * SEQ_BLOCK - 1 else step * SEQ_BLOCK
         self._last = (step + 1) * SEQ_BLOCK - 1
 
     def emit(self, type: EventType, agent: str | None, data: dict[str, Any]) -> RunEvent:
@@ -327,6 +351,7 @@ async def execute_step(runtime: WorkerRuntime, run_id: uuid.UUID, key: str) -> N
     if claimed is None:
         return  # done already, or running under a live lease (a duplicate delivery)
     request = StepRequest.from_dict(claimed)
+    decisions = claimed.get("resume")  # the step paused for approval and a human has decided
     async with db.session() as session:
         run = await session.get(Run, run_id)
         if run is not None:
@@ -345,7 +370,7 @@ async def execute_step(runtime: WorkerRuntime, run_id: uuid.UUID, key: str) -> N
             outcome = StepOutcome("failed", error=unbuildable)
         else:
             try:
-                outcome = await _run_step(runtime, run, request, job)
+                outcome = await _run_step(runtime, run, request, job, decisions)
             except Exception as exc:  # not the agent's failure (that is an outcome): the step fails, the run decides
                 logger.exception("step %s of run %s could not run", key, run_id)
                 outcome = StepOutcome("failed", error=error_info(exc))
@@ -358,13 +383,20 @@ async def execute_step(runtime: WorkerRuntime, run_id: uuid.UUID, key: str) -> N
 
 
 async def _run_step(runtime: WorkerRuntime, run: Run, request: StepRequest,
-                    job: tuple[dict[str, BaseAgent], Strategy, RunOptions]) -> StepOutcome:
+                    job: tuple[dict[str, BaseAgent], Strategy, RunOptions],
+                    decisions: Mapping[str, Any] | None = None) -> StepOutcome:
     agents, strategy, options = job
+    first_seq = 0
+    if decisions is not None:  # continue the paused step from the state the run keeps
+        resume = RunResume.from_details(run.details or {}, dict(decisions.get("approvals") or {}))
+        options = dataclasses.replace(options, resume=dataclasses.replace(
+            resume, reasons=dict(decisions.get("reasons") or {})))
+        first_seq = run.last_seq  # its events come after the run_paused event, in the step's block
     run_id = str(run.id)
     llm = await runtime.tenant_llms.get(run.tenant_id)
     # Its usage records name the run and project, as the inline executor's do.
     llm = llm.derive(tags={"run": run_id, "project": str(run.project_id), "source": "run"})
-    log = _StepLog(run_id, request.step)
+    log = _StepLog(run_id, request.step, first_seq)
     remaining: float | None = None
     if options.limits.timeout_s is not None and run.started_at is not None:
         remaining = max(run.started_at.timestamp() + options.limits.timeout_s - time.time(), 0.0)
@@ -372,7 +404,7 @@ async def _run_step(runtime: WorkerRuntime, run: Run, request: StepRequest,
         request, run_id=run_id, task=run.input, agents=agents, strategy=strategy,
         options=dataclasses.replace(options, run_id=run_id), llm=llm, protocol=_protocol(run_id), log=log,
         recorder=_StepRecorder(runtime.db, run.tenant_id, uuid.uuid5(run.id, request.key).hex),
-        remaining_s=remaining, project_id=str(run.project_id), workflow=run.workflow_name,
+        remaining_s=remaining, project_id=str(run.project_id), workflow=run.workflow_name, can_pause=True,
     )
     reason = await runtime.channel.cancel_reason(run.id)
     if reason is not None:  # cancelled while this worker built the agents: the agent never starts
