@@ -9,7 +9,9 @@ Both exist so that neither ``run()`` nor an agent's constructor grows twenty key
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +91,33 @@ class ModelSettings:
         return self.to_kwargs()
 
 
+class RunResources:
+    """Things opened once for a whole run and closed at its end: ``await get(key, open, close)`` gives the one
+    object under ``key`` (opening it on first use), and :meth:`aclose` closes them all, newest first."""
+
+    def __init__(self) -> None:
+        self._items: dict[Any, Any] = {}
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._lock = asyncio.Lock()
+
+    async def get(self, key: Any, open: Callable[[], Awaitable[Any]], close: Callable[[Any], Awaitable[None]]) -> Any:
+        async with self._lock:  # two agents of a parallel group asking at once get the same one
+            if key not in self._items:
+                item = await open()
+                self._items[key] = item
+                self._closers.append(lambda: close(item))
+            return self._items[key]
+
+    async def aclose(self) -> None:
+        """Close everything (errors are logged and the rest still closed)."""
+        closers, self._closers, self._items = self._closers, [], {}
+        for closer in reversed(closers):
+            try:
+                await closer()
+            except Exception:
+                logging.getLogger("agentadapter.agents").warning("closing a run resource failed", exc_info=True)
+
+
 @dataclass(slots=True)
 class RunConfig:
     """How one run goes. Every field has a default; pass only what you change."""
@@ -111,6 +140,9 @@ class RunConfig:
     """The protocol agents talk through; None: an in-process one created when first used."""
     tracing: bool = True
     """False keeps this run out of the trace processors."""
+    resources: RunResources | None = None
+    """What the agents of one orchestrated run share and the run closes at its end (MCP connections);
+    None: each agent run keeps its own."""
 
     def __post_init__(self) -> None:
         if self.max_turns is not None and self.max_turns < 1:

@@ -35,7 +35,7 @@ from agentadapter.agents.events import (
     ToolResultEvent,
 )
 from agentadapter.agents.result import AgentResult
-from agentadapter.agents.run_config import RunConfig
+from agentadapter.agents.run_config import RunConfig, RunResources
 from agentadapter.llm.errors import AgentAdapterError, BudgetExceededError
 from agentadapter.llm.messages import Message, TextPart, Usage, coerce_messages
 from agentadapter.observability.logging import get_logger
@@ -155,6 +155,8 @@ class RunEngine:
         started = time.perf_counter()
         result.started_at = time.time()
         result.status = "running"
+        # Shared by this run's steps (MCP connections), closed in _finish; a step run on its own has none.
+        self._config = dataclasses.replace(self._config, resources=RunResources())
         timeout_s = self.options.limits.timeout_s
         if timeout_s is not None:
             self.deadline = time.monotonic() + timeout_s
@@ -220,6 +222,8 @@ class RunEngine:
         result = self.result
         with contextlib.suppress(Exception):
             await self.collect_messages()
+        if self._config.resources is not None:
+            await self._config.resources.aclose()
         if self.owns_protocol:
             try:
                 await self.protocol.close()

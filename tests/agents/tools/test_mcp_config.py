@@ -182,3 +182,27 @@ def test_run_checks_the_model_of_an_agent_with_mcp_servers_before_connecting(tmp
     app.command()(lambda: None)
     result = CliRunner().invoke(app, ["run", str(flow), "--input", "hi"])
     assert result.exit_code == 2 and "unknown provider 'nowhere'" in result.stderr
+
+
+async def test_an_orchestrated_run_shares_one_connection_per_server_and_closes_it_at_its_end(tmp_path: Path) -> None:
+    import os
+
+    path = write(
+        tmp_path,
+        "pids.yaml",
+        f"""
+        mcp_servers:
+          - {{name: fake, command: {sys.executable!r}, args: [{SCRIPT!r}], tools: [pid]}}
+        agents:
+          - {{name: first, model: test/tools, mcp_servers: [fake]}}
+          - {{name: second, model: test/tools, mcp_servers: [fake]}}
+          - {{name: third, model: test/tools, mcp_servers: [fake]}}
+    """,
+    )
+    events = []
+    result = await Orchestrator(llm=offline_llm()).run_workflow(load_workflow(path), "pid?", on_event=events.append)
+    assert result.status == "completed", result.error
+    pids = {int(e.data["content"]) for e in events if e.type == "tool_result"}
+    assert len([e for e in events if e.type == "tool_result"]) == 3 and len(pids) == 1  # one server process
+    with pytest.raises(ProcessLookupError):  # the run ended: the server process was stopped (and reaped)
+        os.kill(pids.pop(), 0)

@@ -14,7 +14,9 @@ the timeouts. Where it may come from decides what it may be (:func:`parse_mcp_se
 :class:`MCPAgent` wraps an :class:`~agentadapter.agents.llm_agent.LLMAgent`: each run of it opens one
 connection per server (:class:`~agentadapter.agents.tools.mcp_tools.MCPServer`), lists the tools -
 named ``<server>__<tool>`` - adds them to the agent's own, runs the agent, and closes every connection
-when the run ends, whatever its outcome. Every tool call of the run reuses its server's connection.
+when the run ends, whatever its outcome. Every tool call of the run reuses its server's connection; in
+an orchestrated run (``RunConfig.resources``) the connections belong to the whole run, shared by every
+step that names the same server, and close when the run ends.
 (A DNS name is checked on the addresses it resolves to just before the connection; the MCP SDK's HTTP
 client resolves it again to connect, so an operator who fears DNS rebinding should allow MCP hosts by
 name rather than by network.)
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pydantic
@@ -171,22 +173,33 @@ class MCPAgent(BaseAgent):
         return self.agent.description
 
     async def execute(self, context: AgentContext) -> AgentResult:
-        servers: list[MCPServer] = []
+        shared = context.config.resources  # an orchestrated run's: one connection per server for all its steps
+        owned: list[MCPServer] = []
         try:
             tools: list[Any] = []
             for spec in self.servers:
                 if spec.url is not None and self.policy is not None and spec.name not in self.trusted:
                     await check_mcp_address(spec.url, self.policy, self.resolver)
-                server = spec.server()
-                servers.append(server)
+                if shared is not None:
+                    server = await shared.get(("mcp", spec.model_dump_json()), _opened(spec), _close)
+                else:
+                    server = spec.server()
+                    owned.append(server)
                 tools.extend(await server.tools())
             agent = self.agent.clone(tools=[*self.agent.tools, *tools])
             return await agent.execute(context.for_agent(agent))
         finally:
-            for server in servers:
-                with contextlib.suppress(Exception):
-                    await server.close()
+            for server in owned:
+                await _close(server)
 
 
-def servers_by_name(specs: Sequence[MCPServerSpec]) -> Mapping[str, MCPServerSpec]:
-    return {spec.name: spec for spec in specs}
+def _opened(spec: MCPServerSpec) -> Callable[[], Awaitable[MCPServer]]:
+    async def open_server() -> MCPServer:
+        return spec.server()  # connects on first use, inside the run
+
+    return open_server
+
+
+async def _close(server: MCPServer) -> None:
+    with contextlib.suppress(Exception):
+        await server.close()
