@@ -52,7 +52,7 @@ from agentadapter.agents.result import (
     RunState,
     ToolCallRecord,
 )
-from agentadapter.agents.run_config import ModelSettings, RunConfig
+from agentadapter.agents.run_config import ModelSettings, RunConfig, RunResources
 from agentadapter.agents.tools import FunctionTool, ToolRegistry, default_registry, tool
 
 __all__ = [
@@ -86,6 +86,7 @@ __all__ = [
     "OnlineAgent",
     "OutputGuardrail",
     "RunConfig",
+    "RunResources",
     "RunState",
     "TextDeltaEvent",
     "ToolCallEvent",
