@@ -68,6 +68,7 @@ subclass of :class:`AgentAdapterError` in the package, under its own base, in it
     │   ├── StepFailedError                    an agent step failed after its retries     [orchestrator.errors]
     │   ├── QuorumLostError                    too few agents of a parallel group succeeded [orchestrator.errors]
     │   ├── AgentPausedError                   an agent paused inside an orchestrated run [orchestrator.errors]
+    │   │   └── StepPaused                     the step waits for a human decision (run: paused) [orchestrator.pause]
     │   └── NestedRunFailed                    a workflow run as a step or tool did not complete [orchestrator.nested]
     ├── FrameworkError                         another framework's agent failed           [frameworks.errors]
     │   └── FrameworkCancelled                 its agent was cancelled; no more model calls [frameworks.errors]
