@@ -146,7 +146,9 @@ async def _follow(client: httpx.AsyncClient, run_id: str) -> tuple[list[dict[str
 
 
 async def test_a_rolling_restart_under_load_loses_no_request_and_no_run(instances: Any) -> None:
-    drain = {"AGENTADAPTER_SHUTDOWN_GRACE_S": "30", "AGENTADAPTER_SHUTDOWN_DELAY_S": "0.5"}
+    # The delay must outlast the balancer noticing /readyz's 503 (a 50 ms check, slower on a loaded machine):
+    # a connection the balancer opens after the listener closed is reset, and a POST is not sent again.
+    drain = {"AGENTADAPTER_SHUTDOWN_GRACE_S": "30", "AGENTADAPTER_SHUTDOWN_DELAY_S": "2"}
     a, b = instances("a", **drain), instances("b", **drain)
     await asyncio.gather(a.start(), b.start())
     balancer = Balancer([a.url, b.url])
