@@ -20,6 +20,10 @@ Parts that are given a URL instead (library use, tests) build an owner of their 
 Every part that takes "a URL or a ready client" says in its errors which Redis it means; a client
 handed in has no URL, so it is described from its connection pool (never with a password).
 
+:class:`ScriptBatch` sends the script calls that a busy process makes in one turn of its event loop in
+one pipeline: one round trip and one connection checkout for all of them (the credit holds and
+settlements of concurrent calls).
+
 redis-py's ``PubSub.get_message(timeout=...)`` can swallow the ``CancelledError`` of a task that is
 cancelled while it waits (the read is abandoned and ``None`` returned), so a listener looping on it
 never ends and a shutdown that awaits it waits forever - a server that failed to bind its port then
@@ -33,14 +37,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from agentadapter.config import Settings
 
-__all__ = ["BLOCKING_SOCKET_TIMEOUT_S", "RedisConnections", "connections_of", "describe_client", "mask_url",
-           "next_pubsub_message", "parse_stream_id", "stop_task"]
+__all__ = ["BLOCKING_SOCKET_TIMEOUT_S", "RedisConnections", "ScriptBatch", "connections_of", "describe_client",
+           "mask_url", "next_pubsub_message", "parse_stream_id", "stop_task"]
 
 BLOCKING_SOCKET_TIMEOUT_S = 10.0
 """The socket timeout of the ``blocking`` pool: longer than every blocking read issued on it (the run
@@ -192,3 +197,66 @@ async def stop_task(task: asyncio.Task[Any] | None, *, timeout_s: float = 5.0) -
         await asyncio.wait([task], timeout=min(0.2, remaining))
     if not task.cancelled() and task.exception() is not None:
         logger.warning("background task %s failed while stopping: %r", task.get_name(), task.exception())
+
+
+class ScriptBatch:
+    """Lua script calls made in the same turn of the event loop, sent to Redis together in one pipeline.
+
+    Each script still runs atomically, in the order it was called; what is saved is the per-command
+    client work (a connection checkout, a send and a read each), which under load costs more CPU than
+    the script itself. A call waits at most one turn of the loop for the others. A script Redis does not
+    know yet (first use, or Redis lost its scripts) is loaded and that call sent again on its own.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._pending: list[tuple[Any, Sequence[Any], Sequence[Any], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def call(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run ``script`` (a registered script of :attr:`client`) with ``keys`` and ``args``; its answer."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((script, keys, args, answer))
+        return await answer
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._send(batch), name="redis-script-batch")
+        self._sending.add(task)  # kept until done: the loop holds only weak references to tasks
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[Any, Sequence[Any], Sequence[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            if len(batch) == 1:
+                script, keys, args, _ = batch[0]
+                results: list[Any] = [await script(keys=keys, args=args)]
+            else:
+                from redis.exceptions import NoScriptError
+
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for script, keys, args, _ in batch:
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    results = await pipe.execute(raise_on_error=False)
+                for index, (script, keys, args, _) in enumerate(batch):
+                    if isinstance(results[index], NoScriptError):
+                        try:
+                            results[index] = await script(keys=keys, args=args)  # loads it, then runs it
+                        except Exception as exc:  # the script's own error: its caller's alone
+                            results[index] = exc
+        except BaseException as exc:  # the connection failed (or this task was cancelled): every caller hears it
+            for *_, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (*_, answer), result in zip(batch, results, strict=True):
+            if answer.done():
+                continue  # its caller was cancelled; the script ran all the same
+            if isinstance(result, Exception):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)

@@ -7,7 +7,9 @@ hash per tenant, ``<prefix>:credits:<tenant>``: ``balance``, the open holds of e
 account's non-charge transactions (grants, adjustments) already in ``balance``. Each process keeps a
 liveness key (``<prefix>:credits-alive:<instance>``, refreshed at every reconciliation, expiring after
 three periods); the holds of a process whose key has expired - it was killed - are released. A hold
-is one script call (one round trip); a settlement is one more, and its charge goes
+is one script call; a settlement is one more (the holds and settlements of concurrent calls go to Redis
+together, one pipeline per turn of the event loop: :class:`~agentadapter.redis_connections.ScriptBatch`),
+and its charge goes
 to the :class:`~agentadapter.store.writer.RecordWriter` (journaled before the call answers, written in
 batches, moved into the account's ``balance_usd`` exactly once), as in one process.
 
@@ -32,6 +34,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from agentadapter.redis_connections import ScriptBatch
 from agentadapter.store.balances import ChargeSink, Settlement, charge_record
 from agentadapter.store.database import Database
 from agentadapter.store.models import CreditAccount, CreditTransaction
@@ -144,6 +147,7 @@ class RedisBalances:
         self.client = client
         self.prefix = f"{prefix}:credits:"
         self.reconcile_s = reconcile_s
+        self._batch = ScriptBatch(client)
         self._hold = client.register_script(_HOLD)
         self._settle = client.register_script(_SETTLE)
         self._available = client.register_script(_AVAILABLE)
@@ -205,7 +209,8 @@ class RedisBalances:
         for _ in range(2):
             if not await self._ensure(tenant_id):
                 raise LookupError(tenant_id)
-            answer = await self._hold(keys=[self._key(tenant_id)], args=[repr(float(amount_usd)), self.instance])
+            answer = await self._batch.call(self._hold, [self._key(tenant_id)],
+                                            [repr(float(amount_usd)), self.instance])
             if int(answer[0]) == 1:
                 return None
             if int(answer[0]) == 0:
@@ -215,8 +220,8 @@ class RedisBalances:
 
     async def settle(self, tenant_id: uuid.UUID, reservation_id: uuid.UUID, held_usd: float, actual_usd: float,
                      details: Mapping[str, Any], description: str = "") -> Settlement | None:
-        answer = await self._settle(keys=[self._key(tenant_id)],
-                                    args=[repr(float(held_usd)), repr(float(actual_usd)), self.instance])
+        answer = await self._batch.call(self._settle, [self._key(tenant_id)],
+                                        [repr(float(held_usd)), repr(float(actual_usd)), self.instance])
         if int(answer[0]) != 1:
             self._known.discard(tenant_id)
             return None
