@@ -159,6 +159,16 @@ def _refused(request: Request, signed: Signed, resource: str, action: str = "rea
     )
 
 
+async def _allowed(request: Request, resource: str) -> Signed | Response:
+    """The signed-in caller allowed to read ``resource``, or the answer to give instead (the sign-in form,
+    or a 403 page)."""
+    signed = await _signed(request)
+    if signed is None:
+        return _to_login(request)
+    refused = _refused(request, signed, resource)
+    return signed if refused is None else refused
+
+
 def _status_of(exc: ServiceError) -> int:
     for kind, status in (
         (InvalidInput, 422),
@@ -288,11 +298,9 @@ def _status_filter(raw: str | None) -> str | None:
 
 @router.get("/runs")
 async def runs_page(request: Request, status: str | None = None, agent: str | None = None) -> Response:
-    signed = await _signed(request)
-    if signed is None:
-        return _to_login(request)
-    if (refused := _refused(request, signed, "runs")) is not None:
-        return refused
+    signed = await _allowed(request, "runs")
+    if isinstance(signed, Response):
+        return signed
     chosen, agent_id = _status_filter(status), _uuid(agent or "")
     tenant = signed.principal.tenant_id
     runs = await dashboard.list_runs(signed.state.db, tenant, status=chosen, agent_id=agent_id)
@@ -313,11 +321,9 @@ async def runs_page(request: Request, status: str | None = None, agent: str | No
 
 @router.get("/runs/table")
 async def runs_table(request: Request, status: str | None = None, agent: str | None = None) -> Response:
-    signed = await _signed(request)
-    if signed is None:
-        return _to_login(request)
-    if (refused := _refused(request, signed, "runs")) is not None:
-        return refused
+    signed = await _allowed(request, "runs")
+    if isinstance(signed, Response):
+        return signed
     chosen = _status_filter(status)
     runs = await dashboard.list_runs(
         signed.state.db, signed.principal.tenant_id, status=chosen, agent_id=_uuid(agent or "")
@@ -337,11 +343,9 @@ async def _run_or_404(request: Request, signed: Signed, raw_id: str) -> dict[str
 
 @router.get("/runs/{run_id}")
 async def run_page(request: Request, run_id: str) -> Response:
-    signed = await _signed(request)
-    if signed is None:
-        return _to_login(request)
-    if (refused := _refused(request, signed, "runs")) is not None:
-        return refused
+    signed = await _allowed(request, "runs")
+    if isinstance(signed, Response):
+        return signed
     run = await _run_or_404(request, signed, run_id)
     if isinstance(run, Response):
         return run
@@ -350,11 +354,9 @@ async def run_page(request: Request, run_id: str) -> Response:
 
 @router.get("/runs/{run_id}/summary")
 async def run_summary(request: Request, run_id: str) -> Response:
-    signed = await _signed(request)
-    if signed is None:
-        return _to_login(request)
-    if (refused := _refused(request, signed, "runs")) is not None:
-        return refused
+    signed = await _allowed(request, "runs")
+    if isinstance(signed, Response):
+        return signed
     run = await _run_or_404(request, signed, run_id)
     if isinstance(run, Response):
         return run
@@ -407,11 +409,9 @@ async def cancel_run(request: Request, run_id: str) -> Response:
 
 @router.get("/costs")
 async def costs_page(request: Request, days: int = 30, by: str = "model") -> Response:
-    signed = await _signed(request)
-    if signed is None:
-        return _to_login(request)
-    if (refused := _refused(request, signed, "usage")) is not None:
-        return refused
+    signed = await _allowed(request, "usage")
+    if isinstance(signed, Response):
+        return signed
     days = min(max(days, 1), 366)
     try:
         report = await dashboard.cost_report(signed.state, signed.principal.tenant_id, days=days, chart_by=by)
@@ -423,11 +423,9 @@ async def costs_page(request: Request, days: int = 30, by: str = "model") -> Res
 
 @router.get("/backends")
 async def backends_page(request: Request) -> Response:
-    signed = await _signed(request)
-    if signed is None:
-        return _to_login(request)
-    if (refused := _refused(request, signed, "providers")) is not None:
-        return refused
+    signed = await _allowed(request, "providers")
+    if isinstance(signed, Response):
+        return signed
     llm = signed.state.llm
     return _page(
         request, "backends.html", signed, targets=dashboard.backend_health(llm), models=dashboard.model_catalog(llm)
@@ -436,11 +434,9 @@ async def backends_page(request: Request) -> Response:
 
 @router.get("/backends/table")
 async def backends_table(request: Request) -> Response:
-    signed = await _signed(request)
-    if signed is None:
-        return _to_login(request)
-    if (refused := _refused(request, signed, "providers")) is not None:
-        return refused
+    signed = await _allowed(request, "providers")
+    if isinstance(signed, Response):
+        return signed
     return _page(request, "backends_table.html", signed, targets=dashboard.backend_health(signed.state.llm))
 
 
@@ -449,11 +445,9 @@ async def backends_table(request: Request) -> Response:
 
 @router.get("/agents")
 async def agents_page(request: Request) -> Response:
-    signed = await _signed(request)
-    if signed is None:
-        return _to_login(request)
-    if (refused := _refused(request, signed, "agents")) is not None:
-        return refused
+    signed = await _allowed(request, "agents")
+    if isinstance(signed, Response):
+        return signed
     agents = await dashboard.list_agents(signed.state.db, signed.principal.tenant_id)
     workflows = []
     if signed.principal.can("workflows", "read"):
@@ -463,11 +457,9 @@ async def agents_page(request: Request) -> Response:
 
 @router.get("/agents/{agent_id}")
 async def agent_page(request: Request, agent_id: str) -> Response:
-    signed = await _signed(request)
-    if signed is None:
-        return _to_login(request)
-    if (refused := _refused(request, signed, "agents")) is not None:
-        return refused
+    signed = await _allowed(request, "agents")
+    if isinstance(signed, Response):
+        return signed
     parsed = _uuid(agent_id)
     try:
         if parsed is None:
@@ -480,11 +472,9 @@ async def agent_page(request: Request, agent_id: str) -> Response:
 
 @router.get("/workflows/{workflow_id}")
 async def workflow_page(request: Request, workflow_id: str) -> Response:
-    signed = await _signed(request)
-    if signed is None:
-        return _to_login(request)
-    if (refused := _refused(request, signed, "workflows")) is not None:
-        return refused
+    signed = await _allowed(request, "workflows")
+    if isinstance(signed, Response):
+        return signed
     parsed = _uuid(workflow_id)
     try:
         if parsed is None:
