@@ -33,6 +33,7 @@ from agentadapter.store import tenants as tenant_store
 from agentadapter.store import workflows as workflow_store
 from agentadapter.store.database import Database
 from agentadapter.store.errors import RecordNotFound
+from agentadapter.store.models import pending_approvals
 from agentadapter.store.usage import usage_totals
 
 __all__ = [
@@ -121,7 +122,8 @@ async def _agent_names(session: Any, tenant_id: uuid.UUID) -> dict[uuid.UUID, st
 
 
 async def run_view(db: Database, tenant_id: uuid.UUID, run_id: uuid.UUID) -> dict[str, Any]:
-    """The run (its columns), its agent steps (``agents``) and what it ran (``target``)."""
+    """The run (its columns), its agent steps (``agents``), what it ran (``target``) and, when it is paused,
+    the tool calls waiting for a decision (``pending``: call id, tool, agent, arguments as indented JSON)."""
     async with db.session() as session:
         run = await run_store.read_run(session, tenant_id, run_id)
         run["agents"] = await run_store.read_agent_runs(session, tenant_id, run_id)
@@ -129,6 +131,15 @@ async def run_view(db: Database, tenant_id: uuid.UUID, run_id: uuid.UUID) -> dic
     run["target"] = run.get("workflow_name") or names.get(run.get("agent_id"), "(deleted agent)")  # type: ignore[arg-type]
     usage = run.get("usage") or {}
     run["input_tokens"], run["output_tokens"] = _tokens(usage, "input_tokens"), _tokens(usage, "output_tokens")
+    run["pending"] = [
+        {
+            "call_id": str(call.get("call_id", "")),
+            "tool": str(call.get("tool", "")),
+            "agent": call.get("agent"),
+            "arguments": json.dumps(call.get("arguments") or {}, indent=2, sort_keys=True, default=str),
+        }
+        for call in pending_approvals(run["status"], run.get("details"))
+    ]
     return run
 
 

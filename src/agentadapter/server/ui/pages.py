@@ -1,8 +1,9 @@
 """The dashboard's routes: sign-in, pages, the htmx fragments they poll, the run's event stream, actions.
 
 A page checks the session cookie (:mod:`.session`) and the caller's role for what it shows, asks
-:mod:`agentadapter.service.dashboard` for its view and renders a template. Actions (cancel a run, run an
-agent or a workflow) are form posts with a CSRF token, done by the same services as the API's routes.
+:mod:`agentadapter.service.dashboard` for its view and renders a template. Actions (cancel a run, decide a
+paused run's tool calls, run an agent or a workflow) are form posts with a CSRF token, done by the same
+services as the API's routes.
 An id of another tenant (or no such id) is the 404 page, exactly as an unknown one.
 """
 
@@ -25,7 +26,7 @@ from agentadapter.server.errors import HTTPProblem
 from agentadapter.server.sse import SSE_HEADERS, sse_stream
 from agentadapter.server.state import AppState
 from agentadapter.server.ui.session import COOKIE_NAME, SESSION_MAX_AGE_S, SealedSession, SessionSealer
-from agentadapter.service import dashboard
+from agentadapter.service import approvals, dashboard
 from agentadapter.service import runs as run_service
 from agentadapter.service.common import Caller
 from agentadapter.service.errors import Conflict, InvalidInput, NotAllowed, NotFound, PaymentRequired, ServiceError
@@ -40,8 +41,9 @@ _STATIC = _HERE / "static"
 # The files served at /ui/static/..., found once: a request can only name one of them (no path walking).
 _ASSETS = {p.relative_to(_STATIC).as_posix(): p for p in _STATIC.rglob("*") if p.is_file()}
 _MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-_RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+_RUN_STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled")
 _MAX_INPUT_CHARS = 100_000
+_MAX_REASON_CHARS = 2000  # as the API's ApprovalDecisionIn
 
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
 router = APIRouter(prefix=UI_PATH, include_in_schema=False)
@@ -399,6 +401,55 @@ async def cancel_run(request: Request, run_id: str) -> Response:
     try:
         async with signed.state.db.write_session() as session:
             await run_service.cancel_run(session, signed.state, Caller(signed.principal), run["id"])
+    except ServiceError as exc:
+        return _problem(request, signed, _status_of(exc), exc.message)
+    return RedirectResponse(f"{UI_PATH}/runs/{run['id']}", status_code=303)
+
+
+def _decisions(form: Mapping[str, Any], pending: list[dict[str, Any]]) -> list[approvals.Decision] | str:
+    """The approvals form's decisions, one per pending call, or what is wrong with the form.
+
+    A call's own choice (``decision:<call id>``, the radio buttons shown when several calls wait) wins;
+    otherwise the button pressed (``decision``: Approve or Reject) decides it. A reason is optional."""
+    pressed = form.get("decision")
+    decisions: list[approvals.Decision] = []
+    for call in pending:
+        call_id = call["call_id"]
+        choice = form.get(f"decision:{call_id}") or pressed
+        if choice not in ("approve", "reject"):
+            return f"Choose Approve or Reject for the call of {call['tool']} ({call_id})."
+        reason = str(form.get(f"reason:{call_id}", "")).strip()
+        if len(reason) > _MAX_REASON_CHARS:
+            return f"The reason for call {call_id} is longer than {_MAX_REASON_CHARS} characters; shorten it."
+        decisions.append(approvals.Decision(call_id, choice == "approve", reason or None))
+    return decisions
+
+
+@router.post("/runs/{run_id}/approvals")
+async def decide_approvals(request: Request, run_id: str) -> Response:
+    """Approve or reject the pending tool calls of a paused run (as ``POST /v1/runs/{id}/approvals``); the run
+    resumes and its page follows it live."""
+    signed, form, refused = await _signed_post(request)
+    if refused is not None:
+        return refused
+    assert signed is not None
+    if (no := _refused(request, signed, "runs", "write")) is not None:
+        return no
+    run = await _run_or_404(request, signed, run_id)
+    if isinstance(run, Response):
+        return run
+    if run["status"] != "paused":
+        return _problem(
+            request, signed, 409, f"This run is {run['status']}, not paused for approval: nothing to decide."
+        )
+    decisions = _decisions(form, run["pending"])
+    if isinstance(decisions, str):
+        return _problem(request, signed, 422, decisions)
+    try:
+        async with signed.state.db.write_session() as session:
+            await approvals.decide(session, signed.state, Caller(signed.principal), run["id"], decisions)
+    except (RecordNotFound, NotFound):
+        return _not_found(request, signed, "run")
     except ServiceError as exc:
         return _problem(request, signed, _status_of(exc), exc.message)
     return RedirectResponse(f"{UI_PATH}/runs/{run['id']}", status_code=303)
