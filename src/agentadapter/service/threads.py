@@ -6,8 +6,9 @@ settings (``{strategy: trim | summarize, context_window, threshold, keep_last}``
 first takes the previous run's input and answer into the thread once that run has ended, refuses
 (409) while it still runs or waits for an approval, compacts the history when it nears the model's
 context window (a summary is written by the agent's model through the tenant's facade), and hands
-the history to the run; the run becomes the thread's active run, and its own input and answer join
-the thread when it has ended. Another tenant's thread is a 404.
+the history to the run as stored (under a tenant policy that masks personal data: with its placeholders);
+the run becomes the thread's active run, and its own input and answer join the thread when it has
+ended. Another tenant's thread is a 404.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from agentadapter.service.errors import Conflict
 from agentadapter.store import agents as agent_store
 from agentadapter.store import threads as store
 from agentadapter.store.errors import RecordNotFound
-from agentadapter.store.models import utcnow
 from agentadapter.store.threads_models import Thread
 
 __all__ = [
@@ -138,10 +138,8 @@ async def continue_thread(session: AsyncSession, state: ServiceParts, caller: Ca
         llm = llm.derive(tags={"source": "thread_compaction", "thread": str(thread_id)})
         result = await compact(history, model, compaction_of(thread.compaction), llm=llm)
         if result.compacted:
-            history, compacted = result.messages, True
-            thread.messages = [m.to_dict() for m in history]
-            thread.compactions += 1
-            thread.updated_at = utcnow()
+            # The run is given the history as stored: the summary too went through the tenant's storage hook.
+            history, compacted = await store.replace_history(session, thread, result.messages), True
     return ThreadHistory(thread, history, compacted)
 
 

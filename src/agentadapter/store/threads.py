@@ -6,6 +6,11 @@ answer to the messages (a run that did not complete adds nothing), so the thread
 process or worker executed the run and however long ago. :class:`ThreadSession` is the library's
 :class:`~agentadapter.agents.sessions.Session` over a thread, for code that holds a database.
 
+Every write of a thread's messages (created, a run's turn added, compacted, a session's additions) goes
+through the storage hook of run records (:func:`~agentadapter.store.compliance.storage_anonymizer`, in
+:func:`stored_messages`): under a tenant policy that masks or hashes personal data the thread keeps the
+placeholders, never the raw text, and the runs continuing it are given that history.
+
 A paused run (waiting for a human's approval) leaves ``paused`` through a conditional update: back
 to ``queued`` when the decisions resume it (:func:`claim_paused_run`: one of two concurrent
 approvals wins), or closed when it is cancelled (:func:`close_paused_run`).
@@ -22,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentadapter.agents.sessions import Session
 from agentadapter.llm.messages import Message, TextPart, coerce_messages
+from agentadapter.store.compliance import storage_anonymizer
 from agentadapter.store.errors import RecordNotFound
 from agentadapter.store.models import TERMINAL_RUN_STATUSES, Run, RunStep, utcnow
 from agentadapter.store.runs import ClosedRun, close_run
@@ -40,9 +46,23 @@ __all__ = [
     "get_thread",
     "list_threads",
     "pause_again",
+    "replace_history",
     "requeue_paused_step",
     "run_messages",
+    "stored_messages",
 ]
+
+
+async def stored_messages(session: AsyncSession, tenant_id: uuid.UUID,
+                          messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` as the tenant's thread stores them: through the storage hook (masked or hashed by its policy).
+
+    Applying the hook again to what it stored changes nothing (a placeholder holds no personal data), so
+    messages read back from the thread may be passed through it with new ones.
+    """
+    plain = [dict(m) for m in messages]
+    anonymizer = await storage_anonymizer(session, tenant_id)
+    return list(anonymizer.value(plain)) if anonymizer is not None else plain
 
 
 async def create_thread(
@@ -50,7 +70,8 @@ async def create_thread(
     messages: Sequence[Mapping[str, Any]] = (), compaction: Mapping[str, Any] | None = None,
     created_by: uuid.UUID | None = None,
 ) -> Thread:
-    thread = Thread(tenant_id=tenant_id, title=title, agent_id=agent_id, messages=[dict(m) for m in messages],
+    thread = Thread(tenant_id=tenant_id, title=title, agent_id=agent_id,
+                    messages=await stored_messages(session, tenant_id, messages),
                     compaction=dict(compaction or {}), compactions=0, created_by=created_by)
     session.add(thread)
     await session.flush()
@@ -94,7 +115,9 @@ async def fold_active_run(session: AsyncSession, thread: Thread) -> str | None:
     if run is not None and run.status not in TERMINAL_RUN_STATUSES:
         return run.status
     if run is not None and run.status == "completed":
-        added = run_messages(run.input, run.text)
+        # The run's row is masked by its end already; passing it through the hook again also covers a run
+        # that ended before its tenant's policy did, and makes it comparable with the stored history.
+        added = await stored_messages(session, thread.tenant_id, run_messages(run.input, run.text))
         history = list(thread.messages)
         if len(added) > len(history) and added[: len(history)] == history:
             added = added[len(history):]  # a run whose input carried the thread's history (runs on workers)
@@ -103,6 +126,15 @@ async def fold_active_run(session: AsyncSession, thread: Thread) -> str | None:
     thread.updated_at = utcnow()
     await session.flush()
     return None
+
+
+async def replace_history(session: AsyncSession, thread: Thread, messages: Sequence[Message]) -> list[Message]:
+    """Store a compacted history as the thread's messages (through the storage hook); the history as stored."""
+    thread.messages = await stored_messages(session, thread.tenant_id, [m.to_dict() for m in messages])
+    thread.compactions += 1
+    thread.updated_at = utcnow()
+    await session.flush()
+    return coerce_messages(thread.messages) if thread.messages else []
 
 
 async def claim_paused_run(session: AsyncSession, tenant_id: uuid.UUID, run_id: uuid.UUID,
@@ -165,11 +197,12 @@ class ThreadSession(Session):
     async def add_messages(self, messages: Sequence[Message]) -> None:
         async with self.db.writer() as session:
             thread = await get_thread(session, self.tenant_id, self.thread_id, for_update=True)
-            thread.messages = [*thread.messages, *(m.to_dict() for m in messages)]
+            added = await stored_messages(session, self.tenant_id, [m.to_dict() for m in messages])
+            thread.messages = [*thread.messages, *added]
             thread.updated_at = utcnow()
 
     async def replace_messages(self, messages: Sequence[Message]) -> None:
         async with self.db.writer() as session:
             thread = await get_thread(session, self.tenant_id, self.thread_id, for_update=True)
-            thread.messages = [m.to_dict() for m in messages]
+            thread.messages = await stored_messages(session, self.tenant_id, [m.to_dict() for m in messages])
             thread.updated_at = utcnow()
