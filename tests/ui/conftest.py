@@ -4,7 +4,8 @@
 fresh migrated SQLite file, with an ``LLM`` that answers ``test/...``, a priced model (``priced/model``,
 :mod:`fakes.priced`) whose calls wait on a gate when the prompt says ``[hold]`` (so a test sees a run
 in progress before it lets it finish), and ``flaky/...``: a provider on loopback that answers every
-call with a 500 (its breaker opens); its one tool is ``tide_table``. ``page`` is a fresh browser context (no cookies) in Debian's
+call with a 500 (its breaker opens); its tools are ``tide_table`` and ``refund_order``, whose calls wait for
+a human's approval (the operator's ``approval_tools``). ``page`` is a fresh browser context (no cookies) in Debian's
 Chromium (``/usr/bin/chromium``, driven by Playwright; no browser is ever downloaded). Without
 Chromium the tests skip, except under ``CI=true``, where that is a failure.
 """
@@ -150,7 +151,17 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         """The next high tide at a port."""
         return f"high tide at {port}: 14:05"
 
-    app = create_app(make_settings(database_url, folder), server_settings=server_settings(), llm=llm, tools=tools)
+    @tools.tool
+    def refund_order(order: str) -> str:
+        """Refund an order (the operator's approval_tools make each call wait for a human)."""
+        return f"refunded {order}"
+
+    app = create_app(
+        make_settings(database_url, folder),
+        server_settings=server_settings(approval_tools=["refund_order"]),
+        llm=llm,
+        tools=tools,
+    )
     server = _Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", loop="asyncio", http="h11")
     )

@@ -1,5 +1,6 @@
 """The dashboard in a real headless Chromium: sign in, a run watched live to completion, its cost on the
-costs page, a backend's breaker opening, another tenant's run refused, and the forms' CSRF protection.
+costs page, a backend's breaker opening, another tenant's run refused, the forms' CSRF protection, and a paused run's
+tool call approved from its page.
 
 Each test signs in as a tenant of its own on the module's server (``conftest.py``), so the tests do not
 depend on each other's runs or spend. Screenshots of the main pages are saved in the test's folder
@@ -248,4 +249,47 @@ def test_the_timeline_shows_tool_calls_their_results_and_failures(page: Any, das
     expect(page.locator("#timeline li[data-type=agent_failed]")).to_contain_text("failed")
     expect(page.locator("#run-status")).to_have_text("failed", timeout=20_000)
     assert page.locator("#run-summary .error").is_visible()
+    assert page.console_errors == []
+
+
+def test_a_paused_runs_call_is_approved_from_its_page_and_the_run_completes(page: Any, dashboard: Dashboard) -> None:
+    key = dashboard.tenant_key("ui-approve")
+    agent = _agent(dashboard, key, model="test/tools", tools=["refund_order"])
+    sign_in(page, dashboard, key)
+    page.goto(f"{dashboard.url}/ui/agents/{agent['id']}")
+    page.fill("#run-input", "Refund my order, please.")
+    page.click("#run-agent")
+    page.wait_for_url(f"{dashboard.url}/ui/runs/*")
+    run_id = page.url.rsplit("/", 1)[1]
+
+    # The run pauses on its own: the summary's poll brings the call waiting for a decision, without a reload.
+    expect(page.locator("#run-status")).to_have_text("paused", timeout=20_000)
+    call = page.locator("#run-approvals li.pending-call")
+    expect(call).to_have_count(1)
+    expect(call.locator(".tool")).to_have_text("refund_order")
+    assert '"order":' in call.locator("pre.arguments").inner_text()  # the arguments, as indented JSON
+    with dashboard.api(key) as api:
+        [pending] = api.get(f"/v1/runs/{run_id}").json()["pending_approvals"]
+    assert call.get_attribute("data-call") == pending["call_id"]
+    expect(page.locator("#timeline li[data-type=run_paused]")).to_contain_text(
+        f"waiting for approval: refund_order ({pending['call_id']})"
+    )
+    page.fill("#reason-1", "the parcel was lost")
+    # What was typed survives the summary's next refresh (the form is preserved while the run stays paused).
+    with page.expect_response(lambda response: response.url.endswith(f"/ui/runs/{run_id}/summary")):
+        pass
+    expect(page.locator("#reason-1")).to_have_value("the parcel was lost")
+    dashboard.shot(page, "run-paused")
+
+    page.click("#approve-calls")
+    page.wait_for_url(f"{dashboard.url}/ui/runs/{run_id}")
+    expect(page.locator("#run-status")).to_have_text("completed", timeout=20_000)
+    page.wait_for_selector("#timeline li[data-type=run_finished]")
+    expect(page.locator("#timeline li[data-type=run_resumed]")).to_contain_text(
+        f"{pending['call_id']} approved (the parcel was lost)"
+    )
+    expect(page.locator("#timeline li[data-type=tool_result]")).to_contain_text("refunded")
+    assert page.locator("#run-approvals").count() == 0 and page.locator("#cancel-run").count() == 0
+    with dashboard.api(key) as api:
+        assert api.get(f"/v1/runs/{run_id}").json()["status"] == "completed"
     assert page.console_errors == []

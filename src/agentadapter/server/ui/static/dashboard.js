@@ -33,6 +33,13 @@
       case "agent_failed": return "failed: " + clip(data.error && data.error.message || data.error, 300);
       case "agent_cancelled": return "cancelled: " + clip(data.reason, 200);
       case "message": return "message: " + clip(data.payload || data, 200);
+      case "run_paused": return "waiting for approval: " + (data.pending || []).map(function (call) {
+        return text(call.tool) + " (" + text(call.call_id) + ")";
+      }).join(", ");
+      case "run_resumed": return "resumed: " + Object.keys(data.approvals || {}).map(function (id) {
+        var reason = (data.reasons || {})[id];
+        return id + " " + (data.approvals[id] ? "approved" : "rejected") + (reason ? " (" + clip(reason, 200) + ")" : "");
+      }).join(", ");
       case "run_finished": return "run " + text(data.status) + (data.cost_usd !== undefined ? " · $" + Number(data.cost_usd).toFixed(6) : "");
       default: return clip(data, 300);
     }
