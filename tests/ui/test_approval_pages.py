@@ -21,6 +21,7 @@ from server.conftest import Api, AppFactory
 
 SAME_SITE = {"origin": "http://testserver"}
 refunds: list[int] = []
+closed: list[str] = []
 
 
 def _registry() -> ToolRegistry:
@@ -32,18 +33,25 @@ def _registry() -> ToolRegistry:
         refunds.append(amount)
         return f"refunded {amount}"
 
+    @tools.tool
+    def close_account(customer: str) -> str:
+        """Close the customer's account."""
+        closed.append(customer)
+        return f"closed {customer}"
+
     return tools
 
 
 @pytest.fixture
 async def approving_api(make_api: AppFactory) -> AsyncIterator[Api]:
     refunds.clear()
-    async with make_api(tools=_registry(), server={"approval_tools": ["refund"]}) as api:
+    closed.clear()
+    async with make_api(tools=_registry(), server={"approval_tools": ["refund", "close_account"]}) as api:
         yield api
 
 
-async def _paused_run(api: Api) -> dict[str, Any]:
-    agent = await api.create_agent(model="test/tools", tools=["refund"])
+async def _paused_run(api: Api, tools: tuple[str, ...] = ("refund",)) -> dict[str, Any]:
+    agent = await api.create_agent(model="test/tools", tools=list(tools))
     started = await api.request("POST", "/v1/runs", json={"agent_id": agent["id"], "input": "refund my order"})
     assert started.status_code == 202, started.text
     async with asyncio.timeout(10):
@@ -195,3 +203,26 @@ async def test_a_paused_run_is_cancelled_from_its_page(approving_api: Api) -> No
     done = await api.wait_run(run["id"])
     assert done["status"] == "cancelled" and refunds == []
     assert 'id="run-approvals"' not in (await api.client.get(f"/ui/runs/{run['id']}")).text
+
+
+async def test_several_pending_calls_are_decided_each_on_its_own(approving_api: Api) -> None:
+    api = approving_api
+    run = await _paused_run(api, ("refund", "close_account"))
+    calls = {call["tool"]: call["call_id"] for call in run["pending_approvals"]}
+    assert set(calls) == {"refund", "close_account"}
+    keys = await api.tenant()
+    await _sign_in(api.client, keys.member)
+    html = (await api.client.get(f"/ui/runs/{run['id']}")).text
+    for call_id in calls.values():  # a choice of its own for each call
+        assert (
+            f'name="decision:{call_id}" value="approve"' in html and f'name="decision:{call_id}" value="reject"' in html
+        )
+    # The refund is approved on its own; the button pressed (Reject) decides the other call.
+    decided = await api.client.post(
+        f"/ui/runs/{run['id']}/approvals",
+        data={"csrf": _csrf(html), "decision": "reject", f"decision:{calls['refund']}": "approve"},
+        headers=SAME_SITE,
+    )
+    assert decided.status_code == 303, decided.text
+    done = await api.wait_run(run["id"])
+    assert done["status"] == "completed" and len(refunds) == 1 and closed == []
