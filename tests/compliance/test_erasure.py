@@ -118,9 +118,11 @@ async def test_a_users_erasure_leaves_no_trace_of_them(
     blob_files = [p for p in tmp_path.rglob("*") if p.is_file() and MARKER.encode() in p.read_bytes()]
     assert blob_files, "the upload's blob is in the data dir"
     # A conversation of theirs (a thread, as runs continuing it leave it).
+    thread_id = uuid.uuid4()
     async with api.state.db.writer() as session:
         session.add(
             Thread(
+                id=thread_id,
                 tenant_id=tenant.id,
                 title="mine",
                 created_by=user.id,
@@ -167,6 +169,7 @@ async def test_a_users_erasure_leaves_no_trace_of_them(
 
     left = _traces(await _every_value(api), identifiers)
     async with api.state.db.session() as session:
+        assert await session.get(Thread, thread_id) is None  # the conversation is gone, its messages with it
         assert not (await session.execute(sa.select(KnowledgeChunk.id).where(KnowledgeChunk.file_id == file_id))).all()
         assert not (await session.execute(sa.select(ArchiveFile.id).where(ArchiveFile.file_id == file_id))).all()
         assert (await session.get(Archive, archive_id)).index_version == 1  # type: ignore[union-attr]

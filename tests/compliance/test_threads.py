@@ -157,3 +157,23 @@ async def test_a_keep_tenants_thread_is_stored_as_given(any_api: Api) -> None:
     async with api.state.db.session() as session:
         row = await session.get(Thread, uuid.UUID(thread_id))
     assert row is not None and len(row.messages) == 3
+
+
+async def test_the_export_and_the_report_cover_threads_as_stored(any_api: Api) -> None:
+    api = any_api
+    await api.request("PATCH", "/v1/compliance/policy", json={"pii_mode": "mask"})
+    agent = await api.create_agent()
+    thread_id = (await api.request("POST", "/v1/threads", json={"title": "export me"})).json()["id"]
+    await _run(api, agent, thread_id, f"card {CARD}")
+    assert (await api.request("GET", f"/v1/threads/{thread_id}")).status_code == 200  # the run's turn joins
+    await api.request("POST", "/v1/threads", tenant="b", json={"title": "not a's"})
+
+    exported = await api.request("GET", "/v1/export")
+    assert exported.status_code == 200, exported.text
+    threads = exported.json()["threads"]
+    assert [t["id"] for t in threads] == [thread_id]  # the tenant's own threads only
+    assert "[CARD]" in json.dumps(threads[0]["messages"])
+    assert CARD not in exported.text
+    report = (await api.request("GET", "/v1/compliance/report")).json()
+    assert report["data_held"]["threads"]["count"] == 1
+    assert report["data_held"]["threads"]["by_age"]["under_7_days"] == 1

@@ -34,6 +34,7 @@ from agentadapter.store.models import (
     User,
     utcnow,
 )
+from agentadapter.store.threads_models import Thread
 
 __all__ = ["AGE_BANDS", "compliance_report", "report_html"]
 
@@ -47,6 +48,7 @@ _CATEGORIES: tuple[tuple[str, Any, Any], ...] = (
     ("runs", Run, Run.created_at),
     ("agent_steps", AgentRun, AgentRun.started_at),
     ("agent_messages", AgentMessage, AgentMessage.created_at),
+    ("threads", Thread, Thread.created_at),
     ("usage_records", UsageRecord, UsageRecord.ts),
     ("audit_entries", AuditLog, AuditLog.created_at),
     ("files", StoredFile, StoredFile.created_at),

@@ -3,12 +3,13 @@
 :func:`export_tenant` is an async generator of JSON text chunks: concatenated they are one object
 with a section per kind of data - the tenant, projects, users (each with its settings), API keys
 (metadata), agents (each with its versions), workflows, runs (each with its agent runs, bus
-messages and events), usage records, audit log, provider keys (id, provider, name and hint: never
-the ciphertext), the credit account with its transactions, and the compliance records: the users'
-consents, the erasures asked for and the tenant's compliance policy (without its hash key). Rows
-are read in keyset batches of a few hundred, each batch in its own short read, so a large tenant
-never sits in memory nor holds a connection while the reader is slow; the document is therefore not
-a snapshot of one instant. ``agentadapter tenants export`` and ``GET /v1/export`` both stream it.
+messages and events), threads (conversations, their messages as stored), usage records, audit
+log, provider keys (id, provider, name and hint: never the ciphertext), the credit account with its
+transactions, and the compliance records: the users' consents, the erasures asked for and the
+tenant's compliance policy (without its hash key). Rows are read in keyset batches of a few
+hundred, each batch in its own short read, so a large tenant never sits in memory nor holds a
+connection while the reader is slow; the document is therefore not a snapshot of one instant.
+``agentadapter tenants export`` and ``GET /v1/export`` both stream it.
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ from agentadapter.store.models import (
     UserSettings,
     Workflow,
 )
+from agentadapter.store.threads_models import Thread
 
 __all__ = ["EXPORT_FORMAT", "SECTIONS", "export_tenant"]
 
 EXPORT_FORMAT = "agentadapter.tenant-export/1"
 BATCH_SIZE = 500
 
-SECTIONS = ("tenant", "projects", "users", "api_keys", "agents", "workflows", "runs", "usage_records",
+SECTIONS = ("tenant", "projects", "users", "api_keys", "agents", "workflows", "runs", "threads", "usage_records",
             "audit_logs", "provider_keys", "credit_account", "credit_transactions", "consents", "erasures",
             "compliance_policy")
 """The document's sections, in order."""
@@ -144,6 +146,8 @@ async def export_tenant(db: Database, tenant_id: uuid.UUID, *, batch_size: int =
     async for chunk in _section("workflows", _flat(reader, Workflow)):
         yield chunk
     async for chunk in _section("runs", _runs(reader)):
+        yield chunk
+    async for chunk in _section("threads", _flat(reader, Thread)):
         yield chunk
     async for chunk in _section("usage_records", _flat(reader, UsageRecord)):
         yield chunk
