@@ -15,6 +15,9 @@ import sqlalchemy as sa
 
 from agentadapter.agents.sessions import SUMMARY_PREFIX
 from agentadapter.llm.messages import Message, Request, TextPart
+from agentadapter.store import runs as run_store
+from agentadapter.store import threads
+from agentadapter.store.tenants import default_project
 from agentadapter.store.threads import ThreadSession
 from agentadapter.store.threads_models import Thread
 from agentadapter.testing import FunctionBackend, offline_llm
@@ -177,3 +180,26 @@ async def test_the_export_and_the_report_cover_threads_as_stored(any_api: Api) -
     report = (await api.request("GET", "/v1/compliance/report")).json()
     assert report["data_held"]["threads"]["count"] == 1
     assert report["data_held"]["threads"]["by_age"]["under_7_days"] == 1
+
+
+async def test_a_worker_runs_turn_joins_a_masked_thread_once_and_masked(any_api: Api) -> None:
+    """A run on a queue worker carries the thread's (masked) history in its input, then its own raw input:
+    the turn joins masked, and the history it carried is recognised (not added a second time)."""
+    api = any_api
+    await api.request("PATCH", "/v1/compliance/policy", json={"pii_mode": "mask"})
+    tenant = await api.tenant()
+    async with api.state.db.writer() as session:
+        thread = await threads.create_thread(session, tenant.id, messages=[
+            Message("user", [TextPart(f"I am {EMAIL}")]).to_dict(), Message("assistant", [TextPart("noted")]).to_dict()])
+        history = list(thread.messages)
+        assert EMAIL not in json.dumps(history)
+        project = await default_project(session, tenant.id)
+        run = await run_store.create_run(session, tenant.id, project_id=project.id, strategy="sequential",
+                                         input=[*history, Message("user", [TextPart(f"card {CARD}")]).to_dict()])
+        run.status, run.text = "completed", f"Charged {CARD}."
+        thread.active_run_id = run.id
+    async with api.state.db.writer() as session:
+        loaded = await threads.get_thread(session, tenant.id, thread.id)
+        await threads.fold_active_run(session, loaded)
+        assert [m["parts"][0]["text"] for m in loaded.messages] == ["I am [EMAIL]", "noted", "card [CARD]",
+                                                                    "Charged [CARD]."]
