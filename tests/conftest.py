@@ -38,6 +38,12 @@ def _network_guard_for_this_test(request: pytest.FixtureRequest) -> Iterator[Non
         network_guard.GUARD.test = "(outside a test)"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` first (otherwise in their order): pytest-xdist hands tests out in this order,
+    and a long test that starts last keeps the whole suite waiting on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """List what the guard refused, by test: a refusal the code under test caught is otherwise invisible."""
     if not network_guard.GUARD.refused:

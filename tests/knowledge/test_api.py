@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+
 from knowledge.documents import pdf
 from server.conftest import Api
 
@@ -54,6 +56,7 @@ async def search(api: Api, archive_id: str, query: str, tenant: str = "a", **ext
     return list(response.json()["data"])
 
 
+@pytest.mark.slow
 async def test_upload_ingest_and_search_with_citations(any_api: Api) -> None:
     api = any_api
     tides = await upload(api, "tides.md", TIDES)

@@ -23,6 +23,8 @@ import pytest
 from services import free_port, log_tail, stop_group
 from store.databases import admin_key, new_database_url, unique
 
+pytestmark = pytest.mark.slow  # processes and brokers of its own: scheduled first (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

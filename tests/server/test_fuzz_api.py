@@ -231,6 +231,7 @@ FUZZ_EXAMPLES = int(os.environ.get("AGENTADAPTER_FUZZ_EXAMPLES", "8"))
 runs 10,000+ cases)."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shard", range(FUZZ_SHARDS))
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 async def test_every_operation_answers_without_5xx_and_as_documented(make_api: AppFactory, database: str,

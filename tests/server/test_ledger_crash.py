@@ -34,6 +34,8 @@ from server.conftest import JWT_SECRET
 from services import free_port, log_tail, start_redis, stop_group
 from store.databases import DATABASES, new_database_url, unique
 
+pytestmark = pytest.mark.slow  # processes and brokers of its own: scheduled first (tests/conftest.py)
+
 COMPLETION = {
     "id": "chatcmpl-crash", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
     "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hello!"}}],

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow  # processes and brokers of its own: scheduled first (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "agentadapter.cli"]
 

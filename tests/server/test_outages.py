@@ -123,6 +123,7 @@ async def postgres_proxy() -> AsyncIterator[tuple[CuttableProxy, str]]:
 # -------------------------------------------------------------------------------- bind failure
 
 
+@pytest.mark.slow
 def test_serve_exits_non_zero_promptly_when_its_port_is_taken(tmp_path: Path) -> None:
     """With Redis configured, the cancel relay's listener once swallowed its cancellation and the
     shutdown that followed the bind error waited on it forever (SIGTERM did not help either)."""

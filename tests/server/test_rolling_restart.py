@@ -33,6 +33,8 @@ from server.balancer import Balancer
 from services import free_port, start_redis, stop_group
 from store.databases import admin_key, migrated_sqlite
 
+pytestmark = pytest.mark.slow  # processes and brokers of its own: scheduled first (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "agentadapter.cli"]
 FINAL = TERMINAL_RUN_STATUSES

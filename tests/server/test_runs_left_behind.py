@@ -41,6 +41,8 @@ from server.test_runs import frames
 from services import redis_url_or_skip
 from store.databases import admin_key, migrated_sqlite
 
+pytestmark = pytest.mark.slow  # processes and brokers of its own: scheduled first (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "agentadapter.cli"]
 FAST_LEASES = {"run_lease_s": 1.5, "run_reaper_interval_s": 0.1}

@@ -39,6 +39,8 @@ from server.conftest import make_settings, server_settings
 from services import PrivateRedis, postgres_url_or_skip, stop_group
 from worker.conftest import PrivateRabbitMQ, unique_node_name
 
+pytestmark = pytest.mark.slow  # processes and brokers of its own: scheduled first (tests/conftest.py)
+
 BACKENDS = {"instant": {"type": "test", "latency_ms": 0}, "quick": {"type": "test", "latency_ms": 40}, "slow": {"type": "test", "latency_ms": 300},
             "glacial": {"type": "test", "latency_ms": 8000}}
 CONFIG = "backends:\n" + "".join(f"  {name}:\n    type: test\n    latency_ms: {spec['latency_ms']}\n"

@@ -22,6 +22,8 @@ import pytest
 
 from services import PrivateRedis, free_port, postgres_url_or_skip
 
+pytestmark = pytest.mark.slow  # processes and brokers of its own: scheduled first (tests/conftest.py)
+
 CLI = [sys.executable, "-m", "agentadapter.cli"]
 
 
