@@ -20,6 +20,7 @@ from agentadapter.store import tenants
 from agentadapter.store.database import Database, database_url
 from agentadapter.store.models import AgentMessage, AgentRun, AuditLog, Run, RunEventRow, UsageRecord
 from agentadapter.store.retention import cutoff_for, purge
+from agentadapter.store.threads_models import Thread
 from server.conftest import Api, AppFactory
 from store.databases import unique
 
@@ -38,10 +39,13 @@ class Seeded:
     kept_usage: list[uuid.UUID] = field(default_factory=list)
     gone_audit: list[uuid.UUID] = field(default_factory=list)
     kept_audit: list[uuid.UUID] = field(default_factory=list)
+    gone_threads: list[uuid.UUID] = field(default_factory=list)
+    kept_threads: list[uuid.UUID] = field(default_factory=list)
 
 
 async def seed(db: Database, tenant_id: uuid.UUID | None = None) -> Seeded:
-    """Old and recent finished runs (with children), old running and queued runs, old and new usage and audit."""
+    """Old and recent finished runs (with children), old running and queued runs, old and new usage and audit,
+    threads last continued long ago or lately, and an old one a run is continuing now."""
     seeded = Seeded()
     async with db.writer() as session:
         if tenant_id is None:
@@ -72,6 +76,14 @@ async def seed(db: Database, tenant_id: uuid.UUID | None = None) -> Seeded:
                              resource_type="agent", created_at=when)
             session.add(entry)
             ids.append(entry.id)
+        running = next(run_id for run_id in seeded.kept_runs)  # any run: what matters is that one is set
+        for created, touched, active, ids in ((OLD, OLD, None, seeded.gone_threads),
+                                               (OLD, RECENT, None, seeded.kept_threads),
+                                               (OLD, OLD, running, seeded.kept_threads)):
+            thread = Thread(id=uuid.uuid4(), tenant_id=tenant_id, messages=[{"role": "user", "parts": []}],
+                            created_at=created, updated_at=touched, active_run_id=active)
+            session.add(thread)
+            ids.append(thread.id)
     return seeded
 
 
@@ -92,6 +104,8 @@ async def assert_purged(db: Database, seeded: Seeded) -> None:
     assert await present(db, UsageRecord, "id", seeded.kept_usage) == 1
     assert await present(db, AuditLog, "id", seeded.gone_audit) == 0
     assert await present(db, AuditLog, "id", seeded.kept_audit) == 1
+    assert await present(db, Thread, "id", seeded.gone_threads) == 0
+    assert await present(db, Thread, "id", seeded.kept_threads) == len(seeded.kept_threads)
 
 
 async def test_purge_deletes_old_finished_runs_with_their_children_and_old_usage_and_audit(any_api: Api) -> None:
@@ -107,6 +121,7 @@ async def test_purge_deletes_old_finished_runs_with_their_children_and_old_usage
     for table in ("runs", "agent_runs", "agent_messages", "run_events"):
         assert report.counts[table] >= 3, report.counts
     assert report.counts["usage_records"] >= 1 and report.counts["audit_logs"] >= 1
+    assert report.counts["threads"] >= 1
     await assert_purged(db, seeded)
     again = await purge(db, older_than=cutoff)
     assert again.counts["runs"] == 0 and again.counts["run_events"] == 0

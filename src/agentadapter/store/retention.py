@@ -32,6 +32,7 @@ from agentadapter.store.models import (
     RunEventRow,
     UsageRecord,
 )
+from agentadapter.store.threads_models import Thread
 
 __all__ = ["BATCH_SIZE", "PurgeReport", "cutoff_for", "purge"]
 
@@ -41,7 +42,7 @@ BATCH_SIZE = 500
 _RUN_CHILDREN: tuple[tuple[str, Any], ...] = (
     ("agent_runs", AgentRun), ("agent_messages", AgentMessage), ("run_events", RunEventRow),
 )
-TABLES = ("runs", "agent_runs", "agent_messages", "run_events", "usage_records", "audit_logs")
+TABLES = ("runs", "agent_runs", "agent_messages", "run_events", "threads", "usage_records", "audit_logs")
 
 
 @dataclass(slots=True)
@@ -91,9 +92,15 @@ def _old_runs(cutoff: datetime, tenants: _Tenants = _Tenants()) -> sa.Select[Any
     )
 
 
+def _old_threads(cutoff: datetime, tenants: _Tenants) -> Any:
+    # A thread lives as long as it is continued: its last change, not its creation, ages it.
+    return sa.and_(Thread.updated_at < cutoff, Thread.active_run_id.is_(None), tenants.where(Thread.tenant_id))
+
+
 async def purge(db: Database, *, older_than: datetime, dry_run: bool = False, batch_size: int = BATCH_SIZE,
                 tenant_id: uuid.UUID | None = None, exclude_tenants: Sequence[uuid.UUID] = ()) -> PurgeReport:
-    """Delete finished runs (with their children), usage records and audit entries older than ``older_than``.
+    """Delete finished runs (with their children), conversation threads nobody has continued since
+    ``older_than`` (and none is continuing now), usage records and audit entries older than it.
 
     ``dry_run`` counts what would go and deletes nothing; ``tenant_id`` purges that tenant only;
     ``exclude_tenants`` leaves those out.
@@ -116,6 +123,7 @@ async def purge(db: Database, *, older_than: datetime, dry_run: bool = False, ba
             report.counts["runs"] += _rowcount(deleted)
         if len(ids) < batch_size:
             break
+    report.counts["threads"] = await _delete_batches(db, Thread, _old_threads(older_than, tenants), batch_size)
     report.counts["usage_records"] = await _delete_batches(
         db, UsageRecord, sa.and_(UsageRecord.ts < older_than, tenants.where(UsageRecord.tenant_id, nullable=True)),
         batch_size)
@@ -130,6 +138,7 @@ async def _count(db: Database, report: PurgeReport, tenants: _Tenants) -> None:
         report.counts["runs"] = await _count_where(session, Run, Run.id.in_(sa.select(runs.c.id)))
         for table, model in _RUN_CHILDREN:
             report.counts[table] = await _count_where(session, model, model.run_id.in_(sa.select(runs.c.id)))
+        report.counts["threads"] = await _count_where(session, Thread, _old_threads(report.cutoff, tenants))
         report.counts["usage_records"] = await _count_where(
             session, UsageRecord, sa.and_(UsageRecord.ts < report.cutoff,
                                           tenants.where(UsageRecord.tenant_id, nullable=True)))
