@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentadapter.agents.tools.registry import ToolRegistry, default_registry
+from agentadapter.agents.tools.registry import BUILTIN_TOOLS, ToolRegistry
 from server.conftest import Api, AppFactory
 from store.databases import unique
 
@@ -17,7 +17,8 @@ refunds: list[int] = []
 
 
 def registry() -> ToolRegistry:
-    tools = default_registry()
+    # A registry of the test's own: the process-wide one is shared by every test in this worker.
+    tools = ToolRegistry(lazy=dict(BUILTIN_TOOLS))
 
     @tools.tool(needs_approval=True)
     def refund(amount: int) -> str:

@@ -5,6 +5,7 @@ without a price - on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from prometheus_client import REGISTRY
@@ -14,8 +15,9 @@ from agentadapter.llm.backends.testing import FunctionBackend
 from agentadapter.llm.errors import InsufficientCreditsError, InvalidRequestError
 from agentadapter.llm.messages import Request, Response, TextPart, Usage
 from agentadapter.store import credits
+from agentadapter.store.balances import ChargeSink, Settlement, charge_record
 from agentadapter.store.database import Database
-from agentadapter.store.models import Tenant
+from agentadapter.store.models import CreditAccount, Tenant
 from agentadapter.testing import offline_llm
 from fakes.priced import PRICE_PER_TOKEN, PRICED_MODEL, priced_backend
 
@@ -236,3 +238,19 @@ async def test_a_model_without_a_price_is_refused_or_held_at_the_operators_flat_
         [entry] = (await credits.transactions(session, tenant.id, kind="charge")).items
     assert account is not None and (account.balance_usd, account.reserved_usd) == (0.75, 0.0)
     assert (entry.amount_usd, entry.details) == (-0.25, {})
+
+
+async def test_charges_written_twice_move_the_balance_once(db: Database, tenant: Tenant) -> None:
+    """A journal replayed after a crash hands the writer charges already in the database: a batch of only
+    those inserts nothing and moves no balance (and must not fail: it would hold up every later batch)."""
+    await fund(db, tenant, 10.0)
+    records = [charge_record(tenant.id, uuid.uuid4(), Settlement(0.5, 9.5, 0.0, 0.0), 1.0, {"model": "m"}, "call")
+               for _ in range(3)]
+    sink = ChargeSink()
+    for _ in range(2):  # the batch, then the same batch replayed
+        async with db.writer() as session:
+            await sink.write(session, records)
+    async with db.session() as session:
+        account = await session.get(CreditAccount, tenant.id)
+    assert account is not None and account.balance_usd == pytest.approx(8.5)
+    assert sorted(await charges(db, tenant)) == [-0.5, -0.5, -0.5]

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentadapter.agents.tools.registry import ToolRegistry, default_registry
+from agentadapter.agents.tools.registry import BUILTIN_TOOLS, ToolRegistry
 from server.conftest import Api, AppFactory
 
 SAME_SITE = {"origin": "http://testserver"}
@@ -25,7 +25,8 @@ closed: list[str] = []
 
 
 def _registry() -> ToolRegistry:
-    tools = default_registry()
+    # A registry of the test's own: the process-wide one is shared by every test in this worker.
+    tools = ToolRegistry(lazy=dict(BUILTIN_TOOLS))
 
     @tools.tool
     def refund(amount: int) -> str:

@@ -140,6 +140,8 @@ class ChargeSink:
         moved: dict[uuid.UUID, float] = {}
         for tenant_id, amount in (await session.execute(statement, rows)).all():
             moved[tenant_id] = moved.get(tenant_id, 0.0) + float(amount)
+        if not moved:
+            return  # every charge was in already (a replayed journal): no balance moves
         accounts: sa.Table = CreditAccount.__table__  # type: ignore[assignment]  # declarative: a Table
         await session.execute(
             sa.update(accounts).where(accounts.c.tenant_id == sa.bindparam("account"))
