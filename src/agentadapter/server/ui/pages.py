@@ -345,24 +345,23 @@ async def _run_or_404(request: Request, signed: Signed, raw_id: str) -> dict[str
 
 @router.get("/runs/{run_id}")
 async def run_page(request: Request, run_id: str) -> Response:
-    signed = await _allowed(request, "runs")
-    if isinstance(signed, Response):
-        return signed
-    run = await _run_or_404(request, signed, run_id)
-    if isinstance(run, Response):
-        return run
-    return _page(request, "run.html", signed, run=run, can_cancel=signed.principal.can("runs", "write"))
+    return await _run_template(request, run_id, "run.html")
 
 
 @router.get("/runs/{run_id}/summary")
 async def run_summary(request: Request, run_id: str) -> Response:
+    """The run page's live part (status, usage, approvals), polled while the run is not over."""
+    return await _run_template(request, run_id, "run_summary.html")
+
+
+async def _run_template(request: Request, run_id: str, template: str) -> Response:
     signed = await _allowed(request, "runs")
     if isinstance(signed, Response):
         return signed
     run = await _run_or_404(request, signed, run_id)
     if isinstance(run, Response):
         return run
-    return _page(request, "run_summary.html", signed, run=run, can_cancel=signed.principal.can("runs", "write"))
+    return _page(request, template, signed, run=run, can_cancel=signed.principal.can("runs", "write"))
 
 
 @router.get("/runs/{run_id}/events")
