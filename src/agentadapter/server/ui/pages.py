@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -507,32 +507,28 @@ async def agents_page(request: Request) -> Response:
 
 @router.get("/agents/{agent_id}")
 async def agent_page(request: Request, agent_id: str) -> Response:
-    signed = await _allowed(request, "agents")
-    if isinstance(signed, Response):
-        return signed
-    parsed = _uuid(agent_id)
-    try:
-        if parsed is None:
-            raise NotFound("no such agent")
-        agent = await dashboard.agent_view(signed.state.db, signed.principal.tenant_id, parsed)
-    except (RecordNotFound, NotFound):
-        return _not_found(request, signed, "agent")
-    return _page(request, "agent.html", signed, agent=agent, can_run=signed.principal.can("runs", "write"))
+    return await _detail_page(request, agent_id, "agents", "agent", dashboard.agent_view)
 
 
 @router.get("/workflows/{workflow_id}")
 async def workflow_page(request: Request, workflow_id: str) -> Response:
-    signed = await _allowed(request, "workflows")
+    return await _detail_page(request, workflow_id, "workflows", "workflow", dashboard.workflow_view)
+
+
+async def _detail_page(request: Request, raw_id: str, resource: str, what: str,
+                       load: Callable[[Any, uuid.UUID, uuid.UUID], Awaitable[Any]]) -> Response:
+    """The page of one agent or workflow (``<what>.html``), with a run form where the caller may run it."""
+    signed = await _allowed(request, resource)
     if isinstance(signed, Response):
         return signed
-    parsed = _uuid(workflow_id)
+    parsed = _uuid(raw_id)
     try:
         if parsed is None:
-            raise NotFound("no such workflow")
-        workflow = await dashboard.workflow_view(signed.state.db, signed.principal.tenant_id, parsed)
+            raise NotFound(f"no such {what}")
+        view = await load(signed.state.db, signed.principal.tenant_id, parsed)
     except (RecordNotFound, NotFound):
-        return _not_found(request, signed, "workflow")
-    return _page(request, "workflow.html", signed, workflow=workflow, can_run=signed.principal.can("runs", "write"))
+        return _not_found(request, signed, what)
+    return _page(request, f"{what}.html", signed, **{what: view}, can_run=signed.principal.can("runs", "write"))
 
 
 async def _start(request: Request, kind: str, raw_id: str) -> Response:
