@@ -39,6 +39,7 @@ __all__ = [
     "create_agents",
     "load_agents",
     "register_agent_type",
+    "resolve_ref",
 ]
 
 AgentFactory = Callable[["AgentSpec"], BaseAgent]
@@ -349,16 +350,23 @@ def _local_fields(spec: AgentSpec) -> dict[str, Any]:
     return fields
 
 
-def _import_ref(ref: str, name: str) -> type[BaseAgent]:
+def resolve_ref(ref: str, name: str, *, shape: str = "package.module:object") -> Any:
+    """The object ``ref`` (``package.module:attribute.path``) names, for the agent ``name`` of an operator's
+    file; a :class:`ConfigurationError` naming the agent when it is malformed or cannot be imported."""
     module_name, sep, attribute = ref.partition(":")
     if not sep or not module_name or not attribute:
-        raise ConfigurationError(f"agent {name!r}: ref must be 'package.module:Class', not {ref!r}")
+        raise ConfigurationError(f"agent {name!r}: ref must be '{shape}', not {ref!r}")
     try:
         value: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             value = getattr(value, part)
     except Exception as exc:
         raise ConfigurationError(f"agent {name!r}: cannot import {ref!r} ({type(exc).__name__}: {exc})") from exc
+    return value
+
+
+def _import_ref(ref: str, name: str) -> type[BaseAgent]:
+    value = resolve_ref(ref, name, shape="package.module:Class")
     if not (isinstance(value, type) and issubclass(value, BaseAgent)):
         raise ConfigurationError(f"agent {name!r}: {ref!r} is not a BaseAgent subclass")
     return value

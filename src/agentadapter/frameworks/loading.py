@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentadapter.agents.base import BaseAgent
+from agentadapter.agents.factory import resolve_ref
 from agentadapter.errors import ConfigurationError
 from agentadapter.frameworks.common import require
 
@@ -48,7 +49,7 @@ def framework_agent(
     module_name, class_name, package = known
     require(package, framework)
     wrapper = getattr(importlib.import_module(module_name), class_name)
-    target = _resolve(ref, name)
+    target = resolve_ref(ref, name)
     if inspect.isfunction(target) or inspect.ismethod(target):
         try:
             target = target(**dict(params or {}))
@@ -73,16 +74,3 @@ def framework_agent(
     except TypeError as exc:
         raise ConfigurationError(f"agent {name!r}: {exc}") from exc
     return agent
-
-
-def _resolve(ref: str, name: str) -> Any:
-    module_name, sep, attribute = ref.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ConfigurationError(f"agent {name!r}: ref must be 'package.module:object', not {ref!r}")
-    try:
-        value: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            value = getattr(value, part)
-    except Exception as exc:
-        raise ConfigurationError(f"agent {name!r}: cannot import {ref!r} ({type(exc).__name__}: {exc})") from exc
-    return value
