@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -68,14 +68,7 @@ class Anonymizer:
         if not found:
             return text
         self.findings += len(found)
-        pieces: list[str] = []
-        position = 0
-        for finding in found:
-            pieces.append(text[position : finding.start])
-            pieces.append(self._token(finding))
-            position = finding.end
-        pieces.append(text[position:])
-        return "".join(pieces)
+        return _replaced(text, found, self._token)
 
     def value(self, value: Any) -> Any:
         """A JSON-like ``value`` with every string (keys too) passed through :meth:`text`."""
@@ -103,15 +96,7 @@ class Pseudonymizer:
     def mask(self, text: str) -> str:
         if not text:
             return text
-        found = find_all(text, self.detectors, region=self.region)
-        pieces: list[str] = []
-        position = 0
-        for finding in found:
-            pieces.append(text[position : finding.start])
-            pieces.append(self._placeholder(finding))
-            position = finding.end
-        pieces.append(text[position:])
-        return "".join(pieces)
+        return _replaced(text, find_all(text, self.detectors, region=self.region), self._placeholder)
 
     def _placeholder(self, finding: Finding) -> str:
         token = self._by_value.get(finding.text)
@@ -142,3 +127,15 @@ class Pseudonymizer:
     def replaced(self) -> int:
         """How many distinct values were replaced."""
         return len(self._by_value)
+
+
+def _replaced(text: str, found: Sequence[Finding], replacement: Callable[[Finding], str]) -> str:
+    """``text`` with each finding (in order, not overlapping) replaced by what ``replacement`` makes of it."""
+    pieces: list[str] = []
+    position = 0
+    for finding in found:
+        pieces.append(text[position : finding.start])
+        pieces.append(replacement(finding))
+        position = finding.end
+    pieces.append(text[position:])
+    return "".join(pieces)
