@@ -16,9 +16,25 @@ server's CPU time inside one interpreter):
 - the gateway process's resident memory after start-up (and a 1,000-request warm-up), after 50k and
   after 100k requests (target: flat within +-10 %).
 
-    .venv/bin/python bench/gateway.py [--quick] [--duration 8] [--requests 100000] [--workers 2] [--db postgres]
+Two reference rows put the gateway's rate in context, measured with the same load generator against
+the same provider in the same run:
 
-``--workers 2`` runs two gateway processes sharing a private ``redis-server`` (credits on Redis).
+- a pass-through floor (``bench/_passthrough.py``): the cheapest reasonable Python proxy, an aiohttp
+  handler that forwards the body with one pooled client session and returns the provider's answer
+  (no auth, no parsing, no records), with as many processes as the gateway has: what any Python
+  gateway can reach on this machine;
+- the LiteLLM proxy, the gateway our users compare with, when ``--litellm PATH`` (or
+  ``AGENTADAPTER_BENCH_LITELLM``) names the ``litellm`` executable of a venv of its own (its pins
+  conflict with ours): ``python -m venv /tmp/litellm && /tmp/litellm/bin/pip install 'litellm[proxy]'``.
+  It routes ``gpt-4o-mini`` to the same provider, with a master key (it refuses to start without
+  one), no database, logging at ERROR, and ``--num_workers`` as the gateway's ``--workers``. When it
+  is not given or does not answer, the run says why and goes on without it.
+
+    .venv/bin/python bench/gateway.py [--quick] [--duration 8] [--requests 100000] [--workers 2] [--db postgres]
+        [--litellm /tmp/litellm/bin/litellm]
+
+``--workers 2`` runs two gateway processes sharing a private ``redis-server`` (credits on Redis), and
+two processes of each reference proxy.
 
 ``--quick`` is a short run (fewer latency samples, 2 s rates, 10k requests for the memory check).
 The markdown table printed at the end is the one in docs/gateway.md.
@@ -30,7 +46,10 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,11 +61,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
 from _loopback import loopback_server
 from _serve import clean_env, cli, database_url, free_port, serve, tenant_key
 
 MODEL = "openai/gpt-4o-mini"
+LITELLM_MODEL = "gpt-4o-mini"
+"""The name the LiteLLM proxy's config routes to the loopback provider (as ``openai/gpt-4o-mini``)."""
+LITELLM_HOWTO = "python -m venv /tmp/litellm && /tmp/litellm/bin/pip install 'litellm[proxy]'"
 BODY = {"messages": [{"role": "system", "content": "You are brief."},
                      {"role": "user", "content": "Say hello in one short sentence."}],
         "max_tokens": 32}
@@ -117,6 +142,133 @@ def private_redis(workdir: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def stop_process(process: subprocess.Popen[bytes], *, group: bool = False, timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; ``group``: to the process group it leads (its own workers too)."""
+    if process.poll() is not None:
+        return
+
+    def send(sig: signal.Signals) -> None:
+        try:
+            if group:
+                os.killpg(process.pid, sig)
+            else:
+                process.send_signal(sig)
+        except ProcessLookupError:
+            pass  # it ended meanwhile
+
+    send(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait(10)
+
+
+@contextmanager
+def passthrough_proxy(provider_url: str, processes: int) -> Iterator[str]:
+    """The pass-through floor (``bench/_passthrough.py``) in processes of its own; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(BENCH / "_passthrough.py"), "--provider", provider_url,
+                                "--port", str(port), "--processes", str(processes)], stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while True:  # it prints "ready" once every process listens
+            if time.monotonic() > deadline:
+                raise SystemExit("the pass-through proxy did not get ready within 60 s")
+            readable, _, _ = select.select([process.stdout], [], [], 0.5)
+            if readable:
+                line = process.stdout.readline()
+                if line.strip() == b"ready":
+                    break
+                if not line:
+                    raise SystemExit(f"the pass-through proxy exited at start ({process.wait()})")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop_process(process)
+
+
+@dataclass
+class LiteLLMProxy:
+    """A running LiteLLM proxy, or why there is none (``skipped``)."""
+
+    url: str = ""
+    key: str = ""
+    version: str = ""
+    skipped: str = ""
+
+
+@contextmanager
+def litellm_proxy(executable: str | None, provider_url: str, workdir: Path, workers: int) -> Iterator[LiteLLMProxy]:
+    """The LiteLLM proxy routing ``gpt-4o-mini`` to the provider, in a process group of its own (its workers
+    are stopped with it). It never fails the run: what keeps it from answering ends up in ``skipped``."""
+    if not executable:
+        yield LiteLLMProxy(skipped=f"no --litellm PATH (or AGENTADAPTER_BENCH_LITELLM) given; make one with `{LITELLM_HOWTO}`")
+        return
+    if not (Path(executable).is_file() and os.access(executable, os.X_OK)):
+        yield LiteLLMProxy(skipped=f"{executable} is not an executable; make one with `{LITELLM_HOWTO}`")
+        return
+    home = workdir / "litellm"
+    home.mkdir()
+    key = "sk-bench-" + os.urandom(16).hex()
+    config = {  # YAML is a superset of JSON
+        "model_list": [{"model_name": LITELLM_MODEL,
+                        "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": provider_url, "api_key": "x"}}],
+        # The settings of its own proxy benchmark (docs.litellm.ai/docs/benchmarks): no callbacks, no retries.
+        "litellm_settings": {"set_verbose": False, "callbacks": [], "num_retries": 0, "request_timeout": 30},
+        # It refuses to start without a master key; with one and no database, auth is a comparison in memory.
+        "general_settings": {"master_key": key},
+    }
+    (home / "config.yaml").write_text(json.dumps(config, indent=2))
+    # A bare environment: its CLI also reads PORT, NUM_WORKERS, DATABASE_URL, LITELLM_* and OPENAI_* from it.
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ}
+    env.update(LITELLM_LOG="ERROR",  # also uvicorn's log level: no access log
+               LITELLM_LOCAL_MODEL_COST_MAP="True")  # its bundled prices, not a download at start
+    port = free_port()
+    log = home / "litellm.log"
+    process = subprocess.Popen([executable, "--config", str(home / "config.yaml"), "--host", "127.0.0.1",
+                                "--port", str(port), "--num_workers", str(workers)],
+                               env=env, cwd=home, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        proxy = LiteLLMProxy(url=base_url + "/v1", key=key)
+        deadline = time.monotonic() + 180  # its imports take 10 s on an idle 2-core machine
+        while not proxy.version and not proxy.skipped:
+            if process.poll() is not None:
+                proxy.skipped = f"it exited at start ({process.returncode}): {_log_tail(log)}"
+            elif time.monotonic() > deadline:
+                proxy.skipped = f"it did not answer within 180 s: {_log_tail(log)}"
+            else:
+                try:
+                    proxy.version = _litellm_answers(base_url, key)
+                except (RuntimeError, ValueError) as exc:  # up, but the call through it fails
+                    proxy.skipped = str(exc)
+                time.sleep(0 if proxy.version else 0.5)
+        yield proxy
+    finally:
+        stop_process(process, group=True, timeout=30)
+
+
+def _litellm_answers(base_url: str, key: str) -> str:
+    """Its version (a header of its answers) once it is up and a chat completion through it succeeds, else ""."""
+    try:
+        if httpx.get(base_url + "/health/liveliness", timeout=2).status_code != 200:
+            return ""
+        answer = httpx.post(base_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                            json={"model": LITELLM_MODEL, **BODY}, timeout=30)
+        if answer.status_code != 200 or b'"choices"' not in answer.content:
+            raise RuntimeError(f"a chat completion through it answered {answer.status_code}: {answer.text[:300]}")
+        return answer.headers.get("x-litellm-version") or "(version unknown)"
+    except httpx.HTTPError:
+        return ""
+
+
+def _log_tail(log: Path) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace"))  # its banner's colours
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())[-800:] or "(no output)"
 
 
 # ------------------------------------------------------------------------------------- the load
@@ -209,7 +361,12 @@ def report(results: dict[str, Any]) -> str:
     rss = results["rss"]
     base = rss[0][1]
     drift = max(abs(mb - base) / base for _, mb in rss)
-    ok = lambda passed: "yes" if passed else "**no**"  # noqa: E731
+
+    def ok(passed: bool) -> str:
+        return "yes" if passed else "**no**"
+
+    floor1, floor64 = results["pass-through_c1"], results["pass-through_c64"]
+    floor_label = f"pass-through proxy (aiohttp, no work, {results['workers']} process{'es' if results['workers'] > 1 else ''})"
     lines = [
         f"Loopback, {os.cpu_count()} CPUs, {results['processes']} ({results['database']}, API key auth, usage recording), "
         "load from 2 client processes at c=64 (1 at c=1).",
@@ -229,10 +386,33 @@ def report(results: dict[str, Any]) -> str:
         f"| gateway = {gateway64.rps / results['healthz_c64'].rps:.0%} of it | - | - |",
         "| gateway RSS | - | " + " / ".join(f"{mb:.0f} MB ({label})" for label, mb in rss)
         + f" | {drift:+.1%} max drift | within +-{TARGET_RSS_DRIFT:.0%} | {ok(drift <= TARGET_RSS_DRIFT)} |",
+        # The references: what a proxy doing no work of its own reaches here, and the gateway users compare with.
+        f"| latency c=1, median, {floor_label} | {direct1.p50_ms:.2f} ms | {floor1.p50_ms:.2f} ms "
+        f"| +{floor1.p50_ms - direct1.p50_ms:.2f} ms added | - | - |",
+        f"| throughput c=64, {floor_label} | {direct64.rps:,.0f} req/s | {floor64.rps:,.0f} req/s "
+        f"| {floor64.rps / direct64.rps:.0%} of direct | - | - |",
+        f"| throughput c=64, the gateway against that floor | - | {gateway64.rps:,.0f} req/s "
+        f"| gateway = {gateway64.rps / floor64.rps:.0%} of the pass-through | - | - |",
+    ]
+    litellm: LiteLLMProxy = results["litellm"]
+    litellm_errors = ""
+    if not litellm.skipped:
+        lite1, lite64 = results["litellm_c1"], results["litellm_c64"]
+        label = f"LiteLLM proxy {litellm.version} ({results['workers']} worker{'s' if results['workers'] > 1 else ''})"
+        lines += [
+            f"| latency c=1, median, {label} | {direct1.p50_ms:.2f} ms | {lite1.p50_ms:.2f} ms "
+            f"| +{lite1.p50_ms - direct1.p50_ms:.2f} ms added | - | - |",
+            f"| throughput c=64, {label} | {direct64.rps:,.0f} req/s | {lite64.rps:,.0f} req/s "
+            f"| {lite64.rps / direct64.rps:.0%} of direct (gateway: {ratio:.0%}) | - | - |",
+        ]
+        litellm_errors = f", LiteLLM {lite1.errors + lite64.errors}"
+    lines += [
         "",
         f"Errors: direct {direct1.errors + direct64.errors}, gateway {gateway1.errors + gateway64.errors + results['memory_errors']}"
-        f", credit rounds {credit_errors}.",
+        f", credit rounds {credit_errors}, pass-through {floor1.errors + floor64.errors}{litellm_errors}.",
     ]
+    if litellm.skipped:
+        lines.append(f"LiteLLM proxy not measured: {litellm.skipped}")
     return "\n".join(lines)
 
 
@@ -244,6 +424,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="gateway processes (more than 1: a private Redis)")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite",
                         help="the gateway's database (postgres: a throw-away database on the local server)")
+    parser.add_argument("--litellm", default=os.environ.get("AGENTADAPTER_BENCH_LITELLM"), metavar="PATH",
+                        help="the `litellm` executable of a separate venv, to measure the LiteLLM proxy too "
+                             f"(default: $AGENTADAPTER_BENCH_LITELLM; make one with `{LITELLM_HOWTO}`)")
     parser.add_argument("--client-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_worker:
@@ -256,19 +439,36 @@ def main() -> None:
     results: dict[str, Any] = {}
     try:
         redis = private_redis(workdir) if args.workers > 1 else nullcontext(None)
-        with loopback_server() as provider_url, redis as redis_url, database_url(args.db) as database:
+        with (loopback_server() as provider_url, redis as redis_url, database_url(args.db) as database,
+              passthrough_proxy(provider_url, args.workers) as floor_url):
             process, gateway_url, key, credits_key = start_gateway(workdir, provider_url, workers=args.workers,
                                                                    redis_url=redis_url, database=database)
             results["processes"] = ("one gateway process" if args.workers == 1
                                     else f"{args.workers} gateway processes on a private Redis")
             results["database"] = "SQLite" if args.db == "sqlite" else "PostgreSQL"
+            results["workers"] = args.workers
+
+            def measure(name: str, url: str, api_key: str, model: str) -> None:
+                run_load(url, api_key, model, 8, requests=1000)  # warm-up: connections, caches, imports
+                results[f"{name}_c1"] = run_load(url, api_key, model, 1, requests=latency_samples)
+                results[f"{name}_c64"] = run_load(url, api_key, model, 64, duration=duration)
+                print(f"{name:12} c=1 p50 {results[f'{name}_c1'].p50_ms:.2f} ms p99 {results[f'{name}_c1'].p99_ms:.2f}"
+                      f" ms; c=64 {results[f'{name}_c64'].rps:,.0f} req/s", file=sys.stderr)
+
             try:
-                for name, url in (("direct", provider_url), ("gateway", gateway_url)):
-                    run_load(url, key, MODEL, 8, requests=1000)  # warm-up: connections, caches, imports
-                    results[f"{name}_c1"] = run_load(url, key, MODEL, 1, requests=latency_samples)
-                    results[f"{name}_c64"] = run_load(url, key, MODEL, 64, duration=duration)
-                    print(f"{name:8} c=1 p50 {results[f'{name}_c1'].p50_ms:.2f} ms p99 {results[f'{name}_c1'].p99_ms:.2f}"
-                          f" ms; c=64 {results[f'{name}_c64'].rps:,.0f} req/s", file=sys.stderr)
+                for name, url in (("direct", provider_url), ("pass-through", floor_url), ("gateway", gateway_url)):
+                    measure(name, url, key, MODEL)
+                # LiteLLM runs only for its own rows: its start-up (10 s of CPU) and whatever it does while idle
+                # stay out of the other measurements.
+                with litellm_proxy(args.litellm, provider_url, workdir, args.workers) as litellm:
+                    if not litellm.skipped:
+                        try:
+                            measure("litellm", litellm.url, litellm.key, LITELLM_MODEL)
+                        except Exception as exc:  # a reference row never fails the run
+                            litellm.skipped = f"its measurement failed: {exc!r}"
+                results["litellm"] = litellm
+                if litellm.skipped:
+                    print(f"LiteLLM proxy not measured: {litellm.skipped}", file=sys.stderr)
                 # The same calls for a tenant with a credit balance (holds and charges on every call), in rounds
                 # alternating with the tenant without, so that a machine whose load drifts weighs on both alike.
                 run_load(gateway_url, credits_key, MODEL, 8, requests=1000)
