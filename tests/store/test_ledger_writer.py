@@ -30,14 +30,13 @@ from agentadapter.store import credits, runs, tenants
 from agentadapter.store.balances import RunningBalances
 from agentadapter.store.database import Database
 from agentadapter.store.errors import DatabaseUnavailable
-from agentadapter.store.models import CreditTransaction, Tenant, UsageRecord
+from agentadapter.store.models import Tenant, UsageRecord
 from agentadapter.store.recorder import RunEventSink, StoreRunRecorder
-from agentadapter.store.redis_balances import RedisBalances
 from agentadapter.store.usage import JournaledUsageStore, UsageSink
 from agentadapter.store.writer import RecordWriter
 from agentadapter.testing import offline_llm
 from fakes.priced import PRICE_PER_TOKEN, PRICED_MODEL, priced_backend
-from services import redis_url_or_skip
+from store.accounts import fund, stored
 from store.databases import migrated_sqlite
 
 CALL = 1000 * PRICE_PER_TOKEN
@@ -173,20 +172,6 @@ async def balances(db: Database, tmp_path: Path) -> AsyncIterator[RunningBalance
     await writer.stop()
 
 
-async def fund(db: Database, tenant: Tenant, amount: float) -> None:
-    async with db.writer() as session:
-        await credits.grant(session, tenant.id, amount, actor="test")
-
-
-async def stored(db: Database, tenant: Tenant) -> tuple[float, list[float]]:
-    async with db.session() as session:
-        account = await credits.account(session, tenant.id)
-        charged = (await session.scalars(sa.select(CreditTransaction.amount_usd).where(
-            CreditTransaction.tenant_id == tenant.id, CreditTransaction.kind == "charge"))).all()
-    assert account is not None
-    return account.balance_usd, list(charged)
-
-
 async def test_a_burst_on_the_running_balance_cannot_overdraw_it_and_is_written_once(
         db: Database, tenant: Tenant, balances: RunningBalances) -> None:
     await fund(db, tenant, 10 * CALL)
@@ -262,73 +247,6 @@ async def test_a_charge_replayed_twice_moves_the_balance_once(db: Database, tena
         await writer.stop()
     assert await stored(db, tenant) == (0.75, [-0.25])
     assert os.listdir(root) == []
-
-
-# ------------------------------------------------------------------------------ balances on Redis
-
-
-@pytest.fixture
-async def two_processes(db: Database, tmp_path: Path) -> AsyncIterator[tuple[RedisBalances, RedisBalances]]:
-    """Two processes' balances on one Redis (a key prefix of the test's own), each with its own writer."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url_or_skip(), socket_timeout=10)  # a teardown never hangs
-    prefix = f"test-{uuid.uuid4().hex[:8]}"
-    writers = [RecordWriter(db.url, tmp_path / f"ledger-{n}") for n in (1, 2)]
-    pair = [RedisBalances(db, writer, client, prefix=prefix, reconcile_s=0.2) for writer in writers]
-    for writer, balances in zip(writers, pair, strict=True):
-        await writer.start()
-        balances.start()
-    try:
-        yield pair[0], pair[1]
-    finally:
-        for writer in writers:
-            await writer.stop()
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-
-
-async def test_two_processes_on_redis_cannot_overdraw_one_balance(
-        db: Database, tenant: Tenant, two_processes: tuple[RedisBalances, RedisBalances]) -> None:
-    await fund(db, tenant, 10 * CALL)
-    llms = [offline_llm(backends={"priced": priced_backend()},
-                        guards=[credits.CreditGuard(db, tenant.id, required=False, balances=balances)])
-            for balances in two_processes]
-    try:
-        results = await asyncio.gather(*(llms[n % 2].generate(PRICED_MODEL, "hi", max_tokens=1000) for n in range(40)),
-                                       return_exceptions=True)
-    finally:
-        for llm in llms:
-            await llm.aclose()
-    answered = [r for r in results if isinstance(r, Response)]
-    refused = [r for r in results if isinstance(r, InsufficientCreditsError)]
-    assert len(answered) == 10 and len(refused) == 30, results
-    for balances in two_processes:
-        await balances.writer.flush()
-    balance, charged = await stored(db, tenant)
-    assert balance == pytest.approx(0.0, abs=1e-12) and len(charged) == 10
-    assert await two_processes[1].available(tenant.id) == (pytest.approx(0.0, abs=1e-12), 0.0)
-
-
-async def test_on_redis_an_overrun_stops_at_minus_its_hold_and_grants_arrive_by_reconciliation(
-        db: Database, tenant: Tenant, two_processes: tuple[RedisBalances, RedisBalances]) -> None:
-    first, second = two_processes
-    await fund(db, tenant, 1.0)
-    guard = credits.CreditGuard(db, tenant.id, required=False, balances=first)
-    hold = await guard.reserve(0.5, {})
-    await hold.settle(3.0)
-    assert await second.available(tenant.id) == (-0.5, 0.0)
-    await fund(db, tenant, 2.0)  # from elsewhere: reaches the balance within the reconciliation delay
-    async with asyncio.timeout(10):
-        while (await second.available(tenant.id) or (0.0, 0.0))[0] != pytest.approx(1.5):
-            await asyncio.sleep(0.05)
-    await fund(db, tenant, 1.0)
-    await first.refresh([tenant.id])  # a grant made in this process: at once
-    assert await second.available(tenant.id) == (pytest.approx(2.5), 0.0)
-    await first.writer.flush()
-    assert await stored(db, tenant) == (pytest.approx(2.5), [-1.5])
 
 
 async def test_a_journal_is_replayed_only_into_its_own_database(db: Database, tenant: Tenant, batch: str,

@@ -104,4 +104,4 @@ def test_database_urls_are_normalized_to_async_drivers(tmp_path: Path) -> None:
 def test_the_head_read_from_the_files_is_alembics() -> None:
     from alembic.script import ScriptDirectory
 
-    assert migrate.head() == ScriptDirectory.from_config(migrate.alembic_config()).get_current_head() == "0010"
+    assert migrate.head() == ScriptDirectory.from_config(migrate.alembic_config()).get_current_head() == "0011"

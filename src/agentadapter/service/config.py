@@ -69,6 +69,10 @@ class ServiceSettings(BaseSettings):
     credit_reconcile_s: float = Field(default=5.0, gt=0)
     """How often the running credit balances are reconciled with the database: a grant made in another
     process (``agentadapter credits add``) reaches this one's balances within this delay."""
+    credit_lease_holds: int = Field(default=64, ge=0)
+    """With several processes (balances on Redis): how many holds of a call's size a process leases from a
+    tenant's balance beyond the call's own, so that most holds and charges need no Redis call. 0: each hold
+    leases exactly what it needs (one Redis call per hold)."""
 
     # the ledger: usage records and credit charges on their way to the database
     ledger_dir: Path | None = None

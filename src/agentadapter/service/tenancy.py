@@ -153,7 +153,7 @@ async def service_facades(
         from agentadapter.store.redis_balances import RedisBalances
 
         balances = RedisBalances(db, writer, shared.client, prefix=shared.prefix,
-                                 reconcile_s=service.credit_reconcile_s)
+                                 reconcile_s=service.credit_reconcile_s, lease_holds=service.credit_lease_holds)
     elif settings.executor == "inline":
         # This is the only process metering tenants: their balances can be kept here.
         balances = RunningBalances(writer, reconcile_s=service.credit_reconcile_s)

@@ -46,7 +46,7 @@ from agentadapter.store.database import Database
 from agentadapter.store.models import CreditAccount, CreditTransaction, utcnow
 from agentadapter.store.writer import RecordWriter
 
-__all__ = ["ChargeSink", "CreditBalances", "RunningBalances", "Settlement", "charge_record"]
+__all__ = ["ChargeListener", "ChargeSink", "CreditBalances", "RunningBalances", "Settlement", "charge_record"]
 
 logger = logging.getLogger("agentadapter.store.balances")
 
@@ -105,14 +105,27 @@ class CreditBalances(Protocol):
         ...
 
 
-class ChargeSink:
-    """Writes journaled charges (the writer's ``charge`` kind) and moves the accounts' balances by the
-    charges inserted, in the writer's transaction."""
+class ChargeListener(Protocol):
+    """Told by the :class:`ChargeSink` what the writer committed."""
 
-    def __init__(self, balances: RunningBalances | None = None) -> None:
+    def committed(self, records: Sequence[Mapping[str, Any]], charged_totals: Mapping[uuid.UUID, float]) -> None:
+        """These charge records are committed; ``charged_totals`` (when the sink was asked for them) is each
+        affected account's ``charged_usd`` - all its charges ever - as of that commit."""
+        ...
+
+
+class ChargeSink:
+    """Writes journaled charges (the writer's ``charge`` kind) and moves the accounts' balances (and their
+    running total of charges, ``charged_usd``) by the charges inserted, in the writer's transaction."""
+
+    def __init__(self, balances: ChargeListener | None = None, *, totals: bool = False) -> None:
         self.balances = balances
+        self.totals = totals
+        """Read the accounts' ``charged_usd`` back in the transaction, for :meth:`ChargeListener.committed`."""
+        self._charged: dict[uuid.UUID, float] = {}
 
     async def write(self, session: AsyncSession, records: Sequence[Mapping[str, Any]]) -> None:
+        self._charged = {}
         rows: list[dict[str, Any]] = [{
             "id": uuid.UUID(r["id"]), "tenant_id": uuid.UUID(r["tn"]), "kind": "charge", "amount_usd": float(r["a"]),
             "balance_after_usd": float(r["b"]), "reservation_id": uuid.UUID(r["r"]), "reserved_usd": float(r["h"]),
@@ -145,12 +158,19 @@ class ChargeSink:
         accounts: sa.Table = CreditAccount.__table__  # type: ignore[assignment]  # declarative: a Table
         await session.execute(
             sa.update(accounts).where(accounts.c.tenant_id == sa.bindparam("account"))
-            .values(balance_usd=accounts.c.balance_usd + sa.bindparam("moved"), updated_at=sa.bindparam("now")),
+            .values(balance_usd=accounts.c.balance_usd + sa.bindparam("moved"),
+                    charged_usd=accounts.c.charged_usd - sa.bindparam("moved"), updated_at=sa.bindparam("now")),
             [{"account": tenant_id, "moved": amount, "now": utcnow()} for tenant_id, amount in moved.items()])
+        if self.totals:
+            # Read in the transaction that moved them: the totals include this batch and every batch committed
+            # before it (PostgreSQL: the rows are locked by the UPDATE above until the commit).
+            self._charged = {tenant_id: float(total) for tenant_id, total in await session.execute(
+                sa.select(accounts.c.tenant_id, accounts.c.charged_usd).where(accounts.c.tenant_id.in_(moved)))}
 
     def committed(self, records: Sequence[Mapping[str, Any]]) -> None:
+        charged, self._charged = self._charged, {}
         if self.balances is not None:
-            self.balances.committed(records)
+            self.balances.committed(records, charged)
 
 
 class _Account:
@@ -252,7 +272,7 @@ class RunningBalances:
             self.writer.submit("charge", record)
         return settlement
 
-    def committed(self, records: Sequence[Mapping[str, Any]]) -> None:
+    def committed(self, records: Sequence[Mapping[str, Any]], charged_totals: Mapping[uuid.UUID, float]) -> None:
         """The writer committed these charges: they are in the accounts' balances now."""
         with self._lock:
             for record in records:

@@ -91,7 +91,7 @@ async def grant(
     now = utcnow()
     await session.execute(
         insert(CreditAccount)
-        .values(tenant_id=tenant_id, balance_usd=0.0, reserved_usd=0.0, created_at=now, updated_at=now)
+        .values(tenant_id=tenant_id, balance_usd=0.0, reserved_usd=0.0, charged_usd=0.0, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["tenant_id"])
     )
     balance = (await session.execute(
@@ -349,7 +349,7 @@ class CreditGuard:
                 balance = (await session.execute(
                     sa.update(table)
                     .where(table.tenant_id == self.tenant_id)
-                    .values(balance_usd=table.balance_usd - charge,
+                    .values(balance_usd=table.balance_usd - charge, charged_usd=table.charged_usd + charge,
                             reserved_usd=sa.case((table.reserved_usd - held_usd > 0, table.reserved_usd - held_usd),
                                                  else_=0.0))
                     .returning(table.balance_usd)

@@ -500,6 +500,9 @@ class CreditAccount(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
     balance_usd: Mapped[float] = mapped_column(sa.Float, default=0.0)
     reserved_usd: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    charged_usd: Mapped[float] = mapped_column(sa.Float, default=0.0, server_default=sa.text("0"))
+    """Every charge ever made to the account, summed: it only grows, so processes that keep running balances
+    on Redis can tell which charges their copy already has (a larger total always includes a smaller one)."""
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 

@@ -1,25 +1,41 @@
 """Running credit balances on Redis, for a service of several processes (``--workers N``, Celery workers).
 
 The same rules as :class:`~agentadapter.store.balances.RunningBalances` (hold what is available, charge
-an overrun only down to minus the call's own hold), made atomic across processes by Lua scripts on one
-hash per tenant, ``<prefix>:credits:<tenant>``: ``balance``, the open holds of each process
-(``r:<instance>``; ``reserved`` is their sum), and ``ext_sum`` / ``ext_n``, the sum and number of the
-account's non-charge transactions (grants, adjustments) already in ``balance``. Each process keeps a
-liveness key (``<prefix>:credits-alive:<instance>``, refreshed at every reconciliation, expiring after
-three periods); the holds of a process whose key has expired - it was killed - are released. A hold
-is one script call; a settlement is one more (the holds and settlements of concurrent calls go to Redis
-together, one pipeline per turn of the event loop: :class:`~agentadapter.redis_connections.ScriptBatch`),
-and its charge goes
-to the :class:`~agentadapter.store.writer.RecordWriter` (journaled before the call answers, written in
-batches, moved into the account's ``balance_usd`` exactly once), as in one process.
+an overrun only down to minus the call's own hold), kept across processes without a Redis round trip per
+call: each process **leases** part of a tenant's balance and takes its calls' holds and charges from
+that lease in memory.
 
-Reconciliation never races the charges in flight: it carries only what the database has that Redis
-has not - grants. The script adds ``sum(non-charge amounts) - ext_sum`` to the balance when the
-database has more such transactions than ``ext_n`` (the count only grows, so a slower reader never
-undoes a newer one). A grant made in this process reconciles its tenant at once; grants from elsewhere
-(``agentadapter credits add``) arrive within ``AGENTADAPTER_CREDIT_RECONCILE_S``. A tenant's hash is
-loaded from its account when missing (first use, or Redis lost its data: then the balance is the
-database's, which lags by the charges still in the writers' queues, at most a second or so of calls).
+On Redis, one hash per tenant, ``<prefix>:balances:<tenant>``: ``balance`` (grants less the charges the
+database has committed), ``charged`` (the account's ``charged_usd`` those charges add up to), ``ext_sum``
+/ ``ext_n`` (the sum and number of the account's grants and adjustments already in ``balance``), and
+one ``r:<instance>`` per process: what that process has leased. What a new lease can take is ``balance``
+less every lease.
+
+In a process, per tenant: the lease's size, the holds of its calls in flight and the charges it settled
+that the database has not committed yet; a hold is taken from the lease when it has room (no I/O) and
+the lease is extended by one script call when it has not. A settlement is computed in memory with the
+usual rules against the lease (an overrun larger than the lease first asks Redis for the rest of the
+balance), its charge goes to the :class:`~agentadapter.store.writer.RecordWriter` (journaled before the
+call answers, written in batches, moved into the account exactly once), and when the writer has
+committed it the process tells Redis in one script: ``balance`` takes the account's new ``charged_usd``
+(the largest total seen wins, so totals from several processes, late or repeated, are applied once) and
+the lease shrinks by the charges it covered. Until then the lease keeps covering them.
+
+How much a lease takes: what the call needs plus up to ``lease_holds`` holds of the same size, at most a
+quarter of what is free, and only while what is free is at least ``2 x lease_holds`` such holds. A tenant
+near the end of its balance therefore gets exactly what each call holds, as if there were no leases; a
+call may still be refused while another process has an unused lease taken when the balance was larger,
+until that process's next reconciliation returns it (every ``AGENTADAPTER_CREDIT_RECONCILE_S``; an idle
+lease, or one whose tenant has become short, is returned then). ``lease_holds=0`` leases exactly what
+each hold needs: one script call per hold.
+
+A crash: each process keeps a liveness key (``<prefix>:credits-alive:<instance>``, refreshed at every
+reconciliation, expiring after three periods); the leases of a process whose key has expired are
+released. Its charges are in its journal and reach the database when the journal is replayed; every
+reconciliation carries the database's ``charged_usd`` and grants into ``balance``, so a charge committed
+by a process that died before telling Redis is taken within a period. A tenant's hash is loaded from its
+account when missing (first use, or Redis lost its data: the balance is then the database's, which lags
+by the charges still in the writers' queues, at most a second or so of calls).
 """
 
 from __future__ import annotations
@@ -27,6 +43,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,7 +53,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from agentadapter.redis_connections import ScriptBatch
-from agentadapter.store.balances import ChargeSink, Settlement, charge_record
+from agentadapter.store.balances import ChargeSink, Settlement, charge_record, settle_amounts
 from agentadapter.store.database import Database
 from agentadapter.store.models import CreditAccount, CreditTransaction
 from agentadapter.store.writer import RecordWriter
@@ -46,135 +64,233 @@ logger = logging.getLogger("agentadapter.store.redis_balances")
 
 _STOP_WAIT_S = 5.0
 """How long stopping waits for the reconciliation round in flight and for Redis to drop the alive key."""
+_EPSILON = 1e-12
+_MOST_WAITS = 16
+"""How many lease extensions a hold that finds no room waits for before it asks Redis itself."""
+_LEASE_SHARE = 0.25
+"""The most of a tenant's free balance one lease takes beyond what its call needs."""
 
-# Open holds are kept per process, in fields ``r:<instance>``: a process that dies takes its holds with
-# it once its liveness key expires (``_SWEEP``). ``reserved`` is their sum.
-_RESERVED = """
-local function reserved_of(fields)
+# Leases are kept per process, in fields ``r:<instance>``: a process that dies takes its lease with it
+# once its liveness key expires. What a new lease can take is the balance less all of them.
+_LEASED = """
+local function leased_of(fields)
   local total = 0
   for i = 1, #fields, 2 do
     if string.sub(fields[i], 1, 2) == 'r:' then total = total + tonumber(fields[i + 1]) end
   end
   return total
 end
+local function fmt(value) return string.format('%.17g', value) end
 """
 
-_HOLD = _RESERVED + """
+# KEYS[1] the tenant's hash; ARGV: instance, need, extra wanted, partial (1: grant what is free when it is less
+# than the need), rich (the free balance from which an extra is granted), unit (the extra is whole holds of
+# this size, so that leases of equal holds leave no fragments behind; 0: any amount).
+_EXTEND = _LEASED + """
 local fields = redis.call('HGETALL', KEYS[1])
-if #fields == 0 then return {-1} end
-local state = {}
-for i = 1, #fields, 2 do state[fields[i]] = fields[i + 1] end
-if not state['balance'] then return {-1} end
-local balance = tonumber(state['balance'])
-local reserved = reserved_of(fields)
-local amount = tonumber(ARGV[1])
-if balance - reserved >= amount then
-  redis.call('HINCRBYFLOAT', KEYS[1], 'r:' .. ARGV[2], amount)
-  return {1}
-end
-return {0, state['balance'], string.format('%.17g', reserved)}
-"""
-
-_SETTLE = _RESERVED + """
-local fields = redis.call('HGETALL', KEYS[1])
-local state = {}
-for i = 1, #fields, 2 do state[fields[i]] = fields[i + 1] end
-if not state['balance'] then return {-1} end
-local balance = tonumber(state['balance'])
-local reserved = reserved_of(fields)
-local held = tonumber(ARGV[1])
-local actual = tonumber(ARGV[2])
-local overrun = math.max(0, actual - held)
-local collected = math.min(overrun, math.max(0, balance - reserved + held))
-local charge = actual - overrun + collected
-balance = balance - charge
-local mine = (tonumber(state['r:' .. ARGV[3]]) or 0) - held
-redis.call('HSET', KEYS[1], 'balance', string.format('%.17g', balance))
-if mine > 1e-12 then
-  redis.call('HSET', KEYS[1], 'r:' .. ARGV[3], string.format('%.17g', mine))
+local balance = nil
+for i = 1, #fields, 2 do if fields[i] == 'balance' then balance = tonumber(fields[i + 1]) end end
+if not balance then return {-1} end
+local leased = leased_of(fields)
+local free = balance - leased
+local need = tonumber(ARGV[2])
+local granted = 0
+if free >= need - 1e-12 then
+  granted = need
+  if free >= tonumber(ARGV[5]) then
+    local extra = math.min(tonumber(ARGV[3]), (free - need) * %(share)s)
+    local unit = tonumber(ARGV[6])
+    if unit > 0 then extra = math.floor(extra / unit) * unit end
+    granted = need + extra
+  end
+elseif ARGV[4] == '1' and free > 0 then
+  granted = free
 else
-  redis.call('HDEL', KEYS[1], 'r:' .. ARGV[3])
+  return {0, fmt(balance), fmt(leased)}
 end
-return {1, string.format('%.17g', charge), string.format('%.17g', balance), string.format('%.17g', overrun),
-        string.format('%.17g', collected)}
+redis.call('HINCRBYFLOAT', KEYS[1], 'r:' .. ARGV[1], granted)
+return {1, fmt(granted), fmt(balance)}
+""".replace("%(share)s", repr(_LEASE_SHARE))
+
+# The database committed charges: take its charged total (when larger than the one applied) and shrink this
+# process's lease by the charges it covered. ARGV: instance, charged total, lease covered.
+_COMMITTED = _LEASED + """
+local state = redis.call('HMGET', KEYS[1], 'balance', 'charged', 'r:' .. ARGV[1])
+if not state[1] then return {-1} end
+local balance = tonumber(state[1])
+local total = tonumber(ARGV[2])
+local charged = tonumber(state[2]) or 0
+if total > charged + 1e-12 then
+  balance = balance - (total - charged)
+  redis.call('HSET', KEYS[1], 'balance', fmt(balance), 'charged', fmt(total))
+end
+local covered = tonumber(ARGV[3])
+if covered > 0 and state[3] then
+  local mine = tonumber(state[3]) - covered
+  if mine > 1e-12 then redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], fmt(mine))
+  else redis.call('HDEL', KEYS[1], 'r:' .. ARGV[1]) end
+end
+return {1, fmt(balance)}
 """
 
-_AVAILABLE = _RESERVED + """
+# Every reconciliation: release the leases of dead processes, take the database's grants (when it has more
+# than ``ext_n``) and charged total, shrink this process's lease by the charges it covered, and return its
+# unused lease when asked or when the tenant is short. ARGV: alive-key prefix, instance, grants sum, grants
+# count, charged total, lease covered, unused, return always (1/0), short (the free balance under which the
+# unused lease is returned), what this process holds leased (its lease is lost when Redis has none of it).
+_RECONCILE = _LEASED + """
+local fields = redis.call('HGETALL', KEYS[1])
+local state = {}
+for i = 1, #fields, 2 do state[fields[i]] = fields[i + 1] end
+if not state['balance'] then return {-1} end
+for field, _ in pairs(state) do
+  if string.sub(field, 1, 2) == 'r:' and redis.call('EXISTS', ARGV[1] .. string.sub(field, 3)) == 0 then
+    redis.call('HDEL', KEYS[1], field)
+    state[field] = nil
+  end
+end
+local balance = tonumber(state['balance'])
+local count = tonumber(ARGV[4])
+if count > (tonumber(state['ext_n']) or 0) then
+  balance = balance + tonumber(ARGV[3]) - (tonumber(state['ext_sum']) or 0)
+  redis.call('HSET', KEYS[1], 'ext_sum', ARGV[3], 'ext_n', ARGV[4])
+end
+local total = tonumber(ARGV[5])
+local charged = tonumber(state['charged']) or 0
+if total > charged + 1e-12 then
+  balance = balance - (total - charged)
+  redis.call('HSET', KEYS[1], 'charged', fmt(total))
+end
+redis.call('HSET', KEYS[1], 'balance', fmt(balance))
+local leased = 0
+for field, value in pairs(state) do
+  if string.sub(field, 1, 2) == 'r:' then leased = leased + tonumber(value) end
+end
+local field = 'r:' .. ARGV[2]
+if not state[field] then
+  if tonumber(ARGV[10]) > 1e-9 then return {2, '0', fmt(balance), fmt(leased)} end
+  return {1, '0', fmt(balance), fmt(leased)}
+end
+local mine = tonumber(state[field]) - tonumber(ARGV[6])
+leased = leased - tonumber(ARGV[6])
+local unused = tonumber(ARGV[7])
+local returned = 0
+if unused > 0 and (ARGV[8] == '1' or balance - leased < tonumber(ARGV[9])) then
+  mine = mine - unused
+  leased = leased - unused
+  returned = unused
+end
+if mine > 1e-12 then redis.call('HSET', KEYS[1], field, fmt(mine)) else redis.call('HDEL', KEYS[1], field) end
+return {1, fmt(returned), fmt(balance), fmt(leased)}
+"""
+
+_AVAILABLE = _LEASED + """
 local fields = redis.call('HGETALL', KEYS[1])
 local state = {}
 for i = 1, #fields, 2 do state[fields[i]] = fields[i + 1] end
 if not state['balance'] then return {} end
-return {state['balance'], string.format('%.17g', reserved_of(fields))}
-"""
-
-_SWEEP = """
-local fields = redis.call('HKEYS', KEYS[1])
-local dropped = 0
-for _, field in ipairs(fields) do
-  if string.sub(field, 1, 2) == 'r:' and redis.call('EXISTS', ARGV[1] .. string.sub(field, 3)) == 0 then
-    redis.call('HDEL', KEYS[1], field)
-    dropped = dropped + 1
-  end
-end
-return dropped
+return {state['balance'], fmt(leased_of(fields))}
 """
 
 _LOAD = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'balance', ARGV[1], 'ext_sum', ARGV[2], 'ext_n', ARGV[3])
+redis.call('HSET', KEYS[1], 'balance', ARGV[1], 'ext_sum', ARGV[2], 'ext_n', ARGV[3], 'charged', ARGV[4])
 return 1
 """
 
-_RECONCILE = """
-local state = redis.call('HMGET', KEYS[1], 'balance', 'ext_sum', 'ext_n')
-if not state[1] then return 0 end
-local count = tonumber(ARGV[2])
-if count <= (tonumber(state[3]) or 0) then return 0 end
-local total = tonumber(ARGV[1])
-local balance = tonumber(state[1]) + total - (tonumber(state[2]) or 0)
-redis.call('HSET', KEYS[1], 'balance', string.format('%.17g', balance), 'ext_sum', ARGV[1], 'ext_n', ARGV[2])
-return 1
-"""
+
+class _Lease:
+    """This process's lease of one tenant's balance."""
+
+    __slots__ = ("balance", "extending", "reserved", "rich", "short", "size", "unwritten", "used")
+
+    def __init__(self) -> None:
+        self.size = 0.0
+        """What this process's ``r:<instance>`` field holds, less what it has not told Redis yet."""
+        self.reserved = 0.0
+        """The holds of this process's calls in flight."""
+        self.unwritten = 0.0
+        """Lease taken by charges settled here and not committed by the writer yet."""
+        self.balance = 0.0
+        """The tenant's balance as Redis last said (the charges not committed yet not taken off)."""
+        self.used = False
+        """A hold was taken since the last reconciliation (an idle lease is returned)."""
+        self.extending: asyncio.Future[None] | None = None
+        """Done when the extension that asked for more than its hold needs is back."""
+        self.rich = True
+        """The last such extension brought more than its hold (holds that find no room wait for the next)."""
+        self.short = 0.0
+        """What the holds waiting for extensions need beyond what the lease had (in ``reserved`` already)."""
+
+    @property
+    def free(self) -> float:
+        """What a new hold can take (negative while holds wait for the lease to grow)."""
+        return self.size - self.reserved - self.unwritten
+
+    @property
+    def room(self) -> float:
+        """What the lease covers beyond its holds and unwritten charges: :attr:`free` without the parts of
+        holds still waiting for it to grow."""
+        return max(0.0, self.free + self.short)
 
 
 class RedisBalances:
     """The running balances of every process of the service, on Redis (see the module docstring)."""
 
     def __init__(self, db: Database, writer: RecordWriter, client: Any, *, prefix: str = "agentadapter",
-                 reconcile_s: float = 5.0) -> None:
+                 reconcile_s: float = 5.0, lease_holds: int = 64) -> None:
         self.db = db
         self.writer = writer
         self.client = client
-        self.prefix = f"{prefix}:credits:"
+        self.prefix = f"{prefix}:balances:"
         self.reconcile_s = reconcile_s
+        self.lease_holds = max(0, lease_holds)
+        """How many holds of a call's size a lease takes beyond the call's own (0: only what it needs)."""
         self._batch = ScriptBatch(client)
-        self._hold = client.register_script(_HOLD)
-        self._settle = client.register_script(_SETTLE)
+        self._extend = client.register_script(_EXTEND)
+        self._committed = client.register_script(_COMMITTED)
+        self._reconcile = client.register_script(_RECONCILE)
         self._available = client.register_script(_AVAILABLE)
         self._load = client.register_script(_LOAD)
-        self._reconcile = client.register_script(_RECONCILE)
-        self._sweep = client.register_script(_SWEEP)
         self.instance = uuid.uuid4().hex[:16]
-        """This process's name in the hashes' hold fields (``r:<instance>``)."""
+        """This process's name in the hashes' lease fields (``r:<instance>``)."""
         self._alive_prefix = f"{prefix}:credits-alive:"
         self.alive_s = max(3 * reconcile_s, 1.0)
-        """How long this process's holds outlive it (its liveness key is refreshed at every reconciliation)."""
+        """How long this process's leases outlive it (its liveness key is refreshed at every reconciliation)."""
         self._without_account: dict[uuid.UUID, float] = {}  # tenant -> when it was found to have none
         self._known: set[uuid.UUID] = set()
-        writer.register("charge", ChargeSink())
+        self._leases: dict[uuid.UUID, _Lease] = {}
+        self._lock = threading.Lock()  # the writer's thread reports commits while the loop holds and settles
+        self._pending: dict[str, tuple[uuid.UUID, float]] = {}  # reservation (hex) -> (tenant, lease it took)
+        self._to_tell: dict[uuid.UUID, list[float]] = {}  # tenant -> [charged total, lease covered]
+        self._telling: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reconciling: asyncio.Task[None] | None = None
+        writer.register("charge", ChargeSink(self, totals=True))
 
     def _key(self, tenant_id: uuid.UUID) -> str:
         return self.prefix + tenant_id.hex
 
+    def _lease(self, tenant_id: uuid.UUID) -> _Lease:
+        lease = self._leases.get(tenant_id)
+        if lease is None:
+            lease = self._leases[tenant_id] = _Lease()
+        return lease
+
     # --------------------------------------------------------------------------------------- reads
 
     async def available(self, tenant_id: uuid.UUID) -> tuple[float, float] | None:
+        """``(balance, reserved)``: the balance less this process's charges not committed yet, and what is
+        leased (the calls in flight everywhere and the unused part of the leases)."""
         if not await self._ensure(tenant_id):
             return None
         answer = await self._available(keys=[self._key(tenant_id)])
         if not answer:
             return None
-        return float(answer[0]), float(answer[1])
+        lease = self._leases.get(tenant_id)
+        unwritten = lease.unwritten if lease is not None else 0.0
+        reserved = max(0.0, float(answer[1]) - unwritten)
+        return float(answer[0]) - unwritten, reserved if reserved > _EPSILON else 0.0
 
     async def has_account(self, tenant_id: uuid.UUID) -> bool:
         return await self._ensure(tenant_id)
@@ -192,47 +308,196 @@ class RedisBalances:
         if tenant_id not in loaded:
             self._without_account[tenant_id] = time.monotonic()
             return False
-        if await self.client.exists(self._key(tenant_id)):
-            self._known.add(tenant_id)
-            return True
-        balance, total, count = loaded[tenant_id]
-        await self._load(keys=[self._key(tenant_id)], args=[repr(balance), repr(total), str(count)])
+        if not await self.client.exists(self._key(tenant_id)):
+            balance, charged, total, count = loaded[tenant_id]
+            await self._load(keys=[self._key(tenant_id)],
+                             args=[repr(balance), repr(total), str(count), repr(charged)])
         self._without_account.pop(tenant_id, None)
         self._known.add(tenant_id)
         return True
+
+    def _forget(self, tenant_id: uuid.UUID) -> None:
+        """The tenant's hash is gone (Redis lost its data, or the account was deleted): so is the lease."""
+        self._known.discard(tenant_id)
+        lease = self._leases.get(tenant_id)
+        if lease is not None:
+            with self._lock:
+                lease.size = 0.0
 
     # ------------------------------------------------------------------------------- hold and settle
 
     async def hold(self, tenant_id: uuid.UUID, amount_usd: float) -> tuple[float, float] | None:
         """Hold ``amount_usd``: None when held, else ``(balance, reserved)``; :class:`LookupError` when the
         tenant has no account."""
-        for _ in range(2):
+        amount = float(amount_usd)
+        lease = self._leases.get(tenant_id)
+        if lease is None or tenant_id not in self._known:
             if not await self._ensure(tenant_id):
                 raise LookupError(tenant_id)
-            answer = await self._batch.call(self._hold, [self._key(tenant_id)],
-                                            [repr(float(amount_usd)), self.instance])
+            lease = self._lease(tenant_id)
+        lead: asyncio.Future[None] | None = None
+        for turn in range(_MOST_WAITS + 1):
+            with self._lock:
+                lease.used = True
+                free = lease.free
+                if free >= amount - _EPSILON:
+                    lease.reserved += amount
+                    return None
+                # A lease extension that may bring room for many holds is on its way: wait for it (a burst of
+                # holds makes one Redis call, not one each), unless the balance has stopped being leased.
+                extending = lease.extending if lease.rich and turn < _MOST_WAITS else None
+                if extending is None:
+                    # Claimed before the lease has room: a concurrent hold sees it taken and extends the lease
+                    # for itself, so a hold waits for at most one call of its own.
+                    lease.reserved += amount
+                    need = amount - max(free, 0.0)
+                    lease.short += need
+                    extra = 0.0
+                    if lease.extending is None:
+                        lead = lease.extending = asyncio.get_running_loop().create_future()
+                        extra = self.lease_holds * amount
+                    break
+            await asyncio.shield(extending)
+        refused: tuple[float, float] | None = None
+        try:
+            refused = await self._grow(tenant_id, lease, need, extra=extra, rich=2 * self.lease_holds * amount,
+                                       unit=amount)
+        finally:
+            with self._lock:
+                lease.short -= need
+                if refused is not None and lease.free + lease.short >= -_EPSILON:
+                    refused = None  # refused by Redis, but another extension has made room for it meanwhile
+                if refused is not None or sys.exc_info()[0] is not None:
+                    reserved = lease.reserved - amount
+                    lease.reserved = reserved if reserved > _EPSILON else 0.0
+                if lead is not None:
+                    lease.extending = None
+            if lead is not None:
+                lead.set_result(None)
+        return refused
+
+    async def _grow(self, tenant_id: uuid.UUID, lease: _Lease, need: float, *, extra: float, rich: float,
+                    unit: float = 0.0, partial: bool = False) -> tuple[float, float] | None:
+        """Extend the lease by ``need`` (and up to ``extra``): None when extended, else ``(balance, reserved)``
+        as Redis had them; raises :class:`LookupError` when the tenant's hash is gone for good."""
+        for _ in range(2):
+            answer = await self._batch.call(
+                self._extend, [self._key(tenant_id)],
+                [self.instance, repr(need), repr(float(extra)), "1" if partial else "0", repr(float(rich)),
+                 repr(float(unit))])
             if int(answer[0]) == 1:
+                granted = float(answer[1])
+                with self._lock:
+                    lease.size += granted
+                    lease.balance = float(answer[2])
+                    if extra > 0:
+                        lease.rich = granted > need + _EPSILON
                 return None
             if int(answer[0]) == 0:
-                return float(answer[1]), float(answer[2])
-            self._known.discard(tenant_id)  # the hash is gone (Redis lost its data): load it again
+                with self._lock:
+                    unwritten = lease.unwritten
+                return float(answer[1]) - unwritten, max(0.0, float(answer[2]) - unwritten)
+            self._forget(tenant_id)  # the hash is gone (Redis lost its data): load it again
+            if not await self._ensure(tenant_id):
+                raise LookupError(tenant_id)
+            with self._lock:
+                need = max(need, -lease.free)
         raise LookupError(tenant_id)
 
     async def settle(self, tenant_id: uuid.UUID, reservation_id: uuid.UUID, held_usd: float, actual_usd: float,
                      details: Mapping[str, Any], description: str = "") -> Settlement | None:
-        answer = await self._batch.call(self._settle, [self._key(tenant_id)],
-                                        [repr(float(held_usd)), repr(float(actual_usd)), self.instance])
-        if int(answer[0]) != 1:
-            self._known.discard(tenant_id)
-            return None
-        charge, balance, overrun, collected = (float(value) for value in answer[1:5])
-        settlement = Settlement(charge, balance, overrun, collected)
-        if overrun > 0:
-            details = {**details, "overrun_usd": overrun, "uncollected_usd": overrun - collected,
-                       "held_usd": held_usd, "cost_usd": actual_usd}
-        self.writer.submit("charge", charge_record(tenant_id, reservation_id, settlement, held_usd, details,
-                                                   description))
+        """Charge ``actual_usd`` against the hold, from the lease, and journal the charge; None when the
+        tenant's account is gone."""
+        lease = self._lease(tenant_id)
+        with self._lock:
+            shortfall = max(0.0, actual_usd - held_usd) - (lease.room + held_usd)
+        if shortfall > _EPSILON:
+            # An overrun beyond the lease: it is collected from the rest of the balance as far as that goes.
+            try:
+                await self._grow(tenant_id, lease, shortfall, extra=0.0, rich=float("inf"), partial=True)
+            except LookupError:
+                return None
+            except Exception as exc:  # Redis away: the overrun is collected from the lease alone
+                logger.warning("could not extend the credit lease of tenant %s for an overrun (%s: %s)",
+                               tenant_id, type(exc).__name__, exc)
+        with self._lock:
+            if reservation_id.hex in self._pending:
+                # Settled already and not yet written; once written, the database skips a second charge.
+                return Settlement(0.0, lease.balance - lease.unwritten, 0.0, 0.0)
+            room = lease.room
+            charge, overrun, collected = settle_amounts(lease.size - lease.unwritten - lease.free + room,
+                                                        lease.reserved, held_usd, actual_usd)
+            # What an overrun takes beyond the lease (down to minus this call's hold) is in the balance, not in
+            # the lease: the lease only covers what it holds.
+            covered = min(charge, held_usd + room)
+            reserved = lease.reserved - held_usd
+            lease.reserved = reserved if reserved > _EPSILON else 0.0
+            lease.unwritten += covered
+            settlement = Settlement(charge, lease.balance - lease.unwritten - (charge - covered), overrun, collected)
+            if overrun > 0:
+                details = {**details, "overrun_usd": overrun, "uncollected_usd": overrun - collected,
+                           "held_usd": held_usd, "cost_usd": actual_usd}
+            record = charge_record(tenant_id, reservation_id, settlement, held_usd, details, description)
+            self._pending[record["r"]] = (tenant_id, covered)
+            self.writer.submit("charge", record)
         return settlement
+
+    # ------------------------------------------------------------------------ commits reach Redis
+
+    def committed(self, records: Sequence[Mapping[str, Any]], charged_totals: Mapping[uuid.UUID, float]) -> None:
+        """The writer committed these charges (its thread): the leases stop covering them and Redis takes the
+        accounts' new charged totals, in one script per tenant on the loop."""
+        with self._lock:
+            for record in records:
+                pending = self._pending.pop(str(record["r"]), None)
+                if pending is None:
+                    continue  # replayed from a journal of another process, or already counted
+                tenant_id, covered = pending
+                lease = self._leases.get(tenant_id)
+                if lease is not None:
+                    lease.unwritten -= covered
+                    lease.size -= covered
+                self._to_tell.setdefault(tenant_id, [0.0, 0.0])[1] += covered
+            for tenant_id, total in charged_totals.items():
+                told = self._to_tell.setdefault(tenant_id, [0.0, 0.0])
+                told[0] = max(told[0], total)
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed (shutdown): the next start reconciles
+                loop.call_soon_threadsafe(self._tell_soon)
+
+    def _tell_soon(self) -> None:
+        if self._telling is None or self._telling.done():
+            self._telling = asyncio.get_running_loop().create_task(self._tell(), name="credit-commits")
+
+    async def _tell(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._to_tell = self._to_tell, {}
+            if not batch:
+                return
+            results = await asyncio.gather(*(
+                self._batch.call(self._committed, [self._key(tenant_id)],
+                                 [self.instance, repr(total), repr(covered)])
+                for tenant_id, (total, covered) in batch.items()), return_exceptions=True)
+            failed = False
+            for (tenant_id, (total, covered)), result in zip(batch.items(), results, strict=True):
+                if isinstance(result, BaseException):
+                    failed = True
+                    with self._lock:  # told again with the next commits, or by the next reconciliation
+                        told = self._to_tell.setdefault(tenant_id, [0.0, 0.0])
+                        told[0], told[1] = max(told[0], total), told[1] + covered
+                    continue
+                if int(result[0]) == 1:
+                    lease = self._leases.get(tenant_id)
+                    if lease is not None:
+                        lease.balance = float(result[1])
+                else:
+                    self._forget(tenant_id)
+            if failed:
+                logger.warning("could not tell Redis about committed credit charges; told again at the next "
+                               "reconciliation", extra={"event": "credits.tell_failed"})
+                return
 
     # ----------------------------------------------------------------------------------- reconcile
 
@@ -240,20 +505,37 @@ class RedisBalances:
         """Carry grants the database has into these tenants' hashes (after a grant)."""
         for tenant_id in tenant_ids:
             self._without_account.pop(tenant_id, None)
-        await self._apply(await self._read_accounts(self.db, list(tenant_ids)))
+        await self._apply(await self._read_accounts(self.db, list(tenant_ids)), give_back=False)
         for tenant_id in tenant_ids:
             await self._ensure(tenant_id)
+
+    async def flush(self) -> None:
+        """Wait until every charge settled before this call is committed and Redis has taken it."""
+        await self.writer.flush()
+        await asyncio.sleep(0)  # the writer's report of its last commit is on the loop now
+        while self._telling is not None and not self._telling.done():
+            await asyncio.shield(self._telling)
+            await asyncio.sleep(0)
 
     def start(self) -> None:
         """Keep this process alive in Redis and reconcile the tenants it meters every ``reconcile_s``, on the
         running loop, until the writer stops."""
-        task = asyncio.get_running_loop().create_task(self._reconcile_every(), name="credit-reconcile")
+        self._loop = asyncio.get_running_loop()
+        task = self._reconciling = self._loop.create_task(self._reconcile_every(), name="credit-reconcile")
         self.writer.on_stop(lambda: self._stop(task))
 
     async def _stop(self, task: asyncio.Task[None]) -> None:
         # Bounded: a shutdown never waits on a Redis that does not answer (the alive key expires by itself).
+        # The charges settled so far are committed first (the writer drains only after its closers), so that
+        # the leases can be given back whole.
         task.cancel()
         await asyncio.wait({task}, timeout=_STOP_WAIT_S)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_STOP_WAIT_S):
+                await self.flush()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_STOP_WAIT_S):
+                await self._apply(await self._read_accounts(self.db, list(self._known)), give_back=True)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(_STOP_WAIT_S):
                 await self.client.delete(self._alive_prefix + self.instance)
@@ -262,37 +544,81 @@ class RedisBalances:
         while True:
             try:
                 await self.client.set(self._alive_prefix + self.instance, b"1", px=int(self.alive_s * 1000))
-                known = list(self._known)
-                for tenant_id in known:  # the holds of processes that died are released
-                    await self._sweep(keys=[self._key(tenant_id)], args=[self._alive_prefix])
-                await self._apply(await self._read_accounts(self.db, known))
+                await self._apply(await self._read_accounts(self.db, list(self._known)), give_back=None)
             except Exception as exc:  # Redis or the database away: the next round tries again
                 logger.warning("could not reconcile the credit balances (%s: %s)", type(exc).__name__, exc)
             await asyncio.sleep(self.reconcile_s)
 
-    async def _apply(self, accounts: Mapping[uuid.UUID, tuple[float, float, int]]) -> None:
-        for tenant_id, (_, total, count) in accounts.items():
-            if await self._reconcile(keys=[self._key(tenant_id)], args=[repr(total), str(count)]):
-                logger.info("credit balance of tenant %s took grants from the database", tenant_id,
-                            extra={"event": "credits.reconciled", "tenant": str(tenant_id)})
+    async def _apply(self, accounts: Mapping[uuid.UUID, tuple[float, float, float, int]], *,
+                     give_back: bool | None) -> None:
+        """One reconciliation of these tenants' hashes; ``give_back`` returns the unused leases: True all of
+        them, None the idle ones and those of tenants that have become short, False none."""
+        for tenant_id, (_, charged, total, count) in accounts.items():
+            lease = self._leases.get(tenant_id)
+            with self._lock:
+                unused = 0.0
+                always = give_back is True
+                if lease is not None and give_back is not False and lease.free > _EPSILON:
+                    # Taken out of the lease before asking, so no hold can use what is being returned.
+                    unused = lease.free
+                    lease.size -= unused
+                    always = always or not lease.used
+                    lease.used = False
+                told = self._to_tell.pop(tenant_id, None)
+                claimed = lease.size + unused if lease is not None else 0.0  # what r:<instance> should hold
+            covered = told[1] if told is not None else 0.0
+            charged_total = max(charged, told[0]) if told is not None else charged
+            try:
+                # Returned when the tenant is short: less free balance than twice the unused part of the lease.
+                answer = await self._reconcile(keys=[self._key(tenant_id)], args=[
+                    self._alive_prefix, self.instance, repr(total), str(count), repr(charged_total), repr(covered),
+                    repr(unused), "1" if always else "0", repr(2 * unused), repr(claimed + covered)])
+            except BaseException:
+                with self._lock:
+                    if lease is not None:
+                        lease.size += unused
+                    if told is not None:
+                        again = self._to_tell.setdefault(tenant_id, [0.0, 0.0])
+                        again[0], again[1] = max(again[0], told[0]), again[1] + covered
+                raise
+            if int(answer[0]) == -1:
+                self._forget(tenant_id)
+                continue
+            returned = float(answer[1])
+            with self._lock:
+                if lease is not None:
+                    if int(answer[0]) == 2:
+                        # Redis released this lease (the process looked dead: it stalled longer than
+                        # alive_s): start again from nothing; the next hold leases what is in flight again.
+                        logger.warning("the credit lease of tenant %s was released while this process held it; "
+                                       "leasing again", tenant_id, extra={"event": "credits.lease_lost"})
+                        lease.size = 0.0
+                    else:
+                        lease.size += unused - returned
+                    lease.balance = float(answer[2])
+            if returned > _EPSILON and unused > _EPSILON:
+                logger.debug("returned $%.6f of unused credit lease of tenant %s", unused, tenant_id)
 
     @staticmethod
-    async def _read_accounts(db: Database, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[float, float, int]]:
-        """``tenant -> (balance_usd, sum and number of non-charge transactions)`` for those with an account."""
-        found: dict[uuid.UUID, tuple[float, float, int]] = {}
+    async def _read_accounts(db: Database,
+                             tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[float, float, float, int]]:
+        """``tenant -> (balance_usd, charged_usd, sum and number of non-charge transactions)`` for those with an
+        account."""
+        found: dict[uuid.UUID, tuple[float, float, float, int]] = {}
         async with db.session() as session:
             for start in range(0, len(tenant_ids), 500):
                 chunk = tenant_ids[start:start + 500]
-                balances = {tenant_id: balance for tenant_id, balance in await session.execute(
-                    sa.select(CreditAccount.tenant_id, CreditAccount.balance_usd)
-                    .where(CreditAccount.tenant_id.in_(chunk)))}
+                accounts = {tenant_id: (float(balance), float(charged)) for tenant_id, balance, charged in
+                            await session.execute(
+                                sa.select(CreditAccount.tenant_id, CreditAccount.balance_usd,
+                                          CreditAccount.charged_usd).where(CreditAccount.tenant_id.in_(chunk)))}
                 external = {tenant_id: (float(total or 0.0), int(count)) for tenant_id, total, count in (
                     await session.execute(
                         sa.select(CreditTransaction.tenant_id, sa.func.sum(CreditTransaction.amount_usd),
                                   sa.func.count())
                         .where(CreditTransaction.tenant_id.in_(chunk), CreditTransaction.kind != "charge")
                         .group_by(CreditTransaction.tenant_id)))}
-                for tenant_id, balance in balances.items():
+                for tenant_id, (balance, charged) in accounts.items():
                     total, count = external.get(tenant_id, (0.0, 0))
-                    found[tenant_id] = (float(balance), total, count)
+                    found[tenant_id] = (balance, charged, total, count)
         return found
