@@ -30,12 +30,15 @@ lease, or one whose tenant has become short, is returned then). ``lease_holds=0`
 each hold needs: one script call per hold.
 
 A crash: each process keeps a liveness key (``<prefix>:credits-alive:<instance>``, refreshed at every
-reconciliation, expiring after three periods); the leases of a process whose key has expired are
-released. Its charges are in its journal and reach the database when the journal is replayed; every
-reconciliation carries the database's ``charged_usd`` and grants into ``balance``, so a charge committed
-by a process that died before telling Redis is taken within a period. A tenant's hash is loaded from its
-account when missing (first use, or Redis lost its data: the balance is then the database's, which lags
-by the charges still in the writers' queues, at most a second or so of calls).
+reconciliation, expiring after three periods). The lease of a process whose key has expired still
+covers its charges that were journaled and not committed, so it is released only once its journal has
+been replayed into the database (the replaying process marks it, ``<prefix>:credits-replayed:<instance>``,
+after Redis has taken the replayed charges' total) or, when nobody replays it (its machine is gone),
+``orphan_grace_s`` after it was first seen dead. Every reconciliation also carries the database's
+``charged_usd`` and grants into ``balance``, so a charge committed by a process that died before telling
+Redis is taken within a period. A tenant's hash is loaded from its account when missing (first use, or
+Redis lost its data: the balance is then the database's, which lags by the charges still in the writers'
+queues, at most a second or so of calls).
 """
 
 from __future__ import annotations
@@ -133,20 +136,32 @@ end
 return {1, fmt(balance)}
 """
 
-# Every reconciliation: release the leases of dead processes, take the database's grants (when it has more
-# than ``ext_n``) and charged total, shrink this process's lease by the charges it covered, and return its
-# unused lease when asked or when the tenant is short. ARGV: alive-key prefix, instance, grants sum, grants
-# count, charged total, lease covered, unused, return always (1/0), short (the free balance under which the
-# unused lease is returned), what this process holds leased (its lease is lost when Redis has none of it).
+# Every reconciliation: release the leases of dead processes (once their journals are replayed, or a grace
+# period after they were first seen dead: ``d:<instance>``), take the database's grants (when it has more than
+# ``ext_n``) and charged total, shrink this process's lease by the charges it covered, and return its unused
+# lease when asked or when the tenant is short. ARGV: alive-key prefix, instance, grants sum, grants count,
+# charged total, lease covered, unused, return always (1/0), short (the free balance under which the unused
+# lease is returned), what this process holds leased (its lease is lost when Redis has none of it), replayed-
+# marker prefix, grace (s).
 _RECONCILE = _LEASED + """
 local fields = redis.call('HGETALL', KEYS[1])
 local state = {}
 for i = 1, #fields, 2 do state[fields[i]] = fields[i + 1] end
 if not state['balance'] then return {-1} end
+local now = tonumber(redis.call('TIME')[1])
+local lease_fields = {}
 for field, _ in pairs(state) do
-  if string.sub(field, 1, 2) == 'r:' and redis.call('EXISTS', ARGV[1] .. string.sub(field, 3)) == 0 then
-    redis.call('HDEL', KEYS[1], field)
-    state[field] = nil
+  if string.sub(field, 1, 2) == 'r:' then table.insert(lease_fields, string.sub(field, 3)) end
+end
+for _, name in ipairs(lease_fields) do
+  local since = state['d:' .. name]
+  if redis.call('EXISTS', ARGV[1] .. name) == 1 then
+    if since then redis.call('HDEL', KEYS[1], 'd:' .. name) end
+  elseif redis.call('EXISTS', ARGV[11] .. name) == 1 or (since and now - tonumber(since) > tonumber(ARGV[12])) then
+    redis.call('HDEL', KEYS[1], 'r:' .. name, 'd:' .. name)
+    state['r:' .. name] = nil
+  elseif not since then
+    redis.call('HSET', KEYS[1], 'd:' .. name, tostring(now))
   end
 end
 local balance = tonumber(state['balance'])
@@ -238,7 +253,7 @@ class RedisBalances:
     """The running balances of every process of the service, on Redis (see the module docstring)."""
 
     def __init__(self, db: Database, writer: RecordWriter, client: Any, *, prefix: str = "agentadapter",
-                 reconcile_s: float = 5.0, lease_holds: int = 64) -> None:
+                 reconcile_s: float = 5.0, lease_holds: int = 64, orphan_grace_s: float = 600.0) -> None:
         self.db = db
         self.writer = writer
         self.client = client
@@ -252,9 +267,15 @@ class RedisBalances:
         self._reconcile = client.register_script(_RECONCILE)
         self._available = client.register_script(_AVAILABLE)
         self._load = client.register_script(_LOAD)
-        self.instance = uuid.uuid4().hex[:16]
-        """This process's name in the hashes' lease fields (``r:<instance>``)."""
+        self.instance = writer.instance
+        """This process's name in the hashes' lease fields (``r:<instance>``): its journal's, so that the process
+        that replays the journal after a crash can say so (the lease is released then)."""
+        self.orphan_grace_s = orphan_grace_s
+        """How long the lease of a dead process whose journal nobody replays (its machine is gone) is kept."""
         self._alive_prefix = f"{prefix}:credits-alive:"
+        self._replayed_prefix = f"{prefix}:credits-replayed:"
+        self._replayed: list[str] = []  # journals of dead processes replayed here, not yet marked on Redis
+        self._marking: asyncio.Task[None] | None = None
         self.alive_s = max(3 * reconcile_s, 1.0)
         """How long this process's leases outlive it (its liveness key is refreshed at every reconciliation)."""
         self._without_account: dict[uuid.UUID, float] = {}  # tenant -> when it was found to have none
@@ -267,6 +288,7 @@ class RedisBalances:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconciling: asyncio.Task[None] | None = None
         writer.register("charge", ChargeSink(self, totals=True))
+        writer.on_replayed(self._journal_replayed)
 
     def _key(self, tenant_id: uuid.UUID) -> str:
         return self.prefix + tenant_id.hex
@@ -499,6 +521,43 @@ class RedisBalances:
                                "reconciliation", extra={"event": "credits.tell_failed"})
                 return
 
+    def _journal_replayed(self, instance: str) -> None:
+        """The writer replayed the journal of a dead process (its thread): once Redis has the charged totals
+        of those charges, mark it, so that the dead process's leases are released."""
+        with self._lock:
+            self._replayed.append(instance)
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._mark_soon)
+
+    def _mark_soon(self) -> None:
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.get_running_loop().create_task(self._mark_replayed(), name="credit-replayed")
+
+    async def _mark_replayed(self) -> None:
+        while True:
+            try:
+                await self._told()
+                with self._lock:
+                    told, names = not self._to_tell, list(self._replayed)
+                if told:
+                    for name in names:
+                        await self.client.set(self._replayed_prefix + name, b"1", ex=86_400)
+                    with self._lock:
+                        self._replayed = [name for name in self._replayed if name not in names]
+                    return
+            except Exception as exc:  # Redis away: the leases stay until it is back (or the grace period ends)
+                logger.warning("could not mark replayed journals on Redis (%s: %s)", type(exc).__name__, exc)
+            await asyncio.sleep(self.reconcile_s)
+
+    async def _told(self) -> None:
+        """Wait until the commits reported so far are told to Redis (or failed to be)."""
+        await asyncio.sleep(0)
+        while self._telling is not None and not self._telling.done():
+            await asyncio.shield(self._telling)
+            await asyncio.sleep(0)
+
     # ----------------------------------------------------------------------------------- reconcile
 
     async def refresh(self, tenant_ids: Sequence[uuid.UUID]) -> None:
@@ -512,10 +571,7 @@ class RedisBalances:
     async def flush(self) -> None:
         """Wait until every charge settled before this call is committed and Redis has taken it."""
         await self.writer.flush()
-        await asyncio.sleep(0)  # the writer's report of its last commit is on the loop now
-        while self._telling is not None and not self._telling.done():
-            await asyncio.shield(self._telling)
-            await asyncio.sleep(0)
+        await self._told()  # the writer's report of its last commit is on the loop now
 
     def start(self) -> None:
         """Keep this process alive in Redis and reconcile the tenants it meters every ``reconcile_s``, on the
@@ -523,12 +579,18 @@ class RedisBalances:
         self._loop = asyncio.get_running_loop()
         task = self._reconciling = self._loop.create_task(self._reconcile_every(), name="credit-reconcile")
         self.writer.on_stop(lambda: self._stop(task))
+        # Journals replayed before now (the writer replays them as it starts): their charges and marks.
+        self._tell_soon()
+        if self._replayed:
+            self._mark_soon()
 
     async def _stop(self, task: asyncio.Task[None]) -> None:
         # Bounded: a shutdown never waits on a Redis that does not answer (the alive key expires by itself).
         # The charges settled so far are committed first (the writer drains only after its closers), so that
         # the leases can be given back whole.
         task.cancel()
+        if self._marking is not None:
+            self._marking.cancel()  # unmarked journals: their leases go after the grace period
         await asyncio.wait({task}, timeout=_STOP_WAIT_S)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(_STOP_WAIT_S):
@@ -572,7 +634,8 @@ class RedisBalances:
                 # Returned when the tenant is short: less free balance than twice the unused part of the lease.
                 answer = await self._reconcile(keys=[self._key(tenant_id)], args=[
                     self._alive_prefix, self.instance, repr(total), str(count), repr(charged_total), repr(covered),
-                    repr(unused), "1" if always else "0", repr(2 * unused), repr(claimed + covered)])
+                    repr(unused), "1" if always else "0", repr(2 * unused), repr(claimed + covered),
+                    self._replayed_prefix, repr(float(self.orphan_grace_s))])
             except BaseException:
                 with self._lock:
                     if lease is not None:

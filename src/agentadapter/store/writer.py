@@ -144,6 +144,7 @@ class RecordWriter:
         self._last_failure_log = 0.0
         self._periodic: list[tuple[float, Callable[[Database], Awaitable[None]]]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._replay_listeners: list[Callable[[str], None]] = []
         _WRITERS.add(self)
         _BY_DATABASE[database_id(database_url)] = self
 
@@ -155,6 +156,16 @@ class RecordWriter:
     def on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Await ``closer()`` when the writer stops, before it drains (a task that submits records)."""
         self._closers.append(closer)
+
+    def on_replayed(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(instance)`` (in the writer's thread) once the journal of a process that died,
+        ``instance`` being its journal's name (:attr:`instance` of that process), is all in the database."""
+        self._replay_listeners.append(listener)
+
+    @property
+    def instance(self) -> str:
+        """This process's name among the journals (its journal directory's name)."""
+        return self.journal.directory.name
 
     def every(self, interval_s: float, job: Callable[[Database], Awaitable[None]]) -> None:
         """Run ``job`` on the writer's database every ``interval_s``, between batches (never during one)."""
@@ -509,6 +520,11 @@ class RecordWriter:
                     logger.warning("replayed %d record(s) from the journal of a process that stopped before writing "
                                    "them (%s); records already in the database were skipped", replayed, directory,
                                    extra={"event": "ledger.replayed"})
+                for listener in self._replay_listeners:
+                    try:
+                        listener(directory.name)
+                    except Exception:
+                        logger.exception("a listener of replayed journals failed on %s", directory.name)
                 shutil.rmtree(directory, ignore_errors=True)
             finally:
                 os.close(lock_fd)
