@@ -72,7 +72,7 @@ async def test_settling_one_reservation_twice_charges_once(db: Database, tenant:
     async with db.session() as session:
         account = await credits.account(session, tenant.id)
         history = await credits.transactions(session, tenant.id)
-    assert account is not None and (account.balance_usd, account.reserved_usd) == (0.75, 0.0)
+    assert account is not None and (account.balance_usd, account.reserved_usd, account.charged_usd) == (0.75, 0.0, 0.25)
     assert [(t.kind, t.amount_usd, t.balance_after_usd) for t in history.items] == [
         ("charge", -0.25, 0.75), ("grant", 1.0, 1.0)]
     assert history.items[0].reservation_id == hold.id and history.items[1].actor == "test"
@@ -244,7 +244,8 @@ async def test_charges_written_twice_move_the_balance_once(db: Database, tenant:
     """A journal replayed after a crash hands the writer charges already in the database: a batch of only
     those inserts nothing and moves no balance (and must not fail: it would hold up every later batch)."""
     await fund(db, tenant, 10.0)
-    records = [charge_record(tenant.id, uuid.uuid4(), Settlement(0.5, 9.5, 0.0, 0.0), 1.0, {"model": "m"}, "call")
+    records = [charge_record(tenant.id, uuid.uuid4(), Settlement(0.5, 9.5, 0.0, 0.0), 1.0, 0.5, {"model": "m"},
+                              "call")
                for _ in range(3)]
     sink = ChargeSink()
     for _ in range(2):  # the batch, then the same batch replayed
@@ -253,4 +254,5 @@ async def test_charges_written_twice_move_the_balance_once(db: Database, tenant:
     async with db.session() as session:
         account = await session.get(CreditAccount, tenant.id)
     assert account is not None and account.balance_usd == pytest.approx(8.5)
+    assert account.charged_usd == pytest.approx(1.5)  # the running total Redis balances take charges from
     assert sorted(await charges(db, tenant)) == [-0.5, -0.5, -0.5]

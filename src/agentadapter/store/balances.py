@@ -74,10 +74,15 @@ def settle_amounts(balance: float, reserved: float, held: float, actual: float) 
 
 
 def charge_record(tenant_id: uuid.UUID, reservation_id: uuid.UUID, settlement: Settlement, held_usd: float,
-                  details: Mapping[str, Any], description: str) -> dict[str, Any]:
-    """A charge as the journal keeps it."""
+                  actual_usd: float, details: Mapping[str, Any], description: str) -> dict[str, Any]:
+    """A charge as the journal keeps it (an overrun's amounts added to its details)."""
+    details = dict(details)
+    if settlement.overrun_usd > 0:
+        details.update(overrun_usd=settlement.overrun_usd,
+                       uncollected_usd=settlement.overrun_usd - settlement.collected_usd,
+                       held_usd=held_usd, cost_usd=actual_usd)
     return {"id": os.urandom(16).hex(), "tn": tenant_id.hex, "r": reservation_id.hex, "a": -settlement.charge_usd,
-            "b": settlement.balance_usd, "h": held_usd, "d": dict(details), "s": description, "ts": time.time()}
+            "b": settlement.balance_usd, "h": held_usd, "d": details, "s": description, "ts": time.time()}
 
 
 class CreditBalances(Protocol):
@@ -263,10 +268,7 @@ class RunningBalances:
             account.reserved = reserved if reserved > 1e-12 else 0.0
             account.unwritten += charge
             settlement = Settlement(charge, account.balance, overrun, collected)
-            if overrun > 0:
-                details = {**details, "overrun_usd": overrun, "uncollected_usd": overrun - collected,
-                           "held_usd": held_usd, "cost_usd": actual_usd}
-            record = charge_record(tenant_id, reservation_id, settlement, held_usd, details, description)
+            record = charge_record(tenant_id, reservation_id, settlement, held_usd, actual_usd, details, description)
             self._pending[record["r"]] = (tenant_id, charge)
             # Submitted under our lock, so the journal's order is the order the balance moved in.
             self.writer.submit("charge", record)

@@ -456,10 +456,7 @@ class RedisBalances:
             lease.reserved = reserved if reserved > _EPSILON else 0.0
             lease.unwritten += covered
             settlement = Settlement(charge, lease.balance - lease.unwritten - (charge - covered), overrun, collected)
-            if overrun > 0:
-                details = {**details, "overrun_usd": overrun, "uncollected_usd": overrun - collected,
-                           "held_usd": held_usd, "cost_usd": actual_usd}
-            record = charge_record(tenant_id, reservation_id, settlement, held_usd, details, description)
+            record = charge_record(tenant_id, reservation_id, settlement, held_usd, actual_usd, details, description)
             self._pending[record["r"]] = (tenant_id, covered)
             self.writer.submit("charge", record)
         return settlement
