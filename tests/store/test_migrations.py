@@ -6,6 +6,8 @@ databases the service supports.
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,10 +16,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from agentadapter.llm.errors import ConfigurationError
-from agentadapter.store import migrate
+from agentadapter.store import migrate, tenants
 from agentadapter.store.database import Database, normalize_url
 from agentadapter.store.files_models import FTS_TABLE, include_object
-from agentadapter.store.models import Base
+from agentadapter.store.models import Base, CreditAccount, CreditTransaction
 from services import postgres_url_or_skip
 from store.databases import forget_migrated
 
@@ -69,6 +71,27 @@ async def test_downgrade_to_base_removes_everything_and_upgrade_restores_it(empt
     await migrate.upgrade(empty_db)
     assert await migrate.current(empty_db) == migrate.head()
     assert await _difference(empty_db) == []
+
+
+async def test_the_accounts_charged_total_is_backfilled_from_the_charges_recorded(empty_db: Database) -> None:
+    await migrate.upgrade(empty_db, "0010")
+    async with empty_db.writer() as session:
+        tenant = await tenants.create_tenant(session, "backfill")
+        now = datetime.now(UTC)
+        # The account as revision 0010 has it (the model has the new column already).
+        await session.execute(sa.text(
+            "INSERT INTO credit_accounts (tenant_id, balance_usd, reserved_usd, created_at, updated_at) "
+            "VALUES (:tenant, 6.5, 0, :now, :now)").bindparams(sa.bindparam("tenant", type_=sa.Uuid()),
+                                                              sa.bindparam("now", type_=sa.DateTime(timezone=True))),
+            {"tenant": tenant.id, "now": now})
+        for kind, amount in (("grant", 10.0), ("charge", -1.5), ("charge", -2.0), ("adjustment", 0.0)):
+            session.add(CreditTransaction(id=uuid.uuid4(), tenant_id=tenant.id, kind=kind, amount_usd=amount,
+                                          balance_after_usd=0.0, reserved_usd=0.0, description="", details={},
+                                          created_at=now))
+    await migrate.upgrade(empty_db)
+    async with empty_db.session() as session:
+        account = await session.get(CreditAccount, tenant.id)
+    assert account is not None and account.charged_usd == 3.5
 
 
 async def test_upgrade_is_idempotent(empty_db: Database) -> None:
