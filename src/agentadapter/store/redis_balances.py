@@ -302,17 +302,19 @@ class RedisBalances:
     # --------------------------------------------------------------------------------------- reads
 
     async def available(self, tenant_id: uuid.UUID) -> tuple[float, float] | None:
-        """``(balance, reserved)``: the balance less this process's charges not committed yet, and what is
-        leased (the calls in flight everywhere and the unused part of the leases)."""
+        """``(balance, reserved)``: the balance less this process's charges not committed yet, and what is held:
+        this process's calls in flight and the other processes' leases (their calls in flight and the unused
+        part of their leases, which only they see)."""
         if not await self._ensure(tenant_id):
             return None
         answer = await self._available(keys=[self._key(tenant_id)])
         if not answer:
             return None
         lease = self._leases.get(tenant_id)
-        unwritten = lease.unwritten if lease is not None else 0.0
-        reserved = max(0.0, float(answer[1]) - unwritten)
-        return float(answer[0]) - unwritten, reserved if reserved > _EPSILON else 0.0
+        with self._lock:
+            unwritten, room = (lease.unwritten, lease.room) if lease is not None else (0.0, 0.0)
+        reserved = max(0.0, float(answer[1]) - unwritten - room)
+        return float(answer[0]) - unwritten, reserved if reserved > 1e-9 else 0.0
 
     async def has_account(self, tenant_id: uuid.UUID) -> bool:
         return await self._ensure(tenant_id)

@@ -65,7 +65,8 @@ class CreditsPublic(BaseModel):
     tenant_id: uuid.UUID
     metered: bool = Field(description="Whether the tenant's LLM calls draw on this balance.")
     balance_usd: float
-    reserved_usd: float = Field(description="Held by calls in progress.")
+    reserved_usd: float = Field(description="Held by calls in progress (with several server processes, also the "
+                                            "unused part of what the other processes have leased of the balance).")
     available_usd: float = Field(description="balance_usd - reserved_usd: what new calls may hold.")
     transactions: list[CreditTransactionPublic] = Field(description="The most recent grants and charges.")
     has_more: bool
