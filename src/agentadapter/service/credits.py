@@ -76,3 +76,5 @@ async def charges_written(facades: TenantLLMs | None) -> None:
     """Wait until the charges (and usage records) of calls finished so far are in the database."""
     if facades is not None:
         await facades.base.ledger.flush()
+        if facades.balances is not None:
+            await facades.balances.flush()  # on Redis: until the balance has taken the charges written

@@ -109,6 +109,10 @@ class CreditBalances(Protocol):
         """Take what the database has (a grant) into these tenants' balances."""
         ...
 
+    async def flush(self) -> None:
+        """Wait until every charge settled before this call is written (and the balances have taken it)."""
+        ...
+
 
 class ChargeListener(Protocol):
     """Told by the :class:`ChargeSink` what the writer committed."""
@@ -286,6 +290,9 @@ class RunningBalances:
                     account.unwritten -= pending[1]
 
     # ----------------------------------------------------------------------------------- reconcile
+
+    async def flush(self) -> None:
+        await self.writer.flush()
 
     async def refresh(self, tenant_ids: Sequence[uuid.UUID]) -> None:
         """Read these tenants' accounts again (after a grant): balance = the database's less what is
