@@ -76,14 +76,18 @@ def build_server(name: str = "fake") -> MCPServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_http(name: str = "fake", port: int = 0,
-                     seen_headers: list[dict[str, str]] | None = None) -> AsyncIterator[str]:
+async def serve_http(name: str = "fake", port: int = 0, seen_headers: list[dict[str, str]] | None = None,
+                     host_names: tuple[str, ...] = ()) -> AsyncIterator[str]:
     """Serve the fake over streamable HTTP on 127.0.0.1 (a free port unless ``port`` is given);
     yields the endpoint URL (``http://127.0.0.1:PORT/mcp``). ``seen_headers`` collects each
-    request's headers."""
+    request's headers; ``host_names`` are names it answers to besides 127.0.0.1 and localhost (the SDK's
+    server refuses other ``Host`` headers)."""
     import uvicorn
+    from mcp.server.transport_security import TransportSecuritySettings
 
-    mcp_app = build_server(name).streamable_http_app()
+    allowed = [f"{host}:*" for host in ("127.0.0.1", "localhost", *host_names)]
+    mcp_app = build_server(name).streamable_http_app(
+        transport_security=TransportSecuritySettings(allowed_hosts=allowed) if host_names else None)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and seen_headers is not None:

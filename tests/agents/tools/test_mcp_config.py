@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentadapter.agents import LLMAgent, RunConfig
-from agentadapter.agents.tools.errors import FetchRefused
+from agentadapter.agents.tools.errors import FetchRefused, MCPToolError
 from agentadapter.agents.tools.mcp_config import MCPAgent, MCPServerSpec, check_mcp_address, parse_mcp_servers
 from agentadapter.agents.tools.ssrf import AddressPolicy, StaticResolver
 from agentadapter.llm.errors import ConfigurationError
@@ -78,6 +78,41 @@ async def test_an_agent_uses_an_http_servers_tools_over_one_connection_per_run()
     refused = MCPAgent(LLMAgent("m", model="test/tools"), [MCPServerSpec(name="calc", url=url)], policy=AddressPolicy())
     with pytest.raises(FetchRefused, match="loopback"):
         await refused.run("hi", RunConfig(llm=offline_llm()))
+
+
+class Rebinding:
+    """A name server that answers a public address to the first lookup and loopback to every later one."""
+
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        self.lookups += 1
+        return ["93.184.216.34"] if self.lookups == 1 else ["127.0.0.1"]
+
+
+async def test_a_name_that_rebinds_to_loopback_after_the_check_reaches_nothing() -> None:
+    async with serve_http("calc") as url:
+        # "localhost" is what the system resolver would connect to: the server above, which the rules forbid.
+        rebinding = url.replace("127.0.0.1", "localhost")
+        resolver = Rebinding()
+        agent = MCPAgent(LLMAgent("m", model="test/tools"), [MCPServerSpec(name="calc", url=rebinding, tools=["add"])],
+                         policy=AddressPolicy(), resolver=resolver)
+        with pytest.raises(MCPToolError, match=r"refused to connect to localhost \(127\.0\.0\.1\).*loopback"):
+            await agent.run("Add things up", RunConfig(llm=offline_llm()))
+        assert resolver.lookups >= 2  # checked, then resolved again for the connection and refused
+
+
+async def test_a_named_server_is_reached_at_its_checked_address_with_its_own_host_name() -> None:
+    seen: list[dict[str, str]] = []
+    async with serve_http("calc", seen_headers=seen, host_names=("calc.internal",)) as url:
+        named = url.replace("127.0.0.1", "calc.internal")  # resolves only through the resolver below
+        agent = MCPAgent(LLMAgent("m", model="test/tools"), [MCPServerSpec(name="calc", url=named, tools=["add"])],
+                         policy=AddressPolicy(allowed_networks=("127.0.0.1/32",)),
+                         resolver=StaticResolver({"calc.internal": "127.0.0.1"}))
+        result = await agent.run("Add things up", RunConfig(llm=offline_llm()))
+    assert result.tool_calls and all(not call.is_error for call in result.tool_calls)
+    assert {h["host"] for h in seen} == {named.split("/")[2]}
 
 
 def write(directory: Path, name: str, text: str) -> Path:

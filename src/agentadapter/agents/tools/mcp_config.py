@@ -17,9 +17,10 @@ named ``<server>__<tool>`` - adds them to the agent's own, runs the agent, and c
 when the run ends, whatever its outcome. Every tool call of the run reuses its server's connection; in
 an orchestrated run (``RunConfig.resources``) the connections belong to the whole run, shared by every
 step that names the same server, and close when the run ends.
-(A DNS name is checked on the addresses it resolves to just before the connection; the MCP SDK's HTTP
-client resolves it again to connect, so an operator who fears DNS rebinding should allow MCP hosts by
-name rather than by network.)
+(A DNS name is checked on the addresses it resolves to just before the connection, for a clear refusal,
+and every request of the connection goes to an address checked again as it is made
+(:class:`~agentadapter.agents.tools.pinned_http.PinnedTransport`), so a name that resolves to an allowed
+address for the check and a forbidden one for the connection (DNS rebinding) reaches nothing.)
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ class MCPServerSpec(BaseModel):
     def transport(self) -> str:
         return "http" if self.url is not None else "stdio"
 
-    def server(self) -> MCPServer:
-        """A new, unconnected server object for this declaration."""
+    def server(self, policy: AddressPolicy | None = None, resolver: Resolver | None = None) -> MCPServer:
+        """A new, unconnected server object for this declaration; with ``policy``, its HTTP connections go
+        only to addresses the policy allows, checked on the address connected to."""
         from agentadapter.agents.tools.mcp_tools import MCPServer
 
         data: dict[str, Any] = {
@@ -96,7 +98,10 @@ class MCPServerSpec(BaseModel):
             data.update(url=self.url, headers=self.headers)
         else:
             data.update(command=self.command, args=self.args, env=self.env or None, cwd=self.cwd)
-        return MCPServer.from_dict(data)
+        server = MCPServer.from_dict(data)
+        if self.url is not None and policy is not None:
+            server.address_policy, server.resolver = policy, resolver
+        return server
 
 
 def parse_mcp_servers(data: Any, *, where: str = "mcp_servers", allow_stdio: bool) -> list[MCPServerSpec]:
@@ -178,12 +183,15 @@ class MCPAgent(BaseAgent):
         try:
             tools: list[Any] = []
             for spec in self.servers:
-                if spec.url is not None and self.policy is not None and spec.name not in self.trusted:
-                    await check_mcp_address(spec.url, self.policy, self.resolver)
+                policy = self.policy if spec.url is not None and spec.name not in self.trusted else None
+                if policy is not None:
+                    # Refused here with a clear message; the connection itself is pinned to checked addresses.
+                    await check_mcp_address(str(spec.url), policy, self.resolver)
                 if shared is not None:
-                    server = await shared.get(("mcp", spec.model_dump_json()), _opened(spec), _close)
+                    server = await shared.get(("mcp", spec.model_dump_json(), policy is not None),
+                                              _opened(spec, policy, self.resolver), _close)
                 else:
-                    server = spec.server()
+                    server = spec.server(policy, self.resolver)
                     owned.append(server)
                 tools.extend(await server.tools())
             agent = self.agent.clone(tools=[*self.agent.tools, *tools])
@@ -193,9 +201,10 @@ class MCPAgent(BaseAgent):
                 await _close(server)
 
 
-def _opened(spec: MCPServerSpec) -> Callable[[], Awaitable[MCPServer]]:
+def _opened(spec: MCPServerSpec, policy: AddressPolicy | None,
+            resolver: Resolver | None) -> Callable[[], Awaitable[MCPServer]]:
     async def open_server() -> MCPServer:
-        return spec.server()  # connects on first use, inside the run
+        return spec.server(policy, resolver)  # connects on first use, inside the run
 
     return open_server
 

@@ -49,7 +49,9 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
 from agentadapter.agents.tools._text import cap_text
 from agentadapter.agents.tools.decorator import FunctionTool
 from agentadapter.agents.tools.errors import MCPToolError
+from agentadapter.agents.tools.pinned_http import PinnedTransport
 from agentadapter.agents.tools.registry import ToolRegistry
+from agentadapter.agents.tools.ssrf import AddressPolicy, Resolver
 from agentadapter.llm.errors import ConfigurationError
 from agentadapter.observability.logging import get_logger
 
@@ -116,6 +118,11 @@ class MCPServer:
     options: MCPOptions = field(default_factory=MCPOptions)
     errlog: TextIO | None = None
     """Where a stdio server's stderr goes (default: this process's stderr)."""
+    address_policy: AddressPolicy | None = None
+    """HTTP only: connect only to addresses these rules allow, checked on the address connected to
+    (:class:`~agentadapter.agents.tools.pinned_http.PinnedTransport`); None: any address."""
+    resolver: Resolver | None = None
+    """How the host's name is resolved under ``address_policy`` (default: the system's resolver)."""
     _conn: _Connection | None = field(default=None, init=False, repr=False)
     _listed: list[mcp_types.Tool] | None = field(default=None, init=False, repr=False)
     _failures: int = field(default=0, init=False, repr=False)
@@ -289,9 +296,10 @@ class MCPServer:
         target = self.target
         if isinstance(target, StdioServerParameters):
             return Client(stdio_client(target, errlog=self.errlog or _stderr()))
-        if not self.headers:
+        if not self.headers and self.address_policy is None:
             return Client(target)
-        return _http_client_with_headers(target, dict(self.headers))
+        transport = PinnedTransport(self.address_policy, self.resolver) if self.address_policy is not None else None
+        return _http_client(target, dict(self.headers), transport)
 
     async def _own(self, ready: asyncio.Future[Client], stop: asyncio.Event) -> None:
         """The owner task: enters the SDK client, holds it until told to stop, leaves it."""
@@ -499,10 +507,12 @@ def _leaf(exc: BaseException) -> BaseException:
 
 
 @contextlib.asynccontextmanager
-async def _http_client_with_headers(url: str, headers: dict[str, str]) -> AsyncIterator[Client]:
+async def _http_client(url: str, headers: dict[str, str],
+                       transport: httpx2.AsyncBaseTransport | None) -> AsyncIterator[Client]:
     # The SDK's own defaults for its HTTP client: 30 s to connect and write, 300 s between reads (streams).
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0)) as http_client,
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0), transport=transport)
+        as http_client,
         Client(streamable_http_client(url, http_client=http_client)) as client,
     ):
         yield client
