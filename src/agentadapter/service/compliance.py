@@ -9,9 +9,12 @@
   be granted by the user: a recorded answer wins; a purpose with none is asked of the operator's
   consent service (:class:`ConsentHook`: a callable named by ``AGENTADAPTER_CONSENT_HOOK``, or a webhook at
   ``AGENTADAPTER_CONSENT_WEBHOOK_URL``; a tenant never configures it). A missing one is a 403 naming it.
+  Gateway calls are checked too (:func:`check_call_consents`), with the answer kept per (tenant, user)
+  for the service's ``auth_cache_s``: the gateway's hot path makes no query per call.
 - **Erasure** (:func:`request_erasure`, :func:`execute_erasure`): a user's (or the whole tenant's)
-  data everywhere it lives - database rows (:mod:`agentadapter.store.erasure`), stored files and their
-  index entries, Redis state under the server's prefixes, this process's caches - after a soft-delete
+  data everywhere it lives - database rows (:mod:`agentadapter.store.erasure`), the gateway's stored
+  responses, stored files and their index entries, Redis state under the server's prefixes, this
+  process's caches - after a soft-delete
   window (``AGENTADAPTER_ERASURE_GRACE_DAYS``) during which it can be cancelled and the user's API keys
   are already revoked. Each step is audited and the erasure keeps a report of what was removed.
 - **Retention** (:func:`purge_by_policy`): the global purge, with each tenant's own period where it set one.
@@ -27,6 +30,7 @@ import importlib
 import inspect
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +46,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentadapter.compliance import MODES, detector_kinds
 from agentadapter.service.common import Caller, invalid, record
 from agentadapter.service.errors import Conflict, NotAllowed, Unavailable
+from agentadapter.service.responses import erase_user_responses
 from agentadapter.store import compliance as store
-from agentadapter.store import retention, users
+from agentadapter.store import retention, stored_responses, users
 from agentadapter.store.compliance_models import CompliancePolicy, ErasureRequest
 from agentadapter.store.erasure import (
     ErasureCounts,
@@ -52,7 +57,7 @@ from agentadapter.store.erasure import (
     erase_user_rows,
     secure_delete,
 )
-from agentadapter.store.models import ApiKey, Tenant, utcnow
+from agentadapter.store.models import ApiKey, Tenant, User, utcnow
 
 if TYPE_CHECKING:
     from agentadapter.knowledge.storage import BlobStorage
@@ -66,11 +71,13 @@ __all__ = [
     "erasure_parts",
     "PolicyChange",
     "cancel_erasure",
+    "check_call_consents",
     "check_run_consents",
     "consent_hook",
     "effective_consents",
     "execute_due_erasures",
     "execute_erasure",
+    "forget_consents",
     "policy_view",
     "purge_by_policy",
     "request_erasure",
@@ -200,6 +207,7 @@ async def update_policy(session: AsyncSession, caller: Caller, change: PolicyCha
     )
     await session.commit()
     store.forget_policy(caller.tenant_id)
+    forget_consents(caller.tenant_id)  # the consents it requires may have changed
     return row
 
 
@@ -301,13 +309,89 @@ async def check_run_consents(session: AsyncSession, caller: Caller) -> None:
     answers = await effective_consents(session, caller.tenant_id, caller.user_id, policy.required_consents)
     missing = [p for p, granted in answers.items() if not granted]
     if missing:
-        raise NotAllowed(
-            f"this run needs the consent{'s' if len(missing) > 1 else ''} {', '.join(missing)} of user "
-            f"{caller.principal.subject}, which {'they have' if len(missing) > 1 else 'it has'} not given; record it "
-            f"(PUT /v1/compliance/consents/{caller.user_id}) or ask the tenant's admin",
-            code="consent_required",
-            details={"missing": missing, "user_id": str(caller.user_id)},
-        )
+        raise _consent_refusal(caller, "run", missing)
+
+
+def _consent_refusal(caller: Caller, what: str, missing: Sequence[str]) -> NotAllowed:
+    return NotAllowed(
+        f"this {what} needs the consent{'s' if len(missing) > 1 else ''} {', '.join(missing)} of user "
+        f"{caller.principal.subject}, which {'they have' if len(missing) > 1 else 'it has'} not given; record it "
+        f"(PUT /v1/compliance/consents/{caller.user_id}) or ask the tenant's admin",
+        code="consent_required",
+        details={"missing": list(missing), "user_id": str(caller.user_id)},
+    )
+
+
+MAX_CACHED_CONSENTS = 100_000
+_ConsentKey = tuple[uuid.UUID, uuid.UUID]
+_consent_answers: dict[_ConsentKey, tuple[float, tuple[str, ...]]] = {}
+"""(tenant, user) -> (valid until, on the monotonic clock; the consents missing): gateway calls' answers."""
+_consent_lookups: dict[_ConsentKey, asyncio.Task[tuple[str, ...]]] = {}
+"""The lookup under way for a (tenant, user): a burst of calls waits for the one that started it."""
+
+
+async def check_call_consents(db: Database, caller: Caller, *, ttl_s: float) -> None:
+    """Refuse (403 ``consent_required``) a gateway call whose user lacks a consent the tenant's policy requires.
+
+    As :func:`check_run_consents`, with two differences. The tenant's default user, whom its API keys
+    without a user act as, is not checked: it stands for the tenant, not a person (a user's own key acts
+    as them and is). And the answer is kept per (tenant, user) for ``ttl_s`` (the service's
+    ``auth_cache_s``), since a gateway call is a hot path and a run is not: a burst of calls makes one
+    lookup, a consent recorded or a policy changed through this process takes effect at once
+    (:func:`forget_consents`), and one recorded through another process, or a withdrawal that the
+    operator's consent service alone knows of, within ``ttl_s``.
+    """
+    user_id = caller.user_id
+    if user_id is None:
+        return  # the operator, acting for no user
+    key = (caller.tenant_id, user_id)
+    cached = _consent_answers.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        missing = cached[1]
+    else:
+        lookup = _consent_lookups.get(key)
+        if lookup is None:
+            lookup = asyncio.get_running_loop().create_task(_look_up_consents(db, key, ttl_s))
+            _consent_lookups[key] = lookup
+        missing = await asyncio.shield(lookup)  # a caller that goes away does not cancel the others' lookup
+    if missing:
+        raise _consent_refusal(caller, "call", missing)
+
+
+async def _look_up_consents(db: Database, key: _ConsentKey, ttl_s: float) -> tuple[str, ...]:
+    """The consents the user lacks, kept for ``ttl_s`` unless forgotten while it was being looked up."""
+    tenant_id, user_id = key
+    try:
+        async with db.session() as session:
+            policy = await store.get_policy(session, tenant_id)
+            missing: tuple[str, ...] = ()
+            if policy is not None and policy.required_consents:
+                is_default = await session.scalar(
+                    sa.select(User.is_default).where(User.tenant_id == tenant_id, User.id == user_id)
+                )
+                if not is_default:
+                    answers = await effective_consents(session, tenant_id, user_id, policy.required_consents)
+                    missing = tuple(p for p, granted in answers.items() if not granted)
+    finally:
+        forgotten = _consent_lookups.get(key) is not asyncio.current_task()
+        if not forgotten:
+            del _consent_lookups[key]
+    if not forgotten and ttl_s > 0:
+        if len(_consent_answers) >= MAX_CACHED_CONSENTS:  # bounded: rare users are looked up again
+            _consent_answers.clear()
+        _consent_answers[key] = (time.monotonic() + ttl_s, missing)
+    return missing
+
+
+def forget_consents(tenant_id: uuid.UUID | None = None, user_id: uuid.UUID | None = None) -> None:
+    """Drop this process's answers for gateway calls: of a user, of a tenant's users, or every one.
+
+    A lookup under way for them is forgotten too: it may have read what changed, so its answer is not kept
+    and the next call looks again.
+    """
+    for kept in (_consent_answers, _consent_lookups):
+        for key in [k for k in kept if tenant_id is None or (k[0] == tenant_id and user_id in (None, k[1]))]:
+            del kept[key]
 
 
 async def set_user_consents(
@@ -319,6 +403,7 @@ async def set_user_consents(
     rows = await store.set_consents(session, caller.tenant_id, user_id, answers)
     await record(session, caller, "consent.update", "user", user_id, {"consents": dict(answers)})
     await session.commit()
+    forget_consents(caller.tenant_id, user_id)  # the user's next gateway call sees the answer at once
     return {
         purpose: {"granted": row.granted, "source": row.source, "updated_at": row.updated_at.isoformat()}
         for purpose, row in sorted(rows.items())
@@ -472,7 +557,10 @@ async def execute_erasure(
             policy = await store.ensure_policy(session, tenant_id)
             subject_hash = hashlib.sha256(bytes.fromhex(policy.hash_key) + row.user_id.bytes).hexdigest()
             identifiers = [str(row.user_id), row.user_id.hex]
+            # Before the rows' sweep, which would only scrub the user's id from their conversations' data.
+            responses_deleted = await stored_responses.delete_user_responses(session, tenant_id, row.user_id)
             counts = await erase_user_rows(session, tenant_id, row.user_id)
+            counts.add(counts.deleted, stored_responses.StoredResponse.__tablename__, responses_deleted)
             identifiers += [str(k) for k in counts.api_key_ids] + [k.hex for k in counts.api_key_ids]
         report = counts.to_dict()
         report["redis_keys_removed"] = 0
@@ -482,7 +570,13 @@ async def execute_erasure(
             await record(session, caller, "erasure.execute", "erasure", row.id, {"scope": "user", **counts.to_dict()})
         await secure_delete(session, on=False)  # the pooled connection's later deletes need not pay for it
     report["files_removed"] = await _remove_blobs(parts, counts)
-    report["redis_keys_removed"] = await _remove_redis_keys(parts, identifiers)
+    report["redis_keys_removed"] = 0
+    if row.scope == "user" and row.user_id is not None and parts.redis is not None:
+        # The user's stored responses on Redis are keyed by tenant and response id, not by user: their index
+        # lists them (a tenant's erasure finds them by the tenant's id, as every other key).
+        report["redis_keys_removed"] += await erase_user_responses(parts.redis, parts.redis_prefixes, tenant_id,
+                                                                  row.user_id)
+    report["redis_keys_removed"] += await _remove_redis_keys(parts, identifiers)
     if row.scope == "user":
         async with parts.db.writer() as session:
             await session.execute(
@@ -492,6 +586,7 @@ async def execute_erasure(
     for forget in parts.forget:
         forget(tenant_id)
     store.forget_policy(tenant_id)
+    forget_consents(tenant_id)
     logger.info(
         "erasure %s (%s) of tenant %s done: %s",
         erasure_id,

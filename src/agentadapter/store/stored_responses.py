@@ -3,8 +3,10 @@
 A :class:`StoredResponse` is one Responses-API answer's conversation (its input and output as
 neutral messages), keyed by the tenant and the response id, so one tenant can never continue from
 another's response, and kept until ``expires_at``. The application layer
-(:mod:`agentadapter.service.responses`) decides what goes in and for how long; expired rows are
-never read and are deleted a few at a time as new ones are written.
+(:mod:`agentadapter.service.responses`) decides what goes in (masked by the tenant's policy, and
+naming the user who made it as ``data["user_id"]``) and for how long; expired rows are never read and
+are deleted a few at a time as new ones are written. :func:`delete_user_responses` is a user's erasure's
+part here (the tenant's cascades from the tenant row).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from agentadapter.store.models import Base, _created
 
-__all__ = ["StoredResponse", "get_stored_response", "put_stored_response"]
+__all__ = ["StoredResponse", "delete_user_responses", "get_stored_response", "put_stored_response"]
 
 _PURGE_BATCH = 100
 
@@ -56,3 +58,10 @@ async def get_stored_response(session: AsyncSession, tenant_id: uuid.UUID, respo
         StoredResponse.tenant_id == tenant_id, StoredResponse.response_id == response_id,
         StoredResponse.expires_at >= now))
     return dict(row) if row is not None else None
+
+
+async def delete_user_responses(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> int:
+    """Delete the responses the user made in the tenant (the caller commits); how many were deleted."""
+    result = await session.execute(sa.delete(StoredResponse).where(
+        StoredResponse.tenant_id == tenant_id, StoredResponse.data["user_id"].as_string() == str(user_id)))
+    return int(getattr(result, "rowcount", 0) or 0)

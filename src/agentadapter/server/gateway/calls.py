@@ -2,12 +2,13 @@
 
 Chat Completions, Anthropic Messages and the Responses API differ only in how they read a body and
 write an answer. What lies between is here, once: the tenant's facade (its provider keys, credits and
-``tenant`` tag; usage recorded with ``source=gateway`` and the calling key), the model check, the
-parameter plan of the route (:mod:`.params`), the error translation (:mod:`.errors`), the headers that
-name the route and the model that answered, and the stream loop that turns events into a format's
-frames through a :class:`FrameWriter`. A stream is opened before the response starts, so a call that
-fails before its first event gets a real error status; later failures become the format's error
-frame.
+``tenant`` tag; usage recorded with ``source=gateway`` and the calling key), the consents the
+tenant's compliance policy requires of the caller's user (:func:`check_consents`: a 403
+``consent_required``), the model check, the parameter plan of the route (:mod:`.params`), the error
+translation (:mod:`.errors`), the headers that name the route and the model that answered, and the
+stream loop that turns events into a format's frames through a :class:`FrameWriter`. A stream is
+opened before the response starts, so a call that fails before its first event gets a real error
+status; later failures become the format's error frame.
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ from agentadapter.llm.errors import AgentAdapterError, InsufficientCreditsError
 from agentadapter.llm.messages import Request, Response, StreamEvent
 from agentadapter.server.auth import Principal
 from agentadapter.server.deps import get_principal, require
-from agentadapter.server.errors import HTTPProblem
+from agentadapter.server.errors import HTTPProblem, from_service
 from agentadapter.server.gateway.errors import gateway_error
 from agentadapter.server.gateway.models import check_model
 from agentadapter.server.gateway.params import ParamPlan, param_plan
 from agentadapter.server.state import AppState
+from agentadapter.service.common import Caller
+from agentadapter.service.compliance import check_call_consents
+from agentadapter.service.errors import ServiceError
 
 __all__ = [
-    "MODEL_HEADER", "ROUTE_HEADER", "STREAM_HEADERS", "FrameWriter", "GatewayCall", "authenticate", "open_call",
+    "MODEL_HEADER", "ROUTE_HEADER", "STREAM_HEADERS", "FrameWriter", "GatewayCall", "authenticate", "check_consents",
+    "open_call",
 ]
 
 logger = logging.getLogger("agentadapter.server")
@@ -139,8 +144,19 @@ class GatewayCall:
                                             "request", type="api_error", code="stream_incomplete"))
 
 
+async def check_consents(state: AppState, principal: Principal) -> None:
+    """A 403 ``consent_required`` (503 when the operator's consent service fails) for a caller whose user lacks a
+    consent the tenant's policy requires; the answer is cached per user for ``auth_cache_s``."""
+    try:
+        await check_call_consents(state.db, Caller(principal), ttl_s=state.service.auth_cache_s)
+    except ServiceError as exc:
+        raise from_service(exc) from exc  # an HTTPProblem: each format's route writes it in its own shape
+
+
 async def open_call(state: AppState, principal: Principal, model: str) -> GatewayCall:
-    """The tenant's facade for ``model``, checked (404 for an unknown model, 403 for an operator-only one)."""
+    """The tenant's facade for ``model``, checked (404 for an unknown model, 403 for an operator-only one or for
+    a user without a consent the tenant requires)."""
+    await check_consents(state, principal)
     llm = await state.tenant_llms.get(principal.tenant_id)
     check_model(llm, model)
     return GatewayCall(llm, model, param_plan(llm, model))

@@ -6,7 +6,8 @@ in OpenAI's shape, vectors as float lists or as base64 of float32 (``encoding_fo
 (:class:`~agentadapter.service.tenancy.TenantLLMs`: its provider keys, its credits, its ``tenant``
 tag), tagged ``source=gateway``, with the calling key (and ``user`` as ``end_user``), so its cost
 shows in ``/v1/usage`` like a chat call's. It needs the same scope as ``/v1/chat/completions``
-(``completions:write``): a key that may spend on completions may spend on embeddings. Refused with a
+(``completions:write``): a key that may spend on completions may spend on embeddings, and the same consents
+of the caller's user (:func:`~agentadapter.server.gateway.calls.check_consents`). Refused with a
 400 naming the field: token arrays (OpenAI accepts them, but they are another tokenizer's ids,
 meaningless to other providers), empty texts, unknown fields, and texts longer than every target of
 the model reads.
@@ -24,7 +25,7 @@ from agentadapter.llm.embedding_calls import embedding_request
 from agentadapter.llm.embeddings import EmbeddingRequest, EmbeddingResponse, encode_base64_vector
 from agentadapter.llm.errors import AgentAdapterError, InsufficientCreditsError, InvalidRequestError
 from agentadapter.server.deps import CompletionsWrite, StateDep
-from agentadapter.server.gateway.calls import MODEL_HEADER, ROUTE_HEADER
+from agentadapter.server.gateway.calls import MODEL_HEADER, ROUTE_HEADER, check_consents
 from agentadapter.server.gateway.errors import gateway_error
 from agentadapter.server.gateway.models import check_model
 from agentadapter.server.gateway.requests import bad_request, call_tags, check_fields, parse_body, required_model
@@ -51,6 +52,7 @@ async def embeddings(request: Request, principal: CompletionsWrite, state: State
     model, call, base64 = parse_embedding_body(body)
     if body.get("user"):
         tags["end_user"] = body["user"]
+    await check_consents(state, principal)
     llm = await state.tenant_llms.get(principal.tenant_id)
     check_model(llm, model)
     try:

@@ -8,7 +8,7 @@ the model's provider speaks. The call takes the chat completions' path
 usage tagged ``source=gateway``); the body is read and the answer written by
 :mod:`agentadapter.server.gateway.responses_format`. With ``store`` (the default, as at OpenAI) the
 answer's conversation is kept per tenant for ``previous_response_id``
-(:mod:`agentadapter.service.responses`).
+(:mod:`agentadapter.service.responses`), as the tenant's compliance policy stores personal data.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ async def responses(request: Request, principal: CompletionsWrite, state: StateD
     async def remember(answer: Answer) -> None:
         if keep and store is not None:
             await save_conversation(store, principal.tenant_id, response_id,
-                                    [*responses_call.conversation, answer.message], responses_call.model)
+                                    [*responses_call.conversation, answer.message], responses_call.model,
+                                    user_id=principal.user_id)
 
     echo = dict(responses_call.echo)
     if not responses_call.stream:
