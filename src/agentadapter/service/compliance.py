@@ -302,14 +302,27 @@ async def effective_consents(
 
 
 async def check_run_consents(session: AsyncSession, caller: Caller) -> None:
-    """Refuse (403 ``consent_required``) a run whose user lacks a consent the tenant's policy requires."""
-    policy = await store.get_policy(session, caller.tenant_id)
-    if policy is None or not policy.required_consents or caller.user_id is None:
-        return  # no consent required; or the operator, acting for no user
-    answers = await effective_consents(session, caller.tenant_id, caller.user_id, policy.required_consents)
-    missing = [p for p, granted in answers.items() if not granted]
+    """Refuse (403 ``consent_required``) a run whose user lacks a consent the tenant's policy requires.
+
+    The operator (no user) and the tenant's default user, whom its API keys without a user act as, are not
+    checked: they stand for the tenant, not a person; a user's own key or token acts as them and is."""
+    if caller.user_id is None:
+        return
+    missing = await missing_consents(session, caller.tenant_id, caller.user_id)
     if missing:
         raise _consent_refusal(caller, "run", missing)
+
+
+async def missing_consents(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> tuple[str, ...]:
+    """The consents the tenant's policy requires and the user has not given (none for the default user)."""
+    policy = await store.get_policy(session, tenant_id)
+    if policy is None or not policy.required_consents:
+        return ()
+    is_default = await session.scalar(sa.select(User.is_default).where(User.tenant_id == tenant_id, User.id == user_id))
+    if is_default:
+        return ()
+    answers = await effective_consents(session, tenant_id, user_id, policy.required_consents)
+    return tuple(p for p, granted in answers.items() if not granted)
 
 
 def _consent_refusal(caller: Caller, what: str, missing: Sequence[str]) -> NotAllowed:
@@ -333,9 +346,8 @@ _consent_lookups: dict[_ConsentKey, asyncio.Task[tuple[str, ...]]] = {}
 async def check_call_consents(db: Database, caller: Caller, *, ttl_s: float) -> None:
     """Refuse (403 ``consent_required``) a gateway call whose user lacks a consent the tenant's policy requires.
 
-    As :func:`check_run_consents`, with two differences. The tenant's default user, whom its API keys
-    without a user act as, is not checked: it stands for the tenant, not a person (a user's own key acts
-    as them and is). And the answer is kept per (tenant, user) for ``ttl_s`` (the service's
+    As :func:`check_run_consents` (the operator and the tenant's default user are not checked), except that
+    the answer is kept per (tenant, user) for ``ttl_s`` (the service's
     ``auth_cache_s``), since a gateway call is a hot path and a run is not: a burst of calls makes one
     lookup, a consent recorded or a policy changed through this process takes effect at once
     (:func:`forget_consents`), and one recorded through another process, or a withdrawal that the
@@ -363,15 +375,7 @@ async def _look_up_consents(db: Database, key: _ConsentKey, ttl_s: float) -> tup
     tenant_id, user_id = key
     try:
         async with db.session() as session:
-            policy = await store.get_policy(session, tenant_id)
-            missing: tuple[str, ...] = ()
-            if policy is not None and policy.required_consents:
-                is_default = await session.scalar(
-                    sa.select(User.is_default).where(User.tenant_id == tenant_id, User.id == user_id)
-                )
-                if not is_default:
-                    answers = await effective_consents(session, tenant_id, user_id, policy.required_consents)
-                    missing = tuple(p for p, granted in answers.items() if not granted)
+            missing = await missing_consents(session, tenant_id, user_id)
     finally:
         forgotten = _consent_lookups.get(key) is not asyncio.current_task()
         if not forgotten:
