@@ -51,20 +51,35 @@ async def client(redis_server: PrivateRedis) -> AsyncIterator[object]:
 
 
 @pytest.fixture
-async def two_processes(db: Database, tmp_path: Path, client: object) -> AsyncIterator[tuple[RedisBalances,
-                                                                                             RedisBalances]]:
-    """Two processes' balances on one Redis, each with its own writer (a key prefix of the test's own)."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}"
-    writers = [RecordWriter(db.url, tmp_path / f"ledger-{n}") for n in (1, 2)]
-    pair = [RedisBalances(db, writer, client, prefix=prefix, reconcile_s=0.2) for writer in writers]
-    for writer, balances in zip(writers, pair, strict=True):
+async def processes(db: Database, tmp_path: Path, client: object) -> AsyncIterator[Processes]:
+    """Starts processes' balances on one Redis (a key prefix of the test's own), each with its own writer;
+    stops them at the end."""
+    started = Processes(db, tmp_path, client, f"test-{uuid.uuid4().hex[:8]}")
+    try:
+        yield started
+    finally:
+        for writer in started.writers:
+            await writer.stop()
+
+
+class Processes:
+    def __init__(self, db: Database, tmp_path: Path, client: object, prefix: str) -> None:
+        self.db, self.tmp_path, self.client, self.prefix = db, tmp_path, client, prefix
+        self.writers: list[RecordWriter] = []
+
+    async def start(self, *, reconcile_s: float = 0.2) -> RedisBalances:
+        writer = RecordWriter(self.db.url, self.tmp_path / f"ledger-{len(self.writers)}")
+        balances = RedisBalances(self.db, writer, self.client, prefix=self.prefix, reconcile_s=reconcile_s)
+        self.writers.append(writer)
         await writer.start()
         balances.start()
-    try:
-        yield pair[0], pair[1]
-    finally:
-        for writer in writers:
-            await writer.stop()
+        return balances
+
+
+@pytest.fixture
+async def two_processes(processes: Processes) -> tuple[RedisBalances, RedisBalances]:
+    """Two processes' balances on one Redis, each reconciling every 0.2 s."""
+    return await processes.start(), await processes.start()
 
 
 async def calls(db: Database, tenant: Tenant, processes: tuple[RedisBalances, ...],
@@ -137,8 +152,9 @@ async def test_two_processes_with_leases_spend_a_rich_balance_once_and_all_of_it
 async def test_a_rich_balance_is_leased_so_holds_and_charges_make_no_redis_call_of_their_own(
         db: Database, tenant: Tenant, client: object, tmp_path: Path) -> None:
     await fund(db, tenant, 1000 * CALL)
-    writer = RecordWriter(db.url, tmp_path / "ledger")
-    balances = RedisBalances(db, writer, client, prefix=f"test-{uuid.uuid4().hex[:8]}", reconcile_s=60)
+    # The writer commits when flushed (not every 0.1 s), so that the Redis calls counted are the holds' alone.
+    writer = RecordWriter(db.url, tmp_path / "ledger", batch_interval_s=3600, segment_s=3600)
+    balances = RedisBalances(db, writer, client, prefix=f"test-{uuid.uuid4().hex[:8]}", reconcile_s=3600)
     await writer.start()
     balances.start()
     try:
@@ -168,8 +184,9 @@ async def test_a_rich_balance_is_leased_so_holds_and_charges_make_no_redis_call_
 
 
 async def test_an_unused_lease_is_returned_when_the_tenant_runs_short(
-        db: Database, tenant: Tenant, two_processes: tuple[RedisBalances, RedisBalances], client: object) -> None:
-    first, second = two_processes
+        db: Database, tenant: Tenant, processes: Processes, client: object) -> None:
+    first = await processes.start(reconcile_s=3600)  # reconciled below, when the test says so
+    second = await processes.start()
     await fund(db, tenant, 130 * CALL)
     await credits.CreditGuard(db, tenant.id, required=False, balances=first).reserve(CALL, {})
     assert (await hash_of(client, first, tenant))[f"r:{first.instance}"] == pytest.approx(33 * CALL)
@@ -178,14 +195,12 @@ async def test_an_unused_lease_is_returned_when_the_tenant_runs_short(
         await guard.reserve(CALL, {})
     with pytest.raises(InsufficientCreditsError):
         await guard.reserve(CALL, {})  # 32 calls' worth sit unused in the first process's lease
-    async with asyncio.timeout(10):  # ... until its next reconciliation gives them back
-        while True:
-            try:
-                await guard.reserve(CALL, {})
-                break
-            except InsufficientCreditsError:
-                await asyncio.sleep(0.05)
+    await first.reconcile()  # ... until its next reconciliation gives them back: the tenant is short
     assert (await hash_of(client, first, tenant))[f"r:{first.instance}"] == pytest.approx(CALL)
+    for _ in range(32):
+        await guard.reserve(CALL, {})
+    with pytest.raises(InsufficientCreditsError):
+        await guard.reserve(CALL, {})
 
 
 async def test_charges_of_a_process_that_died_before_telling_redis_reach_the_balance(

@@ -601,11 +601,17 @@ class RedisBalances:
             async with asyncio.timeout(_STOP_WAIT_S):
                 await self.client.delete(self._alive_prefix + self.instance)
 
+    async def reconcile(self) -> None:
+        """One reconciliation round now (they run every ``reconcile_s``): keep this process alive in Redis,
+        take the database's grants and charged totals into the hashes of the tenants it meters, release
+        the leases of dead processes, and give back the unused leases of idle tenants and short ones."""
+        await self.client.set(self._alive_prefix + self.instance, b"1", px=int(self.alive_s * 1000))
+        await self._apply(await self._read_accounts(self.db, list(self._known)), give_back=None)
+
     async def _reconcile_every(self) -> None:
         while True:
             try:
-                await self.client.set(self._alive_prefix + self.instance, b"1", px=int(self.alive_s * 1000))
-                await self._apply(await self._read_accounts(self.db, list(self._known)), give_back=None)
+                await self.reconcile()
             except Exception as exc:  # Redis or the database away: the next round tries again
                 logger.warning("could not reconcile the credit balances (%s: %s)", type(exc).__name__, exc)
             await asyncio.sleep(self.reconcile_s)
