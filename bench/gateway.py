@@ -16,8 +16,8 @@ server's CPU time inside one interpreter):
 - the gateway process's resident memory after start-up (and a 1,000-request warm-up), after 50k and
   after 100k requests (target: flat within +-10 %).
 
-Two reference rows put the gateway's rate in context, measured with the same load generator against
-the same provider in the same run:
+Two reference proxies put the gateway's numbers in context, measured with the same load generator
+against the same provider in the same run (their own rows: latency at c=1, throughput at c=64):
 
 - a pass-through floor (``bench/_passthrough.py``): the cheapest reasonable Python proxy, an aiohttp
   handler that forwards the body with one pooled client session and returns the provider's answer
@@ -49,7 +49,6 @@ import os
 import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -144,25 +143,15 @@ def private_redis(workdir: Path) -> Iterator[str]:
         process.wait(10)
 
 
-def stop_process(process: subprocess.Popen[bytes], *, group: bool = False, timeout: float = 20.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout``; ``group``: to the process group it leads (its own workers too)."""
+def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 20.0) -> None:
+    """SIGTERM (a supervisor stops its workers), then SIGKILL after ``timeout``."""
     if process.poll() is not None:
         return
-
-    def send(sig: signal.Signals) -> None:
-        try:
-            if group:
-                os.killpg(process.pid, sig)
-            else:
-                process.send_signal(sig)
-        except ProcessLookupError:
-            pass  # it ended meanwhile
-
-    send(signal.SIGTERM)
+    process.terminate()
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
-        send(signal.SIGKILL)
+        process.kill()
         process.wait(10)
 
 
@@ -202,8 +191,9 @@ class LiteLLMProxy:
 
 @contextmanager
 def litellm_proxy(executable: str | None, provider_url: str, workdir: Path, workers: int) -> Iterator[LiteLLMProxy]:
-    """The LiteLLM proxy routing ``gpt-4o-mini`` to the provider, in a process group of its own (its workers
-    are stopped with it). It never fails the run: what keeps it from answering ends up in ``skipped``."""
+    """The LiteLLM proxy routing ``gpt-4o-mini`` to the provider (with ``--num_workers`` above 1 its uvicorn
+    supervisor stops its workers on SIGTERM). It never fails the run: what keeps it from answering ends up in
+    ``skipped``."""
     if not executable:
         yield LiteLLMProxy(skipped=f"no --litellm PATH (or AGENTADAPTER_BENCH_LITELLM) given; make one with `{LITELLM_HOWTO}`")
         return
@@ -230,8 +220,7 @@ def litellm_proxy(executable: str | None, provider_url: str, workdir: Path, work
     log = home / "litellm.log"
     process = subprocess.Popen([executable, "--config", str(home / "config.yaml"), "--host", "127.0.0.1",
                                 "--port", str(port), "--num_workers", str(workers)],
-                               env=env, cwd=home, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                               start_new_session=True)
+                               env=env, cwd=home, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
         proxy = LiteLLMProxy(url=base_url + "/v1", key=key)
@@ -249,7 +238,7 @@ def litellm_proxy(executable: str | None, provider_url: str, workdir: Path, work
                 time.sleep(0 if proxy.version else 0.5)
         yield proxy
     finally:
-        stop_process(process, group=True, timeout=30)
+        stop_process(process, timeout=30)
 
 
 def _litellm_answers(base_url: str, key: str) -> str:
