@@ -117,7 +117,9 @@ async def test_a_stalled_primary_gives_way_to_the_backup_within_the_deadline(
     # The primary's own 0.3 s held for each of its three tries; the call's deadline did not replace it.
     assert [(a.target, a.error_type, a.retries) for a in response.attempts] == [
         ("primary/m", "APITimeoutError", 2), ("backup/m", None, 0)]
-    assert server.arrived["silent"] == 3
+    # No try beyond those three reached the server (on a loaded machine one may be cut by its 0.3 s before the
+    # server has read it, so fewer can arrive).
+    assert 1 <= server.arrived["silent"] <= 3
     await llm.aclose()
 
 

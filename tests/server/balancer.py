@@ -112,7 +112,9 @@ class Balancer:
             try:
                 upstream_answer = await self._session.request(request.method, upstream + request.path_qs,
                                                               headers=headers, data=body, allow_redirects=False)
-            except aiohttp.ClientConnectorError as exc:  # nothing was sent: any request may go elsewhere
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                # Nothing was sent (refused, or not connected within sock_connect on a loaded machine): any request
+                # may go elsewhere, as nginx's proxy_next_upstream does.
                 last_error = exc
                 await self._set(upstream, False)
                 continue
