@@ -11,11 +11,9 @@ for aiohttp), and sends it to a checked address, with the original ``Host`` head
 
 from __future__ import annotations
 
-import ipaddress
-
 import httpx2
 
-from agentadapter.agents.tools.ssrf import AddressPolicy, Resolver, SystemResolver, address_problem
+from agentadapter.agents.tools.ssrf import AddressPolicy, Resolver, SystemResolver, address_problem, ip_literal
 
 __all__ = ["PinnedTransport"]
 
@@ -45,7 +43,7 @@ class PinnedTransport(httpx2.AsyncBaseTransport):
         if self.policy.host_allowed(host):
             return host
         try:
-            addresses = [host] if _is_ip(host) else await self.resolver.resolve(host, port)
+            addresses = [host] if ip_literal(host) is not None else await self.resolver.resolve(host, port)
         except OSError as exc:
             raise httpx2.ConnectError(f"{host} does not resolve ({exc})") from exc
         for address in addresses:
@@ -61,10 +59,3 @@ class PinnedTransport(httpx2.AsyncBaseTransport):
     async def aclose(self) -> None:
         await self._inner.aclose()
 
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

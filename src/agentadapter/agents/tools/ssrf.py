@@ -37,6 +37,7 @@ __all__ = [
     "SystemResolver",
     "address_problem",
     "check_url",
+    "ip_literal",
 ]
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -145,7 +146,8 @@ def _refusal(host: str, address: str, problem: str) -> FetchRefused:
     )
 
 
-def _literal(host: str) -> IPAddress | None:
+def ip_literal(host: str) -> IPAddress | None:
+    """The IP address ``host`` is written as (a zone id ignored), or None for a name."""
     try:
         return ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -170,7 +172,7 @@ def check_url(url: str | URL, policy: AddressPolicy) -> URL:
                            reason="credentials")
     if policy.host_allowed(host):
         return parsed.with_fragment(None)
-    literal = _literal(host)
+    literal = ip_literal(host)
     if literal is None and all(_NUMERIC_LABEL.fullmatch(label) for label in host.rstrip(".").split(".")):
         raise FetchRefused(f"{host!r} is a numeric address in a non-standard form; write it as a normal IP address",
                            reason="invalid_url")
