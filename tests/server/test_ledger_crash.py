@@ -190,7 +190,7 @@ async def test_a_server_killed_mid_burst_loses_no_record_and_no_settlement(
 
         client = aioredis.Redis.from_url(redis_url)
         try:
-            balance = await client.hget(f"agentadapter:balances:{tenant.id.hex}", "balance")
+            balance = await client.hget(f"agentadapter:credits:{tenant.id.hex}", "balance")
         finally:
             await client.aclose()
         assert float(balance) == pytest.approx(account.balance_usd) and await leases(redis_url, tenant.id) == {}
@@ -202,7 +202,7 @@ async def leases(redis_url: str, tenant_id: uuid.UUID) -> dict[bytes, float]:
 
     client = aioredis.Redis.from_url(redis_url)
     try:
-        fields = await client.hgetall(f"agentadapter:balances:{tenant_id.hex}")
+        fields = await client.hgetall(f"agentadapter:credits:{tenant_id.hex}")
     finally:
         await client.aclose()
     return {name: float(value) for name, value in fields.items() if name.startswith(b"r:")}

@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from agentadapter.llm.errors import InsufficientCreditsError
 from agentadapter.llm.messages import Response
 from agentadapter.redis_connections import RedisConnections
 from agentadapter.store import credits
 from agentadapter.store.database import Database
-from agentadapter.store.models import Tenant
+from agentadapter.store.models import CreditAccount, Tenant
 from agentadapter.store.redis_balances import RedisBalances
 from agentadapter.store.writer import RecordWriter
 from agentadapter.testing import offline_llm
@@ -304,4 +305,29 @@ async def test_an_overrun_stops_at_minus_its_hold_and_grants_arrive_by_reconcili
     await first.flush()
     assert await stored(db, tenant) == (pytest.approx(2.5), [-1.5])
 
+
+async def test_a_hash_the_previous_release_made_is_shared_during_a_rolling_upgrade(
+        db: Database, tenant: Tenant, processes: Processes, client: object) -> None:
+    """The previous release kept the same hash without leases: holds of its own (``r:<instance>``) and charges
+    settled straight into ``balance``, never into the account's charged total. Both releases share it."""
+    await fund(db, tenant, 100 * CALL)
+    async with db.writer() as session:  # five calls the previous release charged, as its writer did
+        await session.execute(sa.update(CreditAccount).where(CreditAccount.tenant_id == tenant.id)
+                              .values(balance_usd=95 * CALL))
+    key = f"{processes.prefix}:credits:{tenant.id.hex}"
+    await client.hset(key, mapping={  # type: ignore[attr-defined]
+        "balance": repr(95 * CALL), "ext_sum": repr(100 * CALL), "ext_n": "1", "r:previous": repr(CALL)})
+    await client.set(f"{processes.prefix}:credits-alive:previous", b"1", ex=60)  # type: ignore[attr-defined]
+    current = await processes.start()
+    guard = credits.CreditGuard(db, tenant.id, required=False, balances=current)
+    for _ in range(10):
+        hold = await guard.reserve(CALL, {})
+        await hold.settle(CALL)
+    await current.flush()
+    state = await hash_of(client, current, tenant)
+    # The charged total this release met (0: the previous release's charges never moved it) is its baseline.
+    assert state["balance"] == pytest.approx(85 * CALL) and state["charged"] == pytest.approx(10 * CALL)
+    assert state["r:previous"] == pytest.approx(CALL)  # the previous release's call in flight still holds
+    assert (await stored(db, tenant))[0] == pytest.approx(85 * CALL)
+    assert await current.available(tenant.id) == (pytest.approx(85 * CALL), pytest.approx(CALL))
 

@@ -5,7 +5,7 @@ an overrun only down to minus the call's own hold), kept across processes withou
 call: each process **leases** part of a tenant's balance and takes its calls' holds and charges from
 that lease in memory.
 
-On Redis, one hash per tenant, ``<prefix>:balances:<tenant>``: ``balance`` (grants less the charges the
+On Redis, one hash per tenant, ``<prefix>:credits:<tenant>``: ``balance`` (grants less the charges the
 database has committed), ``charged`` (the account's ``charged_usd`` those charges add up to), ``ext_sum``
 / ``ext_n`` (the sum and number of the account's grants and adjustments already in ``balance``), and
 one ``r:<instance>`` per process: what that process has leased. What a new lease can take is ``balance``
@@ -122,9 +122,10 @@ local state = redis.call('HMGET', KEYS[1], 'balance', 'charged', 'r:' .. ARGV[1]
 if not state[1] then return {-1} end
 local balance = tonumber(state[1])
 local total = tonumber(ARGV[2])
-local charged = tonumber(state[2]) or 0
-if total > charged + 1e-12 then
-  balance = balance - (total - charged)
+if not state[2] then
+  redis.call('HSET', KEYS[1], 'charged', fmt(total))  -- a hash made by an older release: this is its baseline
+elseif total > tonumber(state[2]) + 1e-12 then
+  balance = balance - (total - tonumber(state[2]))
   redis.call('HSET', KEYS[1], 'balance', fmt(balance), 'charged', fmt(total))
 end
 local covered = tonumber(ARGV[3])
@@ -171,9 +172,10 @@ if count > (tonumber(state['ext_n']) or 0) then
   redis.call('HSET', KEYS[1], 'ext_sum', ARGV[3], 'ext_n', ARGV[4])
 end
 local total = tonumber(ARGV[5])
-local charged = tonumber(state['charged']) or 0
-if total > charged + 1e-12 then
-  balance = balance - (total - charged)
+if not state['charged'] then
+  redis.call('HSET', KEYS[1], 'charged', fmt(total))  -- a hash made by an older release: this is its baseline
+elseif total > tonumber(state['charged']) + 1e-12 then
+  balance = balance - (total - tonumber(state['charged']))
   redis.call('HSET', KEYS[1], 'charged', fmt(total))
 end
 redis.call('HSET', KEYS[1], 'balance', fmt(balance))
@@ -207,8 +209,15 @@ if not state['balance'] then return {} end
 return {state['balance'], fmt(leased_of(fields))}
 """
 
+# A hash an older release made (holds of its own, charges settled straight into ``balance``) lacks ``charged``:
+# the account's total when this release first meets the hash is its baseline (the older release's charges never
+# move ``charged_usd``, and this release's have not started), so both releases can share it during a rolling
+# upgrade.
 _LOAD = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSETNX', KEYS[1], 'charged', ARGV[4])
+  return 0
+end
 redis.call('HSET', KEYS[1], 'balance', ARGV[1], 'ext_sum', ARGV[2], 'ext_n', ARGV[3], 'charged', ARGV[4])
 return 1
 """
@@ -257,7 +266,7 @@ class RedisBalances:
         self.db = db
         self.writer = writer
         self.client = client
-        self.prefix = f"{prefix}:balances:"
+        self.prefix = f"{prefix}:credits:"
         self.reconcile_s = reconcile_s
         self.lease_holds = max(0, lease_holds)
         """How many holds of a call's size a lease takes beyond the call's own (0: only what it needs)."""
@@ -332,10 +341,8 @@ class RedisBalances:
         if tenant_id not in loaded:
             self._without_account[tenant_id] = time.monotonic()
             return False
-        if not await self.client.exists(self._key(tenant_id)):
-            balance, charged, total, count = loaded[tenant_id]
-            await self._load(keys=[self._key(tenant_id)],
-                             args=[repr(balance), repr(total), str(count), repr(charged)])
+        balance, charged, total, count = loaded[tenant_id]
+        await self._load(keys=[self._key(tenant_id)], args=[repr(balance), repr(total), str(count), repr(charged)])
         self._without_account.pop(tenant_id, None)
         self._known.add(tenant_id)
         return True
