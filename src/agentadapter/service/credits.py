@@ -77,4 +77,4 @@ async def charges_written(facades: TenantLLMs | None) -> None:
     if facades is not None:
         await facades.base.ledger.flush()
         if facades.balances is not None:
-            await facades.balances.flush()  # on Redis: until the balance has taken the charges written
+            await facades.balances.caught_up()  # on Redis: until the balance has taken the charges written

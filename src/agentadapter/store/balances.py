@@ -109,8 +109,8 @@ class CreditBalances(Protocol):
         """Take what the database has (a grant) into these tenants' balances."""
         ...
 
-    async def flush(self) -> None:
-        """Wait until every charge settled before this call is written (and the balances have taken it)."""
+    async def caught_up(self) -> None:
+        """Wait until the balances have taken the charges the writer has committed so far."""
         ...
 
 
@@ -291,8 +291,8 @@ class RunningBalances:
 
     # ----------------------------------------------------------------------------------- reconcile
 
-    async def flush(self) -> None:
-        await self.writer.flush()
+    async def caught_up(self) -> None:
+        return None  # the writer's commit callback moves these balances itself
 
     async def refresh(self, tenant_ids: Sequence[uuid.UUID]) -> None:
         """Read these tenants' accounts again (after a grant): balance = the database's less what is

@@ -328,16 +328,19 @@ class RedisBalances:
     async def has_account(self, tenant_id: uuid.UUID) -> bool:
         return await self._ensure(tenant_id)
 
-    async def _ensure(self, tenant_id: uuid.UUID) -> bool:
-        """Load the tenant's hash from its account when Redis has none; False when it has no account."""
+    async def _ensure(self, tenant_id: uuid.UUID,
+                      loaded: Mapping[uuid.UUID, tuple[float, float, float, int]] | None = None) -> bool:
+        """Load the tenant's hash from its account (read now unless ``loaded`` has it) when Redis has none;
+        False when it has no account."""
         if tenant_id in self._known:
             return True
         checked = self._without_account.get(tenant_id)
-        if checked is not None and time.monotonic() - checked < self.reconcile_s:
+        if loaded is None and checked is not None and time.monotonic() - checked < self.reconcile_s:
             return False
         # Whether the tenant has an account is the database's to say: a tenant without credits is never
         # metered, so its calls (and runs) do not need Redis at all.
-        loaded = await self._read_accounts(self.db, [tenant_id])
+        if loaded is None:
+            loaded = await self._read_accounts(self.db, [tenant_id])
         if tenant_id not in loaded:
             self._without_account[tenant_id] = time.monotonic()
             return False
@@ -456,8 +459,8 @@ class RedisBalances:
                 # Settled already and not yet written; once written, the database skips a second charge.
                 return Settlement(0.0, lease.balance - lease.unwritten, 0.0, 0.0)
             room = lease.room
-            charge, overrun, collected = settle_amounts(lease.size - lease.unwritten - lease.free + room,
-                                                        lease.reserved, held_usd, actual_usd)
+            # The lease as a balance: what it covers is its holds and its room (this hold among the holds).
+            charge, overrun, collected = settle_amounts(lease.reserved + room, lease.reserved, held_usd, actual_usd)
             # What an overrun takes beyond the lease (down to minus this call's hold) is in the balance, not in
             # the lease: the lease only covers what it holds.
             covered = min(charge, held_usd + room)
@@ -544,7 +547,7 @@ class RedisBalances:
     async def _mark_replayed(self) -> None:
         while True:
             try:
-                await self._told()
+                await self.caught_up()
                 with self._lock:
                     told, names = not self._to_tell, list(self._replayed)
                 if told:
@@ -557,8 +560,8 @@ class RedisBalances:
                 logger.warning("could not mark replayed journals on Redis (%s: %s)", type(exc).__name__, exc)
             await asyncio.sleep(self.reconcile_s)
 
-    async def _told(self) -> None:
-        """Wait until the commits reported so far are told to Redis (or failed to be)."""
+    async def caught_up(self) -> None:
+        """Wait until the commits the writer has reported so far are told to Redis (or failed to be)."""
         await asyncio.sleep(0)
         while self._telling is not None and not self._telling.done():
             await asyncio.shield(self._telling)
@@ -568,16 +571,15 @@ class RedisBalances:
 
     async def refresh(self, tenant_ids: Sequence[uuid.UUID]) -> None:
         """Carry grants the database has into these tenants' hashes (after a grant)."""
+        accounts = await self._read_accounts(self.db, list(tenant_ids))
+        await self._apply(accounts, give_back=False)
         for tenant_id in tenant_ids:
-            self._without_account.pop(tenant_id, None)
-        await self._apply(await self._read_accounts(self.db, list(tenant_ids)), give_back=False)
-        for tenant_id in tenant_ids:
-            await self._ensure(tenant_id)
+            await self._ensure(tenant_id, accounts)
 
     async def flush(self) -> None:
         """Wait until every charge settled before this call is committed and Redis has taken it."""
         await self.writer.flush()
-        await self._told()  # the writer's report of its last commit is on the loop now
+        await self.caught_up()  # the writer's report of its last commit is on the loop now
 
     def start(self) -> None:
         """Keep this process alive in Redis and reconcile the tenants it meters every ``reconcile_s``, on the
@@ -630,6 +632,7 @@ class RedisBalances:
         for tenant_id, (_, charged, total, count) in accounts.items():
             lease = self._leases.get(tenant_id)
             with self._lock:
+                claimed = lease.size if lease is not None else 0.0  # what r:<instance> holds, less untold commits
                 unused = 0.0
                 always = give_back is True
                 if lease is not None and give_back is not False and lease.free > _EPSILON:
@@ -639,7 +642,6 @@ class RedisBalances:
                     always = always or not lease.used
                     lease.used = False
                 told = self._to_tell.pop(tenant_id, None)
-                claimed = lease.size + unused if lease is not None else 0.0  # what r:<instance> should hold
             covered = told[1] if told is not None else 0.0
             charged_total = max(charged, told[0]) if told is not None else charged
             try:
